@@ -1,0 +1,1 @@
+"""Trellis DID registry: identity formats and the permissioned ledger that anchors them."""

@@ -1,0 +1,108 @@
+"""Errors raised by :mod:`did_registry`.
+
+Every error names what failed and carries the value involved::
+
+    DidRegistryError
+    ├── InvalidDID                 a DID or DID URL breaks DID Core §3.1/§3.2 syntax   (also ValueError)
+    ├── InvalidMultikey            wrong multibase prefix, multicodec or key length     (also ValueError)
+    ├── InvalidKey                 raw key bytes of the wrong length or form            (also ValueError)
+    ├── BadSignature               an Ed25519 signature does not verify
+    ├── InvalidDIDDocument         a DID document breaks DID Core §5                    (also ValueError)
+    ├── CanonicalizationError      a value has no RFC 8785 (JCS) form                   (also ValueError)
+    ├── InvalidStatusList          a Bitstring Status List is malformed or truncated    (also ValueError)
+    │   └── StatusIndexError       an index outside the list                            (also IndexError)
+    └── ResolutionError            a DID could not be resolved; ``error`` is the DID Resolution code
+        ├── MethodNotSupported     ``methodNotSupported``
+        └── DIDNotFound            ``notFound``
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DidRegistryError",
+    "InvalidDID",
+    "InvalidMultikey",
+    "InvalidKey",
+    "BadSignature",
+    "InvalidDIDDocument",
+    "CanonicalizationError",
+    "InvalidStatusList",
+    "StatusIndexError",
+    "ResolutionError",
+    "MethodNotSupported",
+    "DIDNotFound",
+]
+
+
+class DidRegistryError(Exception):
+    """Root of every error raised by :mod:`did_registry`."""
+
+
+class InvalidDID(DidRegistryError, ValueError):
+    """A DID or DID URL does not follow the DID Core syntax."""
+
+    def __init__(self, value: str, reason: str) -> None:
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid DID {value!r}: {reason}")
+
+
+class InvalidMultikey(DidRegistryError, ValueError):
+    """A multibase/multicodec key encoding has the wrong prefix, codec or length."""
+
+    def __init__(self, value: str, reason: str) -> None:
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid Multikey {value!r}: {reason}")
+
+
+class InvalidKey(DidRegistryError, ValueError):
+    """Raw key material has the wrong length or form."""
+
+
+class BadSignature(DidRegistryError):
+    """An Ed25519 signature does not verify against the given key and message."""
+
+
+class InvalidDIDDocument(DidRegistryError, ValueError):
+    """A DID document is malformed: a missing or wrong-typed property, a bad reference, a duplicate id."""
+
+    def __init__(self, reason: str, *, path: str = "") -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(f"invalid DID document{f' at {path}' if path else ''}: {reason}")
+
+
+class CanonicalizationError(DidRegistryError, ValueError):
+    """A value cannot be canonicalized with RFC 8785 (NaN, infinity, a lone surrogate, a non-string key)."""
+
+
+class InvalidStatusList(DidRegistryError, ValueError):
+    """A Bitstring Status List (or its credential or entry) is malformed, truncated or too short."""
+
+
+class StatusIndexError(InvalidStatusList, IndexError):
+    """A status list index is negative or beyond the end of the list."""
+
+
+class ResolutionError(DidRegistryError):
+    """A DID could not be resolved; ``error`` is the W3C DID Resolution error code."""
+
+    error = "internalError"
+
+    def __init__(self, did: str, detail: str) -> None:
+        self.did = did
+        self.detail = detail
+        super().__init__(f"{self.error}: {did}: {detail}")
+
+
+class MethodNotSupported(ResolutionError):
+    """The DID method is not one this resolver knows."""
+
+    error = "methodNotSupported"
+
+
+class DIDNotFound(ResolutionError):
+    """The DID does not exist (on the ledger, or at all)."""
+
+    error = "notFound"

@@ -1,0 +1,70 @@
+"""Multibase (draft-multiformats-multibase) for the two bases Trellis uses.
+
+``z`` is base58btc (Multikey, Data Integrity ``proofValue``) and ``u`` is base64url without padding
+(Bitstring Status List ``encodedList``). The alphabets come from well-kept libraries (:mod:`base58`,
+:mod:`base64`); this module only adds and checks the one-character prefix, strictly: a wrong prefix,
+a character outside the alphabet, or base64 padding is an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+import base58
+
+__all__ = ["MultibaseError", "decode", "decode_base58btc", "encode", "encode_base58btc"]
+
+BASE58BTC = "z"
+BASE64URL = "u"
+
+_BASE58_RE = re.compile(r"[1-9A-HJ-NP-Za-km-z]*")
+_BASE64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+
+
+class MultibaseError(ValueError):
+    """A multibase string has an unknown prefix or characters outside its alphabet."""
+
+
+def encode_base58btc(data: bytes) -> str:
+    """Return ``data`` as multibase base58btc: ``z`` followed by the Bitcoin base58 alphabet."""
+    return BASE58BTC + base58.b58encode(data).decode("ascii")
+
+
+def decode_base58btc(text: str) -> bytes:
+    """Decode a multibase base58btc string (``z…``)."""
+    if not isinstance(text, str) or not text.startswith(BASE58BTC):
+        raise MultibaseError("expected multibase base58btc, which starts with 'z'")
+    body = text[1:]
+    if _BASE58_RE.fullmatch(body) is None:
+        raise MultibaseError("character outside the base58btc alphabet")
+    return bytes(base58.b58decode(body))
+
+
+def encode(data: bytes, base: str = BASE58BTC) -> str:
+    """Encode ``data`` with the multibase prefix ``base`` (``z`` or ``u``)."""
+    if base == BASE58BTC:
+        return encode_base58btc(data)
+    if base == BASE64URL:
+        return BASE64URL + base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    raise MultibaseError(f"unsupported multibase prefix {base!r}")
+
+
+def decode(text: str) -> bytes:
+    """Decode a multibase string whose prefix is ``z`` (base58btc) or ``u`` (base64url, no padding)."""
+    if not isinstance(text, str) or not text:
+        raise MultibaseError("multibase value must be a non-empty string")
+    prefix, body = text[0], text[1:]
+    if prefix == BASE58BTC:
+        return decode_base58btc(text)
+    if prefix == BASE64URL:
+        if _BASE64URL_RE.fullmatch(body) is None:
+            raise MultibaseError("character outside the base64url alphabet (or padding)")
+        if len(body) % 4 == 1:
+            raise MultibaseError("truncated base64url value")
+        try:
+            return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except binascii.Error as exc:
+            raise MultibaseError(f"bad base64url: {exc}") from None
+    raise MultibaseError(f"unsupported multibase prefix {prefix!r}")
