@@ -1,0 +1,1 @@
+"""Trellis verifier: authenticate devices against on-chain DID documents (built in its own issue)."""

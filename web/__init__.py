@@ -1,0 +1,1 @@
+"""Trellis web portal (built in its own issue) and the `trellis` command."""
