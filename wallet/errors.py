@@ -19,6 +19,7 @@
     │   ├── ChallengeMismatch           the presentation's ``challenge`` is not the one expected
     │   ├── DomainMismatch              the presentation's ``domain`` is not the one expected
     │   ├── HolderMismatch              a credential's subject is not the presentation's holder
+    │   ├── IssuerMismatch              the proof's key is not controlled by the ``issuer``
     │   └── CredentialStatusRefused     the status list says revoked or suspended
     └── IssuerError                     the issuer cannot do what was asked
         └── StatusListFull              no free index left in a status list
@@ -44,6 +45,7 @@ __all__ = [
     "ChallengeMismatch",
     "DomainMismatch",
     "HolderMismatch",
+    "IssuerMismatch",
     "CredentialStatusRefused",
     "IssuerError",
     "StatusListFull",
@@ -168,3 +170,9 @@ class IssuerError(WalletError):
 
 class StatusListFull(IssuerError):
     """Every index of the issuer's status list has been handed out."""
+
+
+class IssuerMismatch(VerificationFailed):
+    """The credential's proof was made with a key that its ``issuer`` does not control."""
+
+    check = "issuer_mismatch"
