@@ -24,9 +24,7 @@ from did_registry.errors import CanonicalizationError
 
 __all__ = ["canonicalize", "canonicalize_reference"]
 
-_encode = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
-).encode
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")).encode
 
 # Number tokens follow '":', ',' or '[' in compact output (or start the text). Most documents have
 # none: three cheap searches settle it (a pattern that starts with a literal scans far faster than
@@ -73,4 +71,3 @@ def canonicalize(value: Any) -> bytes:
     if not text.isascii() and _OUTSIDE_BMP_OR_SURROGATE.search(text) is not None:
         return canonicalize_reference(value)
     return text.encode("utf-8")
-
