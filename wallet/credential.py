@@ -46,8 +46,8 @@ __all__ = [
 
 VC_V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
 
-StatusCheck = Callable[[Mapping[str, Any], str | None], None]
-"""``(credentialStatus entry, credential id) -> None``; raises ``CredentialStatusRefused``."""
+StatusCheck = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
+"""``(credentialStatus entry, credential) -> None``; raises ``CredentialStatusRefused``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +232,7 @@ def verify_credential(
         raise CredentialExpired(f"valid until {credential['validUntil']}", subject=credential.get("id"))
     if status_check is not None:
         for entry in status_entries(credential):
-            status_check(entry, credential.get("id"))
+            status_check(entry, credential)
     return VerifiedCredential(
         id=credential.get("id"),
         issuer=issuer,

@@ -115,9 +115,9 @@ def test_status_check_refusal_is_raised(keyring: KeyRing) -> None:
     credential, _, _ = _issue(keyring, status=entry)
     seen: list[Any] = []
 
-    def revoked(status: Any, credential_id: str | None) -> None:
+    def revoked(status: Any, checked: Any) -> None:
         seen.append(status)
-        raise CredentialStatusRefused("bit set", purpose="revocation", subject=credential_id)
+        raise CredentialStatusRefused("bit set", purpose="revocation", subject=checked.get("id"))
 
     with pytest.raises(CredentialStatusRefused) as failure:
         verify_credential(credential, keyring.lookup, now=NOW, status_check=revoked)

@@ -1,0 +1,31 @@
+# The two commands: `make demo` and `make test`. Both create .venv and install what they need.
+.PHONY: demo test lint typecheck unit bench soak install clean
+
+BIN := .venv/bin
+
+install:
+	@bash scripts/bootstrap.sh
+
+demo: install
+	$(BIN)/python examples/00_wallet_tour.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest
+
+test: lint typecheck unit
+
+bench: install
+	$(BIN)/python -m bench
+
+soak: install
+	TRELLIS_SOAK=1 $(BIN)/python -m pytest -m soak
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis

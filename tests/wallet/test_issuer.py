@@ -1,0 +1,169 @@
+"""The issuer: status entries, random never-repeated indices, revoke / suspend / reinstate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session
+
+from tests.wallet.conftest import Identity, KeyRing
+from wallet.credential import verify_credential
+from wallet.errors import CredentialStatusRefused, IssuerError
+from wallet.issuer import Issuer
+from wallet.status import StatusListChecker, StatusUnavailable
+from wallet.status_index import permuted_index
+from wallet.storage import StatusListRow, open_engine
+
+
+def _issuer(keyring: KeyRing, url: str = "sqlite://", identity: Identity | None = None) -> Issuer:
+    identity = identity or keyring.new()
+    return Issuer(
+        did=identity.did,
+        key=identity.key,
+        verification_method=identity.method,
+        engine=open_engine(url),
+        status_base_url="https://issuer.example/status",
+    )
+
+
+def _checker(keyring: KeyRing, *issuers: Issuer) -> StatusListChecker:
+    def source(url: str) -> dict[str, Any]:
+        for issuer in issuers:
+            if url in issuer.status_list_urls():
+                return issuer.status_list_credential(url)
+        raise LookupError(url)
+
+    return StatusListChecker(source, keyring.lookup)
+
+
+def test_issued_credential_carries_both_status_entries(keyring: KeyRing) -> None:
+    """A credential has a revocation and a suspension entry at the same index."""
+    issuer = _issuer(keyring)
+    credential = issuer.issue({"id": "did:example:device-1"}, types=["DeviceCredential"])
+    entries = credential["credentialStatus"]
+    assert [e["statusPurpose"] for e in entries] == ["revocation", "suspension"]
+    assert entries[0]["statusListIndex"] == entries[1]["statusListIndex"]
+    assert int(entries[0]["statusListIndex"]) == issuer.status(credential["id"]).index
+
+
+def test_revocation_is_seen_by_the_status_check(keyring: KeyRing) -> None:
+    """Verify passes, then after revoke() the same credential is refused as revoked."""
+    issuer = _issuer(keyring)
+    credential = issuer.issue({"id": "did:example:device-1"})
+    check = _checker(keyring, issuer)
+    verify_credential(credential, keyring.lookup, status_check=check)
+    issuer.revoke(credential["id"])
+    with pytest.raises(CredentialStatusRefused) as failure:
+        verify_credential(credential, keyring.lookup, status_check=check)
+    assert failure.value.check == "revoked"
+
+
+def test_suspend_then_reinstate(keyring: KeyRing) -> None:
+    """A suspended credential is refused as suspended and accepted again once reinstated."""
+    issuer = _issuer(keyring)
+    credential = issuer.issue({"id": "did:example:device-1"})
+    check = _checker(keyring, issuer)
+    issuer.suspend(credential["id"])
+    with pytest.raises(CredentialStatusRefused) as failure:
+        verify_credential(credential, keyring.lookup, status_check=check)
+    assert failure.value.check == "suspended"
+    issuer.reinstate(credential["id"])
+    verify_credential(credential, keyring.lookup, status_check=check)
+
+
+def test_revocation_is_final(keyring: KeyRing) -> None:
+    """Reinstating or re-revoking a revoked credential is an error and changes nothing."""
+    issuer = _issuer(keyring)
+    credential = issuer.issue({"id": "did:example:device-1"})
+    issuer.revoke(credential["id"])
+    with pytest.raises(IssuerError):
+        issuer.reinstate(credential["id"])
+    with pytest.raises(IssuerError):
+        issuer.revoke(credential["id"])
+    assert issuer.status(credential["id"]).revoked
+
+
+def test_unknown_credential_changes_nothing(keyring: KeyRing) -> None:
+    """Revoking a batch with one unknown id fails and leaves every bit as it was."""
+    issuer = _issuer(keyring)
+    credential = issuer.issue({"id": "did:example:device-1"})
+    with pytest.raises(IssuerError):
+        issuer.revoke(credential["id"], "urn:uuid:not-issued")
+    assert not issuer.status(credential["id"]).revoked
+    url = issuer.status(credential["id"]).revocation_list
+    assert issuer.status_list(url).count_nonzero() == 0
+
+
+def test_subject_without_id_is_refused(keyring: KeyRing) -> None:
+    """A subject with no id cannot be issued a device credential."""
+    with pytest.raises(IssuerError):
+        _issuer(keyring).issue({"model": "TH-1"})
+
+
+def test_status_list_from_another_issuer_is_not_trusted(keyring: KeyRing) -> None:
+    """A status list signed by a different issuer cannot decide a credential's status."""
+    honest, impostor = _issuer(keyring), _issuer(keyring)
+    credential = honest.issue({"id": "did:example:device-1"})
+    impostor.issue({"id": "did:example:device-2"})
+    url = credential["credentialStatus"][0]["statusListCredential"]
+    check = StatusListChecker(lambda _: impostor.status_list_credential(url), keyring.lookup)
+    with pytest.raises(StatusUnavailable):
+        verify_credential(credential, keyring.lookup, status_check=check)
+
+
+def test_unreachable_status_list_is_not_a_pass(keyring: KeyRing) -> None:
+    """When the status list cannot be fetched, the status is unavailable, never assumed fine."""
+    issuer = _issuer(keyring)
+    credential = issuer.issue({"id": "did:example:device-1"})
+
+    def offline(url: str) -> dict[str, Any]:
+        raise ConnectionError("ledger unreachable")
+
+    with pytest.raises(StatusUnavailable):
+        verify_credential(credential, keyring.lookup, status_check=StatusListChecker(offline, keyring.lookup))
+
+
+def test_permutation_never_repeats_an_index() -> None:
+    """Every counter value of a 131,072-entry list maps to a distinct index inside the list."""
+    length = 131_072
+    indices = {permuted_index(b"k" * 32, counter, length) for counter in range(length)}
+    assert len(indices) == length
+    assert min(indices) == 0
+    assert max(indices) == length - 1
+
+
+def test_indices_are_not_sequential(keyring: KeyRing) -> None:
+    """Consecutive credentials get scattered indices (herd privacy, §6)."""
+    issuer = _issuer(keyring)
+    indices = [issuer.status(issuer.issue({"id": f"did:example:{i}"})["id"]).index for i in range(20)]
+    assert len(set(indices)) == 20
+    assert indices != sorted(indices)
+
+
+def test_allocation_survives_reopening(keyring: KeyRing, tmp_path: Path) -> None:
+    """An issuer reopened on the same database goes on without reusing an index."""
+    url = f"sqlite:///{tmp_path / 'issuer.db'}"
+    identity = keyring.new()
+    first = _issuer(keyring, url, identity)
+    ids = [first.issue({"id": f"did:example:{i}"})["id"] for i in range(5)]
+    second = _issuer(keyring, url, identity)
+    ids += [second.issue({"id": f"did:example:{i}"})["id"] for i in range(5, 10)]
+    assert len({second.status(i).index for i in ids}) == 10
+
+
+def test_full_list_rolls_over_to_a_new_pair(keyring: KeyRing) -> None:
+    """When every index of the current lists is handed out, the next credential opens a new pair."""
+    issuer = _issuer(keyring)
+    first = issuer.issue({"id": "did:example:1"})
+    with Session(issuer.engine) as session:
+        for url in issuer.status_list_urls():
+            row = session.get(StatusListRow, url)
+            assert row is not None
+            row.allocated = row.length
+            session.add(row)
+        session.commit()
+    second = issuer.issue({"id": "did:example:2"})
+    assert issuer.status(second["id"]).revocation_list != issuer.status(first["id"]).revocation_list
+    assert len(issuer.status_list_urls()) == 4

@@ -1,0 +1,263 @@
+"""The issuer: issue credentials with status entries; revoke, suspend and reinstate them.
+
+Each credential gets one index in the issuer's current pair of Bitstring Status Lists (one for
+``revocation``, one for ``suspension``; W3C Bitstring Status List v1.0 §2.1), assigned at random and
+never twice (:mod:`wallet.status_index`; the database's unique constraint is the last guard). Issuing
+and the index allocation happen in one database transaction. The issuer signs its status lists as
+``BitstringStatusListCredential``s (§2.2) with the same key as its credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from did_registry.identity.crypto import Ed25519PrivateKey, random_bytes
+from did_registry.identity.status_list import BitstringStatusList
+from did_registry.identity.status_list_credential import (
+    BitstringStatusListCredential,
+    BitstringStatusListEntry,
+    StatusPurpose,
+)
+from wallet.credential import build_credential, issue_credential
+from wallet.errors import IssuerError, StatusListFull
+from wallet.status_index import permuted_index
+from wallet.storage import IssuedCredentialRow, StatusListRow
+
+__all__ = ["DEFAULT_LIST_LENGTH", "Issuer", "IssuedStatus"]
+
+DEFAULT_LIST_LENGTH = 131_072
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedStatus:
+    """Where an issued credential's status lives, and what it is now."""
+
+    credential_id: str
+    subject: str
+    index: int
+    revocation_list: str
+    suspension_list: str
+    revoked: bool
+    suspended: bool
+
+
+class Issuer:
+    """Issues VC 2.0 credentials signed with ``eddsa-jcs-2022`` and keeps their status lists."""
+
+    def __init__(
+        self,
+        *,
+        did: str,
+        key: Ed25519PrivateKey,
+        verification_method: str,
+        engine: Engine,
+        status_base_url: str,
+        list_length: int = DEFAULT_LIST_LENGTH,
+    ) -> None:
+        self.did = did
+        self.key = key
+        self.verification_method = verification_method
+        self.engine = engine
+        self.status_base_url = status_base_url.rstrip("/")
+        self.list_length = list_length
+        BitstringStatusList(list_length)  # refuse a bad length now, not at the first issue
+
+    # -- status lists -----------------------------------------------------------------------
+    def _new_list(self, session: Session, purpose: StatusPurpose, number: int) -> StatusListRow:
+        row = StatusListRow(
+            url=f"{self.status_base_url}/{number}-{purpose.value}",
+            issuer=self.did,
+            purpose=purpose.value,
+            length=self.list_length,
+            permutation_key=random_bytes(32),
+            bits=bytes(self.list_length // 8),
+            updated_at=datetime.now(UTC),
+        )
+        session.add(row)
+        return row
+
+    def _current_lists(self, session: Session) -> tuple[StatusListRow, StatusListRow]:
+        rows = session.exec(
+            select(StatusListRow).where(StatusListRow.issuer == self.did).order_by(StatusListRow.url)
+        ).all()
+        by_purpose = {p: [r for r in rows if r.purpose == p.value] for p in StatusPurpose}
+        revocation = [r for r in by_purpose[StatusPurpose.REVOCATION] if r.allocated < r.length]
+        if revocation:
+            rev = revocation[0]
+            sus_url = rev.url.removesuffix("-revocation") + "-suspension"
+            sus = next(r for r in by_purpose[StatusPurpose.SUSPENSION] if r.url == sus_url)
+            return rev, sus
+        number = len(by_purpose[StatusPurpose.REVOCATION]) + 1
+        return (
+            self._new_list(session, StatusPurpose.REVOCATION, number),
+            self._new_list(session, StatusPurpose.SUSPENSION, number),
+        )
+
+    def status_list_urls(self) -> list[str]:
+        """The URLs of every status list this issuer keeps."""
+        with Session(self.engine) as session:
+            return list(session.exec(select(StatusListRow.url).where(StatusListRow.issuer == self.did)).all())
+
+    def status_list(self, url: str) -> BitstringStatusList:
+        """The current bits of one of this issuer's lists."""
+        with Session(self.engine) as session:
+            row = session.get(StatusListRow, url)
+            if row is None or row.issuer != self.did:
+                raise IssuerError(f"no status list {url} for issuer {self.did}")
+            return BitstringStatusList.from_bytes(row.bits)
+
+    def status_list_credential(self, url: str, *, now: datetime | None = None) -> dict[str, Any]:
+        """The signed ``BitstringStatusListCredential`` publishing list ``url`` as it is now."""
+        with Session(self.engine) as session:
+            row = session.get(StatusListRow, url)
+            if row is None or row.issuer != self.did:
+                raise IssuerError(f"no status list {url} for issuer {self.did}")
+            document = BitstringStatusListCredential(
+                issuer=self.did,
+                status_purposes=(StatusPurpose(row.purpose),),
+                status_list=BitstringStatusList.from_bytes(row.bits),
+                id=row.url,
+                subject_id=f"{row.url}#list",
+                valid_from=now or datetime.now(UTC),
+            ).to_json()
+        return issue_credential(document, self.key, self.verification_method, created=now)
+
+    # -- issuing ----------------------------------------------------------------------------
+    def issue(
+        self,
+        subject: Mapping[str, Any],
+        *,
+        types: Sequence[str] = (),
+        valid_from: datetime | None = None,
+        valid_until: datetime | None = None,
+        credential_id: str | None = None,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Issue a credential about ``subject`` (which must have an ``id``) with status entries."""
+        subject_id = subject.get("id")
+        if not isinstance(subject_id, str):
+            raise IssuerError("the credential subject needs an id (the holder's DID)")
+        now = now or datetime.now(UTC)
+        credential_id = credential_id or f"urn:uuid:{uuid.uuid4()}"
+        with Session(self.engine) as session:
+            revocation, suspension = self._current_lists(session)
+            if revocation.allocated >= revocation.length:
+                raise StatusListFull(f"status list {revocation.url} has no free index")
+            index = permuted_index(revocation.permutation_key, revocation.allocated, revocation.length)
+            revocation.allocated += 1
+            suspension.allocated += 1
+            entries = [
+                BitstringStatusListEntry(
+                    status_purpose=purpose,
+                    status_list_index=index,
+                    status_list_credential=row.url,
+                    id=f"{row.url}#{index}",
+                ).to_json()
+                for purpose, row in (
+                    (StatusPurpose.REVOCATION, revocation),
+                    (StatusPurpose.SUSPENSION, suspension),
+                )
+            ]
+            credential = build_credential(
+                issuer=self.did,
+                subject=subject,
+                types=types,
+                credential_id=credential_id,
+                valid_from=valid_from or now,
+                valid_until=valid_until,
+                status=entries,
+            )
+            signed = issue_credential(credential, self.key, self.verification_method, created=now)
+            session.add(
+                IssuedCredentialRow(
+                    id=credential_id,
+                    subject=subject_id,
+                    types=json.dumps(signed["type"]),
+                    revocation_list=revocation.url,
+                    suspension_list=suspension.url,
+                    status_index=index,
+                    issued_at=now,
+                    valid_until=valid_until,
+                )
+            )
+            session.add(revocation)
+            session.add(suspension)
+            session.commit()
+        return signed
+
+    # -- status changes ---------------------------------------------------------------------
+    def _set_status(
+        self, credential_ids: Sequence[str], purpose: StatusPurpose, value: bool
+    ) -> list[IssuedStatus]:
+        with Session(self.engine) as session:
+            rows = []
+            for credential_id in credential_ids:
+                row = session.get(IssuedCredentialRow, credential_id)
+                if row is None:
+                    raise IssuerError(f"no credential {credential_id} issued by {self.did}")
+                rows.append(row)
+            lists: dict[str, tuple[StatusListRow, BitstringStatusList]] = {}
+            for row in rows:
+                url = row.revocation_list if purpose is StatusPurpose.REVOCATION else row.suspension_list
+                if url not in lists:
+                    list_row = session.get(StatusListRow, url)
+                    assert list_row is not None  # the foreign key guarantees it
+                    lists[url] = (list_row, BitstringStatusList.from_bytes(list_row.bits))
+                lists[url][1].set(row.status_index, int(value))
+                if purpose is StatusPurpose.REVOCATION:
+                    row.revoked = value
+                else:
+                    row.suspended = value
+                session.add(row)
+            for list_row, bits in lists.values():
+                list_row.bits = bits.to_bytes()
+                list_row.updated_at = datetime.now(UTC)
+                session.add(list_row)
+            session.commit()
+            return [self._status(row) for row in rows]
+
+    @staticmethod
+    def _status(row: IssuedCredentialRow) -> IssuedStatus:
+        return IssuedStatus(
+            row.id,
+            row.subject,
+            row.status_index,
+            row.revocation_list,
+            row.suspension_list,
+            row.revoked,
+            row.suspended,
+        )
+
+    def revoke(self, *credential_ids: str) -> list[IssuedStatus]:
+        """Revoke credentials for good: set their bits in the revocation list, in one transaction."""
+        for credential_id in credential_ids:
+            if self.status(credential_id).revoked:
+                raise IssuerError(f"credential {credential_id} is already revoked")
+        return self._set_status(credential_ids, StatusPurpose.REVOCATION, True)
+
+    def suspend(self, *credential_ids: str) -> list[IssuedStatus]:
+        """Suspend credentials: set their bits in the suspension list (reversible)."""
+        return self._set_status(credential_ids, StatusPurpose.SUSPENSION, True)
+
+    def reinstate(self, *credential_ids: str) -> list[IssuedStatus]:
+        """Lift a suspension. A revoked credential cannot be reinstated."""
+        for credential_id in credential_ids:
+            if self.status(credential_id).revoked:
+                raise IssuerError(f"credential {credential_id} is revoked; revocation is final")
+        return self._set_status(credential_ids, StatusPurpose.SUSPENSION, False)
+
+    def status(self, credential_id: str) -> IssuedStatus:
+        """Where credential ``credential_id``'s status lives and what it is."""
+        with Session(self.engine) as session:
+            row = session.get(IssuedCredentialRow, credential_id)
+            if row is None:
+                raise IssuerError(f"no credential {credential_id} issued by {self.did}")
+            return self._status(row)
