@@ -37,6 +37,7 @@ __all__ = [
     "VerifiedCredential",
     "build_credential",
     "check_context",
+    "check_credential",
     "credentials_of",
     "status_entries",
     "did_of",
@@ -121,7 +122,7 @@ def issue_credential(
     created: datetime | None = None,
 ) -> dict[str, Any]:
     """Secure ``credential`` with an ``eddsa-jcs-2022`` proof for purpose ``assertionMethod``."""
-    _check_shape(credential)
+    check_credential(credential)
     created = created or datetime.now(UTC)
     return add_proof(credential, key, ProofOptions(verification_method, "assertionMethod", created=created))
 
@@ -183,7 +184,8 @@ def status_entries(credential: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return entries
 
 
-def _check_shape(credential: Mapping[str, Any]) -> None:
+def check_credential(credential: Mapping[str, Any]) -> None:
+    """Check a credential's shape against the VC 2.0 data model; raise :class:`MalformedDocument`."""
     if not isinstance(credential, Mapping):
         raise MalformedDocument("a credential must be a JSON object")
     check_context(credential)
@@ -213,7 +215,7 @@ def verify_credential(
     ``require_issuer_key`` (default) demands that the proof's verification method belongs to the
     ``issuer`` DID; turn it off only for credentials whose issuer is not a DID.
     """
-    _check_shape(credential)
+    check_credential(credential)
     now = now or datetime.now(UTC)
     proof = verify_proof(credential, lookup, expected_purpose="assertionMethod", now=now)
     issuer = _issuer_id(credential)

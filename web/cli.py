@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from did_registry.cli import did_group
+from wallet.cli import key_group, vc_group
+
 __all__ = ["main"]
 
 
@@ -11,3 +14,8 @@ __all__ = ["main"]
 @click.version_option(package_name="trellis")
 def main() -> None:
     """Trellis: self-sovereign identity and device authentication for IoT fleets."""
+
+
+main.add_command(key_group)
+main.add_command(vc_group)
+main.add_command(did_group)

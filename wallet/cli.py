@@ -1,0 +1,182 @@
+"""``trellis key …`` and ``trellis vc …``: keystores and credentials from the command line."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from did_registry.cli import default_resolver
+from wallet.credential import build_credential, issue_credential, verify_credential
+from wallet.errors import KeystoreError, VerificationFailed, WalletError
+from wallet.holder import did_key_identity
+from wallet.keystore import (
+    KDF_INTERACTIVE,
+    KDF_MODERATE,
+    KDF_SENSITIVE,
+    Keystore,
+    passphrase_from_env_or_prompt,
+)
+from wallet.presentation import verify_presentation
+from wallet.resolver import ResolverKeyLookup
+from wallet.status import StatusListChecker
+
+__all__ = ["key_group", "vc_group"]
+
+_KDF = {"interactive": KDF_INTERACTIVE, "moderate": KDF_MODERATE, "sensitive": KDF_SENSITIVE}
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    raise SystemExit(1)
+
+
+@click.group("key")
+def key_group() -> None:
+    """Create and inspect encrypted keystores."""
+
+
+@key_group.command("new")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keystore file to create.",
+)
+@click.option(
+    "--kdf", type=click.Choice(sorted(_KDF)), default="moderate", show_default=True, help="Argon2id cost."
+)
+@click.option("--force", is_flag=True, help="Replace an existing file (atomically).")
+def key_new(out: Path, kdf: str, force: bool) -> None:
+    """Write a new Ed25519 key to an encrypted keystore and print its did:key.
+
+    The passphrase comes from TRELLIS_PASSPHRASE, else a prompt.
+    """
+    try:
+        passphrase = passphrase_from_env_or_prompt(out, confirm=True)
+        keystore = Keystore.new(params=_KDF[kdf])
+        did, _ = did_key_identity(keystore.current_key)
+        keystore.metadata["did"] = did
+        keystore.save(out, passphrase, overwrite=force)
+    except KeystoreError as exc:
+        _fail(f"error: {exc}")
+    click.echo(did)
+
+
+@click.group("vc")
+def vc_group() -> None:
+    """Issue and verify W3C Verifiable Credentials (eddsa-jcs-2022)."""
+
+
+@vc_group.command("issue")
+@click.option(
+    "--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--subject", required=True, help="The subject's DID.")
+@click.option("--type", "types", multiple=True, help="Credential type (repeatable).")
+@click.option("--claims", default="{}", help="JSON object of claims about the subject.")
+@click.option("--valid-days", type=click.IntRange(min=1), default=None, help="Validity period in days.")
+def vc_issue(
+    key_file: Path, subject: str, types: tuple[str, ...], claims: str, valid_days: int | None
+) -> None:
+    """Print a credential about SUBJECT signed with the keystore's key."""
+    try:
+        extra = json.loads(claims)
+    except json.JSONDecodeError as exc:
+        _fail(f"error: --claims is not JSON: {exc}")
+    if not isinstance(extra, dict) or "id" in extra:
+        _fail("error: --claims must be a JSON object without an 'id' (use --subject)")
+    try:
+        keystore = Keystore.open(key_file, passphrase_from_env_or_prompt(key_file))
+    except (KeystoreError, OSError) as exc:
+        _fail(f"error: {exc}")
+    issuer, method = did_key_identity(keystore.current_key)
+    now = datetime.now(UTC)
+    credential = build_credential(
+        issuer=issuer,
+        subject={"id": subject, **extra},
+        types=types,
+        credential_id=f"urn:uuid:{uuid.uuid4()}",
+        valid_from=now,
+        valid_until=now + timedelta(days=valid_days) if valid_days else None,
+    )
+    try:
+        signed = issue_credential(credential, keystore.current_key, method, created=now)
+    except WalletError as exc:
+        _fail(f"error: {exc}")
+    click.echo(json.dumps(signed, indent=2))
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _fail(f"refused: malformed: cannot read {path}: {exc}")
+
+
+@vc_group.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--challenge", help="The challenge a presentation must carry.")
+@click.option("--domain", help="The domain a presentation must carry.")
+@click.option(
+    "--status-list",
+    "status_lists",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A BitstringStatusListCredential file to check status against (repeatable).",
+)
+def vc_verify(file: Path, challenge: str | None, domain: str | None, status_lists: tuple[Path, ...]) -> None:
+    """Verify a credential or presentation: exit 0 with a summary, or 1 naming the failed check."""
+    document = _load_json(file)
+    lookup = ResolverKeyLookup(default_resolver())
+    lists = {}
+    for path in status_lists:
+        status_list = _load_json(path)
+        lists[status_list.get("id") if isinstance(status_list, dict) else None] = status_list
+
+    def source(url: str) -> Any:
+        if url not in lists:
+            raise LookupError(f"no --status-list file with id {url}")
+        return lists[url]
+
+    status_check = StatusListChecker(source, lookup) if lists else None
+    types = document.get("type", []) if isinstance(document, dict) else []
+    try:
+        if "VerifiablePresentation" in types:
+            proof = document.get("proof") if isinstance(document.get("proof"), dict) else {}
+            unchecked = challenge is None or domain is None
+            result = verify_presentation(
+                document,
+                lookup,
+                challenge=challenge if challenge is not None else str(proof.get("challenge", "")),
+                domain=domain if domain is not None else str(proof.get("domain", "")),
+                status_check=status_check,
+            )
+            note = " (challenge/domain not checked: pass --challenge and --domain)" if unchecked else ""
+            click.echo(
+                f"valid presentation by {result.holder} with {len(result.credentials)} credential(s)"
+                f"{_status_note(document, status_check)}{note}"
+            )
+        else:
+            credential = verify_credential(document, lookup, status_check=status_check)
+            kind = ", ".join(t for t in credential.types if t != "VerifiableCredential") or "credential"
+            until = f", valid until {document['validUntil']}" if credential.valid_until else ""
+            click.echo(
+                f"valid {kind} {credential.id or '(no id)'} issued by {credential.issuer} "
+                f"to {', '.join(credential.subject_ids) or '(no subject id)'}{until}"
+                f"{_status_note(document, status_check)}"
+            )
+    except VerificationFailed as exc:
+        _fail(f"refused: {exc}")
+
+
+def _status_note(document: Any, status_check: object) -> str:
+    has_status = "credentialStatus" in json.dumps(document)
+    if not has_status:
+        return ""
+    return "; status checked" if status_check is not None else "; status not checked (pass --status-list)"
