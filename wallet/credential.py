@@ -11,9 +11,8 @@ credential's status entries (§4.10) through a caller-supplied status check. Eac
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.timestamps import InvalidTimestamp, format_timestamp, parse_timestamp
@@ -51,8 +50,7 @@ StatusCheck = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
 """``(credentialStatus entry, credential) -> None``; raises ``CredentialStatusRefused``."""
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedCredential:
+class VerifiedCredential(NamedTuple):
     """A credential that passed every check, with the facts a relying party acts on."""
 
     id: str | None
@@ -73,13 +71,7 @@ class VerifiedCredential:
 
 def did_of(did_url: str) -> str:
     """The DID part of a DID URL: everything before ``#``, ``?`` or ``/`` after the DID."""
-    end = len(did_url)
-    for mark in ("#", "?"):
-        index = did_url.find(mark)
-        if index != -1:
-            end = min(end, index)
-    slash = did_url.find("/", 0, end)
-    return did_url[: slash if slash != -1 else end]
+    return did_url.partition("#")[0].partition("?")[0].partition("/")[0]
 
 
 def build_credential(
@@ -184,21 +176,35 @@ def status_entries(credential: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return entries
 
 
-def check_credential(credential: Mapping[str, Any]) -> None:
-    """Check a credential's shape against the VC 2.0 data model; raise :class:`MalformedDocument`."""
+class _Shape(NamedTuple):
+    types: tuple[str, ...]
+    issuer: str
+    subject_ids: tuple[str, ...]
+    valid_from: datetime | None
+    valid_until: datetime | None
+    status: list[Mapping[str, Any]]
+
+
+def _shape(credential: Mapping[str, Any]) -> _Shape:
     if not isinstance(credential, Mapping):
         raise MalformedDocument("a credential must be a JSON object")
     check_context(credential)
-    _types(credential, "VerifiableCredential")
-    _issuer_id(credential)
-    _subject_ids(credential)
-    status_entries(credential)
-    valid_from, valid_until = (
+    shape = _Shape(
+        _types(credential, "VerifiableCredential"),
+        _issuer_id(credential),
+        _subject_ids(credential),
         _timestamp(credential, "validFrom"),
         _timestamp(credential, "validUntil"),
+        status_entries(credential),
     )
-    if valid_from and valid_until and valid_until < valid_from:
+    if shape.valid_from and shape.valid_until and shape.valid_until < shape.valid_from:
         raise MalformedDocument("validUntil is before validFrom")
+    return shape
+
+
+def check_credential(credential: Mapping[str, Any]) -> None:
+    """Check a credential's shape against the VC 2.0 data model; raise :class:`MalformedDocument`."""
+    _shape(credential)
 
 
 def verify_credential(
@@ -215,33 +221,28 @@ def verify_credential(
     ``require_issuer_key`` (default) demands that the proof's verification method belongs to the
     ``issuer`` DID; turn it off only for credentials whose issuer is not a DID.
     """
-    check_credential(credential)
+    shape = _shape(credential)
     now = now or datetime.now(UTC)
     proof = verify_proof(credential, lookup, expected_purpose="assertionMethod", now=now)
-    issuer = _issuer_id(credential)
-    if require_issuer_key and did_of(proof.verification_method) != issuer:
+    if require_issuer_key and did_of(proof.verification_method) != shape.issuer:
         raise IssuerMismatch(
-            f"signed by {proof.verification_method}, which issuer {issuer} does not control",
+            f"signed by {proof.verification_method}, which issuer {shape.issuer} does not control",
             subject=credential.get("id"),
         )
-    valid_from, valid_until = (
-        _timestamp(credential, "validFrom"),
-        _timestamp(credential, "validUntil"),
-    )
-    if valid_from is not None and now + clock_skew < valid_from:
+    if shape.valid_from is not None and now + clock_skew < shape.valid_from:
         raise CredentialNotYetValid(f"valid from {credential['validFrom']}", subject=credential.get("id"))
-    if valid_until is not None and now - clock_skew > valid_until:
+    if shape.valid_until is not None and now - clock_skew > shape.valid_until:
         raise CredentialExpired(f"valid until {credential['validUntil']}", subject=credential.get("id"))
     if status_check is not None:
-        for entry in status_entries(credential):
+        for entry in shape.status:
             status_check(entry, credential)
     return VerifiedCredential(
         id=credential.get("id"),
-        issuer=issuer,
-        types=_types(credential, "VerifiableCredential"),
-        subject_ids=_subject_ids(credential),
-        valid_from=valid_from,
-        valid_until=valid_until,
+        issuer=shape.issuer,
+        types=shape.types,
+        subject_ids=shape.subject_ids,
+        valid_from=shape.valid_from,
+        valid_until=shape.valid_until,
         proof=proof,
         document=credential,
     )

@@ -8,6 +8,8 @@ purpose. Resolution and document errors become the wallet's typed refusals.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from did_registry.errors import (
     DidRegistryError,
     InvalidDID,
@@ -16,7 +18,7 @@ from did_registry.errors import (
     VerificationMethodNotFound,
 )
 from did_registry.identity.crypto import Ed25519PublicKey
-from did_registry.identity.resolution import DIDKeyResolver, Resolver
+from did_registry.identity.resolution import DIDKeyResolver, ResolutionResult, Resolver
 from wallet.credential import did_of
 from wallet.errors import MalformedDocument, UnknownVerificationMethod, WrongVerificationRelationship
 
@@ -47,6 +49,17 @@ class ResolverKeyLookup:
             raise UnknownVerificationMethod(f"unusable key: {exc}", subject=method) from None
 
 
-def did_key_lookup() -> ResolverKeyLookup:
-    """A KeyLookup for ``did:key`` methods only: works offline."""
-    return ResolverKeyLookup(DIDKeyResolver())
+class _CachedDIDKeyResolver:
+    """did:key documents are a pure function of the DID, so caching them is always correct."""
+
+    def __init__(self, size: int) -> None:
+        self._resolver = DIDKeyResolver()
+        self.resolve = lru_cache(maxsize=size)(self._resolve)
+
+    def _resolve(self, did: str, options: None = None) -> ResolutionResult:
+        return self._resolver.resolve(did, options)
+
+
+def did_key_lookup(cache_size: int = 4096) -> ResolverKeyLookup:
+    """A KeyLookup for ``did:key`` methods only: works offline, keeps recent documents."""
+    return ResolverKeyLookup(_CachedDIDKeyResolver(cache_size))

@@ -32,7 +32,9 @@ _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True, 
 # 16+ digits (an integer that may lie outside ±(2**53 - 1)) sends the value to the reference path.
 # Text inside strings can match too (a time "12:30:45.5Z"); then the check is repeated with the
 # strings taken out.
-_NUMBER_TOKENS = (re.compile(r'":[-0-9]'), re.compile(r",[-0-9]"), re.compile(r"\[[-0-9]"))
+_AFTER_COLON = re.compile(r'":[-0-9]').search
+_AFTER_COMMA = re.compile(r",[-0-9]").search
+_AFTER_BRACKET = re.compile(r"\[[-0-9]").search
 _NUMBER_RISK = re.compile(r"[:,\[]-?(?:[0-9]+[.eE]|[0-9]{16})")
 _NUMBER_START = frozenset("-0123456789")
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -63,7 +65,7 @@ def canonicalize(value: Any) -> bytes:
     except (TypeError, ValueError, RecursionError):
         return canonicalize_reference(value)
     if text[0] in _NUMBER_START or (
-        any(pattern.search(text) is not None for pattern in _NUMBER_TOKENS)
+        (_AFTER_COLON(text) or _AFTER_COMMA(text) or _AFTER_BRACKET(text))
         and _NUMBER_RISK.search(text) is not None
         and _NUMBER_RISK.search(_STRING.sub("", text)) is not None
     ):

@@ -33,4 +33,5 @@ def format_timestamp(moment: datetime) -> str:
     """Format an aware datetime as ``YYYY-MM-DDThh:mm:ssZ`` in UTC, dropping sub-seconds."""
     if moment.tzinfo is None:
         raise InvalidTimestamp("a dateTimeStamp needs a time zone; got a naive datetime")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment.astimezone(UTC)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}Z"  # strftime's %Y does not pad years before 1000

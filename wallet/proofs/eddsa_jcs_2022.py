@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from did_registry.errors import BadSignature, CanonicalizationError
 from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey, sha256
@@ -83,8 +83,7 @@ class ProofOptions:
         return proof
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedProof:
+class VerifiedProof(NamedTuple):
     """A proof that verified: who signed, for what purpose, and when they say they did."""
 
     verification_method: str

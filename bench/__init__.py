@@ -1,0 +1,1 @@
+"""Benchmarks: one script per area, each printing one JSON object."""
