@@ -11,9 +11,13 @@ Every error names what failed and carries the value involved::
     ├── CanonicalizationError      a value has no RFC 8785 (JCS) form                   (also ValueError)
     ├── InvalidStatusList          a Bitstring Status List is malformed or truncated    (also ValueError)
     │   └── StatusIndexError       an index outside the list                            (also IndexError)
-    └── ResolutionError            a DID could not be resolved; ``error`` is the DID Resolution code
-        ├── MethodNotSupported     ``methodNotSupported``
-        └── DIDNotFound            ``notFound``
+    ├── ResolutionError            a DID could not be resolved; ``error`` is the DID Resolution code
+    │   ├── MethodNotSupported     ``methodNotSupported``
+    │   ├── DIDNotFound            ``notFound``
+    │   └── DIDDeactivated         the DID is deactivated (``didDocumentMetadata.deactivated``)
+    ├── DecryptionFailed           a secretbox ciphertext fails authentication (key or bytes)
+    ├── VerificationMethodNotFound a DID URL names no method in the DID document        (also LookupError)
+    └── KeyNotAuthorized           a method is not in the verification relationship asked for
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ __all__ = [
     "ResolutionError",
     "MethodNotSupported",
     "DIDNotFound",
+    "DecryptionFailed",
+    "VerificationMethodNotFound",
+    "KeyNotAuthorized",
+    "DIDDeactivated",
 ]
 
 
@@ -106,3 +114,34 @@ class DIDNotFound(ResolutionError):
     """The DID does not exist (on the ledger, or at all)."""
 
     error = "notFound"
+
+
+class DecryptionFailed(DidRegistryError):
+    """A secretbox ciphertext does not authenticate: a wrong key, a wrong nonce or altered bytes."""
+
+
+class VerificationMethodNotFound(DidRegistryError, LookupError):
+    """A DID URL names no verification method in the DID document (or one defined by another DID)."""
+
+    def __init__(self, did: str, method_id: str, detail: str = "") -> None:
+        self.did = did
+        self.method_id = method_id
+        self.detail = detail or "no such verification method in the DID document"
+        super().__init__(f"{method_id!r} in the DID document of {did}: {self.detail}")
+
+
+class KeyNotAuthorized(DidRegistryError):
+    """A verification method exists but is not authorised for the verification relationship asked."""
+
+    def __init__(self, did: str, method_id: str, relationship: str, detail: str = "") -> None:
+        self.did = did
+        self.method_id = method_id
+        self.relationship = relationship
+        self.detail = detail or f"not authorised for {relationship}"
+        super().__init__(f"{method_id!r} of {did}: {self.detail}")
+
+
+class DIDDeactivated(ResolutionError):
+    """The DID resolved, but it is deactivated: its keys must not be used any more."""
+
+    error = "deactivated"

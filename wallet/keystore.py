@@ -1,11 +1,12 @@
 """Encrypted keystore: a wallet's Ed25519 private keys sealed under a passphrase.
 
-Implements the ``trellis-keystore`` file format, version 1, specified in ``docs/keystore.md``: a JSON
-document whose keys are sealed with XSalsa20-Poly1305 under a key derived from the passphrase with
-Argon2id (RFC 9106) and HKDF-Expand (RFC 5869 §2.3). The plaintext carries the SHA-256 of the RFC 8785
-form of the header, so any change to the file gives a :class:`~wallet.errors.KeystoreError`, never a
-different key. Files are written atomically with mode 0600. Passphrases given as ``str`` are
-normalised to Unicode NFC, then encoded as UTF-8.
+Implements the ``trellis-keystore`` file format, version 1, specified in ``docs/keystore.md``. The
+file is a JSON document (§1). Its keys are sealed with XSalsa20-Poly1305 under a key derived from the
+passphrase with Argon2id (RFC 9106) and HKDF-Expand (RFC 5869 §2.3) (§2). The plaintext carries the
+SHA-256 of the RFC 8785 form of the header (§3). So any change to the file's content raises a
+:class:`~wallet.errors.KeystoreError` that says honestly what can be known (§4), never a different
+key. Files are written atomically with mode 0600 (§5). Errors of the operating system (a missing
+file, a full disk) propagate as :class:`OSError`.
 """
 
 from __future__ import annotations
@@ -506,7 +507,7 @@ class Keystore:
 
     @property
     def keys(self) -> tuple[KeystoreKey, ...]:
-        """Every key, oldest first: the current one and those retired by rotations."""
+        """Every key in stored order (rotation appends): the current one and those it replaced."""
         return self._keys
 
     @property

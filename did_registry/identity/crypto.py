@@ -4,6 +4,11 @@ Signing keys are kept as their 32-byte seed (RFC 8032 private key). Verification
 :class:`~did_registry.errors.BadSignature` and never returns ``False``. X25519 keys for
 ``keyAgreement`` are derived from Ed25519 keys by the birational map of RFC 7748 (libsodium's
 ``crypto_sign_ed25519_pk_to_curve25519``), as the did:key method requires.
+
+Encrypted storage (the wallet's keystore) gets two primitives here as well: Argon2id key derivation
+(RFC 9106; libsodium ``crypto_pwhash`` with ``ALG_ARGON2ID13``) and XSalsa20-Poly1305 authenticated
+encryption (libsodium ``crypto_secretbox``). Opening a box that does not authenticate raises
+:class:`~did_registry.errors.DecryptionFailed`.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import hmac
 import nacl.bindings
 import nacl.exceptions
 import nacl.public
+import nacl.pwhash.argon2id
+import nacl.secret
 import nacl.signing
 import nacl.utils
 
-from did_registry.errors import BadSignature, InvalidKey
+from did_registry.errors import BadSignature, DecryptionFailed, InvalidKey
 
 __all__ = [
     "ED25519_PUBLIC_KEY_SIZE",
@@ -30,6 +37,21 @@ __all__ = [
     "X25519PublicKey",
     "random_bytes",
     "sha256",
+    "ARGON2ID_SALT_SIZE",
+    "ARGON2ID_OPSLIMIT_MIN",
+    "ARGON2ID_MEMLIMIT_MIN",
+    "ARGON2ID_OPSLIMIT_INTERACTIVE",
+    "ARGON2ID_MEMLIMIT_INTERACTIVE",
+    "ARGON2ID_OPSLIMIT_MODERATE",
+    "ARGON2ID_MEMLIMIT_MODERATE",
+    "ARGON2ID_OPSLIMIT_SENSITIVE",
+    "ARGON2ID_MEMLIMIT_SENSITIVE",
+    "SECRETBOX_KEY_SIZE",
+    "SECRETBOX_NONCE_SIZE",
+    "SECRETBOX_MAC_SIZE",
+    "derive_key_argon2id",
+    "secretbox_seal",
+    "secretbox_open",
 ]
 
 ED25519_SEED_SIZE = 32
@@ -189,3 +211,81 @@ class X25519PrivateKey:
 
     def __repr__(self) -> str:
         return f"X25519PrivateKey(public={bytes(self._private.public_key).hex()})"
+
+
+ARGON2ID_SALT_SIZE: int = nacl.pwhash.argon2id.SALTBYTES
+"""Bytes of salt Argon2id takes (16)."""
+ARGON2ID_OPSLIMIT_MIN: int = nacl.pwhash.argon2id.OPSLIMIT_MIN
+"""libsodium's smallest Argon2id ``opslimit`` (passes over memory): 1."""
+ARGON2ID_MEMLIMIT_MIN: int = nacl.pwhash.argon2id.MEMLIMIT_MIN
+"""libsodium's smallest Argon2id ``memlimit`` in bytes: 8 KiB."""
+ARGON2ID_OPSLIMIT_INTERACTIVE: int = nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE
+"""libsodium's ``interactive`` Argon2id ``opslimit`` (2)."""
+ARGON2ID_MEMLIMIT_INTERACTIVE: int = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+"""libsodium's ``interactive`` Argon2id ``memlimit`` (64 MiB)."""
+ARGON2ID_OPSLIMIT_MODERATE: int = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
+"""libsodium's ``moderate`` Argon2id ``opslimit`` (3)."""
+ARGON2ID_MEMLIMIT_MODERATE: int = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
+"""libsodium's ``moderate`` Argon2id ``memlimit`` (256 MiB)."""
+ARGON2ID_OPSLIMIT_SENSITIVE: int = nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE
+"""libsodium's ``sensitive`` Argon2id ``opslimit`` (4)."""
+ARGON2ID_MEMLIMIT_SENSITIVE: int = nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE
+"""libsodium's ``sensitive`` Argon2id ``memlimit`` (1 GiB)."""
+SECRETBOX_KEY_SIZE: int = nacl.secret.SecretBox.KEY_SIZE
+"""Bytes of an XSalsa20-Poly1305 key (32)."""
+SECRETBOX_NONCE_SIZE: int = nacl.secret.SecretBox.NONCE_SIZE
+"""Bytes of an XSalsa20-Poly1305 nonce (24): random ones of this size never collide in practice."""
+SECRETBOX_MAC_SIZE: int = nacl.secret.SecretBox.MACBYTES
+"""Bytes the Poly1305 tag adds to a sealed message (16)."""
+
+
+def derive_key_argon2id(
+    passphrase: bytes,
+    salt: bytes,
+    opslimit: int,
+    memlimit: int,
+    size: int = SECRETBOX_KEY_SIZE,
+) -> bytes:
+    """Derive ``size`` key bytes from ``passphrase`` with Argon2id v1.3.
+
+    This is libsodium ``crypto_pwhash`` with ``ALG_ARGON2ID13``. ``memlimit`` is in bytes, and
+    libsodium counts it in whole KiB. Parameters libsodium refuses (below its minimum, a salt of
+    the wrong size) raise :class:`InvalidKey`. The caller caps the parameters of untrusted input:
+    this function spends whatever time and memory it is given.
+    """
+    if not isinstance(passphrase, bytes):
+        raise InvalidKey(f"an Argon2id passphrase must be bytes, not {type(passphrase).__name__}")
+    salt = _check_len("Argon2id salt", salt, ARGON2ID_SALT_SIZE)
+    try:
+        return nacl.pwhash.argon2id.kdf(size, passphrase, salt, opslimit, memlimit)
+    except (nacl.exceptions.ValueError, nacl.exceptions.TypeError) as exc:
+        raise InvalidKey(f"Argon2id parameters refused: {exc}") from None
+
+
+def secretbox_seal(key: bytes, nonce: bytes, plaintext: bytes) -> bytes:
+    """Encrypt and authenticate ``plaintext`` with XSalsa20-Poly1305; return the tag and ciphertext.
+
+    The nonce is not included in the result. Never use a nonce twice with the same key: take it
+    from :func:`random_bytes` (``SECRETBOX_NONCE_SIZE``) or derive a fresh key for every message.
+    """
+    box = nacl.secret.SecretBox(_check_len("secretbox key", key, SECRETBOX_KEY_SIZE))
+    nonce = _check_len("secretbox nonce", nonce, SECRETBOX_NONCE_SIZE)
+    return box.encrypt(bytes(plaintext), nonce).ciphertext
+
+
+def secretbox_open(key: bytes, nonce: bytes, ciphertext: bytes) -> bytes:
+    """Check and decrypt what :func:`secretbox_seal` made, or raise :class:`DecryptionFailed`.
+
+    A wrong key, a wrong nonce and an altered or truncated ciphertext all fail the same Poly1305
+    check and cannot be told apart.
+    """
+    box = nacl.secret.SecretBox(_check_len("secretbox key", key, SECRETBOX_KEY_SIZE))
+    nonce = _check_len("secretbox nonce", nonce, SECRETBOX_NONCE_SIZE)
+    if len(ciphertext) < SECRETBOX_MAC_SIZE:
+        raise DecryptionFailed(
+            f"a sealed message is at least {SECRETBOX_MAC_SIZE} bytes, got {len(ciphertext)}"
+        )
+    try:
+        return box.decrypt(bytes(ciphertext), nonce)
+    except nacl.exceptions.CryptoError:
+        raise DecryptionFailed("ciphertext does not authenticate (wrong key or altered)") from None
