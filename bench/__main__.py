@@ -17,7 +17,10 @@ def main() -> int:
     failed = 0
     for name in BENCHMARKS:
         run = subprocess.run(
-            [sys.executable, "-m", f"bench.{name}", *sys.argv[1:]], capture_output=True, text=True, check=False
+            [sys.executable, "-m", f"bench.{name}", *sys.argv[1:]],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if run.returncode != 0:
             failed += 1

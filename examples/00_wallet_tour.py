@@ -63,7 +63,9 @@ def main() -> int:
 
         def authenticate() -> str:
             challenge = Challenge(
-                secrets.token_urlsafe(16), "https://metering.example", datetime.now(UTC) + timedelta(minutes=1)
+                secrets.token_urlsafe(16),
+                "https://metering.example",
+                datetime.now(UTC) + timedelta(minutes=1),
             )
             answer = device.answer(challenge)
             try:
