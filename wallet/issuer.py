@@ -254,6 +254,41 @@ class Issuer:
                 raise IssuerError(f"credential {credential_id} is revoked; revocation is final")
         return self._set_status(credential_ids, StatusPurpose.SUSPENSION, False)
 
+    def set_bits(self, url: str, indices: Sequence[int], value: bool) -> None:
+        """Set or clear bits by index in one of this issuer's lists, all or nothing.
+
+        This is revoke / suspend / reinstate by index (what one ledger status-list update carries).
+        Clearing a bit of a ``revocation`` list is refused: revocation is final.
+        """
+        with Session(self.engine) as session:
+            row = session.get(StatusListRow, url)
+            if row is None or row.issuer != self.did:
+                raise IssuerError(f"no status list {url} for issuer {self.did}")
+            if row.purpose == StatusPurpose.REVOCATION.value and not value:
+                raise IssuerError(f"{url} is a revocation list; revocation is final")
+            bits = BitstringStatusList.from_bytes(row.bits)
+            bits.set_many(indices, int(value))  # checks every index before changing any bit
+            row.bits, row.updated_at = bits.to_bytes(), datetime.now(UTC)
+            session.add(row)
+            column = (
+                IssuedCredentialRow.revocation_list
+                if row.purpose == StatusPurpose.REVOCATION.value
+                else IssuedCredentialRow.suspension_list
+            )
+            issued = session.exec(
+                select(IssuedCredentialRow).where(
+                    column == url,
+                    IssuedCredentialRow.status_index.in_(list(indices)),  # type: ignore[attr-defined]
+                )
+            ).all()
+            for credential in issued:
+                if row.purpose == StatusPurpose.REVOCATION.value:
+                    credential.revoked = value
+                else:
+                    credential.suspended = value
+                session.add(credential)
+            session.commit()
+
     def status(self, credential_id: str) -> IssuedStatus:
         """Where credential ``credential_id``'s status lives and what it is."""
         with Session(self.engine) as session:

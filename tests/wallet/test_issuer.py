@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session
 
+from did_registry.errors import StatusIndexError
 from tests.wallet.conftest import Identity, KeyRing
 from wallet.credential import verify_credential
 from wallet.errors import CredentialStatusRefused, IssuerError
@@ -167,3 +168,38 @@ def test_full_list_rolls_over_to_a_new_pair(keyring: KeyRing) -> None:
     second = issuer.issue({"id": "did:example:2"})
     assert issuer.status(second["id"]).revocation_list != issuer.status(first["id"]).revocation_list
     assert len(issuer.status_list_urls()) == 4
+
+
+def test_set_bits_by_index_revokes_and_suspends(keyring: KeyRing) -> None:
+    """Revoking and suspending by index reach the credential's status and its verification."""
+    issuer = _issuer(keyring)
+    credential = issuer.issue({"id": "did:example:1"})
+    status = issuer.status(credential["id"])
+    issuer.set_bits(status.suspension_list, [status.index], True)
+    assert issuer.status(credential["id"]).suspended
+    issuer.set_bits(status.suspension_list, [status.index], False)
+    issuer.set_bits(status.revocation_list, [status.index, 0, 131_071], True)
+    assert issuer.status(credential["id"]).revoked
+    with pytest.raises(CredentialStatusRefused):
+        verify_credential(credential, keyring.lookup, status_check=_checker(keyring, issuer))
+
+
+def test_set_bits_is_all_or_nothing(keyring: KeyRing) -> None:
+    """One index out of range refuses the whole update and no bit changes."""
+    issuer = _issuer(keyring)
+    credential = issuer.issue({"id": "did:example:1"})
+    url = issuer.status(credential["id"]).revocation_list
+    with pytest.raises(StatusIndexError):
+        issuer.set_bits(url, [1, 2, 131_072], True)
+    assert issuer.status_list(url).count_nonzero() == 0
+
+
+def test_revocation_bits_cannot_be_cleared(keyring: KeyRing) -> None:
+    """Clearing bits of a revocation list is refused."""
+    issuer = _issuer(keyring)
+    credential = issuer.issue({"id": "did:example:1"})
+    status = issuer.status(credential["id"])
+    issuer.set_bits(status.revocation_list, [status.index], True)
+    with pytest.raises(IssuerError):
+        issuer.set_bits(status.revocation_list, [status.index], False)
+    assert issuer.status(credential["id"]).revoked

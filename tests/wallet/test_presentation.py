@@ -17,6 +17,7 @@ from wallet.errors import (
     HolderMismatch,
     InvalidSignature,
     MalformedDocument,
+    VerificationFailed,
     WrongVerificationRelationship,
 )
 from wallet.presentation import build_presentation, sign_presentation, verify_presentation
@@ -159,3 +160,26 @@ def test_malformed_presentations_are_refused(keyring: KeyRing, field: str, value
     presentation[field] = value
     with pytest.raises(MalformedDocument):
         verify_presentation(presentation, keyring.lookup, challenge=CHALLENGE, domain=DOMAIN, now=NOW)
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        return [p for key, member in value.items() for p in _leaves(member, (*path, key))]
+    if isinstance(value, list):
+        return [p for index, member in enumerate(value) for p in _leaves(member, (*path, index))]
+    return [path]
+
+
+def test_changing_any_field_of_a_presentation_fails(keyring: KeyRing) -> None:
+    """Changing any single value anywhere in a signed presentation makes verification fail."""
+    presentation = _present(keyring)
+    paths = _leaves(presentation)
+    assert len(paths) > 20
+    for path in paths:
+        tampered = copy.deepcopy(presentation)
+        target = tampered
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = "tampered" if target[path[-1]] != "tampered" else "other"
+        with pytest.raises(VerificationFailed):
+            verify_presentation(tampered, keyring.lookup, challenge=CHALLENGE, domain=DOMAIN, now=NOW)
