@@ -1,10 +1,14 @@
 # The two commands: `make demo` and `make test`. Both create .venv and install what they need.
-.PHONY: demo test lint typecheck unit bench soak install clean
+.PHONY: demo test lint typecheck unit bench soak install services clean
 
 BIN := .venv/bin
 
 install:
 	@bash scripts/bootstrap.sh
+
+# The PostgreSQL and Redis binaries the tests start throwaway servers from (docs/testing.md).
+services:
+	@bash scripts/ensure-test-services.sh
 
 demo: install
 	$(BIN)/python examples/00_wallet_tour.py
@@ -16,7 +20,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install services
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
@@ -24,7 +28,7 @@ test: lint typecheck unit
 bench: install
 	$(BIN)/python -m bench
 
-soak: install
+soak: install services
 	TRELLIS_SOAK=1 $(BIN)/python -m pytest -m soak
 
 clean:

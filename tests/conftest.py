@@ -1,11 +1,14 @@
-"""Shared fixtures: where the published conformance vectors live."""
+"""Shared fixtures: where the published conformance vectors live; throwaway PostgreSQL and Redis servers."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.services import PostgresServer, RedisServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,3 +28,35 @@ CONFORMANCE = _conformance_dir()
 def conformance_dir() -> Path:
     """The folder of published test vectors (../shared/conformance beside the repo)."""
     return CONFORMANCE
+
+
+# Throwaway database servers (tests/services.py, docs/testing.md). They start on first use, on free
+# loopback ports, never the machine's own PostgreSQL or Redis. Missing binaries make the test error
+# (never skip) with a message to run scripts/ensure-test-services.sh.
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server shared by the session, removed at its end."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The SQLAlchemy URL of a fresh database (t_<n>) for this test, dropped after it."""
+    with postgres_server.temporary_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway Redis server (no persistence) shared by the session, removed at its end."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    """The redis:// URL of database 0 on the session's Redis server (shared: use distinct keys)."""
+    return redis_server.url

@@ -1,0 +1,1 @@
+"""The permissioned ledger: transactions, deterministic state, commitments, storage."""

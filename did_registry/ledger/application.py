@@ -1,0 +1,220 @@
+"""The ledger application: what consensus drives, through propose / validate / commit.
+
+Consensus orders opaque blocks; this class gives them meaning. ``propose`` executes candidate
+transactions on top of the head state and builds a block of those the rules accept (the others are
+returned with their rejection); ``validate`` re-executes a proposed block and checks every header
+field, so a lying proposer is caught; ``commit`` checks the commit certificate against the validator
+set in force and writes the block with its state changes in one store transaction. Execution is a
+pure function of (head state, block): same blocks, same state root, on every node and backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from did_registry.errors import DidRegistryError
+from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
+from did_registry.ledger import validators as validator_set
+from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
+from did_registry.ledger.genesis import Genesis, genesis_state
+from did_registry.ledger.rules import BlockContext, execute
+from did_registry.ledger.smt import SparseMerkleMap
+from did_registry.ledger.state import StateView, value_hash
+from did_registry.ledger.storage.base import Commit, LedgerStore
+from did_registry.ledger.txn import Transaction, TxnRejected
+from did_registry.ledger.validators import ValidatorSet
+
+__all__ = ["Executed", "InvalidBlock", "LedgerApplication"]
+
+
+class InvalidBlock(DidRegistryError):
+    """A proposed block does not follow from the head: wrong height, parent, roots or a bad transaction."""
+
+
+class _BufferedNodes:
+    """Map nodes written while executing a block, kept apart until the block commits."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+        self.new: dict[bytes, bytes] = {}
+
+    def get(self, node_hash: bytes) -> bytes | None:
+        return self.new.get(node_hash) or self._store.node(node_hash)
+
+    def put_many(self, nodes: dict[bytes, bytes]) -> None:
+        self.new.update(nodes)
+
+
+class _StoreNodes:
+    def __init__(self, store: LedgerStore) -> None:
+        self._store = store
+
+    def get(self, node_hash: bytes) -> bytes | None:
+        return self._store.node(node_hash)
+
+    def put_many(self, nodes: dict[bytes, bytes]) -> None:
+        raise RuntimeError("committed map nodes are written only through LedgerStore.append")
+
+
+@dataclass(frozen=True, slots=True)
+class Executed:
+    """A block executed on the head state, ready to be certified and committed."""
+
+    block: Block
+    changes: Mapping[str, bytes | None]
+    nodes: Mapping[bytes, bytes]
+    rejected: tuple[tuple[Transaction, TxnRejected], ...] = ()
+
+
+class LedgerApplication:
+    """The deterministic state machine over a :class:`LedgerStore`."""
+
+    def __init__(self, store: LedgerStore, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        stored = store.genesis()
+        if store.height() is None:
+            self._commit_genesis()
+        elif stored is None or Genesis.from_json(stored).hash != genesis.hash:
+            raise InvalidBlock("this store holds another network's chain (genesis differs)")
+        head = store.block(store.height() or 0)
+        assert head is not None
+        self._head: BlockHeader = head[0].header
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def head(self) -> BlockHeader:
+        """The last committed header."""
+        return self._head
+
+    @property
+    def height(self) -> int:
+        """The last committed height."""
+        return self._head.height
+
+    def validators(self) -> ValidatorSet:
+        """The validator set that certifies the next block (pending changes due then applied)."""
+        view = StateView(self.store)
+        validator_set.activate(view, self.height + 1)
+        return validator_set.current(view)
+
+    def state_map(self, root: bytes | None = None) -> SparseMerkleMap:
+        """The state map at ``root`` (the head's by default), for proofs."""
+        return SparseMerkleMap(_StoreNodes(self.store), root or bytes.fromhex(self._head.state_root))
+
+    # -- the consensus interface --------------------------------------------------------------
+    def check(self, txn: Transaction) -> None:
+        """Admission: would ``txn`` be accepted on top of the head? Raises :class:`TxnRejected`."""
+        execute(StateView(self.store), txn, self._context(self.height + 1, self._head.time))
+
+    def propose(self, txns: Sequence[Transaction], *, time: str, proposer: str) -> Executed:
+        """Build the next block from ``txns``: accepted ones in order, rejected ones set apart."""
+        height = self.height + 1
+        time = max(time, self._head.time)
+        view, accepted, rejected = self._run(height, time, txns, strict=False)
+        return self._seal(height, time, proposer, view, tuple(accepted), tuple(rejected))
+
+    def validate(self, block: Block) -> Executed:
+        """Re-execute a proposed block and check its header; raise :class:`InvalidBlock`."""
+        header = block.header
+        if header.height != self.height + 1 or header.previous_hash != self._head.hash.hex():
+            raise InvalidBlock(f"block {header.height} does not extend head {self.height}")
+        if header.network != self.genesis.network:
+            raise InvalidBlock(f"block of network {header.network!r}")
+        try:
+            if parse_timestamp(header.time) < parse_timestamp(self._head.time):
+                raise InvalidBlock("block time goes backwards")
+        except InvalidTimestamp as exc:
+            raise InvalidBlock(str(exc)) from None
+        view, accepted, _ = self._run(header.height, header.time, block.txns, strict=True)
+        executed = self._seal(header.height, header.time, header.proposer, view, tuple(accepted), ())
+        if executed.block.header != header:
+            raise InvalidBlock(f"block {header.height}'s header does not match its execution")
+        return executed
+
+    def commit(self, executed: Executed, certificate: CommitCertificate) -> None:
+        """Check the certificate and write the block, its state changes and map nodes atomically."""
+        certificate.verify(executed.block.header, self.validators())
+        self.store.append(Commit(executed.block, certificate, executed.changes, executed.nodes))
+        self._head = executed.block.header
+
+    # -- internals --------------------------------------------------------------------------
+    def _context(self, height: int, time: str) -> BlockContext:
+        return BlockContext(self.genesis.network, height, time)
+
+    def _run(
+        self, height: int, time: str, txns: Sequence[Transaction], *, strict: bool
+    ) -> tuple[StateView, list[Transaction], list[tuple[Transaction, TxnRejected]]]:
+        view = StateView(self.store)
+        validator_set.activate(view, height)
+        context = self._context(height, time)
+        accepted: list[Transaction] = []
+        rejected: list[tuple[Transaction, TxnRejected]] = []
+        seen: set[str] = set()
+        for txn in txns:
+            child = view.child()
+            try:
+                if txn.id in seen or self.store.locate(txn.id) is not None:
+                    raise TxnRejected("replay", f"transaction {txn.id} is already on the ledger")
+                execute(child, txn, context)
+            except TxnRejected as exc:
+                if strict:
+                    raise InvalidBlock(
+                        f"block {height} holds a rejected transaction {txn.id}: {exc}"
+                    ) from None
+                exc.txn_id = txn.id
+                rejected.append((txn, exc))
+                continue
+            seen.add(txn.id)
+            view.merge(child)
+            accepted.append(txn)
+        return view, accepted, rejected
+
+    def _seal(
+        self,
+        height: int,
+        time: str,
+        proposer: str,
+        view: StateView,
+        txns: tuple[Transaction, ...],
+        rejected: tuple[tuple[Transaction, TxnRejected], ...],
+    ) -> Executed:
+        nodes = _BufferedNodes(self.store)
+        state = SparseMerkleMap(nodes, bytes.fromhex(self._head.state_root))
+        changes = {key: view.changes[key] for key in view.changed_keys()}
+        root = state.update({k.encode(): None if v is None else value_hash(v) for k, v in changes.items()})
+        header = BlockHeader(
+            network=self.genesis.network,
+            height=height,
+            previous_hash=self._head.hash.hex(),
+            time=time,
+            proposer=proposer,
+            txn_count=len(txns),
+            txn_root=Block.txn_root_of(txns),
+            state_root=root.hex(),
+            validators_hash=validator_set.current(view).hash(),
+        )
+        return Executed(Block(header, txns), changes, nodes.new, rejected)
+
+    def _commit_genesis(self) -> None:
+        view = genesis_state(self.genesis)
+        nodes = _BufferedNodes(self.store)
+        changes = {key: view.changes[key] for key in view.changed_keys()}
+        root = SparseMerkleMap(nodes).update(
+            {k.encode(): value_hash(v) for k, v in changes.items() if v is not None}
+        )
+        header = BlockHeader(
+            network=self.genesis.network,
+            height=0,
+            previous_hash=self.genesis.hash.hex(),
+            time=self.genesis.time,
+            proposer="genesis",
+            txn_count=0,
+            txn_root=Block.txn_root_of(()),
+            state_root=root.hex(),
+            validators_hash=validator_set.current(view).hash(),
+        )
+        genesis_json: dict[str, Any] = self.genesis.to_json()
+        self.store.append(Commit(Block(header, ()), None, changes, nodes.new, genesis_json))

@@ -1,0 +1,360 @@
+"""The authenticated map over the ledger state: a compressed binary sparse Merkle tree.
+
+A Merkle binary radix trie keyed by ``key_hash = SHA-256(key)``, most significant bit first (the
+"Jellyfish" compression of a 256-level sparse Merkle tree), with the 0x00/0x01 leaf/node domain
+separation of RFC 6962 §2.1. Every subtree has one canonical form: empty is :data:`EMPTY_ROOT` (32 zero
+bytes, never stored); one key is that key's leaf ``SHA-256(0x00 || key_hash || value_hash)``, at the
+highest level where it is alone; two keys or more make an internal node ``SHA-256(0x01 || left ||
+right)`` that splits on the bit of its depth (one side may be empty when all its keys share that bit).
+So the root depends on the set of (key_hash, value_hash) pairs only, not on the order or batches of the
+writes, and deleting a key restores the earlier root exactly. The map holds value *hashes*; the values
+live in the ledger's state tables.
+
+A node is stored as its 65-byte hash preimage under its hash in a :class:`NodeStore`. Nodes are never
+changed, so every historical root stays provable while its nodes are kept. A batch of ``k`` writes
+hashes O(k log n) nodes and stores the new ones with one ``put_many``. A :class:`MapProof` is the
+siblings on a key's path and the terminal met there: the key's leaf (inclusion), another key's leaf or
+an empty subtree (non-inclusion); :func:`verify_map_proof` checks it with no store.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any, Final, Protocol
+
+from did_registry.errors import InvalidMerkleInput, InvalidProof, MissingMerkleNode
+
+__all__ = [
+    "EMPTY_ROOT",
+    "KEY_BITS",
+    "key_hash",
+    "NodeStore",
+    "MemoryNodeStore",
+    "SparseMerkleMap",
+    "MapProof",
+    "verify_map_proof",
+]
+
+EMPTY_ROOT: Final = bytes(32)
+"""The hash of an empty subtree, and the root of the empty map: 32 zero bytes."""
+
+KEY_BITS: Final = 256
+"""Bits in a key hash, so the greatest depth a node can have."""
+
+_LEAF: Final = b"\x00"
+_NODE: Final = b"\x01"
+_NODE_SIZE: Final = 65
+_TOP_BIT: Final = KEY_BITS - 1
+_HEX: Final = re.compile(r"(?:[0-9a-f]{2})*")
+
+
+def key_hash(key: bytes) -> bytes:
+    """``SHA-256(key)``: where a key lives in the map."""
+    return sha256(key).digest()
+
+
+class NodeStore(Protocol):
+    """Content-addressed node storage: a node's bytes under its SHA-256 hash."""
+
+    def get(self, node_hash: bytes) -> bytes | None:
+        """The node stored under ``node_hash``, or None."""
+        ...
+
+    def put_many(self, nodes: dict[bytes, bytes]) -> None:
+        """Store every ``hash -> node`` pair (a node is never changed once stored)."""
+        ...
+
+
+class MemoryNodeStore:
+    """A :class:`NodeStore` in a dict: for tests, tools and caches."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[bytes, bytes] = {}
+
+    def get(self, node_hash: bytes) -> bytes | None:
+        """The node stored under ``node_hash``, or None."""
+        return self._nodes.get(node_hash)
+
+    def put_many(self, nodes: dict[bytes, bytes]) -> None:
+        """Store every ``hash -> node`` pair."""
+        self._nodes.update(nodes)
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+
+def _check_hash(name: str, value: object) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise InvalidMerkleInput(f"{name} must be 32 bytes, not {value!r}")
+    return value
+
+
+def _load(get: Callable[[bytes], bytes | None], node: bytes) -> bytes:
+    data = get(node)
+    if data is None or len(data) != _NODE_SIZE or data[0] > 1:
+        raise MissingMerkleNode(node)  # pruned, or not a node at all
+    return data
+
+
+class _Batch:
+    """One :meth:`SparseMerkleMap.update`: the sorted changes and the nodes it creates."""
+
+    __slots__ = ("get", "ints", "leaves", "new")
+
+    def __init__(
+        self, get: Callable[[bytes], bytes | None], ints: list[int], leaves: list[bytes | None]
+    ) -> None:
+        self.get = get  # the store's bound ``get``
+        self.ints = ints  # key hashes as integers, ascending
+        self.leaves = leaves  # the leaf node to write for each, or None to delete
+        self.new: dict[bytes, bytes] = {}
+
+    def build(self, ints: list[int], leaves: list[bytes], lo: int, hi: int, depth: int, base: int) -> bytes:
+        """The canonical subtree of ``leaves[lo:hi]`` (at least one) at ``depth`` under prefix ``base``."""
+        if hi - lo == 1:
+            data = leaves[lo]
+            node = sha256(data).digest()
+            self.new[node] = data
+            return node
+        bit = 1 << (_TOP_BIT - depth)
+        mid = bisect_left(ints, base | bit, lo, hi)
+        left = self.build(ints, leaves, lo, mid, depth + 1, base) if mid > lo else EMPTY_ROOT
+        right = self.build(ints, leaves, mid, hi, depth + 1, base | bit) if hi > mid else EMPTY_ROOT
+        data = _NODE + left + right
+        node = sha256(data).digest()
+        self.new[node] = data
+        return node
+
+    def rebuild(self, lo: int, hi: int, depth: int, base: int, leaf: bytes | None) -> tuple[bytes, bool]:
+        """Replace an empty subtree, or the single ``leaf``, by the changes ``lo:hi`` merged into it."""
+        ints = self.ints[lo:hi]
+        leaves = self.leaves[lo:hi]
+        if leaf is not None:
+            old = int.from_bytes(leaf[1:33], "big")
+            at = bisect_left(ints, old)
+            if at == len(ints) or ints[at] != old:  # the old key is not rewritten: keep it
+                ints.insert(at, old)
+                leaves.insert(at, leaf)
+        kept_ints = [k for k, v in zip(ints, leaves, strict=True) if v is not None]
+        kept = [v for v in leaves if v is not None]
+        if not kept:
+            return EMPTY_ROOT, False
+        return self.build(kept_ints, kept, 0, len(kept), depth, base), len(kept) == 1
+
+    def apply(self, node: bytes, lo: int, hi: int, depth: int, base: int) -> tuple[bytes, bool]:
+        """Write the changes ``lo:hi`` (all under prefix ``base``) into ``node``; the new node and if a leaf."""
+        if node == EMPTY_ROOT:
+            return self.rebuild(lo, hi, depth, base, None)
+        data = _load(self.get, node)
+        if data[0] == 0:
+            return self.rebuild(lo, hi, depth, base, data)
+        if depth > _TOP_BIT:
+            raise MissingMerkleNode(node)  # corrupt: an internal node below the last key bit
+        left, right = data[1:33], data[33:]
+        bit = 1 << (_TOP_BIT - depth)
+        mid = bisect_left(self.ints, base | bit, lo, hi)
+        new_left, left_leaf = self.apply(left, lo, mid, depth + 1, base) if mid > lo else (left, None)
+        new_right, right_leaf = (
+            self.apply(right, mid, hi, depth + 1, base | bit) if hi > mid else (right, None)
+        )
+        if new_left == left and new_right == right:
+            return node, False
+        if new_left == EMPTY_ROOT:  # hoist a lone leaf; a lone internal node stays where it is
+            if new_right == EMPTY_ROOT:
+                return EMPTY_ROOT, False
+            if right_leaf or (right_leaf is None and _load(self.get, new_right)[0] == 0):
+                return new_right, True
+        elif new_right == EMPTY_ROOT and (
+            left_leaf or (left_leaf is None and _load(self.get, new_left)[0] == 0)
+        ):
+            return new_left, True
+        data = _NODE + new_left + new_right
+        node = sha256(data).digest()
+        self.new[node] = data
+        return node, False
+
+
+class SparseMerkleMap:
+    """The map from keys to value hashes at one root, reading and writing nodes in a :class:`NodeStore`."""
+
+    def __init__(self, store: NodeStore, root: bytes = EMPTY_ROOT) -> None:
+        _check_hash("a map root", root)
+        if root != EMPTY_ROOT and store.get(root) is None:
+            raise MissingMerkleNode(root)
+        self._store = store
+        self._root = root
+
+    @property
+    def root(self) -> bytes:
+        """The current root hash (:data:`EMPTY_ROOT` for the empty map)."""
+        return self._root
+
+    @property
+    def store(self) -> NodeStore:
+        """The node store this map reads and writes."""
+        return self._store
+
+    def _walk(self, key: bytes, siblings: list[bytes] | None) -> bytes | None:
+        # Follow the key's path; return the terminal leaf node (any key's) or None for an empty subtree.
+        path = int.from_bytes(sha256(key).digest(), "big")
+        get = self._store.get
+        node, shift = self._root, _TOP_BIT
+        while node != EMPTY_ROOT:
+            data = _load(get, node)
+            if data[0] == 0:
+                return data
+            if shift < 0:
+                raise MissingMerkleNode(node)  # corrupt: an internal node below the last key bit
+            if (path >> shift) & 1:
+                node = data[33:]
+                if siblings is not None:
+                    siblings.append(data[1:33])
+            else:
+                node = data[1:33]
+                if siblings is not None:
+                    siblings.append(data[33:])
+            shift -= 1
+        return None
+
+    def get_value_hash(self, key: bytes) -> bytes | None:
+        """The value hash stored for ``key``, or None if the key is absent."""
+        leaf = self._walk(key, None)
+        if leaf is None or leaf[1:33] != sha256(key).digest():
+            return None
+        return leaf[33:]
+
+    def update(self, changes: Mapping[bytes, bytes | None]) -> bytes:
+        """Apply a batch of ``key -> value hash`` (None deletes), store the new nodes, return the new root."""
+        rows: list[tuple[int, bytes | None]] = []
+        for key, value_hash in changes.items():
+            if not isinstance(key, bytes):
+                raise InvalidMerkleInput(f"a map key must be bytes, not {key!r}")
+            hashed = sha256(key).digest()
+            if value_hash is None:
+                rows.append((int.from_bytes(hashed, "big"), None))
+            else:
+                _check_hash(f"the value hash of {key!r}", value_hash)
+                rows.append((int.from_bytes(hashed, "big"), _LEAF + hashed + value_hash))
+        if not rows:
+            return self._root
+        rows.sort(key=lambda row: row[0])
+        batch = _Batch(self._store.get, [k for k, _ in rows], [leaf for _, leaf in rows])
+        root, _ = batch.apply(self._root, 0, len(rows), 0, 0)
+        if batch.new:
+            self._store.put_many(batch.new)
+        self._root = root
+        return root
+
+    def prove(self, key: bytes) -> MapProof:
+        """A proof of ``key``'s value hash, or of its absence, against :attr:`root`."""
+        siblings: list[bytes] = []
+        leaf = self._walk(key, siblings)
+        return MapProof(tuple(siblings), None if leaf is None else (leaf[1:33], leaf[33:]))
+
+
+def _refuse(reason: str) -> InvalidProof:
+    return InvalidProof("map", reason)
+
+
+def _hex(value: object, what: str) -> bytes:
+    if not isinstance(value, str) or _HEX.fullmatch(value) is None:
+        raise _refuse(f"{what} must be lowercase hexadecimal, not {value!r}")
+    return bytes.fromhex(value)
+
+
+@dataclass(frozen=True, slots=True)
+class MapProof:
+    """The path to a key: sibling hashes from the root down, and the terminal leaf (or None if empty)."""
+
+    siblings: tuple[bytes, ...]
+    """One hash per level, the root's other child first; :data:`EMPTY_ROOT` for an empty sibling."""
+    leaf: tuple[bytes, bytes] | None
+    """The ``(key_hash, value_hash)`` of the leaf the path ends at, or None if it ends in an empty subtree."""
+
+    def __post_init__(self) -> None:
+        if len(self.siblings) > KEY_BITS:
+            raise _refuse(f"{len(self.siblings)} siblings is deeper than {KEY_BITS} levels")
+        if not all(isinstance(s, bytes) and len(s) == 32 for s in self.siblings):
+            raise _refuse("every sibling must be a 32-byte hash")
+        if self.leaf is not None and (
+            len(self.leaf) != 2 or not all(isinstance(h, bytes) and len(h) == 32 for h in self.leaf)
+        ):
+            raise _refuse("the leaf must be a pair of 32-byte hashes")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form: ``depth``, a ``bitmap`` of non-empty siblings, those siblings and the ``leaf``."""
+        depth = len(self.siblings)
+        width = (depth + 7) // 8
+        bitmap = 0
+        present = []
+        for level, sibling in enumerate(self.siblings):
+            if sibling != EMPTY_ROOT:
+                bitmap |= 1 << (8 * width - 1 - level)  # level 0 is the first byte's top bit
+                present.append(sibling.hex())
+        mask = bitmap.to_bytes(width, "big").hex()
+        leaf = None if self.leaf is None else {"keyHash": self.leaf[0].hex(), "valueHash": self.leaf[1].hex()}
+        return {"depth": depth, "bitmap": mask, "siblings": present, "leaf": leaf}
+
+    @classmethod
+    def from_json(cls, value: object) -> MapProof:
+        """Parse the form :meth:`to_json` writes, refusing anything else with :class:`InvalidProof`."""
+        if not isinstance(value, dict) or set(value) != {"depth", "bitmap", "siblings", "leaf"}:
+            raise _refuse("a map proof is an object with exactly depth, bitmap, siblings and leaf")
+        depth, present = value["depth"], value["siblings"]
+        if type(depth) is not int or not 0 <= depth <= KEY_BITS:
+            raise _refuse(f"depth must be an integer in 0..{KEY_BITS}, not {depth!r}")
+        width = (depth + 7) // 8
+        raw = _hex(value["bitmap"], "bitmap")
+        if len(raw) != width:
+            raise _refuse(f"a bitmap for depth {depth} has {width} bytes, not {len(raw)}")
+        bitmap = int.from_bytes(raw, "big")
+        if bitmap & ((1 << (8 * width - depth)) - 1):
+            raise _refuse("the bitmap has bits set beyond the depth")
+        if not isinstance(present, list) or len(present) != bitmap.bit_count():
+            raise _refuse("siblings must be a list with one hash per bit set in the bitmap")
+        hashes = iter([_hex(item, "a sibling") for item in present])
+        siblings = tuple(
+            next(hashes) if (bitmap >> (8 * width - 1 - level)) & 1 else EMPTY_ROOT for level in range(depth)
+        )
+        leaf = value["leaf"]
+        if leaf is None:
+            return cls(siblings, None)
+        if not isinstance(leaf, dict) or set(leaf) != {"keyHash", "valueHash"}:
+            raise _refuse("leaf must be null or an object with exactly keyHash and valueHash")
+        return cls(siblings, (_hex(leaf["keyHash"], "keyHash"), _hex(leaf["valueHash"], "valueHash")))
+
+
+def verify_map_proof(root: bytes, key: bytes, value_hash: bytes | None, proof: MapProof) -> None:
+    """Check that under ``root`` the map holds ``value_hash`` for ``key`` (None: that ``key`` is absent)."""
+    hashed = sha256(key).digest()
+    path = int.from_bytes(hashed, "big")
+    siblings = proof.siblings
+    depth = len(siblings)
+    if proof.leaf is None:
+        if value_hash is not None:
+            raise _refuse("the path ends in an empty subtree, so the key is absent")
+        node = EMPTY_ROOT
+    else:
+        leaf_key, leaf_value = proof.leaf
+        if value_hash is not None:
+            if leaf_key != hashed:
+                raise _refuse("the path ends at the leaf of another key")
+            if leaf_value != value_hash:
+                raise _refuse("the key holds another value hash")
+        elif leaf_key == hashed:
+            raise _refuse("the path ends at this key's own leaf, so the key is present")
+        elif depth and (int.from_bytes(leaf_key, "big") ^ path) >> (KEY_BITS - depth):
+            raise _refuse("the leaf the path ends at is not on this key's path")
+        node = sha256(_LEAF + leaf_key + leaf_value).digest()
+    if depth and siblings[-1] == EMPTY_ROOT:
+        raise _refuse("the deepest sibling is empty: the terminal would have moved up")
+    shift = _TOP_BIT - depth + 1
+    for sibling in reversed(siblings):
+        node = sha256(_NODE + sibling + node if (path >> shift) & 1 else _NODE + node + sibling).digest()
+        shift += 1
+    if node != root:
+        raise _refuse(f"the path leads to {node.hex()}, not to the root given")

@@ -1,0 +1,66 @@
+"""The store protocol: what the ledger needs from storage, whatever the backend.
+
+A :class:`Commit` is everything one block changes; :meth:`LedgerStore.append` writes it in one
+database transaction, so a node killed at any moment restarts at its last committed height.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from did_registry.ledger.block import Block, CommitCertificate
+
+__all__ = ["Commit", "LedgerStore", "TxnLocation"]
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One block's worth of writes: the block, its certificate, state changes and new map nodes."""
+
+    block: Block
+    certificate: CommitCertificate | None
+    changes: Mapping[str, bytes | None]
+    nodes: Mapping[bytes, bytes]
+    genesis: Mapping[str, Any] | None = None  # only for block 0
+
+
+@dataclass(frozen=True, slots=True)
+class TxnLocation:
+    """Where a committed transaction is: block height and position in the block."""
+
+    height: int
+    index: int
+
+
+class LedgerStore(Protocol):
+    """Storage of blocks, certificates, current state and state-map nodes."""
+
+    def get(self, key: str) -> bytes | None:
+        """Current (head) state value under ``key``."""
+        ...
+
+    def node(self, node_hash: bytes) -> bytes | None:
+        """A state-map node by hash (nodes are immutable; old roots stay provable)."""
+        ...
+
+    def height(self) -> int | None:
+        """The last committed height, or ``None`` before genesis."""
+        ...
+
+    def genesis(self) -> Mapping[str, Any] | None:
+        """The genesis document this store was started with."""
+        ...
+
+    def block(self, height: int) -> tuple[Block, CommitCertificate | None] | None:
+        """A committed block and its certificate."""
+        ...
+
+    def locate(self, txn_id: str) -> TxnLocation | None:
+        """Where a committed transaction is."""
+        ...
+
+    def append(self, commit: Commit) -> None:
+        """Write one block's changes atomically (all or nothing)."""
+        ...

@@ -1,0 +1,62 @@
+"""An in-memory :class:`~did_registry.ledger.storage.base.LedgerStore` (tests, simulations)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from did_registry.ledger.block import Block, CommitCertificate
+from did_registry.ledger.storage.base import Commit, TxnLocation
+
+__all__ = ["MemoryLedgerStore"]
+
+
+class MemoryLedgerStore:
+    """Dictionaries; :meth:`append` applies a commit completely before anyone can read it."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, bytes] = {}
+        self._nodes: dict[bytes, bytes] = {}
+        self._blocks: list[tuple[Block, CommitCertificate | None]] = []
+        self._txns: dict[str, TxnLocation] = {}
+        self._genesis: Mapping[str, Any] | None = None
+
+    def get(self, key: str) -> bytes | None:
+        """Current state value."""
+        return self._state.get(key)
+
+    def node(self, node_hash: bytes) -> bytes | None:
+        """A state-map node."""
+        return self._nodes.get(node_hash)
+
+    def height(self) -> int | None:
+        """Last committed height."""
+        return len(self._blocks) - 1 if self._blocks else None
+
+    def genesis(self) -> Mapping[str, Any] | None:
+        """The genesis document."""
+        return self._genesis
+
+    def block(self, height: int) -> tuple[Block, CommitCertificate | None] | None:
+        """A committed block."""
+        return self._blocks[height] if 0 <= height < len(self._blocks) else None
+
+    def locate(self, txn_id: str) -> TxnLocation | None:
+        """Where a transaction is."""
+        return self._txns.get(txn_id)
+
+    def append(self, commit: Commit) -> None:
+        """Apply one block's writes."""
+        if commit.block.header.height != len(self._blocks):
+            raise ValueError(f"expected block {len(self._blocks)}, got {commit.block.header.height}")
+        for key, value in commit.changes.items():
+            if value is None:
+                self._state.pop(key, None)
+            else:
+                self._state[key] = value
+        self._nodes.update(commit.nodes)
+        for index, txn in enumerate(commit.block.txns):
+            self._txns[txn.id] = TxnLocation(commit.block.header.height, index)
+        if commit.genesis is not None:
+            self._genesis = commit.genesis
+        self._blocks.append((commit.block, commit.certificate))

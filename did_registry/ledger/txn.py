@@ -1,0 +1,220 @@
+"""Ledger transactions: canonical JSON, identified by hash, signed by DID keys.
+
+A transaction is a JSON object::
+
+    {"type": "did.create", "network": "devnet", "submitter": "did:trellis:devnet:…", "nonce": 1,
+     "body": {…}, "signatures": [{"verificationMethod": "did:…#key-1", "signature": "z…"}]}
+
+Its *id* is the SHA-256 of the RFC 8785 (JCS) bytes of the transaction without ``signatures``, so
+every signer of an m-of-n transaction signs the same thing. Each signature is Ed25519 over
+``b"trellis/txn/v1\\x00" + id`` (the prefix separates transaction signatures from every other use of
+a DID key), multibase base58btc. ``nonce`` is the submitter's, strictly increasing: a replayed or
+duplicated transaction fails. Transaction types and their rules live in :mod:`did_registry.ledger.rules`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from did_registry.errors import DidRegistryError
+from did_registry.identity.crypto import Ed25519PrivateKey, sha256
+from did_registry.identity.jcs import canonicalize
+from did_registry.identity.multibase import encode_base58btc
+
+__all__ = [
+    "MAX_TXN_BYTES",
+    "TXN_TYPES",
+    "Signature",
+    "Transaction",
+    "TxnRejected",
+    "signing_input",
+]
+
+MAX_TXN_BYTES = 256 * 1024
+TXN_TYPES = frozenset(
+    {
+        "did.create",
+        "did.update",
+        "did.deactivate",
+        "role.grant",
+        "role.revoke",
+        "status_list.create",
+        "status_list.update",
+        "trust.accredit",
+        "trust.withdraw",
+        "quarantine.report",
+        "quarantine.clear",
+        "validator.add",
+        "validator.remove",
+        "validator.rotate_key",
+    }
+)
+_SIGNING_PREFIX = b"trellis/txn/v1\x00"
+
+
+class TxnRejected(DidRegistryError):
+    """A transaction is malformed, badly signed, not permitted, a replay or a conflict.
+
+    ``code`` is one of ``malformed`` (HTTP 400), ``bad_signature`` (401), ``forbidden`` (403),
+    ``replay`` and ``conflict`` (409), ``not_found`` (404 for the thing it refers to).
+    """
+
+    HTTP_STATUS: ClassVar[dict[str, int]] = {
+        "malformed": 400,
+        "bad_signature": 401,
+        "forbidden": 403,
+        "not_found": 404,
+    }
+
+    def __init__(self, code: str, detail: str, *, txn_id: str | None = None) -> None:
+        self.code = code
+        self.detail = detail
+        self.txn_id = txn_id
+        super().__init__(f"{code}: {detail}")
+
+    @property
+    def http_status(self) -> int:
+        """The HTTP status an API answers with for this rejection."""
+        return self.HTTP_STATUS.get(self.code, 409)
+
+
+def signing_input(txn_id: bytes) -> bytes:
+    """The bytes every signer of transaction ``txn_id`` signs."""
+    return _SIGNING_PREFIX + txn_id
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """One signature on a transaction: the verification method and the multibase signature."""
+
+    verification_method: str
+    signature: str
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON form."""
+        return {"verificationMethod": self.verification_method, "signature": self.signature}
+
+
+def _malformed(detail: str) -> TxnRejected:
+    return TxnRejected("malformed", detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A parsed transaction; ``canonical`` holds the JCS bytes its id is the hash of."""
+
+    type: str
+    network: str
+    submitter: str
+    nonce: int
+    body: Mapping[str, Any]
+    signatures: tuple[Signature, ...]
+    canonical: bytes
+    id_bytes: bytes
+
+    @property
+    def id(self) -> str:
+        """The transaction id: hex SHA-256 of the canonical unsigned transaction."""
+        return self.id_bytes.hex()
+
+    @classmethod
+    def build(
+        cls, txn_type: str, *, network: str, submitter: str, nonce: int, body: Mapping[str, Any]
+    ) -> Transaction:
+        """An unsigned transaction."""
+        return cls.from_json(
+            {"type": txn_type, "network": network, "submitter": submitter, "nonce": nonce, "body": dict(body)}
+        )
+
+    def unsigned_json(self) -> dict[str, Any]:
+        """The transaction without signatures."""
+        return {
+            "type": self.type,
+            "network": self.network,
+            "submitter": self.submitter,
+            "nonce": self.nonce,
+            "body": self.body,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The full JSON form, signatures included."""
+        return {**self.unsigned_json(), "signatures": [s.to_json() for s in self.signatures]}
+
+    def signed(self, key: Ed25519PrivateKey, verification_method: str) -> Transaction:
+        """A copy with one more signature by ``key`` under ``verification_method``."""
+        signature = Signature(verification_method, encode_base58btc(key.sign(signing_input(self.id_bytes))))
+        return Transaction(
+            self.type,
+            self.network,
+            self.submitter,
+            self.nonce,
+            self.body,
+            (*self.signatures, signature),
+            self.canonical,
+            self.id_bytes,
+        )
+
+    @classmethod
+    def from_json(cls, data: object) -> Transaction:
+        """Parse and check the envelope of a transaction; raise ``TxnRejected('malformed')``."""
+        if not isinstance(data, Mapping):
+            raise _malformed("a transaction is a JSON object")
+        unknown = set(data) - {"type", "network", "submitter", "nonce", "body", "signatures"}
+        if unknown:
+            raise _malformed(f"unknown members {sorted(unknown)}")
+        txn_type, network, submitter = data.get("type"), data.get("network"), data.get("submitter")
+        nonce, body = data.get("nonce"), data.get("body")
+        if txn_type not in TXN_TYPES:
+            raise _malformed(f"unknown transaction type {txn_type!r}")
+        if not isinstance(network, str) or not network:
+            raise _malformed("network must be a non-empty string")
+        if not isinstance(submitter, str) or not submitter.startswith("did:"):
+            raise _malformed("submitter must be a DID")
+        if type(nonce) is not int or not 0 < nonce < 2**53:
+            raise _malformed("nonce must be a positive integer below 2**53")
+        if not isinstance(body, Mapping):
+            raise _malformed("body must be a JSON object")
+        signatures = _signatures(data.get("signatures", []))
+        unsigned = {
+            "type": txn_type,
+            "network": network,
+            "submitter": submitter,
+            "nonce": nonce,
+            "body": body,
+        }
+        try:
+            canonical = canonicalize(unsigned)
+        except DidRegistryError as exc:
+            raise _malformed(f"not canonicalizable: {exc}") from None
+        if len(canonical) > MAX_TXN_BYTES:
+            raise _malformed(f"transaction is {len(canonical)} bytes, more than {MAX_TXN_BYTES}")
+        return cls(txn_type, network, submitter, nonce, body, signatures, canonical, sha256(canonical))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Transaction:
+        """Parse a transaction from JSON bytes."""
+        if len(raw) > 2 * MAX_TXN_BYTES:
+            raise _malformed("transaction too large")
+        try:
+            return cls.from_json(json.loads(raw))
+        except (ValueError, RecursionError) as exc:
+            raise _malformed(f"not JSON: {exc}") from None
+
+
+def _signatures(value: object) -> tuple[Signature, ...]:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        raise _malformed("signatures must be an array")
+    if len(value) > 64:
+        raise _malformed("at most 64 signatures")
+    out = []
+    for item in value:
+        if not isinstance(item, Mapping) or set(item) != {"verificationMethod", "signature"}:
+            raise _malformed("each signature is {verificationMethod, signature}")
+        method, signature = item["verificationMethod"], item["signature"]
+        if not isinstance(method, str) or not isinstance(signature, str) or not signature.startswith("z"):
+            raise _malformed("signature members must be strings; signature is multibase base58btc")
+        out.append(Signature(method, signature))
+    return tuple(out)

@@ -1,0 +1,311 @@
+"""Every transaction type, every permission refusal, replays: the rule table in action."""
+
+from __future__ import annotations
+
+import pytest
+
+from did_registry.identity.did_document_builder import DIDDocumentBuilder
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.ledger.state import decode_value
+from tests.did_registry.ledger.conftest import Network, new_actor
+
+
+def _state(net: Network, key: str) -> object:
+    raw = net.app.store.get(key)
+    return None if raw is None else decode_value(raw)
+
+
+class TestDIDs:
+    def test_create_with_endorsement(self, net: Network) -> None:
+        """A self-certifying DID endorsed by a trustee is created at version 1."""
+        device = net.onboard()
+        record = _state(net, f"did:{device.did}")
+        assert record["version"] == 1 and record["endorser"] == net.trustee.did  # type: ignore[index]
+
+    def test_create_without_endorsement_is_forbidden(self, net: Network) -> None:
+        """A DID that signs its own creation alone is refused: forbidden."""
+        device = new_actor()
+        rejection = net.reject(device.txn("did.create", {"document": device.document()}))
+        assert rejection.code == "forbidden"
+        assert net.app.store.get(f"did:{device.did}") is None
+
+    def test_create_by_plain_did_endorsement_is_forbidden(self, net: Network) -> None:
+        """An endorser without the trustee, steward or issuer role cannot endorse."""
+        nobody = net.onboard()
+        device = new_actor()
+        assert (
+            net.reject(device.txn("did.create", {"document": device.document()}, nobody)).code == "forbidden"
+        )
+
+    def test_create_not_self_certifying_is_forbidden(self, net: Network) -> None:
+        """A DID whose id does not derive from its signing key is refused."""
+        device, impostor = new_actor(), new_actor()
+        document = impostor.document()
+        forged = {**document}
+        text = str(forged).replace(impostor.did, device.did)
+        del text
+        builder = DIDDocumentBuilder(device.did)
+        builder.add_verification_method(
+            impostor.key.public_key,
+            fragment="key-1",
+            relationships=("authentication", "capabilityInvocation"),
+        )
+        txn = device.txn("did.create", {"document": builder.to_json()}, net.trustee)
+        # signed by device.key under #key-1 whose key in the document is the impostor's: bad signature
+        assert net.reject(txn).code in {"bad_signature", "forbidden"}
+
+    def test_create_twice_is_a_conflict(self, net: Network) -> None:
+        """Creating an existing DID again is a conflict."""
+        device = net.onboard()
+        assert (
+            net.reject(device.txn("did.create", {"document": device.document()}, net.trustee)).code
+            == "conflict"
+        )
+
+    def test_create_for_another_network_is_malformed(self, net: Network) -> None:
+        """A transaction naming another network is malformed."""
+        device = new_actor()
+        txn = device.txn("did.create", {"document": device.document()}, net.trustee)
+        data = txn.to_json()
+        data["network"] = "othernet"
+        from did_registry.ledger.txn import Transaction
+
+        assert net.reject(Transaction.from_json(data)).code == "malformed"
+
+    def test_update_rotates_key_and_keeps_history(self, net: Network) -> None:
+        """An update signed by the current key replaces the document; both versions stay."""
+        device = net.onboard()
+        new_key = Ed25519PrivateKey.generate()
+        builder = DIDDocumentBuilder(device.did)
+        builder.add_verification_method(
+            new_key.public_key, fragment="key-2", relationships=("authentication", "capabilityInvocation")
+        )
+        net.accept(device.txn("did.update", {"document": builder.to_json()}))
+        assert _state(net, f"did:{device.did}")["version"] == 2  # type: ignore[index]
+        assert _state(net, f"didv:{device.did}:1")["document"] == device.document()  # type: ignore[index]
+        # the old key can no longer sign
+        assert net.reject(device.txn("did.deactivate", {})).code == "bad_signature"
+
+    def test_update_by_another_did_is_forbidden(self, net: Network) -> None:
+        """Another DID cannot update a document it does not control."""
+        device, other = net.onboard(), net.onboard()
+        txn = other.txn("did.update", {"document": device.document()})
+        assert net.reject(txn).code in {"malformed", "forbidden"}
+
+    def test_update_must_keep_an_invocation_key(self, net: Network) -> None:
+        """A document with no capabilityInvocation key of its own would lock the DID: malformed."""
+        device = net.onboard()
+        builder = DIDDocumentBuilder(device.did)
+        builder.add_verification_method(
+            device.key.public_key, fragment="key-1", relationships=("authentication",)
+        )
+        assert net.reject(device.txn("did.update", {"document": builder.to_json()})).code == "malformed"
+
+    def test_deactivate_is_final(self, net: Network) -> None:
+        """After deactivation the DID can neither update nor sign anything."""
+        device = net.onboard()
+        net.accept(device.txn("did.deactivate", {}))
+        assert _state(net, f"did:{device.did}")["deactivated"] is True  # type: ignore[index]
+        assert net.reject(device.txn("did.update", {"document": device.document()})).code in {
+            "conflict",
+            "bad_signature",
+        }
+
+
+class TestReplay:
+    def test_replayed_transaction_is_refused(self, net: Network) -> None:
+        """The same transaction a second time is a replay."""
+        issuer = net.onboard("issuer")
+        txn = issuer.txn("status_list.create", {"list": "1", "purpose": "revocation"})
+        net.accept(txn)
+        assert net.reject(txn).code == "replay"
+
+    def test_old_nonce_is_refused(self, net: Network) -> None:
+        """A new transaction with a nonce not above the last used one is a replay."""
+        issuer = net.onboard("issuer")
+        net.accept(issuer.txn("status_list.create", {"list": "1", "purpose": "revocation"}, nonce=10))
+        assert (
+            net.reject(
+                issuer.txn("status_list.create", {"list": "2", "purpose": "revocation"}, nonce=10)
+            ).code
+            == "replay"
+        )
+
+    def test_duplicate_in_one_block_is_refused(self, net: Network) -> None:
+        """A transaction twice in one batch is accepted once."""
+        issuer = net.onboard("issuer")
+        txn = issuer.txn("status_list.create", {"list": "1", "purpose": "revocation"})
+        executed = net.run(txn, txn)
+        assert len(executed.block.txns) == 1 and executed.rejected[0][1].code == "replay"
+
+
+class TestRoles:
+    def test_trustee_grants_and_revokes(self, net: Network) -> None:
+        """A trustee grants the issuer role and revokes it."""
+        issuer = net.onboard("issuer")
+        assert _state(net, f"role:{issuer.did}") == ["issuer"]
+        net.accept(net.trustee.txn("role.revoke", {"did": issuer.did, "role": "issuer"}))
+        assert _state(net, f"role:{issuer.did}") is None
+
+    @pytest.mark.parametrize("role", ["trustee", "steward"])
+    def test_steward_cannot_grant_high_roles(self, net: Network, role: str) -> None:
+        """A steward may not make trustees or stewards."""
+        steward, target = net.onboard("steward"), net.onboard()
+        assert net.reject(steward.txn("role.grant", {"did": target.did, "role": role})).code == "forbidden"
+
+    def test_steward_grants_issuer(self, net: Network) -> None:
+        """A steward may make issuers."""
+        steward, target = net.onboard("steward"), net.onboard()
+        net.accept(steward.txn("role.grant", {"did": target.did, "role": "issuer"}))
+
+    def test_unknown_role_is_malformed(self, net: Network) -> None:
+        """Granting a role that does not exist is malformed."""
+        target = net.onboard()
+        assert (
+            net.reject(net.trustee.txn("role.grant", {"did": target.did, "role": "king"})).code == "malformed"
+        )
+
+    def test_last_trustee_cannot_be_revoked(self, net: Network) -> None:
+        """The network keeps at least one trustee."""
+        txn = net.trustee.txn("role.revoke", {"did": net.trustee.did, "role": "trustee"})
+        assert net.reject(txn).code == "conflict"
+
+    def test_grant_to_unknown_did_is_not_found(self, net: Network) -> None:
+        """Roles go only to DIDs on the ledger."""
+        assert (
+            net.reject(net.trustee.txn("role.grant", {"did": new_actor().did, "role": "issuer"})).code
+            == "not_found"
+        )
+
+
+class TestStatusLists:
+    def test_issuer_creates_and_updates(self, net: Network) -> None:
+        """An issuer creates a list and sets thousands of bits in one transaction."""
+        issuer = net.onboard("issuer")
+        net.accept(issuer.txn("status_list.create", {"list": "rev-1", "purpose": "revocation"}))
+        net.accept(issuer.txn("status_list.update", {"list": "rev-1", "set": list(range(0, 50_000, 7))}))
+        assert _state(net, f"status:{issuer.did}:rev-1")["version"] == 2  # type: ignore[index]
+
+    def test_non_issuer_cannot_create(self, net: Network) -> None:
+        """Only issuers keep status lists."""
+        nobody = net.onboard()
+        assert (
+            net.reject(nobody.txn("status_list.create", {"list": "x", "purpose": "revocation"})).code
+            == "forbidden"
+        )
+
+    def test_revocation_cannot_be_cleared(self, net: Network) -> None:
+        """Clearing bits of a revocation list is forbidden."""
+        issuer = net.onboard("issuer")
+        net.accept(issuer.txn("status_list.create", {"list": "r", "purpose": "revocation"}))
+        net.accept(issuer.txn("status_list.update", {"list": "r", "set": [5]}))
+        assert net.reject(issuer.txn("status_list.update", {"list": "r", "clear": [5]})).code == "forbidden"
+
+    def test_suspension_can_be_cleared(self, net: Network) -> None:
+        """Suspension bits can be set and cleared."""
+        issuer = net.onboard("issuer")
+        net.accept(issuer.txn("status_list.create", {"list": "s", "purpose": "suspension"}))
+        net.accept(issuer.txn("status_list.update", {"list": "s", "set": [5]}))
+        net.accept(issuer.txn("status_list.update", {"list": "s", "clear": [5]}))
+
+    def test_out_of_range_index_changes_nothing(self, net: Network) -> None:
+        """An index beyond the list refuses the whole update."""
+        issuer = net.onboard("issuer")
+        net.accept(issuer.txn("status_list.create", {"list": "r", "purpose": "revocation"}))
+        before = net.app.store.get(f"status:{issuer.did}:r")
+        assert (
+            net.reject(issuer.txn("status_list.update", {"list": "r", "set": [1, 131_072]})).code
+            == "malformed"
+        )
+        assert net.app.store.get(f"status:{issuer.did}:r") == before
+
+
+class TestTrustAndQuarantine:
+    def test_accredit_and_withdraw(self, net: Network) -> None:
+        """Trustees accredit an issuer for credential types and withdraw them."""
+        issuer = net.onboard("issuer")
+        net.accept(net.trustee.txn("trust.accredit", {"issuer": issuer.did, "types": ["DeviceCredential"]}))
+        assert _state(net, f"trust:{issuer.did}") == ["DeviceCredential"]
+        net.accept(net.trustee.txn("trust.withdraw", {"issuer": issuer.did, "types": ["DeviceCredential"]}))
+        assert _state(net, f"trust:{issuer.did}") is None
+
+    def test_non_trustee_cannot_accredit(self, net: Network) -> None:
+        """An issuer cannot accredit itself."""
+        issuer = net.onboard("issuer")
+        txn = issuer.txn("trust.accredit", {"issuer": issuer.did, "types": ["DeviceCredential"]})
+        assert net.reject(txn).code == "forbidden"
+
+    def test_accrediting_a_non_issuer_is_a_conflict(self, net: Network) -> None:
+        """Only holders of the issuer role can be accredited."""
+        plain = net.onboard()
+        txn = net.trustee.txn("trust.accredit", {"issuer": plain.did, "types": ["DeviceCredential"]})
+        assert net.reject(txn).code == "conflict"
+
+    def test_report_and_clear_by_endorser(self, net: Network) -> None:
+        """A reporter quarantines a device; the device's endorser (its issuer) clears it."""
+        issuer, reporter = net.onboard("issuer"), net.onboard("reporter")
+        device = net.onboard(endorser=issuer)
+        evidence = {"hash": "ab" * 32, "description": "flooded the gateway with forged readings"}
+        net.accept(reporter.txn("quarantine.report", {"did": device.did, "evidence": evidence}))
+        assert _state(net, f"quarantine:{device.did}")["reporter"] == reporter.did  # type: ignore[index]
+        net.accept(issuer.txn("quarantine.clear", {"did": device.did}))
+        assert _state(net, f"quarantine:{device.did}") is None
+
+    def test_non_reporter_cannot_report(self, net: Network) -> None:
+        """Only reporters file quarantine reports."""
+        device, nobody = net.onboard(), net.onboard()
+        evidence = {"hash": "ab" * 32, "description": "x"}
+        assert (
+            net.reject(nobody.txn("quarantine.report", {"did": device.did, "evidence": evidence})).code
+            == "forbidden"
+        )
+
+    def test_stranger_cannot_clear(self, net: Network) -> None:
+        """Someone who is neither trustee nor endorser cannot clear a quarantine."""
+        reporter, device, stranger = net.onboard("reporter"), net.onboard(), net.onboard("issuer")
+        net.accept(
+            reporter.txn(
+                "quarantine.report", {"did": device.did, "evidence": {"hash": "cd" * 32, "description": "y"}}
+            )
+        )
+        assert net.reject(stranger.txn("quarantine.clear", {"did": device.did})).code == "forbidden"
+
+    @pytest.mark.parametrize(
+        "evidence", [{}, {"hash": "xyz", "description": "d"}, {"hash": "ab" * 32, "description": ""}]
+    )
+    def test_bad_evidence_is_malformed(self, net: Network, evidence: dict[str, str]) -> None:
+        """Evidence is a SHA-256 hex hash and a description."""
+        reporter, device = net.onboard("reporter"), net.onboard()
+        assert (
+            net.reject(reporter.txn("quarantine.report", {"did": device.did, "evidence": evidence})).code
+            == "malformed"
+        )
+
+
+class TestValidators:
+    def test_add_takes_effect_at_its_height(self, net: Network) -> None:
+        """A validator added for height h is in the set from block h, not before."""
+        key = Ed25519PrivateKey.generate()
+        from did_registry.identity.multikey import encode_ed25519_public_key
+
+        target = net.app.height + 3
+        validator = {
+            "id": "node-2",
+            "public_key": encode_ed25519_public_key(key.public_key),
+            "address": "127.0.0.1:7002",
+        }
+        net.accept(net.trustee.txn("validator.add", {"validator": validator, "effective_height": target}))
+        assert net.app.validators().n == 1
+        net.accept()
+        assert net.app.validators().n == 2  # the next block (target) needs the new set
+
+    def test_non_trustee_cannot_change_validators(self, net: Network) -> None:
+        """Validator changes need trustee signatures."""
+        steward = net.onboard("steward")
+        txn = steward.txn("validator.remove", {"id": "node-1", "effective_height": net.app.height + 5})
+        assert net.reject(txn).code == "forbidden"
+
+    def test_removing_the_last_validator_is_a_conflict(self, net: Network) -> None:
+        """The set never becomes empty."""
+        txn = net.trustee.txn("validator.remove", {"id": "node-1", "effective_height": net.app.height + 5})
+        assert net.reject(txn).code == "conflict"
