@@ -59,7 +59,8 @@ class TxnRejected(DidRegistryError):
     """A transaction is malformed, badly signed, not permitted, a replay or a conflict.
 
     ``code`` is one of ``malformed`` (HTTP 400), ``bad_signature`` (401), ``forbidden`` (403),
-    ``replay`` and ``conflict`` (409), ``not_found`` (404 for the thing it refers to).
+    ``replay`` and ``conflict`` (409), ``not_found`` (404 for the thing it refers to), ``overloaded``
+    (503: the mempool is full).
     """
 
     HTTP_STATUS: ClassVar[dict[str, int]] = {

@@ -1,0 +1,227 @@
+"""The node service: admits transactions, produces or receives blocks, tracks status, streams headers.
+
+With the ``solo`` engine (n = 1) the service proposes, certifies and commits blocks itself, one
+every ``block_interval`` seconds while transactions wait (or as soon as ``max_batch`` are waiting).
+Multi-validator engines drive the same application through their consensus module instead. All
+access to the application goes through one lock: blocks commit one at a time, reads see a whole
+block or none of it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.timestamps import format_timestamp
+from did_registry.ledger.application import Executed, LedgerApplication
+from did_registry.ledger.block import BlockHeader, CommitCertificate
+from did_registry.ledger.proofs import StateProof
+from did_registry.ledger.state import decode_value
+from did_registry.ledger.txn import Transaction, TxnRejected
+
+__all__ = ["NodeService", "TxnStatus"]
+
+_REJECTED_KEPT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class TxnStatus:
+    """What a node knows of a transaction: pending, committed (where), rejected (why) or unknown."""
+
+    id: str
+    status: str
+    height: int | None = None
+    index: int | None = None
+    code: str | None = None
+    detail: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form, without empty members."""
+        return {k: v for k, v in {"id": self.id, "status": self.status, "height": self.height, "index": self.index,
+                                  "code": self.code, "detail": self.detail}.items() if v is not None}  # fmt: skip
+
+
+class NodeService:
+    """One node's application, mempool and header stream."""
+
+    def __init__(
+        self,
+        app: LedgerApplication,
+        *,
+        validator_id: str,
+        validator_key: Ed25519PrivateKey,
+        max_batch: int = 2000,
+        max_pending: int = 100_000,
+        block_interval: float = 0.02,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.app = app
+        self.validator_id = validator_id
+        self._key = validator_key
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.block_interval = block_interval
+        self._clock = clock
+        self.lock = threading.RLock()
+        self._pending: OrderedDict[str, Transaction] = OrderedDict()
+        self._rejected: OrderedDict[str, TxnRejected] = OrderedDict()
+        self._wakeup = threading.Event()
+        self._committed = threading.Condition(self.lock)
+        self._subscribers: list[queue.Queue[BlockHeader | None]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.started = time.monotonic()
+        self.counters = {"txns_submitted": 0, "txns_committed": 0, "txns_rejected": 0, "blocks_committed": 0}
+
+    # -- transactions -----------------------------------------------------------------------
+    def submit(self, txns: Sequence[Transaction]) -> list[TxnStatus]:
+        """Admit transactions to the mempool; raise :class:`TxnRejected` for the first refused one.
+
+        Nothing is admitted unless every transaction passes (a batch is all or nothing at the door).
+        """
+        with self.lock:
+            for txn in txns:
+                if txn.id in self._pending or self.app.store.locate(txn.id) is not None:
+                    raise TxnRejected("replay", f"transaction {txn.id} was already submitted", txn_id=txn.id)
+                try:
+                    self.app.check(txn)
+                except TxnRejected as exc:
+                    exc.txn_id = txn.id
+                    raise
+            if len(self._pending) + len(txns) > self.max_pending:
+                raise TxnRejected("overloaded", f"{len(self._pending)} transactions are waiting; try again")
+            for txn in txns:
+                self._pending[txn.id] = txn
+            self.counters["txns_submitted"] += len(txns)
+        if len(self._pending) >= self.max_batch:
+            self._wakeup.set()
+        return [TxnStatus(t.id, "pending") for t in txns]
+
+    def status(self, txn_id: str) -> TxnStatus:
+        """Where a transaction stands."""
+        with self.lock:
+            location = self.app.store.locate(txn_id)
+            if location is not None:
+                return TxnStatus(txn_id, "committed", location.height, location.index)
+            if txn_id in self._pending:
+                return TxnStatus(txn_id, "pending")
+            rejected = self._rejected.get(txn_id)
+            if rejected is not None:
+                return TxnStatus(txn_id, "rejected", code=rejected.code, detail=rejected.detail)
+        return TxnStatus(txn_id, "unknown")
+
+    def wait_for(self, txn_ids: Sequence[str], timeout: float) -> list[TxnStatus]:
+        """Block until each transaction is committed or rejected, or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._committed:
+            while True:
+                statuses = [self.status(i) for i in txn_ids]
+                left = deadline - time.monotonic()
+                if all(s.status != "pending" for s in statuses) or left <= 0:
+                    return statuses
+                self._committed.wait(left)
+
+    @property
+    def pending_count(self) -> int:
+        """Transactions waiting for a block."""
+        return len(self._pending)
+
+    # -- reads with proofs -----------------------------------------------------------------
+    def prove(self, key: str) -> StateProof:
+        """The head's value under ``key`` (or its absence) with a proof against the certified head."""
+        with self.lock:
+            raw = self.app.store.get(key)
+            block = self.app.store.block(self.app.height)
+            assert block is not None
+            header, certificate = block[0].header, block[1]
+            proof = self.app.state_map(bytes.fromhex(header.state_root)).prove(key.encode())
+        return StateProof(key, None if raw is None else decode_value(raw), header, certificate, proof)
+
+    # -- blocks (solo engine) ---------------------------------------------------------------
+    def produce_block(self) -> BlockHeader | None:
+        """Propose, certify and commit one block of waiting transactions (solo engine)."""
+        with self.lock:
+            if not self._pending:
+                return None
+            batch = [self._pending[k] for k in list(self._pending)[: self.max_batch]]
+            executed = self.app.propose(
+                batch, time=format_timestamp(self._clock()), proposer=self.validator_id
+            )
+            header = executed.block.header
+            certificate = CommitCertificate(
+                header.height,
+                header.hash.hex(),
+                {self.validator_id: CommitCertificate.sign(header.hash, self._key)},
+            )
+            self.commit(executed, certificate, batch)
+            return header
+
+    def commit(
+        self, executed: Executed, certificate: CommitCertificate, proposed: Sequence[Transaction]
+    ) -> None:
+        """Commit an executed block and settle the mempool: committed and rejected ones leave it."""
+        with self.lock:
+            self.app.commit(executed, certificate)
+            for txn in proposed:
+                self._pending.pop(txn.id, None)
+            for txn, rejection in executed.rejected:
+                self._rejected[txn.id] = rejection
+                if len(self._rejected) > _REJECTED_KEPT:
+                    self._rejected.popitem(last=False)
+            self.counters["txns_committed"] += len(executed.block.txns)
+            self.counters["txns_rejected"] += len(executed.rejected)
+            self.counters["blocks_committed"] += 1
+            self._committed.notify_all()
+            header = executed.block.header
+        self._publish(header)
+
+    # -- header stream ----------------------------------------------------------------------
+    def subscribe(self, maxsize: int = 1024) -> queue.Queue[BlockHeader | None]:
+        """A queue that receives every new committed header (``None`` when the node stops)."""
+        subscriber: queue.Queue[BlockHeader | None] = queue.Queue(maxsize)
+        with self.lock:
+            self._subscribers.append(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: queue.Queue[BlockHeader | None]) -> None:
+        """Stop sending headers to ``subscriber``."""
+        with self.lock:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+    def _publish(self, header: BlockHeader | None) -> None:
+        with self.lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            try:
+                subscriber.put_nowait(header)
+            except queue.Full:  # a reader too slow to keep up is dropped, never waited for
+                self.unsubscribe(subscriber)
+
+    # -- running ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run the solo block producer in a background thread."""
+        self._thread = threading.Thread(target=self._run, name="block-producer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wakeup.wait(self.block_interval)
+            self._wakeup.clear()
+            if self._pending:
+                self.produce_block()
+
+    def stop(self) -> None:
+        """Stop producing blocks and close every header stream."""
+        self._stop.set()
+        self._wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._publish(None)
