@@ -17,7 +17,10 @@ Every error names what failed and carries the value involved::
     │   └── DIDDeactivated         the DID is deactivated (``didDocumentMetadata.deactivated``)
     ├── DecryptionFailed           a secretbox ciphertext fails authentication (key or bytes)
     ├── VerificationMethodNotFound a DID URL names no method in the DID document        (also LookupError)
-    └── KeyNotAuthorized           a method is not in the verification relationship asked for
+    ├── KeyNotAuthorized           a method is not in the verification relationship asked for
+    ├── InvalidProof               a Merkle inclusion, consistency or map proof fails
+    ├── InvalidMerkleInput         an index or size out of range, a hash not 32 bytes   (also ValueError)
+    └── MissingMerkleNode          the node store lacks a node a map root refers to     (also LookupError)
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ __all__ = [
     "VerificationMethodNotFound",
     "KeyNotAuthorized",
     "DIDDeactivated",
+    "InvalidProof",
+    "InvalidMerkleInput",
+    "MissingMerkleNode",
 ]
 
 
@@ -145,3 +151,24 @@ class DIDDeactivated(ResolutionError):
     """The DID resolved, but it is deactivated: its keys must not be used any more."""
 
     error = "deactivated"
+
+
+class InvalidProof(DidRegistryError):
+    """A Merkle proof (RFC 6962 inclusion or consistency, or a sparse Merkle map proof) fails."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind = kind
+        self.reason = reason
+        super().__init__(f"invalid {kind} proof: {reason}")
+
+
+class InvalidMerkleInput(DidRegistryError, ValueError):
+    """A Merkle tree or map was given an index or size out of range, or a hash that is not 32 bytes."""
+
+
+class MissingMerkleNode(DidRegistryError, LookupError):
+    """The node store has no node under a hash that a Merkle map root refers to (pruned or corrupt)."""
+
+    def __init__(self, node_hash: bytes) -> None:
+        self.node_hash = node_hash
+        super().__init__(f"Merkle node {node_hash.hex()} is missing from the node store")

@@ -244,7 +244,7 @@ class SparseMerkleMap:
         rows.sort(key=lambda row: row[0])
         batch = _Batch(self._store.get, [k for k, _ in rows], [leaf for _, leaf in rows])
         root, _ = batch.apply(self._root, 0, len(rows), 0, 0)
-        if batch.new:
+        if root != self._root:  # an unchanged root means every node is stored already
             self._store.put_many(batch.new)
         self._root = root
         return root

@@ -64,3 +64,7 @@ class LedgerStore(Protocol):
     def append(self, commit: Commit) -> None:
         """Write one block's changes atomically (all or nothing)."""
         ...
+
+    def scan(self, prefix: str, *, after: str | None = None, limit: int = 100) -> list[tuple[str, bytes]]:
+        """Current state entries whose key starts with ``prefix``, in key order, after key ``after``."""
+        ...

@@ -45,6 +45,11 @@ class MemoryLedgerStore:
         """Where a transaction is."""
         return self._txns.get(txn_id)
 
+    def scan(self, prefix: str, *, after: str | None = None, limit: int = 100) -> list[tuple[str, bytes]]:
+        """State entries under ``prefix`` in key order."""
+        keys = sorted(k for k in self._state if k.startswith(prefix) and (after is None or k > after))
+        return [(k, self._state[k]) for k in keys[:limit]]
+
     def append(self, commit: Commit) -> None:
         """Apply one block's writes."""
         if commit.block.header.height != len(self._blocks):

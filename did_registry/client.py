@@ -1,0 +1,300 @@
+"""``LedgerClient``: talk to ledger nodes and trust none of them.
+
+Every answer the client returns is checked: state values come with a sparse-Merkle proof against a
+block header, and the header with a commit certificate from a quorum of the validator set the client
+trusts (the genesis validators, from the network's ``genesis.json``). A node that lies about a
+value, a path, a header or a signature is caught (:class:`~did_registry.errors.InvalidProof`) and
+the client moves on to the next node it knows. Submissions go to any node; the client waits for
+commitment by polling transaction status.
+
+Validator-set changes: a header certified by a set the client does not yet trust is refused with
+:class:`UntrustedValidatorSet`; call :meth:`LedgerClient.trust_validators` with a set learned out of
+band. (Following set changes through the chain is part of the consensus work.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from did_registry.errors import DidRegistryError, InvalidDID, InvalidProof
+from did_registry.identity.did_document import DIDDocument
+from did_registry.identity.did_trellis import parse_trellis_did
+from did_registry.identity.resolution import (
+    INVALID_DID,
+    METHOD_NOT_SUPPORTED,
+    NOT_FOUND,
+    DocumentMetadata,
+    ResolutionOptions,
+    ResolutionResult,
+)
+from did_registry.identity.timestamps import parse_timestamp
+from did_registry.ledger.block import BlockHeader, CommitCertificate, InvalidCertificate
+from did_registry.ledger.genesis import Genesis, genesis_state
+from did_registry.ledger.proofs import StateProof
+from did_registry.ledger.smt import MemoryNodeStore, SparseMerkleMap
+from did_registry.ledger.state import value_hash
+from did_registry.ledger.txn import Transaction, TxnRejected
+from did_registry.ledger.validators import ValidatorSet
+
+__all__ = ["LedgerClient", "LedgerUnavailable", "TrellisResolver", "UntrustedValidatorSet"]
+
+
+class LedgerUnavailable(DidRegistryError):
+    """No node gave a usable answer (all unreachable, failing, or caught lying)."""
+
+
+class UntrustedValidatorSet(InvalidProof):
+    """A header is certified by a validator set this client has not been given to trust."""
+
+
+def _genesis_root(genesis: Genesis) -> str:
+    view = genesis_state(genesis)
+    changes = {k: v for k, v in view.changes.items() if v is not None}
+    root = SparseMerkleMap(MemoryNodeStore()).update({k.encode(): value_hash(v) for k, v in changes.items()})
+    return root.hex()
+
+
+class LedgerClient:
+    """A client for one Trellis network, given its genesis (the trust anchor) and node URLs."""
+
+    def __init__(
+        self,
+        nodes: Sequence[str] | str,
+        genesis: Genesis | Mapping[str, Any],
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.genesis = genesis if isinstance(genesis, Genesis) else Genesis.from_json(genesis)
+        self.nodes = [nodes] if isinstance(nodes, str) else list(nodes)
+        if not self.nodes:
+            raise ValueError("a LedgerClient needs at least one node URL")
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+        genesis_set = ValidatorSet.from_json(self.genesis.validators)
+        self._validators: dict[str, ValidatorSet] = {genesis_set.hash(): genesis_set}
+        self._genesis_root = _genesis_root(self.genesis)
+        self.failures: list[str] = []  # what went wrong with which node, newest last
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def trust_validators(self, validators: ValidatorSet) -> None:
+        """Trust another validator set (learned out of band) for certificates."""
+        self._validators[validators.hash()] = validators
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> tuple[str, httpx.Response]:
+        errors = []
+        for node in self.nodes:
+            try:
+                response = self._http.get(node.rstrip("/") + path, params=params)
+            except httpx.HTTPError as exc:
+                errors.append(f"{node}: {exc}")
+                continue
+            if response.status_code >= 500:
+                errors.append(f"{node}: HTTP {response.status_code}")
+                continue
+            return node, response
+        self.failures.extend(errors)
+        raise LedgerUnavailable("; ".join(errors) or "no node answered")
+
+    def _validators_for(self, header: BlockHeader) -> ValidatorSet:
+        validators = self._validators.get(header.validators_hash)
+        if validators is None:
+            raise UntrustedValidatorSet(
+                "certificate",
+                f"block {header.height} names validator set {header.validators_hash[:16]}…, not trusted",
+            )
+        return validators
+
+    def verify_header(self, header: BlockHeader, certificate: CommitCertificate | None) -> None:
+        """Check a header's certificate against the trusted validator sets."""
+        if header.height == 0:
+            if header.previous_hash != self.genesis.hash.hex() or header.state_root != self._genesis_root:
+                raise InvalidProof("certificate", "block 0 does not match the trusted genesis")
+            return
+        if certificate is None:
+            raise InvalidProof("certificate", f"block {header.height} has no commit certificate")
+        try:
+            certificate.verify(header, self._validators_for(header))
+        except InvalidCertificate as exc:
+            raise InvalidProof("certificate", str(exc)) from None
+
+    # -- reads ------------------------------------------------------------------------------
+    def prove(self, key: str) -> tuple[Any, BlockHeader]:
+        """The value under ``key`` (``None`` if absent), checked against a certified header."""
+        errors = []
+        for node in self.nodes:
+            try:
+                response = self._http.get(node.rstrip("/") + "/proofs/state", params={"key": key})
+                response.raise_for_status()
+                answer = StateProof.from_json(response.json())
+                if answer.key != key:
+                    raise InvalidProof("state", f"asked for {key!r}, answered for {answer.key!r}")
+                self.verify_header(answer.header, answer.certificate)
+                value = answer.verify(self._validators_for(answer.header) if answer.header.height else
+                                      ValidatorSet(()), genesis_root=self._genesis_root)  # fmt: skip
+                return value, answer.header
+            except (httpx.HTTPError, ValueError, InvalidProof) as exc:
+                errors.append(f"{node}: {exc}")
+        self.failures.extend(errors)
+        raise LedgerUnavailable("; ".join(errors))
+
+    def head(self) -> BlockHeader:
+        """The newest certified header any node gives (checked)."""
+        _, response = self._get("/blocks/head")
+        data = response.json()
+        header = BlockHeader.from_json(data["block"]["header"])
+        certificate = data.get("certificate")
+        self.verify_header(header, None if certificate is None else CommitCertificate.from_json(certificate))
+        return header
+
+    def resolve_record(
+        self, did: str, version: int | None = None
+    ) -> tuple[dict[str, Any] | None, BlockHeader]:
+        """The proven ledger record of ``did`` (current, or one version), or ``None`` if absent."""
+        key = f"did:{did}" if version is None else f"didv:{did}:{version}"
+        value, header = self.prove(key)
+        return value, header
+
+    def resolve(self, did: str, *, version_id: str | None = None) -> ResolutionResult:
+        """A W3C DID Resolution result built from a proven record."""
+        try:
+            network = parse_trellis_did(did).network
+        except InvalidDID as exc:
+            method = did.split(":")[1] if did.count(":") >= 2 else ""
+            if did.startswith("did:") and method and method != "trellis":
+                return ResolutionResult.failure(
+                    METHOD_NOT_SUPPORTED, f"this client resolves did:trellis, not did:{method}"
+                )
+            return ResolutionResult.failure(INVALID_DID, exc.reason)
+        if network != self.genesis.network:
+            return ResolutionResult.failure(
+                NOT_FOUND, f"{did} belongs to network {network!r}, not {self.genesis.network!r}"
+            )
+        version = None
+        if version_id is not None:
+            if not version_id.isdigit():
+                return ResolutionResult.failure(INVALID_DID, "versionId is a decimal version number")
+            version = int(version_id)
+        record, _ = self.resolve_record(did, version)
+        if record is None:
+            return ResolutionResult.failure(NOT_FOUND, f"{did} is not on the ledger")
+        metadata = DocumentMetadata(
+            created=parse_timestamp(record["created"]),
+            updated=parse_timestamp(record["updated"]),
+            deactivated=bool(record["deactivated"]),
+            version_id=str(record["version"]),
+        )
+        return ResolutionResult.success(DIDDocument.from_json(record["document"]), metadata)
+
+    # -- writes -----------------------------------------------------------------------------
+    def submit(self, txns: Sequence[Transaction] | Transaction) -> list[str]:
+        """Submit transactions (all or nothing); return their ids. Raises :class:`TxnRejected`."""
+        batch = [txns] if isinstance(txns, Transaction) else list(txns)
+        body = [t.to_json() for t in batch]
+        errors = []
+        for node in self.nodes:
+            try:
+                response = self._http.post(
+                    node.rstrip("/") + "/txns", json=body if len(body) != 1 else body[0]
+                )
+            except httpx.HTTPError as exc:
+                errors.append(f"{node}: {exc}")
+                continue
+            if response.status_code == 202:
+                return [item["id"] for item in response.json()["txns"]]
+            if response.status_code >= 500 and response.status_code != 503:
+                errors.append(f"{node}: HTTP {response.status_code}")
+                continue
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {}
+            raise TxnRejected(
+                str(problem.get("code", "malformed")),
+                str(problem.get("detail", response.text[:200])),
+                txn_id=problem.get("txn"),
+            )
+        self.failures.extend(errors)
+        raise LedgerUnavailable("; ".join(errors))
+
+    def wait(self, txn_ids: Sequence[str], timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until each transaction is committed or rejected (or ``timeout``); return their status."""
+        deadline = time.monotonic() + timeout
+        results: dict[str, dict[str, Any]] = {}
+        for txn_id in txn_ids:
+            while True:
+                left = deadline - time.monotonic()
+                _, response = self._get(f"/txns/{txn_id}", {"wait": f"{max(0.0, min(left, 10.0)):.2f}"})
+                status = (
+                    response.json() if response.status_code == 200 else {"id": txn_id, "status": "unknown"}
+                )
+                if status.get("status") in ("committed", "rejected") or left <= 0:
+                    results[txn_id] = status
+                    break
+        return [results[i] for i in txn_ids]
+
+    def submit_and_wait(
+        self, txns: Sequence[Transaction] | Transaction, timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """Submit, then wait for every transaction; raise :class:`TxnRejected` for a rejected one."""
+        statuses = self.wait(self.submit(txns), timeout)
+        for status in statuses:
+            if status.get("status") == "rejected":
+                raise TxnRejected(
+                    status.get("code", "rejected"), status.get("detail", ""), txn_id=status["id"]
+                )
+            if status.get("status") != "committed":
+                raise LedgerUnavailable(f"transaction {status['id']} not committed within {timeout} s")
+        return statuses
+
+    # -- the header stream ------------------------------------------------------------------
+    def follow(self, after: int | None = None, *, max_events: int | None = None) -> Iterator[BlockHeader]:
+        """Yield each new certified header (checked) from a node's Server-Sent Events stream."""
+        headers = {"Accept": "text/event-stream"}
+        if after is not None:
+            headers["Last-Event-ID"] = str(after)
+        seen = 0
+        for node in self.nodes:
+            try:
+                with self._http.stream(
+                    "GET", node.rstrip("/") + "/events", headers=headers, timeout=None
+                ) as stream:
+                    for line in stream.iter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        data = json.loads(line[5:])
+                        header = BlockHeader.from_json(data["header"])
+                        certificate = data.get("certificate")
+                        self.verify_header(
+                            header, None if certificate is None else CommitCertificate.from_json(certificate)
+                        )
+                        yield header
+                        seen += 1
+                        if max_events is not None and seen >= max_events:
+                            return
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                self.failures.append(f"{node}: {exc}")
+        raise LedgerUnavailable("every node's header stream ended")
+
+
+class TrellisResolver:
+    """A :class:`~did_registry.identity.resolution.Resolver` for ``did:trellis`` through a client."""
+
+    def __init__(self, client: LedgerClient) -> None:
+        self.client = client
+
+    def resolve(self, did: str, options: ResolutionOptions | None = None) -> ResolutionResult:
+        """Resolve with every proof checked; ``versionId`` is honoured."""
+        version = (options or {}).get("versionId")
+        try:
+            return self.client.resolve(did, version_id=None if version is None else str(version))
+        except LedgerUnavailable as exc:
+            return ResolutionResult.failure("internalError", str(exc))
