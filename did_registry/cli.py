@@ -1,19 +1,52 @@
-"""``trellis did …``: DID commands that need no wallet (resolution)."""
+"""``trellis did resolve``: DID resolution from the command line (did:key offline, did:trellis via nodes)."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
+from typing import Any
 
 import click
+import httpx
 
+from did_registry.client import LedgerClient, TrellisResolver
 from did_registry.identity.resolution import DIDKeyResolver, MultiResolver, Resolver
 
-__all__ = ["did_group", "default_resolver"]
+__all__ = ["did_group", "default_resolver", "ledger_client"]
 
 
-def default_resolver() -> Resolver:
-    """The resolver the command line uses offline: did:key (did:trellis arrives with the ledger)."""
-    return MultiResolver({"key": DIDKeyResolver()})
+def ledger_client(nodes: tuple[str, ...] | list[str], genesis_file: Path | None) -> LedgerClient:
+    """A client for ``nodes``, anchored in ``genesis_file`` or else in the first node's genesis.
+
+    Fetching the genesis from a node trusts that node once (trust on first use): pass the
+    network's ``genesis.json`` to trust nobody.
+    """
+    genesis: Any
+    if genesis_file is not None:
+        genesis = json.loads(genesis_file.read_text(encoding="utf-8"))
+    else:
+        genesis = httpx.get(nodes[0].rstrip("/") + "/genesis", timeout=10).raise_for_status().json()
+        print(f"note: trusting the genesis served by {nodes[0]} (pass --genesis to pin it)", file=sys.stderr)
+    return LedgerClient(list(nodes), genesis)
+
+
+def default_resolver(nodes: tuple[str, ...] = (), genesis_file: Path | None = None) -> Resolver:
+    """did:key offline, plus did:trellis through ``nodes`` when given."""
+    resolvers: dict[str, Resolver] = {"key": DIDKeyResolver()}
+    if nodes:
+        resolvers["trellis"] = TrellisResolver(ledger_client(nodes, genesis_file))
+    return MultiResolver(resolvers)
+
+
+node_option = click.option("--node", "nodes", multiple=True, help="A ledger node URL (repeatable).")
+genesis_option = click.option(
+    "--genesis",
+    "genesis_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="TRELLIS_GENESIS",
+    help="The network's genesis.json, the trust anchor (default: fetched from the first node).",
+)
 
 
 @click.group("did")
@@ -23,9 +56,17 @@ def did_group() -> None:
 
 @did_group.command("resolve")
 @click.argument("did")
-def resolve(did: str) -> None:
+@node_option
+@genesis_option
+@click.option("--version-id", help="Resolve this version of the DID document.")
+def resolve(did: str, nodes: tuple[str, ...], genesis_file: Path | None, version_id: str | None) -> None:
     """Print the W3C DID Resolution result for DID (exit 1 when resolution fails)."""
-    result = default_resolver().resolve(did)
+    try:
+        resolver = default_resolver(nodes, genesis_file)
+    except (httpx.HTTPError, ValueError) as exc:
+        click.echo(f"error: cannot reach {nodes[0]}: {exc}", err=True)
+        raise SystemExit(1) from None
+    result = resolver.resolve(did, {"versionId": version_id} if version_id else None)
     click.echo(json.dumps(result.to_json(), indent=2))
     if result.error is not None:
         raise SystemExit(1)

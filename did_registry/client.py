@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -78,6 +79,7 @@ class LedgerClient:
         genesis_set = ValidatorSet.from_json(self.genesis.validators)
         self._validators: dict[str, ValidatorSet] = {genesis_set.hash(): genesis_set}
         self._genesis_root = _genesis_root(self.genesis)
+        self._certified: OrderedDict[bytes, None] = OrderedDict()  # headers whose certificate checked out
         self.failures: list[str] = []  # what went wrong with which node, newest last
 
     def close(self) -> None:
@@ -121,10 +123,16 @@ class LedgerClient:
             return
         if certificate is None:
             raise InvalidProof("certificate", f"block {header.height} has no commit certificate")
+        block_hash = header.hash
+        if block_hash in self._certified:
+            return  # this exact header already proved itself with a quorum of signatures
         try:
             certificate.verify(header, self._validators_for(header))
         except InvalidCertificate as exc:
             raise InvalidProof("certificate", str(exc)) from None
+        self._certified[block_hash] = None
+        if len(self._certified) > 1024:
+            self._certified.popitem(last=False)
 
     # -- reads ------------------------------------------------------------------------------
     def prove(self, key: str) -> tuple[Any, BlockHeader]:
@@ -138,9 +146,7 @@ class LedgerClient:
                 if answer.key != key:
                     raise InvalidProof("state", f"asked for {key!r}, answered for {answer.key!r}")
                 self.verify_header(answer.header, answer.certificate)
-                value = answer.verify(self._validators_for(answer.header) if answer.header.height else
-                                      ValidatorSet(()), genesis_root=self._genesis_root)  # fmt: skip
-                return value, answer.header
+                return answer.verify_path(), answer.header
             except (httpx.HTTPError, ValueError, InvalidProof) as exc:
                 errors.append(f"{node}: {exc}")
         self.failures.extend(errors)

@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from did_registry.cli import default_resolver
+from did_registry.cli import default_resolver, genesis_option, node_option
+from wallet import ledger_cli  # noqa: F401  (adds did create/update/deactivate to the did group)
 from wallet.credential import build_credential, issue_credential, verify_credential
 from wallet.errors import KeystoreError, VerificationFailed, WalletError
 from wallet.holder import did_key_identity
@@ -130,10 +131,22 @@ def _load_json(path: Path) -> Any:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A BitstringStatusListCredential file to check status against (repeatable).",
 )
-def vc_verify(file: Path, challenge: str | None, domain: str | None, status_lists: tuple[Path, ...]) -> None:
-    """Verify a credential or presentation: exit 0 with a summary, or 1 naming the failed check."""
+@node_option
+@genesis_option
+def vc_verify(
+    file: Path,
+    challenge: str | None,
+    domain: str | None,
+    status_lists: tuple[Path, ...],
+    nodes: tuple[str, ...],
+    genesis_file: Path | None,
+) -> None:
+    """Verify a credential or presentation: exit 0 with a summary, or 1 naming the failed check.
+
+    did:key issuers and holders are checked offline; did:trellis ones need --node.
+    """
     document = _load_json(file)
-    lookup = ResolverKeyLookup(default_resolver())
+    lookup = ResolverKeyLookup(default_resolver(nodes, genesis_file))
     lists = {}
     for path in status_lists:
         status_list = _load_json(path)

@@ -75,6 +75,15 @@ class StateProof:
                 self.certificate.verify(self.header, validators)
             except DidRegistryError as exc:
                 raise InvalidProof("state", f"commit certificate: {exc}") from None
-        expected = None if self.value is None else value_hash(canonicalize(self.value))
+        return self.verify_path()
+
+    def verify_path(self) -> Any:
+        """Check only the value and its path against the header's state root (the header's
+        certificate already checked by the caller); return the proven value."""
+        try:
+            canonical = None if self.value is None else canonicalize(self.value)
+        except DidRegistryError as exc:
+            raise InvalidProof("state", f"value is not canonical JSON: {exc}") from None
+        expected = None if canonical is None else value_hash(canonical)
         verify_map_proof(bytes.fromhex(self.header.state_root), self.key.encode(), expected, self.proof)
-        return json.loads(canonicalize(self.value)) if self.value is not None else None
+        return None if canonical is None else json.loads(canonical)
