@@ -23,12 +23,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from did_registry.errors import BadSignature, DidRegistryError, InvalidDID, InvalidStatusList
+from did_registry.identity.crypto import Ed25519PublicKey
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_trellis import check_self_certifying, parse_trellis_did
 from did_registry.identity.multibase import decode_base58btc
@@ -88,6 +90,33 @@ def _roles(view: StateView, did: str) -> list[str]:
     return list(view.get_json(f"role:{did}") or [])
 
 
+class _VerifiedSignatures:
+    """Signatures this process has already checked (admission, then proposal, verify each once).
+
+    Only the pure cryptographic fact "this key signed these bytes" is remembered; whether the key may
+    sign is decided from the state every time.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._seen: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+
+    def verify(self, key: Ed25519PublicKey, message: bytes, signature: bytes) -> None:
+        entry = (bytes(key), message, signature)
+        if entry in self._seen:
+            return
+        key.verify(message, signature)
+        self._seen[entry] = None
+        while len(self._seen) > self._size:
+            try:
+                self._seen.popitem(last=False)
+            except KeyError:  # another thread emptied it first
+                break
+
+
+_SIGNATURES = _VerifiedSignatures(200_000)
+
+
 def _verified_signers(view: StateView, txn: Transaction, pending: Mapping[str, DIDDocument]) -> set[str]:
     """The DIDs whose signatures on ``txn`` verify with a capabilityInvocation key of their document."""
     signers: set[str] = set()
@@ -104,7 +133,7 @@ def _verified_signers(view: StateView, txn: Transaction, pending: Mapping[str, D
             document = _document(raw)
         try:
             key = document.public_key_for(signature.verification_method, "capabilityInvocation")
-            key.verify(message, decode_base58btc(signature.signature))
+            _SIGNATURES.verify(key, message, decode_base58btc(signature.signature))
         except (BadSignature, ValueError) as exc:
             raise _reject("bad_signature", f"signature by {signature.verification_method}: {exc}") from None
         except DidRegistryError as exc:
