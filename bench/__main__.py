@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["primitives"]
+BENCHMARKS = ["primitives", "registry"]
 
 
 def main() -> int:

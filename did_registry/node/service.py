@@ -78,6 +78,9 @@ class NodeService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.started = time.monotonic()
+        head = app.store.block(app.height)
+        assert head is not None
+        self._head: tuple[BlockHeader, CommitCertificate | None] = (head[0].header, head[1])
         self.counters = {"txns_submitted": 0, "txns_committed": 0, "txns_rejected": 0, "blocks_committed": 0}
 
     # -- transactions -----------------------------------------------------------------------
@@ -134,13 +137,16 @@ class NodeService:
         return len(self._pending)
 
     # -- reads with proofs -----------------------------------------------------------------
+    @property
+    def head(self) -> tuple[BlockHeader, CommitCertificate | None]:
+        """The last committed header and its certificate."""
+        return self._head
+
     def prove(self, key: str) -> StateProof:
         """The head's value under ``key`` (or its absence) with a proof against the certified head."""
         with self.lock:
             raw = self.app.store.get(key)
-            block = self.app.store.block(self.app.height)
-            assert block is not None
-            header, certificate = block[0].header, block[1]
+            header, certificate = self._head
             proof = self.app.state_map(bytes.fromhex(header.state_root)).prove(key.encode())
         return StateProof(key, None if raw is None else decode_value(raw), header, certificate, proof)
 
@@ -169,6 +175,7 @@ class NodeService:
         """Commit an executed block and settle the mempool: committed and rejected ones leave it."""
         with self.lock:
             self.app.commit(executed, certificate)
+            self._head = (executed.block.header, certificate)
             for txn in proposed:
                 self._pending.pop(txn.id, None)
             for txn, rejection in executed.rejected:
