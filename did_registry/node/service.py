@@ -140,13 +140,17 @@ class NodeService:
     @property
     def head(self) -> tuple[BlockHeader, CommitCertificate | None]:
         """The last committed header and its certificate."""
+        if self._head[0].height != self.app.height:  # committed around the service (tests, state transfer)
+            block = self.app.store.block(self.app.height)
+            assert block is not None
+            self._head = (block[0].header, block[1])
         return self._head
 
     def prove(self, key: str) -> StateProof:
         """The head's value under ``key`` (or its absence) with a proof against the certified head."""
         with self.lock:
             raw = self.app.store.get(key)
-            header, certificate = self._head
+            header, certificate = self.head
             proof = self.app.state_map(bytes.fromhex(header.state_root)).prove(key.encode())
         return StateProof(key, None if raw is None else decode_value(raw), header, certificate, proof)
 
