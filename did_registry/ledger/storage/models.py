@@ -1,7 +1,7 @@
 """The SQL tables of the ledger store, and the mapping of blocks and state to rows (docs/ledger.md).
 
-Rows are the storage edge only: blocks, transactions and certificates are mapped to plain row
-dictionaries here (for bulk inserts) and back, and never double as rows. Column types behave the same
+Rows are the storage edge only: blocks, transactions and certificates are mapped to plain row tuples
+here (for bulk inserts) and back, and never double as rows. Column types behave the same
 on SQLite and PostgreSQL: ``LargeBinary`` for bytes, ``Text`` for JSON, ``BigInteger`` for heights.
 State values are their canonical (RFC 8785) JSON, kept as UTF-8 text so the SQL views can read them.
 """
@@ -9,10 +9,10 @@ State values are their canonical (RFC 8785) JSON, kept as UTF-8 text so the SQL 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, LargeBinary, Table, Text
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Table, Text
 from sqlmodel import Field, SQLModel
 
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
@@ -25,27 +25,38 @@ __all__ = [
     "NodeRow",
     "DidVersionRow",
     "MetaRow",
+    "META",
+    "BLOCK",
+    "TXN",
+    "STATE",
+    "NODE",
+    "DID_VERSION",
     "TABLES",
     "block_row",
     "txn_rows",
     "did_version_rows",
     "subject_of",
+    "txn_json",
     "block_from_rows",
     "dumps",
+    "insert_statements",
 ]
 
 _NO_AUTOINCREMENT = {"autoincrement": False}
+_HEIGHT = BigInteger().with_variant(Integer, "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
+_KEY = String().with_variant(String(collation="C"), "postgresql")  # code-point order, as SQLite's BINARY
 
 
 class BlockRow(SQLModel, table=True):
     """A committed block header (its JSON too) and its commit certificate."""
 
     __tablename__ = "ledger_block"
+    __table_args__ = (Index("ix_ledger_block_time", "time", "height"),)
 
-    height: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs=_NO_AUTOINCREMENT)
+    height: int = Field(primary_key=True, sa_type=_HEIGHT, sa_column_kwargs=_NO_AUTOINCREMENT)
     hash: str = Field(unique=True)  # hex SHA-256 of the header's JCS bytes
     previous_hash: str
-    time: str = Field(index=True)  # RFC 3339, as in the header
+    time: str  # RFC 3339, as in the header; never decreases from block to block
     proposer: str
     txn_count: int
     txn_root: str
@@ -55,20 +66,27 @@ class BlockRow(SQLModel, table=True):
 
 
 class TxnRow(SQLModel, table=True):
-    """A committed transaction: where it is, who sent it, what it is about, and its JSON."""
+    """A committed transaction: where it is, who sent it, what it is about, its body and signatures."""
 
     __tablename__ = "ledger_txn"
-    __table_args__ = (Index("ix_ledger_txn_height_idx", "height", "idx", unique=True),)
+    __table_args__ = (
+        Index("ix_ledger_txn_height", "height", "idx", unique=True),
+        Index("ix_ledger_txn_type", "type", "height", "idx"),
+        Index("ix_ledger_txn_submitter", "submitter", "height", "idx"),
+        Index("ix_ledger_txn_subject", "subject", "height", "idx"),
+    )
 
     id: str = Field(primary_key=True)  # hex transaction id
     height: int = Field(sa_type=BigInteger)
     idx: int  # position in the block
-    type: str = Field(index=True)
-    submitter: str = Field(index=True)
-    subject: str | None = Field(default=None, index=True)  # the DID the body names (did, else issuer)
-    time: str = Field(index=True)  # the block's time
+    type: str
+    network: str
+    submitter: str
+    nonce: int = Field(sa_type=BigInteger)
+    subject: str | None = None  # the DID the body names: body.did, else body.issuer (trust.*)
+    time: str  # the block's time
     body: str = Field(sa_type=Text)  # the body, JSON
-    full_json: str = Field(sa_type=Text)  # the signed transaction, JSON ("full" is reserved in SQL)
+    signatures: str = Field(sa_type=Text)  # the signatures, JSON (with the columns above: the whole txn)
 
 
 class StateRow(SQLModel, table=True):
@@ -76,7 +94,7 @@ class StateRow(SQLModel, table=True):
 
     __tablename__ = "ledger_state"
 
-    key: str = Field(primary_key=True)
+    key: str = Field(primary_key=True, sa_type=_KEY)
     value: str = Field(sa_type=Text)
 
 
@@ -84,6 +102,7 @@ class NodeRow(SQLModel, table=True):
     """A state-map node under its hash (content-addressed, never changed)."""
 
     __tablename__ = "ledger_node"
+    __table_args__ = {"sqlite_with_rowid": False}  # one B-tree keyed by hash: small rows, random keys
 
     hash: bytes = Field(primary_key=True, sa_type=LargeBinary)
     data: bytes = Field(sa_type=LargeBinary)
@@ -119,14 +138,21 @@ def _table(row: type[SQLModel]) -> Table:
     return table
 
 
-TABLES: tuple[Table, ...] = tuple(
-    _table(row) for row in (MetaRow, BlockRow, TxnRow, StateRow, NodeRow, DidVersionRow)
-)
+META = _table(MetaRow)
+BLOCK = _table(BlockRow)
+TXN = _table(TxnRow)
+STATE = _table(StateRow)
+NODE = _table(NodeRow)
+DID_VERSION = _table(DidVersionRow)
+TABLES: tuple[Table, ...] = (META, BLOCK, TXN, STATE, NODE, DID_VERSION)
 """Every table of the ledger store, in creation order."""
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once, not per call
+
 
 def dumps(value: Any) -> str:
     """Compact JSON text for a JSON column (not canonical: the ledger's hashes never read it)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(value)
 
 
 def block_row(block: Block, certificate: CommitCertificate | None) -> dict[str, Any]:
@@ -155,53 +181,94 @@ def subject_of(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def txn_rows(block: Block) -> list[dict[str, Any]]:
-    """The ``ledger_txn`` rows of a block's transactions."""
+def txn_rows(block: Block) -> list[tuple[Any, ...]]:
+    """The ``ledger_txn`` rows of a block, in :func:`insert_statements` order (canonical text for body)."""
     height, time = block.header.height, block.header.time
     return [
-        {
-            "id": txn.id,
-            "height": height,
-            "idx": index,
-            "type": txn.type,
-            "submitter": txn.submitter,
-            "subject": subject_of(txn.body),
-            "time": time,
-            "body": dumps(txn.body),
-            "full_json": dumps(txn.to_json()),
-        }
+        (
+            txn.id,
+            height,
+            index,
+            txn.type,
+            txn.network,
+            txn.submitter,
+            txn.nonce,
+            subject_of(txn.body),
+            time,
+            txn.canonical.decode(),  # the database cuts the body out of it
+            dumps([s.to_json() for s in txn.signatures]),
+        )
         for index, txn in enumerate(block.txns)
     ]
 
 
-def did_version_rows(changes: Mapping[str, bytes | None], height: int) -> list[dict[str, Any]]:
-    """The ``ledger_did_version`` rows for every ``didv:<did>:<n>`` key a block writes."""
+def txn_json(row: Any) -> dict[str, Any]:
+    """The signed transaction (JSON) of a ``ledger_txn`` row."""
+    return {
+        "type": row.type,
+        "network": row.network,
+        "submitter": row.submitter,
+        "nonce": row.nonce,
+        "body": json.loads(row.body),
+        "signatures": json.loads(row.signatures),
+    }
+
+
+def did_version_rows(changes: Mapping[str, bytes | None], height: int) -> list[tuple[Any, ...]]:
+    """The ``ledger_did_version`` rows for every ``didv:<did>:<n>`` key written, in
+    :func:`insert_statements` order (the record's text: the database reads its members)."""
     rows = []
     for key, raw in changes.items():
-        if raw is None or not key.startswith("didv:"):
-            continue
-        did, _, version = key[len("didv:") :].rpartition(":")
-        record = json.loads(raw)
-        rows.append(
-            {
-                "did": did,
-                "version": int(version),
-                "height": height,
-                "time": record.get("updated", ""),
-                "txn": record.get("txn", ""),
-                "deactivated": bool(record.get("deactivated", False)),
-                "document": dumps(record.get("document")),
-            }
-        )
+        if raw is not None and key.startswith("didv:"):
+            did, _, version = key[len("didv:") :].rpartition(":")
+            rows.append((did, int(version), height, raw.decode()))
     return rows
 
 
+def insert_statements(dialect: str) -> dict[str, str]:
+    """The bulk INSERT of each written table for ``sqlite`` or ``postgresql`` (see :func:`txn_rows`).
+
+    SQLite statements take one row per execution (``executemany``); PostgreSQL statements take each
+    column as one binary array (``%b``) and insert every row with ``unnest`` in one execution. JSON members (a
+    transaction's body, a DID record's fields) are read by the database's JSON functions from the
+    canonical text, so no Python code parses or encodes a DID document a second time.
+    """
+    if dialect == "sqlite":
+        return {
+            "txn": "INSERT INTO ledger_txn (id, height, idx, type, network, submitter, nonce, subject, time, body, signatures)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, json_extract(?, '$.body'), ?)",
+            "state": "INSERT INTO ledger_state (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "node": "INSERT INTO ledger_node (hash, data) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING",
+            "did_version": "INSERT INTO ledger_did_version (did, version, height, time, txn, deactivated, document)"
+            " SELECT ?, ?, ?, json_extract(r, '$.updated'), json_extract(r, '$.txn'),"
+            " json_extract(r, '$.deactivated'), json_extract(r, '$.document') FROM (SELECT ? AS r)",
+        }
+    return {
+        "txn": "INSERT INTO ledger_txn (id, height, idx, type, network, submitter, nonce, subject, time, body, signatures)"
+        " SELECT id, height, idx, type, network, submitter, nonce, subject, time,"
+        " (CAST(canonical AS json) -> 'body')::text, signatures"
+        " FROM unnest(%b::text[], %b::bigint[], %b::int[], %b::text[], %b::text[], %b::text[],"
+        " %b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[])"
+        " AS t(id, height, idx, type, network, submitter, nonce, subject, time, canonical, signatures)",
+        "state": "INSERT INTO ledger_state (key, value) SELECT * FROM unnest(%b::text[], %b::text[])"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        "node": "INSERT INTO ledger_node (hash, data) SELECT * FROM unnest(%b::bytea[], %b::bytea[])"
+        " ON CONFLICT (hash) DO NOTHING",
+        "did_version": "INSERT INTO ledger_did_version (did, version, height, time, txn, deactivated, document)"
+        " SELECT did, version, height, r ->> 'updated', r ->> 'txn', (r ->> 'deactivated')::boolean,"
+        " (r -> 'document')::text FROM (SELECT did, version, height, CAST(record AS json) AS r"
+        " FROM unnest(%b::text[], %b::bigint[], %b::bigint[], %b::text[]) AS u(did, version, height, record))"
+        " AS v",
+    }
+
+
 def block_from_rows(
-    header: str, certificate: str | None, txns: list[str]
+    header: str, certificate: str | None, txns: Sequence[Any]
 ) -> tuple[Block, CommitCertificate | None]:
-    """A block and its certificate from the header JSON, certificate JSON and transactions' JSON."""
+    """A block and its certificate from its ``ledger_block`` columns and its ``ledger_txn`` rows."""
     block = Block(
         BlockHeader.from_json(json.loads(header)),
-        tuple(Transaction.from_json(json.loads(full)) for full in txns),
+        tuple(Transaction.from_json(txn_json(row)) for row in txns),
     )
     return block, None if certificate is None else CommitCertificate.from_json(json.loads(certificate))

@@ -2,7 +2,8 @@
 
 Each view is written once per dialect: SQLite reads the JSON columns with ``json_extract`` and
 ``json_array_length``, PostgreSQL with ``->``/``->>`` on a ``CAST(... AS json)``. No view can be
-written through: each one groups or joins (so PostgreSQL does not make it auto-updatable).
+written through: each one groups or joins (so PostgreSQL does not make it auto-updatable). Key
+prefixes are ranges (``'did:' <= key < 'did;'``), not LIKE, which ignores case on SQLite.
 
 ``v_devices_per_issuer``     endorser, devices, active_devices — the DIDs each endorser brought on
                              (self-endorsed genesis trustees left out)
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 __all__ = ["VIEWS", "create_views"]
 
@@ -25,14 +26,14 @@ SELECT json_extract(value, '$.endorser') AS endorser,
        COUNT(*) AS devices,
        SUM(CASE WHEN json_extract(value, '$.deactivated') = 0 THEN 1 ELSE 0 END) AS active_devices
 FROM ledger_state
-WHERE key LIKE 'did:%' AND json_extract(value, '$.endorser') <> substr(key, 5)
+WHERE key >= 'did:' AND key < 'did;' AND json_extract(value, '$.endorser') <> substr(key, 5)
 GROUP BY json_extract(value, '$.endorser')""",
     "postgresql": """
 SELECT CAST(value AS json) ->> 'endorser' AS endorser,
        COUNT(*) AS devices,
        SUM(CASE WHEN CAST(value AS json) ->> 'deactivated' = 'false' THEN 1 ELSE 0 END) AS active_devices
 FROM ledger_state
-WHERE key LIKE 'did:%' AND CAST(value AS json) ->> 'endorser' <> substr(key, 5)
+WHERE key >= 'did:' AND key < 'did;' AND CAST(value AS json) ->> 'endorser' <> substr(key, 5)
 GROUP BY CAST(value AS json) ->> 'endorser'""",
 }
 
@@ -75,13 +76,11 @@ VIEWS: Mapping[str, Mapping[str, str]] = {
 
 
 def create_views(conn: Connection) -> None:
-    """Create (PostgreSQL: or replace) every view, in the caller's transaction."""
+    """Create (PostgreSQL: or replace) every view, in the caller's transaction (SQLite or PostgreSQL)."""
     dialect = conn.dialect.name
     for name, by_dialect in VIEWS.items():
-        select = by_dialect.get(dialect)
-        if select is None:
-            raise NotImplementedError(f"no {name} for the {dialect} dialect (SQLite and PostgreSQL only)")
+        select = by_dialect[dialect]
         if dialect == "postgresql":
-            conn.exec_driver_sql(f"CREATE OR REPLACE VIEW {name} AS {select}")
+            conn.execute(text(f"CREATE OR REPLACE VIEW {name} AS {select}"))
         else:
-            conn.exec_driver_sql(f"CREATE VIEW IF NOT EXISTS {name} AS {select}")
+            conn.execute(text(f"CREATE VIEW IF NOT EXISTS {name} AS {select}"))

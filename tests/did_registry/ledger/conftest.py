@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from did_registry.identity.multikey import encode_ed25519_public_key
 from did_registry.ledger.application import Executed, LedgerApplication
 from did_registry.ledger.block import CommitCertificate
 from did_registry.ledger.genesis import Genesis
+from did_registry.ledger.storage.base import LedgerStore
 from did_registry.ledger.storage.memory import MemoryLedgerStore
 from did_registry.ledger.txn import Transaction, TxnRejected
 
@@ -118,6 +120,25 @@ def make_genesis(trustee: Actor, validator_key: Ed25519PrivateKey, **rules: int)
             ],
         }
     )
+
+
+def network_on(
+    store: LedgerStore, trustee: Actor | None = None, validator_key: Ed25519PrivateKey | None = None
+) -> Network:
+    """A single-validator network keeping its chain in ``store`` (new identities unless given)."""
+    trustee = trustee or new_actor()
+    validator_key = validator_key or Ed25519PrivateKey.generate()
+    app = LedgerApplication(store, make_genesis(trustee, validator_key))
+    return Network(app, validator_key, trustee)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty SQL ledger database: a SQLite file, or a throwaway PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture

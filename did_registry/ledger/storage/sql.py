@@ -1,0 +1,341 @@
+"""The SQL :class:`~did_registry.ledger.storage.base.LedgerStore`: SQLite (embedded) or PostgreSQL.
+
+:meth:`SQLLedgerStore.append` writes a whole block — header and certificate, transactions, state
+upserts and deletions, map nodes, DID versions — in ONE database transaction, which first moves the
+head height in ``ledger_meta`` from ``h - 1`` to ``h`` (a compare-and-set that both checks the height
+and serialises writers). A node killed at any moment restarts at its last committed block.
+
+SQLite runs in WAL mode (readers never block the writer) with ``synchronous=FULL`` by default: the
+WAL is synced at every commit, so a block that :meth:`~SQLLedgerStore.append` returned survives a
+power loss, not only a crash. A validator signs and gossips what it committed; it must not come back
+from a power cut behind what it told its peers and clients, and one fsync per block is cheap next to
+the block. ``durable=False`` gives ``synchronous=NORMAL`` (safe against process crashes, not power
+loss) for tests and tools. PostgreSQL keeps its own settings (``synchronous_commit`` is on by
+default); ``postgresql://`` URLs use psycopg 3.
+
+Writes go to the driver as positional ``executemany`` batches, and point reads (state values, map
+nodes, transaction locations) as one statement on a pooled driver connection: SQLAlchemy Core costs
+ten times the query itself there. Map nodes never change, so recently used ones are also cached.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Select, delete, make_url, select
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+from sqlmodel import SQLModel, create_engine
+
+from did_registry.errors import DidRegistryError
+from did_registry.ledger.block import Block, CommitCertificate
+from did_registry.ledger.storage import audit
+from did_registry.ledger.storage.base import Commit, TxnLocation
+from did_registry.ledger.storage.integrity import check_store
+from did_registry.ledger.storage.models import (
+    BLOCK,
+    META,
+    STATE,
+    TABLES,
+    TXN,
+    block_from_rows,
+    block_row,
+    did_version_rows,
+    dumps,
+    insert_statements,
+    txn_rows,
+)
+from did_registry.ledger.storage.sqlite_engine import BEGIN_OPTION, WalCheckpointer, configure_sqlite
+from did_registry.ledger.storage.views import create_views
+
+__all__ = ["CommitRefused", "UnsupportedDatabase", "SQLLedgerStore"]
+
+_NODE_CACHE = 1 << 16
+_CHUNK = 500  # keys per DELETE ... IN (...)
+
+
+_READS = {  # with SQLite's "?" placeholders (psycopg's "%s" on PostgreSQL)
+    "get": "SELECT value FROM ledger_state WHERE key = ?",
+    "node_get": "SELECT data FROM ledger_node WHERE hash = ?",
+    "locate": "SELECT height, idx FROM ledger_txn WHERE id = ?",
+    "meta": "SELECT height, genesis FROM ledger_meta WHERE id = 1",
+    "claim_genesis": "INSERT INTO ledger_meta (id, height, genesis) VALUES (1, 0, ?) ON CONFLICT (id) DO NOTHING",
+    "claim": "UPDATE ledger_meta SET height = ?, genesis = COALESCE(?, genesis) WHERE id = 1 AND height = ?",
+}
+
+
+class CommitRefused(DidRegistryError, ValueError):
+    """A commit does not extend the store's head (wrong height), or holds a value that is not UTF-8."""
+
+
+class UnsupportedDatabase(DidRegistryError, ValueError):
+    """The database URL names a backend the ledger store does not run on (SQLite and PostgreSQL do)."""
+
+
+def _normalise(url: str) -> str:
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.partition("://")[2]
+    return url
+
+
+class SQLLedgerStore:
+    """The ledger in SQL tables (see the module docstring); ``url`` is a SQLite or PostgreSQL URL.
+
+    ``sqlite://`` (in memory) is one connection shared by every thread: for single-threaded tests.
+    """
+
+    def __init__(self, url: str, *, durable: bool = True, node_cache: int = _NODE_CACHE) -> None:
+        url = _normalise(url)
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError as exc:
+            raise UnsupportedDatabase(f"not a database URL: {exc}") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise UnsupportedDatabase(f"{backend} databases are not supported: use SQLite or PostgreSQL")
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        else:
+            engine = create_engine(url)
+        self.dialect = backend
+        self._sqlite = self.dialect == "sqlite"
+        if self._sqlite:
+            configure_sqlite(engine, durable=durable)
+        self.engine = engine
+        # point reads: PostgreSQL gets a pool of autocommit connections (no BEGIN/ROLLBACK round trips)
+        self._reader: Engine = engine if self._sqlite else create_engine(url, isolation_level="AUTOCOMMIT")
+        self._writer = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+        self._single = engine.execution_options(**{BEGIN_OPTION: ""})
+        in_memory = isinstance(engine.pool, StaticPool)
+        self._checkpointer = WalCheckpointer(engine) if self._sqlite and not in_memory else None
+        reads = _READS if self._sqlite else {name: sql.replace("?", "%s") for name, sql in _READS.items()}
+        self._sql = {**insert_statements(self.dialect), **reads}
+        self._nodes: OrderedDict[bytes, bytes] = OrderedDict()
+        self._node_cache = node_cache
+        self._lock = threading.Lock()
+        self._genesis: Mapping[str, Any] | None = None
+        with self._writer.begin() as conn:
+            SQLModel.metadata.create_all(conn, tables=list(TABLES))
+            create_views(conn)
+
+    def close(self) -> None:
+        """Stop the checkpoint thread and close every pooled connection."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+        self._reader.dispose()
+        self.engine.dispose()
+
+    def _point(self, sql: str, param: object) -> Any:
+        """The first row of a one-parameter query, on a pooled driver connection (no Core overhead)."""
+        if self._sqlite and isinstance(param, bytes):
+            param = bytearray(param)  # pysqlite binds bytearray directly, bytes through its adapters
+        conn = self._reader.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute(sql, () if param is None else (param,))
+            row = cursor.fetchone()
+            cursor.close()
+            return row
+        finally:
+            conn.close()
+
+    # -- the LedgerStore protocol: reads ----------------------------------------------------------
+    def get(self, key: str) -> bytes | None:
+        """Current (head) state value under ``key``."""
+        row = self._point(self._sql["get"], key)
+        return None if row is None else row[0].encode()
+
+    def node(self, node_hash: bytes) -> bytes | None:
+        """A state-map node by hash (cached: nodes never change)."""
+        with self._lock:
+            data = self._nodes.get(node_hash)
+            if data is not None:
+                self._nodes.move_to_end(node_hash)
+                return data
+        row = self._point(self._sql["node_get"], node_hash)
+        if row is None:
+            return None
+        data = bytes(row[0])
+        self._remember({node_hash: data})
+        return data
+
+    def height(self) -> int | None:
+        """The last committed height, or ``None`` before genesis."""
+        row = self._point(self._sql["meta"], None)
+        return None if row is None else int(row[0])
+
+    def genesis(self) -> Mapping[str, Any] | None:
+        """The genesis document this store was started with."""
+        if self._genesis is None:
+            row = self._point(self._sql["meta"], None)
+            self._genesis = None if row is None or row[1] is None else json.loads(row[1])
+        return self._genesis
+
+    def block(self, height: int) -> tuple[Block, CommitCertificate | None] | None:
+        """A committed block and its certificate."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(BLOCK.c.header, BLOCK.c.certificate).where(BLOCK.c.height == height)
+            ).first()
+            if row is None:
+                return None
+            txns = conn.execute(select(TXN).where(TXN.c.height == height).order_by(TXN.c.idx)).all()
+        return block_from_rows(row.header, row.certificate, txns)
+
+    def locate(self, txn_id: str) -> TxnLocation | None:
+        """Where a committed transaction is."""
+        row = self._point(self._sql["locate"], txn_id)
+        return None if row is None else TxnLocation(int(row[0]), int(row[1]))
+
+    # -- the LedgerStore protocol: the one write ---------------------------------------------------
+    def append(self, commit: Commit) -> None:
+        """Write one block's changes in one transaction; refuse a height that is not head + 1."""
+        height = commit.block.header.height
+        state = _state_rows(commit.changes)
+        deleted = [key for key, value in commit.changes.items() if value is None]
+        nodes: list[tuple[Any, Any]] = [(h, commit.nodes[h]) for h in sorted(commit.nodes)]
+        if self._sqlite:  # pysqlite binds bytearray directly, bytes only through its adapter lookup
+            nodes = [(bytearray(h), bytearray(d)) for h, d in nodes]
+        with self._writer.begin() as conn:
+            self._claim_height(conn, height, commit.genesis)
+            conn.execute(BLOCK.insert(), block_row(commit.block, commit.certificate))
+            self._write(conn, "txn", txn_rows(commit.block))
+            self._write(conn, "state", state)
+            for start in range(0, len(deleted), _CHUNK):
+                conn.execute(delete(STATE).where(STATE.c.key.in_(deleted[start : start + _CHUNK])))
+            self._write(conn, "node", nodes)
+            self._write(conn, "did_version", did_version_rows(commit.changes, height))
+        if commit.genesis is not None:
+            self._genesis = commit.genesis
+        self._remember(commit.nodes)
+        if self._checkpointer is not None:
+            self._checkpointer.poke()
+
+    def _claim_height(self, conn: Connection, height: int, genesis: Mapping[str, Any] | None) -> None:
+        """Move the head from ``height - 1`` to ``height`` (create it at 0), or refuse."""
+        document = None if genesis is None else dumps(genesis)
+        if height == 0:
+            claimed = conn.exec_driver_sql(self._sql["claim_genesis"], (document,)).rowcount
+        else:
+            claimed = conn.exec_driver_sql(self._sql["claim"], (height, document, height - 1)).rowcount
+        if claimed != 1:
+            head = conn.execute(select(META.c.height).where(META.c.id == 1)).scalar()
+            expected = 0 if head is None else head + 1
+            raise CommitRefused(f"the store expects block {expected}, not block {height}")
+
+    def _write(self, conn: Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` (tuples in column order): SQLite row by row, PostgreSQL as column arrays."""
+        if not rows:
+            return
+        if self._sqlite:
+            conn.exec_driver_sql(self._sql[table], rows)
+        else:
+            conn.exec_driver_sql(self._sql[table], tuple(list(column) for column in zip(*rows, strict=True)))
+
+    def _remember(self, nodes: Mapping[bytes, bytes]) -> None:
+        with self._lock:
+            cache = self._nodes
+            cache.update(nodes)
+            for _ in range(len(cache) - self._node_cache):
+                cache.popitem(last=False)
+
+    # -- reading for audits and checks ---------------------------------------------------------------
+    def txns(
+        self,
+        *,
+        submitter: str | None = None,
+        type: str | None = None,  # the transaction member's own name
+        from_height: int | None = None,
+        to_height: int | None = None,
+        from_time: str | None = None,
+        to_time: str | None = None,
+        did: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of transactions matching every filter, and the next page's cursor (None at the end).
+
+        See :func:`~did_registry.ledger.storage.audit.query_txns` for the filters' meaning.
+        """
+        with self._single.connect() as conn:
+            return audit.query_txns(
+                conn,
+                submitter=submitter,
+                type=type,
+                from_height=from_height,
+                to_height=to_height,
+                from_time=from_time,
+                to_time=to_time,
+                did=did,
+                limit=limit,
+                cursor=cursor,
+                newest_first=newest_first,
+            )
+
+    def did_history(self, did: str) -> list[dict[str, Any]]:
+        """Every version of a DID's record, oldest first."""
+        with self._single.connect() as conn:
+            return audit.query_did_history(conn, did)
+
+    def blocks(self, from_height: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+        """Up to ``limit`` blocks from ``from_height`` up (hash, header, certificate)."""
+        with self._single.connect() as conn:
+            return audit.query_blocks(conn, from_height, limit)
+
+    def verify_integrity(self) -> int | None:
+        """Check every invariant of the store in one consistent read; return the head height.
+
+        Raises :class:`~did_registry.ledger.storage.integrity.CorruptStore` (see that module).
+        """
+        engine = (
+            self.engine if self._sqlite else self.engine.execution_options(isolation_level="REPEATABLE READ")
+        )
+        with engine.connect() as conn:
+            return check_store(conn)
+
+    def scan(self, prefix: str, *, after: str | None = None, limit: int = 100) -> list[tuple[str, bytes]]:
+        """Current state entries whose key starts with ``prefix``, in key order, after key ``after``."""
+        if type(limit) is not int or limit < 0:
+            raise audit.InvalidQuery(f"limit must be an integer >= 0, not {limit!r}")
+        query = _from_prefix(prefix, after).limit(limit)
+        with self._single.connect() as conn:
+            rows = conn.execute(query).all()
+        return list(_prefixed(((row.key, row.value) for row in rows), prefix))
+
+    def state_items(self, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+        """Every head-state entry whose key starts with ``prefix``, in key order (one consistent read)."""
+        query = _from_prefix(prefix, None).execution_options(yield_per=10_000)
+        with self.engine.connect() as conn, conn.execute(query) as rows:
+            yield from _prefixed(((row.key, row.value) for row in rows), prefix)
+
+
+def _from_prefix(prefix: str, after: str | None) -> Select[tuple[str, str]]:
+    """State rows from ``prefix`` (and after ``after``) in key order: one range scan of the key index.
+
+    Keys compare by code point on both databases (SQLite's BINARY, PostgreSQL's "C" collation), so
+    the keys under a prefix are the run that starts at the prefix itself; LIKE would not do (SQLite's
+    ignores case).
+    """
+    query = select(STATE.c.key, STATE.c.value).where(STATE.c.key >= prefix)
+    if after is not None:
+        query = query.where(STATE.c.key > after)
+    return query.order_by(STATE.c.key)
+
+
+def _prefixed(rows: Iterable[tuple[str, str]], prefix: str) -> Iterator[tuple[str, bytes]]:
+    """The rows while their key starts with ``prefix`` (the run ends at the first that does not)."""
+    for key, value in rows:
+        if not key.startswith(prefix):
+            return
+        yield key, value.encode()
+
+
+def _state_rows(changes: Mapping[str, bytes | None]) -> list[tuple[str, str]]:
+    try:
+        return sorted((k, v.decode()) for k, v in changes.items() if v is not None)
+    except UnicodeDecodeError as exc:
+        raise CommitRefused(f"a state value is not UTF-8 JSON: {exc}") from None
