@@ -6,6 +6,7 @@ import click
 
 from did_registry.cli import did_group
 from wallet.cli import key_group, vc_group
+from wallet.network_cli import network_group, node_group
 
 __all__ = ["main"]
 
@@ -19,3 +20,5 @@ def main() -> None:
 main.add_command(key_group)
 main.add_command(vc_group)
 main.add_command(did_group)
+main.add_command(network_group)
+main.add_command(node_group)

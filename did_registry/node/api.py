@@ -1,0 +1,114 @@
+"""The node's HTTP API: a Flask app factory over a :class:`~did_registry.node.service.NodeService`.
+
+The routes, their answers and their errors are described in :mod:`did_registry.node.openapi`
+(served as ``GET /openapi.json``, OpenAPI 3.1). Every answer is JSON; every error is an RFC 9457
+problem (:mod:`did_registry.node.api_support`), except on the DID resolver path, whose errors are
+DID Resolution results as the W3C DID Resolution HTTP(S) binding asks. This module holds the
+factory and the transaction routes; reads, resolution, the header stream and operations live in
+``api_reads``, ``api_registry``, ``api_resolution``, ``api_events`` and ``api_ops``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Final
+
+from flask import Blueprint, Flask, Response, request
+
+from did_registry.ledger.txn import Transaction, TxnRejected
+from did_registry.node.api_events import events_bp
+from did_registry.node.api_ops import install_ops
+from did_registry.node.api_reads import reads_bp
+from did_registry.node.api_registry import registry_bp
+from did_registry.node.api_resolution import resolution_bp
+from did_registry.node.api_support import (
+    EXTENSION,
+    ApiProblem,
+    float_arg,
+    json_response,
+    node_service,
+    register_error_handlers,
+)
+from did_registry.node.service import NodeService
+
+__all__ = ["MAX_BODY_BYTES", "MAX_BATCH", "MAX_WAIT_S", "create_app"]
+
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
+"""The largest request body the API reads (larger ones get 413): a full batch of DID creations fits."""
+MAX_BATCH: Final = 5000
+"""The most transactions one ``POST /txns`` may carry."""
+MAX_WAIT_S: Final = 30.0
+"""The longest ``GET /txns/{id}?wait=`` may hold a request."""
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+txns_bp = Blueprint("txns", __name__)
+"""The transaction routes."""
+
+
+def create_app(service: NodeService, *, heartbeat_s: float = 15.0) -> Flask:
+    """The node API over ``service`` (``heartbeat_s``: seconds between keep-alive comments on /events)."""
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["TRELLIS_SSE_HEARTBEAT"] = heartbeat_s
+    app.extensions[EXTENSION] = service
+    register_error_handlers(app)
+    for blueprint in (txns_bp, resolution_bp, reads_bp, registry_bp, events_bp):
+        app.register_blueprint(blueprint)
+    install_ops(app, service)
+    return app
+
+
+def _is_json(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
+
+
+@txns_bp.post("/txns")
+def submit() -> Response:
+    """Admit one transaction or a batch (all or nothing): 202 with their ids, pending."""
+    if request.mimetype and not _is_json(request.mimetype):
+        raise ApiProblem(415, "unsupported_media_type", f"send application/json, not {request.mimetype}")
+    raw = request.get_data(cache=False)
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiProblem(400, "malformed", f"the body is not JSON: {exc}") from None
+    items = data if isinstance(data, list) else [data]
+    if not 1 <= len(items) <= MAX_BATCH:
+        raise ApiProblem(400, "malformed", f"send 1 to {MAX_BATCH} transactions, not {len(items)}")
+    txns: list[Transaction] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        try:
+            txn = Transaction.from_json(item)
+        except TxnRejected as exc:
+            raise ApiProblem(400, exc.code, f"transaction {index}: {exc.detail}", index=index) from None
+        except RecursionError:
+            raise ApiProblem(
+                400, "malformed", f"transaction {index} is nested too deeply", index=index
+            ) from None
+        if txn.id in seen:
+            raise ApiProblem(409, "replay", f"transaction {txn.id} appears twice", txn=txn.id, index=index)
+        seen.add(txn.id)
+        txns.append(txn)
+    try:
+        statuses = node_service().submit(txns)
+    except RecursionError:
+        raise ApiProblem(400, "malformed", "a transaction is nested too deeply") from None
+    return json_response({"txns": [status.to_json() for status in statuses]}, 202)
+
+
+@txns_bp.get("/txns/<txn_id>")
+def txn_status(txn_id: str) -> Response:
+    """Where a transaction stands; ``?wait=S`` holds the request until it is settled (at most 30 s)."""
+    if not _HEX64.fullmatch(txn_id):
+        raise ApiProblem(400, "malformed", "a transaction id is 64 lowercase hex digits")
+    wait = float_arg("wait", high=MAX_WAIT_S)
+    service = node_service()
+    status = service.wait_for([txn_id], wait)[0] if wait else service.status(txn_id)
+    if status.status == "unknown":
+        raise ApiProblem(404, "not_found", f"transaction {txn_id} is unknown to this node", txn=txn_id)
+    return json_response(status.to_json())

@@ -1,0 +1,249 @@
+"""Node configuration: one TOML file (TOML v1.0.0) per node, and building a node from it.
+
+::
+
+    id = "node-1"                                   # this validator's id in genesis
+    host = "127.0.0.1"                              # where the HTTP API listens
+    port = 7700                                     # 0: any free port
+    database = "sqlite:////srv/trellis/node-1.db"   # SQLAlchemy URL (SQLite or PostgreSQL); "memory:" for tests
+    key_file = "node-1.key"                         # encrypted keystore holding the validator key
+    genesis = "genesis.json"
+
+    [[peers]]                                       # the other validators (for consensus)
+    id = "node-2"
+    address = "127.0.0.1:7703"
+
+Relative paths are taken from the configuration file's folder. The validator key is not read here:
+the keystore format belongs to :mod:`wallet`, which :mod:`did_registry` never imports, so whoever
+opens the keystore passes the decrypted key to :func:`build_service`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import tomli_w
+
+from did_registry.errors import DidRegistryError
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.multikey import encode_ed25519_public_key
+from did_registry.ledger.application import InvalidBlock, LedgerApplication
+from did_registry.ledger.genesis import Genesis
+from did_registry.ledger.storage.base import LedgerStore
+from did_registry.ledger.storage.memory import MemoryLedgerStore
+from did_registry.node.service import NodeService
+
+__all__ = [
+    "RUNNABLE_ENGINES",
+    "MEMORY_DATABASE",
+    "InvalidConfig",
+    "NodeUnavailable",
+    "Peer",
+    "NodeConfig",
+    "default_database_url",
+    "load_config",
+    "write_config",
+    "load_genesis",
+    "check_runnable",
+    "open_store",
+    "build_service",
+]
+
+RUNNABLE_ENGINES: Final = frozenset({"solo"})
+"""Consensus engines this build can run (the multi-validator engines arrive with the consensus module)."""
+MEMORY_DATABASE: Final = "memory:"
+"""The ``database`` value of a node that keeps its chain in memory only (tests, demonstrations)."""
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,253}:[0-9]{1,5}")
+_KEYS: Final = frozenset({"id", "host", "port", "database", "key_file", "genesis", "peers"})
+
+
+class InvalidConfig(DidRegistryError, ValueError):
+    """A node configuration (or the genesis or database it names) is missing, malformed or inconsistent."""
+
+
+class NodeUnavailable(DidRegistryError):
+    """The configuration asks for something this build cannot run (a consensus engine, a store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Another validator: its id and the ``host:port`` its consensus transport listens on."""
+
+    id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """One node's configuration (see the module docstring); paths are absolute once loaded."""
+
+    id: str
+    port: int
+    database: str
+    key_file: Path
+    genesis: Path
+    host: str = "127.0.0.1"
+    peers: tuple[Peer, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not _ID.fullmatch(self.id):
+            raise InvalidConfig(f"id must be a validator id ([A-Za-z0-9._-], at most 64), not {self.id!r}")
+        if not isinstance(self.host, str) or not 0 < len(self.host) <= 253:
+            raise InvalidConfig(f"host must be a host name or address, not {self.host!r}")
+        if type(self.port) is not int or not 0 <= self.port <= 65535:
+            raise InvalidConfig(f"port must be an integer from 0 to 65535, not {self.port!r}")
+        if not isinstance(self.database, str) or ":" not in self.database:
+            raise InvalidConfig(
+                f"database must be a SQLAlchemy URL or {MEMORY_DATABASE!r}, not {self.database!r}"
+            )
+        for name in ("key_file", "genesis"):
+            if not isinstance(getattr(self, name), Path):
+                raise InvalidConfig(f"{name} must be a path")
+        ids = [peer.id for peer in self.peers]
+        for peer in self.peers:
+            if not isinstance(peer.id, str) or not _ID.fullmatch(peer.id):
+                raise InvalidConfig(f"peer id {peer.id!r} is not a validator id")
+            if not isinstance(peer.address, str) or not _ADDRESS.fullmatch(peer.address):
+                raise InvalidConfig(f"peer {peer.id} address must be host:port, not {peer.address!r}")
+        if len(set(ids)) != len(ids) or self.id in ids:
+            raise InvalidConfig("peer ids must be distinct and differ from this node's id")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], base: Path) -> NodeConfig:
+        """Read a parsed TOML document; relative paths are taken from ``base``."""
+        unknown = set(data) - _KEYS
+        if unknown:
+            raise InvalidConfig(f"unknown settings {sorted(unknown)}; the settings are {sorted(_KEYS)}")
+        missing = {"id", "port", "key_file", "genesis"} - set(data)
+        if missing:
+            raise InvalidConfig(f"missing settings {sorted(missing)}")
+        peers = data.get("peers", [])
+        if not isinstance(peers, list) or not all(
+            isinstance(p, dict) and set(p) == {"id", "address"} for p in peers
+        ):
+            raise InvalidConfig("each [[peers]] entry has exactly an id and an address")
+        for name in ("key_file", "genesis"):
+            if not isinstance(data[name], str) or not data[name]:
+                raise InvalidConfig(f"{name} must be a file path")
+        return cls(
+            id=data["id"],
+            port=data["port"],
+            database=data.get("database", default_database_url(base, data["id"])),
+            key_file=base / data["key_file"],
+            genesis=base / data["genesis"],
+            host=data.get("host", "127.0.0.1"),
+            peers=tuple(Peer(p["id"], p["address"]) for p in peers),
+        )
+
+    def to_toml(self, base: Path | None = None) -> str:
+        """The TOML text; paths under ``base`` are written relative to it."""
+
+        def relative(path: Path) -> str:
+            return (
+                str(path.relative_to(base)) if base is not None and path.is_relative_to(base) else str(path)
+            )
+
+        document: dict[str, Any] = {
+            "id": self.id,
+            "host": self.host,
+            "port": self.port,
+            "database": self.database,
+            "key_file": relative(self.key_file),
+            "genesis": relative(self.genesis),
+        }
+        if self.peers:
+            document["peers"] = [{"id": p.id, "address": p.address} for p in self.peers]
+        return tomli_w.dumps(document)
+
+
+def default_database_url(directory: Path, node_id: str) -> str:
+    """``sqlite:///<directory>/<node_id>.db`` with an absolute path."""
+    return f"sqlite:///{(directory / f'{node_id}.db').resolve()}"
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and check the node configuration at ``path``; raise :class:`InvalidConfig` saying what is wrong."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidConfig(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidConfig(f"{path} is not TOML: {exc}") from None
+    try:
+        return NodeConfig.from_mapping(data, path.resolve().parent)
+    except InvalidConfig as exc:
+        raise InvalidConfig(f"{path}: {exc}") from None
+
+
+def write_config(config: NodeConfig, path: str | Path) -> None:
+    """Write ``config`` to ``path`` as TOML, with paths relative to its folder where possible."""
+    path = Path(path)
+    path.write_text(config.to_toml(path.resolve().parent), encoding="utf-8")
+
+
+def load_genesis(path: str | Path) -> Genesis:
+    """Read and check a ``genesis.json``."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidConfig(f"cannot read genesis {path}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidConfig(f"genesis {path} is not JSON: {exc}") from None
+    try:
+        return Genesis.from_json(data)
+    except ValueError as exc:
+        raise InvalidConfig(f"genesis {path}: {exc}") from None
+
+
+def check_runnable(config: NodeConfig) -> Genesis:
+    """The genesis of ``config``, once checked that this build can run its engine as this validator."""
+    genesis = load_genesis(config.genesis)
+    engine = genesis.consensus.get("engine")
+    if engine not in RUNNABLE_ENGINES:
+        raise NodeUnavailable(
+            f"consensus engine {engine!r} is not available in this build "
+            f"(it runs {', '.join(sorted(RUNNABLE_ENGINES))}: one validator)"
+        )
+    if not any(v.get("id") == config.id for v in genesis.validators):
+        raise InvalidConfig(f"{config.id!r} is not a validator of network {genesis.network!r}")
+    return genesis
+
+
+def open_store(database: str) -> LedgerStore:
+    """The ledger store a ``database`` setting names: the SQL store by URL, or memory."""
+    if database == MEMORY_DATABASE:
+        return MemoryLedgerStore()
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from did_registry.ledger.storage.sql import SQLLedgerStore
+    except ImportError as exc:  # pragma: no cover - the SQL store ships with this package
+        raise NodeUnavailable(f"the SQL ledger store is not available in this build: {exc}") from None
+    try:
+        return SQLLedgerStore(database)
+    except (ValueError, SQLAlchemyError) as exc:
+        raise InvalidConfig(f"database {database!r}: {exc}") from None
+
+
+def build_service(
+    config: NodeConfig, validator_key: Ed25519PrivateKey, *, store: LedgerStore | None = None
+) -> NodeService:
+    """The node ``config`` describes, signing with ``validator_key`` (which must be its genesis key)."""
+    genesis = check_runnable(config)
+    entry = next(v for v in genesis.validators if v.get("id") == config.id)
+    if entry.get("public_key") != encode_ed25519_public_key(validator_key.public_key):
+        raise InvalidConfig(f"the key in {config.key_file} is not validator {config.id}'s key in genesis")
+    try:
+        application = LedgerApplication(store if store is not None else open_store(config.database), genesis)
+    except InvalidBlock as exc:
+        raise InvalidConfig(f"database {config.database!r}: {exc}") from None
+    return NodeService(application, validator_id=config.id, validator_key=validator_key)

@@ -1,0 +1,162 @@
+"""Node configuration: TOML round trips, validation with clear errors, and building a node from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.ledger.genesis import Genesis
+from did_registry.ledger.storage.memory import MemoryLedgerStore
+from did_registry.node.config import (
+    MEMORY_DATABASE,
+    InvalidConfig,
+    NodeConfig,
+    NodeUnavailable,
+    Peer,
+    build_service,
+    check_runnable,
+    default_database_url,
+    load_config,
+    load_genesis,
+    open_store,
+    write_config,
+)
+from tests.did_registry.ledger.conftest import make_genesis, new_actor
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> tuple[Path, Ed25519PrivateKey, Genesis]:
+    """A genesis.json for validator node-1 in ``tmp_path``, its key and the parsed genesis."""
+    key = Ed25519PrivateKey.generate()
+    genesis = make_genesis(new_actor(), key)
+    (tmp_path / "genesis.json").write_text(json.dumps(genesis.to_json()))
+    return tmp_path, key, genesis
+
+
+def _config(directory: Path, **changes: object) -> NodeConfig:
+    values: dict[str, object] = {
+        "id": "node-1", "port": 7700, "database": MEMORY_DATABASE, "key_file": directory / "node-1.key",
+        "genesis": directory / "genesis.json",
+    }  # fmt: skip
+    values.update(changes)
+    return NodeConfig(**values)  # type: ignore[arg-type]
+
+
+class TestToml:
+    def test_round_trip(self, tmp_path: Path) -> None:
+        """A written configuration reads back equal, its paths relative in the file."""
+        config = _config(tmp_path, peers=(Peer("node-2", "127.0.0.1:7703"),), host="0.0.0.0")
+        write_config(config, tmp_path / "node-1.toml")
+        text = (tmp_path / "node-1.toml").read_text()
+        assert 'key_file = "node-1.key"' in text and 'genesis = "genesis.json"' in text
+        assert load_config(tmp_path / "node-1.toml") == config
+
+    def test_defaults(self, tmp_path: Path) -> None:
+        """Host defaults to loopback and the database to sqlite beside the file."""
+        (tmp_path / "n.toml").write_text('id = "node-3"\nport = 0\nkey_file = "k"\ngenesis = "g.json"\n')
+        config = load_config(tmp_path / "n.toml")
+        assert config.host == "127.0.0.1" and config.peers == ()
+        assert config.database == default_database_url(tmp_path, "node-3")
+        assert config.database == f"sqlite:///{tmp_path.resolve()}/node-3.db"
+        assert config.key_file == tmp_path.resolve() / "k"
+
+    @pytest.mark.parametrize(
+        ("text", "complaint"),
+        [
+            ('id = "node-1"\nport = 1\nkey_file = "k"\n', "missing settings ['genesis']"),
+            ('id = "node-1"\nport = 1\nkey_file = "k"\ngenesis = "g"\nprot = 2\n', "unknown settings ['prot']"),
+            ('id = "no de"\nport = 1\nkey_file = "k"\ngenesis = "g"\n', "id must be"),
+            ('id = "n"\nport = 70000\nkey_file = "k"\ngenesis = "g"\n', "port must be"),
+            ('id = "n"\nport = true\nkey_file = "k"\ngenesis = "g"\n', "port must be"),
+            ('id = "n"\nport = "80"\nkey_file = "k"\ngenesis = "g"\n', "port must be"),
+            ('id = "n"\nport = 1\nkey_file = 3\ngenesis = "g"\n', "key_file must be"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\ndatabase = "x"\n', "database must be"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\nhost = ""\n', "host must be"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\npeers = [{id = "m"}]\n', "[[peers]]"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[[peers]]\nid = "m"\naddress = "nowhere"\n',
+             "address must be host:port"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[[peers]]\nid = "n"\naddress = "h:1"\n',
+             "peer ids must be distinct"),
+            ("id = ", "is not TOML"),
+        ],
+    )  # fmt: skip
+    def test_invalid_is_refused_saying_why(self, tmp_path: Path, text: str, complaint: str) -> None:
+        """Each mistake is an InvalidConfig naming the file and the setting."""
+        path = tmp_path / "bad.toml"
+        path.write_text(text)
+        with pytest.raises(InvalidConfig, match=complaint.replace("[", r"\[").replace("]", r"\]")) as info:
+            load_config(path)
+        assert str(path) in str(info.value)
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A file that is not there is an InvalidConfig, not an OSError."""
+        with pytest.raises(InvalidConfig, match="cannot read"):
+            load_config(tmp_path / "absent.toml")
+
+
+class TestBuilding:
+    def test_memory_node(self, network: tuple[Path, Ed25519PrivateKey, Genesis]) -> None:
+        """A solo network's validator builds a service at genesis."""
+        directory, key, genesis = network
+        service = build_service(_config(directory), key)
+        assert service.app.height == 0 and service.validator_id == "node-1"
+        assert service.app.genesis.hash == genesis.hash
+
+    def test_sqlite_node_keeps_its_chain(self, network: tuple[Path, Ed25519PrivateKey, Genesis]) -> None:
+        """A node on SQLite finds its chain again when rebuilt from the same configuration."""
+        directory, key, _ = network
+        config = _config(directory, database=default_database_url(directory, "node-1"))
+        first = build_service(config, key)
+        trustee_block = first.app.head
+        again = build_service(config, key)
+        assert again.app.head == trustee_block and (directory / "node-1.db").exists()
+
+    def test_wrong_key_is_refused(self, network: tuple[Path, Ed25519PrivateKey, Genesis]) -> None:
+        """A key that is not the validator's genesis key is refused."""
+        directory, _, _ = network
+        with pytest.raises(InvalidConfig, match="not validator node-1's key"):
+            build_service(_config(directory), Ed25519PrivateKey.generate())
+
+    def test_unknown_validator_is_refused(self, network: tuple[Path, Ed25519PrivateKey, Genesis]) -> None:
+        """A configuration naming a validator genesis does not know is refused."""
+        directory, key, _ = network
+        with pytest.raises(InvalidConfig, match="not a validator"):
+            build_service(_config(directory, id="node-9"), key)
+
+    def test_other_networks_store_is_refused(self, network: tuple[Path, Ed25519PrivateKey, Genesis]) -> None:
+        """A store holding another network's chain is refused."""
+        directory, key, _ = network
+        store = MemoryLedgerStore()
+        other_key = Ed25519PrivateKey.generate()
+        build_service(_config(directory), key, store=store)
+        (directory / "other.json").write_text(json.dumps(make_genesis(new_actor(), other_key).to_json()))
+        with pytest.raises(InvalidConfig, match="another network"):
+            build_service(_config(directory, genesis=directory / "other.json"), other_key, store=store)
+
+    def test_multi_validator_engine_is_unavailable(self, tmp_path: Path) -> None:
+        """A PBFT genesis cannot run in this build: NodeUnavailable names the engine."""
+        key = Ed25519PrivateKey.generate()
+        data = make_genesis(new_actor(), key).to_json()
+        data["consensus"] = {"engine": "pbft"}
+        (tmp_path / "genesis.json").write_text(json.dumps(data))
+        with pytest.raises(NodeUnavailable, match="'pbft' is not available in this build"):
+            check_runnable(_config(tmp_path))
+
+    @pytest.mark.parametrize(
+        ("content", "complaint"), [(None, "cannot read"), ("{", "not JSON"), ("{}", "genesis")]
+    )
+    def test_bad_genesis(self, tmp_path: Path, content: str | None, complaint: str) -> None:
+        """A missing, non-JSON or invalid genesis is an InvalidConfig."""
+        if content is not None:
+            (tmp_path / "genesis.json").write_text(content)
+        with pytest.raises(InvalidConfig, match=complaint):
+            load_genesis(tmp_path / "genesis.json")
+
+    @pytest.mark.parametrize("url", ["mysql://u@127.0.0.1/db", "nonsense://x"])
+    def test_unsupported_database(self, url: str) -> None:
+        """A database the store cannot run on is an InvalidConfig naming it."""
+        with pytest.raises(InvalidConfig, match="database"):
+            open_store(url)

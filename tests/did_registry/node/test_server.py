@@ -1,0 +1,113 @@
+"""The waitress server on loopback: real sockets, the block producer, streams, and a clean stop."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from did_registry.node.server import NodeServer
+from tests.did_registry.ledger.conftest import new_actor
+from tests.did_registry.node.conftest import Node, make_node
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Node, NodeServer]]:
+    """A node served on a free loopback port, stopped afterwards."""
+    node = make_node(block_interval=0.01)
+    server = NodeServer(node.service, app=node.app)
+    server.start()
+    yield node, server
+    server.stop()
+
+
+def _get(url: str, timeout: float = 10) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def test_listens_on_a_free_loopback_port(served: tuple[Node, NodeServer]) -> None:
+    """Port 0 picks a free port, reported by the server, answering /health."""
+    _, server = served
+    assert server.port > 0 and server.url == f"http://127.0.0.1:{server.port}"
+    assert _get(server.url + "/health")["status"] == "ok"
+
+
+def test_block_producer_commits_submissions(served: tuple[Node, NodeServer]) -> None:
+    """A submitted transaction is committed by the running block producer, seen through ?wait=."""
+    node, server = served
+    device = new_actor()
+    txn = device.txn("did.create", {"document": device.document()}, node.trustee)
+    request = urllib.request.Request(
+        server.url + "/txns",
+        data=json.dumps(txn.to_json()).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+    assert _get(f"{server.url}/txns/{txn.id}?wait=10", timeout=20)["status"] == "committed"
+    assert _get(f"{server.url}/1.0/identifiers/{device.did}")["didDocument"]["id"] == device.did
+
+
+def test_errors_are_problems_over_the_wire(served: tuple[Node, NodeServer]) -> None:
+    """An error answer keeps its problem media type through the server."""
+    _, server = served
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(server.url + "/blocks/99", timeout=10)
+    assert info.value.code == 404 and info.value.headers["Content-Type"] == "application/problem+json"
+    info.value.close()
+
+
+def test_event_stream_delivers_then_ends_on_stop(served: tuple[Node, NodeServer]) -> None:
+    """An open stream receives a new header at once and ends when the server stops."""
+    node, server = served
+    lines: list[bytes] = []
+    opened = threading.Event()
+
+    def read() -> None:
+        with urllib.request.urlopen(server.url + "/events", timeout=20) as response:
+            opened.set()
+            for line in response:
+                lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert opened.wait(10)
+    node.client.post("/txns", json=(d := new_actor()).txn("did.create", {"document": d.document()},
+                                                           node.trustee).to_json())  # fmt: skip
+    deadline = time.monotonic() + 10
+    while b"event: header\n" not in lines and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert b"id: 1\n" in lines
+    started = time.monotonic()
+    server.stop()
+    reader.join(10)
+    assert not reader.is_alive() and time.monotonic() - started < 10
+
+
+def test_stop_frees_the_port() -> None:
+    """After stop the port refuses connections; stopping twice is harmless."""
+    node = make_node()
+    server = NodeServer(node.service)
+    server.start()
+    port = server.port
+    server.stop()
+    server.stop()
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def test_stop_without_serving_closes_the_socket() -> None:
+    """A server made but never run releases its port on stop."""
+    server = NodeServer(make_node().service)
+    port = server.port
+    server.stop()
+    with socket.create_server(("127.0.0.1", port)):
+        pass
