@@ -37,7 +37,7 @@ from did_registry.identity.timestamps import parse_timestamp
 from did_registry.ledger.block import BlockHeader, CommitCertificate, InvalidCertificate
 from did_registry.ledger.genesis import Genesis, genesis_state
 from did_registry.ledger.proofs import StateProof
-from did_registry.ledger.smt import MemoryNodeStore, SparseMerkleMap
+from did_registry.ledger.smt import MapProof, MemoryNodeStore, SparseMerkleMap
 from did_registry.ledger.state import value_hash
 from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.ledger.validators import ValidatorSet
@@ -92,7 +92,7 @@ class LedgerClient:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> tuple[str, httpx.Response]:
-        errors = []
+        errors: list[str] = []
         for node in self.nodes:
             try:
                 response = self._http.get(node.rstrip("/") + path, params=params)
@@ -137,7 +137,7 @@ class LedgerClient:
     # -- reads ------------------------------------------------------------------------------
     def prove(self, key: str) -> tuple[Any, BlockHeader]:
         """The value under ``key`` (``None`` if absent), checked against a certified header."""
-        errors = []
+        errors: list[str] = []
         for node in self.nodes:
             try:
                 response = self._http.get(node.rstrip("/") + "/proofs/state", params={"key": key})
@@ -146,8 +146,44 @@ class LedgerClient:
                 if answer.key != key:
                     raise InvalidProof("state", f"asked for {key!r}, answered for {answer.key!r}")
                 self.verify_header(answer.header, answer.certificate)
-                return answer.verify_path(), answer.header
+                value = answer.verify_path()
+                self.failures.extend(errors)  # the nodes caught lying or failing before this one
+                return value, answer.header
             except (httpx.HTTPError, ValueError, InvalidProof) as exc:
+                errors.append(f"{node}: {exc}")
+        self.failures.extend(errors)
+        raise LedgerUnavailable("; ".join(errors))
+
+    def prove_many(self, keys: Sequence[str]) -> tuple[list[Any], BlockHeader]:
+        """The values under ``keys`` (``None`` where absent), all checked against one certified header.
+
+        One request for up to 1,000 keys: how a verifier warms its caches at fleet scale.
+        """
+        if not keys:
+            return [], self.head()
+        errors: list[str] = []
+        for node in self.nodes:
+            try:
+                response = self._http.post(node.rstrip("/") + "/proofs/state", json={"keys": list(keys)})
+                response.raise_for_status()
+                data = response.json()
+                header = BlockHeader.from_json(data["header"])
+                certificate = data["certificate"]
+                self.verify_header(
+                    header, None if certificate is None else CommitCertificate.from_json(certificate)
+                )
+                items = data["proofs"]
+                if [item["key"] for item in items] != list(keys):
+                    raise InvalidProof("state", "the answer does not prove the keys asked for, in order")
+                values = [
+                    StateProof(
+                        item["key"], item["value"], header, None, MapProof.from_json(item["proof"])
+                    ).verify_path()
+                    for item in items
+                ]
+                self.failures.extend(errors)
+                return values, header
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
                 errors.append(f"{node}: {exc}")
         self.failures.extend(errors)
         raise LedgerUnavailable("; ".join(errors))
@@ -169,8 +205,22 @@ class LedgerClient:
         value, header = self.prove(key)
         return value, header
 
-    def resolve(self, did: str, *, version_id: str | None = None) -> ResolutionResult:
-        """A W3C DID Resolution result built from a proven record."""
+    def resolve_many(self, dids: Sequence[str]) -> list[ResolutionResult]:
+        """Resolve many DIDs of this network with one batched, proven read (at most 1,000)."""
+        results: dict[int, ResolutionResult] = {}
+        wanted: list[tuple[int, str]] = []
+        for index, did in enumerate(dids):
+            refused = self._refuse(did)
+            if refused is not None:
+                results[index] = refused
+            else:
+                wanted.append((index, did))
+        records, _ = self.prove_many([f"did:{did}" for _, did in wanted])
+        for (index, did), record in zip(wanted, records, strict=True):
+            results[index] = self._result(did, record)
+        return [results[i] for i in range(len(dids))]
+
+    def _refuse(self, did: str) -> ResolutionResult | None:
         try:
             network = parse_trellis_did(did).network
         except InvalidDID as exc:
@@ -184,12 +234,10 @@ class LedgerClient:
             return ResolutionResult.failure(
                 NOT_FOUND, f"{did} belongs to network {network!r}, not {self.genesis.network!r}"
             )
-        version = None
-        if version_id is not None:
-            if not version_id.isdigit():
-                return ResolutionResult.failure(INVALID_DID, "versionId is a decimal version number")
-            version = int(version_id)
-        record, _ = self.resolve_record(did, version)
+        return None
+
+    @staticmethod
+    def _result(did: str, record: dict[str, Any] | None) -> ResolutionResult:
         if record is None:
             return ResolutionResult.failure(NOT_FOUND, f"{did} is not on the ledger")
         metadata = DocumentMetadata(
@@ -200,12 +248,25 @@ class LedgerClient:
         )
         return ResolutionResult.success(DIDDocument.from_json(record["document"]), metadata)
 
+    def resolve(self, did: str, *, version_id: str | None = None) -> ResolutionResult:
+        """A W3C DID Resolution result built from a proven record."""
+        refused = self._refuse(did)
+        if refused is not None:
+            return refused
+        version = None
+        if version_id is not None:
+            if not version_id.isdigit():
+                return ResolutionResult.failure(INVALID_DID, "versionId is a decimal version number")
+            version = int(version_id)
+        record, _ = self.resolve_record(did, version)
+        return self._result(did, record)
+
     # -- writes -----------------------------------------------------------------------------
     def submit(self, txns: Sequence[Transaction] | Transaction) -> list[str]:
         """Submit transactions (all or nothing); return their ids. Raises :class:`TxnRejected`."""
         batch = [txns] if isinstance(txns, Transaction) else list(txns)
         body = [t.to_json() for t in batch]
-        errors = []
+        errors: list[str] = []
         for node in self.nodes:
             try:
                 response = self._http.post(
@@ -263,12 +324,18 @@ class LedgerClient:
 
     # -- the header stream ------------------------------------------------------------------
     def follow(self, after: int | None = None, *, max_events: int | None = None) -> Iterator[BlockHeader]:
-        """Yield each new certified header (checked) from a node's Server-Sent Events stream."""
-        headers = {"Accept": "text/event-stream"}
-        if after is not None:
-            headers["Last-Event-ID"] = str(after)
-        seen = 0
-        for node in self.nodes:
+        """Yield each new certified header (checked), in height order, from nodes' event streams.
+
+        A stream that ends after delivering headers is resumed from the same node with
+        ``Last-Event-ID``; a node that fails or delivers nothing makes the client try the next one.
+        """
+        last, seen, idle, turn = after, 0, 0, 0
+        while idle < len(self.nodes):
+            node = self.nodes[turn % len(self.nodes)]
+            headers = {"Accept": "text/event-stream"}
+            if last is not None:
+                headers["Last-Event-ID"] = str(last)
+            delivered = False
             try:
                 with self._http.stream(
                     "GET", node.rstrip("/") + "/events", headers=headers, timeout=None
@@ -282,13 +349,20 @@ class LedgerClient:
                         self.verify_header(
                             header, None if certificate is None else CommitCertificate.from_json(certificate)
                         )
+                        if last is not None and header.height <= last:
+                            continue
+                        last, delivered = header.height, True
                         yield header
                         seen += 1
                         if max_events is not None and seen >= max_events:
                             return
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
                 self.failures.append(f"{node}: {exc}")
-        raise LedgerUnavailable("every node's header stream ended")
+            if delivered:
+                idle = 0
+            else:
+                idle, turn = idle + 1, turn + 1
+        raise LedgerUnavailable("no node's header stream delivers new headers")
 
 
 class TrellisResolver:

@@ -9,22 +9,25 @@ bounded walk over blocks otherwise (the memory store), with the same answers and
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Final, cast
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from did_registry.identity.timestamps import InvalidTimestamp, format_timestamp, parse_timestamp
 from did_registry.ledger.txn import TXN_TYPES
 from did_registry.node.api_support import ApiProblem, int_arg, json_response, node_service, str_arg
 from did_registry.node.service import NodeService
 
-__all__ = ["MAX_KEY_LENGTH", "MAX_BLOCK_PAGE", "MAX_AUDIT_PAGE", "reads_bp"]
+__all__ = ["MAX_KEY_LENGTH", "MAX_PROOF_BATCH", "MAX_BLOCK_PAGE", "MAX_AUDIT_PAGE", "reads_bp"]
 
 MAX_KEY_LENGTH: Final = 2048
 """The longest state key ``GET /proofs/state`` accepts."""
+MAX_PROOF_BATCH: Final = 1000
+"""The most keys one ``POST /proofs/state`` proves."""
 MAX_BLOCK_PAGE: Final = 100
 """The most headers one ``GET /blocks`` page holds."""
 MAX_AUDIT_PAGE: Final = 500
@@ -44,6 +47,31 @@ def state_proof() -> Response:
     key = str_arg("key", max_length=MAX_KEY_LENGTH, required=True)
     assert key is not None
     return json_response(node_service().prove(key).to_json())
+
+
+@reads_bp.post("/proofs/state")
+def state_proofs() -> Response:
+    """Several keys proven against one certified head: ``{"keys": [...]}`` (at most 1,000)."""
+    try:
+        data = json.loads(request.get_data(cache=False))
+    except (ValueError, RecursionError) as exc:
+        raise ApiProblem(400, "malformed", f"the body is not JSON: {exc}") from None
+    keys = data.get("keys") if isinstance(data, dict) else None
+    if (
+        not isinstance(keys, list)
+        or not 1 <= len(keys) <= MAX_PROOF_BATCH
+        or not all(isinstance(k, str) and 0 < len(k) <= MAX_KEY_LENGTH for k in keys)
+    ):
+        raise ApiProblem(400, "malformed", f'send {{"keys": [1 to {MAX_PROOF_BATCH} state keys]}}')
+    header, certificate, proofs = node_service().prove_many(keys)
+    return json_response(
+        {
+            "height": header.height,
+            "header": header.to_json(),
+            "certificate": None if certificate is None else certificate.to_json(),
+            "proofs": [{"key": p.key, "value": p.value, "proof": p.proof.to_json()} for p in proofs],
+        }
+    )
 
 
 def _block_answer(service: NodeService, height: int) -> Response:

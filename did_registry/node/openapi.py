@@ -130,10 +130,19 @@ def _paths() -> dict[str, Any]:
                           for s, text in ((200, "Resolved"), (400, "invalidDid or invalidOptions"),
                                           (404, "notFound"), (410, "Deactivated"), (501, "methodNotSupported"))},
         }},
-        "/proofs/state": _get(
+        "/proofs/state": {**_get(
             "A state value (null when absent) with its sparse-Merkle proof and certified header",
             _json(_OBJECT, "A StateProof"), 400, params=[_query("key", {"type": "string", "maxLength": 2048},
                                                                  "The state key", required=True)]),
+            "post": {
+                "summary": "Up to 1,000 state values proven against one certified header",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["keys"], "properties": {"keys": {
+                        "type": "array", "minItems": 1, "maxItems": 1000,
+                        "items": {"type": "string", "maxLength": 2048}}}}}}},
+                "responses": {"200": _json(_OBJECT, "{height, header, certificate, proofs: [{key, value, proof}]}"),
+                              **_problems(400)},
+            }},
         "/blocks": _get("Headers and certificates, a page at a time",
                         _json(_page("HeaderItem", "blocks"), "A page"), 400,
                         params=[_query("from", _HEIGHT, "First height"),

@@ -154,6 +154,20 @@ class NodeService:
             proof = self.app.state_map(bytes.fromhex(header.state_root)).prove(key.encode())
         return StateProof(key, None if raw is None else decode_value(raw), header, certificate, proof)
 
+    def prove_many(
+        self, keys: Sequence[str]
+    ) -> tuple[BlockHeader, CommitCertificate | None, list[StateProof]]:
+        """Several keys proven against one certified head (one lock, one header to check)."""
+        with self.lock:
+            header, certificate = self.head
+            state = self.app.state_map(bytes.fromhex(header.state_root))
+            proofs = []
+            for key in keys:
+                raw = self.app.store.get(key)
+                value = None if raw is None else decode_value(raw)
+                proofs.append(StateProof(key, value, header, certificate, state.prove(key.encode())))
+        return header, certificate, proofs
+
     # -- blocks (solo engine) ---------------------------------------------------------------
     def produce_block(self) -> BlockHeader | None:
         """Propose, certify and commit one block of waiting transactions (solo engine)."""

@@ -1,0 +1,203 @@
+"""LedgerClient: every answer checked; a lying node is caught; submissions wait for commitment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from did_registry.client import LedgerClient, LedgerUnavailable, TrellisResolver, UntrustedValidatorSet
+from did_registry.errors import InvalidProof
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.ledger.block import CommitCertificate
+from did_registry.ledger.txn import TxnRejected
+from tests.did_registry.ledger.conftest import new_actor
+from tests.did_registry.node.conftest import Node, make_node
+
+Mutate = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+class LyingTransport(httpx.BaseTransport):
+    """Serves the real node, then rewrites the JSON of answers whose path matches."""
+
+    def __init__(self, node: Node, path: str, mutate: Mutate) -> None:
+        self._inner = httpx.WSGITransport(app=node.app)
+        self._path, self._mutate = path, mutate
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if request.url.path != self._path or response.status_code != 200:
+            return response
+        body = self._mutate(request.method, json.loads(response.read()))
+        return httpx.Response(200, json=body)
+
+
+@pytest.fixture
+def node() -> Iterator[Node]:
+    """A node with its block producer running."""
+    made = make_node(block_interval=0.005)
+    made.service.start()
+    yield made
+    made.service.stop()
+
+
+def client_for(
+    node: Node, transport: httpx.BaseTransport | None = None, *, genesis: Any = None
+) -> LedgerClient:
+    """A client whose only node is ``node`` (through ``transport``)."""
+    return LedgerClient(
+        "http://node-1",
+        genesis or node.service.app.genesis,
+        transport=transport or httpx.WSGITransport(app=node.app),
+    )
+
+
+def test_submit_wait_and_resolve(node: Node) -> None:
+    """A DID created through the client is committed and resolves with proofs checked."""
+    client = client_for(node)
+    device = new_actor()
+    statuses = client.submit_and_wait(
+        device.txn("did.create", {"document": device.document()}, node.trustee), 10
+    )
+    assert statuses[0]["status"] == "committed"
+    result = client.resolve(device.did)
+    assert result.error is None and result.did_document is not None
+    assert str(result.did_document.id) == device.did
+    assert result.did_document_metadata.version_id == "1"
+
+
+def test_rejection_is_raised(node: Node) -> None:
+    """A transaction the node refuses raises TxnRejected with the node's code."""
+    device = new_actor()
+    with pytest.raises(TxnRejected) as refused:
+        client_for(node).submit(device.txn("did.create", {"document": device.document()}))
+    assert refused.value.code == "forbidden"
+
+
+def test_absent_did_is_not_found(node: Node) -> None:
+    """A DID that is not on the ledger resolves to notFound (its absence proven)."""
+    assert client_for(node).resolve(new_actor().did).error == "notFound"
+
+
+def test_other_methods_and_networks(node: Node) -> None:
+    """did:key is not this client's; another network's did:trellis is notFound; junk is invalidDid."""
+    client = client_for(node)
+    assert client.resolve("did:key:z6Mkabc").error == "methodNotSupported"
+    assert client.resolve("did:trellis:othernet:4mJ1PRfKvTDzaWMTnMpTqq").error == "notFound"
+    assert client.resolve("did:trellis:").error == "invalidDid"
+
+
+def test_resolve_many_checks_one_header(node: Node) -> None:
+    """A batch of DIDs resolves in one proven read, absent ones as notFound."""
+    client = client_for(node)
+    actors = [new_actor() for _ in range(5)]
+    client.submit_and_wait(
+        [a.txn("did.create", {"document": a.document()}, node.trustee) for a in actors], 10
+    )
+    results = client.resolve_many([a.did for a in actors] + [new_actor().did])
+    assert [r.error for r in results] == [None] * 5 + ["notFound"]
+
+
+def test_version_history(node: Node) -> None:
+    """versionId 1 resolves the first document after an update."""
+    client = client_for(node)
+    device = node.onboard()
+    assert client.resolve(device.did, version_id="1").did_document_metadata.version_id == "1"
+    assert client.resolve(device.did, version_id="9").error == "notFound"
+
+
+def _flip_value(method: str, body: dict[str, Any]) -> dict[str, Any]:
+    if method == "GET":
+        body["value"]["deactivated"] = True
+    else:
+        body["proofs"][0]["value"]["deactivated"] = True
+    return body
+
+
+def _hide_value(method: str, body: dict[str, Any]) -> dict[str, Any]:
+    if method == "GET":
+        body["value"] = None
+    else:
+        body["proofs"][0]["value"] = None
+    return body
+
+
+def _forge_root(method: str, body: dict[str, Any]) -> dict[str, Any]:
+    body["header"]["state_root"] = "00" * 32
+    return body
+
+
+def _forge_certificate(method: str, body: dict[str, Any]) -> dict[str, Any]:
+    forger = Ed25519PrivateKey.generate()
+    from did_registry.ledger.block import BlockHeader
+
+    header = BlockHeader.from_json(body["header"])
+    body["certificate"] = CommitCertificate(
+        header.height, header.hash.hex(), {"node-1": CommitCertificate.sign(header.hash, forger)}
+    ).to_json()
+    return body
+
+
+def _drop_certificate(method: str, body: dict[str, Any]) -> dict[str, Any]:
+    body["certificate"] = None
+    return body
+
+
+LIES = [_flip_value, _hide_value, _forge_root, _forge_certificate, _drop_certificate]
+
+
+@pytest.mark.parametrize("lie", LIES, ids=lambda f: f.__name__.strip("_"))
+def test_lying_node_is_caught(node: Node, lie: Mutate) -> None:
+    """Whatever a node changes in a proof answer, the client refuses it (single and batched reads)."""
+    device = node.onboard()
+    liar = client_for(node, LyingTransport(node, "/proofs/state", lie))
+    with pytest.raises(LedgerUnavailable) as caught:
+        liar.resolve(device.did)
+    assert "proof" in str(caught.value) or "certificate" in str(caught.value)
+    with pytest.raises(LedgerUnavailable):
+        liar.resolve_many([device.did])
+
+
+def test_an_honest_node_is_used_after_a_liar(node: Node) -> None:
+    """With a liar first and an honest node second, the client gets the right answer and notes the lie."""
+    device = node.onboard()
+    honest = httpx.WSGITransport(app=node.app)
+    liar = LyingTransport(node, "/proofs/state", _flip_value)
+
+    class Router(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            return (liar if request.url.host == "liar" else honest).handle_request(request)
+
+    client = LedgerClient(["http://liar", "http://honest"], node.service.app.genesis, transport=Router())
+    result = client.resolve(device.did)
+    assert result.did_document_metadata.deactivated is False
+    assert any("liar" in failure for failure in client.failures)
+
+
+def test_unknown_validator_set_is_refused(node: Node) -> None:
+    """A client anchored in another genesis trusts none of this network's certificates."""
+    other = make_node()
+    device = node.onboard()
+    client = client_for(node, genesis=other.service.app.genesis)
+    with pytest.raises(LedgerUnavailable) as caught:
+        client.prove(f"did:{device.did}")
+    assert "validator set" in str(caught.value) or "genesis" in str(caught.value)
+    assert issubclass(UntrustedValidatorSet, InvalidProof)
+
+
+def test_follow_yields_certified_headers(node: Node) -> None:
+    """The header stream yields each new committed header, checked, in order."""
+    client = client_for(node, httpx.WSGITransport(app=node.app))
+    node.onboard()
+    node.onboard()  # two committed blocks, so the stream has both to replay
+    heights = [h.height for h in client.follow(after=0, max_events=2)]
+    assert heights == [1, 2]
+
+
+def test_resolver_protocol(node: Node) -> None:
+    """TrellisResolver plugs the client into anything that takes a Resolver."""
+    device = node.onboard()
+    assert TrellisResolver(client_for(node)).resolve(device.did).error is None
