@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +13,10 @@ import click
 import httpx
 
 from did_registry.client import LedgerClient, TrellisResolver
+from did_registry.errors import DidRegistryError
 from did_registry.identity.resolution import DIDKeyResolver, MultiResolver, Resolver
 
-__all__ = ["did_group", "default_resolver", "ledger_client"]
+__all__ = ["did_group", "default_resolver", "ledger_client", "optional_client"]
 
 
 def ledger_client(nodes: tuple[str, ...] | list[str], genesis_file: Path | None) -> LedgerClient:
@@ -31,12 +34,27 @@ def ledger_client(nodes: tuple[str, ...] | list[str], genesis_file: Path | None)
     return LedgerClient(list(nodes), genesis)
 
 
-def default_resolver(nodes: tuple[str, ...] = (), genesis_file: Path | None = None) -> Resolver:
-    """did:key offline, plus did:trellis through ``nodes`` when given."""
+def default_resolver(client: LedgerClient | None = None) -> Resolver:
+    """did:key offline, plus did:trellis through ``client`` when given."""
     resolvers: dict[str, Resolver] = {"key": DIDKeyResolver()}
-    if nodes:
-        resolvers["trellis"] = TrellisResolver(ledger_client(nodes, genesis_file))
+    if client is not None:
+        resolvers["trellis"] = TrellisResolver(client)
     return MultiResolver(resolvers)
+
+
+@contextmanager
+def optional_client(nodes: tuple[str, ...], genesis_file: Path | None) -> Iterator[LedgerClient | None]:
+    """A client for ``nodes`` (closed afterwards), or ``None`` when no node is given."""
+    if not nodes:
+        yield None
+        return
+    try:
+        client = ledger_client(nodes, genesis_file)
+    except (httpx.HTTPError, ValueError, DidRegistryError) as exc:
+        click.echo(f"error: cannot reach {nodes[0]}: {exc}", err=True)
+        raise SystemExit(1) from None
+    with client:
+        yield client
 
 
 node_option = click.option("--node", "nodes", multiple=True, help="A ledger node URL (repeatable).")
@@ -61,12 +79,8 @@ def did_group() -> None:
 @click.option("--version-id", help="Resolve this version of the DID document.")
 def resolve(did: str, nodes: tuple[str, ...], genesis_file: Path | None, version_id: str | None) -> None:
     """Print the W3C DID Resolution result for DID (exit 1 when resolution fails)."""
-    try:
-        resolver = default_resolver(nodes, genesis_file)
-    except (httpx.HTTPError, ValueError) as exc:
-        click.echo(f"error: cannot reach {nodes[0]}: {exc}", err=True)
-        raise SystemExit(1) from None
-    result = resolver.resolve(did, {"versionId": version_id} if version_id else None)
+    with optional_client(nodes, genesis_file) as client:
+        result = default_resolver(client).resolve(did, {"versionId": version_id} if version_id else None)
     click.echo(json.dumps(result.to_json(), indent=2))
     if result.error is not None:
         raise SystemExit(1)

@@ -86,6 +86,14 @@ class LedgerClient:
         """Close the HTTP connections."""
         self._http.close()
 
+    def __enter__(self) -> LedgerClient:
+        """Use the client in a ``with`` block; it closes its connections at the end."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the HTTP connections."""
+        self.close()
+
     def trust_validators(self, validators: ValidatorSet) -> None:
         """Trust another validator set (learned out of band) for certificates."""
         self._validators[validators.hash()] = validators

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from did_registry.cli import default_resolver, genesis_option, node_option
+from did_registry.cli import default_resolver, genesis_option, node_option, optional_client
 from wallet import ledger_cli  # noqa: F401  (adds did create/update/deactivate to the did group)
 from wallet.credential import build_credential, issue_credential, verify_credential
 from wallet.errors import KeystoreError, VerificationFailed, WalletError
@@ -146,7 +146,6 @@ def vc_verify(
     did:key issuers and holders are checked offline; did:trellis ones need --node.
     """
     document = _load_json(file)
-    lookup = ResolverKeyLookup(default_resolver(nodes, genesis_file))
     lists = {}
     for path in status_lists:
         status_list = _load_json(path)
@@ -157,35 +156,47 @@ def vc_verify(
             raise LookupError(f"no --status-list file with id {url}")
         return lists[url]
 
-    status_check = StatusListChecker(source, lookup) if lists else None
+    with optional_client(nodes, genesis_file) as client:
+        lookup = ResolverKeyLookup(default_resolver(client))
+        status_check = StatusListChecker(source, lookup) if lists else None
+        try:
+            click.echo(_verify(document, lookup, status_check, challenge, domain))
+        except VerificationFailed as exc:
+            _fail(f"refused: {exc}")
+
+
+def _verify(
+    document: Any,
+    lookup: ResolverKeyLookup,
+    status_check: StatusListChecker | None,
+    challenge: str | None,
+    domain: str | None,
+) -> str:
+    """Verify and return the one-line summary."""
     types = document.get("type", []) if isinstance(document, dict) else []
-    try:
-        if "VerifiablePresentation" in types:
-            proof = document.get("proof") if isinstance(document.get("proof"), dict) else {}
-            unchecked = challenge is None or domain is None
-            result = verify_presentation(
-                document,
-                lookup,
-                challenge=challenge if challenge is not None else str(proof.get("challenge", "")),
-                domain=domain if domain is not None else str(proof.get("domain", "")),
-                status_check=status_check,
-            )
-            note = " (challenge/domain not checked: pass --challenge and --domain)" if unchecked else ""
-            click.echo(
-                f"valid presentation by {result.holder} with {len(result.credentials)} credential(s)"
-                f"{_status_note(document, status_check)}{note}"
-            )
-        else:
-            credential = verify_credential(document, lookup, status_check=status_check)
-            kind = ", ".join(t for t in credential.types if t != "VerifiableCredential") or "credential"
-            until = f", valid until {document['validUntil']}" if credential.valid_until else ""
-            click.echo(
-                f"valid {kind} {credential.id or '(no id)'} issued by {credential.issuer} "
-                f"to {', '.join(credential.subject_ids) or '(no subject id)'}{until}"
-                f"{_status_note(document, status_check)}"
-            )
-    except VerificationFailed as exc:
-        _fail(f"refused: {exc}")
+    if "VerifiablePresentation" in types:
+        proof = document.get("proof") if isinstance(document.get("proof"), dict) else {}
+        unchecked = challenge is None or domain is None
+        result = verify_presentation(
+            document,
+            lookup,
+            challenge=challenge if challenge is not None else str(proof.get("challenge", "")),
+            domain=domain if domain is not None else str(proof.get("domain", "")),
+            status_check=status_check,
+        )
+        note = " (challenge/domain not checked: pass --challenge and --domain)" if unchecked else ""
+        return (
+            f"valid presentation by {result.holder} with {len(result.credentials)} credential(s)"
+            f"{_status_note(document, status_check)}{note}"
+        )
+    credential = verify_credential(document, lookup, status_check=status_check)
+    kind = ", ".join(t for t in credential.types if t != "VerifiableCredential") or "credential"
+    until = f", valid until {document['validUntil']}" if credential.valid_until else ""
+    return (
+        f"valid {kind} {credential.id or '(no id)'} issued by {credential.issuer} "
+        f"to {', '.join(credential.subject_ids) or '(no subject id)'}{until}"
+        f"{_status_note(document, status_check)}"
+    )
 
 
 def _status_note(document: Any, status_check: object) -> str:

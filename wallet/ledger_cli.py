@@ -53,6 +53,13 @@ def _open(path: Path) -> Keystore:
         raise AssertionError from exc  # unreachable
 
 
+def _client(nodes: tuple[str, ...], genesis_file: Path | None) -> LedgerClient:
+    """A client for the command, closed when the command ends."""
+    client = ledger_client(nodes, genesis_file)
+    click.get_current_context().call_on_close(client.close)
+    return client
+
+
 def _run(client: LedgerClient, txn: Transaction) -> None:
     try:
         client.submit_and_wait(txn, timeout=60)
@@ -77,7 +84,7 @@ def create(nodes: tuple[str, ...], genesis_file: Path | None, endorser_file: Pat
         _fail(f"{out} exists; refusing to overwrite a keystore")
     endorser = _open(endorser_file)
     _, endorser_key, endorser_method = signer_of(endorser)
-    client = ledger_client(nodes, genesis_file)
+    client = _client(nodes, genesis_file)
     key = Ed25519PrivateKey.generate()
     did = str(trellis_did(client.genesis.network, key.public_key))
     document = initial_document(did, key.public_key).to_json()
@@ -115,19 +122,31 @@ def update(
         _fail("--node is required")
     keystore = _open(key_file)
     did, key, method = signer_of(keystore)
-    client = ledger_client(nodes, genesis_file)
+    client = _client(nodes, genesis_file)
     record, _ = client.resolve_record(did)
     if record is None:
         _fail(f"{did} is not on the ledger")
         return
     builder = DIDDocumentBuilder.from_document(DIDDocument.from_json(record["document"]))
     try:
-        if rotate:
+        if rotate:  # the signing key and the X25519 key agreement key derived from it both change
+            old_fragment = method.partition("#")[2]
             new = keystore.rotate()
             builder.add_verification_method(
                 new.public_key, fragment=new.id, relationships=_SIGNING_RELATIONSHIPS
             )
-            builder.remove_verification_method(method.partition("#")[2])
+            agreement = old_fragment.replace("key-", "key-agreement-", 1)
+            if any(
+                m.fragment == agreement
+                for m in DIDDocument.from_json(record["document"]).verification_methods
+            ):
+                builder.remove_verification_method(agreement)
+                builder.add_verification_method(
+                    new.public_key.to_x25519(),
+                    fragment=new.id.replace("key-", "key-agreement-", 1),
+                    relationships=("keyAgreement",),
+                )
+            builder.remove_verification_method(old_fragment)
         for fragment, service_type, endpoint in add_service:
             builder.add_service(fragment, service_type, endpoint)
         for fragment in remove_service:
@@ -161,7 +180,7 @@ def deactivate(nodes: tuple[str, ...], genesis_file: Path | None, key_file: Path
     if not nodes:
         _fail("--node is required")
     did, key, method = signer_of(_open(key_file))
-    client = ledger_client(nodes, genesis_file)
+    client = _client(nodes, genesis_file)
     txn = Transaction.build(
         "did.deactivate",
         network=client.genesis.network,

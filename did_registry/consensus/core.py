@@ -1,0 +1,285 @@
+"""What every engine does the same way: set-up checks, the call cycle, requests, falling behind.
+
+Each public input runs one *call*: the engine handles it, then :meth:`EngineCore._after` lets it
+schedule follow-up work, and the outputs go back with the timer changes appended. ``_settled`` is
+the height the driver has applied (everything committed before this call): block ``h + 1`` is only
+built or checked when ``_settled == h``, otherwise the engine asks for an immediate tick.
+
+A validator is *behind* when it knows of a committed height above its own (a valid certificate, a
+stable checkpoint, or ``f + 1`` validators certifying a higher block). It never votes for a block at
+or below a *proven* height (one it holds a certificate or a stable checkpoint for): that block is
+decided, and it gets it by certificate or state transfer. If that lasts a retransmit
+interval it emits :class:`~did_registry.consensus.base.NeedState`, again every view-change timeout
+until the driver reports the transfer. See ``docs/consensus.md`` § State transfer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from did_registry.consensus.base import BlockApp, Broadcast, ConsensusConfig, NeedState, Output, Send
+from did_registry.consensus.errors import InvalidConsensusConfig, InvalidMessage
+from did_registry.consensus.messages import Certificate, Message, decode
+from did_registry.consensus.pool import Deadlines, RequestPool
+from did_registry.consensus.quorum import Quorum
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.timestamps import format_timestamp
+from did_registry.ledger.block import CommitCertificate, InvalidCertificate
+from did_registry.ledger.validators import ValidatorSet
+
+__all__ = ["EngineCore", "utc_timestamp"]
+
+M = TypeVar("M", bound=Message)
+
+
+def utc_timestamp(now: float) -> str:
+    """Block time for ``now`` read as Unix seconds (the default; drivers pass a wall clock)."""
+    return format_timestamp(datetime.fromtimestamp(now, UTC))
+
+
+class EngineCore:
+    """The shared half of an engine; subclasses implement ``_handle``, ``_tick`` and ``_after``."""
+
+    def __init__(
+        self,
+        validator_id: str,
+        key: Ed25519PrivateKey,
+        validators: ValidatorSet,
+        app: BlockApp,
+        config: ConsensusConfig | None = None,
+        *,
+        resume: CommitCertificate | None = None,
+        timestamp: Callable[[float], str] = utc_timestamp,
+    ) -> None:
+        self._config = (config or ConsensusConfig()).validate()
+        self._q = Quorum(validators)
+        if validator_id not in self._q:
+            raise InvalidConsensusConfig(f"{validator_id!r} is not in the validator set")
+        if self._q.key(validator_id) != key.public_key:
+            raise InvalidConsensusConfig(f"the key given is not {validator_id}'s validator key")
+        self._id = validator_id
+        self._key = key
+        self._app = app
+        self._timestamp = timestamp
+        self._height = 0
+        self._certificate: CommitCertificate | None = None
+        if resume is not None:
+            self._q.check_certificate(resume)
+            self._height, self._certificate = resume.height, resume
+        self._settled = self._height
+        self._known = self._height
+        self._proven = self._height
+        self._now = 0.0
+        self._pool = RequestPool(self._config.max_pending)
+        self._timers = Deadlines()
+        self._out: list[Output] = []
+        self._dropped: Counter[str] = Counter()
+        self._behind_since: float | None = None
+        self._state_asked: tuple[int, float] | None = None
+        self._helped: dict[str, float] = {}
+        self._certificates: dict[int, CommitCertificate] = {}  # checked, for heights above ours
+
+    # -- read-only state ------------------------------------------------------------------------
+    @property
+    def validator_id(self) -> str:
+        """This validator's id."""
+        return self._id
+
+    @property
+    def height(self) -> int:
+        """The last committed height."""
+        return self._height
+
+    @property
+    def certificate(self) -> CommitCertificate | None:
+        """The certificate of the last committed block (``None`` at height 0)."""
+        return self._certificate
+
+    @property
+    def dropped(self) -> Mapping[str, int]:
+        """How many inputs were dropped, by reason."""
+        return dict(self._dropped)
+
+    @property
+    def pending(self) -> int:
+        """How many requests wait to be committed."""
+        return len(self._pool)
+
+    # -- the inputs ----------------------------------------------------------------------------
+    def on_request(self, request: bytes) -> list[Output]:
+        """A client request reached this validator: keep it, forward it, start watching it."""
+        self._begin()
+        if self._admit(request):
+            self._forward(request)
+        return self._end()
+
+    def on_message(self, sender: str, message: Message) -> list[Output]:
+        """A message from peer ``sender``; it is authenticated by its own signature."""
+        self._begin()
+        self._receive(message)
+        return self._end()
+
+    def on_payload(self, sender: str, payload: bytes) -> list[Output]:
+        """Wire bytes from peer ``sender``; malformed ones are dropped and counted."""
+        self._begin()
+        if len(payload) > self._config.max_message_bytes:
+            self._drop("oversized")
+        else:
+            try:
+                message = decode(payload)
+            except InvalidMessage as exc:
+                self._drop(exc.code)
+            else:
+                self._receive(message)
+        return self._end()
+
+    def on_tick(self, now: float) -> list[Output]:
+        """The driver's clock reads ``now``."""
+        self._begin()
+        self._now = max(self._now, now)
+        self._timers.fired(self._now)
+        self._tick()
+        return self._end()
+
+    def on_state_transferred(self, certificate: CommitCertificate) -> list[Output]:
+        """The driver installed verified blocks up to ``certificate.height`` (raises on a bad certificate)."""
+        self._begin()
+        self._q.check_certificate(certificate)
+        if certificate.height > self._height:
+            self._height = self._settled = certificate.height
+            self._certificate = certificate
+            self._pool.retain(self._app.check)
+            self._state_asked = None
+            self._transferred()
+        return self._end()
+
+    # -- the call cycle --------------------------------------------------------------------------
+    def _begin(self) -> None:
+        self._settled = self._height
+        self._out = []
+
+    def _end(self) -> list[Output]:
+        self._after()
+        self._watch_behind()
+        out, self._out = self._out, []
+        out.extend(self._timers.outputs())
+        return out
+
+    def _receive(self, message: Message) -> None:
+        try:
+            self._q.authenticate(message)
+        except InvalidMessage as exc:
+            self._drop(exc.code)
+            return
+        if message.sender == self._id:
+            self._drop("own-message")
+            return
+        if isinstance(message, Certificate):
+            try:
+                self._q.check_certificate(message.certificate)
+            except InvalidCertificate:
+                self._drop("invalid-certificate")
+                return
+            self._learn_certificate(message.certificate)
+            return
+        self._handle(message)
+
+    def _drop(self, reason: str) -> None:
+        self._dropped[reason] += 1
+
+    def _broadcast(self, message: M) -> M:
+        """Sign ``message`` and send it to every other validator; return the signed message."""
+        signed = message.signed(self._key)
+        self._out.append(Broadcast(signed))
+        return signed
+
+    def _send(self, to: str, message: Message) -> None:
+        """Send an already signed message (this validator's or another's) to ``to``."""
+        self._out.append(Send(to, message))
+
+    def _may_help(self, peer: str) -> bool:
+        """Rate limit for answering a lagging peer: once per retransmit interval."""
+        last = self._helped.get(peer)
+        if last is not None and self._now - last < self._config.retransmit_interval:
+            return False
+        self._helped[peer] = self._now
+        return True
+
+    def _admit(self, request: bytes) -> bool:
+        """Keep a request that is new, small enough and acceptable to the application."""
+        if not isinstance(request, bytes) or not 0 < len(request) <= self._config.max_request_bytes:
+            self._drop("bad-request")
+            return False
+        if request in self._pool:
+            return False
+        if not self._app.check(request):
+            self._drop("rejected-request")
+            return False
+        if not self._pool.add(request, self._now):
+            self._drop("pool-full")
+            return False
+        return True
+
+    def _learn_height(self, height: int, *, proven: bool = True) -> None:
+        """``height`` is committed: ``proven`` by a certificate or a stable checkpoint (then this
+        validator will not vote at or below it), or only claimed by ``f + 1`` validators."""
+        self._known = max(self._known, height)
+        if proven:
+            self._proven = max(self._proven, height)
+
+    def _learn_certificate(self, certificate: CommitCertificate | None) -> None:
+        """A checked certificate of another validator: it proves its height, and with the block at
+        hand it lets this validator execute that height."""
+        if certificate is None:
+            return
+        if self._height < certificate.height <= self._height + self._config.watermark_window:
+            self._certificates.setdefault(certificate.height, certificate)
+        self._learn_height(certificate.height)
+
+    def _executed(self, height: int) -> None:
+        """Forget certificates at or below an executed height."""
+        self._certificates = {h: c for h, c in self._certificates.items() if h > height}
+
+    def _send_certificate(self, peer: str) -> None:
+        """Hand a validator that is behind the certificate of our last block."""
+        if self._certificate is not None:
+            self._send(peer, Certificate(sender=self._id, certificate=self._certificate).signed(self._key))
+
+    def _watch_behind(self) -> None:
+        if self._known <= self._height:
+            self._behind_since = None
+            self._timers.clear("state-transfer")
+            return
+        if self._behind_since is None:
+            self._behind_since = self._now
+        wanted = self._height + 1
+        asked = self._state_asked
+        if self._now < self._behind_since + self._config.retransmit_interval:
+            self._timers.set("state-transfer", self._behind_since + self._config.retransmit_interval)
+        elif asked is None or asked[0] != wanted or self._now >= asked[1] + self._config.view_change_timeout:
+            self._out.append(NeedState(wanted))
+            self._state_asked = (wanted, self._now)
+            self._timers.set("state-transfer", self._now + self._config.view_change_timeout)
+        else:
+            self._timers.set("state-transfer", asked[1] + self._config.view_change_timeout)
+
+    # -- what subclasses fill in ------------------------------------------------------------------
+    def _forward(self, request: bytes) -> None:
+        """A new client request was admitted."""
+
+    def _handle(self, message: Message) -> None:
+        """An authenticated message from another validator."""
+        self._drop("unexpected-type")
+
+    def _tick(self) -> None:
+        """Deadlines may have passed."""
+        self._timers.due("state-transfer", self._now)
+
+    def _transferred(self) -> None:
+        """State transfer moved the height."""
+
+    def _after(self) -> None:
+        """End of a call: propose, validate buffered blocks, set timers."""
