@@ -12,6 +12,7 @@ services:
 
 demo: install
 	$(BIN)/python examples/00_wallet_tour.py
+	$(BIN)/python examples/01_ledger_tour.py --keep-running
 
 lint: install
 	$(BIN)/ruff check .

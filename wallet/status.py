@@ -10,11 +10,14 @@ than ignored.
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from did_registry.errors import InvalidStatusList
+from did_registry.identity.status_list import BitstringStatusList
 from did_registry.identity.status_list_credential import (
     BitstringStatusListCredential,
     BitstringStatusListEntry,
@@ -24,7 +27,7 @@ from wallet.credential import did_of, verify_credential
 from wallet.errors import CredentialStatusRefused, MalformedDocument, VerificationFailed
 from wallet.proofs.eddsa_jcs_2022 import KeyLookup
 
-__all__ = ["StatusListChecker", "StatusListSource", "StatusUnavailable"]
+__all__ = ["LedgerStatusCheck", "StatusListChecker", "StatusListSource", "StatusUnavailable"]
 
 StatusListSource = Callable[[str], Mapping[str, Any]]
 """``url -> BitstringStatusListCredential`` JSON (fetched, cached or read from the ledger)."""
@@ -81,5 +84,59 @@ class StatusListChecker:
             raise CredentialStatusRefused(
                 f"{result.purpose.value} bit {parsed.status_list_index} is set in {parsed.status_list_credential}",
                 purpose=result.purpose.value,
+                subject=credential.get("id"),
+            )
+
+
+_LEDGER_LIST = re.compile(r"/status-lists/(did:trellis:[^/]+)/([A-Za-z0-9._-]+)(?:/credential)?$")
+
+
+class LedgerStatusCheck:
+    """Check ``credentialStatus`` entries against status lists anchored on a Trellis ledger.
+
+    A list on the ledger is published at ``<node>/status-lists/<issuer>/<list>/credential``; any node
+    serves it, so the host is ignored and the bits are read as a proven state value
+    (``status:<issuer>:<list>``) through ``prove`` (e.g. :meth:`LedgerClient.prove`). The list must
+    belong to the credential's issuer.
+    """
+
+    def __init__(self, prove: Callable[[str], Any]) -> None:
+        self._prove = prove
+
+    def __call__(self, entry: Mapping[str, Any], credential: Mapping[str, Any]) -> None:
+        """Check one entry; raise when its bit is set, or when the list cannot be read."""
+        try:
+            parsed = BitstringStatusListEntry.from_json(entry)
+        except InvalidStatusList as exc:
+            raise MalformedDocument(f"credentialStatus: {exc}") from None
+        match = _LEDGER_LIST.search(parsed.status_list_credential)
+        if match is None:
+            raise StatusUnavailable(f"{parsed.status_list_credential} is not a ledger status list")
+        issuer, name = match.groups()
+        credential_issuer = credential["issuer"]
+        credential_issuer = (
+            credential_issuer["id"] if isinstance(credential_issuer, Mapping) else credential_issuer
+        )
+        if issuer != did_of(credential_issuer):
+            raise StatusUnavailable(
+                f"status list {name} belongs to {issuer}, not to issuer {credential_issuer}"
+            )
+        try:
+            value = self._prove(f"status:{issuer}:{name}")
+        except Exception as exc:
+            raise StatusUnavailable(f"cannot read status list {name} of {issuer}: {exc}") from exc
+        if value is None:
+            raise StatusUnavailable(f"no status list {name} of {issuer} on the ledger")
+        if value["purpose"] != parsed.status_purpose.value:
+            raise StatusUnavailable(
+                f"status list {name} is for {value['purpose']}, not {parsed.status_purpose.value}"
+            )
+        bits = BitstringStatusList.from_bytes(base64.urlsafe_b64decode(value["bits"]))
+        if parsed.status_list_index >= len(bits):
+            raise MalformedDocument(f"statusListIndex {parsed.status_list_index} is beyond list {name}")
+        if bits.get(parsed.status_list_index):
+            raise CredentialStatusRefused(
+                f"{value['purpose']} bit {parsed.status_list_index} is set in {name} (ledger height {value['height']})",
+                purpose=value["purpose"],
                 subject=credential.get("id"),
             )

@@ -17,3 +17,16 @@ def test_wallet_tour_runs_to_completion() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "refused (revoked)" in result.stdout
     assert "refused (suspended)" in result.stdout
+
+
+def test_ledger_tour_runs_to_completion(tmp_path: Path) -> None:
+    """The ledger tour starts a node process, accepts the credential, then refuses it once revoked."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "01_ledger_tour.py"), "--dir", str(tmp_path / "net")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "accepted:" in result.stdout
+    assert "refused (revoked)" in result.stdout
