@@ -82,6 +82,31 @@ class LedgerApplication:
         head = store.block(store.height() or 0)
         assert head is not None
         self._head: BlockHeader = head[0].header
+        self._check_head(head[0], head[1])
+
+    def _check_head(self, block: Block, certificate: CommitCertificate | None) -> None:
+        """Re-check the stored head on start: its transactions, its parent link, its certificate, its state."""
+        header = block.header
+        if Block.txn_root_of(block.txns) != header.txn_root or len(block.txns) != header.txn_count:
+            raise InvalidBlock(f"stored head {header.height}: transactions do not match the header")
+        if header.height > 0:
+            parent = self.store.block(header.height - 1)
+            if parent is None or parent[0].header.hash.hex() != header.previous_hash:
+                raise InvalidBlock(f"stored head {header.height} does not extend block {header.height - 1}")
+            if certificate is None:
+                raise InvalidBlock(f"stored head {header.height} has no commit certificate")
+            try:  # the stored set is the one in force at the head: the set that certified it
+                certificate.verify(header, validator_set.current(StateView(self.store)))
+            except DidRegistryError as exc:
+                raise InvalidBlock(f"stored head {header.height}: {exc}") from None
+        elif header.previous_hash != self.genesis.hash.hex():
+            raise InvalidBlock("stored block 0 does not hang from this genesis")
+        try:
+            self.state_map(bytes.fromhex(header.state_root))
+        except DidRegistryError as exc:
+            raise InvalidBlock(
+                f"stored head {header.height}: its state root is not in the store: {exc}"
+            ) from None
 
     # -- reading ----------------------------------------------------------------------------
     @property
