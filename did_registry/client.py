@@ -25,6 +25,7 @@ import httpx
 from did_registry.errors import DidRegistryError, InvalidDID, InvalidProof
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_trellis import parse_trellis_did
+from did_registry.identity.jcs import canonicalize
 from did_registry.identity.resolution import (
     INVALID_DID,
     METHOD_NOT_SUPPORTED,
@@ -34,6 +35,7 @@ from did_registry.identity.resolution import (
     ResolutionResult,
 )
 from did_registry.identity.timestamps import parse_timestamp
+from did_registry.ledger import merkle
 from did_registry.ledger.block import BlockHeader, CommitCertificate, InvalidCertificate
 from did_registry.ledger.genesis import Genesis, genesis_state
 from did_registry.ledger.proofs import StateProof
@@ -192,6 +194,36 @@ class LedgerClient:
                 self.failures.extend(errors)
                 return values, header
             except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
+                errors.append(f"{node}: {exc}")
+        self.failures.extend(errors)
+        raise LedgerUnavailable("; ".join(errors))
+
+    def txn_proof(self, txn_id: str) -> tuple[Transaction, BlockHeader]:
+        """A committed transaction, proven included in a certified block (RFC 6962 audit path)."""
+        errors: list[str] = []
+        for node in self.nodes:
+            try:
+                response = self._http.get(f"{node.rstrip('/')}/txns/{txn_id}/proof")
+                response.raise_for_status()
+                data = response.json()
+                header = BlockHeader.from_json(data["header"])
+                certificate = data["certificate"]
+                self.verify_header(
+                    header, None if certificate is None else CommitCertificate.from_json(certificate)
+                )
+                txn = Transaction.from_json(data["txn"])
+                if txn.id != txn_id:
+                    raise InvalidProof("inclusion", f"asked for {txn_id}, answered with {txn.id}")
+                merkle.verify_inclusion(
+                    canonicalize(txn.to_json()),
+                    data["index"],
+                    header.txn_count,
+                    [bytes.fromhex(h) for h in data["inclusion"]],
+                    bytes.fromhex(header.txn_root),
+                )
+                self.failures.extend(errors)
+                return txn, header
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof, TxnRejected) as exc:
                 errors.append(f"{node}: {exc}")
         self.failures.extend(errors)
         raise LedgerUnavailable("; ".join(errors))

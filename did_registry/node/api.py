@@ -16,6 +16,8 @@ from typing import Final
 
 from flask import Blueprint, Flask, Response, request
 
+from did_registry.ledger import merkle
+from did_registry.ledger.block import Block
 from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.node.api_events import events_bp
 from did_registry.node.api_ops import install_ops
@@ -112,3 +114,28 @@ def txn_status(txn_id: str) -> Response:
     if status.status == "unknown":
         raise ApiProblem(404, "not_found", f"transaction {txn_id} is unknown to this node", txn=txn_id)
     return json_response(status.to_json())
+
+
+@txns_bp.get("/txns/<txn_id>/proof")
+def txn_proof(txn_id: str) -> Response:
+    """A committed transaction with its RFC 6962 inclusion proof in its block and the block's certificate."""
+    if not _HEX64.fullmatch(txn_id):
+        raise ApiProblem(400, "malformed", "a transaction id is 64 lowercase hex digits")
+    service = node_service()
+    with service.lock:
+        location = service.app.store.locate(txn_id)
+        found = None if location is None else service.app.store.block(location.height)
+    if location is None or found is None:
+        raise ApiProblem(404, "not_found", f"transaction {txn_id} is not committed here", txn=txn_id)
+    block, certificate = found
+    leaves = Block.txn_leaves(block.txns)
+    return json_response(
+        {
+            "txn": block.txns[location.index].to_json(),
+            "height": location.height,
+            "index": location.index,
+            "header": block.header.to_json(),
+            "certificate": None if certificate is None else certificate.to_json(),
+            "inclusion": [h.hex() for h in merkle.inclusion_proof(leaves, location.index)],
+        }
+    )

@@ -116,6 +116,10 @@ def _paths() -> dict[str, Any]:
                 "$ref": "#/components/schemas/TxnStatus"}}}}, "Admitted, pending"),
                 **_problems(400, 401, 403, 404, 409, 413, 415, 503)},
         }},
+        "/txns/{txn_id}/proof": _get(
+            "A committed transaction, its RFC 6962 inclusion proof and its block's certified header",
+            _json(_OBJECT, "{txn, height, index, header, certificate, inclusion: [hex]}"), 400, 404,
+            params=[txn_id]),
         "/txns/{txn_id}": _get(
             "A transaction's status", _json({"$ref": "#/components/schemas/TxnStatus"}, "Its status"), 400, 404,
             params=[txn_id, _query("wait", {"type": "number", "minimum": 0, "maximum": 30},

@@ -201,3 +201,28 @@ def test_resolver_protocol(node: Node) -> None:
     """TrellisResolver plugs the client into anything that takes a Resolver."""
     device = node.onboard()
     assert TrellisResolver(client_for(node)).resolve(device.did).error is None
+
+
+def test_transaction_inclusion_is_proven(node: Node) -> None:
+    """A committed transaction comes with an RFC 6962 path to its certified block's txn_root."""
+    client = client_for(node)
+    device = new_actor()
+    txn = device.txn("did.create", {"document": device.document()}, node.trustee)
+    client.submit_and_wait(txn, 10)
+    proven, header = client.txn_proof(txn.id)
+    assert proven.id == txn.id and header.txn_count >= 1
+
+
+def _swap_txn(method: str, body: dict[str, Any]) -> dict[str, Any]:
+    body["txn"]["body"]["document"]["id"] = "did:trellis:x:y"
+    return body
+
+
+def test_forged_transaction_inclusion_is_caught(node: Node) -> None:
+    """A node that alters a committed transaction cannot prove it included."""
+    device = new_actor()
+    txn = device.txn("did.create", {"document": device.document()}, node.trustee)
+    client_for(node).submit_and_wait(txn, 10)
+    liar = client_for(node, LyingTransport(node, f"/txns/{txn.id}/proof", _swap_txn))
+    with pytest.raises(LedgerUnavailable):
+        liar.txn_proof(txn.id)
