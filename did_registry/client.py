@@ -18,6 +18,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -245,8 +246,14 @@ class LedgerClient:
         value, header = self.prove(key)
         return value, header
 
-    def resolve_many(self, dids: Sequence[str]) -> list[ResolutionResult]:
-        """Resolve many DIDs of this network with one batched, proven read (at most 1,000)."""
+    def resolve_many(self, dids: Sequence[str], *, chunk: int = 500) -> list[ResolutionResult]:
+        """Resolve many DIDs of this network with batched, proven reads of ``chunk`` DIDs each.
+
+        The next chunk is fetched while the current one is checked, so the node's work and the
+        client's overlap (how a verifier warms its cache for a whole fleet).
+        """
+        if not 1 <= chunk <= 1000:
+            raise ValueError("chunk is 1 to 1,000 DIDs")
         results: dict[int, ResolutionResult] = {}
         wanted: list[tuple[int, str]] = []
         for index, did in enumerate(dids):
@@ -255,9 +262,18 @@ class LedgerClient:
                 results[index] = refused
             else:
                 wanted.append((index, did))
-        records, _ = self.prove_many([f"did:{did}" for _, did in wanted])
-        for (index, did), record in zip(wanted, records, strict=True):
-            results[index] = self._result(did, record)
+        batches = [wanted[i : i + chunk] for i in range(0, len(wanted), chunk)]
+        with ThreadPoolExecutor(max_workers=1) as fetcher:
+            pending = (
+                fetcher.submit(self.prove_many, [f"did:{d}" for _, d in batches[0]]) if batches else None
+            )
+            for number, batch in enumerate(batches):
+                assert pending is not None
+                records, _ = pending.result()
+                if number + 1 < len(batches):
+                    pending = fetcher.submit(self.prove_many, [f"did:{d}" for _, d in batches[number + 1]])
+                for (index, did), record in zip(batch, records, strict=True):
+                    results[index] = self._result(did, record)
         return [results[i] for i in range(len(dids))]
 
     def _refuse(self, did: str) -> ResolutionResult | None:

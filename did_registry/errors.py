@@ -20,7 +20,14 @@ Every error names what failed and carries the value involved::
     ├── KeyNotAuthorized           a method is not in the verification relationship asked for
     ├── InvalidProof               a Merkle inclusion, consistency or map proof fails
     ├── InvalidMerkleInput         an index or size out of range, a hash not 32 bytes   (also ValueError)
-    └── MissingMerkleNode          the node store lacks a node a map root refers to     (also LookupError)
+    ├── MissingMerkleNode          the node store lacks a node a map root refers to     (also LookupError)
+    └── TransportError             the validator transport refused a peer, a frame or a call
+        ├── InvalidTransportConfig a TransportConfig value out of range                 (also ValueError)
+        ├── InvalidFrame           a frame or payload breaks the framing rules          (also ValueError)
+        │   └── FrameTooLarge      a length above the configured limit (refused unread)
+        ├── HandshakeFailed        a peer failed the handshake or is not the validator it claims
+        ├── UnknownPeer            an id that is not another validator of the set       (also LookupError)
+        └── TransportClosed        the transport is stopped
 """
 
 from __future__ import annotations
@@ -45,6 +52,13 @@ __all__ = [
     "InvalidProof",
     "InvalidMerkleInput",
     "MissingMerkleNode",
+    "TransportError",
+    "InvalidTransportConfig",
+    "InvalidFrame",
+    "FrameTooLarge",
+    "HandshakeFailed",
+    "UnknownPeer",
+    "TransportClosed",
 ]
 
 
@@ -172,3 +186,46 @@ class MissingMerkleNode(DidRegistryError, LookupError):
     def __init__(self, node_hash: bytes) -> None:
         self.node_hash = node_hash
         super().__init__(f"Merkle node {node_hash.hex()} is missing from the node store")
+
+
+class TransportError(DidRegistryError):
+    """The validator-to-validator transport refused a peer, a frame or a call (``docs/transport.md``)."""
+
+
+class InvalidTransportConfig(TransportError, ValueError):
+    """A :class:`~did_registry.transport.TransportConfig` value is out of range or inconsistent."""
+
+
+class InvalidFrame(TransportError, ValueError):
+    """A frame or a payload breaks the framing rules (an empty payload, a length above the limit)."""
+
+
+class FrameTooLarge(InvalidFrame):
+    """A frame length above the configured limit: refused before its body is read or allocated."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"a frame of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class HandshakeFailed(TransportError):
+    """A peer failed the transport handshake, or is not the validator (id and key) it claims to be."""
+
+    def __init__(self, peer: str, reason: str) -> None:
+        self.peer = peer
+        self.reason = reason
+        super().__init__(f"handshake with {peer} failed: {reason}")
+
+
+class UnknownPeer(TransportError, LookupError):
+    """An id that is not another validator of the transport's current validator set."""
+
+    def __init__(self, peer: str, detail: str = "") -> None:
+        self.peer = peer
+        self.detail = detail or "not another validator of the current set"
+        super().__init__(f"{peer!r}: {self.detail}")
+
+
+class TransportClosed(TransportError):
+    """The transport is stopped: nothing more is sent or received."""

@@ -52,6 +52,7 @@ __all__ = [
     "derive_key_argon2id",
     "secretbox_seal",
     "secretbox_open",
+    "hkdf_sha256",
 ]
 
 ED25519_SEED_SIZE = 32
@@ -289,3 +290,20 @@ def secretbox_open(key: bytes, nonce: bytes, ciphertext: bytes) -> bytes:
         return box.decrypt(bytes(ciphertext), nonce)
     except nacl.exceptions.CryptoError:
         raise DecryptionFailed("ciphertext does not authenticate (wrong key or altered)") from None
+
+
+def hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, size: int = 32) -> bytes:
+    """Derive ``size`` bytes from the secret ``ikm`` with HKDF-SHA-256 (RFC 5869 §2.2 extract, §2.3 expand).
+
+    ``salt`` may be empty (RFC 5869 then uses 32 zero bytes); ``info`` binds the output to its use.
+    ``size`` is at most 255 blocks of 32 bytes, or :class:`InvalidKey` is raised.
+    """
+    if not 0 < size <= 255 * 32:
+        raise InvalidKey(f"HKDF-SHA-256 gives 1 to {255 * 32} bytes, not {size}")
+    prk = hmac.digest(salt or bytes(32), ikm, "sha256")
+    blocks: list[bytes] = []
+    block = b""
+    for counter in range(1, -(-size // 32) + 1):
+        block = hmac.digest(prk, block + info + bytes((counter,)), "sha256")
+        blocks.append(block)
+    return b"".join(blocks)[:size]
