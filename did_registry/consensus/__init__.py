@@ -59,7 +59,7 @@ __all__ = [
 
 ENGINES: dict[str, type[PBFT] | type[RoundRobin] | type[Solo]] = {
     "pbft": PBFT,
-    "round-robin": RoundRobin,
+    "round_robin": RoundRobin,
     "solo": Solo,
 }
 """The engines by the name genesis ``consensus.engine`` gives them."""
@@ -74,10 +74,13 @@ def create_engine(
     config: ConsensusConfig | None = None,
     *,
     resume: CommitCertificate | None = None,
+    restarted: bool | None = None,
     timestamp: Callable[[float], str] = utc_timestamp,
 ) -> Engine:
-    """Build the engine called ``name`` (``pbft``, ``round-robin`` or ``solo``)."""
+    """Build the engine called ``name`` (``pbft``, ``round_robin`` or ``solo``)."""
     engine = ENGINES.get(name)
     if engine is None:
         raise InvalidConsensusConfig(f"unknown consensus engine {name!r}; expected one of {sorted(ENGINES)}")
-    return engine(validator_id, key, validators, app, config, resume=resume, timestamp=timestamp)
+    return engine(
+        validator_id, key, validators, app, config, resume=resume, restarted=restarted, timestamp=timestamp
+    )

@@ -119,7 +119,8 @@ Output = Send | Broadcast | SetTimer | CancelTimer | Committed | NeedState
 
 
 class Engine(Protocol):
-    """A consensus engine. Built with ``(validator_id, key, validators, app, config, resume=…)``."""
+    """A consensus engine. Built with ``(validator_id, key, validators, app, config, resume=…,
+    restarted=…, timestamp=…)``."""
 
     @property
     def validator_id(self) -> str:

@@ -6,11 +6,11 @@ the height the driver has applied (everything committed before this call): block
 built or checked when ``_settled == h``, otherwise the engine asks for an immediate tick.
 
 A validator is *behind* when it knows of a committed height above its own (a valid certificate, a
-stable checkpoint, or ``f + 1`` validators certifying a higher block). It never votes for a block at
-or below a *proven* height (one it holds a certificate or a stable checkpoint for): that block is
-decided, and it gets it by certificate or state transfer. If that lasts a retransmit
+stable checkpoint, or ``f + 1`` validators certifying a higher block). If that lasts a retransmit
 interval it emits :class:`~did_registry.consensus.base.NeedState`, again every view-change timeout
-until the driver reports the transfer. See ``docs/consensus.md`` § State transfer.
+until the driver reports the transfer. It never votes for a block at or below a *proven* height (one
+it holds a certificate or a stable checkpoint for): that block is decided, and it gets it by
+certificate or by state transfer. See ``docs/consensus.md`` § State transfer.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class EngineCore:
         config: ConsensusConfig | None = None,
         *,
         resume: CommitCertificate | None = None,
+        restarted: bool | None = None,
         timestamp: Callable[[float], str] = utc_timestamp,
     ) -> None:
         self._config = (config or ConsensusConfig()).validate()
@@ -70,6 +71,7 @@ class EngineCore:
             self._q.check_certificate(resume)
             self._height, self._certificate = resume.height, resume
         self._settled = self._height
+        self._restarted = resume is not None if restarted is None else restarted
         self._known = self._height
         self._proven = self._height
         self._now = 0.0
@@ -81,6 +83,7 @@ class EngineCore:
         self._state_asked: tuple[int, float] | None = None
         self._helped: dict[str, float] = {}
         self._certificates: dict[int, CommitCertificate] = {}  # checked, for heights above ours
+        self._ahead: dict[str, int] = {}  # the highest height each validator claims to have reached
 
     # -- read-only state ------------------------------------------------------------------------
     @property
@@ -239,9 +242,19 @@ class EngineCore:
             self._certificates.setdefault(certificate.height, certificate)
         self._learn_height(certificate.height)
 
+    def _claim(self, sender: str, height: int) -> None:
+        """``sender`` showed it is at ``height``; ``f + 1`` such claims above ours mean we are behind."""
+        if height <= self._height + 1:
+            return
+        self._ahead[sender] = max(self._ahead.get(sender, 0), height)
+        claims = sorted(self._ahead.values(), reverse=True)
+        if len(claims) > self._q.f:
+            self._learn_height(claims[self._q.f], proven=False)
+
     def _executed(self, height: int) -> None:
-        """Forget certificates at or below an executed height."""
+        """Forget certificates and claims at or below an executed height."""
         self._certificates = {h: c for h, c in self._certificates.items() if h > height}
+        self._ahead = {s: h for s, h in self._ahead.items() if h > height}
 
     def _send_certificate(self, peer: str) -> None:
         """Hand a validator that is behind the certificate of our last block."""

@@ -148,11 +148,17 @@ def _same(value: Any) -> Any:
 
 
 NAT = Codec(_same, _nat)
+"""A natural number (views, rounds)."""
 HEIGHT = Codec(_same, lambda value, key: _nat(value, key, 1))
+"""A height or sequence number: at least 1."""
 DIGEST = Codec(bytes.hex, _digest)
+"""32 bytes as 64 lowercase hex digits."""
 BLOB = Codec(lambda value: multibase.encode(value, multibase.BASE64URL), _blob)
+"""Opaque bytes (blocks, requests) as multibase base64url."""
 SIGNATURE = Codec(_same, _signature)
+"""An Ed25519 signature as multibase base58btc, kept as text."""
 CERTIFICATE = Codec(lambda value: value.to_json(), parse_certificate)
+"""A ledger commit certificate in its JSON form."""
 
 
 def optional(codec: Codec) -> Codec:

@@ -53,16 +53,25 @@ class PBFT(ViewChanges):
         config: ConsensusConfig | None = None,
         *,
         resume: CommitCertificate | None = None,
+        restarted: bool | None = None,
         timestamp: Callable[[float], str] = utc_timestamp,
     ) -> None:
         """Start at height 0 in view 0, or resume after the block ``resume`` certifies (view 0: a
         NEW-VIEW from the others brings the validator to their view)."""
-        super().__init__(validator_id, key, validators, app, config, resume=resume, timestamp=timestamp)
+        super().__init__(
+            validator_id,
+            key,
+            validators,
+            app,
+            config,
+            resume=resume,
+            restarted=restarted,
+            timestamp=timestamp,
+        )
         self._log = MessageLog()
         self._low = self._height - self._height % self._config.checkpoint_interval
         self._stable: tuple[Checkpoint, ...] = ()
         self._own_checkpoint: Checkpoint | None = None
-        self._ahead: dict[str, int] = {}
         self._init_view_changes()
 
     # -- read-only state ------------------------------------------------------------------------
@@ -236,11 +245,7 @@ class PBFT(ViewChanges):
             return
         if message.seq <= self._height:
             return
-        if message.seq > self._height + 1:
-            self._ahead[message.sender] = max(self._ahead.get(message.sender, 0), message.seq)
-            claims = sorted(self._ahead.values(), reverse=True)
-            if len(claims) > self._q.f:
-                self._learn_height(claims[self._q.f], proven=False)
+        self._claim(message.sender, message.seq)
         if message.seq > self.high:
             return
         if not self._log.add_certify(message):
@@ -272,7 +277,6 @@ class PBFT(ViewChanges):
             self._pool.discard(self._app.requests(entry[1]))
             self._log.executed(seq)
             self._executed(seq)
-            self._ahead = {s: h for s, h in self._ahead.items() if h > seq}
             self._timers.clear("progress")
             if self._active:
                 self._failures = 0
@@ -379,5 +383,4 @@ class PBFT(ViewChanges):
         self._executed(self._height)
         self._low = max(self._low, self._height - self._height % interval)
         self._log.collect(self._low)
-        self._ahead = {s: h for s, h in self._ahead.items() if h > self._height}
         self._timers.clear("progress")

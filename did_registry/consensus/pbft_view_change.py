@@ -1,4 +1,6 @@
-"""PBFT view changes: checking VIEW-CHANGE and NEW-VIEW messages and computing the new view's O set.
+"""PBFT view changes: the ``view_change`` and ``new_view`` handlers (:class:`ViewChanges`, the half of
+the replica that :class:`~did_registry.consensus.pbft.PBFT` extends), the checks of VIEW-CHANGE and
+NEW-VIEW messages, and the computation of the new view's O set.
 
 Castro & Liskov, TOCS 2002 §4.4, adapted to one block in flight (``docs/consensus.md`` § View change).
 A VIEW-CHANGE for view ``v`` carries the commit certificate of the sender's last executed block
@@ -10,7 +12,8 @@ The new primary takes ``q`` VIEW-CHANGEs (V). ``max_h`` is the highest certified
 member of V is prepared at ``max_h + 1``, the block of the prepared certificate from the highest view
 is re-issued at ``max_h + 1`` in the new view (O); otherwise O is empty and the primary proposes a
 fresh block there. No null requests are needed: nothing beyond ``max_h + 1`` can be prepared. Every
-backup recomputes O from V and refuses a NEW-VIEW whose O differs.
+backup recomputes O from V and refuses a NEW-VIEW whose O differs. Timers, the ``f + 1`` join rule,
+retransmission and help for lagging peers are described in the docs.
 """
 
 from __future__ import annotations
@@ -239,8 +242,10 @@ class ViewChanges(EngineCore):
             self._drop(exc.code)
             return
         self._learn_certificate(message.executed)
-        if message.view < self._view or (message.view == self._view and self._active):
+        behind_us = message.view < self._view or (message.view == self._view and self._active)
+        if behind_us or message.height < self._height:
             self._help(message.sender, message.height, message.view)
+        if behind_us:
             return
         if message.view > self._view:  # keep one future VIEW-CHANGE per sender: its highest
             for view, changes in self._view_changes.items():
@@ -263,15 +268,16 @@ class ViewChanges(EngineCore):
         self._maybe_new_view()
 
     def _help(self, peer: str, height: int, view: int) -> None:
-        """Bring a peer stuck in an older view along: our NEW-VIEW if we are in a view, else our own
-        VIEW-CHANGE for its view if we sent one (it may have been lost, and it still holds: we have
-        not been active since); and the certificate of our last block if it is behind."""
+        """Bring a lagging peer along. If its view is behind ours: our NEW-VIEW if we are in a view,
+        else our own VIEW-CHANGE for its view if we sent one (it may have been lost, and it still
+        holds: we have not been active since). If its height is behind ours: our last certificate."""
         if not self._may_help(peer):
             return
-        if self._active and self._new_view is not None:
-            self._send(peer, self._new_view)
-        elif not self._active and view in self._sent_changes:
-            self._send(peer, self._sent_changes[view])
+        if view < self._view or (view == self._view and self._active):  # the peer's view is behind ours
+            if self._active and self._new_view is not None:
+                self._send(peer, self._new_view)
+            elif not self._active and view in self._sent_changes:
+                self._send(peer, self._sent_changes[view])
         if height < self._height:
             self._send_certificate(peer)
 

@@ -39,14 +39,26 @@ class RoundRobin(EngineCore):
         config: ConsensusConfig | None = None,
         *,
         resume: CommitCertificate | None = None,
+        restarted: bool | None = None,
         timestamp: Callable[[float], str] = utc_timestamp,
     ) -> None:
-        """Start at height 0, or after the block ``resume`` certifies, in round 0."""
-        super().__init__(validator_id, key, validators, app, config, resume=resume, timestamp=timestamp)
+        """Start at height 0, or after the block ``resume`` certifies, in round 0. A ``restarted``
+        validator (by default: one given ``resume``) may have proposed at the next height before it
+        crashed, so it does not propose there again (another proposer takes the height)."""
+        super().__init__(
+            validator_id,
+            key,
+            validators,
+            app,
+            config,
+            resume=resume,
+            restarted=restarted,
+            timestamp=timestamp,
+        )
         self._failures = 0
         self._blocks: dict[bytes, tuple[int, bytes]] = {}
+        self._abstain = self._height + 1 if self._restarted and self._q.n > 1 else 0
         self._votes: dict[tuple[int, int], dict[str, Vote]] = {}
-        self._ahead: dict[str, int] = {}
         self._new_height()
 
     def _new_height(self) -> None:
@@ -115,11 +127,7 @@ class RoundRobin(EngineCore):
             return
         if message.height <= self._height:
             return
-        if message.height > self._height + 1:
-            self._ahead[message.sender] = max(self._ahead.get(message.sender, 0), message.height)
-            claims = sorted(self._ahead.values(), reverse=True)
-            if len(claims) > self._q.f:
-                self._learn_height(claims[self._q.f], proven=False)
+        self._claim(message.sender, message.height)
         if message.height <= self._height + self._config.watermark_window:
             self._votes.setdefault((message.height, message.round), {})[message.sender] = message
             self._execute()
@@ -132,7 +140,7 @@ class RoundRobin(EngineCore):
                 self._send_certificate(message.sender)
             return
         if message.height > self._height + 1:
-            self._ahead[message.sender] = max(self._ahead.get(message.sender, 0), message.height - 1)
+            self._claim(message.sender, message.height - 1)
             return
         if message.accepted_block is not None:
             self._blocks.setdefault(
@@ -195,6 +203,8 @@ class RoundRobin(EngineCore):
         height = self._height + 1
         if self.proposer != self._id or self._round in self._proposed or height <= self._proven:
             return
+        if height == self._abstain:
+            return  # a proposal from before a restart may be out there: never offer a second one
         block = None
         if self._round > 0:
             changes = self._round_changes.get(self._round, {})
@@ -262,7 +272,6 @@ class RoundRobin(EngineCore):
     def _prune(self) -> None:
         self._blocks = {d: b for d, b in self._blocks.items() if b[0] > self._height}
         self._votes = {k: v for k, v in self._votes.items() if k[0] > self._height}
-        self._ahead = {s: h for s, h in self._ahead.items() if h > self._height}
         self._executed(self._height)
         self._timers.clear("progress")
         self._new_height()

@@ -31,12 +31,22 @@ class Solo(EngineCore):
         config: ConsensusConfig | None = None,
         *,
         resume: CommitCertificate | None = None,
+        restarted: bool | None = None,
         timestamp: Callable[[float], str] = utc_timestamp,
     ) -> None:
         """Start at height 0, or after the block ``resume`` certifies; the set must have one validator."""
         if validators.n != 1:
             raise InvalidConsensusConfig(f"the solo engine needs exactly one validator, not {validators.n}")
-        super().__init__(validator_id, key, validators, app, config, resume=resume, timestamp=timestamp)
+        super().__init__(
+            validator_id,
+            key,
+            validators,
+            app,
+            config,
+            resume=resume,
+            restarted=restarted,
+            timestamp=timestamp,
+        )
 
     def _tick(self) -> None:
         super()._tick()
