@@ -14,11 +14,13 @@ band. (Following set changes through the chain is part of the consensus work.)
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -61,6 +63,23 @@ def _genesis_root(genesis: Genesis) -> str:
     changes = {k: v for k, v in view.changes.items() if v is not None}
     root = SparseMerkleMap(MemoryNodeStore()).update({k.encode(): value_hash(v) for k, v in changes.items()})
     return root.hex()
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch of answers is decoded.
+
+    Decoding a thousand proven DID records allocates hundreds of thousands of acyclic objects, which
+    makes CPython run full collections over the whole heap again and again (measured: 3x the cost of
+    the decoding itself). Reference counting still frees everything; only cycle detection waits.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class LedgerClient:
@@ -263,7 +282,7 @@ class LedgerClient:
             else:
                 wanted.append((index, did))
         batches = [wanted[i : i + chunk] for i in range(0, len(wanted), chunk)]
-        with ThreadPoolExecutor(max_workers=1) as fetcher:
+        with _cyclic_gc_paused(), ThreadPoolExecutor(max_workers=1) as fetcher:
             pending = (
                 fetcher.submit(self.prove_many, [f"did:{d}" for _, d in batches[0]]) if batches else None
             )
