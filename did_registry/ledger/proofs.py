@@ -9,7 +9,6 @@ path, the header or the signatures is caught by one of the three.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,4 +85,4 @@ class StateProof:
             raise InvalidProof("state", f"value is not canonical JSON: {exc}") from None
         expected = None if canonical is None else value_hash(canonical)
         verify_map_proof(bytes.fromhex(self.header.state_root), self.key.encode(), expected, self.proof)
-        return None if canonical is None else json.loads(canonical)
+        return None if canonical is None else self.value
