@@ -268,15 +268,16 @@ class ViewChanges(EngineCore):
         self._maybe_new_view()
 
     def _help(self, peer: str, height: int, view: int) -> None:
-        """Bring a lagging peer along. If its view is behind ours: our NEW-VIEW if we are in a view,
-        else our own VIEW-CHANGE for its view if we sent one (it may have been lost, and it still
-        holds: we have not been active since). If its height is behind ours: our last certificate."""
+        """Bring a lagging peer along. If its view is behind ours: the last NEW-VIEW we accepted, if it
+        is for the peer's view or a later one (it proves itself, even after we left that view); else
+        our own VIEW-CHANGE for its view, if we sent one (it may have been lost, and it still holds:
+        we have not been active since). If its height is behind ours: our last certificate."""
         if not self._may_help(peer):
             return
         if view < self._view or (view == self._view and self._active):  # the peer's view is behind ours
-            if self._active and self._new_view is not None:
+            if self._new_view is not None and self._new_view.view >= view:
                 self._send(peer, self._new_view)
-            elif not self._active and view in self._sent_changes:
+            elif view in self._sent_changes:
                 self._send(peer, self._sent_changes[view])
         if height < self._height:
             self._send_certificate(peer)
