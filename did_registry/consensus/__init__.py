@@ -76,11 +76,20 @@ def create_engine(
     resume: CommitCertificate | None = None,
     restarted: bool | None = None,
     timestamp: Callable[[float], str] = utc_timestamp,
+    resume_validators: ValidatorSet | None = None,
 ) -> Engine:
     """Build the engine called ``name`` (``pbft``, ``round_robin`` or ``solo``)."""
     engine = ENGINES.get(name)
     if engine is None:
         raise InvalidConsensusConfig(f"unknown consensus engine {name!r}; expected one of {sorted(ENGINES)}")
     return engine(
-        validator_id, key, validators, app, config, resume=resume, restarted=restarted, timestamp=timestamp
+        validator_id,
+        key,
+        validators,
+        app,
+        config,
+        resume=resume,
+        restarted=restarted,
+        timestamp=timestamp,
+        resume_validators=resume_validators,
     )

@@ -141,6 +141,10 @@ class Engine(Protocol):
         """A client request (transaction) reached this validator."""
         ...
 
+    def on_requests(self, requests: Sequence[bytes]) -> list[Output]:
+        """Several client requests at once (forwarded together)."""
+        ...
+
     def on_message(self, sender: str, message: Message) -> list[Output]:
         """A parsed message arrived from peer ``sender`` (it may relay another validator's message)."""
         ...

@@ -16,7 +16,7 @@ certificate or by state transfer. See ``docs/consensus.md`` § State transfer.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -54,6 +54,7 @@ class EngineCore:
         resume: CommitCertificate | None = None,
         restarted: bool | None = None,
         timestamp: Callable[[float], str] = utc_timestamp,
+        resume_validators: ValidatorSet | None = None,
     ) -> None:
         self._config = (config or ConsensusConfig()).validate()
         self._q = Quorum(validators)
@@ -67,8 +68,8 @@ class EngineCore:
         self._timestamp = timestamp
         self._height = 0
         self._certificate: CommitCertificate | None = None
-        if resume is not None:
-            self._q.check_certificate(resume)
+        if resume is not None:  # certified by the set before a change, when the set just changed
+            (self._q if resume_validators is None else Quorum(resume_validators)).check_certificate(resume)
             self._height, self._certificate = resume.height, resume
         self._settled = self._height
         self._restarted = resume is not None if restarted is None else restarted
@@ -114,9 +115,14 @@ class EngineCore:
     # -- the inputs ----------------------------------------------------------------------------
     def on_request(self, request: bytes) -> list[Output]:
         """A client request reached this validator: keep it, forward it, start watching it."""
+        return self.on_requests((request,))
+
+    def on_requests(self, requests: Sequence[bytes]) -> list[Output]:
+        """Several client requests reached this validator: the new ones are forwarded in one message."""
         self._begin()
-        if self._admit(request):
-            self._forward(request)
+        admitted = tuple(r for r in requests if self._admit(r))
+        if admitted:
+            self._forward(admitted)
         return self._end()
 
     def on_message(self, sender: str, message: Message) -> list[Output]:
@@ -280,8 +286,8 @@ class EngineCore:
             self._timers.set("state-transfer", asked[1] + self._config.view_change_timeout)
 
     # -- what subclasses fill in ------------------------------------------------------------------
-    def _forward(self, request: bytes) -> None:
-        """A new client request was admitted."""
+    def _forward(self, requests: tuple[bytes, ...]) -> None:
+        """New client requests were admitted."""
 
     def _handle(self, message: Message) -> None:
         """An authenticated message from another validator."""

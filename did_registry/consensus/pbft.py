@@ -55,6 +55,7 @@ class PBFT(ViewChanges):
         resume: CommitCertificate | None = None,
         restarted: bool | None = None,
         timestamp: Callable[[float], str] = utc_timestamp,
+        resume_validators: ValidatorSet | None = None,
     ) -> None:
         """Start at height 0 in view 0, or resume after the block ``resume`` certifies (view 0: a
         NEW-VIEW from the others brings the validator to their view)."""
@@ -67,6 +68,7 @@ class PBFT(ViewChanges):
             resume=resume,
             restarted=restarted,
             timestamp=timestamp,
+            resume_validators=resume_validators,
         )
         self._log = MessageLog()
         self._low = self._height - self._height % self._config.checkpoint_interval
@@ -107,8 +109,8 @@ class PBFT(ViewChanges):
             case _:
                 self._drop("unexpected-type")
 
-    def _forward(self, request: bytes) -> None:
-        self._broadcast(Request(sender=self._id, requests=(request,)))
+    def _forward(self, requests: tuple[bytes, ...]) -> None:
+        self._broadcast(Request(sender=self._id, requests=requests))
 
     def _in_window(self, message: PrePrepare | Prepare | Commit) -> bool:
         """Checks shared by PRE-PREPARE, PREPARE and COMMIT: current view (a later view's are kept

@@ -41,6 +41,7 @@ class RoundRobin(EngineCore):
         resume: CommitCertificate | None = None,
         restarted: bool | None = None,
         timestamp: Callable[[float], str] = utc_timestamp,
+        resume_validators: ValidatorSet | None = None,
     ) -> None:
         """Start at height 0, or after the block ``resume`` certifies, in round 0. A ``restarted``
         validator (by default: one given ``resume``) may have proposed at the next height before it
@@ -54,6 +55,7 @@ class RoundRobin(EngineCore):
             resume=resume,
             restarted=restarted,
             timestamp=timestamp,
+            resume_validators=resume_validators,
         )
         self._failures = 0
         self._blocks: dict[bytes, tuple[int, bytes]] = {}
@@ -80,8 +82,8 @@ class RoundRobin(EngineCore):
         return self._q.leader(self._height + 1 + self._round)
 
     # -- inputs ----------------------------------------------------------------------------------
-    def _forward(self, request: bytes) -> None:
-        self._broadcast(Request(sender=self._id, requests=(request,)))
+    def _forward(self, requests: tuple[bytes, ...]) -> None:
+        self._broadcast(Request(sender=self._id, requests=requests))
 
     def _handle(self, message: Message) -> None:
         match message:

@@ -33,6 +33,7 @@ class Solo(EngineCore):
         resume: CommitCertificate | None = None,
         restarted: bool | None = None,
         timestamp: Callable[[float], str] = utc_timestamp,
+        resume_validators: ValidatorSet | None = None,
     ) -> None:
         """Start at height 0, or after the block ``resume`` certifies; the set must have one validator."""
         if validators.n != 1:
@@ -46,6 +47,7 @@ class Solo(EngineCore):
             resume=resume,
             restarted=restarted,
             timestamp=timestamp,
+            resume_validators=resume_validators,
         )
 
     def _tick(self) -> None:
