@@ -96,7 +96,10 @@ def network_init(
     except InvalidDID as exc:
         _fail(f"--network: {exc.reason}")
     keys = [Ed25519PrivateKey.generate() for _ in range(count)]
-    peers = [Peer(ids[i], f"127.0.0.1:{base_port + 2 * i + 1}") for i in range(count)]
+    peers = [
+        Peer(ids[i], f"127.0.0.1:{base_port + 2 * i + 1}", f"http://127.0.0.1:{base_port + 2 * i}")
+        for i in range(count)
+    ]
     try:
         genesis = Genesis.from_json(
             {

@@ -50,6 +50,35 @@ class NodeCollector(Collector):
             ("blocks_committed", "Blocks committed by this node"),
         ):
             yield CounterMetricFamily(f"trellis_{name}", helptext, counters[name])
+        if service.runner is None:
+            return
+        status = service.runner.status()
+        if status.get("view") is not None:
+            yield GaugeMetricFamily("trellis_consensus_view", "The consensus view", status["view"])
+        role = GaugeMetricFamily(
+            "trellis_consensus_validator", "1 while this node votes, 0 while it observes"
+        )
+        role.add_metric([], 1 if status.get("role") == "validator" else 0)
+        yield role
+        lag = GaugeMetricFamily(
+            "trellis_peer_lag_blocks", "This node's height minus the peer's", labels=["peer"]
+        )
+        connected = GaugeMetricFamily(
+            "trellis_peer_connected", "1 while the peer is connected", labels=["peer"]
+        )
+        for peer, info in sorted(status.get("peers", {}).items()):
+            if info.get("lag") is not None:
+                lag.add_metric([peer], info["lag"])
+            if "connected" in info:
+                connected.add_metric([peer], 1 if info["connected"] else 0)
+        yield lag
+        yield connected
+        dropped = CounterMetricFamily(
+            "trellis_consensus_dropped", "Consensus inputs dropped, by reason", labels=["reason"]
+        )
+        for reason, value in sorted(status.get("dropped", {}).items()):
+            dropped.add_metric([reason], value)
+        yield dropped
 
 
 def _count_request(response: Response) -> Response:
@@ -75,8 +104,16 @@ def health() -> Response:
             "state_root": head.state_root,
             "pending": service.pending_count,
             "uptime_s": round(time.monotonic() - service.started, 3),
+            "consensus": _consensus(service),
         }
     )
+
+
+def _consensus(service: NodeService) -> dict[str, object]:
+    """The runner's view of consensus, or the solo engine's (this node is the only validator)."""
+    if service.runner is not None:
+        return service.runner.status()
+    return {"engine": "solo", "role": "validator", "view": None, "primary": service.validator_id, "peers": {}}
 
 
 def metrics() -> Response:

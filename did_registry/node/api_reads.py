@@ -19,10 +19,26 @@ from flask import Blueprint, Response, request
 
 from did_registry.identity.timestamps import InvalidTimestamp, format_timestamp, parse_timestamp
 from did_registry.ledger.txn import TXN_TYPES
-from did_registry.node.api_support import ApiProblem, int_arg, json_response, node_service, str_arg
+from did_registry.node.api_support import (
+    ApiProblem,
+    float_arg,
+    int_arg,
+    json_response,
+    node_service,
+    str_arg,
+)
 from did_registry.node.service import NodeService
+from did_registry.node.sync import SYNC_PAGE_BYTES
 
-__all__ = ["MAX_KEY_LENGTH", "MAX_PROOF_BATCH", "MAX_BLOCK_PAGE", "MAX_AUDIT_PAGE", "reads_bp"]
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "MAX_PROOF_BATCH",
+    "MAX_BLOCK_PAGE",
+    "MAX_SYNC_PAGE",
+    "MAX_SYNC_WAIT",
+    "MAX_AUDIT_PAGE",
+    "reads_bp",
+]
 
 MAX_KEY_LENGTH: Final = 2048
 """The longest state key ``GET /proofs/state`` accepts."""
@@ -30,6 +46,10 @@ MAX_PROOF_BATCH: Final = 1000
 """The most keys one ``POST /proofs/state`` proves."""
 MAX_BLOCK_PAGE: Final = 100
 """The most headers one ``GET /blocks`` page holds."""
+MAX_SYNC_PAGE: Final = 1000
+"""The most whole blocks one ``GET /sync/blocks`` page holds (fewer once it passes ``SYNC_PAGE_BYTES``)."""
+MAX_SYNC_WAIT: Final = 30.0
+"""The longest ``GET /sync/blocks?wait=`` holds a request open for the next block."""
 MAX_AUDIT_PAGE: Final = 500
 """The most transactions one ``GET /audit/txns`` page holds."""
 
@@ -134,6 +154,37 @@ def blocks() -> Response:
     following = start + len(items)
     more = bool(items) and following <= service.app.height
     return json_response({"blocks": items, "next": following if more else None})
+
+
+@reads_bp.get("/sync/blocks")
+def sync_blocks() -> Response:
+    """Whole blocks with their certificates from ``from`` on, for state transfer and observers.
+
+    With ``wait``, a request for blocks the node does not have yet is held open until the first
+    arrives (or ``wait`` seconds pass), so followers see each block as soon as it is committed."""
+    service = node_service()
+    start = int_arg("from", None, low=1)
+    if start is None:
+        raise ApiProblem(400, "malformed", "query parameter 'from' (a height from 1) is required")
+    limit = int_arg("limit", 100, low=1, high=MAX_SYNC_PAGE)
+    wait = float_arg("wait", high=MAX_SYNC_WAIT) or 0.0
+    assert limit is not None
+    if wait > 0 and service.app.height < start:
+        service.wait_for_height(start, wait)
+    items: list[str] = []
+    size = 0
+    with service.lock:
+        head = service.app.height
+        for height in range(start, min(head, start + limit - 1) + 1):
+            found = service.app.store.block(height)
+            assert found is not None and found[1] is not None
+            item = json.dumps({"block": found[0].to_json(), "certificate": found[1].to_json()})
+            items.append(item)
+            size += len(item)
+            if size >= SYNC_PAGE_BYTES:
+                break
+    body = '{"head":%d,"blocks":[%s]}' % (head, ",".join(items))  # noqa: UP031 - the items are JSON already
+    return Response(body, mimetype="application/json")
 
 
 @reads_bp.get("/validators")

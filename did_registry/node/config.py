@@ -9,9 +9,17 @@
     key_file = "node-1.key"                         # encrypted keystore holding the validator key
     genesis = "genesis.json"
 
-    [[peers]]                                       # the other validators (for consensus)
+    [[peers]]                                       # the other nodes
     id = "node-2"
-    address = "127.0.0.1:7703"
+    address = "127.0.0.1:7703"                      # its consensus transport (validators)
+    api = "http://127.0.0.1:7702"                   # its HTTP API: state transfer, following
+
+    [consensus]                                     # optional: engine settings (ConsensusConfig)
+    view_change_timeout = 2.0
+
+A node whose ``id`` is a validator of the set in force votes; any other node is an *observer*: it
+follows the chain from its peers' ``api`` (verifying every block and certificate) and serves reads,
+and it starts voting if a validator-set transaction later adds it.
 
 Relative paths are taken from the configuration file's folder. The validator key is not read here:
 the keystore format belongs to :mod:`wallet`, which :mod:`did_registry` never imports, so whoever
@@ -30,6 +38,7 @@ from typing import Any, Final
 
 import tomli_w
 
+from did_registry.consensus import ConsensusConfig, ConsensusError
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.multikey import encode_ed25519_public_key
@@ -38,6 +47,7 @@ from did_registry.ledger.genesis import Genesis
 from did_registry.ledger.storage.base import LedgerStore
 from did_registry.ledger.storage.memory import MemoryLedgerStore
 from did_registry.node.service import NodeService
+from did_registry.transport import TransportConfig
 
 __all__ = [
     "RUNNABLE_ENGINES",
@@ -55,14 +65,15 @@ __all__ = [
     "build_service",
 ]
 
-RUNNABLE_ENGINES: Final = frozenset({"solo"})
-"""Consensus engines this build can run (the multi-validator engines arrive with the consensus module)."""
+RUNNABLE_ENGINES: Final = frozenset({"solo", "pbft", "round_robin"})
+"""Consensus engines this build can run."""
 MEMORY_DATABASE: Final = "memory:"
 """The ``database`` value of a node that keeps its chain in memory only (tests, demonstrations)."""
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,253}:[0-9]{1,5}")
-_KEYS: Final = frozenset({"id", "host", "port", "database", "key_file", "genesis", "peers"})
+_KEYS: Final = frozenset({"id", "host", "port", "database", "key_file", "genesis", "peers", "consensus"})
+_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]{1,253}(/[A-Za-z0-9._~/-]*)?")
 
 
 class InvalidConfig(DidRegistryError, ValueError):
@@ -75,10 +86,12 @@ class NodeUnavailable(DidRegistryError):
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """Another validator: its id and the ``host:port`` its consensus transport listens on."""
+    """Another node: its id, the ``host:port`` its consensus transport listens on (validators), and
+    its HTTP API's base URL (for state transfer and following)."""
 
     id: str
-    address: str
+    address: str = ""
+    api: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +105,7 @@ class NodeConfig:
     genesis: Path
     host: str = "127.0.0.1"
     peers: tuple[Peer, ...] = field(default=())
+    consensus: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID.fullmatch(self.id):
@@ -111,8 +125,15 @@ class NodeConfig:
         for peer in self.peers:
             if not isinstance(peer.id, str) or not _ID.fullmatch(peer.id):
                 raise InvalidConfig(f"peer id {peer.id!r} is not a validator id")
-            if not isinstance(peer.address, str) or not _ADDRESS.fullmatch(peer.address):
+            if not isinstance(peer.address, str) or not (
+                peer.address == "" or _ADDRESS.fullmatch(peer.address)
+            ):
                 raise InvalidConfig(f"peer {peer.id} address must be host:port, not {peer.address!r}")
+            if not isinstance(peer.api, str) or not (peer.api == "" or _URL.fullmatch(peer.api)):
+                raise InvalidConfig(f"peer {peer.id} api must be an http(s) URL, not {peer.api!r}")
+            if not peer.address and not peer.api:
+                raise InvalidConfig(f"peer {peer.id} needs an address, an api, or both")
+        self.consensus_config()
         if len(set(ids)) != len(ids) or self.id in ids:
             raise InvalidConfig("peer ids must be distinct and differ from this node's id")
 
@@ -127,9 +148,12 @@ class NodeConfig:
             raise InvalidConfig(f"missing settings {sorted(missing)}")
         peers = data.get("peers", [])
         if not isinstance(peers, list) or not all(
-            isinstance(p, dict) and set(p) == {"id", "address"} for p in peers
+            isinstance(p, dict) and "id" in p and set(p) <= {"id", "address", "api"} for p in peers
         ):
-            raise InvalidConfig("each [[peers]] entry has exactly an id and an address")
+            raise InvalidConfig("each [[peers]] entry has an id, and an address, an api or both")
+        consensus = data.get("consensus", {})
+        if not isinstance(consensus, dict):
+            raise InvalidConfig("[consensus] must be a table of engine settings")
         for name in ("key_file", "genesis"):
             if not isinstance(data[name], str) or not data[name]:
                 raise InvalidConfig(f"{name} must be a file path")
@@ -140,8 +164,23 @@ class NodeConfig:
             key_file=base / data["key_file"],
             genesis=base / data["genesis"],
             host=data.get("host", "127.0.0.1"),
-            peers=tuple(Peer(p["id"], p["address"]) for p in peers),
+            peers=tuple(Peer(p["id"], p.get("address", ""), p.get("api", "")) for p in peers),
+            consensus=consensus,
         )
+
+    def consensus_config(self) -> ConsensusConfig:
+        """The engine settings: defaults, overridden by the ``[consensus]`` table."""
+        known = set(ConsensusConfig.__dataclass_fields__)
+        unknown = set(self.consensus) - known
+        if unknown:
+            raise InvalidConfig(f"unknown [consensus] settings {sorted(unknown)}; they are {sorted(known)}")
+        for name, value in self.consensus.items():
+            if type(value) not in (int, float):
+                raise InvalidConfig(f"[consensus] {name} must be a number, not {value!r}")
+        try:
+            return ConsensusConfig(**self.consensus).validate()
+        except (TypeError, ConsensusError) as exc:
+            raise InvalidConfig(f"[consensus]: {exc}") from None
 
     def to_toml(self, base: Path | None = None) -> str:
         """The TOML text; paths under ``base`` are written relative to it."""
@@ -160,7 +199,12 @@ class NodeConfig:
             "genesis": relative(self.genesis),
         }
         if self.peers:
-            document["peers"] = [{"id": p.id, "address": p.address} for p in self.peers]
+            document["peers"] = [
+                {k: v for k, v in (("id", p.id), ("address", p.address), ("api", p.api)) if v}
+                for p in self.peers
+            ]
+        if self.consensus:
+            document["consensus"] = dict(self.consensus)
         return tomli_w.dumps(document)
 
 
@@ -205,16 +249,21 @@ def load_genesis(path: str | Path) -> Genesis:
 
 
 def check_runnable(config: NodeConfig) -> Genesis:
-    """The genesis of ``config``, once checked that this build can run its engine as this validator."""
+    """The genesis of ``config``, once checked that this build can run its engine as this node: a
+    validator of genesis, or an observer with at least one peer ``api`` to follow."""
     genesis = load_genesis(config.genesis)
     engine = genesis.consensus.get("engine")
     if engine not in RUNNABLE_ENGINES:
         raise NodeUnavailable(
             f"consensus engine {engine!r} is not available in this build "
-            f"(it runs {', '.join(sorted(RUNNABLE_ENGINES))}: one validator)"
+            f"(it runs {', '.join(sorted(RUNNABLE_ENGINES))})"
         )
-    if not any(v.get("id") == config.id for v in genesis.validators):
-        raise InvalidConfig(f"{config.id!r} is not a validator of network {genesis.network!r}")
+    validator = any(v.get("id") == config.id for v in genesis.validators)
+    if not validator and not any(p.api for p in config.peers):
+        raise InvalidConfig(
+            f"{config.id!r} is not a validator of network {genesis.network!r}; an observer needs "
+            "[[peers]] with an api URL to follow"
+        )
     return genesis
 
 
@@ -235,15 +284,33 @@ def open_store(database: str) -> LedgerStore:
 
 
 def build_service(
-    config: NodeConfig, validator_key: Ed25519PrivateKey, *, store: LedgerStore | None = None
+    config: NodeConfig,
+    validator_key: Ed25519PrivateKey,
+    *,
+    store: LedgerStore | None = None,
+    transport_config: TransportConfig | None = None,
 ) -> NodeService:
-    """The node ``config`` describes, signing with ``validator_key`` (which must be its genesis key)."""
+    """The node ``config`` describes, signing with ``validator_key`` (its genesis key, for a genesis
+    validator). Multi-validator engines and observers get a :class:`Replica` as the service's runner."""
     genesis = check_runnable(config)
-    entry = next(v for v in genesis.validators if v.get("id") == config.id)
-    if entry.get("public_key") != encode_ed25519_public_key(validator_key.public_key):
+    entry = next((v for v in genesis.validators if v.get("id") == config.id), None)
+    if entry is not None and entry.get("public_key") != encode_ed25519_public_key(validator_key.public_key):
         raise InvalidConfig(f"the key in {config.key_file} is not validator {config.id}'s key in genesis")
     try:
         application = LedgerApplication(store if store is not None else open_store(config.database), genesis)
     except InvalidBlock as exc:
         raise InvalidConfig(f"database {config.database!r}: {exc}") from None
-    return NodeService(application, validator_id=config.id, validator_key=validator_key)
+    service = NodeService(application, validator_id=config.id, validator_key=validator_key)
+    if genesis.consensus.get("engine") != "solo" or entry is None:
+        from did_registry.node.replica import Replica, ReplicaConfig
+
+        Replica(
+            service,
+            validator_key,
+            ReplicaConfig(
+                sync_urls=tuple(p.api for p in config.peers if p.api),
+                consensus=config.consensus_config(),
+                transport=transport_config or TransportConfig(),
+            ),
+        )
+    return service

@@ -151,6 +151,13 @@ def _paths() -> dict[str, Any]:
                         _json(_page("HeaderItem", "blocks"), "A page"), 400,
                         params=[_query("from", _HEIGHT, "First height"),
                                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Page size")]),
+        "/sync/blocks": _get(
+            "Whole blocks with their certificates, for state transfer and observers",
+            _json(_OBJECT, "{head, blocks: [{block, certificate}]}"), 400,
+            params=[_query("from", {"type": "integer", "minimum": 1}, "First height", required=True),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most blocks"),
+                    _query("wait", {"type": "number", "minimum": 0, "maximum": 30},
+                           "Seconds to wait for block `from` when the node does not have it yet")]),
         "/blocks/head": _get("The last committed block", headers),
         "/blocks/{height}": _get("A committed block", headers, 404, params=[_path("height", _HEIGHT, "Height")]),
         "/status-lists": _get("An issuer's status lists", _json(_page("StatusList", "lists"), "A page"), 400,

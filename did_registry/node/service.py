@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.timestamps import format_timestamp
@@ -26,7 +26,7 @@ from did_registry.ledger.proofs import StateProof
 from did_registry.ledger.state import decode_value
 from did_registry.ledger.txn import Transaction, TxnRejected
 
-__all__ = ["NodeService", "TxnStatus"]
+__all__ = ["NodeService", "Runner", "TxnStatus"]
 
 _REJECTED_KEPT = 100_000
 
@@ -48,8 +48,32 @@ class TxnStatus:
                                   "code": self.code, "detail": self.detail}.items() if v is not None}  # fmt: skip
 
 
+class Runner(Protocol):
+    """What moves a multi-validator node's chain forward (the consensus replica, or a follower)."""
+
+    def start(self) -> None:
+        """Start running (in the background)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop, and wait for the background work to end."""
+        ...
+
+    def submit(self, txns: Sequence[Transaction]) -> None:
+        """Transactions the service admitted, to be ordered (called from API threads)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """Where consensus stands, for ``/health``: engine, role, view, primary, peers and their lag."""
+        ...
+
+
 class NodeService:
-    """One node's application, mempool and header stream."""
+    """One node's application, mempool and header stream.
+
+    With no :attr:`runner`, :meth:`start` runs the solo block producer; with one (set before
+    :meth:`start`), the runner orders blocks and the service hands it every admitted transaction.
+    """
 
     def __init__(
         self,
@@ -81,6 +105,8 @@ class NodeService:
         head = app.store.block(app.height)
         assert head is not None
         self._head: tuple[BlockHeader, CommitCertificate | None] = (head[0].header, head[1])
+        self.runner: Runner | None = None
+        self._suspects: set[str] = set()
         self.counters = {"txns_submitted": 0, "txns_committed": 0, "txns_rejected": 0, "blocks_committed": 0}
 
     # -- transactions -----------------------------------------------------------------------
@@ -103,9 +129,40 @@ class NodeService:
             for txn in txns:
                 self._pending[txn.id] = txn
             self.counters["txns_submitted"] += len(txns)
-        if len(self._pending) >= self.max_batch:
+        if self.runner is not None:
+            self.runner.submit(txns)
+        elif len(self._pending) >= self.max_batch:
             self._wakeup.set()
         return [TxnStatus(t.id, "pending") for t in txns]
+
+    def pending_txns(self) -> list[Transaction]:
+        """The transactions waiting for a block, oldest first."""
+        with self.lock:
+            return list(self._pending.values())
+
+    def sweep_pending(self) -> int:
+        """Settle transactions consensus left out: any still pending since the last sweep that the
+        head no longer admits is rejected with the reason. Returns how many were rejected."""
+        rejected = 0
+        with self.lock:
+            for txn_id in self._suspects:
+                txn = self._pending.get(txn_id)
+                if txn is None:
+                    continue
+                try:
+                    if self.app.store.locate(txn_id) is not None:
+                        raise TxnRejected("replay", f"transaction {txn_id} is already on the ledger")
+                    self.app.check(txn)
+                except TxnRejected as exc:
+                    exc.txn_id = txn_id
+                    del self._pending[txn_id]
+                    self._rejected[txn_id] = exc
+                    rejected += 1
+            self._suspects = set(self._pending)
+            self.counters["txns_rejected"] += rejected
+            if rejected:
+                self._committed.notify_all()
+        return rejected
 
     def status(self, txn_id: str) -> TxnStatus:
         """Where a transaction stands."""
@@ -130,6 +187,17 @@ class NodeService:
                 if all(s.status != "pending" for s in statuses) or left <= 0:
                     return statuses
                 self._committed.wait(left)
+
+    def wait_for_height(self, height: int, timeout: float) -> int:
+        """Block until the head reaches ``height`` or ``timeout`` passes; return the head height."""
+        deadline = time.monotonic() + timeout
+        with self._committed:
+            while self.app.height < height:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    break
+                self._committed.wait(min(left, 1.0))
+            return self.app.height
 
     @property
     def pending_count(self) -> int:
@@ -197,6 +265,7 @@ class NodeService:
             for txn in proposed:
                 self._pending.pop(txn.id, None)
             for txn, rejection in executed.rejected:
+                self._pending.pop(txn.id, None)
                 self._rejected[txn.id] = rejection
                 if len(self._rejected) > _REJECTED_KEPT:
                     self._rejected.popitem(last=False)
@@ -232,7 +301,10 @@ class NodeService:
 
     # -- running ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Run the solo block producer in a background thread."""
+        """Run the runner, or else the solo block producer in a background thread."""
+        if self.runner is not None:
+            self.runner.start()
+            return
         self._thread = threading.Thread(target=self._run, name="block-producer", daemon=True)
         self._thread.start()
 
@@ -247,6 +319,8 @@ class NodeService:
         """Stop producing blocks and close every header stream."""
         self._stop.set()
         self._wakeup.set()
+        if self.runner is not None:
+            self.runner.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._publish(None)

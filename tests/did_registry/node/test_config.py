@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,12 @@ class TestToml:
             ('id = "n"\nport = 1\nkey_file = 3\ngenesis = "g"\n', "key_file must be"),
             ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\ndatabase = "x"\n', "database must be"),
             ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\nhost = ""\n', "host must be"),
-            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\npeers = [{id = "m"}]\n', "[[peers]]"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\npeers = [{id = "m"}]\n', "needs an address, an api"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\npeers = [{id = "m", x = 1}]\n', "[[peers]]"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[[peers]]\nid = "m"\napi = "ftp://x"\n',
+             "api must be an http\\(s\\) URL"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[consensus]\nbatch_size = 0\n', "batch_size"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[consensus]\nbogus = 1\n', "unknown [consensus]"),
             ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[[peers]]\nid = "m"\naddress = "nowhere"\n',
              "address must be host:port"),
             ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[[peers]]\nid = "n"\naddress = "h:1"\n',
@@ -136,14 +142,23 @@ class TestBuilding:
         with pytest.raises(InvalidConfig, match="another network"):
             build_service(_config(directory, genesis=directory / "other.json"), other_key, store=store)
 
-    def test_multi_validator_engine_is_unavailable(self, tmp_path: Path) -> None:
-        """A PBFT genesis cannot run in this build: NodeUnavailable names the engine."""
+    def test_unknown_engine_is_unavailable(self, tmp_path: Path) -> None:
+        """A genesis naming an engine this build does not have: NodeUnavailable names the engine."""
         key = Ed25519PrivateKey.generate()
         data = make_genesis(new_actor(), key).to_json()
-        data["consensus"] = {"engine": "pbft"}
+        data["consensus"] = {"engine": "hotstuff"}
         (tmp_path / "genesis.json").write_text(json.dumps(data))
-        with pytest.raises(NodeUnavailable, match="'pbft' is not available in this build"):
+        with pytest.raises((NodeUnavailable, InvalidConfig), match=r"consensus\.engine must be one of"):
             check_runnable(_config(tmp_path))
+
+    def test_a_node_outside_the_set_needs_peers_to_follow(self, tmp_path: Path) -> None:
+        """A node that is not a validator is an observer, and an observer needs a peer api."""
+        key = Ed25519PrivateKey.generate()
+        (tmp_path / "genesis.json").write_text(json.dumps(make_genesis(new_actor(), key).to_json()))
+        outsider = replace(_config(tmp_path), id="observer-1")
+        with pytest.raises(InvalidConfig, match="an observer needs"):
+            check_runnable(outsider)
+        check_runnable(replace(outsider, peers=(Peer("node-1", api="http://127.0.0.1:7700"),)))
 
     @pytest.mark.parametrize(
         ("content", "complaint"), [(None, "cannot read"), ("{", "not JSON"), ("{}", "genesis")]

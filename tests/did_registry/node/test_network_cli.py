@@ -91,13 +91,15 @@ class TestInit:
 
 
 class TestStartRefusals:
-    def test_multi_validator_engine_is_not_faked(self, tmp_path: Path) -> None:
-        """A PBFT network's node refuses to start: the engine is not in this build."""
-        assert _init(tmp_path, "--validators", "4").exit_code == 0
-        result = CliRunner().invoke(
-            main, ["node", "start", "--config", str(tmp_path / "node-1.toml")], env=ENV
-        )
-        assert result.exit_code == 1 and "'pbft' is not available in this build" in result.output
+    def test_init_writes_each_peer_s_transport_address_and_api(self, tmp_path: Path) -> None:
+        """A four-validator network: each node knows the other three's transport address and API."""
+        assert _init(tmp_path, "--validators", "4", "--base-port", "9100").exit_code == 0
+        config = load_config(tmp_path / "node-2.toml")
+        assert [(p.id, p.address, p.api) for p in config.peers] == [
+            ("node-1", "127.0.0.1:9101", "http://127.0.0.1:9100"),
+            ("node-3", "127.0.0.1:9105", "http://127.0.0.1:9104"),
+            ("node-4", "127.0.0.1:9107", "http://127.0.0.1:9106"),
+        ]
 
     def test_missing_config(self, tmp_path: Path) -> None:
         """A configuration file that is not there is a clear error."""

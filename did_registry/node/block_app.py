@@ -1,0 +1,191 @@
+"""The consensus engines' view of the ledger: :class:`~did_registry.consensus.base.BlockApp` over a node.
+
+Engines order opaque bytes; this module gives them their meaning for the ledger.
+
+* A **request** is one signed transaction: the JCS bytes of its JSON form (the same bytes its
+  Merkle leaf hashes), so the bytes a client sent, a validator forwarded and a block holds compare
+  equal.
+* A **block** travels as ``u32 header length ‖ JCS(header) ‖ (u32 length ‖ request)*``: the header
+  and the requests as they are, nothing to re-encode, and :meth:`LedgerBlockApp.requests` reads them
+  without parsing JSON.
+* Its **digest** is the block hash (SHA-256 of the header's JCS bytes), the value commit certificates
+  sign, but only for bytes whose requests match the header's ``txn_root``; any other bytes get a
+  digest no header can have, so a primary cannot pair a good header with other transactions.
+
+Execution is done once: ``propose`` and ``validate`` keep the :class:`Executed` result by digest, and
+:meth:`LedgerBlockApp.commit` writes that result when the engine reports the block committed.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from typing import Final
+
+from did_registry.errors import DidRegistryError
+from did_registry.identity.crypto import sha256
+from did_registry.identity.jcs import canonicalize
+from did_registry.ledger import merkle
+from did_registry.ledger.application import Executed, InvalidBlock
+from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
+from did_registry.ledger.txn import Transaction, TxnRejected
+from did_registry.node.service import NodeService
+
+__all__ = ["LedgerBlockApp", "encode_block", "decode_block", "request_bytes", "split_block"]
+
+_U32: Final = struct.Struct(">I")
+_NOT_A_BLOCK: Final = b"trellis/not-a-block/v1\x00"
+_KEPT: Final = 64  # executed blocks kept waiting for their commit (a few views' worth)
+
+
+def request_bytes(txn: Transaction) -> bytes:
+    """The request bytes of a signed transaction (its Merkle leaf bytes)."""
+    return canonicalize(txn.to_json())
+
+
+def encode_block(header: BlockHeader, requests: Sequence[bytes]) -> bytes:
+    """The wire form of a block (see the module docstring)."""
+    head = canonicalize(header.to_json())
+    parts = [_U32.pack(len(head)), head]
+    for request in requests:
+        parts += [_U32.pack(len(request)), request]
+    return b"".join(parts)
+
+
+def split_block(raw: bytes) -> tuple[bytes, list[bytes]]:
+    """The header bytes and request bytes of a wire block; raise :class:`InvalidBlock` when cut short."""
+    items: list[bytes] = []
+    offset, size = 0, len(raw)
+    while offset < size:
+        if offset + 4 > size:
+            raise InvalidBlock("a block's length prefix is cut short")
+        (length,) = _U32.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > size:
+            raise InvalidBlock("a block's item is cut short")
+        items.append(raw[offset : offset + length])
+        offset += length
+    if not items:
+        raise InvalidBlock("a block holds at least its header")
+    return items[0], items[1:]
+
+
+def decode_block(raw: bytes) -> Block:
+    """Parse a wire block; raise :class:`InvalidBlock` naming what is wrong."""
+    head, requests = split_block(raw)
+    try:
+        header = BlockHeader.from_json(json.loads(head))
+        txns = tuple(Transaction.from_bytes(r) for r in requests)
+    except (ValueError, RecursionError, TxnRejected) as exc:
+        raise InvalidBlock(f"a block does not parse: {exc}") from None
+    if any(request_bytes(t) != r for t, r in zip(txns, requests, strict=True)):
+        raise InvalidBlock("a block's transactions are not in their canonical form")
+    return Block(header, txns)
+
+
+class LedgerBlockApp:
+    """:class:`~did_registry.consensus.base.BlockApp` for a :class:`NodeService` (thread-safe via its lock)."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+        self._executed: dict[bytes, Executed] = {}
+        self._digests: dict[bytes, bytes] = {}
+
+    # -- the BlockApp protocol ---------------------------------------------------------------
+    def propose(self, height: int, requests: Sequence[bytes], time: str) -> bytes | None:
+        """Execute ``requests`` on the head as block ``height``; ``None`` when none is accepted."""
+        txns = []
+        for raw in requests:
+            try:
+                txns.append(Transaction.from_bytes(raw))
+            except TxnRejected:
+                continue
+        service = self.service
+        with service.lock:
+            if height != service.app.height + 1:
+                return None
+            executed = service.app.propose(txns, time=time, proposer=service.validator_id)
+        if not executed.block.txns:
+            return None
+        block = encode_block(executed.block.header, [request_bytes(t) for t in executed.block.txns])
+        digest = executed.block.header.hash
+        self._keep(digest, executed)
+        self._digests[sha256(block)] = digest
+        return block
+
+    def validate(self, height: int, block: bytes) -> bytes:
+        """Re-execute ``block`` on the head; return its digest or raise :class:`InvalidBlock`."""
+        parsed = decode_block(block)
+        if parsed.header.height != height:
+            raise InvalidBlock(f"block {parsed.header.height} offered as block {height}")
+        with self.service.lock:
+            executed = self.service.app.validate(parsed)
+        digest = executed.block.header.hash
+        self._keep(digest, executed)
+        return digest
+
+    def digest(self, block: bytes) -> bytes:
+        """The block hash when the requests match the header's ``txn_root``, else a non-header digest."""
+        key = sha256(block)
+        known = self._digests.get(key)
+        if known is not None:
+            return known
+        digest = sha256(_NOT_A_BLOCK + block)
+        try:
+            head, requests = split_block(block)
+            header = BlockHeader.from_json(json.loads(head))
+            if merkle.root(requests).hex() == header.txn_root and len(requests) == header.txn_count:
+                digest = header.hash
+        except (ValueError, RecursionError, DidRegistryError):
+            pass
+        if len(self._digests) >= 4 * _KEPT:
+            self._digests.clear()
+        self._digests[key] = digest
+        return digest
+
+    def requests(self, block: bytes) -> Sequence[bytes]:
+        """The request bytes a block holds (none for bytes that are not a block)."""
+        try:
+            return split_block(block)[1]
+        except InvalidBlock:
+            return []
+
+    def check(self, request: bytes) -> bool:
+        """Whether the transaction ``request`` holds would be accepted on the head."""
+        try:
+            txn = Transaction.from_bytes(request)
+        except TxnRejected:
+            return False
+        if request_bytes(txn) != request:
+            return False
+        service = self.service
+        with service.lock:
+            if service.app.store.locate(txn.id) is not None:
+                return False
+            try:
+                service.app.check(txn)
+            except TxnRejected:
+                return False
+        return True
+
+    # -- committing ----------------------------------------------------------------------------
+    def commit(self, height: int, block: bytes, certificate: CommitCertificate) -> BlockHeader:
+        """Write block ``height``, executed earlier (or now), under ``certificate``."""
+        digest = bytes.fromhex(certificate.block_hash)
+        executed = self._executed.pop(digest, None)
+        service = self.service
+        with service.lock:
+            if executed is None or executed.block.header.previous_hash != service.app.head.hash.hex():
+                parsed = decode_block(block)
+                if parsed.header.height != height:
+                    raise InvalidBlock(f"committed block {parsed.header.height} reported as {height}")
+                executed = service.app.validate(parsed)
+            service.commit(executed, certificate, executed.block.txns)
+        self._executed = {d: e for d, e in self._executed.items() if e.block.header.height > height}
+        return executed.block.header
+
+    def _keep(self, digest: bytes, executed: Executed) -> None:
+        self._executed[digest] = executed
+        while len(self._executed) > _KEPT:
+            self._executed.pop(next(iter(self._executed)))

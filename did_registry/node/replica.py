@@ -1,0 +1,475 @@
+"""The replica: runs a node's consensus engine over the transport, a clock and its ledger.
+
+Engines are sans-IO (``docs/consensus.md``); this is the driver the contract in
+:mod:`did_registry.consensus.base` describes. It owns one asyncio event loop in a background thread:
+
+* **inputs**: payloads from the :class:`~did_registry.transport.Transport`, timer deadlines on the
+  loop's monotonic clock, and transactions the API threads admitted (handed over with
+  ``call_soon_threadsafe``, forwarded in one message per batch);
+* **outputs**: messages to send, timers to set, committed blocks (written through
+  :class:`~did_registry.node.block_app.LedgerBlockApp` before the next input), and state-transfer
+  requests, answered from other nodes' ``/sync/blocks`` (:mod:`did_registry.node.sync`).
+
+A node whose id is not in the validator set in force *follows*: it installs certified blocks from
+the nodes it knows (an observer), and when a validator-set transaction adds it, it starts voting at
+the height the transaction names. After any block that changes the set, the engine is rebuilt for
+the new set and the transport told who its peers now are.
+
+Wire payloads carry a one-byte tag: ``0`` a consensus message, ``1`` a status beacon (the sender's
+height, once a second) from which ``/health`` shows each peer's lag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from did_registry.consensus import (
+    Broadcast,
+    CancelTimer,
+    Committed,
+    ConsensusConfig,
+    Engine,
+    NeedState,
+    Output,
+    Send,
+    SetTimer,
+    create_engine,
+    encode,
+)
+from did_registry.errors import DidRegistryError, TransportError
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.timestamps import format_timestamp
+from did_registry.ledger import validators as validator_set
+from did_registry.ledger.block import CommitCertificate
+from did_registry.ledger.state import StateView
+from did_registry.ledger.txn import Transaction
+from did_registry.ledger.validators import ValidatorSet
+from did_registry.node.block_app import LedgerBlockApp, request_bytes
+from did_registry.node.service import NodeService
+from did_registry.node.sync import BlockSource, CertifiedBlock, SyncError, install
+from did_registry.transport import Transport, TransportConfig
+
+__all__ = ["ReplicaConfig", "Replica"]
+
+_CONSENSUS: Final = b"\x00"
+_STATUS: Final = b"\x01"
+_BEACON_INTERVAL: Final = 1.0
+_SWEEP_INTERVAL: Final = 2.0
+_FOLLOW_WAIT: Final = 5.0
+
+_log = logging.getLogger("did_registry.replica")
+
+
+def _wall_clock(now: float) -> str:
+    del now  # block time is wall-clock time; the engine's clock is monotonic
+    return format_timestamp(datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaConfig:
+    """How a node takes part: its engine settings, where its transport listens, whom it syncs from."""
+
+    sync_urls: tuple[str, ...] = ()
+    """Other nodes' HTTP API base URLs, asked for certified blocks (state transfer, following)."""
+    listen: tuple[str, int] | None = None
+    """Where the consensus transport listens; by default the address the validator set gives."""
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
+
+
+class Replica:
+    """Drives one node's consensus engine (or follows, when the node is not a validator)."""
+
+    def __init__(self, service: NodeService, key: Ed25519PrivateKey, config: ReplicaConfig) -> None:
+        self.service = service
+        self.config = config
+        self._key = key
+        self._id = service.validator_id
+        genesis = service.app.genesis
+        self._engine_name = str(genesis.consensus.get("engine"))
+        self._network = f"{genesis.network}/{genesis.hash.hex()}"
+        payload_room = config.transport.max_payload - 1
+        if config.consensus.max_message_bytes > payload_room:
+            config = ReplicaConfig(
+                config.sync_urls,
+                config.listen,
+                ConsensusConfig(**{**_fields(config.consensus), "max_message_bytes": payload_room}),
+                config.transport,
+            )
+            self.config = config
+        self.app = LedgerBlockApp(service)
+        self.source = BlockSource(config.sync_urls)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._engine: Engine | None = None
+        self._transport: Transport | None = None
+        self._validators: ValidatorSet | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._syncing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._peer_heights: dict[str, tuple[int, float]] = {}
+        self._last_tick = 0.0
+        self.errors: list[str] = []
+        service.runner = self
+
+    # -- the Runner protocol (called from other threads) ----------------------------------------
+    def start(self) -> None:
+        """Start the event loop thread; return once the transport listens (or the node follows)."""
+        self._thread = threading.Thread(target=self._run, name=f"replica-{self._id}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise TransportError("the replica did not start within 30 s")
+        if self.errors:
+            raise TransportError(self.errors[0])
+
+    def stop(self) -> None:
+        """Stop the engine, the transport and the follower; wait for the loop thread."""
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(stopping.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.source.close()
+
+    def submit(self, txns: Sequence[Transaction]) -> None:
+        """Admitted transactions, from an API thread: handed to the engine on the loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        requests = [request_bytes(t) for t in txns]
+        with contextlib.suppress(RuntimeError):  # stopping
+            loop.call_soon_threadsafe(self._on_requests, requests)
+
+    def status(self) -> dict[str, Any]:
+        """Engine, role, view, primary, transport peers and how far behind each one is."""
+        engine, transport = self._engine, self._transport
+        height = self.service.app.height
+        now = time.monotonic()
+        peers: dict[str, Any] = {}
+        if transport is not None:
+            for peer_id, peer in transport.peers().items():
+                known = self._peer_heights.get(peer_id)
+                peers[peer_id] = {
+                    "connected": peer.connected,
+                    "height": None if known is None else known[0],
+                    "lag": None if known is None else height - known[0],
+                    "last_seen_s": None if known is None else round(now - known[1], 3),
+                }
+        if engine is None:  # an observer: the nodes it follows, as of their last answer
+            for url, head in self.source.heads.items():
+                peers.setdefault(url, {"height": head, "lag": height - head})
+        return {
+            "engine": self._engine_name,
+            "role": "validator" if engine is not None else "observer",
+            "view": getattr(engine, "view", None),
+            "round": getattr(engine, "round", None),
+            "primary": getattr(engine, "primary", None),
+            "pending_in_engine": getattr(engine, "pending", None),
+            "dropped": dict(engine.dropped) if engine is not None else {},
+            "peers": peers,
+        }
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as exc:
+            _log.exception("replica %s stopped on an error", self._id)
+            self.errors.append(f"replica stopped: {exc!r}")
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        try:
+            self._reconfigure()
+            if self._transport is not None:
+                await self._transport.start()
+                self._spawn(self._receive(self._transport))
+        except (OSError, DidRegistryError) as exc:
+            self.errors.append(f"cannot start consensus: {exc}")
+            self._ready.set()
+            return
+        self._ready.set()
+        self._spawn(self._beacon())
+        self._spawn(self._sweep())
+        self._spawn(self._follow())
+        await self._stopping.wait()
+        for handle in self._timers.values():
+            handle.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._transport is not None:
+            await self._transport.stop()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _reconfigure(self) -> None:
+        """Bring the engine and transport in line with the validator set for the next block (the
+        engine is rebuilt before it sees another input, so it never runs a height with an old set)."""
+        service = self.service
+        with service.lock:
+            validators = service.app.validators()
+            height = service.app.height
+            _, certificate = service.head
+            certified_by = validator_set.current(StateView(service.app.store))  # the set of the head
+        if self._validators is not None and validators.hash() == self._validators.hash():
+            return
+        self._validators = validators
+        member = validators.by_id(self._id)
+        if member is not None and member.key != self._key.public_key:
+            raise DidRegistryError(f"the validator set holds another key for {self._id}")
+        if member is not None and self._transport is None:
+            self._transport = Transport(
+                self._id,
+                self._key,
+                validators,
+                network=self._network,
+                listen=self.config.listen or _address(member.address),
+                config=self.config.transport,
+            )
+            if self._ready.is_set():  # joined after start: listen now (at start, _main does)
+                self._spawn(self._start_transport(self._transport))
+        elif self._transport is not None:
+            self._transport.update_validators(validators)
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if member is None:
+            if self._engine is not None:
+                _log.info("%s left the validator set at height %d: following", self._id, height)
+            self._engine = None
+            return
+        self._engine = create_engine(
+            self._engine_name,
+            self._id,
+            self._key,
+            validators,
+            self.app,
+            self.config.consensus,
+            resume=certificate if height > 0 else None,
+            restarted=height > 0 and self._last_tick == 0.0,
+            timestamp=_wall_clock,
+            resume_validators=certified_by,
+        )
+        _log.info("%s votes from height %d (%d validators)", self._id, height + 1, validators.n)
+        pending = [request_bytes(t) for t in service.pending_txns()]
+        self._apply(self._engine.on_tick(self._now()))
+        if pending:
+            self._apply(self._engine.on_requests(pending))
+
+    async def _start_transport(self, transport: Transport) -> None:
+        try:
+            await transport.start()
+        except OSError as exc:
+            _log.error("%s: cannot listen for consensus: %s", self._id, exc)
+            self.errors.append(f"cannot listen for consensus: {exc}")
+            return
+        self._spawn(self._receive(transport))
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        now = self._loop.time()
+        self._last_tick = now
+        return now
+
+    def _tick_first(self, engine: Engine) -> None:
+        """Move the engine's clock before an input when it has moved by a millisecond or more."""
+        assert self._loop is not None
+        if self._loop.time() - self._last_tick >= 0.001:
+            self._apply(engine.on_tick(self._now()))
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def _on_requests(self, requests: list[bytes]) -> None:
+        if self._engine is not None:
+            self._tick_first(self._engine)
+        if self._engine is not None:  # the tick may have rebuilt it (a validator-set change)
+            self._apply(self._engine.on_requests(requests))
+
+    async def _receive(self, transport: Transport) -> None:
+        while True:
+            try:
+                sender, payload = await transport.receive()
+            except TransportError:
+                return
+            tag, body = payload[:1], payload[1:]
+            if tag == _STATUS:
+                self._on_beacon(sender, body)
+                continue
+            if tag != _CONSENSUS or self._engine is None:
+                continue
+            try:
+                self._tick_first(self._engine)
+                if self._engine is not None:  # the tick may have rebuilt it (a validator-set change)
+                    self._apply(self._engine.on_payload(sender, body))
+            except Exception:
+                _log.exception("%s: input from %s failed", self._id, sender)
+
+    def _on_beacon(self, sender: str, body: bytes) -> None:
+        try:
+            height = int(json.loads(body)["height"])
+        except (ValueError, KeyError, TypeError):
+            return
+        self._peer_heights[sender] = (height, time.monotonic())
+
+    def _on_timer(self, name: str) -> None:
+        self._timers.pop(name, None)
+        engine = self._engine
+        if engine is not None:
+            self._apply(engine.on_tick(self._now()))
+
+    # -- outputs ----------------------------------------------------------------------------------
+    def _apply(self, outputs: list[Output]) -> None:
+        """Carry out an engine's outputs in order. A committed block that changes the validator set
+        rebuilds the engine at once; the old engine's remaining outputs are dropped (they belong to
+        a set no longer in force: a certificate by the old quorum for the next height is not valid)."""
+        for output in outputs:
+            match output:
+                case Send(to=to, message=message):
+                    if self._transport is not None:
+                        try:
+                            self._transport.send(to, _CONSENSUS + encode(message))
+                        except TransportError as exc:
+                            _log.debug("%s: not sent to %s: %s", self._id, to, exc)
+                case Broadcast(message=message):
+                    if self._transport is not None:
+                        self._transport.broadcast(_CONSENSUS + encode(message))
+                case SetTimer(name=name, at=at):
+                    old = self._timers.pop(name, None)
+                    if old is not None:
+                        old.cancel()
+                    assert self._loop is not None
+                    self._timers[name] = self._loop.call_at(at, self._on_timer, name)
+                case CancelTimer(name=name):
+                    old = self._timers.pop(name, None)
+                    if old is not None:
+                        old.cancel()
+                case Committed(height=height, block=block, certificate=certificate):
+                    if self._commit(height, block, certificate):
+                        self._reconfigure()
+                        return
+                case NeedState(from_height=start):
+                    if not self._syncing:
+                        self._syncing = True
+                        self._spawn(self._transfer(start))
+
+    def _commit(self, height: int, block: bytes, certificate: CommitCertificate) -> bool:
+        """Apply a block the engine committed; ``True`` when it changed the validator set."""
+        service = self.service
+        with service.lock:
+            if height <= service.app.height:  # state transfer installed it first
+                stored = service.app.store.block(height)
+                if stored is None or stored[0].header.hash.hex() != certificate.block_hash:
+                    _log.critical(
+                        "%s: consensus committed another block %d than the one stored", self._id, height
+                    )
+                return False
+        self.app.commit(height, block, certificate)
+        return self._set_changed()
+
+    def _set_changed(self) -> bool:
+        with self.service.lock:
+            upcoming = self.service.app.validators().hash()
+        return self._validators is None or upcoming != self._validators.hash()
+
+    # -- background work --------------------------------------------------------------------------
+    async def _transfer(self, start: int) -> None:
+        """State transfer: install certified blocks from other nodes until none has more."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                height = self.service.app.height
+                blocks = await loop.run_in_executor(None, self.source.fetch, height + 1)
+                if not blocks:
+                    return
+                try:
+                    certificate = install(self.service, blocks)
+                except SyncError as exc:
+                    _log.warning("%s: state transfer: %s", self._id, exc)
+                    return
+                if certificate is None:
+                    continue
+                if self._set_changed():
+                    self._reconfigure()
+                engine = self._engine
+                if engine is not None:
+                    self._apply(engine.on_state_transferred(certificate))
+        finally:
+            self._syncing = False
+
+    async def _follow(self) -> None:
+        """While this node is not a validator: follow the chain from the nodes it knows."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._engine is not None or not self.source.urls:
+                await asyncio.sleep(_FOLLOW_WAIT)
+                continue
+            height = self.service.app.height
+            blocks = await loop.run_in_executor(None, self._follow_fetch, height + 1)
+            if not blocks:
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                install(self.service, blocks)
+            except SyncError as exc:
+                _log.warning("%s: following: %s", self._id, exc)
+                await asyncio.sleep(0.5)
+            if self._set_changed():
+                self._reconfigure()
+
+    def _follow_fetch(self, start: int) -> list[CertifiedBlock]:
+        return self.source.fetch(start, wait=_FOLLOW_WAIT)
+
+    async def _beacon(self) -> None:
+        """Tell the peers our height once a second; and if peers have been ahead of us for two
+        beacons while the engine asked for nothing, fetch the blocks (a safety net: the blocks are
+        verified as any others, so a peer lying about its height only costs one request)."""
+        behind_since: float | None = None
+        while True:
+            now = time.monotonic()
+            ahead = [h for h, seen in self._peer_heights.values() if now - seen < 3 * _BEACON_INTERVAL]
+            if ahead and max(ahead) > self.service.app.height and self._engine is not None:
+                behind_since = behind_since if behind_since is not None else now
+                if now - behind_since >= 2 * _BEACON_INTERVAL and not self._syncing:
+                    self._syncing = True
+                    self._spawn(self._transfer(self.service.app.height + 1))
+                    behind_since = None
+            else:
+                behind_since = None
+            transport = self._transport
+            if transport is not None:
+                body = json.dumps({"height": self.service.app.height}).encode()
+                with contextlib.suppress(TransportError):
+                    transport.broadcast(_STATUS + body)
+            await asyncio.sleep(_BEACON_INTERVAL)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_SWEEP_INTERVAL)
+            await loop.run_in_executor(None, self.service.sweep_pending)
+
+
+def _address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _fields(config: ConsensusConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}

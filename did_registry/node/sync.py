@@ -1,0 +1,120 @@
+"""State transfer: fetching certified blocks from other nodes and installing them, each one verified.
+
+A node that is behind (a validator back from a crash, one that fell behind, a new validator, an
+observer) asks other nodes' HTTP APIs for ``GET /sync/blocks?from=H``: whole blocks with their
+commit certificates. It trusts none of them: :func:`install` checks each block's certificate against
+the validator set its own chain says certifies that height, re-executes the block on its own head,
+and only then commits it, so a lying node can slow it down but never make it store a wrong block.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+
+from did_registry.errors import DidRegistryError
+from did_registry.ledger.application import InvalidBlock
+from did_registry.ledger.block import Block, CommitCertificate
+from did_registry.node.service import NodeService
+
+__all__ = ["SYNC_PAGE_BYTES", "SyncError", "CertifiedBlock", "BlockSource", "install"]
+
+SYNC_PAGE_BYTES: Final = 8 << 20
+"""A page of ``/sync/blocks`` stops once its blocks pass this many bytes of JSON (at least one block)."""
+
+_log = logging.getLogger("did_registry.sync")
+
+
+class SyncError(DidRegistryError):
+    """No node gave usable blocks, or a block offered failed its checks (the reason says which)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CertifiedBlock:
+    """A block and the certificate another node says commits it (unverified until installed)."""
+
+    block: Block
+    certificate: CommitCertificate
+
+    @classmethod
+    def from_json(cls, data: Any) -> CertifiedBlock:
+        """Parse ``{"block", "certificate"}``; raise :class:`SyncError`."""
+        try:
+            if not isinstance(data, dict) or not isinstance(data.get("certificate"), dict):
+                raise ValueError("a synced block is {block, certificate}")
+            return cls(Block.from_json(data["block"]), CommitCertificate.from_json(data["certificate"]))
+        except (ValueError, TypeError, DidRegistryError) as exc:
+            raise SyncError(f"a synced block does not parse: {exc}") from None
+
+
+def install(service: NodeService, blocks: Iterable[CertifiedBlock]) -> CommitCertificate | None:
+    """Verify and commit ``blocks`` in order on ``service``'s head; stop at the first that does not
+    extend it. Returns the certificate of the last block installed (``None`` when none was)."""
+    last: CommitCertificate | None = None
+    for item in blocks:
+        header = item.block.header
+        with service.lock:
+            height = service.app.height
+            if header.height <= height:
+                continue  # installed meanwhile (by consensus or by another page)
+            if header.height != height + 1:
+                raise SyncError(f"block {header.height} does not follow the head {height}")
+            if item.certificate.height != header.height or item.certificate.block_hash != header.hash.hex():
+                raise SyncError(f"block {header.height}'s certificate is for another block")
+            try:
+                item.certificate.verify(header, service.app.validators())
+                executed = service.app.validate(item.block)
+            except (InvalidBlock, DidRegistryError) as exc:
+                raise SyncError(f"block {header.height} is refused: {exc}") from None
+            service.commit(executed, item.certificate, executed.block.txns)
+        last = item.certificate
+    return last
+
+
+class BlockSource:
+    """Other nodes' HTTP APIs, asked in turn for certified blocks (thread-safe; one client each)."""
+
+    def __init__(self, urls: Sequence[str], *, timeout: float = 10.0) -> None:
+        self.urls = [u.rstrip("/") for u in urls]
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=2.0))
+        self._next = 0
+        self.heads: dict[str, int] = {}
+        """The head height each node reported in its last answer."""
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._client.close()
+
+    def fetch(self, start: int, *, wait: float = 0.0, limit: int = 256) -> list[CertifiedBlock]:
+        """Blocks from height ``start`` on, from the first node that has some (``[]`` when none has).
+
+        ``wait`` lets each node hold the request open until it reaches ``start`` (following)."""
+        if not self.urls:
+            return []
+        errors = []
+        for attempt in range(len(self.urls)):
+            url = self.urls[(self._next + attempt) % len(self.urls)]
+            try:
+                answer = self._client.get(
+                    f"{url}/sync/blocks",
+                    params={"from": start, "limit": limit, "wait": wait},
+                    timeout=wait + 10.0,
+                )
+                answer.raise_for_status()
+                data = answer.json()
+                self.heads[url] = int(data["head"])
+                blocks = [CertifiedBlock.from_json(item) for item in data["blocks"]]
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, SyncError) as exc:
+                errors.append(f"{url}: {exc}")
+                continue
+            if blocks:
+                self._next = (self._next + attempt) % len(self.urls)
+                return blocks
+        if errors and len(errors) == len(self.urls):
+            _log.warning("state transfer: no node answered: %s", "; ".join(errors))
+        self._next = (self._next + 1) % len(self.urls)
+        return []

@@ -1,0 +1,127 @@
+"""The replica drives PBFT and round-robin over the real transport, in one process, on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from did_registry.identity.multikey import encode_ed25519_public_key
+from did_registry.ledger.txn import Transaction
+from tests.did_registry.ledger.conftest import Actor, new_actor
+from tests.did_registry.node.cluster import Cluster
+
+
+def creates(trustee: Actor, count: int) -> list[Transaction]:
+    """``count`` did.create transactions endorsed by the trustee."""
+    txns = []
+    for _ in range(count):
+        actor = new_actor()
+        txns.append(actor.txn("did.create", {"document": actor.document()}, trustee))
+    return txns
+
+
+def submit(url: str, txns: list[Transaction]) -> None:
+    answer = httpx.post(f"{url}/txns", json=[t.to_json() for t in txns], timeout=10)
+    assert answer.status_code == 202, answer.text
+
+
+def committed_everywhere(cluster: Cluster, txns: list[Transaction]) -> bool:
+    for node in cluster.running():
+        assert node.service is not None
+        if any(node.service.app.store.locate(t.id) is None for t in txns):
+            return False
+    return True
+
+
+def state_roots(cluster: Cluster) -> set[str]:
+    roots = set()
+    for node in cluster.running():
+        assert node.service is not None
+        roots.add(node.service.app.head.state_root)
+    return roots
+
+
+@pytest.fixture(params=["pbft", "round_robin"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    made = Cluster.create(request.param, 4)
+    made.start()
+    yield made
+    made.close()
+
+
+def test_transactions_sent_to_any_validator_are_committed_by_all(cluster: Cluster) -> None:
+    txns = creates(cluster.trustee, 60)
+    for k, node in enumerate(cluster.nodes.values()):
+        submit(node.url, txns[k * 15 : (k + 1) * 15])
+    cluster.wait_for(lambda: committed_everywhere(cluster, txns), what="all committed everywhere")
+    cluster.wait_for(lambda: len(set(cluster.heights().values())) == 1, what="equal heights")
+    assert len(state_roots(cluster)) == 1
+
+
+@pytest.mark.parametrize("victim", ["node-1", "node-3"])
+def test_a_stopped_validator_does_not_stop_the_others_and_catches_up(cluster: Cluster, victim: str) -> None:
+    """node-1 is the first primary (PBFT view 0, round-robin height 1's leader); node-3 a backup."""
+    first = creates(cluster.trustee, 20)
+    submit(cluster.nodes["node-2"].url, first)
+    cluster.wait_for(lambda: committed_everywhere(cluster, first), what="first batch")
+    cluster.stop(victim)
+    second = creates(cluster.trustee, 40)
+    submit(cluster.nodes["node-2"].url, second[:20])
+    submit(cluster.nodes["node-4"].url, second[20:])
+    cluster.wait_for(lambda: committed_everywhere(cluster, second), what="committed without the victim")
+    cluster.start(victim)
+    third = creates(cluster.trustee, 10)
+    submit(cluster.nodes["node-2"].url, third)
+    cluster.wait_for(lambda: committed_everywhere(cluster, first + second + third), what="victim caught up")
+    cluster.wait_for(lambda: len(set(cluster.heights().values())) == 1, what="equal heights")
+    assert len(state_roots(cluster)) == 1
+
+
+def test_an_observer_follows_and_serves_proven_reads(cluster: Cluster) -> None:
+    txns = creates(cluster.trustee, 10)
+    submit(cluster.nodes["node-1"].url, txns)
+    cluster.wait_for(lambda: committed_everywhere(cluster, txns), what="committed")
+    observer = cluster.add_observer("observer-1")
+    cluster.wait_for(lambda: committed_everywhere(cluster, txns), what="observer caught up")
+    more = creates(cluster.trustee, 5)
+    submit(cluster.nodes["node-3"].url, more)
+    cluster.wait_for(lambda: committed_everywhere(cluster, more), what="observer follows")
+    assert observer.replica is not None
+    status = observer.replica.status()
+    assert status["role"] == "observer"
+    health = httpx.get(f"{observer.url}/health", timeout=5).json()
+    assert health["height"] == cluster.nodes["node-1"].service.app.height  # type: ignore[union-attr]
+
+
+def test_a_validator_added_by_transaction_starts_voting_at_its_height(cluster: Cluster) -> None:
+    joiner = cluster.add_observer("node-5")
+    head = cluster.nodes["node-1"].service.app.height  # type: ignore[union-attr]
+    effective = head + 4
+    add = cluster.trustee.txn(
+        "validator.add",
+        {
+            "validator": {
+                "id": "node-5",
+                "public_key": encode_ed25519_public_key(joiner.key.public_key),
+                "address": f"127.0.0.1:{joiner.p2p_port}",
+            },
+            "effective_height": effective,
+        },
+    )
+    submit(cluster.nodes["node-2"].url, [add])
+    filler = creates(cluster.trustee, 30)
+    for txn in filler:  # one block each, until the effective height has passed
+        submit(cluster.nodes["node-2"].url, [txn])
+        if cluster.nodes["node-2"].service.app.height > effective:  # type: ignore[union-attr]
+            break
+        cluster.wait_for(lambda t=txn: committed_everywhere(cluster, [t]), what="filler")  # type: ignore[misc]
+    cluster.wait_for(lambda: joiner.replica is not None and joiner.replica.status()["role"] == "validator",
+                     what="node-5 votes")  # fmt: skip
+    cluster.stop("node-4")  # 5 validators, f = 1: the four left include node-5, whose votes are needed
+    more = creates(cluster.trustee, 10)
+    submit(cluster.nodes["node-3"].url, more)
+    cluster.wait_for(lambda: committed_everywhere(cluster, more), what="committed with node-5's votes")
+    certificate = cluster.nodes["node-1"].service.head[1]  # type: ignore[union-attr]
+    assert certificate is not None and "node-5" in certificate.signatures
