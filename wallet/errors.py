@@ -21,8 +21,20 @@
     │   ├── HolderMismatch              a credential's subject is not the presentation's holder
     │   ├── IssuerMismatch              the proof's key is not controlled by the ``issuer``
     │   └── CredentialStatusRefused     the status list says revoked or suspended
-    └── IssuerError                     the issuer cannot do what was asked
-        └── StatusListFull              no free index left in a status list
+    ├── IssuerError                     the issuer cannot do what was asked
+    │   └── StatusListFull              no free index left in a status list
+    ├── HttpSignatureError              an HTTP message signature or digest cannot be made or is refused
+    │   ├── MalformedSignatureHeader    Signature-Input / Signature unparsable, mismatched or oversize
+    │   ├── UnsupportedComponent        a covered component this code does not derive
+    │   ├── MissingComponent            a covered component is absent from the message
+    │   ├── UnsupportedAlgorithm        a signature or digest algorithm this code does not use
+    │   ├── SignatureMismatch           the signature does not verify over the signature base
+    │   ├── MalformedDigestHeader       Content-Digest unparsable or without a known algorithm
+    │   └── DigestMismatch              the body does not hash to the Content-Digest
+    └── SessionError                    a session key cannot be agreed or used
+        ├── InvalidSharedSecret         X25519 gave the all-zero secret (a low-order peer key)
+        ├── MalformedSessionOffer       a verifier's session offer is not well formed
+        └── NoSession                   no session started, or it has expired
 """
 
 from __future__ import annotations
@@ -49,6 +61,18 @@ __all__ = [
     "CredentialStatusRefused",
     "IssuerError",
     "StatusListFull",
+    "HttpSignatureError",
+    "MalformedSignatureHeader",
+    "UnsupportedComponent",
+    "MissingComponent",
+    "UnsupportedAlgorithm",
+    "SignatureMismatch",
+    "MalformedDigestHeader",
+    "DigestMismatch",
+    "SessionError",
+    "InvalidSharedSecret",
+    "MalformedSessionOffer",
+    "NoSession",
 ]
 
 
@@ -176,3 +200,76 @@ class IssuerMismatch(VerificationFailed):
     """The credential's proof was made with a key that its ``issuer`` does not control."""
 
     check = "issuer_mismatch"
+
+
+class HttpSignatureError(WalletError):
+    """An HTTP message signature (RFC 9421) or content digest (RFC 9530) is refused; ``check`` names the check.
+
+    ``label`` is the signature's label in ``Signature-Input`` when one is involved.
+    """
+
+    check = "http_signature"
+
+    def __init__(self, detail: str, *, label: str | None = None) -> None:
+        self.detail = detail
+        self.label = label
+        where = f" (signature {label!r})" if label else ""
+        super().__init__(f"{self.check}: {detail}{where}")
+
+
+class MalformedSignatureHeader(HttpSignatureError):
+    """``Signature-Input`` or ``Signature`` cannot be parsed, is oversize, or the two do not match up."""
+
+    check = "malformed_signature"
+
+
+class UnsupportedComponent(HttpSignatureError):
+    """A covered component (or component parameter) that this implementation does not derive."""
+
+    check = "unsupported_component"
+
+
+class MissingComponent(HttpSignatureError):
+    """A covered component is absent from the message, so the signature base cannot be built."""
+
+    check = "missing_component"
+
+
+class UnsupportedAlgorithm(HttpSignatureError):
+    """A signature algorithm other than ``ed25519``/``hmac-sha256``, or a digest other than SHA-2."""
+
+    check = "unsupported_algorithm"
+
+
+class SignatureMismatch(HttpSignatureError):
+    """The signature does not verify over the signature base with the given key."""
+
+    check = "bad_signature"
+
+
+class MalformedDigestHeader(HttpSignatureError):
+    """``Content-Digest`` is not a Dictionary of byte sequences, or names no algorithm known here."""
+
+    check = "malformed_digest"
+
+
+class DigestMismatch(HttpSignatureError):
+    """The message body does not hash to the value in ``Content-Digest``."""
+
+    check = "digest_mismatch"
+
+
+class SessionError(WalletError):
+    """A session key cannot be agreed or used."""
+
+
+class InvalidSharedSecret(SessionError):
+    """X25519 gave the all-zero shared secret: the peer's key is of low order."""
+
+
+class MalformedSessionOffer(SessionError):
+    """A verifier's session offer lacks a field or has one of the wrong form."""
+
+
+class NoSession(SessionError):
+    """A session request was made with no session started, or after the session expired."""

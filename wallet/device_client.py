@@ -1,0 +1,210 @@
+"""The device side of talking to a service protected by the Trellis verifier.
+
+:class:`DeviceClient` wraps an :class:`httpx.Client`. :meth:`~DeviceClient.signed_request` signs each
+request with RFC 9421 ``ed25519`` under the device's authentication key (``keyid`` is the key's DID
+URL), covering ``@method``, ``@target-uri`` and ``content-digest`` (RFC 9530, SHA-256 of the body),
+with ``created``, ``expires`` one minute later, and a random ``nonce``.
+
+A verifier may offer a session: ``{"session_id", "verifier_key", "expires"}`` where ``verifier_key``
+is its X25519 public key as a Multikey (``z6LS…``) and ``expires`` a Unix time or an XML Schema
+``dateTimeStamp``. After :meth:`~DeviceClient.start_session`, :meth:`~DeviceClient.session_request`
+signs with ``hmac-sha256`` under the session key (:func:`wallet.session_keys.session_key` of the
+device's ``keyAgreement`` key, the X25519 form of its current Ed25519 key) with ``keyid`` the session
+id.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+import httpx
+
+from did_registry.errors import DidRegistryError
+from did_registry.identity.crypto import random_bytes
+from did_registry.identity.multikey import decode_x25519_public_key
+from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
+from wallet.device import Challenge, DeviceWallet
+from wallet.errors import MalformedSessionOffer, NoSession
+from wallet.http_signatures import HttpRequest, sign_request
+from wallet.session_keys import session_key
+
+__all__ = [
+    "SIGNED_COMPONENTS",
+    "SIGNATURE_LIFETIME",
+    "NONCE_SIZE",
+    "Session",
+    "DeviceClient",
+    "new_nonce",
+]
+
+SIGNED_COMPONENTS: Final = ("@method", "@target-uri", "content-digest")
+"""What a device's request signature covers."""
+SIGNATURE_LIFETIME: Final = 60
+"""Seconds from ``created`` to ``expires`` of a request signature."""
+NONCE_SIZE: Final = 16
+"""Random bytes in a signature's ``nonce`` (sent as base64url without padding)."""
+
+
+def new_nonce() -> str:
+    """A fresh random nonce: base64url (no padding) of :data:`NONCE_SIZE` bytes."""
+    return base64.urlsafe_b64encode(random_bytes(NONCE_SIZE)).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class Session:
+    """A session a verifier offered: its id, the derived ``hmac-sha256`` key and its end (Unix time)."""
+
+    session_id: str
+    key: bytes
+    expires: int
+
+
+def _expiry(value: object) -> int:
+    if type(value) is int:
+        return value
+    try:
+        return int(parse_timestamp(value).timestamp())
+    except InvalidTimestamp as exc:
+        raise MalformedSessionOffer(
+            f"session offer 'expires' is neither Unix time nor a timestamp: {exc}"
+        ) from None
+
+
+class DeviceClient:
+    """A device's HTTP client: requests signed by its DID key, challenge answers, session requests."""
+
+    def __init__(
+        self,
+        wallet: DeviceWallet,
+        base_url: str,
+        *,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.wallet = wallet
+        self.base_url = base_url.rstrip("/")
+        self._owns_http = http is None
+        self.http = http if http is not None else httpx.Client()
+        self._clock = clock
+        self.session: Session | None = None
+
+    def close(self) -> None:
+        """Close the HTTP client if this object made it."""
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> DeviceClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- requests ---------------------------------------------------------------------------
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        content: bytes | str | None,
+        headers: Mapping[str, str] | None,
+        sign: Callable[[HttpRequest, int], dict[str, str]],
+    ) -> httpx.Response:
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/', got {path!r}")
+        request = self.http.build_request(
+            method, self.base_url + path, json=json, content=content, headers=dict(headers or {})
+        )
+        message = HttpRequest(request.method, str(request.url), dict(request.headers), request.content)
+        request.headers.update(sign(message, int(self._clock())))
+        return self.http.send(request)
+
+    def signed_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a request signed with ``ed25519`` by the device's current key (keyid: its DID URL)."""
+
+        def sign(message: HttpRequest, now: int) -> dict[str, str]:
+            return sign_request(
+                message,
+                key=self.wallet.key,
+                keyid=self.wallet.verification_method,
+                components=SIGNED_COMPONENTS,
+                created=now,
+                expires=now + SIGNATURE_LIFETIME,
+                nonce=new_nonce(),
+                alg="ed25519",
+            )
+
+        return self._send(method, path, json=json, content=content, headers=headers, sign=sign)
+
+    def answer_challenge(self, challenge_json: Mapping[str, Any]) -> dict[str, Any]:
+        """The presentation of the device credential that answers a verifier's challenge."""
+        return self.wallet.answer(Challenge.from_json(challenge_json))
+
+    # -- sessions ---------------------------------------------------------------------------
+    def start_session(self, offer: Mapping[str, Any]) -> None:
+        """Accept a verifier's session offer: derive the session key and use it from now on."""
+        if not isinstance(offer, Mapping):
+            raise MalformedSessionOffer(f"a session offer is a JSON object, not {type(offer).__name__}")
+        missing = [name for name in ("session_id", "verifier_key", "expires") if name not in offer]
+        if missing:
+            raise MalformedSessionOffer(f"session offer lacks {', '.join(missing)}")
+        session_id, verifier_key = offer["session_id"], offer["verifier_key"]
+        if not isinstance(session_id, str) or not session_id:
+            raise MalformedSessionOffer("session offer 'session_id' must be a non-empty string")
+        try:
+            peer = decode_x25519_public_key(verifier_key)
+        except DidRegistryError as exc:
+            raise MalformedSessionOffer(
+                f"session offer 'verifier_key' is not an X25519 Multikey: {exc}"
+            ) from None
+        expires = _expiry(offer["expires"])
+        if expires <= int(self._clock()):
+            raise MalformedSessionOffer("session offer has already expired")
+        key = session_key(self.wallet.key.to_x25519(), peer, session_id)
+        self.session = Session(session_id, key, expires)
+
+    def session_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a request signed with ``hmac-sha256`` under the session key (keyid: the session id)."""
+        session = self.session
+        if session is None:
+            raise NoSession("no session started; call start_session with the verifier's offer")
+        if int(self._clock()) >= session.expires:
+            self.session = None
+            raise NoSession(f"session {session.session_id!r} has expired")
+
+        def sign(message: HttpRequest, now: int) -> dict[str, str]:
+            return sign_request(
+                message,
+                key=session.key,
+                keyid=session.session_id,
+                components=SIGNED_COMPONENTS,
+                created=now,
+                expires=min(now + SIGNATURE_LIFETIME, session.expires),
+                nonce=new_nonce(),
+                alg="hmac-sha256",
+            )
+
+        return self._send(method, path, json=json, content=content, headers=headers, sign=sign)
