@@ -14,6 +14,7 @@ enforce this on create, and the update and deactivate operations, live in the le
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final, NamedTuple
 
 from did_registry.errors import InvalidDID
@@ -96,7 +97,12 @@ def _check_id(value: str, did: str, offset: int) -> None:
 
 def parse_trellis_did(did: DID | str) -> TrellisDID:
     """Split a did:trellis into network and id; raise :class:`InvalidDID` saying what is wrong."""
-    parsed = did if isinstance(did, DID) else parse_did(did)
+    return _parse_trellis_did(str(did))
+
+
+@lru_cache(maxsize=65536)
+def _parse_trellis_did(did: str) -> TrellisDID:  # a pure function of the text, parsed often per txn
+    parsed = parse_did(did)
     text = str(parsed)
     if parsed.method != METHOD:
         raise InvalidDID(text, f"not a did:trellis (the method is {parsed.method!r})")

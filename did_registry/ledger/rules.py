@@ -175,11 +175,37 @@ def _existing_did(view: StateView, did: str) -> dict[str, Any]:
     return record
 
 
+class _ParsedDocuments:
+    """Documents parsed from transaction bodies, by transaction id (the id is the hash of the body,
+    so it names the document exactly). A transaction is executed several times on each node
+    (admission, forwarding, proposal, validation); its document is parsed once."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._parsed: OrderedDict[bytes, DIDDocument] = OrderedDict()
+
+    def get(self, txn: Transaction) -> DIDDocument:
+        document = self._parsed.get(txn.id_bytes)
+        if document is not None:
+            return document
+        try:
+            document = DIDDocument.from_json(txn.body.get("document"))  # type: ignore[arg-type]
+        except (DidRegistryError, TypeError, AttributeError) as exc:
+            raise _reject("malformed", f"body.document: {exc}") from None
+        self._parsed[txn.id_bytes] = document
+        while len(self._parsed) > self._size:
+            try:
+                self._parsed.popitem(last=False)
+            except KeyError:  # another thread emptied it first
+                break
+        return document
+
+
+_PARSED = _ParsedDocuments(20_000)
+
+
 def _new_document(txn: Transaction, did: str) -> DIDDocument:
-    try:
-        document = DIDDocument.from_json(txn.body.get("document"))  # type: ignore[arg-type]
-    except (DidRegistryError, TypeError, AttributeError) as exc:
-        raise _reject("malformed", f"body.document: {exc}") from None
+    document = _PARSED.get(txn)
     if str(document.id) != did:
         raise _reject("malformed", f"body.document.id must be {did}")
     if not any(did_of(m) == did for m in document.relationship("capabilityInvocation")):

@@ -91,6 +91,15 @@ class LedgerBlockApp:
         self.service = service
         self._executed: dict[bytes, Executed] = {}
         self._digests: dict[bytes, bytes] = {}
+        self._checked: dict[bytes, int] = {}  # request -> the head height it was admitted on
+
+    def admitted(self, requests: Sequence[bytes], height: int) -> None:
+        """The service admitted ``requests`` on head ``height``: :meth:`check` need not run them
+        again until the head moves."""
+        if len(self._checked) > 200_000:
+            self._checked.clear()
+        for request in requests:
+            self._checked[request] = height
 
     # -- the BlockApp protocol ---------------------------------------------------------------
     def propose(self, height: int, requests: Sequence[bytes], time: str) -> bytes | None:
@@ -116,6 +125,12 @@ class LedgerBlockApp:
 
     def validate(self, height: int, block: bytes) -> bytes:
         """Re-execute ``block`` on the head; return its digest or raise :class:`InvalidBlock`."""
+        own = self._executed.get(self._digests.get(sha256(block), b""))
+        if own is not None:  # our own proposal: executed on this head when it was built
+            with self.service.lock:
+                if (own.block.header.height == height == self.service.app.height + 1
+                        and own.block.header.previous_hash == self.service.app.head.hash.hex()):  # fmt: skip
+                    return own.block.header.hash
         parsed = decode_block(block)
         if parsed.header.height != height:
             raise InvalidBlock(f"block {parsed.header.height} offered as block {height}")
@@ -153,6 +168,8 @@ class LedgerBlockApp:
 
     def check(self, request: bytes) -> bool:
         """Whether the transaction ``request`` holds would be accepted on the head."""
+        if self._checked.get(request, -1) == self.service.app.height:
+            return True
         try:
             txn = Transaction.from_bytes(request)
         except TxnRejected:
@@ -167,6 +184,7 @@ class LedgerBlockApp:
                 service.app.check(txn)
             except TxnRejected:
                 return False
+            self._checked[request] = service.app.height
         return True
 
     # -- committing ----------------------------------------------------------------------------

@@ -149,6 +149,7 @@ class Replica:
         if loop is None or loop.is_closed():
             return
         requests = [request_bytes(t) for t in txns]
+        self.app.admitted(requests, self.service.app.height)
         with contextlib.suppress(RuntimeError):  # stopping
             loop.call_soon_threadsafe(self._on_requests, requests)
 

@@ -129,9 +129,9 @@ class NodeService:
             for txn in txns:
                 self._pending[txn.id] = txn
             self.counters["txns_submitted"] += len(txns)
-        if self.runner is not None:
-            self.runner.submit(txns)
-        elif len(self._pending) >= self.max_batch:
+            if self.runner is not None:  # under the lock: the head they were checked on still stands
+                self.runner.submit(txns)
+        if self.runner is None and len(self._pending) >= self.max_batch:
             self._wakeup.set()
         return [TxnStatus(t.id, "pending") for t in txns]
 
