@@ -19,7 +19,12 @@ PACKAGES = {
         "VerifiedPresentation", "StatusListChecker", "ResolverKeyLookup", "did_key_lookup", "WalletError",
         "VerificationFailed",
     },
-    "verifier": set(),
+    "verifier": {
+        "Verifier", "Policy", "NetworkTrust", "AuthenticatedDevice", "CredentialSummary", "Refused", "Reason",
+        "VerifierError", "ConfigurationError", "StoreUnavailable", "InvalidSnapshot", "NonceStore",
+        "MemoryNonceStore", "RedisNonceStore", "Session", "SessionStore", "MemorySessionStore",
+        "RedisSessionStore",
+    },
     "web": set(),
 }  # fmt: skip
 

@@ -1,0 +1,234 @@
+"""The checks a device's credential goes through, each refusal mapped to its :class:`Reason`.
+
+In order: a credential of an accepted type about the device; its issuer accredited (the policy's
+list, or the ledger's trust registry for that type, with the issuer role still held); its
+``eddsa-jcs-2022`` proof by a key in the issuer's ``assertionMethod``; its validity period (with
+the policy's clock skew); every status entry on a ledger status list of the issuer, with neither
+the revocation nor the suspension bit set (and, unless the policy says otherwise, at least one
+revocation entry, so that the credential can be revoked at all).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from did_registry.errors import InvalidStatusList
+from did_registry.identity.crypto import Ed25519PublicKey
+from did_registry.identity.status_list_credential import BitstringStatusListEntry
+from verifier._ledger_view import LedgerView
+from verifier._records import ASSERTION, STATUS_LIST_URL
+from verifier.errors import Reason, Refused
+from verifier.policy import Policy
+from wallet.credential import did_of, status_entries, verify_credential
+from wallet.errors import (
+    ChallengeMismatch,
+    CredentialExpired,
+    CredentialNotYetValid,
+    DomainMismatch,
+    InvalidSignature,
+    MalformedDocument,
+    UnknownVerificationMethod,
+    UnsupportedCryptosuite,
+    VerificationFailed,
+    WrongVerificationRelationship,
+)
+
+__all__ = ["CredentialSummary", "check_credential", "proof_refusal", "credential_refusal"]
+
+
+@dataclass(frozen=True)
+class CredentialSummary:
+    """The credential a device was let in with: its id, types and issuer."""
+
+    id: str | None
+    types: tuple[str, ...]
+    issuer: str
+    status: tuple[tuple[str, str, int], ...] = ()
+    """The ``(issuer, list, index)`` of each of its ledger status entries."""
+
+
+def proof_refusal(exc: VerificationFailed, did: str | None) -> Refused:
+    """The refusal for a presentation (authentication) proof that failed."""
+    reason = Reason.MALFORMED
+    if isinstance(exc, InvalidSignature):
+        reason = Reason.BAD_SIGNATURE
+    elif isinstance(exc, UnknownVerificationMethod | WrongVerificationRelationship):
+        reason = Reason.KEY_NOT_AUTHORIZED
+    elif isinstance(exc, ChallengeMismatch):
+        reason = Reason.CHALLENGE_UNKNOWN
+    elif isinstance(exc, DomainMismatch):
+        reason = Reason.WRONG_AUDIENCE
+    elif isinstance(exc, CredentialExpired):
+        reason = Reason.SIGNATURE_EXPIRED
+    elif isinstance(exc, MalformedDocument | UnsupportedCryptosuite):
+        reason = Reason.MALFORMED
+    return Refused(reason, f"presentation: {exc}", did=did)
+
+
+def credential_refusal(exc: VerificationFailed, did: str | None) -> Refused:
+    """The refusal for a credential that failed verification."""
+    if isinstance(exc, CredentialExpired):
+        return Refused(Reason.CREDENTIAL_EXPIRED, str(exc), did=did)
+    if isinstance(exc, CredentialNotYetValid):
+        return Refused(Reason.CREDENTIAL_NOT_YET_VALID, str(exc), did=did)
+    return Refused(Reason.CREDENTIAL_INVALID, f"credential: {exc}", did=did)
+
+
+def _types(credential: Mapping[str, Any]) -> tuple[str, ...]:
+    value = credential.get("type")
+    types = [value] if isinstance(value, str) else value
+    return tuple(t for t in types if isinstance(t, str)) if isinstance(types, list) else ()
+
+
+def _subjects(credential: Mapping[str, Any]) -> tuple[str, ...]:
+    value = credential.get("credentialSubject")
+    subjects = value if isinstance(value, list) else [value]
+    return tuple(s["id"] for s in subjects if isinstance(s, Mapping) and isinstance(s.get("id"), str))
+
+
+def _issuer(credential: Mapping[str, Any]) -> str | None:
+    issuer = credential.get("issuer")
+    if isinstance(issuer, Mapping):
+        issuer = issuer.get("id")
+    return issuer if isinstance(issuer, str) else None
+
+
+def choose_credential(
+    credentials: Sequence[object], holder: str, policy: Policy
+) -> tuple[Mapping[str, Any], tuple[str, ...]]:
+    """The first credential about ``holder`` of a type the policy accepts, and its accepted types."""
+    about_holder = [c for c in credentials if isinstance(c, Mapping) and holder in _subjects(c)]
+    if not about_holder:
+        raise Refused(Reason.CREDENTIAL_MISSING, f"no credential about {holder} is presented", did=holder)
+    for credential in about_holder:
+        accepted = tuple(t for t in _types(credential) if t in policy.credential_types)
+        if accepted:
+            return credential, accepted
+    shown = sorted({t for c in about_holder for t in _types(c)} - {"VerifiableCredential"})
+    raise Refused(
+        Reason.CREDENTIAL_TYPE_NOT_ACCEPTED,
+        f"credential types {shown} are not among {list(policy.credential_types)}",
+        did=holder,
+    )
+
+
+def _check_issuer(
+    ledger: LedgerView, issuer: str, accepted: tuple[str, ...], policy: Policy, did: str
+) -> None:
+    if policy.issuers is not None:
+        if issuer not in policy.issuers:
+            raise Refused(Reason.ISSUER_NOT_ACCREDITED, f"{issuer} is not a trusted issuer", did=did)
+        return
+    if not issuer.startswith("did:trellis:"):
+        raise Refused(Reason.ISSUER_NOT_ACCREDITED, f"{issuer} is in no trust registry", did=did)
+    try:
+        entry = ledger.issuer(issuer)
+    except Refused as refused:
+        if refused.reason in (Reason.LEDGER_UNAVAILABLE, Reason.TOO_STALE):
+            raise
+        raise Refused(Reason.ISSUER_NOT_ACCREDITED, f"{issuer}: {refused.detail}", did=did) from None
+    if not entry.issuer_role or not entry.types.intersection(accepted):
+        raise Refused(
+            Reason.ISSUER_NOT_ACCREDITED,
+            f"{issuer} is not accredited for {' or '.join(accepted)} in the trust registry",
+            did=did,
+        )
+
+
+def _issuer_lookup(ledger: LedgerView, issuer: str, did: str) -> Any:
+    def lookup(method: str, purpose: str) -> Ed25519PublicKey:
+        if did_of(method) != issuer:
+            raise Refused(Reason.CREDENTIAL_INVALID, f"signed by {method}, not by issuer {issuer}", did=did)
+        try:
+            entry = ledger.entry(issuer)
+        except Refused as refused:
+            if refused.reason in (Reason.LEDGER_UNAVAILABLE, Reason.TOO_STALE):
+                raise
+            raise Refused(Reason.CREDENTIAL_INVALID, f"issuer {issuer}: {refused.detail}", did=did) from None
+        key = entry.key(method.partition("#")[2], ASSERTION) if not entry.deactivated else None
+        if key is None:
+            raise Refused(
+                Reason.CREDENTIAL_INVALID, f"{method} is not an assertion key of the issuer", did=did
+            )
+        return key
+
+    return lookup
+
+
+def _check_status(
+    ledger: LedgerView, credential: Mapping[str, Any], issuer: str, did: str, require_revocation: bool
+) -> tuple[list[tuple[str, str, int]], int]:
+    refs: list[tuple[str, str, int]] = []
+    height = 0
+    revocable = False
+    for raw in status_entries(credential):
+        try:
+            entry = BitstringStatusListEntry.from_json(raw)
+        except InvalidStatusList as exc:
+            raise Refused(Reason.CREDENTIAL_INVALID, f"credentialStatus: {exc}", did=did) from None
+        match = STATUS_LIST_URL.search(entry.status_list_credential)
+        if match is None or match.group(1) != issuer:
+            raise Refused(
+                Reason.CREDENTIAL_INVALID,
+                f"{entry.status_list_credential} is not a ledger status list of issuer {issuer}",
+                did=did,
+            )
+        name = match.group(2)
+        status, at = ledger.status_list(issuer, name)
+        height = max(height, at)
+        if status is None or status.purpose != entry.status_purpose.value:
+            raise Refused(
+                Reason.CREDENTIAL_INVALID, f"no {entry.status_purpose.value} list {name} of {issuer}", did=did
+            )
+        try:
+            is_set = status.get(entry.status_list_index)
+        except IndexError:
+            raise Refused(Reason.CREDENTIAL_INVALID, f"index beyond status list {name}", did=did) from None
+        if is_set:
+            reason = Reason.REVOKED if status.purpose == "revocation" else Reason.SUSPENDED
+            raise Refused(reason, f"{status.purpose} bit {entry.status_list_index} of {name} is set", did=did)
+        refs.append((issuer, name, entry.status_list_index))
+        revocable = revocable or status.purpose == "revocation"
+    if require_revocation and not revocable:
+        raise Refused(
+            Reason.CREDENTIAL_INVALID,
+            "the credential has no revocation entry on a ledger status list",
+            did=did,
+        )
+    return refs, height
+
+
+def check_credential(
+    ledger: LedgerView,
+    credentials: Sequence[object],
+    holder: str,
+    policy: Policy,
+    now: datetime,
+) -> tuple[CredentialSummary, int]:
+    """Run every credential check for ``holder``; return the summary and the highest height read."""
+    credential, accepted = choose_credential(credentials, holder, policy)
+    issuer = _issuer(credential)
+    if issuer is None:
+        raise Refused(Reason.CREDENTIAL_INVALID, "credential has no issuer id", did=holder)
+    issuer = did_of(issuer)
+    _check_issuer(ledger, issuer, accepted, policy, holder)
+    try:
+        verified = verify_credential(
+            credential,
+            _issuer_lookup(ledger, issuer, holder),
+            now=now,
+            clock_skew=timedelta(seconds=policy.clock_skew),
+        )
+    except VerificationFailed as exc:
+        raise credential_refusal(exc, holder) from None
+    try:
+        refs, height = _check_status(ledger, credential, issuer, holder, policy.require_revocation)
+    except MalformedDocument as exc:
+        raise Refused(Reason.CREDENTIAL_INVALID, str(exc), did=holder) from None
+    summary = CredentialSummary(
+        verified.id if isinstance(verified.id, str) else None, verified.types, issuer, tuple(refs)
+    )
+    return summary, height

@@ -1,0 +1,152 @@
+"""What a verifier reads: DID entries, issuers' accreditations and status lists, fresh enough or refused.
+
+``did:trellis`` DIDs are read from the cache of their network (caught up with the ledger when it is
+older than the policy's ``max_staleness``; refused as ``too_stale`` when no node answers past
+``offline_max_staleness``); other methods through the resolvers (``did:key`` built in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import httpx
+
+from did_registry.client import LedgerUnavailable
+from did_registry.errors import DidRegistryError, InvalidDID
+from did_registry.identity.did import parse_did
+from did_registry.identity.did_trellis import parse_trellis_did
+from did_registry.identity.resolution import DIDKeyResolver, MultiResolver, Resolver
+from verifier._records import DIDEntry, IssuerEntry, StatusEntry, did_entry_from_document
+from verifier.errors import ConfigurationError, Reason, Refused
+from verifier.ledger_cache import LedgerCache
+from verifier.policy import Policy
+
+__all__ = ["LedgerView"]
+
+
+class LedgerView:
+    """Reads for the checks, over the trusted networks' caches and the other methods' resolvers."""
+
+    def __init__(
+        self, caches: Mapping[str, LedgerCache], policy: Policy, resolvers: Mapping[str, Resolver] | None
+    ) -> None:
+        self.caches = caches
+        self.policy = policy
+        methods = {"key": DIDKeyResolver(), **dict(resolvers or {})}
+        if "trellis" in methods:
+            raise ConfigurationError("resolvers: did:trellis is resolved through the trusted networks")
+        self._resolver = MultiResolver(methods)
+
+    def staleness(self) -> float:
+        """Seconds since the stalest trusted network's head was last confirmed."""
+        return max((c.staleness() for c in self.caches.values()), default=0.0)
+
+    def cache(self, did: str) -> LedgerCache:
+        """The cache of ``did``'s network, fresh enough for the policy (or refused)."""
+        try:
+            network = parse_trellis_did(did).network
+        except InvalidDID as exc:
+            raise Refused(Reason.MALFORMED, f"{did!r} is not a did:trellis: {exc}", did=did) from None
+        cache = self.caches.get(network)
+        if cache is None:
+            raise Refused(Reason.UNSUPPORTED_DID_METHOD, f"network {network!r} is not trusted", did=did)
+        self.ensure_fresh(cache, did)
+        return cache
+
+    def ensure_fresh(self, cache: LedgerCache, did: str | None) -> None:
+        """Catch ``cache`` up when it is older than ``max_staleness``; refuse past ``offline_max_staleness``."""
+        if cache.staleness() <= self.policy.max_staleness:
+            return
+        try:
+            cache.catch_up()
+        except (LedgerUnavailable, DidRegistryError, ValueError, KeyError, TypeError, httpx.HTTPError) as exc:
+            if cache.staleness() > self.policy.offline_max_staleness:
+                raise Refused(
+                    Reason.TOO_STALE,
+                    f"network {cache.network}: no node answers ({exc}) and the last certified header "
+                    f"was confirmed {cache.staleness():.0f} s ago",
+                    did=did,
+                ) from None
+
+    def entry(self, did: str) -> DIDEntry:
+        """The compact DID entry of ``did`` (any supported method); raise :class:`Refused`."""
+        if not isinstance(did, str) or not did.startswith("did:"):
+            raise Refused(Reason.MALFORMED, f"{did!r} is not a DID")
+        if did.startswith("did:trellis:"):
+            cache = self.cache(did)
+            try:
+                (found,) = cache.dids([did])
+            except LedgerUnavailable as exc:
+                raise Refused(Reason.LEDGER_UNAVAILABLE, str(exc), did=did) from None
+            except ValueError as exc:
+                raise Refused(Reason.LEDGER_UNAVAILABLE, f"unusable ledger record: {exc}", did=did) from None
+            if found is None:
+                raise Refused(Reason.DID_NOT_FOUND, f"{did} is not on the ledger", did=did)
+            return found
+        return self._resolve_other(did)
+
+    def _resolve_other(self, did: str) -> DIDEntry:
+        try:
+            method = parse_did(did).method
+        except InvalidDID as exc:
+            raise Refused(Reason.MALFORMED, f"{did!r}: {exc}", did=did) from None
+        if method not in self._resolver.methods:
+            raise Refused(Reason.UNSUPPORTED_DID_METHOD, f"no resolver for did:{method}", did=did)
+        result = self._resolver.resolve(did)
+        if result.error == "notFound":
+            raise Refused(Reason.DID_NOT_FOUND, result.error_message or f"{did} not found", did=did)
+        if result.error is not None or result.did_document is None:
+            reason = Reason.MALFORMED if result.error == "invalidDid" else Reason.LEDGER_UNAVAILABLE
+            raise Refused(reason, f"resolving {did}: {result.error}: {result.error_message}", did=did)
+        return did_entry_from_document(
+            result.did_document,
+            deactivated=result.did_document_metadata.deactivated,
+            quarantined=False,
+            height=0,
+        )
+
+    def issuer(self, did: str) -> IssuerEntry:
+        """The trust-registry entry of issuer ``did``."""
+        cache = self.cache(did)
+        try:
+            return cache.issuer(did)
+        except LedgerUnavailable as exc:
+            raise Refused(Reason.LEDGER_UNAVAILABLE, str(exc), did=did) from None
+
+    def status_list(self, issuer: str, name: str) -> tuple[StatusEntry | None, int]:
+        """Status list ``name`` of ``issuer`` and the height it is valid at."""
+        cache = self.cache(issuer)
+        try:
+            entry = cache.status_list(issuer, name)
+        except LedgerUnavailable as exc:
+            raise Refused(Reason.LEDGER_UNAVAILABLE, str(exc), did=issuer) from None
+        except ValueError as exc:
+            raise Refused(Reason.LEDGER_UNAVAILABLE, f"unusable status list: {exc}", did=issuer) from None
+        return entry, 0 if entry is None else entry.height
+
+    def device_entry(self, did: str) -> DIDEntry:
+        """The entry of a device that may authenticate: on the ledger, not deactivated, not quarantined."""
+        entry = self.entry(did)
+        if entry.deactivated:
+            raise Refused(Reason.DID_DEACTIVATED, f"{did} is deactivated", did=did)
+        if entry.quarantined:
+            raise Refused(Reason.QUARANTINED, f"{did} is on the quarantine list", did=did)
+        return entry
+
+    def prefetch(self, dids: Sequence[str]) -> None:
+        """Read the entries of ``dids`` not yet cached, one proven round trip per network."""
+        by_network: dict[str, list[str]] = {}
+        for did in dids:
+            try:
+                by_network.setdefault(parse_trellis_did(did).network, []).append(did)
+            except InvalidDID:
+                continue
+        for network, group in by_network.items():
+            cache = self.caches.get(network)
+            if cache is None:
+                continue
+            try:
+                self.ensure_fresh(cache, None)
+                cache.dids(group)
+            except (Refused, LedgerUnavailable, ValueError):
+                continue  # each item is then refused on its own, with its own reason

@@ -1,0 +1,251 @@
+"""RFC 9421 signed requests: a device key (``ed25519``) or, within a session, the session key (``hmac-sha256``).
+
+The signature must cover ``@method``, ``@target-uri`` and ``content-digest`` (RFC 9530, so the body
+is signed too), carry ``created`` (no older than the policy's ``signature_max_age``, not in the
+future beyond the clock skew), may carry ``expires``, and must carry a ``nonce``, which is used once
+(recorded in the nonce store after the signature verifies, so a forger cannot burn a device's
+nonces). With ``ed25519`` the ``keyid`` is a DID URL of a key in the device's ``authentication``
+relationship; the device's credential rides in the ``Device-Credential`` header as base64url of its
+JSON (there is no standard header for a VC; the header is not part of the signature because the
+credential carries its own issuer's proof and must name the signing device). With
+``hmac-sha256`` the ``keyid`` is a session id.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, NoReturn
+from urllib.parse import urlsplit
+
+from did_registry.identity.crypto import Ed25519PublicKey
+from verifier._records import AUTHENTICATION, DIDEntry
+from verifier.errors import Reason, Refused
+from wallet.credential import did_of
+from wallet.errors import (
+    DigestMismatch,
+    HttpSignatureError,
+    MalformedDigestHeader,
+    MissingComponent,
+    SignatureMismatch,
+)
+from wallet.http_signatures import HttpRequest, SignatureInput, parse_signatures, verify_signature
+
+if TYPE_CHECKING:
+    from verifier.verifier import AuthenticatedDevice, Verifier
+
+__all__ = [
+    "CREDENTIAL_HEADER",
+    "REQUIRED_COMPONENTS",
+    "SIGNATURE_NAMESPACE",
+    "SESSION_NAMESPACE",
+    "remember_session",
+    "authentication_lookup",
+    "authenticate_request",
+    "dids_in",
+    "encode_credential_header",
+]
+
+CREDENTIAL_HEADER: Final = "device-credential"
+"""The request header carrying the device's credential (base64url of its JSON)."""
+REQUIRED_COMPONENTS: Final = ("@method", "@target-uri", "content-digest")
+"""What a device's request signature must cover."""
+SIGNATURE_NAMESPACE: Final = "signature"
+"""The nonce store namespace of used request nonces."""
+SESSION_NAMESPACE: Final = "session-history"
+"""The nonce store namespace remembering, for a while, when sessions expire and why they were ended."""
+_MAX_CREDENTIAL: Final = 64 * 1024
+
+
+def encode_credential_header(credential: Mapping[str, Any]) -> str:
+    """The ``Device-Credential`` header value for ``credential``."""
+    raw = json.dumps(credential, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _decode_credential(value: str) -> Any:
+    if len(value) > _MAX_CREDENTIAL:
+        raise Refused(Reason.MALFORMED, "Device-Credential is too large")
+    try:
+        return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (ValueError, binascii.Error) as exc:
+        raise Refused(Reason.MALFORMED, f"Device-Credential is not base64url JSON: {exc}") from None
+
+
+def authentication_lookup(holder: str, entry: DIDEntry) -> Any:
+    """A key lookup that accepts only keys of ``holder``'s ``authentication`` relationship."""
+
+    def lookup(method: str, purpose: str) -> Ed25519PublicKey:
+        if did_of(method) != holder:
+            raise Refused(Reason.KEY_NOT_AUTHORIZED, f"{method} is not a key of {holder}", did=holder)
+        key = entry.key(method.partition("#")[2], AUTHENTICATION)
+        if key is None:
+            raise Refused(
+                Reason.KEY_NOT_AUTHORIZED, f"{method} is not in the authentication relationship", did=holder
+            )
+        return key
+
+    return lookup
+
+
+def _audience_of(request: HttpRequest) -> tuple[str, str]:
+    parts = urlsplit(request.url)
+    return parts.netloc, f"{parts.scheme}://{parts.netloc}"
+
+
+def _check_times(verifier: Verifier, sig: SignatureInput, now: float) -> float:
+    policy = verifier.policy
+    if sig.created is None:
+        raise Refused(Reason.MALFORMED, "the signature has no created parameter")
+    if sig.created > now + policy.clock_skew:
+        raise Refused(Reason.SIGNATURE_EXPIRED, "the signature was created in the future")
+    if sig.created < now - policy.signature_max_age - policy.clock_skew:
+        raise Refused(
+            Reason.SIGNATURE_EXPIRED, f"the signature is older than {policy.signature_max_age:.0f} s"
+        )
+    if sig.expires is not None and now > sig.expires + policy.clock_skew:
+        raise Refused(Reason.SIGNATURE_EXPIRED, "the signature has expired")
+    if sig.nonce is None or not sig.nonce:
+        raise Refused(Reason.MALFORMED, "the signature has no nonce")
+    return sig.created + policy.signature_max_age + 2 * policy.clock_skew
+
+
+def _verify(
+    request: HttpRequest, sig: SignatureInput, key: Ed25519PublicKey | bytes, did: str | None
+) -> None:
+    try:
+        verify_signature(request, sig, key)
+    except SignatureMismatch as exc:
+        raise Refused(Reason.BAD_SIGNATURE, str(exc), did=did) from None
+    except (DigestMismatch, MissingComponent) as exc:
+        raise Refused(Reason.DIGEST_MISMATCH, str(exc), did=did) from None
+    except (MalformedDigestHeader, HttpSignatureError) as exc:
+        raise Refused(Reason.MALFORMED, str(exc), did=did) from None
+
+
+def _use_nonce(verifier: Verifier, sig: SignatureInput, expires_at: float, did: str | None) -> None:
+    assert sig.nonce is not None
+    if not verifier.nonces.use(SIGNATURE_NAMESPACE, f"{sig.keyid} {sig.nonce}", expires_at):
+        raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
+
+
+def _signature(request: HttpRequest) -> SignatureInput:
+    try:
+        signatures = parse_signatures(request.headers)
+    except HttpSignatureError as exc:
+        raise Refused(Reason.MALFORMED, str(exc)) from None
+    if not signatures:
+        raise Refused(Reason.MALFORMED, "the request carries no Signature-Input and Signature")
+    sig = signatures[0]
+    missing = [c for c in REQUIRED_COMPONENTS if c not in sig.components]
+    if missing:
+        raise Refused(Reason.DIGEST_MISMATCH, f"the signature does not cover {', '.join(missing)}")
+    if not sig.keyid:
+        raise Refused(Reason.MALFORMED, "the signature has no keyid")
+    return sig
+
+
+def authenticate_request(
+    verifier: Verifier, request: HttpRequest, audience: str | None, credential: Mapping[str, Any] | None
+) -> AuthenticatedDevice:
+    """Check a signed request (see the module docstring)."""
+    if not isinstance(request, HttpRequest):
+        raise Refused(Reason.MALFORMED, "expected a wallet.http_signatures.HttpRequest")
+    sig = _signature(request)
+    now = verifier.clock()
+    replay_until = _check_times(verifier, sig, now)
+    authority, origin = _audience_of(request)
+    if audience is not None and audience not in (authority, origin):
+        raise Refused(Reason.WRONG_AUDIENCE, f"the request is for {origin}, not {audience}")
+    assert sig.keyid is not None
+    if sig.alg == "hmac-sha256" or not sig.keyid.startswith("did:"):
+        return _session_request(verifier, request, sig, audience or origin, replay_until)
+    did = did_of(sig.keyid)
+    entry = verifier.ledger.device_entry(did)
+    key = authentication_lookup(did, entry)(sig.keyid, "authentication")
+    _verify(request, sig, key, did)
+    _use_nonce(verifier, sig, replay_until, did)
+    if credential is None:
+        header = request.header(CREDENTIAL_HEADER)
+        if header is None:
+            raise Refused(Reason.CREDENTIAL_MISSING, "no Device-Credential header", did=did)
+        credential = _decode_credential(header)
+    return verifier._admit_now(did, entry, sig.keyid, [credential], audience or origin)
+
+
+def _session_request(
+    verifier: Verifier, request: HttpRequest, sig: SignatureInput, audience: str, replay_until: float
+) -> AuthenticatedDevice:
+    from verifier.verifier import AuthenticatedDevice
+
+    assert sig.keyid is not None
+    session = None if verifier.sessions is None else verifier.sessions.get(sig.keyid)
+    if session is None:
+        _refuse_gone_session(verifier, sig.keyid)
+    if verifier.clock() >= session.expires_at:
+        raise Refused(Reason.SESSION_EXPIRED, "the session has expired", did=session.did)
+    _verify(request, sig, session.key, session.did)
+    if session.audience != audience:
+        raise Refused(Reason.WRONG_AUDIENCE, f"the session is for {session.audience}", did=session.did)
+    _use_nonce(verifier, sig, replay_until, session.did)
+    try:
+        entry = verifier.ledger.device_entry(session.did)
+        authentication_lookup(session.did, entry)(session.key_id, "authentication")
+    except Refused as refused:
+        if refused.reason in (Reason.LEDGER_UNAVAILABLE, Reason.TOO_STALE):
+            raise
+        verifier.end_sessions(
+            session.did, refused.detail, session_id=session.id, expires_at=session.expires_at
+        )
+        raise Refused(Reason.SESSION_ENDED, f"session ended: {refused.detail}", did=session.did) from None
+    return AuthenticatedDevice(session.did, session.key_id, None, max(entry.height, session.height))
+
+
+def remember_session(
+    verifier: Verifier, session_id: str, expires_at: float, ended: str | None = None
+) -> None:
+    """Note when a session expires (or why it was ended) for one session TTL past its expiry."""
+    note = json.dumps({"expires_at": expires_at, "ended": ended}).encode()
+    verifier.nonces.put(SESSION_NAMESPACE, session_id, note, expires_at + verifier.policy.session_ttl)
+
+
+def _refuse_gone_session(verifier: Verifier, session_id: str) -> NoReturn:
+    raw = verifier.nonces.take(SESSION_NAMESPACE, session_id)
+    if raw is None:
+        raise Refused(Reason.SESSION_UNKNOWN, "no such session")
+    note = json.loads(raw)
+    remember_session(verifier, session_id, float(note["expires_at"]), note["ended"])
+    if note["ended"] is not None:
+        raise Refused(Reason.SESSION_ENDED, f"session ended: {note['ended']}")
+    if verifier.clock() >= float(note["expires_at"]):
+        raise Refused(Reason.SESSION_EXPIRED, "the session has expired")
+    raise Refused(Reason.SESSION_UNKNOWN, "the session store no longer holds this session")
+
+
+def dids_in(items: Sequence[Any]) -> list[str]:
+    """The device and issuer DIDs a batch of presentations and requests names (best effort)."""
+    dids: list[str] = []
+    for item in items:
+        credentials: list[Any] = []
+        if isinstance(item, HttpRequest):
+            try:
+                signatures = parse_signatures(item.headers)
+                header = item.header(CREDENTIAL_HEADER)
+                credentials = [_decode_credential(header)] if header else []
+            except (HttpSignatureError, Refused):
+                continue
+            dids += [did_of(s.keyid) for s in signatures[:1] if s.keyid]
+        elif isinstance(item, tuple) and item and isinstance(item[0], Mapping):
+            proof = item[0].get("proof")
+            if isinstance(proof, Mapping) and isinstance(proof.get("verificationMethod"), str):
+                dids.append(did_of(proof["verificationMethod"]))
+            embedded = item[0].get("verifiableCredential", [])
+            credentials = embedded if isinstance(embedded, list) else [embedded]
+        for credential in credentials:
+            issuer = credential.get("issuer") if isinstance(credential, Mapping) else None
+            issuer = issuer.get("id") if isinstance(issuer, Mapping) else issuer
+            if isinstance(issuer, str):
+                dids.append(did_of(issuer))
+    return [d for d in dict.fromkeys(dids) if d.startswith("did:trellis:")]

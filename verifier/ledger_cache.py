@@ -1,0 +1,377 @@
+"""A verifier's cache of one ledger network, filled with proven reads and kept fresh by the header stream.
+
+Entries (DID keys with the quarantine flag, status lists, issuers' accreditations) are filled through
+:class:`~did_registry.client.LedgerClient`, so every value was proven against a certified header;
+each remembers the height it is valid at. A background thread follows the certified header stream
+(:meth:`LedgerClient.follow`); for each new block it fetches the block, checks its transactions
+against the certified ``txn_root``, and drops every entry the transactions touch, then tells the
+listeners (the verifier ends sessions of devices that changed). :meth:`LedgerCache.staleness` is the
+time since the head was last confirmed, by the stream or by asking a node.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import httpx
+
+from did_registry.client import LedgerClient, LedgerUnavailable
+from did_registry.errors import DidRegistryError
+from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
+from verifier._records import DIDEntry, IssuerEntry, StatusEntry, did_entry, issuer_entry, status_entry
+
+__all__ = ["MAX_CATCH_UP", "Changes", "LedgerSource", "ClientSource", "LedgerCache", "fetch_block"]
+
+MAX_CATCH_UP: Final = 1000
+"""Blocks a cache replays to catch up; further behind, it drops everything and starts afresh."""
+_BATCH: Final = 1000  # keys per proven read (the node's limit)
+
+
+class LedgerSource(Protocol):
+    """Where a cache reads proven state: values (``None`` when absent) and the height they are valid at."""
+
+    def fetch(self, keys: Sequence[str]) -> tuple[list[Any], int]:
+        """The values under ``keys``, all valid at the returned height; raise ``LedgerUnavailable``."""
+        ...
+
+
+class ClientSource:
+    """A :class:`LedgerSource` over a :class:`LedgerClient` (every value proven)."""
+
+    def __init__(self, client: LedgerClient) -> None:
+        self.client = client
+
+    def fetch(self, keys: Sequence[str]) -> tuple[list[Any], int]:
+        """Proven values in batches of 1,000 keys; the lowest height of the batches."""
+        values: list[Any] = []
+        height: int | None = None
+        for start in range(0, len(keys), _BATCH):
+            batch, header = self.client.prove_many(keys[start : start + _BATCH])
+            values.extend(batch)
+            height = header.height if height is None else min(height, header.height)
+        return values, height or 0
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What one block changed for a verifier."""
+
+    height: int
+    dids: frozenset[str] = frozenset()
+    """DIDs whose document changed, were deactivated, quarantined or cleared."""
+    ended: frozenset[str] = frozenset()
+    """DIDs that must lose their sessions (updated, deactivated or quarantined)."""
+    status_set: dict[tuple[str, str], frozenset[int]] = field(default_factory=dict)
+    """Bits set in ``(issuer, list)`` status lists."""
+    issuers: frozenset[str] = frozenset()
+    """Issuers whose accreditation or roles changed."""
+    everything: bool = False
+    """Too many blocks were skipped to tell: anything may have changed (every entry was dropped)."""
+
+
+def changes_of(block: Block) -> Changes:
+    """What the transactions of ``block`` touch."""
+    dids: set[str] = set()
+    ended: set[str] = set()
+    issuers: set[str] = set()
+    status_set: dict[tuple[str, str], set[int]] = {}
+    for txn in block.txns:
+        body, kind = txn.body, txn.type
+        if kind.startswith("did."):
+            dids.add(txn.submitter)
+            if kind != "did.create":
+                ended.add(txn.submitter)
+        elif kind.startswith("quarantine.") and isinstance(body.get("did"), str):
+            dids.add(body["did"])
+            if kind == "quarantine.report":
+                ended.add(body["did"])
+        elif kind.startswith("role.") and isinstance(body.get("did"), str):
+            issuers.add(body["did"])
+        elif kind.startswith("trust.") and isinstance(body.get("issuer"), str):
+            issuers.add(body["issuer"])
+        elif kind.startswith("status_list.") and isinstance(body.get("list"), str):
+            bits = status_set.setdefault((txn.submitter, body["list"]), set())
+            bits.update(i for i in body.get("set", []) if isinstance(i, int))
+    return Changes(
+        block.header.height,
+        frozenset(dids),
+        frozenset(ended),
+        {k: frozenset(v) for k, v in status_set.items()},
+        frozenset(issuers),
+    )
+
+
+def fetch_block(client: LedgerClient, height: int) -> Block:
+    """Block ``height`` from any node: its certificate checked, its transactions checked against its header."""
+    errors: list[str] = []
+    for node in client.nodes:
+        try:
+            response = client._http.get(f"{node.rstrip('/')}/blocks/{height}")
+            response.raise_for_status()
+            data = response.json()
+            block = Block.from_json(data["block"])  # the transactions must hash to the header's txn_root
+            certificate = data.get("certificate")
+            client.verify_header(
+                block.header, None if certificate is None else CommitCertificate.from_json(certificate)
+            )
+            if block.header.height != height:
+                raise ValueError(f"asked for block {height}, got {block.header.height}")
+            return block
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, DidRegistryError) as exc:
+            errors.append(f"{node}: {exc}")
+    client.failures.extend(errors)
+    raise LedgerUnavailable("; ".join(errors) or "no node")
+
+
+class LedgerCache:
+    """Cached, proven records of one network (see the module docstring)."""
+
+    def __init__(
+        self,
+        network: str,
+        source: LedgerSource | None,
+        *,
+        clock: Callable[[], float],
+        client: LedgerClient | None = None,
+        follower: LedgerClient | None = None,
+        live: bool = False,
+    ) -> None:
+        self.network = network
+        self.source = source
+        self.client = client  # for catching up (head and blocks); None offline or in tests
+        self.follower = follower  # a client of its own for the header stream thread
+        self.clock = clock
+        self.live = live  # the source is always current (an in-memory ledger): never stale
+        self.height: int | None = None  # every block up to here has been applied to the cache
+        self.seen_at: float | None = None  # when the head was last confirmed
+        self.listeners: list[Callable[[Changes], None]] = []
+        self.errors: list[str] = []  # why following or catching up failed, newest last
+        self._dids: dict[str, DIDEntry] = {}
+        self._status: dict[tuple[str, str], StatusEntry] = {}
+        self._issuers: dict[str, IssuerEntry] = {}
+        self._lock = threading.Lock()
+        self._advance_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- freshness --------------------------------------------------------------------------
+    def staleness(self) -> float:
+        """Seconds since the head was last confirmed (infinite before the first time)."""
+        if self.live:
+            return 0.0
+        return float("inf") if self.seen_at is None else max(0.0, self.clock() - self.seen_at)
+
+    def confirm(self, height: int, at: float | None = None) -> None:
+        """Note that ``height`` is the head (as of ``at``, default now)."""
+        with self._lock:
+            self.height = height if self.height is None else max(self.height, height)
+            self.seen_at = self.clock() if at is None else at
+
+    def catch_up(self) -> None:
+        """Ask a node for the head and apply every block since the last one applied."""
+        if self.client is None:
+            raise LedgerUnavailable(f"no node of network {self.network} to ask")
+        self._advance(self.client, self.client.head().height)
+
+    def _advance(self, client: LedgerClient, target: int) -> None:
+        with self._advance_lock:
+            if self.height is None or target - self.height > MAX_CATCH_UP:
+                skipped = self.height is not None
+                self.clear()
+                self.confirm(target)
+                if skipped:
+                    for listener in list(self.listeners):
+                        listener(Changes(target, everything=True))
+                return
+            for height in range(self.height + 1, target + 1):
+                self.apply(fetch_block(client, height))
+            self.confirm(target)
+
+    def apply(self, block: Block) -> Changes:
+        """Drop what ``block`` touched, advance to its height, and tell the listeners."""
+        changes = changes_of(block)
+        self.invalidate(changes)
+        return changes
+
+    def invalidate(self, changes: Changes) -> None:
+        """Drop the entries ``changes`` touch, advance to its height, and tell the listeners."""
+        with self._lock:
+            for did in changes.dids:
+                self._dids.pop(did, None)
+            for key in changes.status_set:
+                self._status.pop(key, None)
+            for issuer in changes.issuers:
+                self._issuers.pop(issuer, None)
+            self.height = changes.height
+        for listener in list(self.listeners):
+            listener(changes)
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._dids.clear()
+            self._status.clear()
+            self._issuers.clear()
+
+    # -- the header stream ------------------------------------------------------------------
+    def start(self, retry: float = 1.0) -> None:
+        """Follow the header stream in a background thread (retrying every ``retry`` s on failure)."""
+        if self.follower is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._follow,
+            args=(self.follower, retry),
+            name=f"trellis-follow-{self.network}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop following: the thread sees the flag at the stream's next line (heartbeats included)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self.follower is not None:
+            self.follower.close()
+
+    def _follow(self, client: LedgerClient, retry: float) -> None:
+        while not self._stop.is_set():
+            try:
+                self._advance(client, client.head().height)
+                for node in client.nodes:
+                    self._stream(client, node)
+                    if self._stop.is_set():
+                        return
+            except (
+                LedgerUnavailable,
+                DidRegistryError,
+                ValueError,
+                KeyError,
+                httpx.HTTPError,
+                RuntimeError,
+            ) as exc:
+                self.errors = [*self.errors[-99:], str(exc)]
+            self._stop.wait(retry)
+
+    def _stream(self, client: LedgerClient, node: str) -> None:
+        """Read ``node``'s header stream (``GET /events``, as :meth:`LedgerClient.follow` does) until it
+        ends or :meth:`stop` is called; the stop flag is looked at on every line, heartbeats included."""
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(self.height or 0)}
+        url = node.rstrip("/") + "/events"
+        with client._http.stream(
+            "GET", url, headers=headers, timeout=httpx.Timeout(10.0, read=None)
+        ) as stream:
+            for line in stream.iter_lines():
+                if self._stop.is_set():
+                    return
+                if not line.startswith("data:"):
+                    continue
+                data = json.loads(line[5:])
+                header = BlockHeader.from_json(data["header"])
+                certificate = data.get("certificate")
+                client.verify_header(
+                    header, None if certificate is None else CommitCertificate.from_json(certificate)
+                )
+                if self.height is None or header.height > self.height:
+                    self._advance(client, header.height)
+
+    # -- reads ------------------------------------------------------------------------------
+    def _fetch(self, keys: Sequence[str]) -> tuple[list[Any], int]:
+        if self.source is None:
+            raise LedgerUnavailable(f"network {self.network} runs offline and has no such record")
+        values, height = self.source.fetch(keys)
+        if self.height is not None and height < self.height:
+            # Certified, but older than a head already applied: it may predate a revocation.
+            raise LedgerUnavailable(f"a node answered as of block {height}, behind block {self.height}")
+        return values, height
+
+    def _keep(self, height: int) -> bool:
+        return self.height is None or height >= self.height
+
+    def dids(self, dids: Sequence[str]) -> list[DIDEntry | None]:
+        """The entries of ``dids`` (``None`` for a DID not on the ledger); misses read in one round trip."""
+        with self._lock:
+            found: list[DIDEntry | None] = [self._dids.get(d) for d in dids]
+        missing = sorted({d for d, e in zip(dids, found, strict=True) if e is None})
+        if missing:
+            values, height = self._fetch([k for d in missing for k in (f"did:{d}", f"quarantine:{d}")])
+            fresh: dict[str, DIDEntry] = {}
+            for number, did in enumerate(missing):
+                record = values[2 * number]
+                if record is not None:
+                    fresh[did] = did_entry(record, values[2 * number + 1], height)
+            with self._lock:
+                if self._keep(height):
+                    self._dids.update(fresh)
+            found = [e if e is not None else fresh.get(d) for d, e in zip(dids, found, strict=True)]
+        return found
+
+    def status_list(self, issuer: str, name: str) -> StatusEntry | None:
+        """The status list ``name`` of ``issuer`` (``None`` when it is not on the ledger)."""
+        key = (issuer, name)
+        with self._lock:
+            entry = self._status.get(key)
+        if entry is None:
+            (value,), height = self._fetch([f"status:{issuer}:{name}"])
+            if value is None:
+                return None
+            entry = status_entry(value, height)
+            with self._lock:
+                if self._keep(height):
+                    self._status[key] = entry
+        return entry
+
+    def issuer(self, did: str) -> IssuerEntry:
+        """What ``did`` is accredited for in the trust registry."""
+        with self._lock:
+            entry = self._issuers.get(did)
+        if entry is None:
+            (trust, roles), height = self._fetch([f"trust:{did}", f"role:{did}"])
+            entry = issuer_entry(trust, roles, height)
+            with self._lock:
+                if self._keep(height):
+                    self._issuers[did] = entry
+        return entry
+
+    # -- snapshots --------------------------------------------------------------------------
+    def keys(self) -> list[str]:
+        """The state keys behind every entry (what a snapshot proves)."""
+        with self._lock:
+            keys = [k for d in self._dids for k in (f"did:{d}", f"quarantine:{d}")]
+            keys += [f"status:{i}:{n}" for i, n in self._status]
+            keys += [k for d in self._issuers for k in (f"trust:{d}", f"role:{d}")]
+        return keys
+
+    def load(self, values: dict[str, Any], height: int) -> None:
+        """Fill the cache from proven ``values`` (state key -> value) valid at ``height``."""
+        dids, status, issuers = _entries(values, height)
+        with self._lock:
+            self._dids.update(dids)
+            self._status.update(status)
+            self._issuers.update(issuers)
+
+    def __len__(self) -> int:
+        """The number of cached DIDs."""
+        return len(self._dids)
+
+
+def _entries(
+    values: dict[str, Any], height: int
+) -> tuple[dict[str, DIDEntry], dict[tuple[str, str], StatusEntry], dict[str, IssuerEntry]]:
+    dids, status, issuers = {}, {}, {}
+    for key, value in values.items():
+        kind, _, rest = key.partition(":")
+        if kind == "did" and value is not None:
+            dids[rest] = did_entry(value, values.get(f"quarantine:{rest}"), height)
+        elif kind == "status" and value is not None:
+            issuer, _, name = rest.rpartition(":")
+            status[(issuer, name)] = status_entry(value, height)
+        elif kind == "trust":
+            issuers[rest] = issuer_entry(value, values.get(f"role:{rest}"), height)
+    return dids, status, issuers

@@ -1,0 +1,159 @@
+"""Certified snapshots: what a verifier has cached, with proofs, so that it can work at the edge.
+
+:func:`save_snapshot` proves every cached record again against the head (one proven read per 1,000
+keys) and writes, per network, the certified header, its commit certificate and each record with its
+sparse-Merkle path, plus when the head was confirmed. :func:`load_snapshot` trusts nothing in the
+file: each certificate is checked against the trust anchor the caller gives (the network's genesis
+validators) and each record against its header's state root. The loaded verifier reports its
+:meth:`~verifier.Verifier.staleness` from the confirmation time, and once no node answers for longer
+than the policy's ``offline_max_staleness`` it refuses with ``too_stale``. When nodes are reachable
+it catches up from the snapshot's height, dropping what the blocks since then changed.
+
+The file is JSON: ``{"format": "trellis-verifier-snapshot/1", "networks": [{"network",
+"genesis_hash", "confirmed_at", "sections": [{"header", "certificate", "records": [{"key",
+"value", "proof"}]}]}]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+
+from did_registry.client import LedgerClient, LedgerUnavailable
+from did_registry.errors import DidRegistryError
+from did_registry.ledger.block import BlockHeader, CommitCertificate
+from did_registry.ledger.proofs import StateProof
+from did_registry.ledger.smt import MapProof
+from did_registry.ledger.validators import ValidatorSet
+from verifier.errors import ConfigurationError
+from verifier.policy import NetworkTrust
+
+if TYPE_CHECKING:
+    from verifier.verifier import Verifier
+
+__all__ = ["SNAPSHOT_FORMAT", "InvalidSnapshot", "save_snapshot", "load_snapshot"]
+
+SNAPSHOT_FORMAT: Final = "trellis-verifier-snapshot/1"
+"""The ``format`` member of a snapshot file."""
+_BATCH: Final = 1000
+
+
+class InvalidSnapshot(ConfigurationError):
+    """A snapshot file is malformed, or a header, certificate or proof in it does not check out."""
+
+
+def _prove_sections(client: LedgerClient, keys: Sequence[str]) -> list[dict[str, Any]]:
+    sections = []
+    for start in range(0, len(keys), _BATCH):
+        batch = list(keys[start : start + _BATCH])
+        errors: list[str] = []
+        for node in client.nodes:
+            try:
+                response = client._http.post(node.rstrip("/") + "/proofs/state", json={"keys": batch})
+                response.raise_for_status()
+                data = response.json()
+                section = _check_section(data, batch, client)
+                sections.append(section)
+                break
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, DidRegistryError) as exc:
+                errors.append(f"{node}: {exc}")
+        else:
+            raise LedgerUnavailable("; ".join(errors))
+    return sections
+
+
+def _check_section(data: Any, keys: list[str], client: LedgerClient) -> dict[str, Any]:
+    header = BlockHeader.from_json(data["header"])
+    certificate = data["certificate"]
+    client.verify_header(header, None if certificate is None else CommitCertificate.from_json(certificate))
+    records = [{"key": p["key"], "value": p["value"], "proof": p["proof"]} for p in data["proofs"]]
+    if [r["key"] for r in records] != keys:
+        raise ValueError("the answer does not prove the keys asked for")
+    for record in records:
+        StateProof(
+            record["key"], record["value"], header, None, MapProof.from_json(record["proof"])
+        ).verify_path()
+    return {"header": header.to_json(), "certificate": certificate, "records": records}
+
+
+def save_snapshot(verifier: Verifier, path: str | Path) -> None:
+    """Write a certified snapshot of every network's cache to ``path`` (atomically)."""
+    networks = []
+    for name, cache in verifier.caches.items():
+        if cache.client is None:
+            raise ConfigurationError(f"network {name!r} has no nodes: nothing can be proven afresh")
+        confirmed_at = verifier.clock()
+        keys = cache.keys() or ["network"]
+        networks.append(
+            {
+                "network": name,
+                "genesis_hash": verifier.networks[name].genesis.hash.hex(),
+                "confirmed_at": confirmed_at,
+                "sections": _prove_sections(cache.client, keys),
+            }
+        )
+    target = Path(path)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_text(json.dumps({"format": SNAPSHOT_FORMAT, "networks": networks}, separators=(",", ":")))
+    os.replace(temporary, target)
+
+
+def _verified_values(section: Any, trust: NetworkTrust) -> tuple[dict[str, Any], int]:
+    header = BlockHeader.from_json(section["header"])
+    if header.network != trust.network or header.height < 1:
+        raise InvalidSnapshot(f"a header of the snapshot is not a certified block of {trust.network}")
+    if section["certificate"] is None:
+        raise InvalidSnapshot(f"block {header.height} of the snapshot has no certificate")
+    certificate = CommitCertificate.from_json(section["certificate"])
+    certificate.verify(header, ValidatorSet.from_json(trust.genesis.validators))
+    values = {}
+    for record in section["records"]:
+        key = record["key"]
+        if not isinstance(key, str):
+            raise InvalidSnapshot("a record key is not a string")
+        proof = StateProof(key, record["value"], header, certificate, MapProof.from_json(record["proof"]))
+        values[key] = proof.verify_path()
+    return values, header.height
+
+
+def load_snapshot(
+    cls: type[Verifier], path: str | Path, networks: Sequence[NetworkTrust], **options: Any
+) -> Verifier:
+    """A verifier of ``cls`` built with ``networks`` and ``options``, its caches filled from ``path``."""
+    follow = options.pop("follow", True)
+    verifier = cls(networks, follow=False, **options)
+    try:
+        data = json.loads(Path(path).read_text())
+        if data.get("format") != SNAPSHOT_FORMAT:
+            raise InvalidSnapshot(f"not a {SNAPSHOT_FORMAT} file")
+        for item in data["networks"]:
+            trust = verifier.networks.get(item["network"])
+            if trust is None:
+                continue  # a network this verifier does not trust any more
+            if item["genesis_hash"] != trust.genesis.hash.hex():
+                raise InvalidSnapshot(f"the snapshot of {trust.network} is of another genesis")
+            confirmed_at = float(item["confirmed_at"])
+            if confirmed_at > verifier.clock() + verifier.policy.clock_skew:
+                raise InvalidSnapshot(f"the snapshot of {trust.network} claims to be from the future")
+            cache = verifier.caches[trust.network]
+            top = 0
+            for section in item["sections"]:
+                values, height = _verified_values(section, trust)
+                cache.load(values, height)
+                top = max(top, height)
+            cache.confirm(top, at=confirmed_at)
+    except InvalidSnapshot:
+        verifier.close()
+        raise
+    except (OSError, ValueError, KeyError, TypeError, DidRegistryError) as exc:
+        verifier.close()
+        raise InvalidSnapshot(f"snapshot {path}: {exc}") from None
+    if follow:
+        for cache in verifier.caches.values():
+            cache.start()
+    return verifier

@@ -1,0 +1,377 @@
+"""The :class:`Verifier`: authenticate devices against the DID documents and registries of trusted ledgers.
+
+A device proves itself by answering a challenge with a presentation of its credential
+(:meth:`Verifier.authenticate_presentation`) or by signing HTTP requests (RFC 9421,
+:meth:`Verifier.authenticate_request`). Either way the verifier checks the key against the
+device's current on-chain DID document and the credential against the trust registry, the
+issuer's status lists and the quarantine list, all read with proofs through a per-network
+:class:`~verifier.ledger_cache.LedgerCache`. Each refusal is a :class:`~verifier.errors.Refused`
+whose ``reason`` names the failed check.
+
+DID methods: ``did:trellis`` of a trusted network (chosen by the DID's network segment), and
+``did:key`` resolved locally. Other methods plug in with ``resolvers={"web": my_resolver}``: any
+:class:`~did_registry.identity.resolution.Resolver`; such devices cannot be quarantined (the
+quarantine list holds ledger DIDs), and their documents are resolved on every authentication.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from did_registry.client import LedgerClient
+from did_registry.errors import DidRegistryError
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.resolution import Resolver
+from verifier import _signed
+from verifier._checks import CredentialSummary, check_credential, proof_refusal
+from verifier._ledger_view import LedgerView
+from verifier._records import DIDEntry
+from verifier.challenge import issue_challenge, redeem_challenge
+from verifier.errors import ConfigurationError, Reason, Refused
+from verifier.ledger_cache import Changes, ClientSource, LedgerCache
+from verifier.policy import NetworkTrust, Policy
+from verifier.replay import MemoryNonceStore, NonceStore
+from verifier.sessions import SessionStore, open_session
+from wallet.credential import check_context, did_of
+from wallet.errors import VerificationFailed
+from wallet.http_signatures import HttpRequest
+from wallet.proofs.eddsa_jcs_2022 import verify_proof
+
+__all__ = ["AuthenticatedDevice", "CredentialSummary", "Verifier"]
+
+
+@dataclass(frozen=True)
+class AuthenticatedDevice:
+    """A device that passed every check: who it is, with which key and credential, as of which height."""
+
+    did: str
+    key_id: str
+    """The verification method (DID URL) it proved control of; a session id for session requests."""
+    credential: CredentialSummary | None
+    """The credential it was let in with (``None`` for a request within a session)."""
+    height: int
+    """The highest ledger height of the records the decision used."""
+    session: Mapping[str, str] | None = None
+    """A session offer to send the device (``session_id``, ``verifier_key``, ``expires``), if any."""
+
+
+class Verifier:
+    """Authenticates devices (see the module docstring).
+
+    ``nonces`` holds issued challenges and used signature nonces (in memory by default; use a
+    :class:`~verifier.replay.RedisNonceStore` to share them between processes). ``sessions``
+    enables sessions. ``clock`` gives Unix seconds. ``follow`` starts one background thread per
+    network that follows its certified header stream; call :meth:`close` to stop them.
+    """
+
+    def __init__(
+        self,
+        networks: Sequence[NetworkTrust],
+        policy: Policy | None = None,
+        *,
+        nonces: NonceStore | None = None,
+        sessions: SessionStore | None = None,
+        resolvers: Mapping[str, Resolver] | None = None,
+        clock: Callable[[], float] = time.time,
+        follow: bool = True,
+    ) -> None:
+        self.policy = policy or Policy()
+        if not isinstance(self.policy, Policy):
+            raise ConfigurationError("policy must be a verifier.Policy")
+        self.nonces: NonceStore = nonces if nonces is not None else MemoryNonceStore(clock=clock)
+        self.sessions = sessions
+        self.clock = clock
+        self.networks = {n.network: n for n in networks}
+        if len(self.networks) != len(networks):
+            raise ConfigurationError("networks: a network is listed twice")
+        self._watch_lock = threading.Lock()
+        self._watched: dict[tuple[str, str], dict[int, set[str]]] = {}
+        self._sessions_of: dict[str, dict[str, float]] = {}  # sessions this process opened: expiry by id
+        self._clients: list[LedgerClient] = []
+        self.caches: dict[str, LedgerCache] = {trust.network: self._cache_for(trust) for trust in networks}
+        self.ledger = LedgerView(self.caches, self.policy, resolvers)
+        """What the verifier reads: DID entries, issuers, status lists (fresh enough, or refused)."""
+        if follow:
+            for cache in self.caches.values():
+                cache.start()
+
+    def _cache_for(self, trust: NetworkTrust) -> LedgerCache:
+        if not trust.nodes:
+            cache = LedgerCache(trust.network, None, clock=self.clock)
+        else:
+            client = LedgerClient(list(trust.nodes), trust.genesis, transport=trust.transport)
+            follower = LedgerClient(list(trust.nodes), trust.genesis, transport=trust.transport, timeout=30)
+            self._clients.append(client)
+            cache = LedgerCache(
+                trust.network, ClientSource(client), clock=self.clock, client=client, follower=follower
+            )
+        cache.listeners.append(self._on_changes)
+        return cache
+
+    def _attach(self, cache: LedgerCache) -> None:
+        """Trust one more network through a ready cache (how :mod:`verifier.testing` plugs in)."""
+        if cache.network in self.caches:
+            raise ConfigurationError(f"network {cache.network!r} is already trusted")
+        cache.listeners.append(self._on_changes)
+        self.caches[cache.network] = cache
+
+    def close(self) -> None:
+        """Stop following the networks and close their connections."""
+        for cache in self.caches.values():
+            cache.stop()
+        for client in self._clients:
+            client.close()
+
+    def __enter__(self) -> Verifier:
+        """Use the verifier in a ``with`` block; it is closed at the end."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the verifier."""
+        self.close()
+
+    # -- the ledger view --------------------------------------------------------------------
+    def staleness(self) -> float:
+        """Seconds since the stalest trusted network's head was last confirmed."""
+        return self.ledger.staleness()
+
+    # -- challenge and response -------------------------------------------------------------
+    def _now(self) -> tuple[float, datetime]:
+        now = self.clock()
+        return now, datetime.fromtimestamp(now, UTC)
+
+    def challenge(self, audience: str) -> dict[str, Any]:
+        """A fresh single-use challenge ``{"nonce", "audience", "expires"}`` for a device to answer."""
+        issued = issue_challenge(
+            self.nonces,
+            audience,
+            now=self.clock(),
+            ttl=self.policy.challenge_ttl,
+            grace=self.policy.challenge_ttl + self.policy.clock_skew,
+        )
+        return issued.to_json()
+
+    def authenticate_presentation(self, presentation: Any, audience: str) -> AuthenticatedDevice:
+        """Check a presentation answering one of this verifier's challenges for ``audience``."""
+        try:
+            return self._authenticate_presentation(presentation, audience)
+        except Refused:
+            raise
+        except (VerificationFailed, DidRegistryError, ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise Refused(Reason.MALFORMED, f"presentation: {exc}") from None
+
+    def _authenticate_presentation(self, presentation: Any, audience: str) -> AuthenticatedDevice:
+        if not isinstance(presentation, Mapping) or not isinstance(presentation.get("proof"), Mapping):
+            raise Refused(Reason.MALFORMED, "a presentation is a JSON object with a proof")
+        now, when = self._now()
+        proof = presentation["proof"]
+        redeem_challenge(self.nonces, proof.get("challenge"), audience, now=now)
+        check_context(presentation)
+        types = presentation.get("type")
+        types = [types] if isinstance(types, str) else types
+        if not isinstance(types, list) or "VerifiablePresentation" not in types:
+            raise Refused(Reason.MALFORMED, "type must include 'VerifiablePresentation'")
+        method = proof.get("verificationMethod")
+        if not isinstance(method, str):
+            raise Refused(Reason.MALFORMED, "proof.verificationMethod must be a DID URL")
+        holder = presentation.get("holder", did_of(method))
+        if isinstance(holder, Mapping):
+            holder = holder.get("id")
+        if not isinstance(holder, str):
+            raise Refused(Reason.MALFORMED, "holder must be a DID")
+        entry = self.ledger.device_entry(holder)
+        try:
+            verified = verify_proof(
+                presentation,
+                _signed.authentication_lookup(holder, entry),
+                expected_purpose="authentication",
+                now=when,
+                challenge=proof.get("challenge"),
+                domain=audience,
+            )
+        except VerificationFailed as exc:
+            raise proof_refusal(exc, holder) from None
+        embedded = presentation.get("verifiableCredential", [])
+        embedded = [embedded] if isinstance(embedded, Mapping) else embedded
+        if not isinstance(embedded, list):
+            raise Refused(Reason.MALFORMED, "verifiableCredential must be an array", did=holder)
+        return self._admit(holder, entry, verified.verification_method, embedded, audience, now, when)
+
+    def _admit(
+        self,
+        did: str,
+        entry: DIDEntry,
+        key_id: str,
+        credentials: Sequence[object],
+        audience: str,
+        now: float,
+        when: datetime,
+    ) -> AuthenticatedDevice:
+        summary, height = check_credential(self.ledger, credentials, did, self.policy, when)
+        height = max(height, entry.height)
+        offer: dict[str, str] | None = None
+        agreement = entry.agreement_key()
+        if self.sessions is not None and agreement is not None:
+            session, offer = open_session(
+                did=did,
+                key_id=key_id,
+                audience=audience,
+                device_key_agreement=agreement,
+                ttl=self.policy.session_ttl,
+                now=now,
+                credential_id=summary.id,
+                height=height,
+            )
+            self.sessions.put(session)
+            _signed.remember_session(self, session.id, session.expires_at)
+            self._watch(did, summary, session.id, session.expires_at)
+        return AuthenticatedDevice(did, key_id, summary, height, offer)
+
+    # -- signed requests --------------------------------------------------------------------
+    def authenticate_request(
+        self,
+        request: HttpRequest,
+        audience: str | None = None,
+        *,
+        credential: Mapping[str, Any] | None = None,
+    ) -> AuthenticatedDevice:
+        """Check an RFC 9421 signed request (``ed25519`` by a device key, or ``hmac-sha256`` in a session).
+
+        The device's credential comes in the ``Device-Credential`` header (base64url of its JSON)
+        unless given as ``credential``. ``audience``, when given, must be the request's authority
+        (``host[:port]``) or origin (``scheme://host[:port]``).
+        """
+        try:
+            return _signed.authenticate_request(self, request, audience, credential)
+        except Refused:
+            raise
+        except (VerificationFailed, DidRegistryError, ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise Refused(Reason.MALFORMED, f"request: {exc}") from None
+
+    def _admit_now(
+        self, did: str, entry: DIDEntry, key_id: str, credentials: Sequence[object], audience: str
+    ) -> AuthenticatedDevice:
+        """Run the credential checks for an authenticated device and open a session (if enabled)."""
+        now, when = self._now()
+        return self._admit(did, entry, key_id, credentials, audience, now, when)
+
+    # -- gateways ---------------------------------------------------------------------------
+    def authenticate_many(
+        self, items: Sequence[tuple[Any, str] | HttpRequest]
+    ) -> list[AuthenticatedDevice | Refused]:
+        """Authenticate a batch: ``(presentation, audience)`` pairs and signed requests.
+
+        Every DID of the batch (devices and issuers) is read in one proven round trip per network
+        first; then each item is checked on its own, and refused items yield their :class:`Refused`.
+        """
+        self.ledger.prefetch(_signed.dids_in(items))
+        results: list[AuthenticatedDevice | Refused] = []
+        for item in items:
+            try:
+                if isinstance(item, HttpRequest):
+                    results.append(self.authenticate_request(item))
+                else:
+                    presentation, audience = item
+                    results.append(self.authenticate_presentation(presentation, audience))
+            except Refused as refused:
+                results.append(refused)
+        return results
+
+    def prefetch(self, dids: Sequence[str]) -> None:
+        """Read the ledger entries of ``dids`` not yet cached, one proven round trip per network."""
+        self.ledger.prefetch(dids)
+
+    # -- sessions ---------------------------------------------------------------------------
+    def _watch(self, did: str, summary: CredentialSummary, session_id: str, expires_at: float) -> None:
+        now = self.clock()
+        with self._watch_lock:
+            live = {k: v for k, v in self._sessions_of.get(did, {}).items() if v > now}
+            live[session_id] = expires_at
+            self._sessions_of[did] = live
+            for issuer, name, index in summary.status:
+                self._watched.setdefault((issuer, name), {}).setdefault(index, set()).add(did)
+
+    def _on_changes(self, changes: Changes) -> None:
+        if self.sessions is None:
+            return
+        ended = set(changes.ended)
+        with self._watch_lock:
+            if changes.everything:
+                ended |= set(self._sessions_of)
+            for key, indices in changes.status_set.items():
+                watched = self._watched.get(key)
+                for index in indices if watched else ():
+                    assert watched is not None
+                    ended |= watched.pop(index, set())
+        for did in ended:
+            self.end_sessions(did, f"the device's ledger records changed at block {changes.height}")
+
+    def end_sessions(
+        self, did: str, why: str, *, session_id: str | None = None, expires_at: float | None = None
+    ) -> int:
+        """End every session of device ``did``; later requests in them are told ``session_ended``.
+
+        Sessions opened by this process (and ``session_id``) are remembered as ended until they
+        would have expired; others, opened by other processes sharing the store, become unknown.
+        """
+        if self.sessions is None:
+            return 0
+        with self._watch_lock:
+            known = self._sessions_of.pop(did, {})
+        if session_id is not None and expires_at is not None:
+            known[session_id] = expires_at
+        now = self.clock()
+        for ended, until in known.items():
+            if until > now:
+                _signed.remember_session(self, ended, until, why)
+        return self.sessions.end_device(did)
+
+    # -- reporting and snapshots ------------------------------------------------------------
+    def report(
+        self,
+        did: str,
+        evidence: bytes | Mapping[str, Any],
+        reporter_key: Ed25519PrivateKey,
+        reporter_did: str,
+        *,
+        description: str | None = None,
+        verification_method: str | None = None,
+        timeout: float = 30.0,
+    ) -> str:
+        """File a ``quarantine.report`` of ``did`` signed by the service's reporter key; return the txn id."""
+        from verifier._report import report
+
+        return report(
+            self, did, evidence, reporter_key, reporter_did, description, verification_method, timeout
+        )
+
+    def client(self, network: str) -> LedgerClient:
+        """The ledger client of a trusted network (raises :class:`ConfigurationError` offline)."""
+        cache = self.caches.get(network)
+        if cache is None or cache.client is None:
+            raise ConfigurationError(f"network {network!r} has no nodes to talk to")
+        return cache.client
+
+    def save_snapshot(self, path: str | Path) -> None:
+        """Write a certified snapshot of everything cached (see :mod:`verifier.snapshot`)."""
+        from verifier.snapshot import save_snapshot
+
+        save_snapshot(self, path)
+
+    @classmethod
+    def from_snapshot(
+        cls, path: str | Path, networks: Sequence[NetworkTrust], policy: Policy | None = None, **options: Any
+    ) -> Verifier:
+        """A verifier whose caches start from a snapshot checked against ``networks``' trust anchors.
+
+        ``options`` are the constructor's; networks without nodes run offline from the snapshot.
+        """
+        from verifier.snapshot import load_snapshot
+
+        return load_snapshot(cls, path, networks, policy=policy, **options)
