@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["primitives", "registry"]
+BENCHMARKS = ["primitives", "registry", "ledger"]
 
 
 def main() -> int:

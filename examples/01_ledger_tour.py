@@ -1,8 +1,8 @@
 """A tour of the ledger: a local network, DIDs anchored with proofs, a credential revoked on-chain.
 
 Run with ``make demo`` (after the wallet tour), or ``.venv/bin/python examples/01_ledger_tour.py``.
-It initialises a one-validator network in ``.demo/`` (SQLite, the embedded default), starts the node
-as its own process (``trellis node start``), and then, through the HTTP API with every answer
+It initialises a four-validator PBFT network in ``.demo/`` (SQLite, the embedded default), starts
+each node as its own process (``trellis node start``), and then, through the HTTP API with every answer
 checked by :class:`~did_registry.client.LedgerClient`:
 
 1. a trustee onboards a fleet operator as an accredited issuer;
@@ -11,7 +11,7 @@ checked by :class:`~did_registry.client.LedgerClient`:
 4. the issuer issues its device credential; a service verifies it (keys resolved with proofs);
 5. the issuer revokes it with one ledger transaction; the service refuses it from the next block.
 
-With ``--keep-running`` the node stays up afterwards (Ctrl-C to stop).
+With ``--keep-running`` the network stays up afterwards (Ctrl-C to stop); ``--validators 1`` runs one.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from did_registry.ledger.txn import Transaction
 from wallet.credential import build_credential, issue_credential, verify_credential
 from wallet.errors import VerificationFailed
 from wallet.keystore import Keystore
+from wallet.localnet import LocalNetwork
 from wallet.resolver import ResolverKeyLookup
 from wallet.status import LedgerStatusCheck
 
@@ -77,41 +78,34 @@ def main() -> int:
     """Run the tour; exit 0 when everything behaved as expected."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dir", type=Path, default=ROOT / ".demo", help="Where the network lives.")
-    parser.add_argument("--keep-running", action="store_true", help="Leave the node running afterwards.")
+    parser.add_argument("--keep-running", action="store_true", help="Leave the network running afterwards.")
+    parser.add_argument(
+        "--validators", type=int, default=4, help="How many validators (PBFT when more than 1)."
+    )
     args = parser.parse_args()
     passphrase = os.environ.get("TRELLIS_PASSPHRASE") or secrets.token_urlsafe(12)
-    env = {**os.environ, "TRELLIS_PASSPHRASE": passphrase}
-    trellis = [sys.executable, "-c", "from web.cli import main; main()"]
     shutil.rmtree(args.dir, ignore_errors=True)
 
-    step(0, f"A one-validator network in {args.dir} (SQLite), its node as a separate process.")
-    subprocess.run(
-        [*trellis, "network", "init", "--validators", "1", "--network", "demo", "--dir", str(args.dir),
-         "--kdf", "interactive"], env=env, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    node = subprocess.Popen(
-        [*trellis, "node", "start", "--config", str(args.dir / "node-1.toml"), "--port", "0"],
-        env=env, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    step(0, f"A {args.validators}-validator network in {args.dir} (SQLite), each node a separate process.")
+    net = LocalNetwork(args.dir, args.validators, network="demo", passphrase=passphrase)
     try:
-        assert node.stdout is not None
-        line = node.stdout.readline().strip()
-        if not line.startswith("serving on "):
-            print(f"the node did not start: {line!r}", file=sys.stderr)
-            return 1
-        url = line.split()[-1]
+        net.start()
+        url = net.urls[-1]  # any node: requests reach the primary through it
+        health = net.health("node-1")["consensus"]
+        print(f"   consensus: {health['engine']}, primary {health['primary']}; nodes: {', '.join(net.urls)}")
         print(f"   node API: {url}   (try {url}/health, {url}/openapi.json)")
         ok = tour(url, args.dir, passphrase)
         if args.keep_running and ok:
             print(
-                f"\nThe node keeps running at {url}; its database is {args.dir / 'node-1.db'}. Ctrl-C stops it."
+                f"\nThe network keeps running ({', '.join(net.urls)}); its data is in {args.dir}. Ctrl-C stops it."
             )
-            node.wait()
+            while net.running():
+                time.sleep(1)
         return 0 if ok else 1
     except KeyboardInterrupt:
         return 0
     finally:
-        node.terminate()
-        node.wait(timeout=20)
+        net.stop()
 
 
 def tour(url: str, directory: Path, passphrase: str) -> bool:
