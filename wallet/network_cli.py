@@ -36,6 +36,7 @@ from did_registry.node.config import (
     load_config,
     write_config,
 )
+from did_registry.node.logs import configure_logging
 from did_registry.node.server import serve
 from wallet.errors import KeystoreError
 from wallet.keystore import (
@@ -176,6 +177,7 @@ def node_start(config_file: Path, port: int | None) -> None:
         service = build_service(config, keystore.current_key)
     except DidRegistryError as exc:
         _fail(str(exc))
+    configure_logging()
     try:
         serve(service, host=config.host, port=config.port if port is None else port)
     except OSError as exc:
