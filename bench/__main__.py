@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["primitives", "registry", "ledger"]
+BENCHMARKS = ["primitives", "registry", "ledger", "verifier"]
 
 
 def main() -> int:

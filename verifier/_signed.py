@@ -24,6 +24,7 @@ from did_registry.identity.crypto import Ed25519PublicKey
 from verifier._records import AUTHENTICATION, DIDEntry
 from verifier.errors import Reason, Refused
 from wallet.credential import did_of
+from wallet.device_client import encode_device_credential as encode_credential_header
 from wallet.errors import (
     DigestMismatch,
     HttpSignatureError,
@@ -57,12 +58,6 @@ SIGNATURE_NAMESPACE: Final = "signature"
 SESSION_NAMESPACE: Final = "session-history"
 """The nonce store namespace remembering, for a while, when sessions expire and why they were ended."""
 _MAX_CREDENTIAL: Final = 64 * 1024
-
-
-def encode_credential_header(credential: Mapping[str, Any]) -> str:
-    """The ``Device-Credential`` header value for ``credential``."""
-    raw = json.dumps(credential, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def _decode_credential(value: str) -> Any:

@@ -3,7 +3,10 @@
 :class:`DeviceClient` wraps an :class:`httpx.Client`. :meth:`~DeviceClient.signed_request` signs each
 request with RFC 9421 ``ed25519`` under the device's authentication key (``keyid`` is the key's DID
 URL), covering ``@method``, ``@target-uri`` and ``content-digest`` (RFC 9530, SHA-256 of the body),
-with ``created``, ``expires`` one minute later, and a random ``nonce``.
+with ``created``, ``expires`` one minute later, and a random ``nonce``. It also sends the device's
+credential in the ``Device-Credential`` header (:func:`encode_device_credential`: base64url without
+padding of its JCS form, RFC 8785), which the verifier reads to admit the device; the header is not
+signed (the credential carries its issuer's proof and names the device).
 
 A verifier may offer a session: ``{"session_id", "verifier_key", "expires"}`` where ``verifier_key``
 is its X25519 public key as a Multikey (``z6LS…``) and ``expires`` a Unix time or an XML Schema
@@ -26,6 +29,7 @@ import httpx
 
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import random_bytes
+from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multikey import decode_x25519_public_key
 from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
 from wallet.device import Challenge, DeviceWallet
@@ -34,13 +38,18 @@ from wallet.http_signatures import HttpRequest, sign_request
 from wallet.session_keys import session_key
 
 __all__ = [
+    "CREDENTIAL_HEADER",
     "SIGNED_COMPONENTS",
     "SIGNATURE_LIFETIME",
     "NONCE_SIZE",
     "Session",
     "DeviceClient",
     "new_nonce",
+    "encode_device_credential",
 ]
+
+CREDENTIAL_HEADER: Final = "Device-Credential"
+"""The request header carrying the device's credential (see :func:`encode_device_credential`)."""
 
 SIGNED_COMPONENTS: Final = ("@method", "@target-uri", "content-digest")
 """What a device's request signature covers."""
@@ -53,6 +62,11 @@ NONCE_SIZE: Final = 16
 def new_nonce() -> str:
     """A fresh random nonce: base64url (no padding) of :data:`NONCE_SIZE` bytes."""
     return base64.urlsafe_b64encode(random_bytes(NONCE_SIZE)).rstrip(b"=").decode("ascii")
+
+
+def encode_device_credential(credential: Mapping[str, Any]) -> str:
+    """The ``Device-Credential`` header value: base64url (no padding) of the credential's JCS (RFC 8785)."""
+    return base64.urlsafe_b64encode(canonicalize(credential)).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -135,7 +149,14 @@ class DeviceClient:
         content: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send a request signed with ``ed25519`` by the device's current key (keyid: its DID URL)."""
+        """Send a request signed with ``ed25519`` by the device's current key (keyid: its DID URL).
+
+        The wallet's device credential goes along in the ``Device-Credential`` header unless
+        ``headers`` already carries one (raises :class:`~wallet.errors.WalletError` if it holds none).
+        """
+        extra = dict(headers or {})
+        if not any(name.lower() == CREDENTIAL_HEADER.lower() for name in extra):
+            extra[CREDENTIAL_HEADER] = encode_device_credential(self.wallet.device_credential())
 
         def sign(message: HttpRequest, now: int) -> dict[str, str]:
             return sign_request(
@@ -149,7 +170,7 @@ class DeviceClient:
                 alg="ed25519",
             )
 
-        return self._send(method, path, json=json, content=content, headers=headers, sign=sign)
+        return self._send(method, path, json=json, content=content, headers=extra, sign=sign)
 
     def answer_challenge(self, challenge_json: Mapping[str, Any]) -> dict[str, Any]:
         """The presentation of the device credential that answers a verifier's challenge."""

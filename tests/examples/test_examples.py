@@ -30,3 +30,16 @@ def test_ledger_tour_runs_to_completion(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "accepted:" in result.stdout
     assert "refused (revoked)" in result.stdout
+
+
+def test_verifier_service_example_runs_to_completion() -> None:
+    """The verifier service example lets the device in (200), then refuses it once revoked (403)."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "02_verifier_service.py")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\n   200 " in result.stdout
+    assert "403 application/problem+json" in result.stdout and "'reason': 'revoked'" in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,13 @@ from did_registry.identity.did_key import resolve_did_key
 from did_registry.identity.multikey import encode_x25519_public_key
 from wallet.credential import build_credential, issue_credential
 from wallet.device import DeviceWallet
-from wallet.device_client import NONCE_SIZE, SIGNATURE_LIFETIME, DeviceClient
+from wallet.device_client import (
+    CREDENTIAL_HEADER,
+    NONCE_SIZE,
+    SIGNATURE_LIFETIME,
+    DeviceClient,
+    encode_device_credential,
+)
 from wallet.errors import HttpSignatureError, InvalidSharedSecret, MalformedSessionOffer, NoSession
 from wallet.holder import did_key_identity
 from wallet.http_signatures import HttpRequest, SignatureInput, parse_signatures, verify_signature
@@ -124,6 +131,40 @@ def test_nonces_differ(client: DeviceClient, service: Service) -> None:
     for _ in range(3):
         client.signed_request("GET", "/status")
     assert len({sig.nonce for sig, _ in service.seen}) == 3
+
+
+def _decode(value: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+
+
+def test_signed_request_carries_the_device_credential(client: DeviceClient, service: Service) -> None:
+    """The wallet's device credential rides in Device-Credential as base64url (no padding) of its JSON."""
+    client.signed_request("POST", "/readings", json={"t": 21})
+    _, message = service.seen[-1]
+    value = message.header(CREDENTIAL_HEADER)
+    assert value is not None and "=" not in value
+    assert _decode(value) == client.wallet.device_credential()
+
+
+def test_a_caller_given_credential_header_is_kept(client: DeviceClient, service: Service) -> None:
+    """A Device-Credential header passed by the caller is sent as given, not replaced."""
+    client.signed_request("GET", "/status", headers={"device-credential": "e30"})
+    assert service.seen[-1][1].header(CREDENTIAL_HEADER) == "e30"
+
+
+def test_session_requests_carry_no_credential(client: DeviceClient, service: Service) -> None:
+    """Within a session the credential is not sent again."""
+    client.start_session(service.add_session("s-1", client.wallet.did))
+    client.session_request("GET", "/status")
+    assert service.seen[-1][1].header(CREDENTIAL_HEADER) is None
+
+
+def test_encode_device_credential_is_canonical_json() -> None:
+    """The encoding is of the JCS form: key order does not change it, and it round-trips."""
+    one, two = {"b": 1, "a": "é"}, {"a": "é", "b": 1}
+    assert encode_device_credential(one) == encode_device_credential(two)
+    assert base64.urlsafe_b64decode(encode_device_credential(one) + "==") == '{"a":"é","b":1}'.encode()
+    assert _decode(encode_device_credential(one)) == one
 
 
 def test_get_without_body_is_signed(client: DeviceClient, service: Service) -> None:

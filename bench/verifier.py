@@ -1,0 +1,195 @@
+"""Benchmark of the verifier: device authentication per second, session requests, memory per device.
+
+``python -m bench.verifier [--quick]`` prints one JSON object (one core, pinned):
+
+* ``raw_verify_per_s``: the yardstick, PyNaCl Ed25519 verifications per second, this run;
+* ``auth_warm_per_s``: :meth:`Verifier.authenticate_request` of RFC 9421 ``ed25519`` requests by
+  devices already seen (their DID entries, the issuer and its status list cached), each request
+  freshly signed with a new nonce (signed before the clock starts), the credential in the
+  ``Device-Credential`` header;
+* ``auth_cold_per_s``: the same, each request from a device never seen before (its DID record read
+  and its credential proof verified from scratch; the issuer and status list are cached);
+* ``session_req_per_s``: ``hmac-sha256`` requests within an established session (a MAC check);
+* ``bytes_per_cached_device``: traced memory (``tracemalloc``) the verifier keeps per authenticated
+  device once its used nonces are dropped, measured over ``bytes_per_cached_device_measured_at``
+  devices and divided (the figure per device is assumed to hold at larger fleets: an extrapolation).
+
+The ledger is :class:`verifier.testing.StaticLedger` (in memory): the verifier's request path
+(signature, digest, nonce, DID entry, credential proof, trust registry, status bit) is the
+production one, but ledger reads on a cache miss are not Merkle-proof-checked as they would be
+against a node, so ``auth_cold_per_s`` leaves out the proof check of the device's DID record
+(``bench.registry``'s ``resolve_verified_per_s`` measures that). Targets:
+``auth_warm_per_s >= 0.85 x raw``, ``session_req_per_s >= 10 x raw``, ``bytes_per_cached_device <= 1024``.
+"""
+
+from __future__ import annotations
+
+import gc
+import secrets
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench._common import parse_args, pin_one_core, raw_verify_per_s, report
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.multikey import decode_x25519_public_key
+from verifier import MemoryNonceStore, MemorySessionStore, Verifier
+from verifier.testing import StaticLedger
+from wallet.credential import build_credential, issue_credential
+from wallet.device_client import CREDENTIAL_HEADER, SIGNED_COMPONENTS, encode_device_credential
+from wallet.http_signatures import HttpRequest, sign_request
+from wallet.session_keys import session_key
+
+__all__ = ["Fleet", "main"]
+
+URL = "https://service.example/readings"
+BODY = b'{"celsius": 21.5}'
+
+
+class Fleet:
+    """A static ledger with one accredited issuer and its revocation list, enrolling devices."""
+
+    def __init__(self) -> None:
+        self.ledger = StaticLedger("bench")
+        self.issuer_key = Ed25519PrivateKey.generate()
+        self.issuer = self.ledger.add_issuer(self.issuer_key)
+        self.status_url = self.ledger.create_status_list(self.issuer, "devices")
+        self.next_index = 0
+
+    def enrol(self) -> tuple[Ed25519PrivateKey, str, str]:
+        """A new device on the ledger: its key, DID and ``Device-Credential`` header value."""
+        key = Ed25519PrivateKey.generate()
+        did = self.ledger.add_device(key)
+        index, self.next_index = self.next_index, self.next_index + 1
+        now = datetime.now(UTC)
+        entry = {"id": f"{self.status_url}#{index}", "type": "BitstringStatusListEntry", "statusPurpose": "revocation",
+                 "statusListIndex": str(index), "statusListCredential": self.status_url}  # fmt: skip
+        document = build_credential(
+            issuer=self.issuer,
+            subject={"id": did},
+            types=["DeviceCredential"],
+            valid_from=now - timedelta(minutes=1),
+            valid_until=now + timedelta(days=365),
+            status=entry,
+        )
+        credential = issue_credential(document, self.issuer_key, f"{self.issuer}#key-1")
+        return key, did, encode_device_credential(credential)
+
+
+def signed(key: Any, keyid: str, headers: dict[str, str], alg: str = "ed25519") -> HttpRequest:
+    """A POST signed by ``key`` under ``keyid`` with a fresh nonce."""
+    request = HttpRequest("POST", URL, {"content-type": "application/json", **headers}, BODY)
+    now = int(time.time())
+    added = sign_request(
+        request, key=key, keyid=keyid, components=SIGNED_COMPONENTS, created=now, expires=now + 60,
+        nonce=secrets.token_urlsafe(16), alg=alg,
+    )  # fmt: skip
+    return HttpRequest("POST", URL, {**request.headers, **added}, BODY)
+
+
+def device_request(device: tuple[Ed25519PrivateKey, str, str]) -> HttpRequest:
+    """A fresh ``ed25519`` request of ``device`` carrying its credential."""
+    key, did, header = device
+    return signed(key, f"{did}#key-1", {CREDENTIAL_HEADER: header})
+
+
+def per_second(verifier: Verifier, requests: Sequence[HttpRequest]) -> float:
+    """Authentications per second over ``requests`` (each must be let in)."""
+    authenticate: Callable[[HttpRequest], Any] = verifier.authenticate_request
+    start = time.perf_counter()
+    for request in requests:
+        authenticate(request)
+    return len(requests) / (time.perf_counter() - start)
+
+
+def best_of(runs: int, measure: Callable[[], float]) -> float:
+    """The best of ``runs`` measurements (each with its own freshly signed requests)."""
+    return max(measure() for _ in range(runs))
+
+
+def main() -> None:
+    """Run the benchmark and print the report."""
+    args = parse_args(__doc__ or "")
+    quick = bool(args.quick)
+    cpu = pin_one_core()
+    n_requests, n_cold, n_memory, n_warm_devices = (
+        (2_000, 300, 500, 50) if quick else (20_000, 3_000, 5_000, 200)
+    )
+    raw = raw_verify_per_s(1.0 if quick else 3.0)
+    fleet = Fleet()
+
+    verifier = fleet.ledger.verifier()
+    warm_devices = [fleet.enrol() for _ in range(n_warm_devices)]
+    for device in warm_devices:
+        verifier.authenticate_request(device_request(device))
+
+    def warm() -> float:
+        requests = [device_request(warm_devices[i % len(warm_devices)]) for i in range(n_requests)]
+        return per_second(verifier, requests)
+
+    auth_warm = best_of(3, warm)
+
+    def cold() -> float:
+        requests = [device_request(fleet.enrol()) for _ in range(n_cold)]
+        return per_second(verifier, requests)
+
+    auth_cold = best_of(3, cold)
+    verifier.close()
+
+    sessions = fleet.ledger.verifier(sessions=MemorySessionStore())
+    key = warm_devices[0][0]
+    offer = sessions.authenticate_request(device_request(warm_devices[0])).session
+    assert offer is not None
+    mac_key = session_key(
+        key.to_x25519(), decode_x25519_public_key(offer["verifier_key"]), offer["session_id"]
+    )
+
+    def session() -> float:
+        requests = [signed(mac_key, offer["session_id"], {}, "hmac-sha256") for _ in range(n_requests)]
+        return per_second(sessions, requests)
+
+    session_req = best_of(3, session)
+    sessions.close()
+
+    memory = fleet.ledger.verifier()
+    warm_up = device_request(fleet.enrol())
+    memory.authenticate_request(warm_up)  # the issuer and status list are cached before measuring
+    requests = [device_request(fleet.enrol()) for _ in range(n_memory)]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for request in requests:
+        memory.authenticate_request(request)
+    memory.nonces = MemoryNonceStore()  # drop the used nonces: they expire, devices stay cached
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    memory.close()
+    bytes_per_device = (after - before) / n_memory
+
+    figures: dict[str, Any] = {
+        "cpu": cpu,
+        "ledger": "verifier.testing.StaticLedger (in memory; ledger reads not proof-checked)",
+        "raw_verify_per_s": raw,
+        "auth_warm_per_s": auth_warm,
+        "auth_warm_vs_raw": auth_warm / raw,
+        "auth_cold_per_s": auth_cold,
+        "session_req_per_s": session_req,
+        "session_vs_raw": session_req / raw,
+        "bytes_per_cached_device": bytes_per_device,
+        "bytes_per_cached_device_measured_at": n_memory,
+        "bytes_per_cached_device_note": "traced growth over the measured devices, divided; "
+        "assumed constant per device at larger fleets (extrapolated, not measured)",
+    }
+    targets = {
+        "auth_warm_per_s >= 0.85 x raw": auth_warm >= 0.85 * raw,
+        "session_req_per_s >= 10 x raw": session_req >= 10 * raw,
+        "bytes_per_cached_device <= 1024": bytes_per_device <= 1024,
+    }
+    report("verifier", figures, targets, quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The WSGI middleware: protected paths need an authenticated device (``environ["trellis.device"]``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.verifier.conftest_ledger import Device, Ledger, ledger  # noqa: F401
+from verifier import Reason, Refused, Verifier
+from verifier.wsgi import DEVICE_KEY, PROBLEM_JSON, DeviceAuthMiddleware, problem_details
+from wallet.device import DeviceWallet
+from wallet.device_client import DeviceClient
+from wallet.keystore import KDF_TESTING
+
+BASE = "https://service.example"
+
+
+@pytest.fixture
+def verifier(ledger: Ledger) -> Iterator[Verifier]:  # noqa: F811
+    """A verifier trusting the test ledger."""
+    made = ledger.verifier()
+    yield made
+    made.close()
+
+
+def echo(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """A plain WSGI app answering the device's DID (or null) and the body it could read."""
+    device = environ.get(DEVICE_KEY)
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length).decode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps({"did": device.did if device else None, "body": body}).encode()]
+
+
+def client_for(ledger: Ledger, device: Device, app: Any, tmp_path: Path) -> DeviceClient:  # noqa: F811
+    """A DeviceClient of ``device`` talking to ``app`` in process."""
+    wallet = DeviceWallet.create(
+        tmp_path / "w", "pw", key=device.actor.key, did=device.did, params=KDF_TESTING
+    )
+    assert isinstance(wallet, DeviceWallet)
+    wallet.store(device.credential)
+    return DeviceClient(
+        wallet, BASE, http=httpx.Client(transport=httpx.WSGITransport(app=app)), clock=ledger.clock
+    )
+
+
+def test_a_good_device_reaches_the_app(ledger: Ledger, verifier: Verifier, tmp_path: Path) -> None:  # noqa: F811
+    """The device is in environ["trellis.device"] and the app can still read the signed body."""
+    device = ledger.enrol()
+    app = DeviceAuthMiddleware(echo, verifier, paths=("/api/",))
+    with client_for(ledger, device, app, tmp_path) as client:
+        response = client.signed_request("POST", "/api/readings?x=1", content=b'{"t": 21}')
+    assert response.status_code == 200, response.text
+    assert response.json() == {"did": device.did, "body": '{"t": 21}'}
+
+
+def test_unsigned_requests_to_protected_paths_get_a_401_problem(verifier: Verifier) -> None:
+    """No signature under a protected prefix: 401 problem details; other paths pass through."""
+    app = DeviceAuthMiddleware(echo, verifier, paths=("/api/",))
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as http:
+        refused = http.post("/api/readings", content=b"{}")
+        open_path = http.get("/public")
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == PROBLEM_JSON
+    assert refused.json()["reason"] == "malformed" and refused.json()["status"] == 401
+    assert open_path.status_code == 200 and open_path.json()["did"] is None
+
+
+def test_a_garbled_signature_gets_a_401_problem(ledger: Ledger, verifier: Verifier, tmp_path: Path) -> None:  # noqa: F811
+    """A signature value that was changed in transit does not verify."""
+    device = ledger.enrol()
+    client = client_for(ledger, device, DeviceAuthMiddleware(echo, verifier), tmp_path)
+
+    def garble(request: httpx.Request) -> None:
+        label, _, value = request.headers["signature"].partition("=:")
+        request.headers["signature"] = f"{label}=:{'A' if value[0] != 'A' else 'B'}{value[1:]}"
+
+    client.http.event_hooks["request"] = [garble]
+    with client:
+        response = client.signed_request("POST", "/readings", json={"t": 21})
+    assert response.status_code == 401 and response.json()["reason"] == "bad_signature"
+
+
+def test_a_revoked_device_gets_a_403_problem(ledger: Ledger, verifier: Verifier, tmp_path: Path) -> None:  # noqa: F811
+    """After revocation the middleware answers 403 revoked and the app is not called."""
+    device = ledger.enrol()
+    calls: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        calls.append(environ["PATH_INFO"])
+        return echo(environ, start_response)
+
+    with client_for(ledger, device, DeviceAuthMiddleware(app, verifier), tmp_path) as client:
+        assert client.signed_request("GET", "/readings").status_code == 200
+        ledger.revoke(device)
+        verifier.caches["testnet"].catch_up()
+        response = client.signed_request("GET", "/readings")
+    assert response.status_code == 403 and response.json()["reason"] == "revoked"
+    assert calls == ["/readings"]
+
+
+def test_problem_details_members() -> None:
+    """A refusal becomes an RFC 9457 object: type, title, status, detail, plus reason."""
+    problem = problem_details(Refused(Reason.QUARANTINED, "on the quarantine list"))
+    assert problem == {
+        "type": "https://trellis.dev/problems/quarantined",
+        "title": "Quarantined",
+        "status": 403,
+        "detail": "on the quarantine list",
+        "reason": "quarantined",
+    }
+
+
+def test_paths_must_be_a_sequence_of_prefixes(verifier: Verifier) -> None:
+    """A single string for paths is a mistake (it would be read as one-character prefixes)."""
+    with pytest.raises(TypeError):
+        DeviceAuthMiddleware(echo, verifier, paths="/api/")

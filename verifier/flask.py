@@ -1,0 +1,82 @@
+"""A Flask extension letting only authenticated devices into a view.
+
+::
+
+    from verifier.flask import DeviceAuth
+
+    auth = DeviceAuth(app, verifier=verifier)
+
+    @app.post("/readings")
+    @auth.device_required
+    def readings():
+        return {"did": flask.g.device.did}
+
+:meth:`DeviceAuth.device_required` checks the current request with
+:meth:`~verifier.Verifier.authenticate_request` (an RFC 9421 signed request, the device's credential
+in the ``Device-Credential`` header) and puts the :class:`~verifier.AuthenticatedDevice` on
+``flask.g.device``. A refusal is answered ``application/problem+json`` (RFC 9457) with ``type``,
+``title``, ``status`` (``refused.status``), ``detail`` and ``reason``
+(see :func:`verifier.wsgi.problem_details`). The extension registers itself in
+``app.extensions["trellis.device_auth"]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Final, ParamSpec, TypeVar
+
+import flask
+
+from verifier.errors import Refused
+from verifier.verifier import AuthenticatedDevice, Verifier
+from verifier.wsgi import PROBLEM_JSON, problem_details, request_from_environ
+
+__all__ = ["EXTENSION", "DeviceAuth"]
+
+EXTENSION: Final = "trellis.device_auth"
+"""Key under ``app.extensions`` holding the app's :class:`DeviceAuth`."""
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class DeviceAuth:
+    """Device authentication for a Flask app (see the module docstring); ``init_app`` for app factories.
+
+    ``audience``, when given, is what each request's authority (``host[:port]``) or origin must be.
+    """
+
+    def __init__(
+        self, app: flask.Flask | None = None, *, verifier: Verifier, audience: str | None = None
+    ) -> None:
+        self.verifier = verifier
+        self.audience = audience
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask) -> None:
+        """Register this extension with ``app``."""
+        app.extensions[EXTENSION] = self
+
+    def authenticate(self) -> AuthenticatedDevice:
+        """Authenticate the current request; the :class:`~verifier.AuthenticatedDevice`, or raise ``Refused``."""
+        request = flask.request
+        message = request_from_environ(request.environ, request.get_data(cache=True))
+        return self.verifier.authenticate_request(message, self.audience)
+
+    def device_required(self, view: Callable[P, R]) -> Callable[P, R | flask.Response]:
+        """Decorate a view: only an authenticated device gets in (``flask.g.device``); others get a problem."""
+
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | flask.Response:
+            try:
+                flask.g.device = self.authenticate()
+            except Refused as refused:
+                return flask.Response(
+                    json.dumps(problem_details(refused)), status=refused.status, mimetype=PROBLEM_JSON
+                )
+            return view(*args, **kwargs)
+
+        return wrapper
