@@ -2,9 +2,10 @@
 
 A message is a JSON object ``{"type", "sender", …members, "signature"}``; each message type lists
 its members with a codec (how the value goes to JSON and comes back, checked). The signature is
-Ed25519 by the sender's validator key over ``DOMAIN + JCS(message without "signature")`` (RFC 8785),
-so a message can be relayed by anyone and still proves who wrote it. The wire form is the JCS bytes
-of the whole object (:func:`encode` / :func:`decode`). Parsing is strict: exact member sets, exact
+Ed25519 by the sender's validator key over ``DOMAIN + JCS(message without "signature")`` (RFC 8785)
+with each opaque byte string (a block, a request) replaced by ``"sha256:<hex>"`` of it, so a message
+can be relayed by anyone and still proves who wrote it, and signing a large block costs a hash. The
+wire form is compact JSON of the whole object (:func:`encode` / :func:`decode`). Parsing is strict: exact member sets, exact
 types, lowercase hex digests, multibase ``u`` (base64url) for opaque bytes, ``z`` for signatures.
 Anything else raises :class:`~did_registry.consensus.errors.InvalidMessage` (code ``malformed``).
 The message types are in :mod:`did_registry.consensus.messages` (``docs/consensus.md`` § Messages).
@@ -22,7 +23,7 @@ from typing import Any, ClassVar, Self
 from did_registry.consensus.errors import InvalidMessage
 from did_registry.errors import BadSignature
 from did_registry.identity import multibase
-from did_registry.identity.crypto import ED25519_SIGNATURE_SIZE, Ed25519PrivateKey, Ed25519PublicKey
+from did_registry.identity.crypto import ED25519_SIGNATURE_SIZE, Ed25519PrivateKey, Ed25519PublicKey, sha256
 from did_registry.identity.jcs import canonicalize
 from did_registry.ledger.block import CommitCertificate
 
@@ -137,10 +138,16 @@ def parse_certificate(data: Any, key: str = "certificate") -> CommitCertificate:
 
 @dataclass(frozen=True, slots=True)
 class Codec:
-    """How one member goes to JSON (``dump``) and comes back, checked (``load``)."""
+    """How one member goes to JSON (``dump``) and comes back, checked (``load``); ``digest``, when
+    set, is the member's form in the signed bytes (opaque bytes are signed by their SHA-256)."""
 
     dump: Callable[[Any], Any]
     load: Callable[[Any, str], Any]
+    digest: Callable[[Any], Any] | None = None
+
+    def signed_form(self, value: Any) -> Any:
+        """The member as the signature covers it."""
+        return self.dump(value) if self.digest is None else self.digest(value)
 
 
 def _same(value: Any) -> Any:
@@ -153,8 +160,14 @@ HEIGHT = Codec(_same, lambda value, key: _nat(value, key, 1))
 """A height or sequence number: at least 1."""
 DIGEST = Codec(bytes.hex, _digest)
 """32 bytes as 64 lowercase hex digits."""
-BLOB = Codec(lambda value: multibase.encode(value, multibase.BASE64URL), _blob)
-"""Opaque bytes (blocks, requests) as multibase base64url."""
+
+
+def _blob_digest(value: bytes) -> str:
+    return "sha256:" + sha256(value).hex()
+
+
+BLOB = Codec(lambda value: multibase.encode(value, multibase.BASE64URL), _blob, _blob_digest)
+"""Opaque bytes (blocks, requests) as multibase base64url; signed as ``"sha256:<hex>"``."""
 SIGNATURE = Codec(_same, _signature)
 """An Ed25519 signature as multibase base58btc, kept as text."""
 CERTIFICATE = Codec(lambda value: value.to_json(), parse_certificate)
@@ -166,6 +179,7 @@ def optional(codec: Codec) -> Codec:
     return Codec(
         lambda value: None if value is None else codec.dump(value),
         lambda value, key: None if value is None else codec.load(value, key),
+        None if codec.digest is None else lambda value: None if value is None else codec.signed_form(value),
     )
 
 
@@ -177,7 +191,11 @@ def listed(codec: Codec, minimum: int = 0) -> Codec:
             raise malformed(f"{key!r} must be a list of {minimum} to {_MAX_ITEMS} items")
         return tuple(codec.load(item, key) for item in value)
 
-    return Codec(lambda value: [codec.dump(item) for item in value], load)
+    return Codec(
+        lambda value: [codec.dump(item) for item in value],
+        load,
+        None if codec.digest is None else lambda value: [codec.signed_form(item) for item in value],
+    )
 
 
 def nested(kind: Any) -> Codec:
@@ -211,9 +229,16 @@ class Message:
         """The JSON form, signature included."""
         return {**self.body(), "signature": self.signature}
 
+    def signed_body(self) -> dict[str, Any]:
+        """:meth:`body` with opaque bytes replaced by their SHA-256 (what the signature covers)."""
+        fields = {name: codec.signed_form(getattr(self, name)) for name, codec in self.SPEC}
+        return {"type": self.TYPE, "sender": self.sender, **fields}
+
     def signing_bytes(self) -> bytes:
-        """``DOMAIN`` followed by the JCS bytes of :meth:`body`."""
-        return DOMAIN + canonicalize(self.body())
+        """``DOMAIN`` followed by the JCS bytes of :meth:`signed_body`: a block or a batch of
+        requests is signed through its hash, so a large message costs one pass of SHA-256, not a
+        canonicalization of megabytes."""
+        return DOMAIN + canonicalize(self.signed_body())
 
     def signed(self, key: Ed25519PrivateKey) -> Self:
         """A copy signed with ``key`` (the sender's validator key)."""
@@ -256,9 +281,13 @@ class Message:
         return message
 
 
+_wire = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
 def encode(message: Message) -> bytes:
-    """The wire bytes of ``message``: JCS of its JSON form."""
-    return canonicalize(message.to_json())
+    """The wire bytes of ``message``: compact JSON of its JSON form (the signature does not depend
+    on the wire text, which needs no canonical form)."""
+    return _wire(message.to_json()).encode("utf-8")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

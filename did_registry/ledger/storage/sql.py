@@ -55,6 +55,7 @@ from did_registry.ledger.storage.views import create_views
 __all__ = ["CommitRefused", "UnsupportedDatabase", "SQLLedgerStore"]
 
 _NODE_CACHE = 1 << 16
+_VALUE_CACHE = 1 << 15
 _CHUNK = 500  # keys per DELETE ... IN (...)
 
 
@@ -116,6 +117,8 @@ class SQLLedgerStore:
         self._nodes: OrderedDict[bytes, bytes] = OrderedDict()
         self._node_cache = node_cache
         self._lock = threading.Lock()
+        self._values: OrderedDict[str, bytes | None] = OrderedDict()  # head state, write-through
+        self._generation = 0  # moved by every append: a read that straddles one is not cached
         self._genesis: Mapping[str, Any] | None = None
         with self._writer.begin() as conn:
             SQLModel.metadata.create_all(conn, tables=list(TABLES))
@@ -144,9 +147,21 @@ class SQLLedgerStore:
 
     # -- the LedgerStore protocol: reads ----------------------------------------------------------
     def get(self, key: str) -> bytes | None:
-        """Current (head) state value under ``key``."""
+        """Current (head) state value under ``key`` (hot keys, e.g. an endorser's DID record or the
+        network rules, are served from a bounded write-through cache that ``append`` keeps exact)."""
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+            generation = self._generation
         row = self._point(self._sql["get"], key)
-        return None if row is None else row[0].encode()
+        value = None if row is None else row[0].encode()
+        with self._lock:
+            if generation == self._generation:  # no block committed meanwhile: the value is the head's
+                self._values[key] = value
+                if len(self._values) > _VALUE_CACHE:
+                    self._values.popitem(last=False)
+        return value
 
     def node(self, node_hash: bytes) -> bytes | None:
         """A state-map node by hash (cached: nodes never change)."""
@@ -208,6 +223,11 @@ class SQLLedgerStore:
                 conn.execute(delete(STATE).where(STATE.c.key.in_(deleted[start : start + _CHUNK])))
             self._write(conn, "node", nodes)
             self._write(conn, "did_version", did_version_rows(commit.changes, height))
+        with self._lock:
+            self._generation += 1
+            for key, value in commit.changes.items():
+                if key in self._values:
+                    self._values[key] = value
         if commit.genesis is not None:
             self._genesis = commit.genesis
         self._remember(commit.nodes)
