@@ -29,6 +29,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from tests import ports
+
 __all__ = [
     "ServiceUnavailable",
     "ServiceStartError",
@@ -58,11 +60,8 @@ class ServiceStartError(RuntimeError):
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that was free a moment ago, outside the ephemeral range (tests/ports.py)."""
+    return ports.free_port()
 
 
 def _version_key(path: Path) -> tuple[int, ...]:

@@ -35,9 +35,12 @@ class LocalNetworkError(WalletError):
     """A local network could not be set up or a node did not start (the message says which and why)."""
 
 
-def free_base_port(count: int, *, low: int = 20000, high: int = 60000) -> int:
-    """A port ``p`` such that ``p … p + count - 1`` are all free on 127.0.0.1 right now."""
-    for start in range(low + (os.getpid() * 37) % 997 * 20, high, 97):
+def free_base_port(count: int, *, low: int = 20000, high: int = 32000) -> int:
+    """A port ``p`` such that ``p … p + count - 1`` are all free on 127.0.0.1 right now (below the
+    kernel's ephemeral range, so an outbound connection cannot take one before the node binds it)."""
+    first: int = low + (os.getpid() * 37) % 997 * 10
+    candidates: list[int] = [*range(first, high, 97), *range(low, high, 89)]
+    for start in candidates:
         sockets = []
         try:
             for port in range(start, start + count):

@@ -26,20 +26,9 @@ from did_registry.node.server import NodeServer
 from did_registry.node.service import NodeService
 from did_registry.transport import TransportConfig
 from tests.did_registry.ledger.conftest import GENESIS_TIME, NETWORK, Actor, new_actor
+from tests.ports import free_ports
 
 __all__ = ["Cluster", "ClusterNode", "free_ports", "make_cluster_genesis"]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct loopback ports free right now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def make_cluster_genesis(

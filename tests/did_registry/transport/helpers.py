@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
@@ -19,6 +18,7 @@ from did_registry.transport.channel import SecureChannel
 from did_registry.transport.frames import FrameDecoder, encode_frame
 from did_registry.transport.handshake import HANDSHAKE_MAX_FRAME, initiate, respond
 from did_registry.transport.stream import FrameStream
+from tests import ports
 
 T = TypeVar("T")
 
@@ -45,10 +45,8 @@ def key_of(validator_id: str) -> Ed25519PrivateKey:
 
 
 def free_port() -> int:
-    """A loopback TCP port free at the time of asking."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
+    """A loopback TCP port free at the time of asking (outside the ephemeral range)."""
+    return ports.free_port()
 
 
 def validator(validator_id: str, port: int, key: Ed25519PrivateKey | None = None) -> Validator:
