@@ -102,7 +102,7 @@ class Block:
     @staticmethod
     def txn_leaves(txns: Sequence[Transaction]) -> list[bytes]:
         """The Merkle leaves of ``txns``: the JCS bytes of each signed transaction."""
-        return [canonicalize(t.to_json()) for t in txns]
+        return [t.leaf for t in txns]
 
     @staticmethod
     def txn_root_of(txns: Sequence[Transaction]) -> str:

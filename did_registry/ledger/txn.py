@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from did_registry.errors import DidRegistryError
@@ -115,6 +115,15 @@ class Transaction:
     signatures: tuple[Signature, ...]
     canonical: bytes
     id_bytes: bytes
+    _leaf: list[bytes] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def leaf(self) -> bytes:
+        """The JCS bytes of the signed transaction (its Merkle leaf and its consensus request),
+        computed once per object."""
+        if not self._leaf:
+            self._leaf.append(canonicalize(self.to_json()))
+        return self._leaf[0]
 
     @property
     def id(self) -> str:

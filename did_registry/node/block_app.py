@@ -41,7 +41,7 @@ _KEPT: Final = 64  # executed blocks kept waiting for their commit (a few views'
 
 def request_bytes(txn: Transaction) -> bytes:
     """The request bytes of a signed transaction (its Merkle leaf bytes)."""
-    return canonicalize(txn.to_json())
+    return txn.leaf
 
 
 def encode_block(header: BlockHeader, requests: Sequence[bytes]) -> bytes:
