@@ -10,6 +10,7 @@ revocation entry, so that the credential can be revoked at all).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from verifier._ledger_view import LedgerView
 from verifier._records import ASSERTION, STATUS_LIST_URL
 from verifier.errors import Reason, Refused
 from verifier.policy import Policy
-from wallet.credential import did_of, status_entries, verify_credential
+from wallet.credential import VerifiedCredential, did_of, status_entries, verify_credential
 from wallet.errors import (
     ChallengeMismatch,
     CredentialExpired,
@@ -201,6 +202,61 @@ def _check_status(
     return refs, height
 
 
+class _VerifiedCredentials:
+    """Credentials whose proof verified, by object identity (the ``Device-Credential`` header of a
+    device decodes to the same object each time: ``_signed``), with the issuer key that verified it.
+
+    What does not change is remembered: the shape and the proof. What may change is checked on every
+    use: the key must still be the issuer's assertion key (a rotated key misses), the validity
+    period is compared with the clock, and the issuer, status and quarantine checks run as always.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[int, tuple[Mapping[str, Any], VerifiedCredential, tuple[str, bytes]]] = (
+            OrderedDict()
+        )
+
+    def get(self, credential: Mapping[str, Any]) -> tuple[VerifiedCredential, tuple[str, bytes]] | None:
+        item = self._items.get(id(credential))
+        if item is None or item[0] is not credential:
+            return None
+        return item[1], item[2]
+
+    def put(
+        self, credential: Mapping[str, Any], verified: VerifiedCredential, key: tuple[str, bytes]
+    ) -> None:
+        self._items[id(credential)] = (credential, verified, key)
+        while len(self._items) > self._size:
+            try:
+                self._items.popitem(last=False)
+            except KeyError:  # another thread emptied it first
+                break
+
+
+_VERIFIED = _VerifiedCredentials(100_000)
+
+
+def _remembered(
+    credential: Mapping[str, Any], lookup: Any, now: datetime, skew: timedelta, holder: str
+) -> VerifiedCredential | None:
+    """The remembered verification of ``credential`` if its issuer key still stands; the validity
+    period is checked against ``now`` here, as :func:`verify_credential` would."""
+    found = _VERIFIED.get(credential)
+    if found is None:
+        return None
+    verified, (method, key) = found
+    if bytes(lookup(method, "assertionMethod")) != key:
+        return None
+    if verified.valid_from is not None and now + skew < verified.valid_from:
+        raise Refused(
+            Reason.CREDENTIAL_NOT_YET_VALID, f"valid from {credential.get('validFrom')}", did=holder
+        )
+    if verified.valid_until is not None and now - skew > verified.valid_until:
+        raise Refused(Reason.CREDENTIAL_EXPIRED, f"valid until {credential.get('validUntil')}", did=holder)
+    return verified
+
+
 def check_credential(
     ledger: LedgerView,
     credentials: Sequence[object],
@@ -215,15 +271,22 @@ def check_credential(
         raise Refused(Reason.CREDENTIAL_INVALID, "credential has no issuer id", did=holder)
     issuer = did_of(issuer)
     _check_issuer(ledger, issuer, accepted, policy, holder)
-    try:
-        verified = verify_credential(
-            credential,
-            _issuer_lookup(ledger, issuer, holder),
-            now=now,
-            clock_skew=timedelta(seconds=policy.clock_skew),
-        )
-    except VerificationFailed as exc:
-        raise credential_refusal(exc, holder) from None
+    lookup = _issuer_lookup(ledger, issuer, holder)
+    skew = timedelta(seconds=policy.clock_skew)
+    verified = _remembered(credential, lookup, now, skew, holder)
+    if verified is None:
+        used: list[tuple[str, bytes]] = []
+
+        def recording(method: str, purpose: str) -> Ed25519PublicKey:
+            key: Ed25519PublicKey = lookup(method, purpose)
+            used.append((method, bytes(key)))
+            return key
+
+        try:
+            verified = verify_credential(credential, recording, now=now, clock_skew=skew)
+        except VerificationFailed as exc:
+            raise credential_refusal(exc, holder) from None
+        _VERIFIED.put(credential, verified, used[-1])
     try:
         refs, height = _check_status(ledger, credential, issuer, holder, policy.require_revocation)
     except MalformedDocument as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 from urllib.parse import urlsplit
@@ -61,12 +62,28 @@ _MAX_CREDENTIAL: Final = 64 * 1024
 
 
 def _decode_credential(value: str) -> Any:
+    """The credential a header carries; the same header gives the same (read-only) object, so the
+    checks can remember what they verified about it (``_checks._VerifiedCredentials``)."""
+    known = _DECODED.get(value)
+    if known is not None:
+        return known
     if len(value) > _MAX_CREDENTIAL:
         raise Refused(Reason.MALFORMED, "Device-Credential is too large")
     try:
-        return json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
     except (ValueError, binascii.Error) as exc:
         raise Refused(Reason.MALFORMED, f"Device-Credential is not base64url JSON: {exc}") from None
+    _DECODED[value] = decoded
+    while len(_DECODED) > _DECODED_KEPT:
+        try:
+            _DECODED.popitem(last=False)
+        except KeyError:  # another thread emptied it first
+            break
+    return decoded
+
+
+_DECODED_KEPT: Final = 100_000
+_DECODED: OrderedDict[str, Any] = OrderedDict()
 
 
 def authentication_lookup(holder: str, entry: DIDEntry) -> Any:

@@ -24,6 +24,7 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ from http_sfv.item import AllItemType, InnerList, Item
 
 from did_registry.errors import BadSignature
 from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey
+from wallet import _sf_fast
 from wallet.content_digest import content_digest, verify_content_digest
 from wallet.errors import (
     MalformedSignatureHeader,
@@ -248,15 +250,21 @@ def _field_value(request: HttpRequest, item: Item, spec: str) -> str:
     return value
 
 
-def _base(request: HttpRequest, items: Sequence[Item], raw_params: str, label: str | None) -> bytes:
+def _texts(item: Item) -> tuple[Item, str, str]:
+    """An identifier, its serialized form and its component string."""
+    return item, str(item), _name(item) + str(item.params)
+
+
+def _base(
+    request: HttpRequest, items: Sequence[Item | tuple[Item, str, str]], raw_params: str, label: str | None
+) -> bytes:
     lines: list[str] = []
     seen: set[str] = set()
-    for item in items:
-        identifier = str(item)
+    for entry in items:
+        item, identifier, spec = entry if isinstance(entry, tuple) else _texts(entry)
         if identifier in seen:
             raise MalformedSignatureHeader(f"component {identifier} is covered twice", label=label)
         seen.add(identifier)
-        spec = _name(item) + str(item.params)
         value = (_derived_value if spec.startswith("@") else _field_value)(request, item, spec)
         if "\r" in value or "\n" in value or not value.isascii():
             raise UnsupportedComponent(f"the value of {spec!r} has a line break or non-ASCII character")
@@ -267,8 +275,15 @@ def _base(request: HttpRequest, items: Sequence[Item], raw_params: str, label: s
 
 def signature_base(request: HttpRequest, sig: SignatureInput) -> bytes:
     """The signature base (RFC 9421 §2.5) of ``sig`` over ``request``, as the bytes that were signed."""
-    items = [_component_item(spec) for spec in sig.components]
+    items = [_cached_component_item(spec) for spec in sig.components]
     return _base(request, items, sig.raw_params, sig.label)
+
+
+@lru_cache(maxsize=512)
+def _cached_component_item(spec: str) -> tuple[Item, str, str]:
+    """:func:`_component_item` and its texts, once per component string (devices cover the same few;
+    the cached items are shared, so nothing may change them)."""
+    return _texts(_component_item(spec))
 
 
 # -- signing ----------------------------------------------------------------------------------
@@ -443,6 +458,47 @@ def parse_signatures(headers: Mapping[str, str]) -> list[SignatureInput]:
             ("Signature", "Signature-Input") if input_text is None else ("Signature-Input", "Signature")
         )
         raise MalformedSignatureHeader(f"{present} is present but {absent} is not")
+    fast = _fast_signature(input_text, signature_text)
+    if fast is not None:
+        return [fast]
+    return _parse_signatures_fully(input_text, signature_text)
+
+
+def _fast_signature(input_text: str, signature_text: str) -> SignatureInput | None:
+    """The one signature of a canonically written pair of headers (``wallet/_sf_fast.py``), or
+    ``None`` to take the full parser."""
+    if len(input_text) > MAX_SIGNATURE_HEADER_SIZE or len(signature_text) > MAX_SIGNATURE_HEADER_SIZE:
+        return None
+    parsed, signed = _sf_fast.signature_input(input_text), _sf_fast.signature_bytes(signature_text)
+    if parsed is None or signed is None or parsed[0] != signed[0]:
+        return None
+    label, components, params, raw = parsed
+    if len(set(components)) != len(components) or not all(
+        _FIELD_NAME.fullmatch(c) or _DERIVED_NAME.fullmatch(c) for c in components
+    ):
+        return None
+    for name, value in params.items():
+        wanted = _SIGNATURE_PARAMS.get(name)
+        if wanted is None or type(value) is not wanted:
+            return None
+    created, expires = params.get("created"), params.get("expires")
+    keyid, alg, nonce, tag = (params.get(name) for name in ("keyid", "alg", "nonce", "tag"))
+    return SignatureInput(
+        label=label,
+        components=components,
+        keyid=keyid if isinstance(keyid, str) else None,
+        alg=alg if isinstance(alg, str) else None,
+        created=created if isinstance(created, int) else None,
+        expires=expires if isinstance(expires, int) else None,
+        nonce=nonce if isinstance(nonce, str) else None,
+        tag=tag if isinstance(tag, str) else None,
+        signature=signed[1],
+        raw_params=raw,
+    )
+
+
+def _parse_signatures_fully(input_text: str, signature_text: str) -> list[SignatureInput]:
+    """The full (``http_sfv``) parse of both headers."""
     inputs = _parse_dictionary("Signature-Input", input_text)
     signatures = _parse_dictionary("Signature", signature_text)
     for label in signatures:

@@ -10,6 +10,7 @@ base58btc. Proof options follow W3C *Verifiable Credential Data Integrity 1.0* Â
 from __future__ import annotations
 
 import hmac
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -203,8 +204,34 @@ def verify_proof(
         signature = decode_base58btc(proof_value)
     except ValueError as exc:
         raise InvalidSignature(f"proofValue is not multibase base58btc: {exc}", subject=method) from None
+    data = _hash_data(document, config)
     try:
-        key.verify(_hash_data(document, config), signature)
+        _VERIFIED.verify(key, data, signature)
     except BadSignature as exc:
         raise InvalidSignature(str(exc), subject=method) from None
     return VerifiedProof(method, purpose, created, proof_challenge, proof_domain)
+
+
+class _VerifiedSignatures:
+    """Remembers the fact "this key signed this hash": a credential a verifier sees again and again
+    (a device's, on each request) is hashed each time but its Ed25519 signature checked once.
+    Only the cryptographic fact is cached; which key may sign is decided by the caller each time."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._seen: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+
+    def verify(self, key: Ed25519PublicKey, data: bytes, signature: bytes) -> None:
+        entry = (bytes(key), data, signature)
+        if entry in self._seen:
+            return
+        key.verify(data, signature)
+        self._seen[entry] = None
+        while len(self._seen) > self._size:
+            try:
+                self._seen.popitem(last=False)
+            except KeyError:  # another thread emptied it first
+                break
+
+
+_VERIFIED = _VerifiedSignatures(100_000)
