@@ -33,8 +33,8 @@ from wallet.localnet import LocalNetwork
 __all__ = ["main"]
 
 _NETWORK = "benchnet"
-_THREADS = 6
-_BATCH = 200
+_THREADS = 8
+_BATCH = 50
 
 
 def _transactions(trustee: Keystore, count: int) -> list[dict[str, Any]]:
