@@ -26,16 +26,22 @@ __all__ = ["canonicalize", "canonicalize_reference"]
 
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")).encode
 
-# Number tokens follow '":', ',' or '[' in compact output (or start the text). Most documents have
-# none: three cheap searches settle it (a pattern that starts with a literal scans far faster than
-# one that starts with a class). Otherwise, a token with a fraction or exponent (a float) or of
-# 16+ digits (an integer that may lie outside ±(2**53 - 1)) sends the value to the reference path.
-# Text inside strings can match too (a time "12:30:45.5Z"); then the check is repeated with the
-# strings taken out.
+# Number tokens follow '":', ',' or '[' in compact output (or start the text) and end at ',', '}' or
+# ']'. Most documents have none: three cheap searches settle it (a pattern that starts with a
+# literal scans far faster than one that starts with a class). Otherwise, a whole token with a
+# fraction or exponent (a float) or of 16+ digits (an integer that may lie outside ±(2**53 - 1))
+# sends the value to the reference path. Text inside strings can match too (rarely, since the token
+# must end as a number does); then the check is repeated with the strings taken out.
 _AFTER_COLON = re.compile(r'":[-0-9]').search
 _AFTER_COMMA = re.compile(r",[-0-9]").search
 _AFTER_BRACKET = re.compile(r"\[[-0-9]").search
-_NUMBER_RISK = re.compile(r"[:,\[]-?(?:[0-9]+[.eE]|[0-9]{16})")
+_RISKY = r"-?(?:[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+|[0-9]+\.[0-9]+|[0-9]{16,})[,}\]]"
+_NUMBER_RISK = re.compile(r"[:,\[]" + _RISKY)
+# The same, one pattern per literal a number follows: a pattern that starts with a literal is
+# scanned for far faster than one that starts with a class (16 µs -> 1 µs on a DID record).
+_RISK_AFTER_COLON = re.compile(r'":' + _RISKY).search
+_RISK_AFTER_COMMA = re.compile(r"," + _RISKY).search
+_RISK_AFTER_BRACKET = re.compile(r"\[" + _RISKY).search
 _NUMBER_START = frozenset("-0123456789")
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _OUTSIDE_BMP_OR_SURROGATE = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
@@ -65,8 +71,11 @@ def canonicalize(value: Any) -> bytes:
     except (TypeError, ValueError, RecursionError):
         return canonicalize_reference(value)
     if text[0] in _NUMBER_START or (
-        (_AFTER_COLON(text) or _AFTER_COMMA(text) or _AFTER_BRACKET(text))
-        and _NUMBER_RISK.search(text) is not None
+        (
+            (_AFTER_COLON(text) and _RISK_AFTER_COLON(text))
+            or (_AFTER_COMMA(text) and _RISK_AFTER_COMMA(text))
+            or (_AFTER_BRACKET(text) and _RISK_AFTER_BRACKET(text))
+        )
         and _NUMBER_RISK.search(_STRING.sub("", text)) is not None
     ):
         return canonicalize_reference(value)
