@@ -245,6 +245,10 @@ class DIDDocument:
         result: dict[str, Any] = _copy_fast(self._json)
         return result
 
+    def json_view(self) -> Mapping[str, Any]:
+        """The document's JSON object itself, not a copy: for reading or encoding only (never change it)."""
+        return self._json
+
     def __repr__(self) -> str:
         return f"DIDDocument({self._id})"
 

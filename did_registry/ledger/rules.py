@@ -37,7 +37,7 @@ from did_registry.identity.multibase import decode_base58btc
 from did_registry.identity.multikey import decode_ed25519_public_key
 from did_registry.identity.status_list import BitstringStatusList
 from did_registry.ledger import validators as validator_set
-from did_registry.ledger.state import StateView
+from did_registry.ledger.state import StateView, encode_value
 from did_registry.ledger.txn import Transaction, TxnRejected, signing_input
 
 __all__ = ["ENDORSER_ROLES", "GRANT_RULES", "ROLES", "BlockContext", "execute", "did_of"]
@@ -99,13 +99,14 @@ class _VerifiedSignatures:
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._seen: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+        self._seen: OrderedDict[tuple[bytes, bytes, str], None] = OrderedDict()
 
-    def verify(self, key: Ed25519PublicKey, message: bytes, signature: bytes) -> None:
+    def verify(self, key: Ed25519PublicKey, message: bytes, signature: str) -> None:
+        """Check the multibase ``signature`` text (decoded only when not seen before)."""
         entry = (bytes(key), message, signature)
         if entry in self._seen:
             return
-        key.verify(message, signature)
+        key.verify(message, decode_base58btc(signature))
         self._seen[entry] = None
         while len(self._seen) > self._size:
             try:
@@ -133,7 +134,7 @@ def _verified_signers(view: StateView, txn: Transaction, pending: Mapping[str, D
             document = _document(raw)
         try:
             key = document.public_key_for(signature.verification_method, "capabilityInvocation")
-            _SIGNATURES.verify(key, message, decode_base58btc(signature.signature))
+            _SIGNATURES.verify(key, message, signature.signature)
         except (BadSignature, ValueError) as exc:
             raise _reject("bad_signature", f"signature by {signature.verification_method}: {exc}") from None
         except DidRegistryError as exc:
@@ -214,8 +215,9 @@ def _new_document(txn: Transaction, did: str) -> DIDDocument:
 
 
 def _write_did(view: StateView, did: str, record: dict[str, Any]) -> None:
-    view.put(f"did:{did}", record)
-    view.put(f"didv:{did}:{record['version']}", record)
+    encoded = encode_value(record)  # one canonicalization for both keys
+    view.put(f"did:{did}", encoded)
+    view.put(f"didv:{did}:{record['version']}", encoded)
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -237,7 +239,7 @@ def _did_create(view: StateView, txn: Transaction, ctx: BlockContext) -> None:
         raise _reject("forbidden", f"not self-certifying: {exc}") from None
     endorsers = _require(view, signers - {did}, ENDORSER_ROLES, 1, "did.create")
     record = {
-        "document": document.to_json(),
+        "document": document.json_view(),  # encoded at once, never changed
         "version": 1,
         "created": ctx.time,
         "updated": ctx.time,

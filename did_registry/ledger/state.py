@@ -73,8 +73,8 @@ class StateView:
         return None if raw is None else decode_value(raw)
 
     def put(self, key: str, value: Any) -> None:
-        """Store ``value`` (any JSON value) under ``key``."""
-        self._changes[key] = encode_value(value)
+        """Store ``value`` (any JSON value, or its canonical bytes from :func:`encode_value`) under ``key``."""
+        self._changes[key] = value if isinstance(value, bytes) else encode_value(value)
 
     def delete(self, key: str) -> None:
         """Remove ``key``."""
