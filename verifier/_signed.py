@@ -205,6 +205,11 @@ def _session_request(
     try:
         entry = verifier.ledger.device_entry(session.did)
         authentication_lookup(session.did, entry)(session.key_id, "authentication")
+        for issuer, name, index in session.status:  # this process's cache, fresh from the header stream
+            status, _ = verifier.ledger.status_list(issuer, name)
+            if status is not None and status.get(index):
+                reason = Reason.REVOKED if status.purpose == "revocation" else Reason.SUSPENDED
+                raise Refused(reason, f"{status.purpose} bit {index} of {name} is set", did=session.did)
     except Refused as refused:
         if refused.reason in (Reason.LEDGER_UNAVAILABLE, Reason.TOO_STALE):
             raise

@@ -84,6 +84,10 @@ class Session:
     """The credential the device presented, if it had an id."""
     height: int = 0
     """The ledger height at which the full check was valid."""
+    status: tuple[tuple[str, str, int], ...] = ()
+    """The ``(issuer, list, index)`` status entries of the credential: any verifier process serving
+    the session checks these bits in its own cache on every request, so revocation or suspension
+    ends the session everywhere within a block."""
 
     def __post_init__(self) -> None:
         if len(self.key) != SESSION_KEY_SIZE:
@@ -101,6 +105,7 @@ class Session:
             "expires_at": self.expires_at,
             "credential_id": self.credential_id,
             "height": self.height,
+            "status": [list(ref) for ref in self.status],
         }
         return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
 
@@ -121,6 +126,9 @@ class Session:
                 expires_at=_number(record["expires_at"]),
                 credential_id=None if record["credential_id"] is None else _text(record["credential_id"]),
                 height=_integer(record["height"]),
+                status=tuple(
+                    (_text(ref[0]), _text(ref[1]), _integer(ref[2])) for ref in record.get("status", [])
+                ),
             )
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise ValueError(f"not a stored session: {type(exc).__name__}: {exc}") from None
@@ -154,6 +162,7 @@ def open_session(
     now: float,
     credential_id: str | None = None,
     height: int = 0,
+    status: tuple[tuple[str, str, int], ...] = (),
 ) -> tuple[Session, dict[str, str]]:
     """Open a session for a device that has just passed a full check, and the offer to send it.
 
@@ -179,6 +188,7 @@ def open_session(
         expires_at=expires_at,
         credential_id=credential_id,
         height=height,
+        status=status,
     )
     offer = {
         "session_id": session_id,
@@ -416,6 +426,7 @@ def _to_hash(session: Session) -> dict[str, bytes | str]:
         "created": repr(session.created),
         "expires_at": repr(session.expires_at),
         "height": str(session.height),
+        "status": json.dumps([list(ref) for ref in session.status], separators=(",", ":")),
     }
     if session.credential_id is not None:
         fields["credential_id"] = session.credential_id
@@ -435,8 +446,11 @@ def _from_hash(session_id: str, fields: Mapping[bytes, bytes]) -> Session:
             expires_at=float(fields[b"expires_at"]),
             credential_id=None if credential_id is None else credential_id.decode(),
             height=int(fields[b"height"]),
+            status=tuple(
+                (str(ref[0]), str(ref[1]), int(ref[2])) for ref in json.loads(fields.get(b"status", b"[]"))
+            ),
         )
-    except (KeyError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+    except (KeyError, ValueError, TypeError, IndexError) as exc:  # UnicodeDecodeError is a ValueError
         raise StoreUnavailable(
             f"session {session_id} in Redis is malformed ({type(exc).__name__}: {exc})"
         ) from None

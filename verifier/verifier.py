@@ -227,6 +227,7 @@ class Verifier:
                 now=now,
                 credential_id=summary.id,
                 height=height,
+                status=summary.status,
             )
             self.sessions.put(session)
             _signed.remember_session(self, session.id, session.expires_at)

@@ -302,3 +302,29 @@ def test_two_processes_share_replay_and_sessions_through_redis(
     finally:
         one.close()
         two.close()
+
+
+def test_revocation_ends_a_session_at_a_process_that_did_not_open_it(
+    ledger: Ledger,  # noqa: F811
+    redis_prefix: tuple[str, str],
+) -> None:
+    """The session carries its credential's status entries: any process checks them in its own cache."""
+    from verifier import RedisNonceStore, RedisSessionStore
+
+    url, prefix = redis_prefix
+    one, two = (
+        ledger.verifier(
+            nonces=RedisNonceStore(url, prefix=prefix), sessions=RedisSessionStore(url, prefix=prefix)
+        )
+        for _ in range(2)
+    )
+    try:
+        device = ledger.enrol()
+        offer = one.authenticate_request(signed(ledger, device), AUDIENCE).session
+        assert two.authenticate_request(_session_request(ledger, device, offer), AUDIENCE).did == device.did
+        ledger.revoke(device)
+        two.caches["testnet"].catch_up()  # only the other process has seen the block
+        assert refusal(two, _session_request(ledger, device, offer)) is Reason.SESSION_ENDED
+    finally:
+        one.close()
+        two.close()
