@@ -234,7 +234,7 @@ class _VerifiedCredentials:
                 break
 
 
-_VERIFIED = _VerifiedCredentials(100_000)
+_VERIFIED = _VerifiedCredentials(4096)  # bounded like the decoded headers it is keyed on
 
 
 def _remembered(

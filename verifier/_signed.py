@@ -82,7 +82,7 @@ def _decode_credential(value: str) -> Any:
     return decoded
 
 
-_DECODED_KEPT: Final = 100_000
+_DECODED_KEPT: Final = 4096  # the devices seen most recently; each costs a few KB, so few are kept
 _DECODED: OrderedDict[str, Any] = OrderedDict()
 
 
