@@ -298,6 +298,9 @@ class Replica:
 
     # -- inputs -----------------------------------------------------------------------------------
     def _on_requests(self, requests: list[bytes]) -> None:
+        if self._engine is None:  # an observer: a validator orders them; they arrive by following
+            self._spawn(self._forward(requests))
+            return
         if self._engine is not None:
             self._tick_first(self._engine)
         if self._engine is not None:  # the tick may have rebuilt it (a validator-set change)
@@ -433,6 +436,10 @@ class Replica:
                 await asyncio.sleep(0.5)
             if self._set_changed():
                 self._reconfigure()
+
+    async def _forward(self, requests: list[bytes]) -> None:
+        if not await asyncio.get_running_loop().run_in_executor(None, self.source.submit, requests):
+            _log.warning("%s: no validator admitted %d forwarded transaction(s)", self._id, len(requests))
 
     def _follow_fetch(self, start: int) -> list[CertifiedBlock]:
         return self.source.fetch(start, wait=_FOLLOW_WAIT)

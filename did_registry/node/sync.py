@@ -89,6 +89,24 @@ class BlockSource:
         """Close the connections."""
         self._client.close()
 
+    def submit(self, requests: Sequence[bytes]) -> bool:
+        """Hand signed transactions (their JSON bytes) to the first node that admits them (an
+        observer forwards what its clients send); ``False`` when none did."""
+        body = b"[" + b",".join(requests) + b"]"
+        for attempt in range(len(self.urls)):
+            url = self.urls[(self._next + attempt) % len(self.urls)]
+            try:
+                answer = self._client.post(
+                    f"{url}/txns", content=body, headers={"Content-Type": "application/json"}
+                )
+            except httpx.HTTPError as exc:
+                _log.warning("forwarding to %s failed: %s", url, exc)
+                continue
+            if answer.status_code == 202 or answer.status_code == 409:  # admitted, or known already
+                return True
+            _log.warning("forwarding to %s refused: %s %s", url, answer.status_code, answer.text[:200])
+        return False
+
     def fetch(self, start: int, *, wait: float = 0.0, limit: int = 256) -> list[CertifiedBlock]:
         """Blocks from height ``start`` on, from the first node that has some (``[]`` when none has).
 

@@ -88,6 +88,11 @@ def test_an_observer_follows_and_serves_proven_reads(cluster: Cluster) -> None:
     more = creates(cluster.trustee, 5)
     submit(cluster.nodes["node-3"].url, more)
     cluster.wait_for(lambda: committed_everywhere(cluster, more), what="observer follows")
+    forwarded = creates(cluster.trustee, 5)
+    submit(observer.url, forwarded)  # an observer forwards what it is sent to a validator
+    cluster.wait_for(lambda: committed_everywhere(cluster, forwarded), what="forwarded by the observer")
+    assert observer.service is not None
+    assert observer.service.wait_for([t.id for t in forwarded], 10)[0].status == "committed"
     assert observer.replica is not None
     status = observer.replica.status()
     assert status["role"] == "observer"
