@@ -133,6 +133,8 @@ segments = st.text(max_size=40) | st.sampled_from(
 def test_hostile_reads(node: Node, route: str, tail: list[str], query: dict[str, str], method: str) -> None:
     """Arbitrary paths, segments, queries and methods on the read routes never get a 500."""
     path = route + "/".join(quote(segment, safe=":") for segment in tail)
+    if path.startswith("//"):  # the test client reads "//host:port/..." as a network-path reference
+        path = "/" + path.lstrip("/")
     if "wait" in query:
         query["wait"] = query["wait"][:3]  # keep the worst case short
     check(node.client.open(path, method=method, query_string=query), path)
