@@ -1,0 +1,688 @@
+"""Device enrolment: one-time provisioning tokens, endorsed DID creation, device credentials, status.
+
+The flow and the QR payload are specified in ``docs/enrolment.md``. A provisioning token is 32
+random bytes (base64url without padding) handed out once, in a QR code; the portal keeps only its
+SHA-256, with the device profile, expiry and status (``issued``, ``claimed`` while an enrolment is
+under way, ``used``; ``expired`` is computed, or written by :meth:`Enrolment.expire_tokens`).
+
+:meth:`Enrolment.enrol` checks the token and the device's self-signed ``did.create`` (the proof of
+possession, :func:`wallet.enroll.check_enrolment_transaction`) before changing anything, then claims
+the token with one conditional ``UPDATE`` (of two concurrent enrolments with one token exactly one
+wins), co-signs the transaction as endorser, waits for the ledger to commit it, issues the
+``DeviceCredential`` with revocation and suspension entries (:class:`wallet.issuer.Issuer`) and
+records the device. If the ledger refuses, the claim is released. :meth:`Enrolment.enrol_many`
+does the same for a factory line with batched ledger writes. Suspension, reinstatement and
+revocation flip bits in the organisation's status lists on the ledger, one transaction per list.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Final
+
+from sqlalchemy import and_, insert, or_, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from did_registry.client import LedgerClient, LedgerUnavailable
+from did_registry.ledger.txn import Transaction, TxnRejected
+from wallet.enroll import EnrollmentError, EnrolmentPayload, check_enrolment_transaction
+from wallet.errors import IssuerError
+from wallet.issuer import Issuer
+from wallet.storage import IssuedCredentialRow, StatusListRow, open_engine
+from web.organisation import (
+    DEVICE_CREDENTIAL,
+    LedgerRefused,
+    LedgerUnreachable,
+    Organisation,
+    PortalError,
+    submit,
+)
+
+__all__ = [
+    "BULK_CHUNK",
+    "ProvisioningTokenRow",
+    "DeviceRow",
+    "create_tables",
+    "open_store",
+    "EnrolmentError",
+    "InvalidToken",
+    "UnknownToken",
+    "TokenUsed",
+    "TokenExpired",
+    "InvalidEnrolmentRequest",
+    "UnknownDevice",
+    "DeviceStateConflict",
+    "DeviceProfile",
+    "ProvisioningToken",
+    "EnrolmentResult",
+    "DeviceRecord",
+    "DeviceFilter",
+    "Enrolment",
+]
+
+BULK_CHUNK: Final = 1000
+"""Most did.create transactions in one ``POST /txns`` of :meth:`Enrolment.enrol_many`."""
+_RESERVED_CLAIMS = frozenset({"id", "model", "firmware"})
+
+
+# -- storage -----------------------------------------------------------------------------------
+class ProvisioningTokenRow(SQLModel, table=True):
+    """A provisioning token, by the SHA-256 of its value (the value itself is never stored)."""
+
+    __tablename__ = "portal_provisioning_token"
+
+    token_hash: str = Field(primary_key=True)
+    model: str
+    firmware: str
+    attributes: str  # JSON object
+    created_at: datetime
+    expires_at: datetime = Field(index=True)
+    status: str = Field(default="issued", index=True)
+    device_did: str | None = None
+    used_at: datetime | None = None
+
+
+class DeviceRow(SQLModel, table=True):
+    """An enrolled device: its DID, profile, credential and where its status bits are."""
+
+    __tablename__ = "portal_device"
+
+    did: str = Field(primary_key=True)
+    model: str = Field(index=True)
+    firmware: str
+    attributes: str  # JSON object
+    token_hash: str = Field(unique=True)
+    credential_id: str = Field(unique=True)
+    credential: str  # the secured credential, JSON
+    status_index: int
+    revocation_list: str
+    suspension_list: str
+    status: str = Field(default="active", index=True)  # active | suspended | revoked
+    enrolled_at: datetime = Field(index=True)
+
+
+def create_tables(engine: Engine) -> None:
+    """Create the enrolment tables and the issuer's (status lists, issued credentials) that are missing."""
+    rows = (StatusListRow, IssuedCredentialRow, ProvisioningTokenRow, DeviceRow)
+    SQLModel.metadata.create_all(
+        engine, tables=[SQLModel.metadata.tables[str(r.__tablename__)] for r in rows]
+    )
+
+
+def open_store(url: str = "sqlite://") -> Engine:
+    """Open the portal database at ``url`` (SQLite in WAL mode by default) with the enrolment tables."""
+    engine = open_engine(url)
+    create_tables(engine)
+    return engine
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", errors="replace")).hexdigest()
+
+
+# -- errors ------------------------------------------------------------------------------------
+class EnrolmentError(PortalError):
+    """An enrolment or a device change was refused."""
+
+    status = 400
+    code = "enrolment"
+
+
+class InvalidToken(EnrolmentError):
+    """The provisioning token cannot be used."""
+
+    status = 403
+    code = "invalid_token"
+
+
+class UnknownToken(InvalidToken):
+    """No token with this value was issued (forged, mistyped or from another portal)."""
+
+    code = "unknown_token"
+
+
+class TokenUsed(InvalidToken):
+    """The token was used already (or is being used by another enrolment right now)."""
+
+    status = 409
+    code = "token_used"
+
+
+class TokenExpired(InvalidToken):
+    """The token's lifetime is over."""
+
+    status = 410
+    code = "token_expired"
+
+
+class InvalidEnrolmentRequest(EnrolmentError):
+    """The device's transaction is not a self-signed did.create of this network."""
+
+    code = "invalid_request"
+
+
+class UnknownDevice(EnrolmentError):
+    """No enrolled device has this DID."""
+
+    status = 404
+    code = "unknown_device"
+
+
+class DeviceStateConflict(EnrolmentError):
+    """The change does not apply to the device's state (e.g. reinstating a revoked device)."""
+
+    status = 409
+    code = "device_state"
+
+
+# -- values ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DeviceProfile:
+    """What the portal says about the devices a token enrols: model, firmware and more claims."""
+
+    model: str
+    firmware: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.model or not self.firmware:
+            raise EnrolmentError("a device profile needs a model and a firmware version")
+        clash = _RESERVED_CLAIMS & set(self.attributes)
+        if clash:
+            raise EnrolmentError(f"attributes may not redefine {', '.join(sorted(clash))}")
+        json.dumps(dict(self.attributes))  # refuse what cannot be a JSON claim
+
+    def claims(self, did: str) -> dict[str, Any]:
+        """The credential subject for the device ``did``."""
+        return {"id": did, "model": self.model, "firmware": self.firmware, **self.attributes}
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisioningToken:
+    """A token as the portal knows it; ``token`` and ``payload`` only when it was just created."""
+
+    token_hash: str
+    profile: DeviceProfile
+    created: datetime
+    expires: datetime
+    status: str
+    device_did: str | None = None
+    token: str | None = None
+    payload: EnrolmentPayload | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolmentResult:
+    """A device enrolled: its DID, its credential and its status index."""
+
+    did: str
+    credential: dict[str, Any]
+    credential_id: str
+    status_index: int
+    enrolled: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer the portal sends the device."""
+        return {"did": self.did, "credential": self.credential}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """An enrolled device as listed by the portal."""
+
+    did: str
+    profile: DeviceProfile
+    credential_id: str
+    status_index: int
+    status: str
+    enrolled: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFilter:
+    """Which devices :meth:`Enrolment.devices` lists."""
+
+    status: str | None = None
+    model: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+def _profile(row: ProvisioningTokenRow | DeviceRow) -> DeviceProfile:
+    return DeviceProfile(row.model, row.firmware, json.loads(row.attributes))
+
+
+def _record(row: DeviceRow) -> DeviceRecord:
+    return DeviceRecord(
+        row.did, _profile(row), row.credential_id, row.status_index, row.status, row.enrolled_at
+    )
+
+
+# -- the service -------------------------------------------------------------------------------
+class Enrolment:
+    """Provisioning tokens, enrolment and device status for one organisation on one network.
+
+    ``store`` is the portal database's engine (its enrolment and issuer tables are created if
+    missing); ``ledger`` a client of the network; ``portal_url`` the base URL devices post to;
+    ``nodes`` the node URLs put in QR payloads (default: the client's).
+    """
+
+    STATES: ClassVar[tuple[str, ...]] = ("active", "suspended", "revoked")
+
+    def __init__(
+        self,
+        organisation: Organisation,
+        store: Engine,
+        *,
+        ledger: LedgerClient,
+        portal_url: str,
+        nodes: Sequence[str] | None = None,
+        credential_validity: timedelta | None = timedelta(days=365),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        timeout: float = 60.0,
+    ) -> None:
+        self.organisation = organisation
+        self.engine = store
+        create_tables(store)
+        self.ledger = ledger
+        self.portal_url = portal_url.rstrip("/")
+        self.nodes = tuple(nodes if nodes is not None else ledger.nodes)
+        self.credential_validity = credential_validity
+        self.clock = clock
+        self.timeout = timeout
+        self._issuer: Issuer | None = None
+
+    @property
+    def issuer(self) -> Issuer:
+        """The organisation's issuer on the portal database (made when first needed)."""
+        if self._issuer is None:
+            self._issuer = self.organisation.issuer(self.engine, self.nodes[0])
+        return self._issuer
+
+    # -- tokens -----------------------------------------------------------------------------
+    def payload(self, token: str) -> EnrolmentPayload:
+        """What the QR code of ``token`` encodes."""
+        genesis = self.ledger.genesis
+        return EnrolmentPayload(self.portal_url, token, genesis.network, genesis.hash.hex(), self.nodes)
+
+    def create_tokens(
+        self, profile: DeviceProfile, count: int = 1, ttl: timedelta = timedelta(hours=24)
+    ) -> list[ProvisioningToken]:
+        """Create ``count`` one-time tokens for devices of ``profile``, valid for ``ttl``."""
+        if count < 1 or ttl <= timedelta(0):
+            raise EnrolmentError("create at least one token, with a positive lifetime")
+        now = self.clock()
+        expires = now + ttl
+        values = [
+            base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode() for _ in range(count)
+        ]
+        attributes = json.dumps(dict(profile.attributes))
+        rows = [
+            {
+                "token_hash": _hash(value),
+                "model": profile.model,
+                "firmware": profile.firmware,
+                "attributes": attributes,
+                "created_at": now,
+                "expires_at": expires,
+                "status": "issued",
+            }
+            for value in values
+        ]
+        with self.engine.begin() as connection:
+            connection.execute(insert(ProvisioningTokenRow), rows)
+        return [
+            ProvisioningToken(_hash(v), profile, now, expires, "issued", token=v, payload=self.payload(v))
+            for v in values
+        ]
+
+    def _status_of(self, row: ProvisioningTokenRow, now: datetime) -> str:
+        if row.status == "issued" and row.expires_at <= now:
+            return "expired"
+        return row.status
+
+    def tokens(
+        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[ProvisioningToken]:
+        """Tokens, newest first, with their current status (``issued``, ``claimed``, ``used``, ``expired``)."""
+        now = self.clock()
+        query = select(ProvisioningTokenRow).order_by(
+            col(ProvisioningTokenRow.created_at).desc(), col(ProvisioningTokenRow.token_hash)
+        )
+        state, expiry = col(ProvisioningTokenRow.status), col(ProvisioningTokenRow.expires_at)
+        if status == "issued":
+            query = query.where(state == "issued", expiry > now)
+        elif status == "expired":
+            query = query.where(or_(state == "expired", and_(state == "issued", expiry <= now)))
+        elif status is not None:
+            query = query.where(state == status)
+        with Session(self.engine) as session:
+            rows = session.exec(query.offset(offset).limit(limit)).all()
+        return [
+            ProvisioningToken(
+                r.token_hash, _profile(r), r.created_at, r.expires_at, self._status_of(r, now), r.device_did
+            )
+            for r in rows
+        ]
+
+    def expire_tokens(self) -> int:
+        """Mark issued tokens past their expiry as ``expired``; return how many."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(ProvisioningTokenRow)
+                .where(
+                    col(ProvisioningTokenRow.status) == "issued",
+                    col(ProvisioningTokenRow.expires_at) <= self.clock(),
+                )
+                .values(status="expired")
+            )
+        return int(result.rowcount)
+
+    def _check_token(self, token: object) -> ProvisioningTokenRow:
+        """The row of a usable token; a typed error (and no change) otherwise."""
+        if not isinstance(token, str) or not token:
+            raise UnknownToken("no provisioning token was given")
+        with Session(self.engine) as session:
+            row = session.get(ProvisioningTokenRow, _hash(token))
+        if row is None:
+            raise UnknownToken("this provisioning token was never issued")
+        status = self._status_of(row, self.clock())
+        if status in ("used", "claimed"):
+            raise TokenUsed("this provisioning token was used already")
+        if status == "expired":
+            raise TokenExpired(f"this provisioning token expired at {row.expires_at:%Y-%m-%dT%H:%M:%SZ}")
+        return row
+
+    def _claim(self, token_hash: str, did: str) -> None:
+        """Take the token for ``did`` in one conditional update; the loser of a race gets :class:`TokenUsed`."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(ProvisioningTokenRow)
+                .where(
+                    col(ProvisioningTokenRow.token_hash) == token_hash,
+                    col(ProvisioningTokenRow.status) == "issued",
+                    col(ProvisioningTokenRow.expires_at) > self.clock(),
+                )
+                .values(status="claimed", device_did=did)
+            )
+        if result.rowcount != 1:
+            raise TokenUsed("this provisioning token was used already")
+
+    def _release(self, token_hashes: Iterable[str]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(ProvisioningTokenRow)
+                .where(
+                    col(ProvisioningTokenRow.token_hash).in_(list(token_hashes)),
+                    col(ProvisioningTokenRow.status) == "claimed",
+                )
+                .values(status="issued", device_did=None)
+            )
+
+    # -- enrolment --------------------------------------------------------------------------
+    def _prepare(self, token: object, txn_json: object) -> tuple[ProvisioningTokenRow, Transaction]:
+        row = self._check_token(token)
+        try:
+            txn = check_enrolment_transaction(txn_json, self.ledger.genesis.network)
+        except EnrollmentError as exc:
+            raise InvalidEnrolmentRequest(exc.detail) from None
+        with Session(self.engine) as session:
+            if session.get(DeviceRow, txn.submitter) is not None:
+                raise InvalidEnrolmentRequest(f"{txn.submitter} is enrolled already")
+        return row, txn
+
+    def _endorsed(self, txn: Transaction) -> Transaction:
+        me = self.organisation.signer
+        return txn.signed(me.key, me.method)
+
+    def _anchored_before(self, txn: Transaction) -> bool:
+        """Whether ``txn`` itself is already committed (a retried enrolment whose answer was lost)."""
+        record, _ = self.ledger.resolve_record(txn.submitter)
+        return record is not None and record.get("txn") == txn.id
+
+    def _repeated(self, token: object, txn_json: object) -> EnrolmentResult | None:
+        """The earlier result when a device repeats its own successful enrolment (its answer was lost)."""
+        if not isinstance(token, str):
+            return None
+        with Session(self.engine) as session:
+            row = session.get(ProvisioningTokenRow, _hash(token))
+            if row is None or row.status != "used" or row.device_did is None:
+                return None
+            try:  # the signature proves the key again; the transaction alone is public on the ledger
+                txn = check_enrolment_transaction(txn_json, self.ledger.genesis.network)
+            except EnrollmentError:
+                return None
+            device = session.get(DeviceRow, row.device_did)
+            if txn.submitter != row.device_did or device is None or device.token_hash != row.token_hash:
+                return None
+            return EnrolmentResult(
+                device.did,
+                json.loads(device.credential),
+                device.credential_id,
+                device.status_index,
+                device.enrolled_at,
+            )
+
+    def enrol(self, token: str, txn_json: Mapping[str, Any]) -> EnrolmentResult:
+        """Enrol the device whose self-signed did.create is ``txn_json``, with provisioning ``token``.
+
+        The same device repeating its enrolment with the same token gets the same answer again.
+        """
+        repeated = self._repeated(token, txn_json)
+        if repeated is not None:
+            return repeated
+        row, txn = self._prepare(token, txn_json)
+        self._claim(row.token_hash, txn.submitter)
+        try:
+            try:
+                submit(self.ledger, f"the creation of {txn.submitter}", [self._endorsed(txn)], self.timeout)
+            except LedgerRefused as exc:
+                if exc.rejection.code not in ("conflict", "replay") or not self._anchored_before(txn):
+                    raise
+            return self._complete([(row, txn)])[0]
+        except BaseException:
+            self._release([row.token_hash])
+            raise
+
+    def enrol_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[EnrolmentResult | PortalError]:
+        """Enrol many devices with batched ledger writes; one result or error per item, in order.
+
+        Every item is checked and its token claimed first; the endorsed did.create transactions go
+        to the ledger in batches of :data:`BULK_CHUNK` (a transaction the ledger refuses at the door
+        is dropped from its batch, which is sent again); then the credentials are issued.
+        """
+        results: list[EnrolmentResult | PortalError | None] = [None] * len(items)
+        claimed: dict[str, tuple[int, ProvisioningTokenRow, Transaction]] = {}
+        dids: set[str] = set()
+        for position, (token, txn_json) in enumerate(items):
+            try:
+                row, txn = self._prepare(token, txn_json)
+                if txn.submitter in dids:
+                    raise InvalidEnrolmentRequest(f"{txn.submitter} appears twice in the batch")
+                self._claim(row.token_hash, txn.submitter)
+            except EnrolmentError as exc:
+                results[position] = exc
+                continue
+            claimed[txn.id] = (position, row, txn)
+            dids.add(txn.submitter)
+        try:
+            committed = self._anchor_many(claimed, results)
+            done = self._complete([(claimed[i][1], claimed[i][2]) for i in committed])
+        except BaseException:
+            self._release(row.token_hash for _, row, _ in claimed.values())
+            raise
+        for txn_id, result in zip(committed, done, strict=True):
+            results[claimed[txn_id][0]] = result
+        failed = [claimed[i][1].token_hash for i in claimed if i not in set(committed)]
+        self._release(failed)
+        return [r if r is not None else EnrolmentError("not enrolled") for r in results]
+
+    def _anchor_many(
+        self,
+        claimed: Mapping[str, tuple[int, ProvisioningTokenRow, Transaction]],
+        results: list[EnrolmentResult | PortalError | None],
+    ) -> list[str]:
+        """Submit the endorsed creations in batches, wait for all; return the ids committed."""
+        pending = [self._endorsed(txn) for _, _, txn in claimed.values()]
+        submitted: list[str] = []
+        for start in range(0, len(pending), BULK_CHUNK):
+            batch = pending[start : start + BULK_CHUNK]
+            while batch:
+                try:
+                    submitted.extend(self.ledger.submit(batch))
+                    break
+                except LedgerUnavailable as exc:
+                    raise LedgerUnreachable(f"a batch of device creations: {exc}") from None
+                except TxnRejected as exc:
+                    if exc.txn_id is None or exc.txn_id not in claimed:
+                        raise LedgerRefused("a batch of device creations", exc) from None
+                    results[claimed[exc.txn_id][0]] = LedgerRefused(
+                        f"the creation of {claimed[exc.txn_id][2].submitter}", exc
+                    )
+                    batch = [t for t in batch if t.id != exc.txn_id]
+        committed = []
+        try:
+            statuses = self.ledger.wait(submitted, self.timeout)
+        except LedgerUnavailable as exc:
+            raise LedgerUnreachable(f"waiting for device creations: {exc}") from None
+        for status in statuses:
+            if status.get("status") == "committed":
+                committed.append(status["id"])
+            else:
+                rejection = TxnRejected(status.get("code", "rejected"), status.get("detail", "not committed"))
+                txn = claimed[status["id"]][2]
+                results[claimed[status["id"]][0]] = LedgerRefused(
+                    f"the creation of {txn.submitter}", rejection
+                )
+        return committed
+
+    def _complete(
+        self, anchored: Sequence[tuple[ProvisioningTokenRow, Transaction]]
+    ) -> list[EnrolmentResult]:
+        """Issue the credentials of devices now on the ledger, and record them with their tokens used."""
+        now = self.clock()
+        valid_until = now + self.credential_validity if self.credential_validity is not None else None
+        results, lists = [], set()
+        for row, txn in anchored:
+            credential = self.issuer.issue(
+                _profile(row).claims(txn.submitter),
+                types=[DEVICE_CREDENTIAL],
+                valid_until=valid_until,
+                now=now,
+            )
+            issued = self.issuer.status(credential["id"])
+            lists.update({issued.revocation_list, issued.suspension_list})
+            results.append(
+                (row, EnrolmentResult(txn.submitter, credential, credential["id"], issued.index, now), issued)
+            )
+        self.organisation.ensure_status_lists(
+            self.ledger, {url.rpartition("/")[2] for url in lists}, timeout=self.timeout
+        )
+        with Session(self.engine) as session:
+            for row, result, issued in results:
+                session.add(
+                    DeviceRow(
+                        did=result.did,
+                        model=row.model,
+                        firmware=row.firmware,
+                        attributes=row.attributes,
+                        token_hash=row.token_hash,
+                        credential_id=result.credential_id,
+                        credential=json.dumps(result.credential),
+                        status_index=result.status_index,
+                        revocation_list=issued.revocation_list,
+                        suspension_list=issued.suspension_list,
+                        enrolled_at=now,
+                    )
+                )
+                token_row = session.get(ProvisioningTokenRow, row.token_hash)
+                assert token_row is not None
+                token_row.status, token_row.used_at = "used", now
+                session.add(token_row)
+            session.commit()
+        return [result for _, result, _ in results]
+
+    # -- devices ----------------------------------------------------------------------------
+    def device(self, did: str) -> DeviceRecord:
+        """One enrolled device."""
+        with Session(self.engine) as session:
+            row = session.get(DeviceRow, did)
+        if row is None:
+            raise UnknownDevice(f"no enrolled device {did}")
+        return _record(row)
+
+    def devices(self, filter: DeviceFilter | None = None) -> list[DeviceRecord]:
+        """Enrolled devices, newest first, narrowed by ``filter``."""
+        filter = filter or DeviceFilter()
+        query = select(DeviceRow).order_by(col(DeviceRow.enrolled_at).desc(), col(DeviceRow.did))
+        if filter.status is not None:
+            query = query.where(DeviceRow.status == filter.status)
+        if filter.model is not None:
+            query = query.where(DeviceRow.model == filter.model)
+        with Session(self.engine) as session:
+            rows = session.exec(query.offset(filter.offset).limit(filter.limit)).all()
+        return [_record(row) for row in rows]
+
+    def _change(self, dids: Sequence[str], purpose: str, value: bool) -> list[DeviceRecord]:
+        with Session(self.engine) as session:
+            rows = []
+            for did in dict.fromkeys(dids):
+                row = session.get(DeviceRow, did)
+                if row is None:
+                    raise UnknownDevice(f"no enrolled device {did}")
+                if row.status == "revoked":
+                    raise DeviceStateConflict(f"{did} is revoked; revocation is final")
+                rows.append(row)
+        by_list: dict[str, list[int]] = {}
+        for row in rows:
+            url = row.revocation_list if purpose == "revocation" else row.suspension_list
+            by_list.setdefault(url.rpartition("/")[2], []).append(row.status_index)
+        change = "set" if value else "clear"
+        self.organisation.transact(
+            self.ledger,
+            [
+                ("status_list.update", {"list": name, change: sorted(indices)})
+                for name, indices in by_list.items()
+            ],
+            timeout=self.timeout,
+        )
+        ids = [row.credential_id for row in rows]
+        try:
+            if purpose == "revocation":
+                self.issuer.revoke(*ids)
+            elif value:
+                self.issuer.suspend(*ids)
+            else:
+                self.issuer.reinstate(*ids)
+        except IssuerError as exc:
+            raise DeviceStateConflict(str(exc)) from None
+        state = "revoked" if purpose == "revocation" else "suspended" if value else "active"
+        with Session(self.engine) as session:
+            for row in rows:
+                row.status = state
+                session.add(row)
+            session.commit()
+            for row in rows:
+                session.refresh(row)
+            return [_record(row) for row in rows]
+
+    def suspend(self, *dids: str) -> list[DeviceRecord]:
+        """Suspend devices: set their bits in the suspension lists on the ledger (one transaction per list)."""
+        return self._change(dids, "suspension", True)
+
+    def reinstate(self, *dids: str) -> list[DeviceRecord]:
+        """Lift devices' suspension: clear their suspension bits on the ledger."""
+        return self._change(dids, "suspension", False)
+
+    def revoke(self, *dids: str) -> list[DeviceRecord]:
+        """Revoke devices for good: set their bits in the revocation lists on the ledger."""
+        return self._change(dids, "revocation", True)
