@@ -1,4 +1,7 @@
-"""Trellis web portal (built in its own issue) and the ``trellis`` command (:mod:`web.cli`)."""
+"""The Trellis operator portal (:func:`web.app.create_app`, ``docs/portal.md``) and the ``trellis`` command.
+
+The package exports nothing at its top: the app factory is :mod:`web.app`, the command :mod:`web.cli`.
+"""
 
 from __future__ import annotations
 

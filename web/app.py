@@ -1,0 +1,86 @@
+"""The portal's app factory: :func:`create_app` builds the Flask app of one portal instance.
+
+The app holds a :class:`~web.portal.Portal` (configuration, database engine, password hasher) under
+``app.extensions``, signs sessions with the instance's secret key, checks the session and the CSRF
+token before every page request, adds security headers to every answer, and registers one blueprint
+per area: ``auth``, ``dashboard``, ``admin`` and the JSON ``api`` with its ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from flask import Flask, Response, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from web import admin, api, auth, dashboard
+from web.config import PortalConfig, load_secret_key
+from web.db import open_engine
+from web.error_pages import register_error_handlers
+from web.models import Role, iso_utc
+from web.passwords import Passwords
+from web.portal import EXTENSION, Portal
+from web.security import check_csrf, csrf_token, current_operator, load_session_operator
+
+__all__ = ["SESSION_COOKIE", "CONTENT_SECURITY_POLICY", "create_app"]
+
+SESSION_COOKIE: Final = "trellis_session"
+"""The session cookie's name (``__Host-`` prefixed when cookies are Secure)."""
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+)
+"""Every page may load only the portal's own assets, and may not be framed."""
+_MAX_BODY: Final = 1 << 20
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if request.endpoint != "static":
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _hsts(response: Response) -> Response:
+    response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def create_app(config: PortalConfig | None = None) -> Flask:
+    """A portal app for ``config`` (default: :meth:`PortalConfig.from_env`), its database tables created."""
+    config = config if config is not None else PortalConfig.from_env()
+    instance = config.instance_path.resolve()
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=str(instance))
+    app.config.update(
+        SECRET_KEY=load_secret_key(config.secret_key_path),
+        SESSION_COOKIE_NAME=("__Host-" if config.secure_cookies else "") + SESSION_COOKIE,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.secure_cookies,
+        PERMANENT_SESSION_LIFETIME=config.session_lifetime,
+        MAX_CONTENT_LENGTH=_MAX_BODY,
+        PREFERRED_URL_SCHEME="https" if config.secure_cookies else "http",
+    )
+    app.extensions[EXTENSION] = Portal(
+        config, open_engine(config.database), Passwords(config.password_parameters)
+    )
+    if config.trusted_proxies:
+        hops = config.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    app.before_request(load_session_operator)
+    app.before_request(check_csrf)
+    app.after_request(_security_headers)
+    if config.secure_cookies:
+        app.after_request(_hsts)
+    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
+    app.jinja_env.filters["iso"] = iso_utc
+    app.jinja_env.globals.update(csrf_token=csrf_token, current_operator=current_operator, Role=Role)
+    for blueprint in (auth.bp, dashboard.bp, admin.bp, api.bp, api.openapi_bp):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+    return app
