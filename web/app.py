@@ -21,6 +21,7 @@ from web.models import Role, iso_utc
 from web.passwords import Passwords
 from web.portal import EXTENSION, Portal
 from web.security import check_csrf, csrf_token, current_operator, load_session_operator
+from web.services import LedgerServices
 
 __all__ = ["SESSION_COOKIE", "CONTENT_SECURITY_POLICY", "create_app"]
 
@@ -66,8 +67,9 @@ def create_app(config: PortalConfig | None = None) -> Flask:
         MAX_CONTENT_LENGTH=_MAX_BODY,
         PREFERRED_URL_SCHEME="https" if config.secure_cookies else "http",
     )
+    engine = open_engine(config.database)
     app.extensions[EXTENSION] = Portal(
-        config, open_engine(config.database), Passwords(config.password_parameters)
+        config, engine, Passwords(config.password_parameters), LedgerServices(config, engine)
     )
     if config.trusted_proxies:
         hops = config.trusted_proxies

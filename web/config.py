@@ -56,6 +56,10 @@ class PortalConfig:
     login_window: timedelta = timedelta(minutes=15)
     trusted_proxies: int = 0
     page_size: int = 50
+    organisation_passphrase: str | None = field(default=None, repr=False)
+    """Opens the organisation's keystore (``<instance>/organisation.key``)."""
+    portal_url: str | None = None
+    """The portal's public base URL, written into enrolment QR codes (devices call it back)."""
     password_parameters: Parameters = field(default_factory=lambda: RFC_9106_LOW_MEMORY)
 
     def __post_init__(self) -> None:
@@ -85,7 +89,8 @@ class PortalConfig:
         """A configuration from ``TRELLIS_WEB_*`` variables.
 
         ``INSTANCE`` (default ``./instance``), ``DATABASE_URL``, ``NODES`` (comma-separated URLs),
-        ``GENESIS``, ``SECURE_COOKIES`` (``1``/``true``/``yes``), ``SESSION_HOURS``, ``TRUSTED_PROXIES``.
+        ``GENESIS``, ``SECURE_COOKIES`` (``1``/``true``/``yes``), ``SESSION_HOURS``, ``TRUSTED_PROXIES``,
+        ``ORG_PASSPHRASE`` (the organisation keystore's passphrase), ``URL`` (the public base URL).
         """
         env = os.environ if environ is None else environ
 
@@ -104,6 +109,8 @@ class PortalConfig:
             secure_cookies=(get("SECURE_COOKIES") or "").lower() in ("1", "true", "yes", "on"),
             session_lifetime=timedelta(hours=float(hours)) if hours else timedelta(hours=8),
             trusted_proxies=int(get("TRUSTED_PROXIES") or 0),
+            organisation_passphrase=get("ORG_PASSPHRASE"),
+            portal_url=get("URL"),
         )
 
 

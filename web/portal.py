@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from web.config import PortalConfig
 from web.passwords import Passwords
+from web.services import LedgerServices
 
 __all__ = ["EXTENSION", "Portal", "portal"]
 
@@ -24,6 +25,8 @@ class Portal:
     config: PortalConfig
     engine: Engine
     passwords: Passwords
+    services: LedgerServices
+    """The ledger client, the organisation and the enrolment service (built on first use)."""
 
 
 def portal() -> Portal:
