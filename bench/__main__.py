@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["primitives", "registry", "ledger", "verifier"]
+BENCHMARKS = ["primitives", "registry", "ledger", "verifier", "portal"]
 
 
 def main() -> int:
