@@ -58,6 +58,9 @@ class UntrustedValidatorSet(InvalidProof):
     """A header is certified by a validator set this client has not been given to trust."""
 
 
+_STATUS_CHUNK = 1000  # transaction ids per POST /txns/status
+
+
 def _genesis_root(genesis: Genesis) -> str:
     view = genesis_state(genesis)
     changes = {k: v for k, v in view.changes.items() if v is not None}
@@ -371,17 +374,40 @@ class LedgerClient:
         """Wait until each transaction is committed or rejected (or ``timeout``); return their status."""
         deadline = time.monotonic() + timeout
         results: dict[str, dict[str, Any]] = {}
-        for txn_id in txn_ids:
-            while True:
-                left = deadline - time.monotonic()
-                _, response = self._get(f"/txns/{txn_id}", {"wait": f"{max(0.0, min(left, 10.0)):.2f}"})
-                status = (
-                    response.json() if response.status_code == 200 else {"id": txn_id, "status": "unknown"}
-                )
+        waiting = list(dict.fromkeys(txn_ids))
+        while waiting:
+            left = deadline - time.monotonic()
+            chunk = waiting[:_STATUS_CHUNK]
+            statuses = self._statuses(chunk, max(0.0, min(left, 10.0)))
+            settled = 0
+            for status in statuses:
                 if status.get("status") in ("committed", "rejected") or left <= 0:
-                    results[txn_id] = status
-                    break
+                    results[status["id"]] = status
+                    settled += 1
+            waiting = [i for i in waiting if i not in results]
+            if waiting and not settled:
+                time.sleep(0.05)  # unknown to the node yet (forwarded elsewhere): do not spin
         return [results[i] for i in txn_ids]
+
+    def _statuses(self, txn_ids: Sequence[str], wait: float) -> list[dict[str, Any]]:
+        """``POST /txns/status`` at the first node that answers."""
+        errors = []
+        for node in self.nodes:
+            try:
+                response = self._http.post(
+                    f"{node.rstrip('/')}/txns/status",
+                    json={"ids": list(txn_ids), "wait": round(wait, 2)},
+                    timeout=wait + 10.0,
+                )
+            except httpx.HTTPError as exc:
+                errors.append(f"{node}: {exc}")
+                continue
+            if response.status_code == 200:
+                answer: list[dict[str, Any]] = response.json()["txns"]
+                return answer
+            errors.append(f"{node}: HTTP {response.status_code}")
+        self.failures.extend(errors)
+        raise LedgerUnavailable("; ".join(errors))
 
     def submit_and_wait(
         self, txns: Sequence[Transaction] | Transaction, timeout: float = 30.0

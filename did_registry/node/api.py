@@ -116,6 +116,26 @@ def txn_status(txn_id: str) -> Response:
     return json_response(status.to_json())
 
 
+@txns_bp.post("/txns/status")
+def txn_statuses() -> Response:
+    """Where several transactions stand: ``{"ids": [...], "wait": S}`` holds the request until every
+    one is settled (committed or rejected) or ``S`` seconds pass (at most 30); unknown ones say so."""
+    body = request.get_json(silent=True)
+    ids = body.get("ids") if isinstance(body, dict) else None
+    wait = body.get("wait", 0) if isinstance(body, dict) else None
+    if (
+        not isinstance(ids, list)
+        or not 1 <= len(ids) <= MAX_BATCH
+        or not all(isinstance(i, str) and _HEX64.fullmatch(i) for i in ids)
+    ):
+        raise ApiProblem(400, "malformed", f'send {{"ids": [1 to {MAX_BATCH} transaction ids], "wait": S}}')
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= MAX_WAIT_S:
+        raise ApiProblem(400, "malformed", f"wait must be a number of seconds from 0 to {MAX_WAIT_S}")
+    service = node_service()
+    statuses = service.wait_for(ids, float(wait)) if wait else [service.status(i) for i in ids]
+    return json_response({"txns": [status.to_json() for status in statuses]})
+
+
 @txns_bp.get("/txns/<txn_id>/proof")
 def txn_proof(txn_id: str) -> Response:
     """A committed transaction with its RFC 6962 inclusion proof in its block and the block's certificate."""

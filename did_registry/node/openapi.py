@@ -158,6 +158,15 @@ def _paths() -> dict[str, Any]:
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Most blocks"),
                     _query("wait", {"type": "number", "minimum": 0, "maximum": 30},
                            "Seconds to wait for block `from` when the node does not have it yet")]),
+        "/txns/status": {"post": {
+            "summary": "Several transactions' status, optionally waiting until all are settled",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["ids"], "properties": {
+                    "ids": {"type": "array", "minItems": 1, "maxItems": 5000,
+                            "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                    "wait": {"type": "number", "minimum": 0, "maximum": 30}}}}}},
+            "responses": {"200": _json(_OBJECT, "{txns: [{id, status, height?, index?, code?, detail?}]}"),
+                          **_problems(400)}}},
         "/blocks/head": _get("The last committed block", headers),
         "/blocks/{height}": _get("A committed block", headers, 404, params=[_path("height", _HEIGHT, "Height")]),
         "/status-lists": _get("An issuer's status lists", _json(_page("StatusList", "lists"), "A page"), 400,

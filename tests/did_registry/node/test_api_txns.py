@@ -229,3 +229,38 @@ class TestStatus:
         txn = device.txn("did.create", {"document": device.document()}, node.trustee)
         node.submit(txn)
         assert node.client.get(f"/txns/{txn.id}?wait=0.1").get_json()["status"] == "pending"
+
+
+class TestStatusOfMany:
+    def _create(self, node: Node) -> Any:
+        actor = new_actor()
+        return actor.txn("did.create", {"document": actor.document()}, node.trustee)
+
+    def test_committed_pending_and_unknown_in_one_answer(self, node: Node) -> None:
+        """POST /txns/status answers for every id, in order: committed, pending, unknown."""
+        done, waiting = self._create(node), self._create(node)
+        node.commit(done)
+        assert node.submit(waiting).status_code == 202
+        unknown = "ab" * 32
+        answer = node.client.post("/txns/status", json={"ids": [done.id, waiting.id, unknown]})
+        assert answer.status_code == 200
+        assert [t["status"] for t in answer.get_json()["txns"]] == ["committed", "pending", "unknown"]
+
+    def test_wait_returns_once_all_are_settled(self, node: Node) -> None:
+        """With wait, the answer comes when the last pending one commits."""
+        txn = self._create(node)
+        assert node.submit(txn).status_code == 202
+        threading.Timer(0.2, node.service.produce_block).start()
+        started = time.monotonic()
+        answer = node.client.post("/txns/status", json={"ids": [txn.id], "wait": 5})
+        assert answer.get_json()["txns"][0]["status"] == "committed"
+        assert time.monotonic() - started < 4
+
+    @pytest.mark.parametrize(
+        "body",
+        [{}, {"ids": []}, {"ids": ["xyz"]}, {"ids": ["ab" * 32], "wait": 31}, {"ids": ["ab" * 32], "wait": True},
+         {"ids": ["ab" * 32] * (MAX_BATCH + 1)}, []],
+    )  # fmt: skip
+    def test_malformed_requests_are_refused(self, node: Node, body: Any) -> None:
+        answer = node.client.post("/txns/status", json=body)
+        assert answer.status_code == 400 and answer.content_type == PROBLEM_JSON
