@@ -16,12 +16,19 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from web import admin, api, auth, dashboard
 from web.config import PortalConfig, load_secret_key
 from web.db import open_engine
+from web.devices_pages import api_bp as devices_api_bp
+from web.devices_pages import bp as devices_bp
+from web.enrol_api import bp as tokens_api_bp
+from web.enrol_api import device_bp as enrol_api_bp
+from web.enrol_pages import bp as enrol_bp
 from web.error_pages import register_error_handlers
+from web.ledger_pages import bp as ledger_bp
 from web.models import Role, iso_utc
 from web.passwords import Passwords
 from web.portal import EXTENSION, Portal
 from web.security import check_csrf, csrf_token, current_operator, load_session_operator
 from web.services import LedgerServices
+from web.setup_pages import bp as setup_bp
 
 __all__ = ["SESSION_COOKIE", "CONTENT_SECURITY_POLICY", "create_app"]
 
@@ -84,5 +91,12 @@ def create_app(config: PortalConfig | None = None) -> Flask:
     app.jinja_env.globals.update(csrf_token=csrf_token, current_operator=current_operator, Role=Role)
     for blueprint in (auth.bp, dashboard.bp, admin.bp, api.bp, api.openapi_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(devices_bp)
+    app.register_blueprint(devices_api_bp)
+    app.register_blueprint(ledger_bp)
+    app.register_blueprint(setup_bp)
+    app.register_blueprint(enrol_bp)
+    app.register_blueprint(enrol_api_bp)
+    app.register_blueprint(tokens_api_bp)
     register_error_handlers(app)
     return app

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import and_, insert, or_, update
+from sqlalchemy import Index, and_, insert, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -93,6 +93,11 @@ class DeviceRow(SQLModel, table=True):
     """An enrolled device: its DID, profile, credential and where its status bits are."""
 
     __tablename__ = "portal_device"
+    __table_args__ = (  # the device list's keyset pages: newest first, filtered by status or model
+        Index("ix_portal_device_page", "enrolled_at", "did"),
+        Index("ix_portal_device_status_page", "status", "enrolled_at", "did"),
+        Index("ix_portal_device_model_page", "model", "enrolled_at", "did"),
+    )
 
     did: str = Field(primary_key=True)
     model: str = Field(index=True)

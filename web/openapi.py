@@ -69,6 +69,139 @@ _SCHEMAS: dict[str, Any] = {
 }  # fmt: skip
 
 
+_SCHEMAS["Device"] = {
+    "type": "object",
+    "required": ["did", "model", "firmware", "attributes", "status", "enrolled", "credential_id", "status_index"],
+    "properties": {"did": {"type": "string"}, "model": {"type": "string"}, "firmware": {"type": "string"},
+                   "attributes": {"type": "object"}, "status": {"enum": ["active", "suspended", "revoked"]},
+                   "enrolled": _TIME, "credential_id": {"type": "string"}, "status_index": {"type": "integer"},
+                   "revocation_list": {"type": "string"}, "suspension_list": {"type": "string"},
+                   "credential": {"type": "object", "description": "The device credential (one device only)"},
+                   "txn": {"type": ["string", "null"], "description": "The ledger transaction of a change"}},
+}  # fmt: skip
+
+
+def _device_paths() -> dict[str, Any]:
+    """The device routes (web.devices_pages)."""
+    did = {"name": "did", "in": "path", "required": True, "schema": {"type": "string"}}
+    action = {
+        "name": "action",
+        "in": "path",
+        "required": True,
+        "schema": {"enum": ["suspend", "reinstate", "revoke"]},
+    }
+    page = {
+        "type": "object",
+        "required": ["devices", "next"],
+        "properties": {
+            "devices": {"type": "array", "items": _ref("Device")},
+            "next": {"type": ["string", "null"], "description": "`after` of the next page"},
+        },
+    }
+    text = {"type": "string", "maxLength": 200}
+    day = {"type": "string", "format": "date"}
+    filters = [
+        _query("q", text, "DID or model contains"),
+        _query("status", {"enum": ["active", "suspended", "revoked"]}, "Only devices in this state"),
+        _query("model", text, "Only devices of this model"),
+        _query("enrolled_from", day, "Enrolled on or after this day (UTC)"),
+        _query("enrolled_to", day, "Enrolled on or before this day (UTC)"),
+        _query("after", {"type": "string"}, "The previous page's `next`"),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Devices per page"),
+    ]
+    return {
+        "/api/v1/devices": {"get": {"summary": "Enrolled devices, newest first", "parameters": filters,
+                                    "responses": {"200": _json(page, "A page of devices"), **_problems(400, 401)}}},
+        "/api/v1/devices/{did}": {"get": {"summary": "One device with its credential", "parameters": [did],
+                                          "responses": {"200": _json(_ref("Device"), "The device"),
+                                                        **_problems(401, 404)}}},
+        "/api/v1/devices/{did}/{action}": {"post": {
+            "summary": "Suspend, reinstate or revoke a device on the ledger (admin, operator); revocation is final",
+            "parameters": [did, action],
+            "responses": {"200": _json(_ref("Device"), "The device after the change, with `txn`"),
+                          **_problems(401, 403, 404, 409, 503)}}},
+    }  # fmt: skip
+
+
+def _enrolment_paths() -> dict[str, Any]:
+    """Device enrolment and provisioning tokens (:mod:`web.enrol_api`)."""
+    token_list = {
+        "type": "object",
+        "properties": {"tokens": {"type": "array", "items": _ref("ProvisioningToken")}},
+    }
+    states = {"enum": ["issued", "claimed", "used", "expired"]}
+    return {
+        "/api/v1/enrol": {
+            "post": {
+                "summary": "Enrol a device with its provisioning token and self-signed did.create (public)",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("EnrolRequest")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Enrolment"), "The device's DID and DeviceCredential"),
+                    **_problems(400, 403, 409, 410, 415, 429, 502, 503),
+                },
+            }
+        },
+        "/api/v1/tokens": {
+            "get": {
+                "summary": "Provisioning tokens, newest first (admin, operator, auditor)",
+                "parameters": [
+                    _query("status", states, "Only tokens in this state"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Tokens per page"),
+                    _query("offset", {"type": "integer", "minimum": 0}, "Tokens to skip"),
+                ],
+                "responses": {
+                    "200": _json(token_list, "The tokens (never their values)"),
+                    **_problems(400, 401, 403),
+                },
+            },
+            "post": {
+                "summary": "Create provisioning tokens; their values and payloads are returned only here (admin, operator)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewTokens")}},
+                },
+                "responses": {
+                    "201": _json(token_list, "The new tokens with `token` and `payload`"),
+                    **_problems(400, 401, 403, 415, 503),
+                },
+            },
+        },
+    }
+
+
+_SCHEMAS.update({
+    "EnrolRequest": {
+        "type": "object", "required": ["token", "txn"],
+        "properties": {"token": {"type": "string", "description": "The one-time provisioning token"},
+                       "txn": {"type": "object", "description": "The device's self-signed did.create transaction"}},
+    },
+    "Enrolment": {
+        "type": "object", "required": ["did", "credential"],
+        "properties": {"did": {"type": "string"}, "credential": {"type": "object"}},
+    },
+    "NewTokens": {
+        "type": "object", "required": ["model", "firmware"],
+        "properties": {"model": {"type": "string"}, "firmware": {"type": "string"},
+                       "attributes": {"type": "object", "description": "Further credential claims"},
+                       "count": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1},
+                       "validity_hours": {"type": "integer", "minimum": 1, "maximum": 8760, "default": 24}},
+    },
+    "ProvisioningToken": {
+        "type": "object", "required": ["id", "model", "firmware", "attributes", "created", "expires", "status", "device"],
+        "properties": {"id": {"type": "string", "description": "SHA-256 (hex) of the token"},
+                       "model": {"type": "string"}, "firmware": {"type": "string"}, "attributes": {"type": "object"},
+                       "created": _TIME, "expires": _TIME, "status": {"enum": ["issued", "claimed", "used", "expired"]},
+                       "device": {"type": ["string", "null"]},
+                       "token": {"type": "string", "description": "The token's value (only when just created)"},
+                       "payload": {"type": "object", "description": "The enrolment QR payload (only when just created)"}},
+    },
+})  # fmt: skip
+
+
 def _document() -> dict[str, Any]:
     page = {
         "type": "object",
@@ -90,6 +223,7 @@ def _document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": {
+            **_device_paths(),
             "/api/v1/me": {
                 "get": {
                     "summary": "The operator the token belongs to",
@@ -125,6 +259,7 @@ def _document() -> dict[str, Any]:
                     },
                 },
             },
+            **_enrolment_paths(),
         },
         "components": {
             "schemas": _SCHEMAS,

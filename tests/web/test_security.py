@@ -112,7 +112,8 @@ def test_assets_are_served_locally(browser: Browser) -> None:
 
 
 def test_every_route_declares_who_may_use_it(app: Flask) -> None:
-    """Each view is wrapped by role_required or marked public; only sign-in and the OpenAPI document are public."""
+    """Each view is wrapped by role_required or marked public: only sign-in, the OpenAPI document and the
+    device enrolment endpoint (authenticated by its provisioning token) are public."""
     public = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
@@ -121,10 +122,10 @@ def test_every_route_declares_who_may_use_it(app: Flask) -> None:
         assert roles is not None, f"{rule.endpoint} declares no roles"
         if not roles:
             public.add(rule.endpoint)
-    assert public == {"auth.login", "openapi.openapi"}
+    assert public == {"auth.login", "openapi.openapi", "enrol_api.enrol"}
 
 
-@pytest.mark.parametrize("path", ["/", "/operators", "/audit", "/password"])
+@pytest.mark.parametrize("path", ["/", "/operators", "/audit", "/password", "/setup", "/enrol"])
 def test_pages_are_accessible_landmarks(signed_in: Callable[[Role], Browser], path: str) -> None:
     """Every page has a language, a viewport, a skip link to main, and labels for its inputs."""
     page = signed_in(Role.ADMIN).get(path).text

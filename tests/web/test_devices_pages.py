@@ -1,0 +1,325 @@
+"""The device pages and API against a real ledger node served on loopback: reads, actions, refusals."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2.profiles import CHEAPEST
+from flask import Flask
+from sqlmodel import col, select
+
+from did_registry.client import LedgerClient
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.status_list import BitstringStatusList
+from did_registry.node.server import NodeServer
+from tests.did_registry.ledger.conftest import Actor, new_actor
+from tests.did_registry.node.conftest import make_node
+from tests.web.support import Browser, db, portal
+from wallet.enroll import enrolment_transaction
+from wallet.keystore import KDF_TESTING
+from web.app import create_app
+from web.config import PortalConfig
+from web.devices_pages import DeviceQuery, device_page
+from web.enrolment import DeviceProfile, DeviceRow
+from web.models import AuditEntry, Role
+from web.organisation import Organisation, Signer
+
+PASSPHRASE = "portal pass phrase"
+
+
+@dataclass
+class Network:
+    """A one-validator node served over HTTP on loopback, its genesis file and a reporter."""
+
+    server: NodeServer
+    genesis_path: Path
+    trustee: Actor
+    reporter: Actor
+
+    @property
+    def url(self) -> str:
+        """The node's base URL."""
+        return self.server.url
+
+    def client(self) -> LedgerClient:
+        """A proving client of the network."""
+        return LedgerClient(self.url, self.server.service.app.genesis)
+
+
+def start_network(folder: Path) -> Iterator[Network]:
+    """Serve a node with a reporter on the ledger and the organisation of ``folder/instance`` set up."""
+    node = make_node(block_interval=0.005)
+    server = NodeServer(node.service, app=node.app)
+    server.start()
+    genesis_path = folder / "genesis.json"
+    genesis_path.write_text(json.dumps(node.service.app.genesis.to_json()), encoding="utf-8")
+    reporter, trustee = new_actor(), node.trustee
+    try:
+        with LedgerClient(server.url, node.service.app.genesis) as client:
+            client.submit_and_wait([reporter.txn("did.create", {"document": reporter.document()}, trustee)])
+            client.submit_and_wait([trustee.txn("role.grant", {"did": reporter.did, "role": "reporter"})])
+            organisation = Organisation.in_instance(folder / "instance", PASSPHRASE, params=KDF_TESTING)
+            assert organisation.setup(client, Signer(trustee.did, trustee.key, trustee.method)).complete
+        yield Network(server, genesis_path, trustee, reporter)
+    finally:
+        server.stop()
+
+
+def connected(config: PortalConfig, network: Network) -> PortalConfig:
+    """``config`` connected to ``network``."""
+    return replace(
+        config,
+        node_urls=(network.url,),
+        genesis_path=network.genesis_path,
+        organisation_passphrase=PASSPHRASE,
+    )
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    """A served node with the organisation of the test's instance folder set up."""
+    yield from start_network(tmp_path)
+
+
+@pytest.fixture
+def config(tmp_path: Path, network: Network) -> PortalConfig:
+    """A portal configuration connected to the network."""
+    base = PortalConfig(instance_path=tmp_path / "instance", password_parameters=CHEAPEST)
+    return connected(base, network)
+
+
+@pytest.fixture
+def app(config: PortalConfig) -> Iterator[Flask]:
+    """A portal app connected to the network; its ledger client and database engine are closed afterwards."""
+    made = create_app(config)
+    yield made
+    portal(made).services.close()
+    portal(made).engine.dispose()
+
+
+def enrol(app: Flask, count: int = 1, model: str = "TH-1") -> list[str]:
+    """Enrol ``count`` fresh devices of ``model`` through the portal's enrolment service; their DIDs."""
+    enrolment = portal(app).services.enrolment
+    network = enrolment.ledger.genesis.network
+    dids = []
+    for token in enrolment.create_tokens(DeviceProfile(model, "2.4.1"), count=count):
+        assert token.token is not None
+        txn = enrolment_transaction(network, Ed25519PrivateKey.generate())
+        dids.append(enrolment.enrol(token.token, txn.to_json()).did)
+    return dids
+
+
+def status_of(app: Flask, did: str) -> str:
+    """A device's status in the portal database."""
+    with db(app) as session:
+        row = session.get(DeviceRow, did)
+    assert row is not None
+    return row.status
+
+
+def bit(app: Flask, did: str, purpose: str) -> int:
+    """The device's bit in its ``purpose`` status list, as the ledger proves it."""
+    with db(app) as session:
+        row = session.get(DeviceRow, did)
+    assert row is not None
+    url = row.revocation_list if purpose == "revocation" else row.suspension_list
+    issuer = portal(app).services.organisation.did
+    value, _ = portal(app).services.ledger.prove(f"status:{issuer}:{url.rpartition('/')[2]}")
+    return BitstringStatusList.from_bytes(base64.urlsafe_b64decode(value["bits"])).get(row.status_index)
+
+
+def device_audit(app: Flask) -> list[tuple[str, str | None, str | None]]:
+    """The device audit entries as (action, target, txn), oldest first."""
+    with db(app) as session:
+        rows = session.exec(select(AuditEntry).order_by(col(AuditEntry.id))).all()
+    return [(r.action, r.target, r.txn_id) for r in rows if r.action.startswith("device.")]
+
+
+Signed = Callable[[Role], Browser]
+
+
+# -- reading -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("role", list(Role))
+def test_every_role_lists_and_opens_devices(app: Flask, signed_in: Signed, role: Role) -> None:
+    """The list shows the enrolled device; its page shows the proven document, history and bits."""
+    [did] = enrol(app)
+    browser = signed_in(role)
+    listing = browser.get("/devices")
+    assert listing.status_code == 200 and did in listing.text
+    page = browser.get(f"/devices/{did}")
+    assert page.status_code == 200, page.text
+    assert "proven against the certified block" in page.text
+    assert "did.create" in page.text  # the history from the node
+    assert "No quarantine report is in force" in page.text
+    assert "Recent authentications" in page.text
+
+
+def test_search_and_filters_narrow_the_list(app: Flask, signed_in: Signed) -> None:
+    """DID substring, model and status filters each narrow the list."""
+    first, second = enrol(app, 2, model="TH-1")
+    [other] = enrol(app, model="GW-9")
+    browser = signed_in(Role.AUDITOR)
+    by_model = browser.get("/devices?model=GW-9").text
+    assert other in by_model and first not in by_model
+    by_text = browser.get(f"/devices?q={first[-12:]}").text
+    assert first in by_text and second not in by_text and other not in by_text
+    portal(app).services.enrolment.suspend(second)
+    suspended = browser.get("/devices?status=suspended").text
+    assert second in suspended and first not in suspended
+    past = browser.get("/devices?enrolled_from=2000-01-01&enrolled_to=2000-12-31")
+    assert past.status_code == 200 and first not in past.text
+    today = datetime.now(UTC).date().isoformat()
+    current = browser.get(f"/devices?enrolled_from={today}&enrolled_to={today}")
+    assert current.status_code == 200 and first in current.text and other in current.text
+
+
+def test_keyset_paging_visits_every_device_once(app: Flask, signed_in: Signed) -> None:
+    """Following the cursor through pages of two yields every device exactly once, newest first."""
+    dids = set(enrol(app, 5))
+    seen: list[str] = []
+    after: str | None = None
+    with db(app) as session:
+        while True:
+            rows, after = device_page(session, DeviceQuery(), after, limit=2)
+            seen.extend(r.did for r in rows)
+            if after is None:
+                break
+    assert sorted(seen) == sorted(dids) and len(seen) == 5
+    assert signed_in(Role.OPERATOR).get("/devices?after=not-a-cursor").status_code == 400
+
+
+def test_bad_filter_is_refused_with_the_field(app: Flask, signed_in: Signed) -> None:
+    """A malformed date comes back 400 with the reason next to the field."""
+    page = signed_in(Role.OPERATOR).get("/devices?enrolled_from=yesterday")
+    assert page.status_code == 400 and "YYYY-MM-DD" in page.text
+
+
+# -- one device's actions ----------------------------------------------------------------------
+def test_suspend_confirm_then_post_flips_the_bit_and_audits_the_txn(app: Flask, signed_in: Signed) -> None:
+    """GET shows the confirmation and changes nothing; POST suspends on the ledger and audits the txn."""
+    [did] = enrol(app)
+    browser = signed_in(Role.OPERATOR)
+    confirm = browser.get(f"/devices/{did}/suspend")
+    assert confirm.status_code == 200 and "Suspend the device" in confirm.text
+    assert status_of(app, did) == "active" and bit(app, did, "suspension") == 0
+    done = browser.post(f"/devices/{did}/suspend")
+    assert done.status_code == 302
+    assert status_of(app, did) == "suspended" and bit(app, did, "suspension") == 1
+    [(action, target, txn)] = device_audit(app)
+    assert (action, target) == ("device.suspend", did) and txn is not None
+    proven, _ = portal(app).services.ledger.txn_proof(txn)
+    assert proven.type == "status_list.update" and proven.body.get("set")
+    browser.post(f"/devices/{did}/reinstate")
+    assert status_of(app, did) == "active" and bit(app, did, "suspension") == 0
+
+
+def test_revoke_then_reinstate_is_refused_and_changes_nothing(app: Flask, signed_in: Signed) -> None:
+    """After revocation the reinstate confirmation and POST answer 409; bits, status and audit stay."""
+    [did] = enrol(app)
+    browser = signed_in(Role.ADMIN)
+    assert browser.post(f"/devices/{did}/revoke").status_code == 302
+    assert bit(app, did, "revocation") == 1 and status_of(app, did) == "revoked"
+    before = (device_audit(app), portal(app).services.ledger.head().height)
+    page = browser.get(f"/devices/{did}/reinstate")
+    assert page.status_code == 409 and "Revocation is final" in page.text
+    refused = browser.post(f"/devices/{did}/reinstate")
+    assert refused.status_code == 409 and "Revocation is final" in refused.text
+    assert (device_audit(app), portal(app).services.ledger.head().height) == before
+    assert status_of(app, did) == "revoked" and bit(app, did, "revocation") == 1
+
+
+def test_auditor_cannot_change_devices(app: Flask, signed_in: Signed) -> None:
+    """An auditor gets 403 on the confirmation page and on the POST; nothing changes."""
+    [did] = enrol(app)
+    browser = signed_in(Role.AUDITOR)
+    assert browser.get(f"/devices/{did}/revoke").status_code == 403
+    assert browser.post(f"/devices/{did}/revoke").status_code == 403
+    assert browser.post("/devices/bulk/revoke").status_code == 403
+    assert status_of(app, did) == "active" and device_audit(app) == []
+
+
+def test_a_post_without_csrf_token_is_refused(app: Flask, signed_in: Signed) -> None:
+    """Without the CSRF token the POST is refused (400) before anything changes."""
+    [did] = enrol(app)
+    response = signed_in(Role.OPERATOR).post(f"/devices/{did}/suspend", csrf=False)
+    assert response.status_code == 400
+    assert status_of(app, did) == "active" and bit(app, did, "suspension") == 0
+
+
+def test_unknown_device_and_action_are_404(app: Flask, signed_in: Signed) -> None:
+    """An unknown DID or action is a 404 page."""
+    browser = signed_in(Role.OPERATOR)
+    assert browser.get("/devices/did:trellis:testnet:nothing").status_code == 404
+    [did] = enrol(app)
+    assert browser.get(f"/devices/{did}/explode").status_code == 404
+
+
+# -- bulk --------------------------------------------------------------------------------------
+def test_bulk_suspend_of_a_filter(app: Flask, signed_in: Signed) -> None:
+    """The confirmation counts the filter's devices; the POST suspends exactly those."""
+    chosen = enrol(app, 3, model="TH-1")
+    [other] = enrol(app, model="GW-9")
+    browser = signed_in(Role.OPERATOR)
+    confirm = browser.get("/devices/bulk/suspend?model=TH-1")
+    assert confirm.status_code == 200 and "<strong>3</strong> device(s)" in confirm.text
+    assert all(status_of(app, d) == "active" for d in chosen)
+    done = browser.post("/devices/bulk/suspend", {"model": "TH-1"})
+    assert done.status_code == 200 and "3 device(s) suspended" in done.text
+    assert all(status_of(app, d) == "suspended" and bit(app, d, "suspension") == 1 for d in chosen)
+    assert status_of(app, other) == "active"
+    audited = device_audit(app)
+    assert sorted(str(t) for _, t, _ in audited) == sorted(chosen)
+    assert all(a == "device.suspend" and txn for a, _, txn in audited)
+
+
+def test_bulk_over_the_cap_is_refused(app: Flask, signed_in: Signed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More matching devices than the cap: the confirmation says so and the POST changes nothing."""
+    dids = enrol(app, 2)
+    monkeypatch.setattr("web.devices_pages.BULK_CAP", 1)
+    browser = signed_in(Role.ADMIN)
+    assert "Too many devices" in browser.get("/devices/bulk/revoke").text
+    assert browser.post("/devices/bulk/revoke", {}).status_code == 409
+    assert [status_of(app, d) for d in dids] == ["active", "active"] and device_audit(app) == []
+
+
+# -- API ---------------------------------------------------------------------------------------
+def test_api_lists_reads_and_revokes(app: Flask, token_of: Callable[[Role], str]) -> None:
+    """The API lists with filters, reads one device, revokes it with the txn id and refuses reinstating."""
+    dids = enrol(app, 2)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token_of(Role.OPERATOR)}"}
+    page = client.get("/api/v1/devices?limit=1", headers=headers).get_json()
+    assert len(page["devices"]) == 1 and page["next"]
+    query = {"limit": 1, "after": page["next"]}
+    rest = client.get("/api/v1/devices", query_string=query, headers=headers).get_json()
+    assert {page["devices"][0]["did"], rest["devices"][0]["did"]} == set(dids)
+    one = client.get(f"/api/v1/devices/{dids[0]}", headers=headers).get_json()
+    assert one["credential"]["id"] == one["credential_id"]
+    revoked = client.post(f"/api/v1/devices/{dids[0]}/revoke", headers=headers)
+    body: dict[str, Any] = revoked.get_json()
+    assert revoked.status_code == 200 and body["status"] == "revoked" and body["txn"]
+    again = client.post(f"/api/v1/devices/{dids[0]}/reinstate", headers=headers)
+    assert again.status_code == 409 and again.mimetype == "application/problem+json"
+    assert "revocation is final" in again.get_json()["detail"]
+    assert bit(app, dids[0], "revocation") == 1
+
+
+def test_api_refuses_auditor_changes_and_bad_input(app: Flask, token_of: Callable[[Role], str]) -> None:
+    """An auditor's change is a 403 problem; a bad filter a 400 problem; an unknown device a 404."""
+    [did] = enrol(app)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token_of(Role.AUDITOR)}"}
+    refused = client.post(f"/api/v1/devices/{did}/suspend", headers=headers)
+    assert refused.status_code == 403 and refused.get_json()["code"] == "forbidden"
+    assert status_of(app, did) == "active"
+    bad = client.get("/api/v1/devices?status=lost", headers=headers)
+    assert bad.status_code == 400 and bad.get_json()["field"] == "status"
+    assert client.get("/api/v1/devices/did:trellis:testnet:none", headers=headers).status_code == 404
+    assert client.get("/api/v1/devices").status_code == 401

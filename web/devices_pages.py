@@ -1,0 +1,422 @@
+"""The ``devices`` blueprint (pages) and ``devices_api`` (JSON under ``/api/v1/devices``).
+
+Every role reads: the device list (search by DID or model substring; filter by status, model and
+enrolment dates; keyset paging, newest first) and each device's page (its proven DID document, its
+ledger history, its credential with the current status bits, its quarantine report). Admins and
+operators suspend, reinstate and revoke, one device or every device of the current filter (at most
+:data:`BULK_CAP`), always after a confirmation page; the change is anchored on the ledger by
+:class:`~web.enrolment.Enrolment` and audited with the ledger transaction that made it. Revocation is
+final: reinstating a revoked device is refused and changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
+
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import ColumnElement, and_, func, or_
+from sqlmodel import Session, col, select
+
+from did_registry.client import LedgerUnavailable
+from did_registry.identity.status_list import BitstringStatusList
+from web import audit
+from web.enrolment import DeviceRow, DeviceStateConflict, UnknownDevice
+from web.ledger_pages import NodesUnavailable, node_reader
+from web.models import Role, iso_utc
+from web.organisation import LedgerUnreachable, PortalError
+from web.portal import portal
+from web.problems import ApiProblem
+from web.security import load_token_operator, role_required
+
+__all__ = ["BULK_CAP", "PAGE_SIZE", "ACTIONS", "DeviceQuery", "device_page", "change_devices", "bp", "api_bp"]
+
+BULK_CAP: Final = 10_000
+"""Most devices one bulk action changes."""
+PAGE_SIZE: Final = 50
+"""Devices per page of the list."""
+ACTIONS: Final[Mapping[str, frozenset[str]]] = {
+    "suspend": frozenset({"active"}),
+    "reinstate": frozenset({"suspended"}),
+    "revoke": frozenset({"active", "suspended"}),
+}
+"""Each action and the device states it applies to."""
+_PAST: Final = {"suspend": "suspended", "reinstate": "reinstated", "revoke": "revoked"}
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_CHANGERS: Final = (Role.ADMIN, Role.OPERATOR)
+
+bp = Blueprint("devices", __name__, url_prefix="/devices")
+"""The device pages."""
+api_bp = Blueprint("devices_api", __name__, url_prefix="/api/v1/devices")
+"""The device API (token-authenticated)."""
+api_bp.before_request(load_token_operator)
+
+
+# -- finding devices -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DeviceQuery:
+    """Which devices a list or bulk action covers; empty members do not narrow."""
+
+    q: str = ""
+    status: str = ""
+    model: str = ""
+    enrolled_from: date | None = None
+    enrolled_to: date | None = None
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, str]) -> tuple[DeviceQuery, dict[str, str]]:
+        """The query in ``args`` (a request's query or form) and the errors by field."""
+        errors: dict[str, str] = {}
+        text = {name: str(args.get(name, "")).strip() for name in ("q", "status", "model")}
+        for name, value in text.items():
+            if len(value) > 200:
+                errors[name] = "Use at most 200 characters."
+        if text["status"] and text["status"] not in ACTIONS["revoke"] | {"revoked"}:
+            errors["status"] = "Choose active, suspended or revoked."
+        dates: dict[str, date | None] = {}
+        for name in ("enrolled_from", "enrolled_to"):
+            raw = str(args.get(name, "")).strip()
+            dates[name] = None
+            if raw:
+                try:
+                    if not _DATE.fullmatch(raw):
+                        raise ValueError(raw)
+                    dates[name] = date.fromisoformat(raw)
+                except ValueError:
+                    errors[name] = "Give a date as YYYY-MM-DD."
+        return cls(
+            text["q"], text["status"], text["model"], dates["enrolled_from"], dates["enrolled_to"]
+        ), errors
+
+    def args(self) -> dict[str, str]:
+        """The query as request arguments (members that narrow only)."""
+        values = {
+            "q": self.q,
+            "status": self.status,
+            "model": self.model,
+            "enrolled_from": self.enrolled_from.isoformat() if self.enrolled_from else "",
+            "enrolled_to": self.enrolled_to.isoformat() if self.enrolled_to else "",
+        }
+        return {name: value for name, value in values.items() if value}
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """SQL conditions on :class:`DeviceRow` (status, model and dates use their indexes)."""
+        found: list[ColumnElement[bool]] = []
+        if self.q:
+            pattern = "%" + self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            found.append(
+                or_(
+                    col(DeviceRow.did).like(pattern, escape="\\"),
+                    col(DeviceRow.model).like(pattern, escape="\\"),
+                )
+            )
+        if self.status:
+            found.append(col(DeviceRow.status) == self.status)
+        if self.model:
+            found.append(col(DeviceRow.model) == self.model)
+        if self.enrolled_from:
+            found.append(col(DeviceRow.enrolled_at) >= datetime.combine(self.enrolled_from, time(), UTC))
+        if self.enrolled_to:
+            end = datetime.combine(self.enrolled_to + timedelta(days=1), time(), UTC)
+            found.append(col(DeviceRow.enrolled_at) < end)
+        return found
+
+
+def _cursor(row: DeviceRow) -> str:
+    return f"{row.enrolled_at.isoformat()}|{row.did}"
+
+
+def _after(cursor: str) -> ColumnElement[bool] | None:
+    moment, _, did = cursor.partition("|")
+    try:
+        at = datetime.fromisoformat(moment)
+    except ValueError:
+        return None
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite gives times back without zone
+    enrolled = col(DeviceRow.enrolled_at)
+    return or_(enrolled < at, and_(enrolled == at, col(DeviceRow.did) > did))
+
+
+def device_page(
+    db: Session, query: DeviceQuery, after: str | None, limit: int = PAGE_SIZE
+) -> tuple[list[DeviceRow], str | None]:
+    """Up to ``limit`` matching devices, newest first, after cursor ``after``; and the next cursor."""
+    statement = select(DeviceRow).where(*query.conditions())
+    if after:
+        condition = _after(after)
+        if condition is None:
+            raise ValueError("not a cursor of this list")
+        statement = statement.where(condition)
+    statement = statement.order_by(col(DeviceRow.enrolled_at).desc(), col(DeviceRow.did)).limit(limit + 1)
+    rows = list(db.exec(statement).all())
+    page = rows[:limit]
+    return page, (_cursor(page[-1]) if len(rows) > limit and page else None)
+
+
+def _targets(db: Session, query: DeviceQuery, action: str) -> tuple[list[str], int]:
+    """The DIDs a bulk ``action`` over ``query`` changes (at most :data:`BULK_CAP`) and their total count."""
+    where = [*query.conditions(), col(DeviceRow.status).in_(sorted(ACTIONS[action]))]
+    total = db.exec(select(func.count()).select_from(DeviceRow).where(*where)).one()
+    dids = db.exec(select(DeviceRow.did).where(*where).order_by(col(DeviceRow.did)).limit(BULK_CAP)).all()
+    return list(dids), int(total)
+
+
+# -- changing devices ----------------------------------------------------------------------------
+def _expected_bodies(rows: Sequence[DeviceRow], action: str) -> dict[str, list[str]]:
+    """Which status list each device's bit is in for ``action``: list name -> DIDs."""
+    by_list: dict[str, list[str]] = {}
+    for row in rows:
+        url = row.revocation_list if action == "revoke" else row.suspension_list
+        by_list.setdefault(url.rpartition("/")[2], []).append(row.did)
+    return by_list
+
+
+def _find_txns(issuer: str, since: int, lists: Mapping[str, list[int]], change: str) -> dict[str, str]:
+    """The ids of the committed ``status_list.update`` transactions with exactly these bodies, by list."""
+    wanted = {name: {"list": name, change: sorted(indices)} for name, indices in lists.items()}
+    found: dict[str, str] = {}
+    reader, cursor = node_reader(), None
+    params: dict[str, str | int] = {"submitter": issuer, "type": "status_list.update", "from_height": since}
+    for _ in range(20):
+        page = reader.get("/audit/txns", {**params, **({"cursor": cursor} if cursor else {})}) or {}
+        for item in page.get("txns", []):
+            body = item.get("transaction", {}).get("body")
+            name = body.get("list") if isinstance(body, dict) else None
+            if name in wanted and body == wanted[name]:
+                found[name] = item["id"]
+        cursor = page.get("next")
+        if not cursor or len(found) == len(wanted):
+            break
+    return found
+
+
+def change_devices(dids: Sequence[str], action: str, *, bulk: bool = False) -> dict[str, str | None]:
+    """Apply ``action`` to ``dids`` on the ledger and audit each; return each DID's ledger transaction id.
+
+    Raises :class:`~web.enrolment.DeviceStateConflict` (nothing changed) when a device's state does
+    not admit the action.
+    """
+    services = portal().services
+    enrolment = services.enrolment
+    wanted = list(dict.fromkeys(dids))
+    with Session(portal().engine) as db:
+        found = {
+            row.did: row for row in db.exec(select(DeviceRow).where(col(DeviceRow.did).in_(wanted))).all()
+        }
+    for did in wanted:
+        row = found.get(did)
+        if row is None:
+            raise UnknownDevice(f"no enrolled device {did}")
+        if row.status not in ACTIONS[action]:
+            final = "; revocation is final" if row.status == "revoked" else ""
+            raise DeviceStateConflict(f"{did} is {row.status}{final}: it cannot be {_PAST[action]}")
+    present = [found[did] for did in wanted]
+    by_list = _expected_bodies(present, action)
+    index = {row.did: row.status_index for row in present}
+    try:
+        since = services.ledger.head().height + 1
+    except LedgerUnavailable as exc:
+        raise LedgerUnreachable(f"the ledger's head before {action}: {exc}") from None
+    getattr(enrolment, action)(*[row.did for row in present])
+    txns: dict[str, str] = {}
+    issuer = enrolment.organisation.did
+    try:
+        if issuer is not None:
+            lists = {name: [index[d] for d in members] for name, members in by_list.items()}
+            txns = _find_txns(issuer, since, lists, "clear" if action == "reinstate" else "set")
+    except NodesUnavailable:
+        txns = {}
+    result: dict[str, str | None] = {}
+    with Session(portal().engine) as db:
+        for name, members in by_list.items():
+            for did in members:
+                result[did] = txns.get(name)
+                detail = {"list": name, **({"bulk": True} if bulk else {})}
+                audit.record(f"device.{action}", did, txn_id=txns.get(name), detail=detail, db=db)
+        db.commit()
+    return result
+
+
+# -- reading one device --------------------------------------------------------------------------
+def _issuer_of(credential: Mapping[str, Any]) -> str:
+    issuer = credential.get("issuer")
+    return str(issuer.get("id") if isinstance(issuer, Mapping) else issuer)
+
+
+def _ledger_view(row: DeviceRow, credential: Mapping[str, Any]) -> dict[str, Any]:
+    """What the ledger says about a device: proven record, status bits, quarantine; history from a node."""
+    view: dict[str, Any] = {"record": None, "height": None, "bits": {}, "quarantine": None, "history": None}
+    ledger = portal().services.ledger
+    record, header = ledger.resolve_record(row.did)
+    view["record"], view["height"] = record, header.height
+    entries = [e for e in credential.get("credentialStatus", []) if isinstance(e, Mapping)]
+    issuer = _issuer_of(credential)
+    keys = [f"status:{issuer}:{str(e.get('statusListCredential', '')).rpartition('/')[2]}" for e in entries]
+    values, _ = ledger.prove_many([*keys, f"quarantine:{row.did}"])
+    for entry, value in zip(entries, values, strict=False):
+        if isinstance(value, Mapping):
+            bits = BitstringStatusList.from_bytes(base64.urlsafe_b64decode(value["bits"]))
+            view["bits"][entry.get("statusPurpose")] = bits.get(int(entry.get("statusListIndex", 0)))
+    view["quarantine"] = values[-1]
+    history = node_reader().get("/audit/txns", {"did": row.did})
+    view["history"] = history.get("txns", []) if history else []
+    return view
+
+
+def _device_row(did: str) -> DeviceRow:
+    with Session(portal().engine) as db:
+        row = db.get(DeviceRow, did)
+    if row is None:
+        raise UnknownDevice(f"no enrolled device {did}")
+    return row
+
+
+def device_json(row: DeviceRow) -> dict[str, Any]:
+    """A device as the API serves it."""
+    return {
+        "did": row.did,
+        "model": row.model,
+        "firmware": row.firmware,
+        "attributes": json.loads(row.attributes),
+        "status": row.status,
+        "enrolled": iso_utc(row.enrolled_at),
+        "credential_id": row.credential_id,
+        "status_index": row.status_index,
+        "revocation_list": row.revocation_list,
+        "suspension_list": row.suspension_list,
+    }
+
+
+# -- pages ---------------------------------------------------------------------------------------
+@bp.get("")
+@role_required()
+def devices() -> ResponseReturnValue:
+    """The device list: search, filters, keyset paging (``?after=<cursor>``)."""
+    query, errors = DeviceQuery.from_args(request.args)
+    rows: list[DeviceRow] = []
+    following = None
+    if not errors:
+        with Session(portal().engine) as db:
+            try:
+                rows, following = device_page(db, query, request.args.get("after") or None)
+            except ValueError:
+                errors["after"] = "That page link is not valid; start again from the first page."
+    models: list[str] = []
+    with Session(portal().engine) as db:
+        models = list(
+            db.exec(select(DeviceRow.model).distinct().order_by(col(DeviceRow.model)).limit(200)).all()
+        )
+    status = 400 if errors else 200
+    return render_template(
+        "devices.html", query=query, rows=rows, following=following, errors=errors, models=models,
+        first=not request.args.get("after"), states=("active", "suspended", "revoked"),
+    ), status  # fmt: skip
+
+
+@bp.get("/<did>")
+@role_required()
+def device(did: str) -> ResponseReturnValue:
+    """One device: DID document, ledger history, credential and status bits, quarantine, authentications."""
+    row = _device_row(did)
+    credential = json.loads(row.credential)
+    ledger: dict[str, Any] | None = None
+    ledger_error = None
+    try:
+        ledger = _ledger_view(row, credential)
+    except (PortalError, LedgerUnavailable) as exc:
+        ledger_error = str(exc)
+    return render_template(
+        "device.html", row=row, credential=credential, ledger=ledger, ledger_error=ledger_error,
+        attributes=json.loads(row.attributes), done=request.args.get("done"),
+    )  # fmt: skip
+
+
+def _check_action(action: str) -> None:
+    if action not in ACTIONS:
+        abort(404, f"There is no device action {action!r}.")
+
+
+@bp.route("/<did>/<action>", methods=["GET", "POST"])
+@role_required(*_CHANGERS)
+def device_action(did: str, action: str) -> ResponseReturnValue:
+    """Confirm (GET) and then (POST) suspend, reinstate or revoke one device."""
+    _check_action(action)
+    row = _device_row(did)
+    refusal = None
+    if row.status not in ACTIONS[action]:
+        final = " Revocation is final." if row.status == "revoked" else ""
+        refusal = f"This device is {row.status}; it cannot be {_PAST[action]}.{final} Nothing was changed."
+    if refusal is not None or request.method == "GET":
+        page = render_template("device_confirm.html", row=row, action=action, refusal=refusal)
+        return page, 409 if refusal else 200
+    txns = change_devices([did], action)
+    return redirect(url_for("devices.device", did=did, done=action, txn=txns.get(did) or ""))
+
+
+@bp.route("/bulk/<action>", methods=["GET", "POST"])
+@role_required(*_CHANGERS)
+def bulk_action(action: str) -> ResponseReturnValue:
+    """Confirm (GET, with the filter as query) and then (POST, filter as form) a bulk suspend or revoke."""
+    if action not in ("suspend", "revoke"):
+        abort(404, f"There is no bulk action {action!r}.")
+    query, errors = DeviceQuery.from_args(request.args if request.method == "GET" else request.form)
+    if errors:
+        return render_template("devices_bulk.html", action=action, query=query, errors=errors, count=0,
+                               done=None), 400  # fmt: skip
+    with Session(portal().engine) as db:
+        dids, total = _targets(db, query, action)
+    if total > BULK_CAP or request.method == "GET" or not dids:
+        status = 409 if total > BULK_CAP and request.method == "POST" else 200
+        return render_template("devices_bulk.html", action=action, query=query, errors={}, count=total,
+                               cap=BULK_CAP, done=None), status  # fmt: skip
+    txns = change_devices(dids, action, bulk=True)
+    return render_template("devices_bulk.html", action=action, query=query, errors={}, count=len(dids),
+                           cap=BULK_CAP, done=sorted({t for t in txns.values() if t}))  # fmt: skip
+
+
+# -- API -----------------------------------------------------------------------------------------
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data, separators=(",", ":")), status=status, mimetype="application/json")
+
+
+@api_bp.get("")
+@role_required()
+def api_devices() -> ResponseReturnValue:
+    """Devices matching the filters, newest first; ``next`` is the following page's ``after``."""
+    query, errors = DeviceQuery.from_args(request.args)
+    if errors:
+        field, message = next(iter(errors.items()))
+        raise ApiProblem(400, "invalid_input", f"{field}: {message}", field=field)
+    raw_limit = request.args.get("limit", str(PAGE_SIZE))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise ApiProblem(400, "malformed", "query parameter 'limit' must be an integer from 1 to 1000")
+    with Session(portal().engine) as db:
+        try:
+            rows, following = device_page(db, query, request.args.get("after") or None, int(raw_limit))
+        except ValueError:
+            raise ApiProblem(400, "malformed", "'after' is not a cursor this API returned") from None
+    return _json({"devices": [device_json(row) for row in rows], "next": following})
+
+
+@api_bp.get("/<did>")
+@role_required()
+def api_device(did: str) -> ResponseReturnValue:
+    """One device, with its credential."""
+    row = _device_row(did)
+    return _json({**device_json(row), "credential": json.loads(row.credential)})
+
+
+@api_bp.post("/<did>/<action>")
+@role_required(*_CHANGERS)
+def api_device_action(did: str, action: str) -> ResponseReturnValue:
+    """Suspend, reinstate or revoke one device; answers the device and the ledger transaction id."""
+    if action not in ACTIONS:
+        raise ApiProblem(404, "not_found", f"there is no device action {action!r}")
+    txns = change_devices([did], action)
+    return _json({**device_json(_device_row(did)), "txn": txns.get(did)})

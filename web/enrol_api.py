@@ -1,0 +1,151 @@
+"""The enrolment API: devices enrol (``POST /api/v1/enrol``); automation manages provisioning tokens.
+
+- ``POST /api/v1/enrol`` is public: the provisioning token in the body is the credential. It takes
+  no cookies, so it needs no CSRF token. Refusals (unknown, used or expired token, a transaction that
+  proves no key) are counted per client address in the sign-in failure table (:mod:`web.ratelimit`,
+  key ``enrol:<address>``): after :data:`ENROL_MAX_FAILURES` within the portal's ``login_window``
+  that address gets 429 with ``Retry-After`` until the failures age out.
+- ``POST /api/v1/tokens`` (admin, operator) creates tokens and returns their payloads, once;
+  ``GET /api/v1/tokens?status=&limit=&offset=`` (admin, operator, auditor) lists tokens (hashes only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any, Final
+
+from flask import Blueprint, Response, request
+from flask.typing import ResponseReturnValue
+
+from did_registry.client import LedgerUnavailable
+from did_registry.ledger.txn import Transaction
+from web import audit, ratelimit
+from web.db import session as db_session
+from web.enrol_forms import FormError, parse_count, parse_hours, parse_profile
+from web.enrolment import InvalidEnrolmentRequest, InvalidToken, ProvisioningToken
+from web.models import Role, iso_utc, utcnow
+from web.portal import portal
+from web.problems import ApiProblem
+from web.security import load_token_operator, public, role_required
+
+__all__ = ["ENROL_MAX_FAILURES", "TOKEN_STATES", "device_bp", "bp", "token_json"]
+
+ENROL_MAX_FAILURES: Final = 20
+"""Refused enrolments per client address within the window before it is rate limited."""
+TOKEN_STATES: Final = ("issued", "claimed", "used", "expired")
+"""The ``status`` values ``GET /api/v1/tokens`` filters on."""
+DEVICE_ACTOR: Final = "device"
+"""The audit actor of an enrolment (a device, authenticated by its provisioning token)."""
+
+device_bp = Blueprint("enrol_api", __name__, url_prefix="/api/v1")
+"""The device-facing enrolment endpoint (public; the provisioning token authenticates)."""
+bp = Blueprint("tokens_api", __name__, url_prefix="/api/v1")
+"""Provisioning tokens for automation (API token authenticated)."""
+bp.before_request(load_token_operator)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(json.dumps(data, separators=(",", ":")), status=status, mimetype="application/json")
+
+
+def _body() -> dict[str, Any]:
+    if not request.is_json:
+        raise ApiProblem(415, "unsupported_media_type", "send the request as application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiProblem(400, "malformed", "the body must be a JSON object")
+    return body
+
+
+@device_bp.post("/enrol")
+@public
+def enrol() -> ResponseReturnValue:
+    """Enrol a device: ``{"token", "txn"}`` → 201 ``{"did", "credential"}``, or a problem."""
+    config = portal().config
+    keys = [f"enrol:{(request.remote_addr or 'unknown')[:150]}"]
+    with db_session() as db:
+        wait = ratelimit.retry_after(
+            db, keys, max_failures=ENROL_MAX_FAILURES, window=config.login_window, now=utcnow()
+        )
+    if wait is not None:
+        raise ApiProblem(429, "too_many_requests", f"too many refused enrolments; retry in {wait} s",
+                         headers={"Retry-After": str(wait)})  # fmt: skip
+    body = _body()
+    token, txn = body.get("token"), body.get("txn")
+    if not isinstance(token, str) or not isinstance(txn, dict):
+        raise ApiProblem(400, "malformed", 'the body must be {"token": <string>, "txn": <object>}')
+    try:
+        result = portal().services.enrolment.enrol(token, txn)
+    except (InvalidToken, InvalidEnrolmentRequest):
+        with db_session() as db:
+            ratelimit.record_failure(db, keys, window=config.login_window, now=utcnow())
+        raise
+    except LedgerUnavailable as exc:
+        raise ApiProblem(503, "ledger_unavailable", f"the ledger cannot be reached: {exc}") from None
+    token_id = hashlib.sha256(token.encode("ascii", errors="replace")).hexdigest()
+    txn_id = Transaction.from_json(txn).id
+    audit.record("device.enrol", result.did, txn_id=txn_id, actor=DEVICE_ACTOR,
+                 detail={"token": token_id, "credential": result.credential_id})  # fmt: skip
+    return _json(result.to_json(), 201)
+
+
+def token_json(token: ProvisioningToken) -> dict[str, Any]:
+    """A token as the API lists it (its id is the SHA-256 of its value; the value only when just created)."""
+    data: dict[str, Any] = {
+        "id": token.token_hash,
+        "model": token.profile.model,
+        "firmware": token.profile.firmware,
+        "attributes": dict(token.profile.attributes),
+        "created": iso_utc(token.created),
+        "expires": iso_utc(token.expires),
+        "status": token.status,
+        "device": token.device_did,
+    }
+    if token.token is not None and token.payload is not None:
+        data["token"] = token.token
+        data["payload"] = token.payload.to_json()
+    return data
+
+
+def _int_arg(name: str, default: int, high: int) -> int:
+    text = request.args.get(name, "")
+    if not text:
+        return default
+    if not text.isdigit() or len(text) > 9 or int(text) > high:
+        raise ApiProblem(400, "malformed", f"query parameter {name!r} must be an integer from 0 to {high}")
+    return int(text)
+
+
+@bp.get("/tokens")
+@role_required(Role.ADMIN, Role.OPERATOR, Role.AUDITOR)
+def tokens() -> ResponseReturnValue:
+    """Provisioning tokens, newest first: ``?status=issued|claimed|used|expired&limit=&offset=``."""
+    status = request.args.get("status") or None
+    if status is not None and status not in TOKEN_STATES:
+        raise ApiProblem(400, "malformed", f"status must be one of {', '.join(TOKEN_STATES)}")
+    limit = max(1, _int_arg("limit", 100, 1000))
+    offset = _int_arg("offset", 0, 10**9)
+    found = portal().services.enrolment.tokens(status=status, limit=limit, offset=offset)
+    return _json({"tokens": [token_json(token) for token in found]})
+
+
+@bp.post("/tokens")
+@role_required(Role.ADMIN, Role.OPERATOR)
+def create_tokens() -> ResponseReturnValue:
+    """Create tokens: ``{"model", "firmware", "attributes"?, "count"?, "validity_hours"?}`` → 201."""
+    body = _body()
+    attributes = body.get("attributes", {})
+    try:
+        if not isinstance(attributes, dict):
+            raise FormError("attributes", "attributes must be a JSON object")
+        profile = parse_profile(body.get("model"), body.get("firmware"), attributes)
+        count = parse_count(body.get("count", 1))
+        hours = parse_hours(body.get("validity_hours", 24))
+    except FormError as exc:
+        raise ApiProblem(400, "invalid_input", exc.message, field=exc.field) from None
+    made = portal().services.enrolment.create_tokens(profile, count, timedelta(hours=hours))
+    audit.record("enrolment.tokens_create", profile.model,
+                 detail={"count": count, "firmware": profile.firmware, "validity_hours": hours, "via": "api"})  # fmt: skip
+    return _json({"tokens": [token_json(token) for token in made]}, 201)
