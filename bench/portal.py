@@ -10,8 +10,12 @@ waits for the commits and issues each device credential with its status entries
 over the run, device key generation included. The yardstick ``raw_verify_per_s`` is measured in
 the same run. Target: ``enrol_per_s`` >= 1,000.
 
-``page_p95_ms`` (the device list at 100,000 devices) is not measured yet: the device pages are
-being built; the figure is reported as ``null`` with a note, never invented.
+``page_p95_ms``: the 95th percentile time to serve the device list page (``GET /devices``, signed
+in, through the whole Flask app: session, roles, query, template) at 100,000 devices, over requests
+mixing the first page, a page further on, a status filter, a model filter and a DID search. The
+100,000 device rows are written straight into the portal's database (SQLite file, the embedded
+default) — enrolling them through the ledger would take the length of a soak — so this figure
+measures the page, not enrolment. Target: ``page_p95_ms`` <= 200.
 """
 
 from __future__ import annotations
@@ -76,11 +80,87 @@ def _enrol(devices: int, batch: int) -> dict[str, Any]:
     return {"devices": done, "failed": failed, "seconds": elapsed, "enrol_per_s": done / elapsed}
 
 
+def _page_p95_ms(devices: int, requests: int) -> float:
+    """p95 of GET /devices (several shapes) at ``devices`` rows, through the real app."""
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import insert
+    from sqlmodel import Session
+
+    from web.accounts import create_operator
+    from web.app import create_app
+    from web.config import PortalConfig
+    from web.enrolment import DeviceRow
+    from web.portal import portal as running_portal
+
+    with tempfile.TemporaryDirectory(prefix="trellis-bench-pages-") as folder:
+        app = create_app(PortalConfig(instance_path=Path(folder)))
+        with app.app_context():
+            held = running_portal()
+            engine, passwords = held.engine, held.passwords
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        statuses = ("active", "active", "active", "suspended", "revoked")
+        with engine.begin() as conn:
+            for offset in range(0, devices, 10_000):
+                conn.execute(
+                    insert(DeviceRow),
+                    [
+                        {
+                            "did": f"did:trellis:benchnet:{i:022d}",
+                            "model": f"TH-{i % 7}",
+                            "firmware": "1.0.0",
+                            "attributes": "{}",
+                            "token_hash": f"{i:064x}",
+                            "credential_id": f"urn:uuid:bench-{i}",
+                            "credential": "{}",
+                            "status_index": i,
+                            "revocation_list": "1-revocation",
+                            "suspension_list": "1-suspension",
+                            "status": statuses[i % len(statuses)],
+                            "enrolled_at": start + timedelta(seconds=i),
+                        }
+                        for i in range(offset, min(devices, offset + 10_000))
+                    ],
+                )
+        with Session(engine) as db:
+            create_operator(db, passwords, "bench", "bench pass phrase 1", "operator")
+            db.commit()
+        client = app.test_client()
+        form = client.get("/login").get_data(as_text=True)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token is not None
+        signed_in = client.post(
+            "/login",
+            data={"csrf_token": token.group(1), "username": "bench", "password": "bench pass phrase 1"},
+        )
+        assert signed_in.status_code in (302, 303), signed_in.status_code
+        first = client.get("/devices")
+        assert first.status_code == 200, first.status_code
+        cursor = re.search(r'href="[^"]*after=([^"&]+)', first.get_data(as_text=True))
+        shapes = [
+            "/devices",
+            f"/devices?after={cursor.group(1)}" if cursor else "/devices",
+            "/devices?status=suspended",
+            "/devices?model=TH-3",
+            "/devices?q=000000000000000004242",
+        ]
+        times = []
+        for k in range(requests):
+            began = time.perf_counter()
+            answer = client.get(shapes[k % len(shapes)])
+            times.append((time.perf_counter() - began) * 1000)
+            assert answer.status_code == 200, (shapes[k % len(shapes)], answer.status_code)
+        times.sort()
+        return times[min(len(times) - 1, int(0.95 * len(times)))]
+
+
 def main() -> None:
     """Measure and print the JSON."""
     args = parse_args(__doc__ or "")
     devices = 1_000 if args.quick else 10_000
     raw = raw_verify_per_s(1.0 if args.quick else 3.0)
+    page_p95 = _page_p95_ms(100_000, 100 if args.quick else 500)
     result = _enrol(devices, _BATCH)
     figures: dict[str, Any] = {
         "raw_verify_per_s": raw,
@@ -88,10 +168,10 @@ def main() -> None:
         "enrol_devices": result["devices"],
         "enrol_failed": result["failed"],
         "enrol_per_s": result["enrol_per_s"],
-        "page_p95_ms": None,
-        "page_p95_ms_note": "not measured yet: the device list page is not built",
+        "page_p95_ms": page_p95,
+        "page_devices": 100_000,
     }
-    targets = {"enrol_per_s >= 1000": result["enrol_per_s"] >= 1000, "page_p95_ms <= 200": False}
+    targets = {"enrol_per_s >= 1000": result["enrol_per_s"] >= 1000, "page_p95_ms <= 200": page_p95 <= 200}
     report("portal", figures, targets, args.quick)
 
 
