@@ -38,7 +38,7 @@ from web.organisation import Organisation
 __all__ = ["main"]
 
 _NETWORK = "benchnet"
-_BATCH = 500
+_BATCH = 5_000  # devices per bulk request (the ledger writes go in chunks of BULK_CHUNK)
 
 
 def _enrol(devices: int, batch: int) -> dict[str, Any]:
@@ -63,13 +63,13 @@ def _enrol(devices: int, batch: int) -> dict[str, Any]:
                 tokens = [t.token for t in enrolment.create_tokens(profile, devices)]
                 done, failed = 0, 0
                 start = time.monotonic()
-                for offset in range(0, devices, batch):
+                for offset in range(0, devices, batch):  # a factory line hands in batches
                     items = []
                     for token in tokens[offset : offset + batch]:
                         assert token is not None
                         key = Ed25519PrivateKey.generate()  # on the device
                         items.append((token, enrolment_transaction(_NETWORK, key).to_json()))
-                    for result in enrolment.enrol_many(items):
+                    for result in enrolment.enrol_many(items):  # written in chunks, waited for once
                         if isinstance(result, Exception):
                             failed += 1
                         else:
