@@ -6,9 +6,11 @@ BIN := .venv/bin
 install:
 	@bash scripts/bootstrap.sh
 
-# The PostgreSQL and Redis binaries the tests start throwaway servers from (docs/testing.md).
+# The PostgreSQL and Redis binaries the tests start throwaway servers from, and the Chromium the
+# browser tests drive (docs/testing.md).
 services:
 	@bash scripts/ensure-test-services.sh
+	@bash scripts/ensure-browser.sh
 
 demo: install
 	$(BIN)/python examples/00_wallet_tour.py
