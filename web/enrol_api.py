@@ -5,6 +5,9 @@
   proves no key) are counted per client address in the sign-in failure table (:mod:`web.ratelimit`,
   key ``enrol:<address>``): after :data:`ENROL_MAX_FAILURES` within the portal's ``login_window``
   that address gets 429 with ``Retry-After`` until the failures age out.
+- ``POST /api/v1/enrol/batch`` (admin, operator, API token): a factory line's gateway hands in many
+  devices' ``{token, txn}`` at once; they are anchored in batched ledger writes
+  (:meth:`~web.enrolment.Enrolment.enrol_many`), and each item gets its own result or problem.
 - ``POST /api/v1/tokens`` (admin, operator) creates tokens and returns their payloads, once;
   ``GET /api/v1/tokens?status=&limit=&offset=`` (admin, operator, auditor) lists tokens (hashes only).
 """
@@ -30,7 +33,10 @@ from web.portal import portal
 from web.problems import ApiProblem
 from web.security import load_token_operator, public, role_required
 
-__all__ = ["ENROL_MAX_FAILURES", "TOKEN_STATES", "device_bp", "bp", "token_json"]
+__all__ = ["ENROL_MAX_FAILURES", "MAX_ENROL_BATCH", "TOKEN_STATES", "device_bp", "bp", "token_json"]
+
+MAX_ENROL_BATCH: Final = 5000
+"""The most devices one ``POST /api/v1/enrol/batch`` enrols."""
 
 ENROL_MAX_FAILURES: Final = 20
 """Refused enrolments per client address within the window before it is rate limited."""
@@ -89,6 +95,40 @@ def enrol() -> ResponseReturnValue:
     audit.record("device.enrol", result.did, txn_id=txn_id, actor=DEVICE_ACTOR,
                  detail={"token": token_id, "credential": result.credential_id})  # fmt: skip
     return _json(result.to_json(), 201)
+
+
+@bp.post("/enrol/batch")
+@role_required(Role.ADMIN, Role.OPERATOR)
+def enrol_batch() -> ResponseReturnValue:
+    """Enrol many devices: ``{"items": [{"token", "txn"}, ...]}`` → 200 ``{"results": [...]}``, one
+    ``{"did", "credential"}`` or problem object per item, in order."""
+    items = _body().get("items")
+    if (
+        not isinstance(items, list)
+        or not 1 <= len(items) <= MAX_ENROL_BATCH
+        or not all(
+            isinstance(i, dict) and isinstance(i.get("token"), str) and isinstance(i.get("txn"), dict)
+            for i in items
+        )
+    ):
+        raise ApiProblem(
+            400, "malformed", f'the body must be {{"items": [1 to {MAX_ENROL_BATCH} {{"token", "txn"}}]}}'
+        )
+    try:
+        outcomes = portal().services.enrolment.enrol_many([(i["token"], i["txn"]) for i in items])
+    except LedgerUnavailable as exc:
+        raise ApiProblem(503, "ledger_unavailable", f"the ledger cannot be reached: {exc}") from None
+    results: list[dict[str, Any]] = []
+    enrolled = 0
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            results.append({"status": outcome.status, "code": outcome.code, "detail": str(outcome)})
+        else:
+            results.append(outcome.to_json())
+            enrolled += 1
+    audit.record("device.enrol_batch", f"{enrolled} of {len(items)}",
+                 detail={"enrolled": enrolled, "refused": len(items) - enrolled})  # fmt: skip
+    return _json({"results": results})
 
 
 def token_json(token: ProvisioningToken) -> dict[str, Any]:

@@ -145,6 +145,48 @@ def _enrolment_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/v1/enrol/batch": {
+            "post": {
+                "summary": "Enrol many devices at once, anchored in batched ledger writes (admin, operator)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["items"],
+                                "properties": {
+                                    "items": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": 5000,
+                                        "items": _ref("EnrolRequest"),
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "results": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "description": "{did, credential}, or {status, code, detail}",
+                                    },
+                                }
+                            },
+                        },
+                        "One result per item, in order",
+                    ),
+                    **_problems(400, 401, 403, 415, 503),
+                },
+            }
+        },
         "/api/v1/tokens": {
             "get": {
                 "summary": "Provisioning tokens, newest first (admin, operator, auditor)",

@@ -221,3 +221,31 @@ def test_token_list_refuses_unknown_status(client: FlaskClient, token_of: Callab
     """``?status=`` must be a token state."""
     response = client.get("/api/v1/tokens?status=lost", headers=bearer(token_of(Role.ADMIN)))
     assert response.status_code == 400
+
+
+def test_factory_batch_enrols_many_devices_and_refuses_bad_items(
+    ledger: LedgerPortal, client: FlaskClient, token_of: Callable[[Role], str]
+) -> None:
+    """A gateway enrols a batch in one request; a reused or forged token fails only its own item."""
+    api = token_of(Role.OPERATOR)
+    tokens = [t["token"] for t in new_tokens(client, api, count=5)]
+    network = ledger.client.genesis.network
+    items = [
+        {"token": token, "txn": enrolment_transaction(network, Ed25519PrivateKey.generate()).to_json()}
+        for token in [*tokens, tokens[0], "forged-token"]
+    ]
+    response = client.post("/api/v1/enrol/batch", json={"items": items}, headers=bearer(api))
+    assert response.status_code == 200, response.get_json()
+    results = response.get_json()["results"]
+    assert all("did" in r and "credential" in r for r in results[:5])
+    assert [r.get("status") for r in results[5:]] == [409, 403]
+
+
+def test_factory_batch_needs_an_operator(client: FlaskClient, token_of: Callable[[Role], str]) -> None:
+    """An auditor's token, or none, cannot enrol a batch."""
+    body = {"items": [{"token": "x", "txn": {}}]}
+    assert client.post("/api/v1/enrol/batch", json=body).status_code == 401
+    assert (
+        client.post("/api/v1/enrol/batch", json=body, headers=bearer(token_of(Role.AUDITOR))).status_code
+        == 403
+    )
