@@ -21,6 +21,8 @@ import json
 import os
 import secrets
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -83,6 +85,7 @@ def main() -> int:
         "--validators", type=int, default=4, help="How many validators (PBFT when more than 1)."
     )
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the nodes and the portal on SIGTERM too
     passphrase = os.environ.get("TRELLIS_PASSPHRASE") or secrets.token_urlsafe(12)
     shutil.rmtree(args.dir, ignore_errors=True)
 
@@ -96,16 +99,44 @@ def main() -> int:
         print(f"   node API: {url}   (try {url}/health, {url}/openapi.json)")
         ok = tour(url, args.dir, passphrase)
         if args.keep_running and ok:
+            portal = start_portal(args.dir, net.urls, passphrase)
             print(
-                f"\nThe network keeps running ({', '.join(net.urls)}); its data is in {args.dir}. Ctrl-C stops it."
+                f"\nThe network keeps running ({', '.join(net.urls)}); its data is in {args.dir}.\n"
+                f"The portal runs at {PORTAL_URL}: sign in as admin / {DEMO_ADMIN_PASSWORD}; on Setup,\n"
+                f"upload {args.dir / 'trustee.key'} with the passphrase {passphrase!r}. Ctrl-C stops everything."
             )
-            while net.running():
-                time.sleep(1)
+            try:
+                while net.running() and portal.poll() is None:
+                    time.sleep(1)
+            finally:
+                portal.terminate()
+                portal.wait(timeout=20)
         return 0 if ok else 1
     except KeyboardInterrupt:
         return 0
     finally:
         net.stop()
+
+
+PORTAL_URL = "http://127.0.0.1:8000"
+DEMO_ADMIN_PASSWORD = "trellis-demo-admin"  # noqa: S105 - a local demonstration's first admin
+
+
+def start_portal(directory: Path, nodes: list[str], passphrase: str) -> subprocess.Popen[str]:
+    """``trellis web create-admin`` then ``trellis web serve`` for this network (the demo's portal)."""
+    trellis = [sys.executable, "-c", "from web.cli import main; main()"]
+    env = {
+        **os.environ,
+        "TRELLIS_WEB_INSTANCE": str(directory / "portal"),
+        "TRELLIS_WEB_NODES": ",".join(nodes),
+        "TRELLIS_WEB_GENESIS": str(directory / "genesis.json"),
+        "TRELLIS_WEB_ORG_PASSPHRASE": passphrase,
+        "TRELLIS_WEB_URL": PORTAL_URL,
+        "TRELLIS_ADMIN_PASSWORD": DEMO_ADMIN_PASSWORD,
+    }
+    subprocess.run([*trellis, "web", "create-admin", "--username", "admin"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen([*trellis, "web", "serve", "--port", "8000"], env=env, text=True)
 
 
 def tour(url: str, directory: Path, passphrase: str) -> bool:
