@@ -234,4 +234,4 @@ class _VerifiedSignatures:
                 break
 
 
-_VERIFIED = _VerifiedSignatures(100_000)
+_VERIFIED = _VerifiedSignatures(4096)  # the credentials seen most recently (a verifier sees the same ones again)
