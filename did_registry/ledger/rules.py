@@ -30,11 +30,11 @@ from functools import lru_cache
 from typing import Any
 
 from did_registry.errors import BadSignature, DidRegistryError, InvalidDID, InvalidStatusList
-from did_registry.identity.crypto import Ed25519PublicKey
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_trellis import check_self_certifying, parse_trellis_did
 from did_registry.identity.multibase import decode_base58btc
 from did_registry.identity.multikey import decode_ed25519_public_key
+from did_registry.identity.signature_memo import SignatureMemo
 from did_registry.identity.status_list import BitstringStatusList
 from did_registry.ledger import validators as validator_set
 from did_registry.ledger.state import StateView, encode_value
@@ -90,32 +90,7 @@ def _roles(view: StateView, did: str) -> list[str]:
     return list(view.get_json(f"role:{did}") or [])
 
 
-class _VerifiedSignatures:
-    """Signatures this process has already checked (admission, then proposal, verify each once).
-
-    Only the pure cryptographic fact "this key signed these bytes" is remembered; whether the key may
-    sign is decided from the state every time.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._seen: OrderedDict[tuple[bytes, bytes, str], None] = OrderedDict()
-
-    def verify(self, key: Ed25519PublicKey, message: bytes, signature: str) -> None:
-        """Check the multibase ``signature`` text (decoded only when not seen before)."""
-        entry = (bytes(key), message, signature)
-        if entry in self._seen:
-            return
-        key.verify(message, decode_base58btc(signature))
-        self._seen[entry] = None
-        while len(self._seen) > self._size:
-            try:
-                self._seen.popitem(last=False)
-            except KeyError:  # another thread emptied it first
-                break
-
-
-_SIGNATURES = _VerifiedSignatures(200_000)
+_SIGNATURES = SignatureMemo(200_000)  # admission, then proposal or validation: verified once
 
 
 def _verified_signers(view: StateView, txn: Transaction, pending: Mapping[str, DIDDocument]) -> set[str]:
@@ -134,7 +109,7 @@ def _verified_signers(view: StateView, txn: Transaction, pending: Mapping[str, D
             document = _document(raw)
         try:
             key = document.public_key_for(signature.verification_method, "capabilityInvocation")
-            _SIGNATURES.verify(key, message, signature.signature)
+            _SIGNATURES.verify(key, message, signature.signature, decode_base58btc)
         except (BadSignature, ValueError) as exc:
             raise _reject("bad_signature", f"signature by {signature.verification_method}: {exc}") from None
         except DidRegistryError as exc:

@@ -10,7 +10,6 @@ base58btc. Proof options follow W3C *Verifiable Credential Data Integrity 1.0* Â
 from __future__ import annotations
 
 import hmac
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from did_registry.errors import BadSignature, CanonicalizationError
 from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey, sha256
 from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multibase import decode_base58btc, encode_base58btc
+from did_registry.identity.signature_memo import SignatureMemo
 from did_registry.identity.timestamps import InvalidTimestamp, format_timestamp, parse_timestamp
 from wallet.errors import (
     ChallengeMismatch,
@@ -212,26 +212,4 @@ def verify_proof(
     return VerifiedProof(method, purpose, created, proof_challenge, proof_domain)
 
 
-class _VerifiedSignatures:
-    """Remembers the fact "this key signed this hash": a credential a verifier sees again and again
-    (a device's, on each request) is hashed each time but its Ed25519 signature checked once.
-    Only the cryptographic fact is cached; which key may sign is decided by the caller each time."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._seen: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
-
-    def verify(self, key: Ed25519PublicKey, data: bytes, signature: bytes) -> None:
-        entry = (bytes(key), data, signature)
-        if entry in self._seen:
-            return
-        key.verify(data, signature)
-        self._seen[entry] = None
-        while len(self._seen) > self._size:
-            try:
-                self._seen.popitem(last=False)
-            except KeyError:  # another thread emptied it first
-                break
-
-
-_VERIFIED = _VerifiedSignatures(4096)  # the credentials seen most recently (a verifier sees the same ones again)
+_VERIFIED = SignatureMemo(4096)  # the credentials seen most recently (a verifier sees the same ones again)
