@@ -125,10 +125,14 @@ class LedgerClient:
 
     # -- plumbing ---------------------------------------------------------------------------
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> tuple[str, httpx.Response]:
+        return self._request("GET", path, params=params)
+
+    def _request(self, method: str, path: str, **options: Any) -> tuple[str, httpx.Response]:
+        """The first answer below 500 from the nodes in turn; raise :class:`LedgerUnavailable`."""
         errors: list[str] = []
         for node in self.nodes:
             try:
-                response = self._http.get(node.rstrip("/") + path, params=params)
+                response = self._http.request(method, node.rstrip("/") + path, **options)
             except httpx.HTTPError as exc:
                 errors.append(f"{node}: {exc}")
                 continue
@@ -391,23 +395,14 @@ class LedgerClient:
 
     def _statuses(self, txn_ids: Sequence[str], wait: float) -> list[dict[str, Any]]:
         """``POST /txns/status`` at the first node that answers."""
-        errors = []
-        for node in self.nodes:
-            try:
-                response = self._http.post(
-                    f"{node.rstrip('/')}/txns/status",
-                    json={"ids": list(txn_ids), "wait": round(wait, 2)},
-                    timeout=wait + 10.0,
-                )
-            except httpx.HTTPError as exc:
-                errors.append(f"{node}: {exc}")
-                continue
-            if response.status_code == 200:
-                answer: list[dict[str, Any]] = response.json()["txns"]
-                return answer
-            errors.append(f"{node}: HTTP {response.status_code}")
-        self.failures.extend(errors)
-        raise LedgerUnavailable("; ".join(errors))
+        node, response = self._request(
+            "POST", "/txns/status", json={"ids": list(txn_ids), "wait": round(wait, 2)}, timeout=wait + 10.0
+        )
+        if response.status_code != 200:
+            self.failures.append(f"{node}: HTTP {response.status_code}")
+            raise LedgerUnavailable(f"{node}: HTTP {response.status_code} for POST /txns/status")
+        answer: list[dict[str, Any]] = response.json()["txns"]
+        return answer
 
     def submit_and_wait(
         self, txns: Sequence[Transaction] | Transaction, timeout: float = 30.0

@@ -10,12 +10,12 @@ revocation entry, so that the credential can be revoked at all).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from did_registry.bounded_cache import BoundedCache
 from did_registry.errors import InvalidStatusList
 from did_registry.identity.crypto import Ed25519PublicKey
 from did_registry.identity.status_list_credential import BitstringStatusListEntry
@@ -212,9 +212,8 @@ class _VerifiedCredentials:
     """
 
     def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[int, tuple[Mapping[str, Any], VerifiedCredential, tuple[str, bytes]]] = (
-            OrderedDict()
+        self._items: BoundedCache[int, tuple[Mapping[str, Any], VerifiedCredential, tuple[str, bytes]]] = (
+            BoundedCache(size)
         )
 
     def get(self, credential: Mapping[str, Any]) -> tuple[VerifiedCredential, tuple[str, bytes]] | None:
@@ -226,12 +225,7 @@ class _VerifiedCredentials:
     def put(
         self, credential: Mapping[str, Any], verified: VerifiedCredential, key: tuple[str, bytes]
     ) -> None:
-        self._items[id(credential)] = (credential, verified, key)
-        while len(self._items) > self._size:
-            try:
-                self._items.popitem(last=False)
-            except KeyError:  # another thread emptied it first
-                break
+        self._items.put(id(credential), (credential, verified, key))
 
 
 _VERIFIED = _VerifiedCredentials(4096)  # bounded like the decoded headers it is keyed on

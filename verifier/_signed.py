@@ -16,11 +16,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 from urllib.parse import urlsplit
 
+from did_registry.bounded_cache import BoundedCache
 from did_registry.identity.crypto import Ed25519PublicKey
 from verifier._records import AUTHENTICATION, DIDEntry
 from verifier.errors import Reason, Refused
@@ -73,17 +73,12 @@ def _decode_credential(value: str) -> Any:
         decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
     except (ValueError, binascii.Error) as exc:
         raise Refused(Reason.MALFORMED, f"Device-Credential is not base64url JSON: {exc}") from None
-    _DECODED[value] = decoded
-    while len(_DECODED) > _DECODED_KEPT:
-        try:
-            _DECODED.popitem(last=False)
-        except KeyError:  # another thread emptied it first
-            break
+    _DECODED.put(value, decoded)
     return decoded
 
 
 _DECODED_KEPT: Final = 4096  # the devices seen most recently; each costs a few KB, so few are kept
-_DECODED: OrderedDict[str, Any] = OrderedDict()
+_DECODED: BoundedCache[str, Any] = BoundedCache(_DECODED_KEPT)
 
 
 def authentication_lookup(holder: str, entry: DIDEntry) -> Any:

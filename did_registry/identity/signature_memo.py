@@ -8,9 +8,9 @@ remembers only the pure cryptographic fact "this key signed this message with th
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 
+from did_registry.bounded_cache import BoundedCache
 from did_registry.identity.crypto import Ed25519PublicKey
 
 __all__ = ["SignatureMemo"]
@@ -21,8 +21,7 @@ class SignatureMemo:
     a race costs one more verification, never a wrong answer)."""
 
     def __init__(self, size: int) -> None:
-        self._size = size
-        self._seen: OrderedDict[tuple[bytes, bytes, bytes | str], None] = OrderedDict()
+        self._seen: BoundedCache[tuple[bytes, bytes, bytes | str], bool] = BoundedCache(size)
 
     def verify(
         self,
@@ -42,12 +41,7 @@ class SignatureMemo:
             key.verify(message, decode(signature))
         else:
             key.verify(message, signature)
-        self._seen[entry] = None
-        while len(self._seen) > self._size:
-            try:
-                self._seen.popitem(last=False)
-            except KeyError:  # another thread emptied it first
-                break
+        self._seen.put(entry, True)
 
     def __len__(self) -> int:
         return len(self._seen)

@@ -23,12 +23,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from did_registry.bounded_cache import BoundedCache
 from did_registry.errors import BadSignature, DidRegistryError, InvalidDID, InvalidStatusList
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_trellis import check_self_certifying, parse_trellis_did
@@ -157,8 +157,7 @@ class _ParsedDocuments:
     (admission, forwarding, proposal, validation); its document is parsed once."""
 
     def __init__(self, size: int) -> None:
-        self._size = size
-        self._parsed: OrderedDict[bytes, DIDDocument] = OrderedDict()
+        self._parsed: BoundedCache[bytes, DIDDocument] = BoundedCache(size)
 
     def get(self, txn: Transaction) -> DIDDocument:
         document = self._parsed.get(txn.id_bytes)
@@ -168,12 +167,7 @@ class _ParsedDocuments:
             document = DIDDocument.from_json(txn.body.get("document"))  # type: ignore[arg-type]
         except (DidRegistryError, TypeError, AttributeError) as exc:
             raise _reject("malformed", f"body.document: {exc}") from None
-        self._parsed[txn.id_bytes] = document
-        while len(self._parsed) > self._size:
-            try:
-                self._parsed.popitem(last=False)
-            except KeyError:  # another thread emptied it first
-                break
+        self._parsed.put(txn.id_bytes, document)
         return document
 
 

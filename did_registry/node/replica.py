@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -97,15 +97,10 @@ class Replica:
         genesis = service.app.genesis
         self._engine_name = str(genesis.consensus.get("engine"))
         self._network = f"{genesis.network}/{genesis.hash.hex()}"
-        payload_room = config.transport.max_payload - 1
+        payload_room = config.transport.max_payload - 1  # one byte goes to the payload tag
         if config.consensus.max_message_bytes > payload_room:
-            config = ReplicaConfig(
-                config.sync_urls,
-                config.listen,
-                ConsensusConfig(**{**_fields(config.consensus), "max_message_bytes": payload_room}),
-                config.transport,
-            )
-            self.config = config
+            consensus = replace(config.consensus, max_message_bytes=payload_room)
+            self.config = config = replace(config, consensus=consensus)
         self.app = LedgerBlockApp(service)
         self.source = BlockSource(config.sync_urls)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -477,7 +472,3 @@ class Replica:
 def _address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
-
-
-def _fields(config: ConsensusConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in config.__dataclass_fields__}

@@ -117,13 +117,9 @@ class NodeService:
         """
         with self.lock:
             for txn in txns:
-                if txn.id in self._pending or self.app.store.locate(txn.id) is not None:
+                if txn.id in self._pending:
                     raise TxnRejected("replay", f"transaction {txn.id} was already submitted", txn_id=txn.id)
-                try:
-                    self.app.check(txn)
-                except TxnRejected as exc:
-                    exc.txn_id = txn.id
-                    raise
+                self._admit(txn)
             if len(self._pending) + len(txns) > self.max_pending:
                 raise TxnRejected("overloaded", f"{len(self._pending)} transactions are waiting; try again")
             for txn in txns:
@@ -134,6 +130,16 @@ class NodeService:
         if self.runner is None and len(self._pending) >= self.max_batch:
             self._wakeup.set()
         return [TxnStatus(t.id, "pending") for t in txns]
+
+    def _admit(self, txn: Transaction) -> None:
+        """Raise :class:`TxnRejected` (naming ``txn``) unless ``txn`` could go into a block on the head."""
+        if self.app.store.locate(txn.id) is not None:
+            raise TxnRejected("replay", f"transaction {txn.id} is already on the ledger", txn_id=txn.id)
+        try:
+            self.app.check(txn)
+        except TxnRejected as exc:
+            exc.txn_id = txn.id
+            raise
 
     def pending_txns(self) -> list[Transaction]:
         """The transactions waiting for a block, oldest first."""
@@ -150,11 +156,8 @@ class NodeService:
                 if txn is None:
                     continue
                 try:
-                    if self.app.store.locate(txn_id) is not None:
-                        raise TxnRejected("replay", f"transaction {txn_id} is already on the ledger")
-                    self.app.check(txn)
+                    self._admit(txn)
                 except TxnRejected as exc:
-                    exc.txn_id = txn_id
                     del self._pending[txn_id]
                     self._rejected[txn_id] = exc
                     rejected += 1
