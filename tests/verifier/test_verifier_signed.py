@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -274,11 +275,9 @@ def test_a_device_wallet_and_client_work_with_the_verifier(
     assert third.status_code == 401 and third.json()["reason"] == "session_ended"
 
 
-def test_two_processes_share_replay_and_sessions_through_redis(
-    ledger: Ledger,  # noqa: F811
-    redis_prefix: tuple[str, str],
-) -> None:
-    """Verifiers sharing Redis stores: a nonce used at one is replayed at the other; sessions work at both."""
+@contextmanager
+def _two_processes(ledger: Ledger, redis_prefix: tuple[str, str]) -> Iterator[tuple[Verifier, Verifier]]:  # noqa: F811
+    """Two verifiers (as two service processes would be) sharing nonces and sessions in one Redis."""
     from verifier import RedisNonceStore, RedisSessionStore
 
     url, prefix = redis_prefix
@@ -289,6 +288,18 @@ def test_two_processes_share_replay_and_sessions_through_redis(
         for _ in range(2)
     )
     try:
+        yield one, two
+    finally:
+        one.close()
+        two.close()
+
+
+def test_two_processes_share_replay_and_sessions_through_redis(
+    ledger: Ledger,  # noqa: F811
+    redis_prefix: tuple[str, str],
+) -> None:
+    """Verifiers sharing Redis stores: a nonce used at one is replayed at the other; sessions work at both."""
+    with _two_processes(ledger, redis_prefix) as (one, two):
         device = ledger.enrol()
         request = signed(ledger, device)
         offer = one.authenticate_request(request, AUDIENCE).session
@@ -299,9 +310,6 @@ def test_two_processes_share_replay_and_sessions_through_redis(
         ledger.revoke(device)
         one.caches["testnet"].catch_up()  # the process that opened the session sees the block
         assert refusal(two, _session_request(ledger, device, offer)) is Reason.SESSION_ENDED
-    finally:
-        one.close()
-        two.close()
 
 
 def test_revocation_ends_a_session_at_a_process_that_did_not_open_it(
@@ -309,22 +317,10 @@ def test_revocation_ends_a_session_at_a_process_that_did_not_open_it(
     redis_prefix: tuple[str, str],
 ) -> None:
     """The session carries its credential's status entries: any process checks them in its own cache."""
-    from verifier import RedisNonceStore, RedisSessionStore
-
-    url, prefix = redis_prefix
-    one, two = (
-        ledger.verifier(
-            nonces=RedisNonceStore(url, prefix=prefix), sessions=RedisSessionStore(url, prefix=prefix)
-        )
-        for _ in range(2)
-    )
-    try:
+    with _two_processes(ledger, redis_prefix) as (one, two):
         device = ledger.enrol()
         offer = one.authenticate_request(signed(ledger, device), AUDIENCE).session
         assert two.authenticate_request(_session_request(ledger, device, offer), AUDIENCE).did == device.did
         ledger.revoke(device)
         two.caches["testnet"].catch_up()  # only the other process has seen the block
         assert refusal(two, _session_request(ledger, device, offer)) is Reason.SESSION_ENDED
-    finally:
-        one.close()
-        two.close()
