@@ -23,16 +23,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 
 from did_registry.errors import DidRegistryError
-from did_registry.identity.crypto import random_bytes
+from did_registry.identity.crypto import Ed25519PrivateKey, random_bytes
 from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multikey import decode_x25519_public_key
 from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
-from wallet.device import Challenge, DeviceWallet
+from wallet.device import Challenge
 from wallet.errors import MalformedSessionOffer, NoSession
 from wallet.http_signatures import HttpRequest, sign_request
 from wallet.session_keys import session_key
@@ -43,6 +43,7 @@ __all__ = [
     "SIGNATURE_LIFETIME",
     "NONCE_SIZE",
     "Session",
+    "DeviceIdentity",
     "DeviceClient",
     "new_nonce",
     "encode_device_credential",
@@ -89,12 +90,35 @@ def _expiry(value: object) -> int:
         ) from None
 
 
+class DeviceIdentity(Protocol):
+    """What a :class:`DeviceClient` needs of a device: a :class:`~wallet.device.DeviceWallet`, or a
+    simulated device holding its key in memory."""
+
+    @property
+    def key(self) -> Ed25519PrivateKey:
+        """The current Ed25519 key."""
+        ...
+
+    @property
+    def verification_method(self) -> str:
+        """The current key's DID URL."""
+        ...
+
+    def device_credential(self) -> dict[str, Any]:
+        """The device credential to present."""
+        ...
+
+    def answer(self, challenge: Challenge) -> dict[str, Any]:
+        """A presentation of the device credential answering ``challenge``."""
+        ...
+
+
 class DeviceClient:
     """A device's HTTP client: requests signed by its DID key, challenge answers, session requests."""
 
     def __init__(
         self,
-        wallet: DeviceWallet,
+        wallet: DeviceIdentity,
         base_url: str,
         *,
         http: httpx.Client | None = None,

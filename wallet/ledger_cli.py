@@ -20,10 +20,9 @@ from did_registry.identity.did_trellis import initial_document, trellis_did
 from did_registry.ledger.txn import Transaction, TxnRejected
 from wallet.errors import KeystoreError
 from wallet.keystore import Keystore, passphrase_from_env_or_prompt
+from wallet.rotation import rotated_document
 
 __all__ = ["next_nonce", "signer_of"]
-
-_SIGNING_RELATIONSHIPS = ("authentication", "assertionMethod", "capabilityInvocation", "capabilityDelegation")
 
 
 def _fail(message: str) -> None:
@@ -130,23 +129,11 @@ def update(
     builder = DIDDocumentBuilder.from_document(DIDDocument.from_json(record["document"]))
     try:
         if rotate:  # the signing key and the X25519 key agreement key derived from it both change
-            old_fragment = method.partition("#")[2]
             new = keystore.rotate()
-            builder.add_verification_method(
-                new.public_key, fragment=new.id, relationships=_SIGNING_RELATIONSHIPS
+            document = rotated_document(
+                builder.to_json(), method.partition("#")[2], new.private_key.public_key, new.id
             )
-            agreement = old_fragment.replace("key-", "key-agreement-", 1)
-            if any(
-                m.fragment == agreement
-                for m in DIDDocument.from_json(record["document"]).verification_methods
-            ):
-                builder.remove_verification_method(agreement)
-                builder.add_verification_method(
-                    new.public_key.to_x25519(),
-                    fragment=new.id.replace("key-", "key-agreement-", 1),
-                    relationships=("keyAgreement",),
-                )
-            builder.remove_verification_method(old_fragment)
+            builder = DIDDocumentBuilder.from_document(DIDDocument.from_json(document))
         for fragment, service_type, endpoint in add_service:
             builder.add_service(fragment, service_type, endpoint)
         for fragment in remove_service:
