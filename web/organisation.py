@@ -179,9 +179,24 @@ _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
+_USED: dict[str, int] = {}
+
+
 def _nonce_lock(did: str) -> threading.Lock:
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(did, threading.Lock())
+
+
+def _take_nonces(ledger: LedgerClient, did: str, count: int = 1) -> int:
+    """The first of ``count`` fresh nonces of ``did`` (hold its :func:`_nonce_lock`).
+
+    The ledger's record is proven but may come from a node that lags behind (one that was just
+    restarted, say); this process's own last nonce keeps it from reusing one (nonces only need to
+    grow: a gap left by a refused submission is harmless).
+    """
+    first = max(next_nonce(ledger, did), _USED.get(did, 0) + 1)
+    _USED[did] = first + count - 1
+    return first
 
 
 def submit(ledger: LedgerClient, what: str, txns: Sequence[Transaction], timeout: float) -> None:
@@ -342,7 +357,7 @@ class Organisation:
                 txn_type,
                 network=ledger.genesis.network,
                 submitter=first.did,
-                nonce=next_nonce(ledger, first.did),
+                nonce=_take_nonces(ledger, first.did),
                 body=body,
             )
             submit(ledger, txn_type, [_cosigned(txn.signed(first.key, first.method), trustees[1:])], timeout)
@@ -356,7 +371,7 @@ class Organisation:
             return
         me = self.signer
         with _nonce_lock(me.did):
-            first = next_nonce(ledger, me.did)
+            first = _take_nonces(ledger, me.did, len(items))
             txns = [
                 Transaction.build(
                     txn_type, network=ledger.genesis.network, submitter=me.did, nonce=first + n, body=body

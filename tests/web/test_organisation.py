@@ -221,3 +221,19 @@ def test_a_key_that_is_not_a_trustee_is_refused_by_the_ledger(
         organisation.setup(ledger_node.client, impostor.signer)
     assert refused.value.rejection.code in ("bad_signature", "forbidden")
     assert organisation.status(ledger_node.client).missing[0] == SetupStep.DID
+
+
+def test_a_lagging_node_does_not_make_the_organisation_reuse_a_nonce(
+    ledger_node: LedgerNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that answers as of an older block (a restarted one catching up) reports a nonce already
+    used; the organisation's next transaction still takes a fresh one and commits."""
+    organisation, client = new_organisation(tmp_path), ledger_node.client
+    organisation.setup(client, ledger_node.trustee)
+    did = organisation.did
+    assert did is not None
+    stale = next_nonce(client, did)  # what the ledger says now …
+    organisation.transact(client, [("status_list.update", {"list": list_name("suspension"), "set": [3]})])
+    monkeypatch.setattr("web.organisation.next_nonce", lambda _ledger, _did: stale)  # … and still says later
+    organisation.transact(client, [("status_list.update", {"list": list_name("suspension"), "set": [4]})])
+    assert next_nonce(client, did) == stale + 2
