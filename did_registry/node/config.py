@@ -311,6 +311,7 @@ def build_service(
                 sync_urls=tuple(p.api for p in config.peers if p.api),
                 consensus=config.consensus_config(),
                 transport=transport_config or TransportConfig(),
+                peer_addresses={p.id: p.address for p in config.peers if p.address},
             ),
         )
     return service

@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -84,6 +84,8 @@ class ReplicaConfig:
     """Where the consensus transport listens; by default the address the validator set gives."""
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
+    peer_addresses: Mapping[str, str] = field(default_factory=dict)
+    """Where to dial peers (id -> ``host:port``), instead of the address the validator set gives."""
 
 
 class Replica:
@@ -239,6 +241,7 @@ class Replica:
                 network=self._network,
                 listen=self.config.listen or _address(member.address),
                 config=self.config.transport,
+                dial=self.config.peer_addresses,
             )
             if self._ready.is_set():  # joined after start: listen now (at start, _main does)
                 self._spawn(self._start_transport(self._transport))

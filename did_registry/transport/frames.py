@@ -48,8 +48,9 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data``; return the bodies of the frames it completes, in order.
 
-        Raises :class:`FrameTooLarge` when a length prefix exceeds ``max_frame``. The stream is then
-        unusable (the connection must be closed), and frames completed in the same call are dropped.
+        Raises :class:`FrameTooLarge` when the next length prefix exceeds ``max_frame``; the stream is
+        then unusable (the connection must be closed). An oversized prefix behind complete frames is
+        kept, and judged at the next call (``feed(b"")``), with the limit in force then.
         """
         buffer = self._buffer
         buffer += data
@@ -58,6 +59,8 @@ class FrameDecoder:
         while end - start >= FRAME_HEADER_SIZE:
             length = int.from_bytes(buffer[start : start + FRAME_HEADER_SIZE], "big")
             if length > self.max_frame:
+                if frames:  # return those first: the limit may be raised before this one is read
+                    break
                 raise FrameTooLarge(length, self.max_frame)
             stop = start + FRAME_HEADER_SIZE + length
             if stop > end:

@@ -51,6 +51,8 @@ class FrameStream:
 
         Raises :class:`~did_registry.errors.FrameTooLarge` on an oversized length prefix.
         """
+        if not self._frames and self._decoder.buffered:  # frames that arrived with the last one read
+            self._frames.extend(self._decoder.feed(b""))
         while not self._frames:
             data = await self.reader.read(self.chunk)
             if not data:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -45,7 +45,11 @@ _HANDSHAKE_ERRORS = (TransportError, TimeoutError, OSError)
 
 
 class Transport:
-    """Authenticated, encrypted channels to every other validator of the set (``docs/transport.md``)."""
+    """Authenticated, encrypted channels to every other validator of the set (``docs/transport.md``).
+
+    ``dial`` maps peer ids to the ``host:port`` to dial instead of the address the set gives (a
+    node's ``[[peers]]`` address: a proxy or a relay in front of the peer).
+    """
 
     def __init__(
         self,
@@ -56,6 +60,7 @@ class Transport:
         network: str,
         listen: tuple[str, int],
         config: TransportConfig | None = None,
+        dial: Mapping[str, str] | None = None,
     ) -> None:
         entry = validators.by_id(me)
         if entry is None:
@@ -70,6 +75,7 @@ class Transport:
         self._key = key
         self._network = network
         self._listen = listen
+        self._dial_at = dict(dial or {})  # peer id -> host:port, overriding the validator set's address
         self._config = config if config is not None else TransportConfig()
         self._validators = validators
         self._peers: dict[str, PeerState] = {}
@@ -232,12 +238,13 @@ class Transport:
     async def _dial(self, peer: PeerState, validator: Validator) -> bool:
         """Connect to ``validator`` and run a session; whether one was established."""
         config = self._config
+        address = self._dial_at.get(validator.id, validator.address)
         try:
             async with asyncio.timeout(config.connect_timeout):
-                reader, writer = await asyncio.open_connection(*split_address(validator.address))
+                reader, writer = await asyncio.open_connection(*split_address(address))
         except (OSError, TimeoutError, ValueError) as exc:
             self._count(peer, "dial_failures")
-            _log.debug("could not reach %s at %s: %r", validator.id, validator.address, exc)
+            _log.debug("could not reach %s at %s: %r", validator.id, address, exc)
             return False
         stream = FrameStream(reader, writer, HANDSHAKE_MAX_FRAME, config.read_chunk)
         try:
@@ -247,7 +254,7 @@ class Transport:
                         stream, me=self._me, key=self._key, peer=validator, network=self._network
                     )
             except _HANDSHAKE_ERRORS as exc:
-                self._refused(peer, "outbound", f"to {validator.id}@{validator.address}", exc)
+                self._refused(peer, "outbound", f"to {validator.id}@{address}", exc)
                 return False
             await self._session(peer, stream, channel, "outbound")
             return True

@@ -92,3 +92,22 @@ def test_encoder_refuses_a_body_above_the_limit() -> None:
         frame_header(LIMIT + 1, LIMIT)
     assert issubclass(FrameTooLarge, InvalidFrame)
     assert frame_header(258, LIMIT) == b"\x00\x00\x01\x02"
+
+
+def test_a_larger_frame_read_with_the_last_handshake_frame_waits_for_the_raised_limit() -> None:
+    """The responder's last handshake message and its first session frame can arrive in one read:
+    the handshake frame comes out, the larger one is kept and judged once the limit is raised."""
+    decoder = FrameDecoder(16)
+    handshake, session = b"h" * 10, b"s" * 100
+    assert decoder.feed(encode_frame(handshake, 16) + encode_frame(session, 100)) == [handshake]
+    decoder.max_frame = 128
+    assert decoder.feed(b"") == [session]
+    assert decoder.buffered == 0
+
+
+def test_an_oversized_frame_behind_a_complete_one_is_still_refused_at_the_next_read() -> None:
+    """Keeping the oversized prefix for later does not let it through under the same limit."""
+    decoder = FrameDecoder(16)
+    assert decoder.feed(encode_frame(b"ok", 16) + (17).to_bytes(4, "big")) == [b"ok"]
+    with pytest.raises(FrameTooLarge):
+        decoder.feed(b"")
