@@ -2,7 +2,7 @@
 
 ``python -m bench.verifier [--quick]`` prints one JSON object (one core, pinned):
 
-* ``raw_verify_per_s``: the yardstick, PyNaCl Ed25519 verifications per second, this run;
+* ``raw_verify_per_s``: the yardstick, PyNaCl Ed25519 verifications per (CPU) second, this run;
 * ``auth_warm_per_s``: :meth:`Verifier.authenticate_request` of RFC 9421 ``ed25519`` requests by
   devices already seen (their DID entries, the issuer and its status list cached), each request
   freshly signed with a new nonce (signed before the clock starts), the credential in the
@@ -22,19 +22,23 @@ production one, but ledger reads on a cache miss are not Merkle-proof-checked as
 against a node, so ``auth_cold_per_s`` leaves out the proof check of the device's DID record
 (``bench.registry``'s ``resolve_verified_per_s`` measures that). Targets:
 ``auth_warm_per_s >= 0.85 x raw``, ``session_req_per_s >= 10 x raw``, ``bytes_per_cached_device <= 1024``.
+Rates are per CPU second of this process (``time.process_time``: the machine is shared, and other
+processes' work must not count), the yardstick's included. The ``*_vs_raw`` ratios are medians over
+three runs, each against the raw rate measured just before and just after it (the higher).
 """
 
 from __future__ import annotations
 
 import gc
 import secrets
+import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench._common import parse_args, pin_one_core, raw_verify_per_s, report
+from bench._common import parse_args, pin_one_core, report
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.multikey import decode_x25519_public_key
 from verifier import MemoryNonceStore, MemorySessionStore, Verifier
@@ -99,17 +103,47 @@ def device_request(device: tuple[Ed25519PrivateKey, str, str]) -> HttpRequest:
 
 
 def per_second(verifier: Verifier, requests: Sequence[HttpRequest]) -> float:
-    """Authentications per second over ``requests`` (each must be let in)."""
+    """Authentications per CPU second of this process over ``requests`` (each must be let in)."""
     authenticate: Callable[[HttpRequest], Any] = verifier.authenticate_request
-    start = time.perf_counter()
+    start = time.process_time()
     for request in requests:
         authenticate(request)
-    return len(requests) / (time.perf_counter() - start)
+    return len(requests) / (time.process_time() - start)
+
+
+def raw_cpu_per_s(seconds: float) -> float:
+    """The yardstick, as :func:`bench._common.raw_verify_per_s` but per CPU second of this process."""
+    key = Ed25519PrivateKey.generate()
+    message = b"trellis yardstick " * 4
+    signature = key.sign(message)
+    public = key.public_key
+    count, start = 0, time.process_time()
+    while True:
+        for _ in range(200):
+            public.verify(message, signature)
+        count += 200
+        spent = time.process_time() - start
+        if spent >= seconds:
+            return count / spent
 
 
 def best_of(runs: int, measure: Callable[[], float]) -> float:
     """The best of ``runs`` measurements (each with its own freshly signed requests)."""
     return max(measure() for _ in range(runs))
+
+
+def against_raw(runs: int, measure: Callable[[], float], seconds: float) -> tuple[float, float]:
+    """The best of ``runs`` measurements, and the median of their ratios to the raw Ed25519 rate
+    measured just before and just after each (the higher of the two): on a machine shared with
+    others, a ratio of neighbouring measurements is steadier than one against a single yardstick."""
+    rates, ratios = [], []
+    for _ in range(runs):
+        before = raw_cpu_per_s(seconds)
+        rate = measure()
+        after = raw_cpu_per_s(seconds)
+        rates.append(rate)
+        ratios.append(rate / max(before, after))
+    return max(rates), statistics.median(ratios)
 
 
 def main() -> None:
@@ -120,7 +154,7 @@ def main() -> None:
     n_requests, n_cold, n_memory, n_warm_devices = (
         (2_000, 300, 500, 50) if quick else (20_000, 3_000, 5_000, 200)
     )
-    raw = raw_verify_per_s(1.0 if quick else 3.0)
+    raw = raw_cpu_per_s(1.0 if quick else 3.0)
     fleet = Fleet()
 
     verifier = fleet.ledger.verifier()
@@ -132,7 +166,7 @@ def main() -> None:
         requests = [device_request(warm_devices[i % len(warm_devices)]) for i in range(n_requests)]
         return per_second(verifier, requests)
 
-    auth_warm = best_of(3, warm)
+    auth_warm, warm_ratio = against_raw(3, warm, 0.5 if quick else 1.0)
 
     def cold() -> float:
         requests = [device_request(fleet.enrol()) for _ in range(n_cold)]
@@ -153,7 +187,7 @@ def main() -> None:
         requests = [signed(mac_key, offer["session_id"], {}, "hmac-sha256") for _ in range(n_requests)]
         return per_second(sessions, requests)
 
-    session_req = best_of(3, session)
+    session_req, session_ratio = against_raw(3, session, 0.5 if quick else 1.0)
     sessions.close()
 
     memory = fleet.ledger.verifier()
@@ -183,18 +217,18 @@ def main() -> None:
         "ledger": "verifier.testing.StaticLedger (in memory; ledger reads not proof-checked)",
         "raw_verify_per_s": raw,
         "auth_warm_per_s": auth_warm,
-        "auth_warm_vs_raw": auth_warm / raw,
+        "auth_warm_vs_raw": warm_ratio,
         "auth_cold_per_s": auth_cold,
         "session_req_per_s": session_req,
-        "session_vs_raw": session_req / raw,
+        "session_vs_raw": session_ratio,
         "bytes_per_cached_device": bytes_per_device,
         "bytes_per_cached_device_measured_at": n_memory,
         "bytes_per_cached_device_note": "traced growth over the measured devices, divided; "
         "assumed constant per device at larger fleets (extrapolated, not measured)",
     }
     targets = {
-        "auth_warm_per_s >= 0.85 x raw": auth_warm >= 0.85 * raw,
-        "session_req_per_s >= 10 x raw": session_req >= 10 * raw,
+        "auth_warm_per_s >= 0.85 x raw": warm_ratio >= 0.85,
+        "session_req_per_s >= 10 x raw": session_ratio >= 10,
         "bytes_per_cached_device <= 1024": bytes_per_device <= 1024,
     }
     report("verifier", figures, targets, quick)

@@ -191,10 +191,13 @@ class LedgerClient:
         self.failures.extend(errors)
         raise LedgerUnavailable("; ".join(errors))
 
-    def prove_many(self, keys: Sequence[str]) -> tuple[list[Any], BlockHeader]:
+    def prove_many(
+        self, keys: Sequence[str], *, min_height: int | None = None
+    ) -> tuple[list[Any], BlockHeader]:
         """The values under ``keys`` (``None`` where absent), all checked against one certified header.
 
-        One request for up to 1,000 keys: how a verifier warms its caches at fleet scale.
+        One request for up to 1,000 keys: how a verifier warms its caches at fleet scale. With
+        ``min_height``, a node answering as of an older block is passed over for the next one.
         """
         if not keys:
             return [], self.head()
@@ -209,6 +212,9 @@ class LedgerClient:
                 self.verify_header(
                     header, None if certificate is None else CommitCertificate.from_json(certificate)
                 )
+                if min_height is not None and header.height < min_height:
+                    errors.append(f"{node}: answered as of block {header.height}, behind block {min_height}")
+                    continue
                 items = data["proofs"]
                 if [item["key"] for item in items] != list(keys):
                     raise InvalidProof("state", "the answer does not prove the keys asked for, in order")

@@ -37,7 +37,15 @@ from wallet.errors import (
     WrongVerificationRelationship,
 )
 
-__all__ = ["CredentialSummary", "check_credential", "proof_refusal", "credential_refusal"]
+__all__ = [
+    "AuthenticatedDevice",
+    "CredentialSummary",
+    "check_credential",
+    "check_credential_verified",
+    "check_validity",
+    "proof_refusal",
+    "credential_refusal",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,21 @@ class CredentialSummary:
     issuer: str
     status: tuple[tuple[str, str, int], ...] = ()
     """The ``(issuer, list, index)`` of each of its ledger status entries."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedDevice:
+    """A device that passed every check: who it is, with which key and credential, as of which height."""
+
+    did: str
+    key_id: str
+    """The verification method (DID URL) it proved control of; a session id for session requests."""
+    credential: CredentialSummary | None
+    """The credential it was let in with (``None`` for a request within a session)."""
+    height: int
+    """The highest ledger height of the records the decision used."""
+    session: Mapping[str, str] | None = None
+    """A session offer to send the device (``session_id``, ``verifier_key``, ``expires``), if any."""
 
 
 def proof_refusal(exc: VerificationFailed, did: str | None) -> Refused:
@@ -242,13 +265,20 @@ def _remembered(
     verified, (method, key) = found
     if bytes(lookup(method, "assertionMethod")) != key:
         return None
+    check_validity(verified, credential, now, skew, holder)
+    return verified
+
+
+def check_validity(
+    verified: VerifiedCredential, credential: Mapping[str, Any], now: datetime, skew: timedelta, holder: str
+) -> None:
+    """Refuse a verified credential outside its validity period at ``now`` (with ``skew``)."""
     if verified.valid_from is not None and now + skew < verified.valid_from:
         raise Refused(
             Reason.CREDENTIAL_NOT_YET_VALID, f"valid from {credential.get('validFrom')}", did=holder
         )
     if verified.valid_until is not None and now - skew > verified.valid_until:
         raise Refused(Reason.CREDENTIAL_EXPIRED, f"valid until {credential.get('validUntil')}", did=holder)
-    return verified
 
 
 def check_credential(
@@ -259,6 +289,18 @@ def check_credential(
     now: datetime,
 ) -> tuple[CredentialSummary, int]:
     """Run every credential check for ``holder``; return the summary and the highest height read."""
+    summary, height, _, _ = check_credential_verified(ledger, credentials, holder, policy, now)
+    return summary, height
+
+
+def check_credential_verified(
+    ledger: LedgerView,
+    credentials: Sequence[object],
+    holder: str,
+    policy: Policy,
+    now: datetime,
+) -> tuple[CredentialSummary, int, Mapping[str, Any], VerifiedCredential]:
+    """:func:`check_credential`, also giving the credential chosen and what its verification found."""
     credential, accepted = choose_credential(credentials, holder, policy)
     issuer = _issuer(credential)
     if issuer is None:
@@ -288,4 +330,4 @@ def check_credential(
     summary = CredentialSummary(
         verified.id if isinstance(verified.id, str) else None, verified.types, issuer, tuple(refs)
     )
-    return summary, height
+    return summary, height, credential, verified

@@ -3,25 +3,36 @@
 ``did:trellis`` DIDs are read from the cache of their network (caught up with the ledger when it is
 older than the policy's ``max_staleness``; refused as ``too_stale`` when no node answers past
 ``offline_max_staleness``); other methods through the resolvers (``did:key`` built in).
+
+A key id missing from a cached ``did:trellis`` document makes the view read that DID again from the
+ledger before the key is refused (the device may have rotated its key in a block the cache has not
+applied yet), at most once per DID per ``key_reread_interval``, so that forged key ids cannot make
+every request a ledger read.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 import httpx
 
+from did_registry.bounded_cache import BoundedCache
 from did_registry.client import LedgerUnavailable
 from did_registry.errors import DidRegistryError, InvalidDID
 from did_registry.identity.did import parse_did
 from did_registry.identity.did_trellis import parse_trellis_did
 from did_registry.identity.resolution import DIDKeyResolver, MultiResolver, Resolver
-from verifier._records import DIDEntry, IssuerEntry, StatusEntry, did_entry_from_document
+from verifier._records import AUTHENTICATION, DIDEntry, IssuerEntry, StatusEntry, did_entry_from_document
 from verifier.errors import ConfigurationError, Reason, Refused
 from verifier.ledger_cache import LedgerCache
 from verifier.policy import Policy
 
-__all__ = ["LedgerView"]
+__all__ = ["REREADS_KEPT", "LedgerView"]
+
+REREADS_KEPT: Final = 16_384
+"""DIDs whose last re-read time (and whose network) is remembered (the oldest forgotten first)."""
 
 
 class LedgerView:
@@ -36,13 +47,26 @@ class LedgerView:
         if "trellis" in methods:
             raise ConfigurationError("resolvers: did:trellis is resolved through the trusted networks")
         self._resolver = MultiResolver(methods)
+        self._cache_of: BoundedCache[str, LedgerCache] = BoundedCache(REREADS_KEPT)  # DID -> its network's
+        self._rereads: BoundedCache[str, float] = BoundedCache(REREADS_KEPT)  # DID -> when last re-read
+        self._rereads_lock = threading.Lock()
+        self.rereads = 0
+        """How many DIDs were read again for a key id their cached document lacked."""
 
     def staleness(self) -> float:
         """Seconds since the stalest trusted network's head was last confirmed."""
         return max((c.staleness() for c in self.caches.values()), default=0.0)
 
+    def generation(self) -> int:
+        """A number that moves on whenever an entry of any trusted network's cache is dropped or replaced."""
+        return sum(c.generation for c in self.caches.values())
+
     def cache(self, did: str) -> LedgerCache:
         """The cache of ``did``'s network, fresh enough for the policy (or refused)."""
+        known = self._cache_of.get(did)
+        if known is not None:
+            self.ensure_fresh(known, did)
+            return known
         try:
             network = parse_trellis_did(did).network
         except InvalidDID as exc:
@@ -50,6 +74,7 @@ class LedgerView:
         cache = self.caches.get(network)
         if cache is None:
             raise Refused(Reason.UNSUPPORTED_DID_METHOD, f"network {network!r} is not trusted", did=did)
+        self._cache_of.put(did, cache)
         self.ensure_fresh(cache, did)
         return cache
 
@@ -74,6 +99,9 @@ class LedgerView:
             raise Refused(Reason.MALFORMED, f"{did!r} is not a DID")
         if did.startswith("did:trellis:"):
             cache = self.cache(did)
+            cached = cache.cached_did(did)
+            if cached is not None:
+                return cached
             try:
                 (found,) = cache.dids([did])
             except LedgerUnavailable as exc:
@@ -124,14 +152,38 @@ class LedgerView:
             raise Refused(Reason.LEDGER_UNAVAILABLE, f"unusable status list: {exc}", did=issuer) from None
         return entry, 0 if entry is None else entry.height
 
-    def device_entry(self, did: str) -> DIDEntry:
-        """The entry of a device that may authenticate: on the ledger, not deactivated, not quarantined."""
+    def device_entry(self, did: str, key_id: str | None = None) -> DIDEntry:
+        """The entry of a device that may authenticate: on the ledger, not deactivated, not quarantined.
+
+        With ``key_id`` (a DID URL of ``did``) missing from the cached document's ``authentication``
+        keys, the DID is read again from the ledger first (rate-limited per DID).
+        """
         entry = self.entry(did)
+        if key_id is not None and did.startswith("did:trellis:"):
+            owner, _, fragment = key_id.partition("#")
+            if owner == did and not entry.serves(fragment, AUTHENTICATION):
+                entry = self._reread(did, entry)
         if entry.deactivated:
             raise Refused(Reason.DID_DEACTIVATED, f"{did} is deactivated", did=did)
         if entry.quarantined:
             raise Refused(Reason.QUARANTINED, f"{did} is on the quarantine list", did=did)
         return entry
+
+    def _reread(self, did: str, entry: DIDEntry) -> DIDEntry:
+        """``did``'s entry read again past the cache, or ``entry`` when re-read too recently or unreadable."""
+        cache = self.cache(did)
+        now = cache.clock()
+        with self._rereads_lock:
+            last = self._rereads.get(did)
+            if last is not None and now - last < self.policy.key_reread_interval:
+                return entry
+            self._rereads.put(did, now)
+            self.rereads += 1
+        try:
+            fresh = cache.reread(did)
+        except (LedgerUnavailable, DidRegistryError, ValueError, httpx.HTTPError):
+            return entry  # the key is refused as not authorized, as the cached document says
+        return entry if fresh is None else fresh
 
     def prefetch(self, dids: Sequence[str]) -> None:
         """Read the entries of ``dids`` not yet cached, one proven round trip per network."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from did_registry.bounded_cache import BoundedCache
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import Ed25519PublicKey, X25519PublicKey
 from did_registry.identity.did_document import DIDDocument
@@ -44,6 +45,8 @@ _RELATIONSHIPS: Final = (
     ("keyAgreement", KEY_AGREEMENT),
 )
 
+_KEYS: BoundedCache[bytes, Ed25519PublicKey] = BoundedCache(4096)  # the keys of the devices seen last
+
 STATUS_LIST_URL: Final = re.compile(r"/status-lists/(did:trellis:[^/]+)/([A-Za-z0-9._-]+)(?:/credential)?$")
 """A ledger status list's URL (any node serves it): ``…/status-lists/<issuer>/<list>[/credential]``."""
 
@@ -61,8 +64,19 @@ class DIDEntry:
         """The key ``#fragment`` if it serves ``relationship`` (``None`` otherwise)."""
         for name, raw, bits in self.keys:
             if name == fragment and bits & relationship and not bits & KEY_AGREEMENT:
-                return Ed25519PublicKey(raw)
+                key = _KEYS.get(raw)
+                if key is None:
+                    key = Ed25519PublicKey(raw)
+                    _KEYS.put(raw, key)
+                return key
         return None
+
+    def serves(self, fragment: str, relationship: int) -> bool:
+        """Whether :meth:`key` finds ``#fragment`` for ``relationship``."""
+        for name, _, bits in self.keys:
+            if name == fragment and bits & relationship and not bits & KEY_AGREEMENT:
+                return True
+        return False
 
     def agreement_key(self) -> X25519PublicKey | None:
         """The first ``keyAgreement`` X25519 key (``None`` when the document has none)."""

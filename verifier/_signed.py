@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from did_registry.bounded_cache import BoundedCache
 from did_registry.identity.crypto import Ed25519PublicKey
+from verifier._checks import AuthenticatedDevice
 from verifier._records import AUTHENTICATION, DIDEntry
 from verifier.errors import Reason, Refused
 from wallet.credential import did_of
@@ -36,7 +37,8 @@ from wallet.errors import (
 from wallet.http_signatures import HttpRequest, SignatureInput, parse_signatures, verify_signature
 
 if TYPE_CHECKING:
-    from verifier.verifier import AuthenticatedDevice, Verifier
+    from verifier.sessions import Session
+    from verifier.verifier import Verifier
 
 __all__ = [
     "CREDENTIAL_HEADER",
@@ -45,6 +47,7 @@ __all__ = [
     "SESSION_NAMESPACE",
     "remember_session",
     "authentication_lookup",
+    "check_authorized",
     "authenticate_request",
     "dids_in",
     "encode_credential_header",
@@ -85,21 +88,34 @@ def authentication_lookup(holder: str, entry: DIDEntry) -> Any:
     """A key lookup that accepts only keys of ``holder``'s ``authentication`` relationship."""
 
     def lookup(method: str, purpose: str) -> Ed25519PublicKey:
-        if did_of(method) != holder:
-            raise Refused(Reason.KEY_NOT_AUTHORIZED, f"{method} is not a key of {holder}", did=holder)
+        check_authorized(holder, entry, method)
         key = entry.key(method.partition("#")[2], AUTHENTICATION)
-        if key is None:
-            raise Refused(
-                Reason.KEY_NOT_AUTHORIZED, f"{method} is not in the authentication relationship", did=holder
-            )
+        assert key is not None
         return key
 
     return lookup
 
 
+def check_authorized(holder: str, entry: DIDEntry, method: str) -> None:
+    """Refuse ``method`` unless it is a key of ``holder``'s ``authentication`` relationship."""
+    if did_of(method) != holder:
+        raise Refused(Reason.KEY_NOT_AUTHORIZED, f"{method} is not a key of {holder}", did=holder)
+    if not entry.serves(method.partition("#")[2], AUTHENTICATION):
+        raise Refused(
+            Reason.KEY_NOT_AUTHORIZED, f"{method} is not in the authentication relationship", did=holder
+        )
+
+
 def _audience_of(request: HttpRequest) -> tuple[str, str]:
-    parts = urlsplit(request.url)
-    return parts.netloc, f"{parts.scheme}://{parts.netloc}"
+    known = _AUDIENCES.get(request.url)
+    if known is None:
+        parts = urlsplit(request.url)
+        known = (parts.netloc, f"{parts.scheme}://{parts.netloc}")
+        _AUDIENCES.put(request.url, known)
+    return known
+
+
+_AUDIENCES: BoundedCache[str, tuple[str, str]] = BoundedCache(1024)  # request URL -> (authority, origin)
 
 
 def _check_times(verifier: Verifier, sig: SignatureInput, now: float) -> float:
@@ -169,24 +185,27 @@ def authenticate_request(
     assert sig.keyid is not None
     if sig.alg == "hmac-sha256" or not sig.keyid.startswith("did:"):
         return _session_request(verifier, request, sig, audience or origin, replay_until)
-    did = did_of(sig.keyid)
-    entry = verifier.ledger.device_entry(did)
-    key = authentication_lookup(did, entry)(sig.keyid, "authentication")
+    did, fragment = did_of(sig.keyid), sig.keyid.partition("#")[2]
+    entry = verifier.ledger.device_entry(did, sig.keyid)
+    key = entry.key(fragment, AUTHENTICATION)
+    if key is None:
+        raise Refused(
+            Reason.KEY_NOT_AUTHORIZED, f"{sig.keyid} is not in the authentication relationship", did=did
+        )
     _verify(request, sig, key, did)
     _use_nonce(verifier, sig, replay_until, did)
+    decoded = credential is None  # then an object of this module's own, which nobody changes
     if credential is None:
         header = request.header(CREDENTIAL_HEADER)
         if header is None:
             raise Refused(Reason.CREDENTIAL_MISSING, "no Device-Credential header", did=did)
         credential = _decode_credential(header)
-    return verifier._admit_now(did, entry, sig.keyid, [credential], audience or origin)
+    return verifier._admit_now(did, entry, sig.keyid, [credential], audience or origin, remember=decoded)
 
 
 def _session_request(
     verifier: Verifier, request: HttpRequest, sig: SignatureInput, audience: str, replay_until: float
 ) -> AuthenticatedDevice:
-    from verifier.verifier import AuthenticatedDevice
-
     assert sig.keyid is not None
     session = None if verifier.sessions is None else verifier.sessions.get(sig.keyid)
     if session is None:
@@ -197,10 +216,23 @@ def _session_request(
     if session.audience != audience:
         raise Refused(Reason.WRONG_AUDIENCE, f"the session is for {session.audience}", did=session.did)
     _use_nonce(verifier, sig, replay_until, session.did)
+    height = None
+    if session.did.startswith("did:trellis:"):  # documents resolved elsewhere are resolved every time
+        verifier.ledger.cache(session.did)  # too_stale when the device's network is
+        height = verifier._admissions.session_height(session.id)
+    if height is None:
+        height = _check_session(verifier, session)
+    return AuthenticatedDevice(session.did, session.key_id, None, height)
+
+
+def _check_session(verifier: Verifier, session: Session) -> int:
+    """The ledger checks of a session's device (its key, deactivation, quarantine, status bits) from this
+    process's caches, fresh from the header stream; a failed one ends the session. The height."""
+    generation = verifier.ledger.generation()
     try:
         entry = verifier.ledger.device_entry(session.did)
-        authentication_lookup(session.did, entry)(session.key_id, "authentication")
-        for issuer, name, index in session.status:  # this process's cache, fresh from the header stream
+        check_authorized(session.did, entry, session.key_id)
+        for issuer, name, index in session.status:
             status, _ = verifier.ledger.status_list(issuer, name)
             if status is not None and status.get(index):
                 reason = Reason.REVOKED if status.purpose == "revocation" else Reason.SUSPENDED
@@ -212,7 +244,10 @@ def _session_request(
             session.did, refused.detail, session_id=session.id, expires_at=session.expires_at
         )
         raise Refused(Reason.SESSION_ENDED, f"session ended: {refused.detail}", did=session.did) from None
-    return AuthenticatedDevice(session.did, session.key_id, None, max(entry.height, session.height))
+    height = max(entry.height, session.height)
+    if session.did.startswith("did:trellis:"):
+        verifier._admissions.session_checked(session.id, generation, height)
+    return height
 
 
 def remember_session(

@@ -3,15 +3,15 @@
 Entries (DID keys with the quarantine flag, status lists, issuers' accreditations) are filled through
 :class:`~did_registry.client.LedgerClient`, so every value was proven against a certified header;
 each remembers the height it is valid at. A background thread follows the certified header stream
-(:meth:`LedgerClient.follow`); for each new block it fetches the block, checks its transactions
-against the certified ``txn_root``, and drops every entry the transactions touch, then tells the
-listeners (the verifier ends sessions of devices that changed). :meth:`LedgerCache.staleness` is the
-time since the head was last confirmed, by the stream or by asking a node.
+of one node, and another asks the other nodes in turn for blocks it lacks (:mod:`verifier._follower`);
+for each new block it fetches the block, checks its transactions against the certified
+``txn_root``, and drops every entry the transactions touch, then tells the listeners (the verifier
+ends sessions of devices that changed). :meth:`LedgerCache.staleness` is the time since the cache
+was last confirmed at the head: never while a node has shown a certified header it has not applied.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,10 +21,19 @@ import httpx
 
 from did_registry.client import LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
-from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
+from did_registry.ledger.block import Block, CommitCertificate
+from verifier._follower import Follower
 from verifier._records import DIDEntry, IssuerEntry, StatusEntry, did_entry, issuer_entry, status_entry
 
-__all__ = ["MAX_CATCH_UP", "Changes", "LedgerSource", "ClientSource", "LedgerCache", "fetch_block"]
+__all__ = [
+    "MAX_CATCH_UP",
+    "Changes",
+    "LedgerSource",
+    "ClientSource",
+    "LedgerCache",
+    "changes_of",
+    "fetch_block",
+]
 
 MAX_CATCH_UP: Final = 1000
 """Blocks a cache replays to catch up; further behind, it drops everything and starts afresh."""
@@ -34,8 +43,9 @@ _BATCH: Final = 1000  # keys per proven read (the node's limit)
 class LedgerSource(Protocol):
     """Where a cache reads proven state: values (``None`` when absent) and the height they are valid at."""
 
-    def fetch(self, keys: Sequence[str]) -> tuple[list[Any], int]:
-        """The values under ``keys``, all valid at the returned height; raise ``LedgerUnavailable``."""
+    def fetch(self, keys: Sequence[str], min_height: int | None = None) -> tuple[list[Any], int]:
+        """The values under ``keys``, all valid at the returned height (not below ``min_height``: a
+        node behind is passed over for another); raise ``LedgerUnavailable``."""
         ...
 
 
@@ -45,12 +55,12 @@ class ClientSource:
     def __init__(self, client: LedgerClient) -> None:
         self.client = client
 
-    def fetch(self, keys: Sequence[str]) -> tuple[list[Any], int]:
+    def fetch(self, keys: Sequence[str], min_height: int | None = None) -> tuple[list[Any], int]:
         """Proven values in batches of 1,000 keys; the lowest height of the batches."""
         values: list[Any] = []
         height: int | None = None
         for start in range(0, len(keys), _BATCH):
-            batch, header = self.client.prove_many(keys[start : start + _BATCH])
+            batch, header = self.client.prove_many(keys[start : start + _BATCH], min_height=min_height)
             values.extend(batch)
             height = header.height if height is None else min(height, header.height)
         return values, height or 0
@@ -105,10 +115,12 @@ def changes_of(block: Block) -> Changes:
     )
 
 
-def fetch_block(client: LedgerClient, height: int) -> Block:
-    """Block ``height`` from any node: its certificate checked, its transactions checked against its header."""
+def fetch_block(client: LedgerClient, height: int, *, first: str | None = None) -> Block:
+    """Block ``height`` from any node (``first`` asked first): its certificate checked, its transactions
+    checked against its header."""
     errors: list[str] = []
-    for node in client.nodes:
+    nodes = client.nodes if first is None else [first, *(n for n in client.nodes if n != first)]
+    for node in nodes:
         try:
             response = client._http.get(f"{node.rstrip('/')}/blocks/{height}")
             response.raise_for_status()
@@ -138,46 +150,82 @@ class LedgerCache:
         clock: Callable[[], float],
         client: LedgerClient | None = None,
         follower: LedgerClient | None = None,
+        watcher: LedgerClient | None = None,
+        poll_interval: float = 0.5,
         live: bool = False,
     ) -> None:
         self.network = network
         self.source = source
         self.client = client  # for catching up (head and blocks); None offline or in tests
         self.follower = follower  # a client of its own for the header stream thread
+        self.watcher = watcher  # a client of its own for asking other nodes' heads while streaming
+        self.poll_interval = poll_interval  # seconds between those questions (0: never ask)
         self.clock = clock
         self.live = live  # the source is always current (an in-memory ledger): never stale
         self.height: int | None = None  # every block up to here has been applied to the cache
-        self.seen_at: float | None = None  # when the head was last confirmed
+        self.known_head: int | None = None  # the highest certified height any node has shown
+        self.seen_at: float | None = None  # when the cache was last confirmed at the head
         self.listeners: list[Callable[[Changes], None]] = []
         self.errors: list[str] = []  # why following or catching up failed, newest last
+        self.generation = 0
+        """Moves on whenever a cached entry is dropped or replaced (decisions made before may not stand)."""
         self._dids: dict[str, DIDEntry] = {}
         self._status: dict[tuple[str, str], StatusEntry] = {}
         self._issuers: dict[str, IssuerEntry] = {}
         self._lock = threading.Lock()
         self._advance_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._following: Follower | None = None
 
     # -- freshness --------------------------------------------------------------------------
     def staleness(self) -> float:
-        """Seconds since the head was last confirmed (infinite before the first time)."""
+        """Seconds since the cache was last confirmed at the head (infinite before the first time).
+
+        A confirmation is a block applied up to the highest certified height any node has shown, or
+        a node answering that it has nothing newer. While some node has shown a certified header the
+        cache has not applied, nothing confirms it: the staleness grows until the cache catches up.
+        """
         if self.live:
             return 0.0
         return float("inf") if self.seen_at is None else max(0.0, self.clock() - self.seen_at)
 
+    def behind(self) -> bool:
+        """Whether some node has shown a certified header past what the cache has applied."""
+        return self.known_head is not None and (self.height is None or self.height < self.known_head)
+
+    def note_head(self, height: int) -> None:
+        """Note that a node showed a certified header at ``height``."""
+        with self._lock:
+            self.known_head = height if self.known_head is None else max(self.known_head, height)
+
+    def note_error(self, error: str) -> None:
+        """Remember why following or catching up failed (the last 100 reasons are kept)."""
+        self.errors = [*self.errors[-99:], error]
+
     def confirm(self, height: int, at: float | None = None) -> None:
-        """Note that ``height`` is the head (as of ``at``, default now)."""
+        """Note that every block up to ``height`` is applied and no node has shown anything newer (as
+        of ``at``, default now); behind a higher certified height already shown, nothing is confirmed."""
         with self._lock:
             self.height = height if self.height is None else max(self.height, height)
-            self.seen_at = self.clock() if at is None else at
+            self.known_head = self.height if self.known_head is None else max(self.known_head, self.height)
+            if self.height >= self.known_head:
+                self.seen_at = self.clock() if at is None else at
+
+    def prefer(self, node: str) -> None:
+        """Ask ``node`` first for proven reads and blocks (the node whose header stream is followed)."""
+        if self.client is not None and node in self.client.nodes:
+            self.client.nodes = [node, *(n for n in self.client.nodes if n != node)]
 
     def catch_up(self) -> None:
-        """Ask a node for the head and apply every block since the last one applied."""
+        """Ask a node for the head and apply every block up to it (or to a higher one already shown)."""
         if self.client is None:
             raise LedgerUnavailable(f"no node of network {self.network} to ask")
-        self._advance(self.client, self.client.head().height)
+        head = self.client.head().height
+        self.note_head(head)
+        self.advance(self.client, max(head, self.known_head or 0))
 
-    def _advance(self, client: LedgerClient, target: int) -> None:
+    def advance(self, client: LedgerClient, target: int, *, first: str | None = None) -> None:
+        """Apply every block up to the certified height ``target``, fetched from any node of ``client``
+        (``first`` asked first); more than :data:`MAX_CATCH_UP` behind, start afresh at ``target``."""
         with self._advance_lock:
             if self.height is None or target - self.height > MAX_CATCH_UP:
                 skipped = self.height is not None
@@ -188,8 +236,17 @@ class LedgerCache:
                         listener(Changes(target, everything=True))
                 return
             for height in range(self.height + 1, target + 1):
-                self.apply(fetch_block(client, height))
+                self.apply(fetch_block(client, height, first=first))
             self.confirm(target)
+
+    def apply_blocks(self, blocks: Sequence[Block]) -> None:
+        """Apply checked, certified ``blocks`` (consecutive heights) that follow what is applied."""
+        with self._advance_lock:
+            for block in blocks:
+                height = block.header.height
+                if self.height is not None and height == self.height + 1:
+                    self.apply(block)
+                    self.confirm(height)
 
     def apply(self, block: Block) -> Changes:
         """Drop what ``block`` touched, advance to its height, and tell the listeners."""
@@ -206,6 +263,8 @@ class LedgerCache:
                 self._status.pop(key, None)
             for issuer in changes.issuers:
                 self._issuers.pop(issuer, None)
+            if changes.dids or changes.status_set or changes.issuers or changes.everything:
+                self.generation += 1
             self.height = changes.height
         for listener in list(self.listeners):
             listener(changes)
@@ -213,79 +272,42 @@ class LedgerCache:
     def clear(self) -> None:
         """Forget every entry."""
         with self._lock:
+            self.generation += 1
             self._dids.clear()
             self._status.clear()
             self._issuers.clear()
 
-    # -- the header stream ------------------------------------------------------------------
+    # -- following the network --------------------------------------------------------------
     def start(self, retry: float = 1.0) -> None:
-        """Follow the header stream in a background thread (retrying every ``retry`` s on failure)."""
-        if self.follower is None or self._thread is not None:
+        """Follow the network in background threads (see :mod:`verifier._follower`); retry every
+        ``retry`` s after a whole round of nodes failed."""
+        if self.follower is None or self._following is not None:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._follow,
-            args=(self.follower, retry),
-            name=f"trellis-follow-{self.network}",
-            daemon=True,
+        watcher = self.watcher if self.poll_interval > 0 else None
+        self._following = Follower(
+            self, self.follower, watcher, poll_interval=self.poll_interval, retry=retry
         )
-        self._thread.start()
+        self._following.start()
+
+    @property
+    def following(self) -> Follower | None:
+        """The threads following the network, while they run."""
+        return self._following
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop following: the thread sees the flag at the stream's next line (heartbeats included)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        if self.follower is not None:
-            self.follower.close()
-
-    def _follow(self, client: LedgerClient, retry: float) -> None:
-        while not self._stop.is_set():
-            try:
-                self._advance(client, client.head().height)
-                for node in client.nodes:
-                    self._stream(client, node)
-                    if self._stop.is_set():
-                        return
-            except (
-                LedgerUnavailable,
-                DidRegistryError,
-                ValueError,
-                KeyError,
-                httpx.HTTPError,
-                RuntimeError,
-            ) as exc:
-                self.errors = [*self.errors[-99:], str(exc)]
-            self._stop.wait(retry)
-
-    def _stream(self, client: LedgerClient, node: str) -> None:
-        """Read ``node``'s header stream (``GET /events``, as :meth:`LedgerClient.follow` does) until it
-        ends or :meth:`stop` is called; the stop flag is looked at on every line, heartbeats included."""
-        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(self.height or 0)}
-        url = node.rstrip("/") + "/events"
-        with client._http.stream(
-            "GET", url, headers=headers, timeout=httpx.Timeout(10.0, read=None)
-        ) as stream:
-            for line in stream.iter_lines():
-                if self._stop.is_set():
-                    return
-                if not line.startswith("data:"):
-                    continue
-                data = json.loads(line[5:])
-                header = BlockHeader.from_json(data["header"])
-                certificate = data.get("certificate")
-                client.verify_header(
-                    header, None if certificate is None else CommitCertificate.from_json(certificate)
-                )
-                if self.height is None or header.height > self.height:
-                    self._advance(client, header.height)
+        """Stop following and close the following clients' connections."""
+        if self._following is not None:
+            self._following.stop(timeout)
+            self._following = None
+        for client in (self.follower, self.watcher):
+            if client is not None:
+                client.close()
 
     # -- reads ------------------------------------------------------------------------------
     def _fetch(self, keys: Sequence[str]) -> tuple[list[Any], int]:
         if self.source is None:
             raise LedgerUnavailable(f"network {self.network} runs offline and has no such record")
-        values, height = self.source.fetch(keys)
+        values, height = self.source.fetch(keys, self.height)
         if self.height is not None and height < self.height:
             # Certified, but older than a head already applied: it may predate a revocation.
             raise LedgerUnavailable(f"a node answered as of block {height}, behind block {self.height}")
@@ -293,6 +315,10 @@ class LedgerCache:
 
     def _keep(self, height: int) -> bool:
         return self.height is None or height >= self.height
+
+    def cached_did(self, did: str) -> DIDEntry | None:
+        """The cached entry of ``did``, without reading the ledger (``None`` when not cached)."""
+        return self._dids.get(did)
 
     def dids(self, dids: Sequence[str]) -> list[DIDEntry | None]:
         """The entries of ``dids`` (``None`` for a DID not on the ledger); misses read in one round trip."""
@@ -311,6 +337,19 @@ class LedgerCache:
                     self._dids.update(fresh)
             found = [e if e is not None else fresh.get(d) for d, e in zip(dids, found, strict=True)]
         return found
+
+    def reread(self, did: str) -> DIDEntry | None:
+        """Read the entry of ``did`` from the ledger again, past the cache: proven, not older than the
+        cache's height (possibly newer: a block the cache has not applied yet); it replaces the cached one."""
+        (record, quarantine), height = self._fetch([f"did:{did}", f"quarantine:{did}"])
+        if record is None:
+            return None
+        entry = did_entry(record, quarantine, height)
+        with self._lock:
+            if self._keep(height):
+                self.generation += 1
+                self._dids[did] = entry
+        return entry
 
     def status_list(self, issuer: str, name: str) -> StatusEntry | None:
         """The status list ``name`` of ``issuer`` (``None`` when it is not on the ledger)."""
@@ -352,6 +391,7 @@ class LedgerCache:
         """Fill the cache from proven ``values`` (state key -> value) valid at ``height``."""
         dids, status, issuers = _entries(values, height)
         with self._lock:
+            self.generation += 1
             self._dids.update(dids)
             self._status.update(status)
             self._issuers.update(issuers)

@@ -69,6 +69,12 @@ class Policy:
     """Online: seconds without a certified header before the head is asked for again."""
     offline_max_staleness: float = 30.0
     """Offline: seconds without a certified header before authentications are refused."""
+    head_poll_interval: float = 0.5
+    """While following a network's header stream, seconds between asking another node for newer blocks
+    (a node cut off from the others must not keep the verifier behind); 0 never asks."""
+    key_reread_interval: float = 1.0
+    """A key id missing from a cached DID document makes the verifier read the DID again from the ledger
+    (it may have just rotated its key), at most once per DID in this many seconds."""
     session_ttl: float = 300.0
     """How long a session opened after a full check lasts."""
     require_revocation: bool = True
@@ -82,7 +88,7 @@ class Policy:
             if bad:
                 raise ConfigurationError(f"issuers must be DIDs, not {bad[0]!r}")
             object.__setattr__(self, "issuers", issuers)
-        for name in ("clock_skew",):
+        for name in ("clock_skew", "head_poll_interval", "key_reread_interval"):
             object.__setattr__(self, name, _seconds(name, getattr(self, name), allow_zero=True))
         for name in (
             "challenge_ttl",

@@ -47,6 +47,7 @@ Clock: TypeAlias = Callable[[], float]
 """A wall clock: Unix seconds, like :func:`time.time` (tests inject a fake one)."""
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_CHECKED: set[str] = set()  # namespaces found good (a program uses a handful)
 _Key: TypeAlias = tuple[str, str, str]  # (kind, namespace, value)
 _USED = "used"
 _ISSUED = "issued"
@@ -58,10 +59,14 @@ def _check_namespace(namespace: str) -> str:
     Namespaces are chosen by the program (``challenge``, ``http-signature``), never by a device, and
     keeping ``:`` out of them keeps the Redis keys ``<prefix><kind>:<namespace>:<value>`` unambiguous.
     """
+    if type(namespace) is str and namespace in _CHECKED:
+        return namespace
     if not isinstance(namespace, str) or _NAMESPACE.fullmatch(namespace) is None:
         raise ConfigurationError(
             f"nonce namespace {namespace!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
         )
+    if len(_CHECKED) < 256:
+        _CHECKED.add(namespace)
     return namespace
 
 

@@ -47,8 +47,8 @@ class StaticLedger:
         self._caches: list[LedgerCache] = []
 
     # -- the source -------------------------------------------------------------------------
-    def fetch(self, keys: Sequence[str]) -> tuple[list[Any], int]:
-        """The values under ``keys`` (``None`` when absent) and the current height."""
+    def fetch(self, keys: Sequence[str], min_height: int | None = None) -> tuple[list[Any], int]:
+        """The values under ``keys`` (``None`` when absent) and the current height (never behind)."""
         if self.unreachable:
             raise LedgerUnavailable(f"the static ledger {self.network} is offline")
         return [self.state.get(k) for k in keys], self.height

@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,8 @@ from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.resolution import Resolver
 from verifier import _signed
-from verifier._checks import CredentialSummary, check_credential, proof_refusal
+from verifier._admissions import Admissions
+from verifier._checks import AuthenticatedDevice, CredentialSummary, proof_refusal
 from verifier._ledger_view import LedgerView
 from verifier._records import DIDEntry
 from verifier.challenge import issue_challenge, redeem_challenge
@@ -44,21 +44,6 @@ from wallet.http_signatures import HttpRequest
 from wallet.proofs.eddsa_jcs_2022 import verify_proof
 
 __all__ = ["AuthenticatedDevice", "CredentialSummary", "Verifier"]
-
-
-@dataclass(frozen=True)
-class AuthenticatedDevice:
-    """A device that passed every check: who it is, with which key and credential, as of which height."""
-
-    did: str
-    key_id: str
-    """The verification method (DID URL) it proved control of; a session id for session requests."""
-    credential: CredentialSummary | None
-    """The credential it was let in with (``None`` for a request within a session)."""
-    height: int
-    """The highest ledger height of the records the decision used."""
-    session: Mapping[str, str] | None = None
-    """A session offer to send the device (``session_id``, ``verifier_key``, ``expires``), if any."""
 
 
 class Verifier:
@@ -97,6 +82,7 @@ class Verifier:
         self.caches: dict[str, LedgerCache] = {trust.network: self._cache_for(trust) for trust in networks}
         self.ledger = LedgerView(self.caches, self.policy, resolvers)
         """What the verifier reads: DID entries, issuers, status lists (fresh enough, or refused)."""
+        self._admissions = Admissions(self.ledger, self.policy)
         if follow:
             for cache in self.caches.values():
                 cache.start()
@@ -107,9 +93,16 @@ class Verifier:
         else:
             client = LedgerClient(list(trust.nodes), trust.genesis, transport=trust.transport)
             follower = LedgerClient(list(trust.nodes), trust.genesis, transport=trust.transport, timeout=30)
+            watcher = LedgerClient(list(trust.nodes), trust.genesis, transport=trust.transport, timeout=2)
             self._clients.append(client)
             cache = LedgerCache(
-                trust.network, ClientSource(client), clock=self.clock, client=client, follower=follower
+                trust.network,
+                ClientSource(client),
+                clock=self.clock,
+                client=client,
+                follower=follower,
+                watcher=watcher,
+                poll_interval=self.policy.head_poll_interval,
             )
         cache.listeners.append(self._on_changes)
         return cache
@@ -185,7 +178,7 @@ class Verifier:
             holder = holder.get("id")
         if not isinstance(holder, str):
             raise Refused(Reason.MALFORMED, "holder must be a DID")
-        entry = self.ledger.device_entry(holder)
+        entry = self.ledger.device_entry(holder, method)
         try:
             verified = verify_proof(
                 presentation,
@@ -201,7 +194,7 @@ class Verifier:
         embedded = [embedded] if isinstance(embedded, Mapping) else embedded
         if not isinstance(embedded, list):
             raise Refused(Reason.MALFORMED, "verifiableCredential must be an array", did=holder)
-        return self._admit(holder, entry, verified.verification_method, embedded, audience, now, when)
+        return self._admit(holder, entry, verified.verification_method, embedded, audience, now)
 
     def _admit(
         self,
@@ -211,12 +204,13 @@ class Verifier:
         credentials: Sequence[object],
         audience: str,
         now: float,
-        when: datetime,
+        *,
+        remember: bool = False,
     ) -> AuthenticatedDevice:
-        summary, height = check_credential(self.ledger, credentials, did, self.policy, when)
+        summary, height = self._admissions.check(credentials, did, now, remember=remember)
         height = max(height, entry.height)
         offer: dict[str, str] | None = None
-        agreement = entry.agreement_key()
+        agreement = None if self.sessions is None else entry.agreement_key()
         if self.sessions is not None and agreement is not None:
             session, offer = open_session(
                 did=did,
@@ -256,11 +250,18 @@ class Verifier:
             raise Refused(Reason.MALFORMED, f"request: {exc}") from None
 
     def _admit_now(
-        self, did: str, entry: DIDEntry, key_id: str, credentials: Sequence[object], audience: str
+        self,
+        did: str,
+        entry: DIDEntry,
+        key_id: str,
+        credentials: Sequence[object],
+        audience: str,
+        *,
+        remember: bool = False,
     ) -> AuthenticatedDevice:
-        """Run the credential checks for an authenticated device and open a session (if enabled)."""
-        now, when = self._now()
-        return self._admit(did, entry, key_id, credentials, audience, now, when)
+        """Run the credential checks for an authenticated device and open a session (if enabled);
+        ``remember`` the decision for credentials decoded from the ``Device-Credential`` header."""
+        return self._admit(did, entry, key_id, credentials, audience, self.clock(), remember=remember)
 
     # -- gateways ---------------------------------------------------------------------------
     def authenticate_many(

@@ -159,9 +159,8 @@ class Ledger:
         self.commit(self.issuer.txn("status_list.update", {"list": SUSPENSION, "clear": [device.index]}))
 
 
-def onboard_issuer(ledger_node: Node, client: LedgerClient, types: list[str] | None = None) -> Actor:
-    """A new issuer: DID, issuer role, accreditation, a revocation and a suspension list."""
-    trustee = ledger_node.trustee
+def onboard_issuer(trustee: Actor, client: LedgerClient, types: list[str] | None = None) -> Actor:
+    """A new issuer, endorsed by ``trustee``: DID, issuer role, accreditation, a revocation and a suspension list."""
     issuer = new_actor()
 
     def commit(*txns: Any) -> None:
@@ -186,7 +185,7 @@ def ledger() -> Iterator[Ledger]:
         "http://node-1", node.service.app.genesis, transport=httpx.WSGITransport(app=node.app)
     )
     try:
-        yield Ledger(node, client, onboard_issuer(node, client))
+        yield Ledger(node, client, onboard_issuer(node.trustee, client))
     finally:
         client.close()
         node.service.stop()

@@ -157,11 +157,11 @@ def test_the_header_stream_keeps_the_cache_fresh(ledger: Ledger) -> None:  # noq
         with pytest.raises(Refused) as refused:
             verifier.authenticate_presentation(ledger.present(device, verifier.challenge(AUDIENCE)), AUDIENCE)
         assert refused.value.reason is Reason.REVOKED
-        thread = cache._thread
-        assert thread is not None and thread.is_alive()
+        following = cache.following
+        assert following is not None and following.alive()
     finally:
         verifier.close()
-    assert not thread.is_alive()  # stopped at the stream's next heartbeat
+    assert not following.alive()  # stopped at the stream's next heartbeat
 
 
 class Unreachable(httpx.BaseTransport):
@@ -249,3 +249,31 @@ def test_a_cache_too_far_behind_starts_afresh_and_ends_sessions(ledger: Ledger) 
         cache.height -= MAX_CATCH_UP + 1  # as if a thousand blocks had gone by unseen
         cache.catch_up()
         assert len(cache) == 0 and seen and seen[-1].everything
+
+
+def test_a_node_answering_behind_the_cache_is_passed_over_for_another(ledger: Ledger) -> None:  # noqa: F811
+    """Reads go on to the next node when the first answers as of a block older than the cache's head."""
+    device = ledger.enrol()
+    inner = ledger.transport()
+    recorded: dict[bytes, bytes] = {}
+
+    class Stuck(httpx.BaseTransport):
+        """``http://stuck`` answers each proof request as it did the first time (a node cut off)."""
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            response = inner.handle_request(request)
+            if request.url.host != "stuck" or request.url.path != "/proofs/state":
+                return response
+            body = recorded.setdefault(request.content, response.read())
+            return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+    trust = NetworkTrust("testnet", ("http://stuck", "http://node-1"), ledger.genesis, transport=Stuck())
+    with Verifier([trust], follow=False, clock=ledger.clock) as verifier:
+        verifier.authenticate_presentation(ledger.present(device, verifier.challenge(AUDIENCE)), AUDIENCE)
+        ledger.revoke(device)
+        verifier.caches["testnet"].catch_up()
+        with pytest.raises(Refused) as refused:
+            verifier.authenticate_presentation(ledger.present(device, verifier.challenge(AUDIENCE)), AUDIENCE)
+        assert refused.value.reason is Reason.REVOKED
+        failures = verifier.client("testnet").failures
+        assert any("stuck" in failure and "behind block" in failure for failure in failures)

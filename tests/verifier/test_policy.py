@@ -12,12 +12,13 @@ from verifier import ConfigurationError, NetworkTrust, Policy
 
 
 def test_defaults() -> None:
-    """The defaults are those documented: DeviceCredential, the trust registry, 60/60/300/30/30/300 s."""
+    """The defaults are those documented: DeviceCredential, the trust registry, 60/60/300/30/30/300/0.5/1 s."""
     policy = Policy()
     assert policy.credential_types == ("DeviceCredential",)
     assert policy.issuers is None
     assert (policy.clock_skew, policy.challenge_ttl, policy.signature_max_age) == (60, 60, 300)
     assert (policy.max_staleness, policy.offline_max_staleness, policy.session_ttl) == (30, 30, 300)
+    assert (policy.head_poll_interval, policy.key_reread_interval) == (0.5, 1.0)
 
 
 def test_lists_become_tuples() -> None:
@@ -43,6 +44,8 @@ def test_lists_become_tuples() -> None:
         ("max_staleness", float("inf")),
         ("offline_max_staleness", "30"),
         ("session_ttl", -5),
+        ("head_poll_interval", -0.5),
+        ("key_reread_interval", float("nan")),
     ],
 )
 def test_a_wrong_setting_is_named(setting: str, value: Any) -> None:
@@ -54,6 +57,11 @@ def test_a_wrong_setting_is_named(setting: str, value: Any) -> None:
 def test_zero_skew_is_allowed() -> None:
     """A clock skew of 0 is a valid (strict) choice."""
     assert Policy(clock_skew=0).clock_skew == 0
+
+
+def test_zero_head_poll_interval_is_allowed() -> None:
+    """A head poll interval of 0 turns asking other nodes off (the header stream alone is followed)."""
+    assert Policy(head_poll_interval=0).head_poll_interval == 0
 
 
 def _genesis() -> Any:
