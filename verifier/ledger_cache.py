@@ -172,6 +172,11 @@ class LedgerCache:
         self._dids: dict[str, DIDEntry] = {}
         self._status: dict[tuple[str, str], StatusEntry] = {}
         self._issuers: dict[str, IssuerEntry] = {}
+        # Entries a block dropped and no read has brought back yet: still tracked, so that a
+        # snapshot proves their current values (an edge verifier restarted offline needs them).
+        self._dropped_dids: set[str] = set()
+        self._dropped_status: set[tuple[str, str]] = set()
+        self._dropped_issuers: set[str] = set()
         self._lock = threading.Lock()
         self._advance_lock = threading.Lock()
         self._following: Follower | None = None
@@ -258,11 +263,14 @@ class LedgerCache:
         """Drop the entries ``changes`` touch, advance to its height, and tell the listeners."""
         with self._lock:
             for did in changes.dids:
-                self._dids.pop(did, None)
+                if self._dids.pop(did, None) is not None:
+                    self._dropped_dids.add(did)
             for key in changes.status_set:
-                self._status.pop(key, None)
+                if self._status.pop(key, None) is not None:
+                    self._dropped_status.add(key)
             for issuer in changes.issuers:
-                self._issuers.pop(issuer, None)
+                if self._issuers.pop(issuer, None) is not None:
+                    self._dropped_issuers.add(issuer)
             if changes.dids or changes.status_set or changes.issuers or changes.everything:
                 self.generation += 1
             self.height = changes.height
@@ -273,6 +281,9 @@ class LedgerCache:
         """Forget every entry."""
         with self._lock:
             self.generation += 1
+            self._dropped_dids.update(self._dids)
+            self._dropped_status.update(self._status)
+            self._dropped_issuers.update(self._issuers)
             self._dids.clear()
             self._status.clear()
             self._issuers.clear()
@@ -380,11 +391,14 @@ class LedgerCache:
 
     # -- snapshots --------------------------------------------------------------------------
     def keys(self) -> list[str]:
-        """The state keys behind every entry (what a snapshot proves)."""
+        """The state keys behind every entry, and behind those a block dropped since (what a snapshot proves)."""
         with self._lock:
-            keys = [k for d in self._dids for k in (f"did:{d}", f"quarantine:{d}")]
-            keys += [f"status:{i}:{n}" for i, n in self._status]
-            keys += [k for d in self._issuers for k in (f"trust:{d}", f"role:{d}")]
+            dids = [*self._dids, *(self._dropped_dids - self._dids.keys())]
+            status = [*self._status, *(self._dropped_status - self._status.keys())]
+            issuers = [*self._issuers, *(self._dropped_issuers - self._issuers.keys())]
+        keys = [k for d in dids for k in (f"did:{d}", f"quarantine:{d}")]
+        keys += [f"status:{i}:{n}" for i, n in status]
+        keys += [k for d in issuers for k in (f"trust:{d}", f"role:{d}")]
         return keys
 
     def load(self, values: dict[str, Any], height: int) -> None:
@@ -395,6 +409,9 @@ class LedgerCache:
             self._dids.update(dids)
             self._status.update(status)
             self._issuers.update(issuers)
+            self._dropped_dids.difference_update(dids)
+            self._dropped_status.difference_update(status)
+            self._dropped_issuers.difference_update(issuers)
 
     def __len__(self) -> int:
         """The number of cached DIDs."""

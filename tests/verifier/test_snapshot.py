@@ -120,3 +120,20 @@ def test_a_reloaded_snapshot_catches_up_with_the_ledger(ledger: Ledger, tmp_path
         with pytest.raises(Refused) as refused:
             back.authenticate_presentation(ledger.present(device, back.challenge(AUDIENCE)), AUDIENCE)
         assert refused.value.reason is Reason.REVOKED
+
+
+def test_entries_a_block_dropped_are_still_in_the_next_snapshot(ledger: Ledger, tmp_path: Path) -> None:  # noqa: F811
+    """A revocation drops the cached status list; a snapshot taken before any read brings it back still
+    proves the list (as it is now), so the edge verifier started from it decides offline for both devices."""
+    device, revoked = ledger.enrol(), ledger.enrol()
+    path = tmp_path / "snapshot.json"
+    with ledger.verifier(follow=False) as online:
+        _warm(ledger, online, device, revoked)
+        ledger.revoke(revoked)
+        online.caches["testnet"].catch_up()  # the block drops the list from the cache
+        online.save_snapshot(path)
+    with Verifier.from_snapshot(path, [offline(ledger)], clock=ledger.clock) as edge:
+        edge.authenticate_presentation(ledger.present(device, edge.challenge(AUDIENCE)), AUDIENCE)
+        with pytest.raises(Refused) as refused:
+            edge.authenticate_presentation(ledger.present(revoked, edge.challenge(AUDIENCE)), AUDIENCE)
+        assert refused.value.reason is Reason.REVOKED
