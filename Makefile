@@ -14,7 +14,7 @@ services:
 
 demo: install
 	$(BIN)/python examples/00_wallet_tour.py
-	$(BIN)/python examples/01_ledger_tour.py --keep-running
+	$(BIN)/python examples/01_ledger_tour.py --simulate 200 --keep-running
 
 lint: install
 	$(BIN)/ruff check .

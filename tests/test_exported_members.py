@@ -26,6 +26,7 @@ PACKAGES = {
         "RedisSessionStore",
     },
     "web": set(),
+    "fleet": {"SimulationConfig", "simulate", "write_report", "FleetNetwork", "FleetError", "NetworkFault"},
 }  # fmt: skip
 
 
