@@ -222,6 +222,7 @@ class RoundRobin(EngineCore):
             if block is None:
                 return
         self._proposed.add(self._round)
+        self._blocks.setdefault(self._app.digest(block), (height, block))  # to commit it on a quorum
         self._proposals[self._round] = self._broadcast(
             Propose(sender=self._id, height=height, round=self._round, block=block)
         )

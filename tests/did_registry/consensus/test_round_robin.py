@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from did_registry.consensus import RoundRobin
+from did_registry.consensus import NeedState, RoundRobin
 from did_registry.consensus.messages import Certificate, Propose, RoundChange, Vote
 from did_registry.consensus.quorum import Quorum
 from did_registry.identity.crypto import sha256
@@ -50,6 +50,21 @@ def test_proposer_of_height_one_proposes_and_votes(net4: Net) -> None:
     [offer] = sent(out, Propose)
     [own] = sent(out, Vote)
     assert (offer.height, offer.round) == (1, 0) and own.digest == sha256(offer.block)
+
+
+def test_proposer_commits_its_own_block_on_a_quorum(net4: Net) -> None:
+    """The proposer commits the block it offered as soon as two more votes make a quorum, with the
+    block at hand (no state transfer asked for)."""
+    engine = net4.round_robin("v1")
+    engine.on_tick(0.0)
+    engine.on_request(b"req-1")
+    [offer] = sent(engine.on_tick(TESTING.batch_timeout), Propose)
+    digest = sha256(offer.block)
+    assert committed(engine.on_message("v2", vote(net4, "v2", digest))) == []
+    out = engine.on_message("v3", vote(net4, "v3", digest))
+    [done] = committed(out)
+    assert done.height == 1 and done.block == offer.block
+    assert not [o for o in out if isinstance(o, NeedState)] and engine.height == 1
 
 
 def test_validator_votes_and_commits_on_a_quorum(net4: Net) -> None:
