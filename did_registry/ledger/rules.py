@@ -32,6 +32,7 @@ from did_registry.bounded_cache import BoundedCache
 from did_registry.errors import BadSignature, DidRegistryError, InvalidDID, InvalidStatusList
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_trellis import check_self_certifying, parse_trellis_did
+from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multibase import decode_base58btc
 from did_registry.identity.multikey import decode_ed25519_public_key
 from did_registry.identity.signature_memo import SignatureMemo
@@ -183,8 +184,37 @@ def _new_document(txn: Transaction, did: str) -> DIDDocument:
     return document
 
 
-def _write_did(view: StateView, did: str, record: dict[str, Any]) -> None:
-    encoded = encode_value(record)  # one canonicalization for both keys
+def _document_bytes(txn: Transaction) -> bytes | None:
+    """The JCS bytes of ``body.document``, cut from the transaction's canonical form when the body
+    holds nothing else (members in key order: ``{"body":{"document":…},"network":…}``); else None."""
+    if len(txn.body) != 1 or "document" not in txn.body:
+        return None
+    head = b'{"body":{"document":'
+    tail = b'},"network":%s,"nonce":%d,"submitter":%s,"type":%s}' % (
+        canonicalize(txn.network),
+        txn.nonce,
+        canonicalize(txn.submitter),
+        canonicalize(txn.type),
+    )
+    raw = txn.canonical
+    if len(raw) <= len(head) + len(tail) or not raw.startswith(head) or not raw.endswith(tail):
+        return None
+    return raw[len(head) : -len(tail)]
+
+
+def _encode_record(record: dict[str, Any], document: bytes | None) -> bytes:
+    """The canonical bytes of a DID record; ``document``, when given, is the JCS of its document,
+    put in place of the member (no string in JCS holds ``"document":null`` unescaped, so the one
+    match is the member itself)."""
+    if document is None:
+        return encode_value(record)
+    return encode_value({**record, "document": None}).replace(
+        b'"document":null', b'"document":' + document, 1
+    )
+
+
+def _write_did(view: StateView, did: str, record: dict[str, Any], document: bytes | None = None) -> None:
+    encoded = _encode_record(record, document)  # one canonicalization for both keys
     view.put(f"did:{did}", encoded)
     view.put(f"didv:{did}:{record['version']}", encoded)
 
@@ -217,7 +247,7 @@ def _did_create(view: StateView, txn: Transaction, ctx: BlockContext) -> None:
         "txn": txn.id,
         "height": ctx.height,
     }
-    _write_did(view, did, record)
+    _write_did(view, did, record, _document_bytes(txn))  # the document as the transaction holds it
 
 
 def _did_change(view: StateView, txn: Transaction, ctx: BlockContext) -> None:

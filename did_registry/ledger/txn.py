@@ -120,9 +120,21 @@ class Transaction:
     @property
     def leaf(self) -> bytes:
         """The JCS bytes of the signed transaction (its Merkle leaf and its consensus request),
-        computed once per object."""
+        computed once per object.
+
+        They are :attr:`canonical` with the ``signatures`` member put in its place: JCS writes an
+        object's members in key order (``body``, ``network``, ``nonce``, ``signatures``,
+        ``submitter``, ``type``), each as it would write the value alone, so only the signatures
+        are encoded here, not the body again.
+        """
         if not self._leaf:
-            self._leaf.append(canonicalize(self.to_json()))
+            tail = b',"submitter":%s,"type":%s}' % (canonicalize(self.submitter), canonicalize(self.type))
+            if self.canonical.endswith(tail):
+                signatures = canonicalize([s.to_json() for s in self.signatures])
+                leaf = b'%s,"signatures":%s%s' % (self.canonical[: -len(tail)], signatures, tail)
+            else:  # not reached for a transaction made by from_json; kept as the definition
+                leaf = canonicalize(self.to_json())
+            self._leaf.append(leaf)
         return self._leaf[0]
 
     @property

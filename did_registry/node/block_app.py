@@ -14,15 +14,19 @@ Engines order opaque bytes; this module gives them their meaning for the ledger.
 
 Execution is done once: ``propose`` and ``validate`` keep the :class:`Executed` result by digest, and
 :meth:`LedgerBlockApp.commit` writes that result when the engine reports the block committed.
+Parsing is done once per request too: the transaction parsed from a request's bytes (and found to be
+their canonical form) is kept by those bytes, so the block that holds a request checked into the pool
+earlier does not parse it again (same bytes, same transaction; execution still runs in full).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
+from did_registry.bounded_cache import BoundedCache
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import sha256
 from did_registry.identity.jcs import canonicalize
@@ -37,6 +41,7 @@ __all__ = ["LedgerBlockApp", "encode_block", "decode_block", "request_bytes", "s
 _U32: Final = struct.Struct(">I")
 _NOT_A_BLOCK: Final = b"trellis/not-a-block/v1\x00"
 _KEPT: Final = 64  # executed blocks kept waiting for their commit (a few views' worth)
+_PARSED_KEPT: Final = 8_192  # parsed requests kept (~7 KB each): the pool and the blocks in flight
 
 
 def request_bytes(txn: Transaction) -> bytes:
@@ -71,12 +76,12 @@ def split_block(raw: bytes) -> tuple[bytes, list[bytes]]:
     return items[0], items[1:]
 
 
-def decode_block(raw: bytes) -> Block:
-    """Parse a wire block; raise :class:`InvalidBlock` naming what is wrong."""
+def decode_block(raw: bytes, parse: Callable[[bytes], Transaction] = Transaction.from_bytes) -> Block:
+    """Parse a wire block (each request with ``parse``); raise :class:`InvalidBlock` naming what is wrong."""
     head, requests = split_block(raw)
     try:
         header = BlockHeader.from_json(json.loads(head))
-        txns = tuple(Transaction.from_bytes(r) for r in requests)
+        txns = tuple(parse(r) for r in requests)
     except (ValueError, RecursionError, TxnRejected) as exc:
         raise InvalidBlock(f"a block does not parse: {exc}") from None
     if any(request_bytes(t) != r for t, r in zip(txns, requests, strict=True)):
@@ -93,6 +98,7 @@ class LedgerBlockApp:
         self._digests: dict[bytes, bytes] = {}
         self._checked: dict[bytes, int] = {}  # request -> the head height it was admitted on
         self._glanced: set[bytes] = set()  # forwarded requests admitted on their form only
+        self._parsed: BoundedCache[bytes, Transaction] = BoundedCache(_PARSED_KEPT)
 
     def admitted(self, requests: Sequence[bytes], height: int) -> None:
         """The service admitted ``requests`` on head ``height``: :meth:`check` need not run them
@@ -102,13 +108,25 @@ class LedgerBlockApp:
         for request in requests:
             self._checked[request] = height
 
+    def parse(self, request: bytes) -> Transaction:
+        """The transaction ``request`` holds; raise :class:`TxnRejected` when the bytes are not one.
+
+        Requests in their canonical form are kept (see the module docstring): the same bytes give
+        the same transaction, so a block need not parse again what the pool checked."""
+        txn = self._parsed.get(request)
+        if txn is None:
+            txn = Transaction.from_bytes(request)
+            if request_bytes(txn) == request:
+                self._parsed.put(request, txn)
+        return txn
+
     # -- the BlockApp protocol ---------------------------------------------------------------
     def propose(self, height: int, requests: Sequence[bytes], time: str) -> bytes | None:
         """Execute ``requests`` on the head as block ``height``; ``None`` when none is accepted."""
         txns = []
         for raw in requests:
             try:
-                txns.append(Transaction.from_bytes(raw))
+                txns.append(self.parse(raw))
             except TxnRejected:
                 continue
         service = self.service
@@ -132,7 +150,7 @@ class LedgerBlockApp:
                 if (own.block.header.height == height == self.service.app.height + 1
                         and own.block.header.previous_hash == self.service.app.head.hash.hex()):  # fmt: skip
                     return own.block.header.hash
-        parsed = decode_block(block)
+        parsed = decode_block(block, self.parse)
         if parsed.header.height != height:
             raise InvalidBlock(f"block {parsed.header.height} offered as block {height}")
         with self.service.lock:
@@ -178,7 +196,7 @@ class LedgerBlockApp:
         if self._checked.get(request, -1) == self.service.app.height:
             return True
         try:
-            txn = Transaction.from_bytes(request)
+            txn = self.parse(request)
         except TxnRejected:
             return False
         if request_bytes(txn) != request:
@@ -207,7 +225,7 @@ class LedgerBlockApp:
         service = self.service
         with service.lock:
             if executed is None or executed.block.header.previous_hash != service.app.head.hash.hex():
-                parsed = decode_block(block)
+                parsed = decode_block(block, self.parse)
                 if parsed.header.height != height:
                     raise InvalidBlock(f"committed block {parsed.header.height} reported as {height}")
                 executed = service.app.validate(parsed)

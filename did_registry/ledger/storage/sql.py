@@ -14,8 +14,10 @@ loss) for tests and tools. PostgreSQL keeps its own settings (``synchronous_comm
 default); ``postgresql://`` URLs use psycopg 3.
 
 Writes go to the driver as positional ``executemany`` batches, and point reads (state values, map
-nodes, transaction locations) as one statement on a pooled driver connection: SQLAlchemy Core costs
-ten times the query itself there. Map nodes never change, so recently used ones are also cached.
+nodes, transaction locations) as one statement on a driver connection: SQLAlchemy Core costs ten
+times the query itself there, and so does checking a connection out of SQLAlchemy's pool and back
+(with its reset); a few idle reading connections are kept aside for point reads instead. Map nodes
+never change, so recently used ones are also cached.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ __all__ = ["CommitRefused", "UnsupportedDatabase", "SQLLedgerStore"]
 
 _NODE_CACHE = 1 << 16
 _VALUE_CACHE = 1 << 15
+_ABSENT_CACHE = 1 << 15
 _CHUNK = 500  # keys per DELETE ... IN (...)
+_SPARE_READERS = 4  # idle point-read connections kept out of the pool (it holds 15 at most)
 
 
 _READS = {  # with SQLite's "?" placeholders (psycopg's "%s" on PostgreSQL)
@@ -118,8 +122,11 @@ class SQLLedgerStore:
         self._node_cache = node_cache
         self._lock = threading.Lock()
         self._values: OrderedDict[str, bytes | None] = OrderedDict()  # head state, write-through
+        self._absent: OrderedDict[str, None] = OrderedDict()  # ids of no committed txn, write-through
         self._generation = 0  # moved by every append: a read that straddles one is not cached
         self._genesis: Mapping[str, Any] | None = None
+        self._spare: list[Any] = []  # idle point-read connections (checked out of the pool)
+        self._share_reader = in_memory  # one connection for everything: nothing to keep aside
         with self._writer.begin() as conn:
             SQLModel.metadata.create_all(conn, tables=list(TABLES))
             create_views(conn)
@@ -128,6 +135,8 @@ class SQLLedgerStore:
         """Stop the checkpoint thread and close every pooled connection."""
         if self._checkpointer is not None:
             self._checkpointer.close()
+        while self._spare:
+            self._spare.pop().close()
         self._reader.dispose()
         self.engine.dispose()
 
@@ -135,15 +144,26 @@ class SQLLedgerStore:
         """The first row of a one-parameter query, on a pooled driver connection (no Core overhead)."""
         if self._sqlite and isinstance(param, bytes):
             param = bytearray(param)  # pysqlite binds bytearray directly, bytes through its adapters
-        conn = self._reader.raw_connection()
+        if self._share_reader:
+            conn = self._reader.raw_connection()
+            try:
+                return _first_row(conn, sql, param)
+            finally:
+                conn.close()
         try:
-            cursor = conn.cursor()
-            cursor.execute(sql, () if param is None else (param,))
-            row = cursor.fetchone()
-            cursor.close()
-            return row
-        finally:
+            conn = self._spare.pop()  # atomic: no two threads get the same one
+        except IndexError:
+            conn = self._reader.raw_connection()
+        try:
+            row = _first_row(conn, sql, param)
+        except BaseException:
+            conn.close()  # back to the pool, which resets or discards it
+            raise
+        if len(self._spare) < _SPARE_READERS:
+            self._spare.append(conn)
+        else:
             conn.close()
+        return row
 
     # -- the LedgerStore protocol: reads ----------------------------------------------------------
     def get(self, key: str) -> bytes | None:
@@ -201,9 +221,21 @@ class SQLLedgerStore:
         return block_from_rows(row.header, row.certificate, txns)
 
     def locate(self, txn_id: str) -> TxnLocation | None:
-        """Where a committed transaction is."""
+        """Where a committed transaction is (a transaction is looked for at admission, in the pool and
+        in its block: ids found absent are remembered, and ``append`` forgets those it commits)."""
+        with self._lock:
+            if txn_id in self._absent:
+                return None
+            generation = self._generation
         row = self._point(self._sql["locate"], txn_id)
-        return None if row is None else TxnLocation(int(row[0]), int(row[1]))
+        if row is not None:
+            return TxnLocation(int(row[0]), int(row[1]))
+        with self._lock:
+            if generation == self._generation:  # no block committed meanwhile: absent at the head
+                self._absent[txn_id] = None
+                if len(self._absent) > _ABSENT_CACHE:
+                    self._absent.popitem(last=False)
+        return None
 
     # -- the LedgerStore protocol: the one write ---------------------------------------------------
     def append(self, commit: Commit) -> None:
@@ -228,6 +260,8 @@ class SQLLedgerStore:
             for key, value in commit.changes.items():
                 if key in self._values:
                     self._values[key] = value
+            for txn in commit.block.txns:
+                self._absent.pop(txn.id, None)
         if commit.genesis is not None:
             self._genesis = commit.genesis
         self._remember(commit.nodes)
@@ -352,6 +386,17 @@ def _prefixed(rows: Iterable[tuple[str, str]], prefix: str) -> Iterator[tuple[st
         if not key.startswith(prefix):
             return
         yield key, value.encode()
+
+
+def _first_row(conn: Any, sql: str, param: object) -> Any:
+    """The first row of a one-parameter query on a driver connection (autocommit: no transaction
+    is left open, so the connection can serve the next read as it is)."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql, () if param is None else (param,))
+        return cursor.fetchone()
+    finally:
+        cursor.close()
 
 
 def _state_rows(changes: Mapping[str, bytes | None]) -> list[tuple[str, str]]:

@@ -4,11 +4,14 @@ The pysqlite driver is put in autocommit mode and every transaction is begun by 
 write can ``BEGIN IMMEDIATE`` (take the write lock before reading the head height) while reads
 ``BEGIN`` (deferred) or run single statements in their own implicit transaction. Automatic WAL
 checkpoints are off: a checkpoint copies the WAL into the database file and syncs it, which would
-land on whichever commit crossed the threshold; a background thread does it after commits instead.
+land on whichever commit crossed the threshold; a background thread does it after commits instead,
+at most once per ``interval`` (each checkpoint copies the pages the WAL holds and syncs the database
+file: under load, one per block would cost more than the blocks' own writes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from typing import Any
@@ -46,11 +49,14 @@ def configure_sqlite(engine: Engine, *, durable: bool) -> None:
 
 
 class WalCheckpointer:
-    """A daemon thread that checkpoints the WAL (PASSIVE: never blocks readers or the writer)."""
+    """A daemon thread that checkpoints the WAL (PASSIVE: never blocks readers or the writer), at
+    most once every ``interval`` seconds however often it is poked."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, interval: float = 1.0) -> None:
         self._engine = engine
+        self._interval = interval
         self._wake = threading.Event()
+        self._closed = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -80,6 +86,7 @@ class WalCheckpointer:
         with self._lock:
             self._stopping = True
             thread, self._thread = self._thread, None
+        self._closed.set()
         self._wake.set()
         if thread is not None:
             thread.join()
@@ -90,7 +97,7 @@ class WalCheckpointer:
             self._wake.clear()
             if self._stopping:
                 return
-            try:
+            # busy or closing: the next poke asks again
+            with contextlib.suppress(sqlite3.Error, SQLAlchemyError):
                 self.checkpoint()
-            except (sqlite3.Error, SQLAlchemyError):  # busy or closing: the next commit asks again
-                continue
+            self._closed.wait(self._interval)  # commits meanwhile leave _wake set: one checkpoint next

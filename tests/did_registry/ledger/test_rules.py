@@ -6,6 +6,7 @@ import pytest
 
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.did_document_builder import DIDDocumentBuilder
+from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multikey import encode_ed25519_public_key
 from did_registry.ledger.state import decode_value
 from did_registry.ledger.txn import Transaction
@@ -23,6 +24,23 @@ class TestDIDs:
         device = net.onboard()
         record = _state(net, f"did:{device.did}")
         assert record["version"] == 1 and record["endorser"] == net.trustee.did  # type: ignore[index]
+
+    @pytest.mark.parametrize(
+        "extra",
+        [{}, {"service": [{"id": "#s", "type": "X", "serviceEndpoint": {"é": [1.5, 2, "\u2028"]}}]}],
+    )
+    def test_created_record_is_canonical_with_the_document_as_sent(
+        self, net: Network, extra: dict[str, object]
+    ) -> None:
+        """The DID record stored (both keys) is the JCS of the record, its document the one the
+        transaction carried, whatever the document holds."""
+        device = new_actor()
+        document = {**device.document(), **extra}
+        net.accept(device.txn("did.create", {"document": document}, net.trustee))
+        raw = net.app.store.get(f"did:{device.did}")
+        assert raw is not None and raw == canonicalize(decode_value(raw))
+        assert decode_value(raw)["document"] == document
+        assert net.app.store.get(f"didv:{device.did}:1") == raw
 
     def test_create_without_endorsement_is_forbidden(self, net: Network) -> None:
         """A DID that signs its own creation alone is refused: forbidden."""

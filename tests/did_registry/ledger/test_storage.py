@@ -165,6 +165,36 @@ class TestAppend:
             store.append(dataclasses.replace(commit, changes={**commit.changes, "x": b"\xff"}))
         assert snapshot(store) == before
 
+    def test_transaction_looked_for_before_its_block_is_found_after(self, store: SQLLedgerStore) -> None:
+        """A transaction found absent (and remembered so) is located once its block is appended."""
+        net = network_on(store)
+        commit = _pending(net)
+        txn_id = commit.block.txns[0].id
+        assert store.locate(txn_id) is None and store.locate(txn_id) is None
+        store.append(commit)
+        found = store.locate(txn_id)
+        assert found is not None and (found.height, found.index) == (commit.block.header.height, 0)
+
+    def test_failed_append_leaves_its_transactions_absent(
+        self, store: SQLLedgerStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A transaction whose block failed to commit is still reported absent, then found once it commits."""
+        net = network_on(store)
+        commit = _pending(net)
+        txn_id = commit.block.txns[0].id
+        assert store.locate(txn_id) is None
+
+        def failing(self: SQLLedgerStore, conn: object, name: str, rows: list[tuple[object, ...]]) -> None:
+            raise OSError("disk gone")
+
+        monkeypatch.setattr(SQLLedgerStore, "_write", failing)
+        with pytest.raises(OSError, match="disk gone"):
+            store.append(commit)
+        monkeypatch.undo()
+        assert store.locate(txn_id) is None
+        store.append(commit)
+        assert store.locate(txn_id) is not None
+
     def test_thousand_did_block_commits_fast(self, tmp_path: Path) -> None:
         """A block of 1,000 DID creations commits in bulk on SQLite (well under a second; ~0.1 s here)."""
         store = SQLLedgerStore(f"sqlite:///{tmp_path}/fast.db")

@@ -1,0 +1,108 @@
+"""The engines' view of the ledger: requests parsed once, blocks validated and committed from their bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.ledger.application import LedgerApplication
+from did_registry.ledger.block import CommitCertificate
+from did_registry.ledger.storage.memory import MemoryLedgerStore
+from did_registry.ledger.txn import Transaction
+from did_registry.node.block_app import LedgerBlockApp, request_bytes
+from did_registry.node.service import NodeService
+from tests.did_registry.ledger.conftest import Actor, make_genesis, new_actor
+
+_TIME = "2026-01-02T00:00:00Z"
+
+
+@dataclass
+class Pair:
+    """Two nodes of one single-validator network: one proposes, the other validates."""
+
+    proposer: LedgerBlockApp
+    validator: LedgerBlockApp
+    key: Ed25519PrivateKey
+    trustee: Actor
+
+    def creates(self, count: int) -> list[bytes]:
+        """Requests creating ``count`` new DIDs, endorsed by the trustee."""
+        out = []
+        for _ in range(count):
+            device = new_actor()
+            txn = device.txn("did.create", {"document": device.document()}, self.trustee)
+            out.append(request_bytes(txn))
+        return out
+
+    def certificate(self, height: int, block: bytes) -> CommitCertificate:
+        """The validator's commit certificate for ``block``."""
+        digest = self.proposer.digest(block)
+        return CommitCertificate(height, digest.hex(), {"node-1": CommitCertificate.sign(digest, self.key)})
+
+
+@pytest.fixture
+def pair() -> Pair:
+    """A proposer and a validator over memory stores, at height 0."""
+    trustee, key = new_actor(), Ed25519PrivateKey.generate()
+    genesis = make_genesis(trustee, key)
+
+    def node() -> LedgerBlockApp:
+        app = LedgerApplication(MemoryLedgerStore(), genesis)
+        return LedgerBlockApp(NodeService(app, validator_id="node-1", validator_key=key))
+
+    return Pair(node(), node(), key, trustee)
+
+
+def _counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Record every request :meth:`Transaction.from_bytes` parses from now on."""
+    parsed: list[bytes] = []
+    original = Transaction.from_bytes.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Transaction], raw: bytes) -> Transaction:
+        parsed.append(raw)
+        result: Transaction = original(cls, raw)
+        return result
+
+    monkeypatch.setattr(Transaction, "from_bytes", classmethod(counting))
+    return parsed
+
+
+def test_requests_checked_into_the_pool_are_not_parsed_again_in_their_block(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A validator parses each request once: when it checks it, not again when the block holding it
+    is validated and committed."""
+    requests = pair.creates(3)
+    block = pair.proposer.propose(1, requests, _TIME)
+    assert block is not None
+    parsed = _counting_parses(monkeypatch)
+    assert all(pair.validator.check(r) for r in requests)
+    assert pair.validator.validate(1, block) == pair.proposer.digest(block)
+    pair.validator.commit(1, block, pair.certificate(1, block))
+    assert sorted(parsed) == sorted(requests)
+    assert pair.validator.service.app.height == 1
+
+
+def test_block_of_unseen_requests_is_parsed_and_validated(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block whose requests the validator never saw is parsed from its bytes and gives the proposer's digest."""
+    requests = pair.creates(2)
+    block = pair.proposer.propose(1, requests, _TIME)
+    assert block is not None
+    parsed = _counting_parses(monkeypatch)
+    assert pair.validator.validate(1, block) == pair.proposer.digest(block)
+    assert sorted(parsed) == sorted(requests)
+
+
+def test_request_not_in_canonical_form_is_refused_every_time(pair: Pair) -> None:
+    """The same transaction with its members in another order is refused, however often it is offered
+    (its canonical form is what a block holds)."""
+    (request,) = pair.creates(1)
+    spaced = request.replace(b'","', b'", "', 1)
+    assert spaced != request
+    assert not pair.validator.check(spaced)
+    assert not pair.validator.check(spaced)
+    assert pair.validator.check(request)
