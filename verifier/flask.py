@@ -30,6 +30,7 @@ from typing import Final, ParamSpec, TypeVar
 import flask
 
 from verifier.errors import Refused
+from verifier.reporting import AuthenticationReporter
 from verifier.verifier import AuthenticatedDevice, Verifier
 from verifier.wsgi import PROBLEM_JSON, problem_details, request_from_environ
 
@@ -46,13 +47,20 @@ class DeviceAuth:
     """Device authentication for a Flask app (see the module docstring); ``init_app`` for app factories.
 
     ``audience``, when given, is what each request's authority (``host[:port]``) or origin must be.
+    ``reporter``, when given, gets every decision (:mod:`verifier.reporting`: to the portal).
     """
 
     def __init__(
-        self, app: flask.Flask | None = None, *, verifier: Verifier, audience: str | None = None
+        self,
+        app: flask.Flask | None = None,
+        *,
+        verifier: Verifier,
+        audience: str | None = None,
+        reporter: AuthenticationReporter | None = None,
     ) -> None:
         self.verifier = verifier
         self.audience = audience
+        self.reporter = reporter
         if app is not None:
             self.init_app(app)
 
@@ -74,9 +82,13 @@ class DeviceAuth:
             try:
                 flask.g.device = self.authenticate()
             except Refused as refused:
+                if self.reporter is not None:
+                    self.reporter.observe(refused)
                 return flask.Response(
                     json.dumps(problem_details(refused)), status=refused.status, mimetype=PROBLEM_JSON
                 )
+            if self.reporter is not None:
+                self.reporter.observe(flask.g.device)
             return view(*args, **kwargs)
 
         return wrapper

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 from sqlmodel import col, select
 
-from web import audit
+from web import audit, authentications
 from web.accounts import InvalidInput, create_operator
 from web.db import session as db_session
 from web.models import Operator, Role, iso_utc
@@ -118,6 +118,20 @@ def create() -> ResponseReturnValue:
             raise ApiProblem(400, "invalid_input", exc.message, field=exc.field) from None
     audit.record("operator.create", created.username, detail={"role": created.role, "via": "api"})
     return _json(operator_json(created), 201)
+
+
+@bp.post("/authentications")
+@role_required(Role.ADMIN, Role.OPERATOR)
+def report_authentications() -> ResponseReturnValue:
+    """Store a service's authentication decisions ``{"events": [...]}`` (all or none); see :mod:`web.authentications`."""
+    if not request.is_json:
+        raise ApiProblem(415, "unsupported_media_type", "send the events as application/json")
+    rows = authentications.parse_events(request.get_json(silent=True))
+    operator = current_operator()
+    assert operator is not None
+    with db_session() as db:
+        stored = authentications.record(db, rows, operator.username)
+    return _json({"stored": stored}, 201)
 
 
 @openapi_bp.get("/openapi.json")

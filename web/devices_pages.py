@@ -26,7 +26,8 @@ from sqlmodel import Session, col, select
 
 from did_registry.client import LedgerUnavailable
 from did_registry.identity.status_list import BitstringStatusList
-from web import audit
+from web import audit, authentications
+from web.db import session as db_session
 from web.enrolment import DeviceRow, DeviceStateConflict, UnknownDevice
 from web.ledger_pages import NodesUnavailable, node_reader
 from web.models import Role, iso_utc
@@ -331,9 +332,11 @@ def device(did: str) -> ResponseReturnValue:
         ledger = _ledger_view(row, credential)
     except (PortalError, LedgerUnavailable) as exc:
         ledger_error = str(exc)
+    with db_session() as db:
+        seen = authentications.recent(db, row.did)
     return render_template(
         "device.html", row=row, credential=credential, ledger=ledger, ledger_error=ledger_error,
-        attributes=json.loads(row.attributes), done=request.args.get("done"),
+        attributes=json.loads(row.attributes), done=request.args.get("done"), authentications=seen,
     )  # fmt: skip
 
 
@@ -407,9 +410,11 @@ def api_devices() -> ResponseReturnValue:
 @api_bp.get("/<did>")
 @role_required()
 def api_device(did: str) -> ResponseReturnValue:
-    """One device, with its credential."""
+    """One device, with its credential and the newest authentications services reported."""
     row = _device_row(did)
-    return _json({**device_json(row), "credential": json.loads(row.credential)})
+    with db_session() as db:
+        seen = [authentications.event_json(e) for e in authentications.recent(db, row.did)]
+    return _json({**device_json(row), "credential": json.loads(row.credential), "authentications": seen})
 
 
 @api_bp.post("/<did>/<action>")

@@ -1,4 +1,5 @@
-"""The portal's tables (SQLModel): operators, their API tokens, the audit log and failed logins.
+"""The portal's tables (SQLModel): operators, their API tokens, the audit log, failed logins and the
+authentications services report.
 
 Rows are the storage edge only. Times are aware UTC datetimes (:func:`utcnow`); SQLModel stores them
 as UTC and gives them back in UTC on SQLite and PostgreSQL alike. Audit entries name their actor by username, so they outlive the account.
@@ -11,7 +12,17 @@ from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-__all__ = ["Role", "Operator", "ApiToken", "AuditEntry", "LoginFailure", "TABLES", "utcnow", "iso_utc"]
+__all__ = [
+    "Role",
+    "Operator",
+    "ApiToken",
+    "AuditEntry",
+    "LoginFailure",
+    "AuthenticationRow",
+    "TABLES",
+    "utcnow",
+    "iso_utc",
+]
 
 
 def utcnow() -> datetime:
@@ -84,5 +95,21 @@ class LoginFailure(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, index=True)
 
 
-TABLES: tuple[type[SQLModel], ...] = (Operator, ApiToken, AuditEntry, LoginFailure)
+class AuthenticationRow(SQLModel, table=True):
+    """One authentication decision a verifier-protected service reported (``POST /api/v1/authentications``)."""
+
+    __tablename__ = "portal_authentication"
+
+    id: int | None = Field(default=None, primary_key=True)
+    did: str = Field(index=True, max_length=512)
+    service: str = Field(max_length=100)
+    outcome: str = Field(max_length=16)  # "admitted" or "refused"
+    reason: str | None = Field(default=None, max_length=64)
+    at: datetime = Field(index=True)
+    """When the service decided (as it reported)."""
+    reporter: str = Field(max_length=64)
+    """The operator whose API token reported it."""
+
+
+TABLES: tuple[type[SQLModel], ...] = (Operator, ApiToken, AuditEntry, LoginFailure, AuthenticationRow)
 """Every portal table, created by :func:`web.db.open_engine`."""

@@ -301,6 +301,21 @@ def _document() -> dict[str, Any]:
                     },
                 },
             },
+            "/api/v1/authentications": {
+                "post": {
+                    "summary": "Report a service's authentication decisions, all or none (admin, operator)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _AUTHENTICATION_REPORT}},
+                    },
+                    "responses": {
+                        "201": _json(
+                            {"type": "object", "properties": {"stored": {"type": "integer"}}}, "Stored"
+                        ),
+                        **_problems(400, 401, 403, 415),
+                    },
+                }
+            },
             **_enrolment_paths(),
         },
         "components": {
@@ -308,6 +323,33 @@ def _document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+_AUTHENTICATION_REPORT: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["events"],
+    "properties": {
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1000,
+            "items": {
+                "type": "object",
+                "required": ["did", "service", "outcome", "at"],
+                "properties": {
+                    "did": {"type": "string"},
+                    "service": {"type": "string", "maxLength": 100},
+                    "outcome": {"enum": ["admitted", "refused"]},
+                    "reason": {
+                        "type": "string",
+                        "description": "The verifier's refusal reason (refusals only)",
+                    },
+                    "at": {"type": "string", "format": "date-time"},
+                },
+            },
+        }
+    },
+}
 
 
 @lru_cache(maxsize=1)
