@@ -17,6 +17,8 @@ import httpx
 from flask import Blueprint, abort, render_template, request
 from flask.typing import ResponseReturnValue
 
+from did_registry.errors import DidRegistryError
+from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from web.organisation import PortalError
 from web.portal import portal
 from web.security import role_required
@@ -98,6 +100,32 @@ def _unavailable(template: str, exc: NodesUnavailable, **context: Any) -> Respon
     return render_template(template, unavailable=str(exc), **context), 503
 
 
+def certificate_check(header: Any, certificate: Any, txns: Any = None) -> tuple[bool | None, str]:
+    """Whether a block a node served is certified by the trusted validators (``None``: cannot check).
+
+    The portal's ledger client holds the trust anchor (the genesis validators and the sets they
+    handed over to); with ``txns`` the transactions must also hash to the header's ``txn_root``.
+    """
+    try:
+        ledger = portal().services.ledger
+    except PortalError as exc:
+        return None, f"not checked: {exc}"
+    try:
+        parsed = Block.from_json({"header": header, "txns": txns}).header if txns is not None else None
+        parsed = parsed or BlockHeader.from_json(header)
+        ledger.verify_header(
+            parsed, None if certificate is None else CommitCertificate.from_json(certificate)
+        )
+    except (DidRegistryError, ValueError, KeyError, TypeError) as exc:
+        return False, f"NOT VERIFIED: {exc}"
+    if parsed.height == 0:
+        return True, "the trusted genesis block"
+    signers = len(certificate["signatures"]) if isinstance(certificate, dict) else 0
+    return True, f"verified: {signers} signatures of the trusted validators" + (
+        ", transactions match the header" if txns is not None else ""
+    )
+
+
 def _height_arg(name: str) -> int | None:
     raw = request.args.get(name, "")
     return int(raw) if raw.isdigit() and len(raw) < 19 else None
@@ -118,6 +146,8 @@ def blocks() -> ResponseReturnValue:
     except NodesUnavailable as exc:
         return _unavailable("ledger_blocks.html", exc, items=[], older=None, head=None)
     items = list(reversed(page["blocks"])) if page else []
+    for item in items:
+        item["check"] = certificate_check(item.get("header"), item.get("certificate"))
     return render_template(
         "ledger_blocks.html", items=items, older=start if start > 0 else None, head=top, unavailable=None
     )
@@ -133,7 +163,9 @@ def block(height: int) -> ResponseReturnValue:
         return _unavailable("ledger_block.html", exc, height=height, found=None)
     if found is None:
         abort(404, f"The ledger has no block {height} yet.")
-    return render_template("ledger_block.html", height=height, found=found, unavailable=None)
+    block = found.get("block") or {}
+    check = certificate_check(block.get("header"), found.get("certificate"), block.get("txns"))
+    return render_template("ledger_block.html", height=height, found=found, check=check, unavailable=None)
 
 
 @bp.get("/validators")

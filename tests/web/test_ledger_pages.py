@@ -108,6 +108,43 @@ def test_block_page_shows_header_certificate_and_transactions(app: Flask, networ
     assert browser.get("/ledger/blocks/999999").status_code == 404
 
 
+def test_block_pages_say_the_portal_verified_each_certificate(app: Flask, network: Network,
+                                                              signed_in: Signed) -> None:  # fmt: skip
+    """The portal checks each block's certificate against its trust anchor (and the detail page the
+    transactions against the header) rather than taking the node's word."""
+    browser = signed_in(Role.AUDITOR)
+    assert (
+        "verified: 1 signatures of the trusted validators, transactions match the header"
+        in browser.get("/ledger/blocks/1").text
+    )
+    listing = browser.get("/ledger/blocks").text
+    assert listing.count(">verified<") == network.server.service.app.height + 1  # genesis too
+
+
+def test_a_block_a_node_altered_is_flagged_not_verified(
+    app: Flask, network: Network, signed_in: Signed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that serves a block whose transactions were swapped, or a forged signature, is caught."""
+    from web.ledger_pages import NodeReader
+
+    real_get = NodeReader.get
+
+    def lying_get(self: NodeReader, path: str, params: object = None) -> object:
+        answer = real_get(self, path, params)  # type: ignore[arg-type]
+        if path == "/blocks/1" and isinstance(answer, dict):
+            answer["block"]["txns"] = []
+        if path == "/blocks" and isinstance(answer, dict):
+            for item in answer["blocks"]:
+                for signature in (item.get("certificate") or {}).get("signatures", []):
+                    signature["signature"] = "A" * len(signature["signature"])
+        return answer
+
+    monkeypatch.setattr(NodeReader, "get", lying_get)
+    browser = signed_in(Role.AUDITOR)
+    assert "NOT VERIFIED" in browser.get("/ledger/blocks/1").text
+    assert "NOT VERIFIED" in browser.get("/ledger/blocks").text
+
+
 def test_validators_page_shows_each_node_health(app: Flask, network: Network, signed_in: Signed) -> None:
     """The node is reachable with its height; the validator set is shown."""
     page = signed_in(Role.AUDITOR).get("/ledger/validators")
