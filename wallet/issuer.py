@@ -142,44 +142,74 @@ class Issuer:
         now: datetime | None = None,
     ) -> dict[str, Any]:
         """Issue a credential about ``subject`` (which must have an ``id``) with status entries."""
-        subject_id = subject.get("id")
-        if not isinstance(subject_id, str):
-            raise IssuerError("the credential subject needs an id (the holder's DID)")
+        [(signed, _)] = self.issue_many(
+            [subject],
+            types=types,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            credential_ids=None if credential_id is None else [credential_id],
+            now=now,
+        )
+        return signed
+
+    def issue_many(
+        self,
+        subjects: Sequence[Mapping[str, Any]],
+        *,
+        types: Sequence[str] = (),
+        valid_from: datetime | None = None,
+        valid_until: datetime | None = None,
+        credential_ids: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> list[tuple[dict[str, Any], IssuedStatus]]:
+        """Issue one credential per subject, all in one database transaction (a factory batch):
+        each signed credential with where its status lives. All are issued, or none."""
+        if credential_ids is not None and len(credential_ids) != len(subjects):
+            raise IssuerError("give one credential id per subject, or none")
+        for subject in subjects:
+            if not isinstance(subject.get("id"), str):
+                raise IssuerError("the credential subject needs an id (the holder's DID)")
         now = now or datetime.now(UTC)
-        credential_id = credential_id or f"urn:uuid:{uuid.uuid4()}"
+        issued = []
         with Session(self.engine) as session:
-            revocation, suspension = self._current_lists(session)
-            if revocation.allocated >= revocation.length:
-                raise StatusListFull(f"status list {revocation.url} has no free index")
-            index = permuted_index(revocation.permutation_key, revocation.allocated, revocation.length)
-            revocation.allocated += 1
-            suspension.allocated += 1
-            entries = [
-                BitstringStatusListEntry(
-                    status_purpose=purpose,
-                    status_list_index=index,
-                    status_list_credential=row.url,
-                    id=f"{row.url}#{index}",
-                ).to_json()
-                for purpose, row in (
-                    (StatusPurpose.REVOCATION, revocation),
-                    (StatusPurpose.SUSPENSION, suspension),
+            lists: tuple[StatusListRow, StatusListRow] | None = None
+            for number, subject in enumerate(subjects):
+                if lists is None or lists[0].allocated >= lists[0].length:
+                    lists = self._current_lists(session)
+                revocation, suspension = lists
+                if revocation.allocated >= revocation.length:
+                    raise StatusListFull(f"status list {revocation.url} has no free index")
+                credential_id = (
+                    credential_ids[number] if credential_ids is not None else f"urn:uuid:{uuid.uuid4()}"
                 )
-            ]
-            credential = build_credential(
-                issuer=self.did,
-                subject=subject,
-                types=types,
-                credential_id=credential_id,
-                valid_from=valid_from or now,
-                valid_until=valid_until,
-                status=entries,
-            )
-            signed = issue_credential(credential, self.key, self.verification_method, created=now)
-            session.add(
-                IssuedCredentialRow(
+                index = permuted_index(revocation.permutation_key, revocation.allocated, revocation.length)
+                revocation.allocated += 1
+                suspension.allocated += 1
+                entries = [
+                    BitstringStatusListEntry(
+                        status_purpose=purpose,
+                        status_list_index=index,
+                        status_list_credential=row.url,
+                        id=f"{row.url}#{index}",
+                    ).to_json()
+                    for purpose, row in (
+                        (StatusPurpose.REVOCATION, revocation),
+                        (StatusPurpose.SUSPENSION, suspension),
+                    )
+                ]
+                credential = build_credential(
+                    issuer=self.did,
+                    subject=subject,
+                    types=types,
+                    credential_id=credential_id,
+                    valid_from=valid_from or now,
+                    valid_until=valid_until,
+                    status=entries,
+                )
+                signed = issue_credential(credential, self.key, self.verification_method, created=now)
+                row = IssuedCredentialRow(
                     id=credential_id,
-                    subject=subject_id,
+                    subject=str(subject["id"]),
                     types=json.dumps(signed["type"]),
                     revocation_list=revocation.url,
                     suspension_list=suspension.url,
@@ -187,11 +217,12 @@ class Issuer:
                     issued_at=now,
                     valid_until=valid_until,
                 )
-            )
-            session.add(revocation)
-            session.add(suspension)
+                session.add(row)
+                session.add(revocation)
+                session.add(suspension)
+                issued.append((signed, self._status(row)))
             session.commit()
-        return signed
+        return issued
 
     # -- status changes ---------------------------------------------------------------------
     def _set_status(

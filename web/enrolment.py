@@ -577,14 +577,13 @@ class Enrolment:
         now = self.clock()
         valid_until = now + self.credential_validity if self.credential_validity is not None else None
         results, lists = [], set()
-        for row, txn in anchored:
-            credential = self.issuer.issue(
-                _profile(row).claims(txn.submitter),
-                types=[DEVICE_CREDENTIAL],
-                valid_until=valid_until,
-                now=now,
-            )
-            issued = self.issuer.status(credential["id"])
+        issued_all = self.issuer.issue_many(
+            [_profile(row).claims(txn.submitter) for row, txn in anchored],
+            types=[DEVICE_CREDENTIAL],
+            valid_until=valid_until,
+            now=now,
+        )
+        for (row, txn), (credential, issued) in zip(anchored, issued_all, strict=True):
             lists.update({issued.revocation_list, issued.suspension_list})
             results.append(
                 (row, EnrolmentResult(txn.submitter, credential, credential["id"], issued.index, now), issued)

@@ -203,3 +203,37 @@ def test_revocation_bits_cannot_be_cleared(keyring: KeyRing) -> None:
     with pytest.raises(IssuerError):
         issuer.set_bits(status.revocation_list, [status.index], False)
     assert issuer.status(credential["id"]).revoked
+
+
+def test_a_batch_is_issued_in_one_go_with_distinct_indices_and_the_status_of_each(keyring: KeyRing) -> None:
+    """issue_many signs one credential per subject; each one's returned status is what status() says."""
+    issuer = _issuer(keyring)
+    issued = issuer.issue_many([{"id": f"did:example:{n}"} for n in range(50)], types=["DeviceCredential"])
+    assert [c["credentialSubject"]["id"] for c, _ in issued] == [f"did:example:{n}" for n in range(50)]
+    assert len({status.index for _, status in issued}) == 50
+    for credential, status in issued[:5]:
+        assert issuer.status(credential["id"]) == status
+        assert str(status.index) in {e["statusListIndex"] for e in credential["credentialStatus"]}
+
+
+def test_a_batch_that_fills_the_lists_rolls_over_to_a_new_pair_midway(keyring: KeyRing) -> None:
+    """When the current lists run out inside a batch, the rest of the batch goes to a new pair."""
+    issuer = _issuer(keyring)
+    issuer.issue({"id": "did:example:first"})
+    with Session(issuer.engine) as session:
+        for url in issuer.status_list_urls():
+            row = session.get(StatusListRow, url)
+            assert row is not None
+            row.allocated = row.length - 2
+            session.add(row)
+        session.commit()
+    issued = issuer.issue_many([{"id": f"did:example:{n}"} for n in range(5)])
+    lists = [status.revocation_list for _, status in issued]
+    assert lists[0] == lists[1] != lists[2] == lists[3] == lists[4]
+
+
+def test_a_batch_with_one_subject_without_an_id_issues_nothing(keyring: KeyRing) -> None:
+    issuer = _issuer(keyring)
+    with pytest.raises(IssuerError):
+        issuer.issue_many([{"id": "did:example:1"}, {"name": "no id"}])
+    assert issuer.status_list_urls() == []
