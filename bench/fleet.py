@@ -19,6 +19,7 @@ Targets: 100,000 devices; ``revocation_to_refusal_ms_p99`` <= 2,000; no lost wri
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = ["main"]
 def main() -> None:
     """Measure and print the JSON."""
     args = parse_args(__doc__ or "")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the validators and services
     devices, duration = (1_000, 20.0) if args.quick else (100_000, 60.0)
     raw = raw_verify_per_s(1.0 if args.quick else 3.0)
     config = SimulationConfig(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -97,6 +98,8 @@ def simulate_command(
     )
     if nodes:
         config.passphrase = os.environ.get("TRELLIS_PASSPHRASE", "")
+    # SIGTERM unwinds like Ctrl-C, so the validators and services the run started are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         figures = simulate(config)
     except (FleetError, ValueError) as exc:

@@ -152,3 +152,28 @@ def test_faults_are_refused_for_a_network_the_simulation_did_not_start(tmp_path:
     config = SimulationConfig(nodes=["http://127.0.0.1:9"], genesis=genesis, trustee=genesis, faults="kill")
     with pytest.raises(FleetError, match="faults need a network the simulation starts"):
         simulate(config)
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_stops_the_run_and_every_process_it_started(tmp_path: Path) -> None:
+    """A simulation stopped with SIGTERM midway leaves no validator or service process behind."""
+    import signal
+    import time
+
+    keep = tmp_path / "run"
+    command = [sys.executable, "-c", "from fleet.cli import main; main()", "simulate", "--devices", "20",
+               "--validators", "1", "--duration", "120", "--keep", str(keep)]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert process.stderr is not None
+    deadline = time.monotonic() + 180
+    for line in process.stderr:
+        if "workload" in line or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    process.stderr.close()
+    survivors = [
+        p for p in Path("/proc").iterdir()
+        if p.name.isdigit() and str(keep) in (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    ]  # fmt: skip
+    assert survivors == []
