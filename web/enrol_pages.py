@@ -156,10 +156,22 @@ def batch(batch_id: str) -> ResponseReturnValue:
     handout = handouts().batch(batch_id, _me().id or 0)
     if handout is None:
         abort(404, _GONE)
+    progress = portal().services.enrolment.progress([t.token_id for t in handout.tokens])
     return render_template(
         "enrol_batch.html", handout=handout, parts=parts(len(handout.tokens)),
-        minutes=int(HANDOUT_TTL // 60), listed=handout.tokens[:100],
+        minutes=int(HANDOUT_TTL // 60), listed=handout.tokens[:100], progress=progress,
     )  # fmt: skip
+
+
+@bp.get("/enrol/batches/<batch_id>/progress")
+@role_required(Role.ADMIN, Role.OPERATOR)
+def batch_progress(batch_id: str) -> ResponseReturnValue:
+    """How far the batch's devices are (JSON, polled by the batch page while devices enrol)."""
+    handout = handouts().batch(batch_id, _me().id or 0)
+    if handout is None:
+        abort(404, _GONE)
+    counts = portal().services.enrolment.progress([t.token_id for t in handout.tokens])
+    return Response(json.dumps(counts), mimetype="application/json", headers={"Cache-Control": "no-store"})
 
 
 def _handed_payload(token_id: str) -> str:

@@ -377,6 +377,18 @@ class Enrolment:
             for r in rows
         ]
 
+    def progress(self, token_hashes: Sequence[str]) -> dict[str, int]:
+        """How far the tokens ``token_hashes`` are: ``{"total", "issued", "claimed", "used", "expired"}``."""
+        now = self.clock()
+        counts = dict.fromkeys(("issued", "claimed", "used", "expired"), 0)
+        with Session(self.engine) as session:
+            for start in range(0, len(token_hashes), 500):
+                chunk = list(token_hashes[start : start + 500])
+                query = select(ProvisioningTokenRow).where(col(ProvisioningTokenRow.token_hash).in_(chunk))
+                for row in session.exec(query).all():
+                    counts[self._status_of(row, now)] += 1
+        return {"total": len(token_hashes), **counts}
+
     def expire_tokens(self) -> int:
         """Mark issued tokens past their expiry as ``expired``; return how many."""
         with self.engine.begin() as connection:

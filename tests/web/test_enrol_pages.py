@@ -257,3 +257,27 @@ def test_handouts_expire_and_belong_to_their_operator() -> None:
     gone = Handouts(ttl=0)
     expired = gone.add(7, [token])
     assert gone.batch(expired.batch_id, 7) is None and gone.token("cd" * 32, 7) is None
+
+
+def test_the_batch_page_shows_enrolment_progress_that_its_script_polls(
+    signed_in: Callable[[Role], Browser], app: Flask
+) -> None:
+    """The batch page starts at 0 of N; its progress URL counts the batch's tokens by status as devices
+    claim and use them (the page's script polls it), and only the operator who made the batch reads it."""
+    operator = signed_in(Role.OPERATOR)
+    data = b"model,firmware\nTH-1,1.0\nTH-1,1.0\nTH-1,1.0\n"
+    status, _, location = upload_csv(operator, data)
+    assert status == 303
+    page = operator.get(location).text
+    assert "batch_progress.js" in page and 'max="3" value="0"' in page
+    with db(app) as session:
+        stored = list(session.exec(select(ProvisioningTokenRow)).all())
+        stored[0].status, stored[1].status = "used", "claimed"
+        session.add_all(stored[:2])
+        session.commit()
+    progress = operator.get(location + "/progress")
+    assert progress.status_code == 200 and progress.headers["Cache-Control"] == "no-store"
+    assert json.loads(progress.text) == {"total": 3, "issued": 1, "claimed": 1, "used": 1, "expired": 0}
+    assert 'max="3" value="1"' in operator.get(location).text
+    assert signed_in(Role.ADMIN).get(location + "/progress").status_code == 404  # another operator's batch
+    assert signed_in(Role.AUDITOR).get(location + "/progress").status_code == 403
