@@ -110,7 +110,11 @@ class SimulatedDevice:
         return state is not None
 
     def _state(self, height: int | None) -> Change | None:
-        """The barring change in force at ``height`` (``None``: counting every submitted change)."""
+        """A barring change in force at ``height`` (``None``: counting every submitted change)."""
+        return next(iter(self._barred(height).values()), None)
+
+    def _barred(self, height: int | None) -> dict[str, Change]:
+        """The barring changes in force at ``height``, by kind."""
         barred: dict[str, Change] = {}
         for change in self.changes:
             if height is not None and (change.height is None or change.height > height):
@@ -119,13 +123,25 @@ class SimulatedDevice:
                 barred.pop("suspension", None)
             else:
                 barred[change.kind] = change
-        return next(iter(barred.values()), None)
+        return barred
 
     def standing(self, view_height: int | None, ended: float) -> Standing:
         """What a verifier that had applied blocks up to ``view_height`` when a request began must
-        decide, for a request that was answered at ``ended`` (monotonic seconds)."""
-        if view_height is not None and self._state(view_height) is not None:
-            return Standing.REFUSE
+        decide, for a request that was answered at ``ended`` (monotonic seconds).
+
+        A suspension in force at ``view_height`` but lifted by a reinstatement submitted before the
+        answer leaves the decision open: the verifier may have read the list afresh, past its height.
+        """
+        if view_height is not None:
+            barred = self._barred(view_height)
+            if barred:
+                lifted = set(barred) == {"suspension"} and any(
+                    c.kind == "reinstatement"
+                    and c.submitted <= ended
+                    and (c.height is None or c.height > view_height)
+                    for c in self.changes
+                )
+                return Standing.EITHER if lifted else Standing.REFUSE
         pending = [c for c in self.changes if c.submitted <= ended]
         if not pending:
             return Standing.ADMIT

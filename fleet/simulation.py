@@ -129,6 +129,11 @@ class _Run:
         self.heights: list[int] = [0]
         self.errors: list[str] = []
 
+    def _begin(self, phase: str, detail: str) -> None:
+        """Enter ``phase`` and say so (the progress lines then name it)."""
+        self.phase = phase
+        self.say(f"[{self.recorder.now():6.1f}s] {phase}: {detail}")
+
     # -- the run ----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         config = self.config
@@ -159,7 +164,7 @@ class _Run:
                 operator = Operator(
                     self.directory / "portal", ledger, trustee, self.recorder, "http://127.0.0.1"
                 )
-                self.phase = "setting up"
+                self._begin("setting up", "the organisation, a reporter and the two services")
                 operator.set_up()
                 base = free_base_port(len(SERVICES))
                 for n, name in enumerate(SERVICES):
@@ -193,13 +198,13 @@ class _Run:
         genesis: dict[str, Any],
     ) -> dict[str, Any]:
         config = self.config
-        self.phase = "enrolling"
+        self._begin("enrolling", f"{config.devices} devices through the portal's bulk path")
         began = self.recorder.now()
         self.devices = operator.enrol(config.devices, batch=config.batch, stop=self._stop)
         self.phases["enrolment_s"] = self.recorder.now() - began
         if not self.devices:
             raise FleetError("no device was enrolled")
-        self.phase = "provisioning services"
+        self._begin("provisioning services", "each reads the fleet in and writes a snapshot")
         dids = [d.did for d in self.devices]
 
         def provision(service: ServiceProcess) -> None:
@@ -218,7 +223,9 @@ class _Run:
             lambda name: by_name[name].restart_from_snapshot(),
             self.recorder,
         )
-        self.phase = "workload"
+        self._begin(
+            "workload", f"{config.duration:g} s" + (f", faults {config.faults}" if self.faults else "")
+        )
         self._injector = injector
         self._traffic = traffic
         workload_began = self.recorder.now()
@@ -234,16 +241,16 @@ class _Run:
         for actor in actors:
             actor.start()
         self._stop.wait(max(0.0, workload_began + config.duration - self.recorder.now()))
-        self.phase = "stopping"
+        self._begin("stopping", "the devices, the issuer, the reporter and the faults")
         injector.stop()
         self._stop.set()
         for actor in actors:
             actor.join(90)
         traffic.stop()
         self.phases["workload_s"] = self.recorder.now() - workload_began
-        self.phase = "probing"
+        self._begin("probing", "waiting for the last changes to be refused")
         traffic.finish_probes()
-        self.phase = "checking"
+        self._begin("checking", "the invariants")
         heads = network.wait_converged(timeout=120.0)
         nodes = {n: network.url(n) for n in network.running()}
         writes, lost = check_writes(nodes, genesis, operator.acknowledged, self.devices)

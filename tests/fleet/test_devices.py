@@ -49,9 +49,27 @@ def test_a_reinstatement_makes_the_device_legitimate_again_from_its_block_on() -
     device = _device()
     device.committed(device.record(Change("suspension", submitted=1.0)), height=10)
     device.committed(device.record(Change("reinstatement", submitted=3.0)), height=14)
-    assert device.standing(12, ended=4.0) is Standing.REFUSE
+    assert device.standing(12, ended=2.0) is Standing.REFUSE
     assert device.standing(14, ended=4.0) is Standing.ADMIT
     assert not device.blocked
+
+
+def test_a_verifier_behind_a_reinstatement_may_have_read_the_list_afresh() -> None:
+    """Suspended at 10 and reinstated at 14: a verifier at height 12 may admit (a fresh read of the
+    list sees the reinstatement) once the reinstatement was submitted, and must refuse before."""
+    device = _device()
+    device.committed(device.record(Change("suspension", submitted=1.0)), height=10)
+    device.committed(device.record(Change("reinstatement", submitted=3.0)), height=14)
+    assert device.standing(12, ended=4.0) is Standing.EITHER
+    assert device.standing(12, ended=2.0) is Standing.REFUSE
+
+
+def test_a_revocation_is_never_lifted_by_a_reinstatement_of_the_suspension() -> None:
+    device = _device()
+    device.committed(device.record(Change("suspension", submitted=1.0)), height=10)
+    device.committed(device.record(Change("revocation", submitted=1.5)), height=11)
+    device.committed(device.record(Change("reinstatement", submitted=3.0)), height=14)
+    assert device.standing(12, ended=4.0) is Standing.REFUSE
 
 
 def test_a_rotation_moves_to_the_next_key_and_ends_sessions() -> None:
