@@ -21,14 +21,11 @@ from enum import Enum
 from typing import Any
 
 from did_registry.identity.crypto import Ed25519PrivateKey
-from did_registry.identity.did_trellis import KEY_FRAGMENT
 from wallet.device import Challenge
 from wallet.device_client import Session
 from wallet.presentation import build_presentation, sign_presentation
 
 __all__ = ["Change", "Standing", "SimulatedDevice"]
-
-_BLOCKING = ("revocation", "suspension", "quarantine")
 
 
 class Standing(Enum):
@@ -79,7 +76,7 @@ class SimulatedDevice:
     @property
     def fragment(self) -> str:
         """The current key's fragment (``key-1``, then ``key-2`` after a rotation, …)."""
-        return KEY_FRAGMENT if self.key_number == 1 else f"key-{self.key_number}"
+        return f"key-{self.key_number}"
 
     @property
     def verification_method(self) -> str:
@@ -106,12 +103,7 @@ class SimulatedDevice:
     @property
     def blocked(self) -> bool:
         """Whether a change that bars the device was submitted and not lifted (as of now)."""
-        state = self._state(None)
-        return state is not None
-
-    def _state(self, height: int | None) -> Change | None:
-        """A barring change in force at ``height`` (``None``: counting every submitted change)."""
-        return next(iter(self._barred(height).values()), None)
+        return bool(self._barred(None))
 
     def _barred(self, height: int | None) -> dict[str, Change]:
         """The barring changes in force at ``height``, by kind."""
@@ -174,8 +166,3 @@ class SimulatedDevice:
             submitted <= ended and (view_height is None or height is None or height > view_height)
             for submitted, height in self.rotations
         )
-
-    @property
-    def barring_kinds(self) -> tuple[str, ...]:
-        """The kinds of change that bar a device."""
-        return _BLOCKING

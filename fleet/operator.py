@@ -39,11 +39,12 @@ from wallet.rotation import rotation_transaction
 from web.enrolment import DeviceProfile, Enrolment, EnrolmentResult, open_store
 from web.organisation import Organisation, Signer
 
-__all__ = ["ENROL_BATCH", "Acknowledged", "AcknowledgingClient", "Operator", "SetupFailed"]
+__all__ = ["ENROL_BATCH", "Acknowledged", "Operator", "SetupFailed"]
 
 ENROL_BATCH: Final = 1_000
 """Devices a factory line hands to the bulk path at once."""
 _TIMEOUT: Final = 120.0
+_PORTAL_ACTIONS: Final = {"revocation": "revoke", "suspension": "suspend", "reinstatement": "reinstate"}
 
 
 class SetupFailed(FleetError):
@@ -59,37 +60,13 @@ class Acknowledged:
     at: float
 
 
-class AcknowledgingClient(LedgerClient):
-    """A :class:`~did_registry.client.LedgerClient` that keeps, per thread, the statuses its last
-    ``submit_and_wait`` returned: the ids and heights of the portal's writes, which its own API
-    does not hand back. (Reading the height back from the ledger afterwards is not the same: a
-    node that lags behind answers with an older, still certified, record.)"""
-
-    def __init__(self, *args: Any, **options: Any) -> None:
-        super().__init__(*args, **options)
-        self._last = threading.local()
-
-    def submit_and_wait(
-        self, txns: Sequence[Transaction] | Transaction, timeout: float = 30.0
-    ) -> list[dict[str, Any]]:
-        """As the base class; the statuses are also kept for :meth:`last_statuses`."""
-        statuses = super().submit_and_wait(txns, timeout)
-        self._last.statuses = statuses
-        return statuses
-
-    def last_statuses(self) -> list[dict[str, Any]]:
-        """The statuses of this thread's last acknowledged ``submit_and_wait``."""
-        statuses: list[dict[str, Any]] = getattr(self._last, "statuses", [])
-        return statuses
-
-
 class Operator:
     """The organisation, its enrolment service and a reporter, on one ledger (see the module docstring)."""
 
     def __init__(
         self,
         directory: Path,
-        ledger: AcknowledgingClient,
+        ledger: LedgerClient,
         trustee: Keystore,
         recorder: Recorder,
         portal_url: str,
@@ -189,22 +166,14 @@ class Operator:
     # -- status changes ---------------------------------------------------------------------
     def change_status(self, kind: str, devices: Sequence[SimulatedDevice]) -> int:
         """Revoke, suspend or reinstate ``devices`` through the portal; the height it was committed at."""
-        if kind not in ("revocation", "suspension", "reinstatement"):
+        action = _PORTAL_ACTIONS.get(kind)
+        if action is None:
             raise FleetError(f"no status change {kind!r}")
         submitted = time.monotonic()
         indices = [d.record(Change(kind, submitted)) for d in devices]
-        dids = [d.did for d in devices]
         began = self.recorder.now()
-        if kind == "revocation":
-            self.enrolment.revoke(*dids)
-        elif kind == "suspension":
-            self.enrolment.suspend(*dids)
-        else:
-            self.enrolment.reinstate(*dids)
+        statuses = list(self.enrolment.change(action, [d.did for d in devices]).txns.values())
         self.recorder.sample("write_latency_ms", (self.recorder.now() - began) * 1000)
-        statuses = self.ledger.last_statuses()
-        if not statuses:
-            raise FleetError(f"the portal acknowledged a {kind} without a ledger write")
         for status in statuses:
             self._acknowledge(kind, str(status["id"]))
         height = max(int(status["height"]) for status in statuses)

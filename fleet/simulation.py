@@ -43,7 +43,7 @@ from fleet.faults import FaultInjector, parse_faults
 from fleet.invariants import Judgement, Verdict, check_roots, check_writes, judge_decisions
 from fleet.metrics import Recorder, percentile
 from fleet.network import FleetNetwork
-from fleet.operator import ENROL_BATCH, AcknowledgingClient, Operator
+from fleet.operator import ENROL_BATCH, Operator
 from fleet.service_process import ServiceProcess
 from fleet.traffic import RENEWAL_REASONS, Endpoint, Traffic
 from wallet.keystore import Keystore
@@ -128,6 +128,7 @@ class _Run:
         self._stop = threading.Event()
         self.heights: list[int] = [0]
         self.errors: list[str] = []
+        self._injector: FaultInjector | None = None
 
     def _begin(self, phase: str, detail: str) -> None:
         """Enter ``phase`` and say so (the progress lines then name it)."""
@@ -157,8 +158,7 @@ class _Run:
         services: list[ServiceProcess] = []
         progress = threading.Thread(target=self._progress, args=(network,), daemon=True)
         try:
-            ledger = AcknowledgingClient(network.urls, genesis, timeout=30)
-            with ledger:
+            with LedgerClient(network.urls, genesis, timeout=30) as ledger:
                 threading.Thread(target=self._follow, args=(network.urls, genesis), daemon=True).start()
                 progress.start()
                 operator = Operator(
@@ -227,7 +227,6 @@ class _Run:
             "workload", f"{config.duration:g} s" + (f", faults {config.faults}" if self.faults else "")
         )
         self._injector = injector
-        self._traffic = traffic
         workload_began = self.recorder.now()
         rogue = self.devices[self.rng.randrange(len(self.devices))]
         rogue.rogue = True
@@ -257,7 +256,7 @@ class _Run:
         judgement = judge_decisions(traffic.decisions, traffic.probes)
         verdicts = [writes, check_roots(heads), *judgement.verdicts]
         if injector.errors:
-            verdicts.append(_fault_verdict(injector.errors))
+            verdicts.append(Verdict("every fault injected", False, "; ".join(injector.errors[:5])))
         return self._figures(traffic, injector, verdicts, lost, judgement, heads, services)
 
     # -- actors -----------------------------------------------------------------------------
@@ -355,7 +354,7 @@ class _Run:
             auth = self.recorder.total("admitted") + self.recorder.total("refused")
             rate = (auth - last_auth) / max(1e-9, now - last_t)
             last_auth, last_t = auth, now
-            faults = getattr(self, "_injector", None)
+            faults = self._injector
             active = ", ".join(f"{f.kind} {f.target}" for f in faults.active()) if faults else ""
             self.say(
                 f"[{now:6.1f}s] {self.phase:<22} height {self.heights[-1]:>6}  enrolled "
@@ -468,7 +467,3 @@ class _Run:
             },
             "services": {s.name: {"restarts": s.restarts} for s in services},
         }
-
-
-def _fault_verdict(errors: list[str]) -> Verdict:
-    return Verdict("every fault injected", False, "; ".join(errors[:5]))

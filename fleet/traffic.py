@@ -113,11 +113,6 @@ class Traffic:
         self._abort_probes = threading.Event()
 
     # -- running ----------------------------------------------------------------------------
-    def add(self, devices: Sequence[SimulatedDevice]) -> None:
-        """More devices join the traffic (enrolment goes on while others authenticate)."""
-        with self._lock:
-            self.devices.extend(devices)
-
     def start(self) -> None:
         """Start the client threads."""
         self._stop.clear()

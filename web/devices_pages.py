@@ -29,9 +29,9 @@ from did_registry.identity.status_list import BitstringStatusList
 from web import audit, authentications
 from web.db import session as db_session
 from web.enrolment import DeviceRow, DeviceStateConflict, UnknownDevice
-from web.ledger_pages import NodesUnavailable, node_reader
+from web.ledger_pages import node_reader
 from web.models import Role, iso_utc
-from web.organisation import LedgerUnreachable, PortalError
+from web.organisation import PortalError
 from web.portal import portal
 from web.problems import ApiProblem
 from web.security import load_token_operator, role_required
@@ -178,25 +178,6 @@ def _expected_bodies(rows: Sequence[DeviceRow], action: str) -> dict[str, list[s
     return by_list
 
 
-def _find_txns(issuer: str, since: int, lists: Mapping[str, list[int]], change: str) -> dict[str, str]:
-    """The ids of the committed ``status_list.update`` transactions with exactly these bodies, by list."""
-    wanted = {name: {"list": name, change: sorted(indices)} for name, indices in lists.items()}
-    found: dict[str, str] = {}
-    reader, cursor = node_reader(), None
-    params: dict[str, str | int] = {"submitter": issuer, "type": "status_list.update", "from_height": since}
-    for _ in range(20):
-        page = reader.get("/audit/txns", {**params, **({"cursor": cursor} if cursor else {})}) or {}
-        for item in page.get("txns", []):
-            body = item.get("transaction", {}).get("body")
-            name = body.get("list") if isinstance(body, dict) else None
-            if name in wanted and body == wanted[name]:
-                found[name] = item["id"]
-        cursor = page.get("next")
-        if not cursor or len(found) == len(wanted):
-            break
-    return found
-
-
 def change_devices(dids: Sequence[str], action: str, *, bulk: bool = False) -> dict[str, str | None]:
     """Apply ``action`` to ``dids`` on the ledger and audit each; return each DID's ledger transaction id.
 
@@ -219,20 +200,8 @@ def change_devices(dids: Sequence[str], action: str, *, bulk: bool = False) -> d
             raise DeviceStateConflict(f"{did} is {row.status}{final}: it cannot be {_PAST[action]}")
     present = [found[did] for did in wanted]
     by_list = _expected_bodies(present, action)
-    index = {row.did: row.status_index for row in present}
-    try:
-        since = services.ledger.head().height + 1
-    except LedgerUnavailable as exc:
-        raise LedgerUnreachable(f"the ledger's head before {action}: {exc}") from None
-    getattr(enrolment, action)(*[row.did for row in present])
-    txns: dict[str, str] = {}
-    issuer = enrolment.organisation.did
-    try:
-        if issuer is not None:
-            lists = {name: [index[d] for d in members] for name, members in by_list.items()}
-            txns = _find_txns(issuer, since, lists, "clear" if action == "reinstate" else "set")
-    except NodesUnavailable:
-        txns = {}
+    change = enrolment.change(action, [row.did for row in present])
+    txns = {name: str(status["id"]) for name, status in change.txns.items()}
     result: dict[str, str | None] = {}
     with Session(portal().engine) as db:
         for name, members in by_list.items():

@@ -33,7 +33,7 @@ from web.portal import portal
 from web.qr import qr_png, qr_svg
 from web.qr_sheet import parts, sheet_pdf
 from web.security import current_operator, role_required
-from web.token_handout import HANDOUT_TTL, handouts
+from web.token_handout import HANDOUT_TTL, Handout, handouts
 
 __all__ = ["bp", "create_profile_tokens", "RECENT"]
 
@@ -149,13 +149,19 @@ def create_from_csv() -> ResponseReturnValue:
     return _hand_out(tokens, detail, "csv")
 
 
+def _handout(batch_id: str) -> Handout:
+    """The batch ``batch_id`` this operator just created, or 404."""
+    handout = handouts().batch(batch_id, _me().id or 0)
+    if handout is None:
+        abort(404, _GONE)
+    return handout
+
+
 @bp.get("/enrol/batches/<batch_id>")
 @role_required(Role.ADMIN, Role.OPERATOR)
 def batch(batch_id: str) -> ResponseReturnValue:
     """The tokens just created: how many, the QR code (one token) or the sheet's parts (many)."""
-    handout = handouts().batch(batch_id, _me().id or 0)
-    if handout is None:
-        abort(404, _GONE)
+    handout = _handout(batch_id)
     progress = portal().services.enrolment.progress([t.token_id for t in handout.tokens])
     return render_template(
         "enrol_batch.html", handout=handout, parts=parts(len(handout.tokens)),
@@ -167,9 +173,7 @@ def batch(batch_id: str) -> ResponseReturnValue:
 @role_required(Role.ADMIN, Role.OPERATOR)
 def batch_progress(batch_id: str) -> ResponseReturnValue:
     """How far the batch's devices are (JSON, polled by the batch page while devices enrol)."""
-    handout = handouts().batch(batch_id, _me().id or 0)
-    if handout is None:
-        abort(404, _GONE)
+    handout = _handout(batch_id)
     counts = portal().services.enrolment.progress([t.token_id for t in handout.tokens])
     return Response(json.dumps(counts), mimetype="application/json", headers={"Cache-Control": "no-store"})
 
@@ -199,9 +203,7 @@ def qr_vector(token_id: str) -> ResponseReturnValue:
 @role_required(Role.ADMIN, Role.OPERATOR)
 def sheet(batch_id: str) -> ResponseReturnValue:
     """A printable PDF of the batch's QR codes: ``?part=N`` of :func:`web.qr_sheet.parts`."""
-    handout = handouts().batch(batch_id, _me().id or 0)
-    if handout is None:
-        abort(404, _GONE)
+    handout = _handout(batch_id)
     part_text = request.args.get("part", "1")
     part = int(part_text) if part_text.isdigit() and len(part_text) < 6 else 0
     try:

@@ -64,6 +64,7 @@ __all__ = [
     "EnrolmentResult",
     "DeviceRecord",
     "DeviceFilter",
+    "StatusChange",
     "Enrolment",
 ]
 
@@ -248,6 +249,22 @@ class DeviceRecord:
     status_index: int
     status: str
     enrolled: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """Devices suspended, reinstated or revoked: as they are now, and the committed ledger
+    transaction (its status: ``id``, ``height`` …) of each status list changed, by list name."""
+
+    devices: list[DeviceRecord]
+    txns: dict[str, dict[str, Any]]
+
+
+_ACTIONS: Final = {
+    "suspend": ("suspension", True),
+    "reinstate": ("suspension", False),
+    "revoke": ("revocation", True),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -648,7 +665,13 @@ class Enrolment:
             rows = session.exec(query.offset(filter.offset).limit(filter.limit)).all()
         return [_record(row) for row in rows]
 
-    def _change(self, dids: Sequence[str], purpose: str, value: bool) -> list[DeviceRecord]:
+    def change(self, action: str, dids: Sequence[str]) -> StatusChange:
+        """``suspend``, ``reinstate`` or ``revoke`` devices on the ledger (one transaction per list);
+        the devices as they are now and the committed transaction of each list."""
+        purpose, value = _ACTIONS[action]
+        return self._change(dids, purpose, value)
+
+    def _change(self, dids: Sequence[str], purpose: str, value: bool) -> StatusChange:
         with Session(self.engine) as session:
             rows = []
             for did in dict.fromkeys(dids):
@@ -663,7 +686,7 @@ class Enrolment:
             url = row.revocation_list if purpose == "revocation" else row.suspension_list
             by_list.setdefault(url.rpartition("/")[2], []).append(row.status_index)
         change = "set" if value else "clear"
-        self.organisation.transact(
+        statuses = self.organisation.transact(
             self.ledger,
             [
                 ("status_list.update", {"list": name, change: sorted(indices)})
@@ -689,16 +712,16 @@ class Enrolment:
             session.commit()
             for row in rows:
                 session.refresh(row)
-            return [_record(row) for row in rows]
+            return StatusChange([_record(row) for row in rows], dict(zip(by_list, statuses, strict=True)))
 
     def suspend(self, *dids: str) -> list[DeviceRecord]:
         """Suspend devices: set their bits in the suspension lists on the ledger (one transaction per list)."""
-        return self._change(dids, "suspension", True)
+        return self._change(dids, "suspension", True).devices
 
     def reinstate(self, *dids: str) -> list[DeviceRecord]:
         """Lift devices' suspension: clear their suspension bits on the ledger."""
-        return self._change(dids, "suspension", False)
+        return self._change(dids, "suspension", False).devices
 
     def revoke(self, *dids: str) -> list[DeviceRecord]:
         """Revoke devices for good: set their bits in the revocation lists on the ledger."""
-        return self._change(dids, "revocation", True)
+        return self._change(dids, "revocation", True).devices

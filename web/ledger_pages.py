@@ -111,8 +111,11 @@ def certificate_check(header: Any, certificate: Any, txns: Any = None) -> tuple[
     except PortalError as exc:
         return None, f"not checked: {exc}"
     try:
-        parsed = Block.from_json({"header": header, "txns": txns}).header if txns is not None else None
-        parsed = parsed or BlockHeader.from_json(header)
+        parsed = (
+            BlockHeader.from_json(header)
+            if txns is None
+            else Block.from_json({"header": header, "txns": txns}).header  # txns must match txn_root
+        )
         ledger.verify_header(
             parsed, None if certificate is None else CommitCertificate.from_json(certificate)
         )

@@ -199,14 +199,16 @@ def _take_nonces(ledger: LedgerClient, did: str, count: int = 1) -> int:
     return first
 
 
-def submit(ledger: LedgerClient, what: str, txns: Sequence[Transaction], timeout: float) -> None:
-    """Submit ``txns`` as one batch and wait for each to commit.
+def submit(
+    ledger: LedgerClient, what: str, txns: Sequence[Transaction], timeout: float
+) -> list[dict[str, Any]]:
+    """Submit ``txns`` as one batch and wait for each to commit; their statuses (``id``, ``height`` …).
 
     A refusal raises :class:`LedgerRefused`; no answer, or no commit within ``timeout``,
     :class:`LedgerUnreachable`.
     """
     try:
-        ledger.submit_and_wait(list(txns), timeout)
+        return ledger.submit_and_wait(list(txns), timeout)
     except TxnRejected as exc:
         raise LedgerRefused(what, exc) from None
     except LedgerUnavailable as exc:
@@ -365,10 +367,11 @@ class Organisation:
     # -- the organisation's own transactions ------------------------------------------------
     def transact(
         self, ledger: LedgerClient, items: Sequence[tuple[str, Mapping[str, Any]]], *, timeout: float = 60.0
-    ) -> None:
-        """Submit transactions ``(type, body)`` signed by the organisation, as one batch, and wait."""
+    ) -> list[dict[str, Any]]:
+        """Submit transactions ``(type, body)`` signed by the organisation, as one batch, and wait;
+        their committed statuses (``id``, ``height`` …), in order."""
         if not items:
-            return
+            return []
         me = self.signer
         with _nonce_lock(me.did):
             first = _take_nonces(ledger, me.did, len(items))
@@ -378,7 +381,7 @@ class Organisation:
                 ).signed(me.key, me.method)
                 for n, (txn_type, body) in enumerate(items)
             ]
-            submit(ledger, ", ".join(sorted({t for t, _ in items})), txns, timeout)
+            return submit(ledger, ", ".join(sorted({t for t, _ in items})), txns, timeout)
 
     def create_status_lists(
         self, ledger: LedgerClient, names: Iterable[str], *, timeout: float = 60.0
