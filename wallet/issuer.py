@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -171,6 +172,7 @@ class Issuer:
                 raise IssuerError("the credential subject needs an id (the holder's DID)")
         now = now or datetime.now(UTC)
         issued = []
+        rows: list[dict[str, Any]] = []
         with Session(self.engine) as session:
             lists: tuple[StatusListRow, StatusListRow] | None = None
             for number, subject in enumerate(subjects):
@@ -207,20 +209,39 @@ class Issuer:
                     status=entries,
                 )
                 signed = issue_credential(credential, self.key, self.verification_method, created=now)
-                row = IssuedCredentialRow(
-                    id=credential_id,
-                    subject=str(subject["id"]),
-                    types=json.dumps(signed["type"]),
-                    revocation_list=revocation.url,
-                    suspension_list=suspension.url,
-                    status_index=index,
-                    issued_at=now,
-                    valid_until=valid_until,
+                rows.append(
+                    {
+                        "id": credential_id,
+                        "subject": str(subject["id"]),
+                        "types": json.dumps(signed["type"]),
+                        "revocation_list": revocation.url,
+                        "suspension_list": suspension.url,
+                        "status_index": index,
+                        "issued_at": now,
+                        "valid_until": valid_until,
+                        "revoked": False,
+                        "suspended": False,
+                    }
                 )
-                session.add(row)
                 session.add(revocation)
                 session.add(suspension)
-                issued.append((signed, self._status(row)))
+                issued.append(
+                    (
+                        signed,
+                        IssuedStatus(
+                            credential_id,
+                            str(subject["id"]),
+                            index,
+                            revocation.url,
+                            suspension.url,
+                            False,
+                            False,
+                        ),
+                    )
+                )
+            session.flush()  # the lists' counters, then every credential's row in one statement
+            if rows:
+                session.execute(insert(IssuedCredentialRow), rows)
             session.commit()
         return issued
 

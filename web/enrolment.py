@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import Index, and_, insert, or_, update
+from sqlalchemy import Index, and_, bindparam, insert, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -71,6 +71,7 @@ __all__ = [
 BULK_CHUNK: Final = 1000
 """Most did.create transactions in one ``POST /txns`` of :meth:`Enrolment.enrol_many`."""
 _RESERVED_CLAIMS = frozenset({"id", "model", "firmware"})
+_IN_CHUNK: Final = 500  # members of one SQL IN (...) list when reading a batch's rows
 
 
 # -- storage -----------------------------------------------------------------------------------
@@ -421,10 +422,24 @@ class Enrolment:
 
     def _check_token(self, token: object) -> ProvisioningTokenRow:
         """The row of a usable token; a typed error (and no change) otherwise."""
+        hashed = _hash(token) if isinstance(token, str) and token else None
+        return self._usable(token, self._token_rows([hashed] if hashed else []).get(hashed or ""))
+
+    def _token_rows(self, hashes: Iterable[str]) -> dict[str, ProvisioningTokenRow]:
+        """The stored rows of the token hashes ``hashes`` (absent ones left out), in few queries."""
+        wanted, rows = list(dict.fromkeys(hashes)), dict[str, ProvisioningTokenRow]()
+        with Session(self.engine) as session:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                query = select(ProvisioningTokenRow).where(
+                    col(ProvisioningTokenRow.token_hash).in_(wanted[start : start + _IN_CHUNK])
+                )
+                rows.update((row.token_hash, row) for row in session.exec(query).all())
+        return rows
+
+    def _usable(self, token: object, row: ProvisioningTokenRow | None) -> ProvisioningTokenRow:
+        """``row`` when ``token`` is a usable token stored as ``row``; else the typed error naming why."""
         if not isinstance(token, str) or not token:
             raise UnknownToken("no provisioning token was given")
-        with Session(self.engine) as session:
-            row = session.get(ProvisioningTokenRow, _hash(token))
         if row is None:
             raise UnknownToken("this provisioning token was never issued")
         status = self._status_of(row, self.clock())
@@ -434,20 +449,43 @@ class Enrolment:
             raise TokenExpired(f"this provisioning token expired at {row.expires_at:%Y-%m-%dT%H:%M:%SZ}")
         return row
 
+    def _enrolled(self, dids: Iterable[str]) -> set[str]:
+        """Which of ``dids`` are enrolled devices already."""
+        wanted, found = list(dict.fromkeys(dids)), set[str]()
+        with Session(self.engine) as session:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                query = select(DeviceRow.did).where(col(DeviceRow.did).in_(wanted[start : start + _IN_CHUNK]))
+                found.update(session.exec(query).all())
+        return found
+
     def _claim(self, token_hash: str, did: str) -> None:
         """Take the token for ``did`` in one conditional update; the loser of a race gets :class:`TokenUsed`."""
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(ProvisioningTokenRow)
-                .where(
-                    col(ProvisioningTokenRow.token_hash) == token_hash,
-                    col(ProvisioningTokenRow.status) == "issued",
-                    col(ProvisioningTokenRow.expires_at) > self.clock(),
-                )
-                .values(status="claimed", device_did=did)
-            )
-        if result.rowcount != 1:
+        if not self._claim_many([(token_hash, did)])[0]:
             raise TokenUsed("this provisioning token was used already")
+
+    def _claim_many(self, claims: Sequence[tuple[str, str]]) -> list[bool]:
+        """Take each token ``(hash, did)`` with its own conditional update, all in one database
+        transaction; whether each was won (of two concurrent claims of one token exactly one wins)."""
+        if not claims:
+            return []
+        statement = (
+            update(ProvisioningTokenRow)
+            .where(
+                col(ProvisioningTokenRow.token_hash) == bindparam("claimed_hash"),
+                col(ProvisioningTokenRow.status) == "issued",
+                col(ProvisioningTokenRow.expires_at) > bindparam("claimed_at"),
+            )
+            .values(status="claimed", device_did=bindparam("claimed_by"))
+        )
+        now = self.clock()
+        with self.engine.begin() as connection:
+            return [
+                connection.execute(
+                    statement, {"claimed_hash": token_hash, "claimed_at": now, "claimed_by": did}
+                ).rowcount
+                == 1
+                for token_hash, did in claims
+            ]
 
     def _release(self, token_hashes: Iterable[str]) -> None:
         with self.engine.begin() as connection:
@@ -462,15 +500,39 @@ class Enrolment:
 
     # -- enrolment --------------------------------------------------------------------------
     def _prepare(self, token: object, txn_json: object) -> tuple[ProvisioningTokenRow, Transaction]:
-        row = self._check_token(token)
-        try:
-            txn = check_enrolment_transaction(txn_json, self.ledger.genesis.network)
-        except EnrollmentError as exc:
-            raise InvalidEnrolmentRequest(exc.detail) from None
-        with Session(self.engine) as session:
-            if session.get(DeviceRow, txn.submitter) is not None:
-                raise InvalidEnrolmentRequest(f"{txn.submitter} is enrolled already")
-        return row, txn
+        prepared = self._prepare_many([(token, txn_json)])[0]
+        if isinstance(prepared, EnrolmentError):
+            raise prepared
+        return prepared
+
+    def _prepare_many(
+        self, items: Sequence[tuple[object, object]]
+    ) -> list[tuple[ProvisioningTokenRow, Transaction] | EnrolmentError]:
+        """Each item's usable token row and checked transaction, or the error naming what is wrong
+        with it (the token first, then the transaction, then a device enrolled already); nothing
+        is changed. The rows are read in a few queries for the whole batch."""
+        hashes = [_hash(token) if isinstance(token, str) and token else "" for token, _ in items]
+        rows = self._token_rows(h for h in hashes if h)
+        network = self.ledger.genesis.network
+        prepared: list[tuple[ProvisioningTokenRow, Transaction] | EnrolmentError] = []
+        for (token, txn_json), hashed in zip(items, hashes, strict=True):
+            try:
+                row = self._usable(token, rows.get(hashed))
+                try:
+                    txn = check_enrolment_transaction(txn_json, network)
+                except EnrollmentError as exc:
+                    raise InvalidEnrolmentRequest(exc.detail) from None
+            except EnrolmentError as exc:
+                prepared.append(exc)
+                continue
+            prepared.append((row, txn))
+        enrolled = self._enrolled(p[1].submitter for p in prepared if not isinstance(p, EnrolmentError))
+        return [
+            InvalidEnrolmentRequest(f"{p[1].submitter} is enrolled already")
+            if not isinstance(p, EnrolmentError) and p[1].submitter in enrolled
+            else p
+            for p in prepared
+        ]
 
     def _endorsed(self, txn: Transaction) -> Transaction:
         me = self.organisation.signer
@@ -530,64 +592,88 @@ class Enrolment:
     ) -> list[EnrolmentResult | PortalError]:
         """Enrol many devices with batched ledger writes; one result or error per item, in order.
 
-        Every item is checked and its token claimed first; the endorsed did.create transactions go
-        to the ledger in batches of :data:`BULK_CHUNK` (a transaction the ledger refuses at the door
-        is dropped from its batch, which is sent again); then the credentials are issued.
+        Every item is checked (the batch's tokens and devices read in a few queries) and the tokens
+        are claimed in one database transaction. The endorsed did.create transactions go to the
+        ledger in chunks of :data:`BULK_CHUNK` (a transaction the ledger refuses at the door is
+        dropped from its chunk, which is sent again); while the ledger orders one chunk, the
+        credentials of the chunk before it, committed by then, are issued, so the portal's work and
+        the ledger's overlap. Tokens of devices not enrolled are released.
         """
         results: list[EnrolmentResult | PortalError | None] = [None] * len(items)
-        claimed: dict[str, tuple[int, ProvisioningTokenRow, Transaction]] = {}
+        candidates: list[tuple[int, ProvisioningTokenRow, Transaction]] = []
         dids: set[str] = set()
-        for position, (token, txn_json) in enumerate(items):
-            try:
-                row, txn = self._prepare(token, txn_json)
-                if txn.submitter in dids:
-                    raise InvalidEnrolmentRequest(f"{txn.submitter} appears twice in the batch")
-                self._claim(row.token_hash, txn.submitter)
-            except EnrolmentError as exc:
-                results[position] = exc
-                continue
-            claimed[txn.id] = (position, row, txn)
-            dids.add(txn.submitter)
+        for position, prepared in enumerate(self._prepare_many(items)):
+            if isinstance(prepared, EnrolmentError):
+                results[position] = prepared
+            elif prepared[1].submitter in dids:
+                results[position] = InvalidEnrolmentRequest(
+                    f"{prepared[1].submitter} appears twice in the batch"
+                )
+            else:
+                dids.add(prepared[1].submitter)
+                candidates.append((position, *prepared))
+        won = self._claim_many([(row.token_hash, txn.submitter) for _, row, txn in candidates])
+        claimed: dict[str, tuple[int, ProvisioningTokenRow, Transaction]] = {}
+        for (position, row, txn), taken in zip(candidates, won, strict=True):
+            if taken:
+                claimed[txn.id] = (position, row, txn)
+            else:
+                results[position] = TokenUsed("this provisioning token was used already")
         try:
-            committed = self._anchor_many(claimed, results)
-            done = self._complete([(claimed[i][1], claimed[i][2]) for i in committed])
+            queue = [txn for _, _, txn in claimed.values()]
+            in_flight: list[str] = []
+            for start in range(0, len(queue), BULK_CHUNK):
+                submitted = self._submit_chunk(queue[start : start + BULK_CHUNK], claimed, results)
+                self._settle(in_flight, claimed, results)
+                in_flight = submitted
+            self._settle(in_flight, claimed, results)
         except BaseException:
             self._release(row.token_hash for _, row, _ in claimed.values())
             raise
-        for txn_id, result in zip(committed, done, strict=True):
-            results[claimed[txn_id][0]] = result
-        failed = [claimed[i][1].token_hash for i in claimed if i not in set(committed)]
-        self._release(failed)
+        self._release(
+            row.token_hash
+            for position, row, _ in claimed.values()
+            if not isinstance(results[position], EnrolmentResult)
+        )
         return [r if r is not None else EnrolmentError("not enrolled") for r in results]
 
-    def _anchor_many(
+    def _submit_chunk(
         self,
+        chunk: Sequence[Transaction],
         claimed: Mapping[str, tuple[int, ProvisioningTokenRow, Transaction]],
         results: list[EnrolmentResult | PortalError | None],
     ) -> list[str]:
-        """Submit the endorsed creations in batches, wait for all; return the ids committed."""
-        pending = [self._endorsed(txn) for _, _, txn in claimed.values()]
-        submitted: list[str] = []
-        for start in range(0, len(pending), BULK_CHUNK):
-            batch = pending[start : start + BULK_CHUNK]
-            while batch:
-                try:
-                    submitted.extend(self.ledger.submit(batch))
-                    break
-                except LedgerUnavailable as exc:
-                    raise LedgerUnreachable(f"a batch of device creations: {exc}") from None
-                except TxnRejected as exc:
-                    if exc.txn_id is None or exc.txn_id not in claimed:
-                        raise LedgerRefused("a batch of device creations", exc) from None
-                    results[claimed[exc.txn_id][0]] = LedgerRefused(
-                        f"the creation of {claimed[exc.txn_id][2].submitter}", exc
-                    )
-                    batch = [t for t in batch if t.id != exc.txn_id]
-        committed = []
+        """Endorse and submit one chunk of creations; the ids the ledger admitted (a refused one is
+        recorded in ``results`` and the rest sent again)."""
+        batch = [self._endorsed(txn) for txn in chunk]
+        while batch:
+            try:
+                return self.ledger.submit(batch)
+            except LedgerUnavailable as exc:
+                raise LedgerUnreachable(f"a batch of device creations: {exc}") from None
+            except TxnRejected as exc:
+                if exc.txn_id is None or exc.txn_id not in claimed:
+                    raise LedgerRefused("a batch of device creations", exc) from None
+                results[claimed[exc.txn_id][0]] = LedgerRefused(
+                    f"the creation of {claimed[exc.txn_id][2].submitter}", exc
+                )
+                batch = [t for t in batch if t.id != exc.txn_id]
+        return []
+
+    def _settle(
+        self,
+        submitted: Sequence[str],
+        claimed: Mapping[str, tuple[int, ProvisioningTokenRow, Transaction]],
+        results: list[EnrolmentResult | PortalError | None],
+    ) -> None:
+        """Wait for the creations ``submitted``; complete the committed ones and record the others."""
+        if not submitted:
+            return
         try:
             statuses = self.ledger.wait(submitted, self.timeout)
         except LedgerUnavailable as exc:
             raise LedgerUnreachable(f"waiting for device creations: {exc}") from None
+        committed = []
         for status in statuses:
             if status.get("status") == "committed":
                 committed.append(status["id"])
@@ -597,52 +683,59 @@ class Enrolment:
                 results[claimed[status["id"]][0]] = LedgerRefused(
                     f"the creation of {txn.submitter}", rejection
                 )
-        return committed
+        done = self._complete([(claimed[i][1], claimed[i][2]) for i in committed])
+        for txn_id, result in zip(committed, done, strict=True):
+            results[claimed[txn_id][0]] = result
 
     def _complete(
         self, anchored: Sequence[tuple[ProvisioningTokenRow, Transaction]]
     ) -> list[EnrolmentResult]:
-        """Issue the credentials of devices now on the ledger, and record them with their tokens used."""
+        """Issue the credentials of devices now on the ledger, and record them with their tokens used
+        (one database transaction for the devices and tokens)."""
+        if not anchored:
+            return []
         now = self.clock()
         valid_until = now + self.credential_validity if self.credential_validity is not None else None
-        results, lists = [], set()
         issued_all = self.issuer.issue_many(
             [_profile(row).claims(txn.submitter) for row, txn in anchored],
             types=[DEVICE_CREDENTIAL],
             valid_until=valid_until,
             now=now,
         )
-        for (row, txn), (credential, issued) in zip(anchored, issued_all, strict=True):
-            lists.update({issued.revocation_list, issued.suspension_list})
-            results.append(
-                (row, EnrolmentResult(txn.submitter, credential, credential["id"], issued.index, now), issued)
-            )
+        lists = {url for _, issued in issued_all for url in (issued.revocation_list, issued.suspension_list)}
         self.organisation.ensure_status_lists(
             self.ledger, {url.rpartition("/")[2] for url in lists}, timeout=self.timeout
         )
-        with Session(self.engine) as session:
-            for row, result, issued in results:
-                session.add(
-                    DeviceRow(
-                        did=result.did,
-                        model=row.model,
-                        firmware=row.firmware,
-                        attributes=row.attributes,
-                        token_hash=row.token_hash,
-                        credential_id=result.credential_id,
-                        credential=json.dumps(result.credential),
-                        status_index=result.status_index,
-                        revocation_list=issued.revocation_list,
-                        suspension_list=issued.suspension_list,
-                        enrolled_at=now,
-                    )
-                )
-                token_row = session.get(ProvisioningTokenRow, row.token_hash)
-                assert token_row is not None
-                token_row.status, token_row.used_at = "used", now
-                session.add(token_row)
-            session.commit()
-        return [result for _, result, _ in results]
+        results = [
+            EnrolmentResult(txn.submitter, credential, credential["id"], issued.index, now)
+            for (_, txn), (credential, issued) in zip(anchored, issued_all, strict=True)
+        ]
+        devices = [
+            {
+                "did": result.did,
+                "model": row.model,
+                "firmware": row.firmware,
+                "attributes": row.attributes,
+                "token_hash": row.token_hash,
+                "credential_id": result.credential_id,
+                "credential": json.dumps(result.credential),
+                "status_index": result.status_index,
+                "revocation_list": issued.revocation_list,
+                "suspension_list": issued.suspension_list,
+                "status": "active",
+                "enrolled_at": now,
+            }
+            for (row, _), result, (_, issued) in zip(anchored, results, issued_all, strict=True)
+        ]
+        used = (
+            update(ProvisioningTokenRow)
+            .where(col(ProvisioningTokenRow.token_hash) == bindparam("used_hash"))
+            .values(status="used", used_at=now)
+        )
+        with self.engine.begin() as connection:
+            connection.execute(insert(DeviceRow), devices)
+            connection.execute(used, [{"used_hash": row.token_hash} for row, _ in anchored])
+        return results
 
     # -- devices ----------------------------------------------------------------------------
     def device(self, did: str) -> DeviceRecord:

@@ -448,6 +448,38 @@ def test_bulk_enrolment_reports_bad_items_and_enrols_the_rest(portal: Portal) ->
     assert len(portal.enrolment.tokens(status="issued")) == 1
 
 
+def test_bulk_enrolment_in_chunks_overlaps_the_ledger_and_survives_a_refusal(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks go to the ledger one after another (the next is sent before the previous one's
+    credentials are issued); a creation the ledger refuses at the door fails its own item only,
+    its chunk is sent again without it, and its token is free again."""
+    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 3)
+    tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=8)]
+    devices = [new_device() for _ in tokens]
+    taken = devices[4]  # its DID is on the ledger already, created outside the portal
+    portal.client.submit_and_wait([portal.enrolment._endorsed(taken.txn)])
+    issued: list[int] = []
+    complete = portal.enrolment._complete
+
+    def watched(anchored: Any) -> Any:
+        issued.append(len(portal.transport.posts))
+        return complete(anchored)
+
+    monkeypatch.setattr(portal.enrolment, "_complete", watched)
+    portal.transport.posts.clear()
+    results = portal.enrolment.enrol_many(
+        [(t, d.request()) for t, d in zip(tokens, devices, strict=True) if t is not None]
+    )
+    assert isinstance(results[4], LedgerRefused)
+    assert all(isinstance(r, EnrolmentResult) for n, r in enumerate(results) if n != 4)
+    assert portal.transport.posts == [3, 3, 2, 2]  # the middle chunk again, without the refused one
+    # the credentials of chunk k are issued once chunk k + 1 is with the ledger (its two posts)
+    assert issued == [3, 4, 4]
+    assert len(portal.enrolment.devices(DeviceFilter(limit=100))) == 7
+    assert len(portal.enrolment.tokens(status="issued")) == 1
+
+
 # -- status ------------------------------------------------------------------------------------
 def test_suspend_reinstate_and_revoke_flip_bits_on_the_ledger(portal: Portal) -> None:
     """Suspension sets, reinstatement clears, revocation sets the device's bits; verification follows."""
