@@ -10,7 +10,7 @@ pure function of (head state, block): same blocks, same state root, on every nod
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
 from did_registry.ledger import validators as validator_set
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from did_registry.ledger.genesis import Genesis, genesis_state
-from did_registry.ledger.rules import BlockContext, execute
+from did_registry.ledger.rules import BlockContext, did_of, execute
 from did_registry.ledger.smt import SparseMerkleMap
 from did_registry.ledger.state import StateView, value_hash
 from did_registry.ledger.storage.base import Commit, LedgerStore
@@ -66,6 +66,18 @@ class Executed:
     changes: Mapping[str, bytes | None]
     nodes: Mapping[bytes, bytes]
     rejected: tuple[tuple[Transaction, TxnRejected], ...] = ()
+
+
+def _reads_of(txns: Sequence[Transaction]) -> Iterator[str]:
+    """State keys executing ``txns`` reads first: each submitter's DID record and nonce, each
+    signer's DID record and roles (a hint for the store; a key left out is read when needed)."""
+    for txn in txns:
+        yield f"did:{txn.submitter}"
+        yield f"nonce:{txn.submitter}"
+        for signature in txn.signatures:
+            signer = did_of(signature.verification_method)
+            yield f"did:{signer}"
+            yield f"role:{signer}"
 
 
 class LedgerApplication:
@@ -178,6 +190,7 @@ class LedgerApplication:
         accepted: list[Transaction] = []
         rejected: list[tuple[Transaction, TxnRejected]] = []
         seen: set[str] = set()
+        self.store.prefetch(_reads_of(txns), [txn.id for txn in txns])
         for txn in txns:
             child = view.child()
             try:

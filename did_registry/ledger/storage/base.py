@@ -6,7 +6,7 @@ database transaction, so a node killed at any moment restarts at its last commit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,6 +59,11 @@ class LedgerStore(Protocol):
 
     def locate(self, txn_id: str) -> TxnLocation | None:
         """Where a committed transaction is."""
+        ...
+
+    def prefetch(self, keys: Iterable[str], txn_ids: Iterable[str] = ()) -> None:
+        """A hint: ``get`` of ``keys`` and ``locate`` of ``txn_ids`` follow soon (a block about to be
+        executed); a store may read them in bulk now. It changes no answer."""
         ...
 
     def append(self, commit: Commit) -> None:

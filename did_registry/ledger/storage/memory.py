@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from did_registry.ledger.block import Block, CommitCertificate
@@ -40,6 +40,9 @@ class MemoryLedgerStore:
     def block(self, height: int) -> tuple[Block, CommitCertificate | None] | None:
         """A committed block."""
         return self._blocks[height] if 0 <= height < len(self._blocks) else None
+
+    def prefetch(self, keys: Iterable[str], txn_ids: Iterable[str] = ()) -> None:
+        """Nothing to do: every read is from memory."""
 
     def locate(self, txn_id: str) -> TxnLocation | None:
         """Where a transaction is."""

@@ -67,6 +67,8 @@ _READS = {  # with SQLite's "?" placeholders (psycopg's "%s" on PostgreSQL)
     "get": "SELECT value FROM ledger_state WHERE key = ?",
     "node_get": "SELECT data FROM ledger_node WHERE hash = ?",
     "locate": "SELECT height, idx FROM ledger_txn WHERE id = ?",
+    "get_many": "SELECT key, value FROM ledger_state WHERE key IN (?)",  # (?) becomes one "?" per key
+    "locate_many": "SELECT id FROM ledger_txn WHERE id IN (?)",
     "meta": "SELECT height, genesis FROM ledger_meta WHERE id = 1",
     "claim_genesis": "INSERT INTO ledger_meta (id, height, genesis) VALUES (1, 0, ?) ON CONFLICT (id) DO NOTHING",
     "claim": "UPDATE ledger_meta SET height = ?, genesis = COALESCE(?, genesis) WHERE id = 1 AND height = ?",
@@ -236,6 +238,53 @@ class SQLLedgerStore:
                 if len(self._absent) > _ABSENT_CACHE:
                     self._absent.popitem(last=False)
         return None
+
+    def prefetch(self, keys: Iterable[str], txn_ids: Iterable[str] = ()) -> None:
+        """Read the head values of ``keys`` and whether ``txn_ids`` are committed, for those not
+        cached, with one ``IN`` query per few hundred, into the caches ``get`` and ``locate`` serve
+        from: a block's reads in a few round trips instead of one each. Nothing is cached when a
+        block is committed meanwhile (the answers might be the previous head's)."""
+        with self._lock:
+            generation = self._generation
+            wanted = [key for key in dict.fromkeys(keys) if key not in self._values]
+            unknown = [i for i in dict.fromkeys(txn_ids) if i not in self._absent]
+        if not wanted and not unknown:
+            return
+        values: dict[str, bytes] = {}
+        present: set[str] = set()
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            values.update((key, value.encode()) for key, value in self._rows("get_many", chunk))
+        for start in range(0, len(unknown), _CHUNK):
+            chunk = unknown[start : start + _CHUNK]
+            present.update(row[0] for row in self._rows("locate_many", chunk))
+        with self._lock:
+            if generation != self._generation:
+                return
+            for key in wanted[-_VALUE_CACHE // 2 :]:  # never more than half the cache's hot keys out
+                self._values[key] = values.get(key)
+            for txn_id in unknown[-_ABSENT_CACHE // 2 :]:
+                if txn_id not in present:
+                    self._absent[txn_id] = None
+            for _ in range(len(self._values) - _VALUE_CACHE):
+                self._values.popitem(last=False)
+            for _ in range(len(self._absent) - _ABSENT_CACHE):
+                self._absent.popitem(last=False)
+
+    def _rows(self, name: str, params: list[str]) -> list[Any]:
+        """Every row of the ``IN`` query ``name`` over ``params`` (one placeholder each)."""
+        mark = "?" if self._sqlite else "%s"
+        sql = self._sql[name].replace(f"({mark})", "(" + ",".join([mark] * len(params)) + ")")
+        conn = self._reader.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+        finally:
+            conn.close()
 
     # -- the LedgerStore protocol: the one write ---------------------------------------------------
     def append(self, commit: Commit) -> None:
