@@ -19,7 +19,7 @@ from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
 from did_registry.ledger import validators as validator_set
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from did_registry.ledger.genesis import Genesis, genesis_state
-from did_registry.ledger.rules import BlockContext, did_of, execute
+from did_registry.ledger.rules import BlockContext, did_of, execute, preverify
 from did_registry.ledger.smt import SparseMerkleMap
 from did_registry.ledger.state import StateView, value_hash
 from did_registry.ledger.storage.base import Commit, LedgerStore
@@ -145,6 +145,13 @@ class LedgerApplication:
     def check(self, txn: Transaction) -> None:
         """Admission: would ``txn`` be accepted on top of the head? Raises :class:`TxnRejected`."""
         execute(StateView(self.store), txn, self._context(self.height + 1, self._head.time))
+
+    def preverify(self, txns: Sequence[Transaction]) -> None:
+        """Warm what executing ``txns`` will need (documents parsed, signatures checked) without
+        deciding anything: safe from any thread, without the node's lock (see :func:`rules.preverify`)."""
+        view = StateView(self.store)
+        for txn in txns:
+            preverify(view, txn)
 
     def propose(self, txns: Sequence[Transaction], *, time: str, proposer: str) -> Executed:
         """Build the next block from ``txns``: accepted ones in order, rejected ones set apart."""

@@ -38,10 +38,10 @@ from did_registry.identity.multikey import decode_ed25519_public_key
 from did_registry.identity.signature_memo import SignatureMemo
 from did_registry.identity.status_list import BitstringStatusList
 from did_registry.ledger import validators as validator_set
-from did_registry.ledger.state import StateView, encode_value
+from did_registry.ledger.state import StateReader, StateView, encode_value
 from did_registry.ledger.txn import Transaction, TxnRejected, signing_input
 
-__all__ = ["ENDORSER_ROLES", "GRANT_RULES", "ROLES", "BlockContext", "execute", "did_of"]
+__all__ = ["ENDORSER_ROLES", "GRANT_RULES", "ROLES", "BlockContext", "execute", "did_of", "preverify"]
 
 ROLES = ("trustee", "steward", "issuer", "reporter", "auditor")
 GRANT_RULES: Mapping[str, frozenset[str]] = {
@@ -119,6 +119,28 @@ def _verified_signers(view: StateView, txn: Transaction, pending: Mapping[str, D
     if txn.submitter not in signers:
         raise _reject("bad_signature", f"the submitter {txn.submitter} did not sign")
     return signers
+
+
+def preverify(view: StateReader, txn: Transaction) -> None:
+    """Do ahead of time, and outside any lock, the costly work :func:`execute` does first: parse a
+    ``did.create``'s document and check each signature whose key can be found now, remembering the
+    results (the parsed documents and the signature memo). It decides nothing, changes no state and
+    raises nothing: :func:`execute` checks everything again, reading those memos."""
+    message = signing_input(txn.id_bytes)
+    for signature in txn.signatures:
+        did = did_of(signature.verification_method)
+        try:
+            if did == txn.submitter and txn.type == "did.create":
+                document = _PARSED.get(txn)
+            else:
+                raw = view.get(f"did:{did}")
+                if raw is None:
+                    continue
+                document = _document(raw)
+            key = document.public_key_for(signature.verification_method, "capabilityInvocation")
+            _SIGNATURES.verify(key, message, signature.signature, decode_base58btc)
+        except (BadSignature, ValueError, DidRegistryError, TxnRejected, TypeError, KeyError):
+            continue
 
 
 def _quorum(view: StateView, name: str) -> int:

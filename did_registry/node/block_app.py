@@ -34,6 +34,7 @@ from did_registry.ledger import merkle
 from did_registry.ledger.application import Executed, InvalidBlock
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from did_registry.ledger.txn import Transaction, TxnRejected
+from did_registry.node.preverify import Preverifier
 from did_registry.node.service import NodeService
 
 __all__ = ["LedgerBlockApp", "encode_block", "decode_block", "request_bytes", "split_block"]
@@ -99,6 +100,11 @@ class LedgerBlockApp:
         self._checked: dict[bytes, int] = {}  # request -> the head height it was admitted on
         self._glanced: set[bytes] = set()  # forwarded requests admitted on their form only
         self._parsed: BoundedCache[bytes, Transaction] = BoundedCache(_PARSED_KEPT)
+        self.preverifier = Preverifier(service.app)
+
+    def close(self) -> None:
+        """Stop the background signature checks."""
+        self.preverifier.close()
 
     def admitted(self, requests: Sequence[bytes], height: int) -> None:
         """The service admitted ``requests`` on head ``height``: :meth:`check` need not run them
@@ -209,6 +215,7 @@ class LedgerBlockApp:
                 if len(self._glanced) > 200_000:
                     self._glanced.clear()
                 self._glanced.add(request)
+                self.preverifier.offer([txn])  # its signatures checked before its block comes
                 return True
             try:
                 service.app.check(txn)

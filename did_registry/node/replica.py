@@ -139,6 +139,7 @@ class Replica:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.source.close()
+        self.app.close()
 
     def submit(self, txns: Sequence[Transaction]) -> None:
         """Admitted transactions, from an API thread: handed to the engine on the loop."""

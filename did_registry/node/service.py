@@ -114,7 +114,10 @@ class NodeService:
         """Admit transactions to the mempool; raise :class:`TxnRejected` for the first refused one.
 
         Nothing is admitted unless every transaction passes (a batch is all or nothing at the door).
+        Signatures are checked first without the node's lock (:meth:`LedgerApplication.preverify`),
+        so a large batch does not hold up consensus while it is verified.
         """
+        self.app.preverify(txns)
         with self.lock:
             for txn in txns:
                 if txn.id in self._pending:

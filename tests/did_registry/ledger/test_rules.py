@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey
 from did_registry.identity.did_document_builder import DIDDocumentBuilder
 from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multikey import encode_ed25519_public_key
-from did_registry.ledger.state import decode_value
-from did_registry.ledger.txn import Transaction
+from did_registry.ledger.rules import preverify
+from did_registry.ledger.state import StateView, decode_value
+from did_registry.ledger.txn import Transaction, signing_input
 from tests.did_registry.ledger.conftest import Network, new_actor
 
 
@@ -131,6 +134,50 @@ class TestDIDs:
             "conflict",
             "bad_signature",
         }
+
+
+class TestPreverify:
+    @staticmethod
+    def _counting(monkeypatch: pytest.MonkeyPatch, txn: Transaction) -> list[bytes]:
+        """Record every Ed25519 verification of a signature over ``txn`` from now on."""
+        checked: list[bytes] = []
+        original = Ed25519PublicKey.verify
+        wanted = signing_input(txn.id_bytes)
+
+        def counting(self: Ed25519PublicKey, message: bytes, signature: bytes) -> None:
+            if message == wanted:
+                checked.append(signature)
+            original(self, message, signature)
+
+        monkeypatch.setattr(Ed25519PublicKey, "verify", counting)
+        return checked
+
+    def test_preverified_signatures_are_not_checked_again(
+        self, net: Network, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Signatures checked ahead by preverify are not verified again when the transaction executes."""
+        device = new_actor()
+        txn = device.txn("did.create", {"document": device.document()}, net.trustee)
+        checked = self._counting(monkeypatch, txn)
+        preverify(StateView(net.app.store), txn)
+        assert len(checked) == 2  # the device's own and the trustee's
+        net.accept(txn)
+        assert len(checked) == 2
+
+    def test_preverify_decides_nothing(self, net: Network, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A forged endorsement and a signer not on the ledger pass preverify silently; execution
+        still refuses both, and nothing is written."""
+        device, stranger = new_actor(), new_actor()
+        forged = device.txn("did.create", {"document": device.document()}, net.trustee)
+        bad = dataclasses.replace(
+            forged.signatures[1], signature=dataclasses.replace(forged.signatures[0]).signature
+        )
+        forged = dataclasses.replace(forged, signatures=(forged.signatures[0], bad))
+        unknown = device.txn("did.create", {"document": device.document()}, stranger)
+        for txn in (forged, unknown):
+            preverify(StateView(net.app.store), txn)
+            assert net.reject(txn).code == "bad_signature"
+        assert net.app.store.get(f"did:{device.did}") is None
 
 
 class TestReplay:
