@@ -10,29 +10,38 @@ credential object, by the same device, at the same generation, gets the decision
 depend on time alone: the issuer's network not too stale (``too_stale`` as always) and the credential's
 validity period against the clock. The device's own entry (key, deactivation, quarantine) is read on
 every signed request as before. Within a session, the checks of the device's entry and status bits
-are likewise remembered per session until the generation moves on. Issuers resolved outside the trusted ledgers, other than ``did:key`` (which
+are likewise remembered per session until the generation moves on (with the device they let in).
+For the fast request path (``verifier._fast``, verifiers without sessions) the device let in is also
+remembered per key id, with the credential header and the DID entry it was let in with: a request
+with the same key id, header and (identical) cached entry gets it back while the decision behind it
+stands, by the same rules as above. Issuers resolved outside the trusted ledgers, other than ``did:key`` (which
 cannot change), are never remembered: their documents are resolved on every request.
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from did_registry.bounded_cache import BoundedCache
-from verifier._checks import CredentialSummary, check_credential_verified, check_validity
+from verifier._checks import AuthenticatedDevice, CredentialSummary, check_credential_verified, check_validity
 from verifier._ledger_view import LedgerView
+from verifier._memo import remember
+from verifier._records import DIDEntry
 from verifier.ledger_cache import LedgerCache
 from verifier.policy import Policy
 from wallet.credential import VerifiedCredential
 
-__all__ = ["ADMISSIONS_KEPT", "Admissions"]
+__all__ = ["ADMISSIONS_KEPT", "DEVICES_KEPT", "Admissions"]
 
 ADMISSIONS_KEPT: Final = 4096
 """Decisions kept (the devices seen most recently), like the memos of decoded credential headers."""
+DEVICES_KEPT: Final = 2048
+"""Devices let in remembered by key id for the fast path (see ``verifier._ledger_view.KEYS_KEPT`` on the size)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +65,54 @@ class Admissions:
         self.policy = policy
         self.skew = timedelta(seconds=policy.clock_skew)
         self._decisions: BoundedCache[int, _Decision] = BoundedCache(size)
-        self._sessions: BoundedCache[str, tuple[int, int]] = BoundedCache(size)
+        self.size = size
+        self._sessions: OrderedDict[str, tuple[int, AuthenticatedDevice]] = OrderedDict()
+        self._devices: OrderedDict[str, tuple[str, DIDEntry, _Decision, AuthenticatedDevice]] = OrderedDict()
 
-    def session_height(self, session_id: str) -> int | None:
-        """The height of the session's last ledger checks if they still stand (no entry changed since)."""
+    def session_device(self, session_id: str, did: str, key_id: str) -> AuthenticatedDevice | None:
+        """The device of the session's last ledger checks if they still stand (no entry changed since)."""
         known = self._sessions.get(session_id)
         if known is None or known[0] != self.ledger.generation():
             return None
-        return known[1]
+        device = known[1]
+        return device if device.did == did and device.key_id == key_id else None
 
-    def session_checked(self, session_id: str, generation: int, height: int) -> None:
-        """Note that the session's ledger checks passed at ``height``, started at ``generation``."""
-        self._sessions.put(session_id, (generation, height))
+    def session_checked(self, session_id: str, generation: int, device: AuthenticatedDevice) -> None:
+        """Note that the session's ledger checks passed (``device``, with its height), started at ``generation``."""
+        remember(self._sessions, session_id, (generation, device), self.size)
+
+    def device(self, key_id: str, header: str, entry: DIDEntry, now: float) -> AuthenticatedDevice | None:
+        """What :meth:`remember_device` noted for ``key_id`` with this credential ``header`` and DID
+        ``entry``, if the credential decision behind it still stands at Unix time ``now`` (the issuer's
+        network fresh enough, no cached entry changed, within the validity period); else ``None``."""
+        known = self._devices.get(key_id)
+        if known is None or known[1] is not entry or known[0] != header:
+            return None
+        decision = known[2]
+        if decision.issuer_cache is not None and not decision.issuer_cache.live:
+            self.ledger.ensure_fresh(decision.issuer_cache, decision.holder)
+        if (
+            decision.generation != self.ledger.generation()
+            or not decision.not_before <= now <= decision.not_after
+        ):
+            return None
+        return known[3]
+
+    def remember_device(
+        self, key_id: str, header: str, entry: DIDEntry, credential: object, device: AuthenticatedDevice
+    ) -> None:
+        """Note the ``device`` let in with ``key_id``, the credential decoded from ``header``, and DID
+        ``entry``, when a credential decision for it is remembered (see :meth:`device`)."""
+        decision = self._decisions.get(id(credential))
+        if (
+            device.session is None
+            and decision is not None
+            and decision.credential is credential
+            and decision.holder == device.did
+            and device.credential is decision.summary
+            and device.height == max(decision.height, entry.height)
+        ):
+            remember(self._devices, key_id, (header, entry, decision, device), min(self.size, DEVICES_KEPT))
 
     def check(
         self, credentials: Sequence[object], holder: str, now: float, *, remember: bool = False

@@ -13,6 +13,7 @@ every request a ledger read.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -21,18 +22,24 @@ import httpx
 from did_registry.bounded_cache import BoundedCache
 from did_registry.client import LedgerUnavailable
 from did_registry.errors import DidRegistryError, InvalidDID
+from did_registry.identity.crypto import Ed25519PublicKey
 from did_registry.identity.did import parse_did
 from did_registry.identity.did_trellis import parse_trellis_did
 from did_registry.identity.resolution import DIDKeyResolver, MultiResolver, Resolver
+from verifier._memo import remember
 from verifier._records import AUTHENTICATION, DIDEntry, IssuerEntry, StatusEntry, did_entry_from_document
 from verifier.errors import ConfigurationError, Reason, Refused
 from verifier.ledger_cache import LedgerCache
 from verifier.policy import Policy
 
-__all__ = ["REREADS_KEPT", "LedgerView"]
+__all__ = ["KEYS_KEPT", "REREADS_KEPT", "LedgerView"]
 
 REREADS_KEPT: Final = 16_384
 """DIDs whose last re-read time (and whose network) is remembered (the oldest forgotten first)."""
+KEYS_KEPT: Final = 2048
+"""Authentication keys remembered by key id (the devices seen most recently). Up to 2,730 entries, the
+memo's dict is at its steady size (8,192 slots) by the time it is full; a 4,096-entry one doubles its
+table once more after a few thousand replacements (about 170 KB more, bounded but late)."""
 
 
 class LedgerView:
@@ -47,9 +54,10 @@ class LedgerView:
         if "trellis" in methods:
             raise ConfigurationError("resolvers: did:trellis is resolved through the trusted networks")
         self._resolver = MultiResolver(methods)
-        self._cache_of: BoundedCache[str, LedgerCache] = BoundedCache(REREADS_KEPT)  # DID -> its network's
+        self._cache_of: OrderedDict[str, LedgerCache] = OrderedDict()  # DID -> its network's cache
         self._rereads: BoundedCache[str, float] = BoundedCache(REREADS_KEPT)  # DID -> when last re-read
         self._rereads_lock = threading.Lock()
+        self._keys: OrderedDict[str, tuple[LedgerCache, DIDEntry, Ed25519PublicKey, str]] = OrderedDict()
         self.rereads = 0
         """How many DIDs were read again for a key id their cached document lacked."""
 
@@ -59,13 +67,17 @@ class LedgerView:
 
     def generation(self) -> int:
         """A number that moves on whenever an entry of any trusted network's cache is dropped or replaced."""
-        return sum(c.generation for c in self.caches.values())
+        total = 0
+        for cache in self.caches.values():
+            total += cache.generation
+        return total
 
     def cache(self, did: str) -> LedgerCache:
         """The cache of ``did``'s network, fresh enough for the policy (or refused)."""
         known = self._cache_of.get(did)
         if known is not None:
-            self.ensure_fresh(known, did)
+            if not known.live:
+                self.ensure_fresh(known, did)
             return known
         try:
             network = parse_trellis_did(did).network
@@ -74,7 +86,7 @@ class LedgerView:
         cache = self.caches.get(network)
         if cache is None:
             raise Refused(Reason.UNSUPPORTED_DID_METHOD, f"network {network!r} is not trusted", did=did)
-        self._cache_of.put(did, cache)
+        remember(self._cache_of, did, cache, REREADS_KEPT)
         self.ensure_fresh(cache, did)
         return cache
 
@@ -168,6 +180,39 @@ class LedgerView:
         if entry.quarantined:
             raise Refused(Reason.QUARANTINED, f"{did} is on the quarantine list", did=did)
         return entry
+
+    def remembered_key(self, key_id: str) -> tuple[str, DIDEntry, Ed25519PublicKey] | None:
+        """``(did, entry, key)`` as :meth:`authentication_key` last gave them for ``key_id``, if the
+        cache (made fresh enough first) still holds that very entry; else ``None``."""
+        known = self._keys.get(key_id)
+        if known is None:
+            return None
+        cache, entry, key, did = known
+        if not cache.live:
+            self.ensure_fresh(cache, did)
+        return (did, entry, key) if cache._dids.get(did) is entry else None  # cached_did, inline
+
+    def authentication_key(self, did: str, key_id: str) -> tuple[DIDEntry, Ed25519PublicKey]:
+        """:meth:`device_entry` of ``did`` for ``key_id`` (a DID URL of ``did``) and the key it names in
+        the ``authentication`` relationship (refused as ``key_not_authorized`` without one).
+
+        For ``did:trellis`` the answer is remembered by key id while the network's cache still holds
+        the very entry it came from (any block touching the DID, a re-read or a snapshot replaces it);
+        the cache is made fresh enough first, as for every read.
+        """
+        known = self.remembered_key(key_id)
+        if known is not None and known[0] == did:
+            return known[1], known[2]
+        entry = self.device_entry(did, key_id)
+        found = entry.key(key_id.partition("#")[2], AUTHENTICATION)
+        if found is None:
+            raise Refused(
+                Reason.KEY_NOT_AUTHORIZED, f"{key_id} is not in the authentication relationship", did=did
+            )
+        network = self._cache_of.get(did) if did.startswith("did:trellis:") else None
+        if network is not None and network.cached_did(did) is entry:
+            remember(self._keys, key_id, (network, entry, found, did), KEYS_KEPT)
+        return entry, found
 
     def _reread(self, did: str, entry: DIDEntry) -> DIDEntry:
         """``did``'s entry read again past the cache, or ``entry`` when re-read too recently or unreadable."""

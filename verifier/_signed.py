@@ -46,6 +46,7 @@ __all__ = [
     "SIGNATURE_NAMESPACE",
     "SESSION_NAMESPACE",
     "remember_session",
+    "session_device",
     "authentication_lookup",
     "check_authorized",
     "authenticate_request",
@@ -185,13 +186,8 @@ def authenticate_request(
     assert sig.keyid is not None
     if sig.alg == "hmac-sha256" or not sig.keyid.startswith("did:"):
         return _session_request(verifier, request, sig, audience or origin, replay_until)
-    did, fragment = did_of(sig.keyid), sig.keyid.partition("#")[2]
-    entry = verifier.ledger.device_entry(did, sig.keyid)
-    key = entry.key(fragment, AUTHENTICATION)
-    if key is None:
-        raise Refused(
-            Reason.KEY_NOT_AUTHORIZED, f"{sig.keyid} is not in the authentication relationship", did=did
-        )
+    did = did_of(sig.keyid)
+    entry, key = verifier.ledger.authentication_key(did, sig.keyid)
     _verify(request, sig, key, did)
     _use_nonce(verifier, sig, replay_until, did)
     decoded = credential is None  # then an object of this module's own, which nobody changes
@@ -216,18 +212,23 @@ def _session_request(
     if session.audience != audience:
         raise Refused(Reason.WRONG_AUDIENCE, f"the session is for {session.audience}", did=session.did)
     _use_nonce(verifier, sig, replay_until, session.did)
-    height = None
+    return session_device(verifier, session)
+
+
+def session_device(verifier: Verifier, session: Session) -> AuthenticatedDevice:
+    """The device of a request in ``session``: its ledger checks remembered while they stand (else
+    :func:`_check_session`), with the height they are valid at."""
     if session.did.startswith("did:trellis:"):  # documents resolved elsewhere are resolved every time
         verifier.ledger.cache(session.did)  # too_stale when the device's network is
-        height = verifier._admissions.session_height(session.id)
-    if height is None:
-        height = _check_session(verifier, session)
-    return AuthenticatedDevice(session.did, session.key_id, None, height)
+        device = verifier._admissions.session_device(session.id, session.did, session.key_id)
+        if device is not None:
+            return device
+    return _check_session(verifier, session)
 
 
-def _check_session(verifier: Verifier, session: Session) -> int:
+def _check_session(verifier: Verifier, session: Session) -> AuthenticatedDevice:
     """The ledger checks of a session's device (its key, deactivation, quarantine, status bits) from this
-    process's caches, fresh from the header stream; a failed one ends the session. The height."""
+    process's caches, fresh from the header stream; a failed one ends the session. The device."""
     generation = verifier.ledger.generation()
     try:
         entry = verifier.ledger.device_entry(session.did)
@@ -244,10 +245,10 @@ def _check_session(verifier: Verifier, session: Session) -> int:
             session.did, refused.detail, session_id=session.id, expires_at=session.expires_at
         )
         raise Refused(Reason.SESSION_ENDED, f"session ended: {refused.detail}", did=session.did) from None
-    height = max(entry.height, session.height)
+    device = AuthenticatedDevice(session.did, session.key_id, None, max(entry.height, session.height))
     if session.did.startswith("did:trellis:"):
-        verifier._admissions.session_checked(session.id, generation, height)
-    return height
+        verifier._admissions.session_checked(session.id, generation, device)
+    return device
 
 
 def remember_session(

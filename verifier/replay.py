@@ -51,6 +51,8 @@ _CHECKED: set[str] = set()  # namespaces found good (a program uses a handful)
 _Key: TypeAlias = tuple[str, str, str]  # (kind, namespace, value)
 _USED = "used"
 _ISSUED = "issued"
+_INF, _NO_TIME = math.inf, -math.inf
+_heappush = heapq.heappush
 
 
 def _check_namespace(namespace: str) -> str:
@@ -134,15 +136,27 @@ class MemoryNonceStore:
 
     def use(self, namespace: str, value: str, expires_at: float) -> bool:
         """Record ``value``: True the first time, False if already recorded (or ``expires_at`` is past)."""
-        key = (_USED, _check_namespace(namespace), value)
+        if type(namespace) is not str or namespace not in _CHECKED:
+            _check_namespace(namespace)
+        key = (_USED, namespace, value)
         with self._lock:
             now = self._clock()
-            if _expired(expires_at, now):
+            if type(expires_at) is not float or not _NO_TIME < expires_at < _INF:
+                if _expired(expires_at, now):  # the general check: ints, and refusing what is no time
+                    return False
+            elif expires_at <= now:
                 return False
-            self._purge(now)
-            if key in self._expiry:
+            heap, expiry = self._heap, self._expiry
+            if heap and heap[0][0] <= now:
+                self._purge(now)
+            if key in expiry:
                 return False
-            self._insert(key, expires_at, now)
+            held = len(expiry)
+            if held >= self._max_entries or len(heap) > 2 * held + 1024:
+                self._insert(key, expires_at, now)  # refuses when full, or rebuilds the heap
+            else:
+                expiry[key] = expires_at
+                _heappush(heap, (expires_at, key))
             return True
 
     def put(self, namespace: str, value: str, data: bytes, expires_at: float) -> None:

@@ -27,7 +27,7 @@ from did_registry.client import LedgerClient
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.resolution import Resolver
-from verifier import _signed
+from verifier import _fast, _signed
 from verifier._admissions import Admissions
 from verifier._checks import AuthenticatedDevice, CredentialSummary, proof_refusal
 from verifier._ledger_view import LedgerView
@@ -243,7 +243,7 @@ class Verifier:
         (``host[:port]``) or origin (``scheme://host[:port]``).
         """
         try:
-            return _signed.authenticate_request(self, request, audience, credential)
+            return _fast.authenticate_request(self, request, audience, credential)
         except Refused:
             raise
         except (VerificationFailed, DidRegistryError, ValueError, TypeError, KeyError, RecursionError) as exc:

@@ -10,20 +10,32 @@ never accepts what the full one would refuse; a property test holds the two equa
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from typing import Final
 
-__all__ = ["signature_input", "signature_bytes", "sha256_digest"]
+__all__ = ["signature_input", "request_signature", "signature_bytes", "sha256_digest"]
 
 _KEY = r"[a-z*][a-z0-9_\-.*]{0,63}"
-_STRING = r'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'
+_CHARS = r"[\x20\x21\x23-\x5b\x5d-\x7e]*"  # a String's characters when it needs no escape
+_STRING = rf'"{_CHARS}"'
 _INTEGER = r"(?:0|[1-9][0-9]{0,14})"
 _COMPONENT = r'"[a-z0-9@][a-z0-9@\-_.]*"'
 _INPUT: Final = re.compile(
     rf"({_KEY})=(\((?:{_COMPONENT}(?: {_COMPONENT})*)?\)((?:;{_KEY}=(?:{_INTEGER}|{_STRING}))*))"
 )
+# The same shapes with possessive quantifiers, which never give back what they took (each stops at a
+# character that may not follow it, so giving back could not help): matching is then a single pass.
+_KEY_P = r"[a-z*][a-z0-9_\-.*]{0,63}+"
+_INTEGER_P = r"(?:0|[1-9][0-9]{0,14}+)"
+_CHARS_P = r"[\x20\x21\x23-\x5b\x5d-\x7e]*+"
+_COMPONENT_P = r'"[a-z0-9@][a-z0-9@\-_.]*+"'
+_REQUEST_INPUT: Final = re.compile(  # the parameters in the order wallet.http_signatures writes them
+    rf"({_KEY_P})=(\(((?:{_COMPONENT_P}(?: {_COMPONENT_P})*+)?+)\)(?:;created=({_INTEGER_P}))?+"
+    rf'(?:;expires=({_INTEGER_P}))?+(?:;keyid="({_CHARS_P})")?+(?:;nonce="({_CHARS_P})")?+'
+    rf'(?:;alg="({_CHARS_P})")?+(?:;tag="({_CHARS_P})")?+)'
+)
+_REQUEST_SIGNATURE: Final = re.compile(rf"({_KEY_P})=:([A-Za-z0-9+/]*+={{0,2}}+):")
 _PARAM: Final = re.compile(rf";({_KEY})=({_INTEGER}|{_STRING})")
 _SIGNATURE: Final = re.compile(rf"({_KEY})=:([A-Za-z0-9+/]*={{0,2}}):")
 _SHA256: Final = re.compile(r"sha-256=:([A-Za-z0-9+/]{43}=):")
@@ -48,14 +60,37 @@ def signature_input(text: str) -> ParsedInput | None:
     return label, components, params, raw
 
 
+RequestSignature = tuple[str, str, str, str | None, str | None, str | None, str | None, str | None, bytes]
+
+
+def request_signature(input_text: str, signature_text: str) -> RequestSignature | None:
+    """``(label, raw params, component list text, created, expires, keyid, nonce, alg, signature)`` of a
+    canonical one-member ``Signature-Input`` whose parameters come in the order a signer here writes
+    them (each at most once; absent ones ``None``; Integers as their digits, Strings unquoted) and
+    the one-member ``Signature`` of the same label, or ``None`` when the texts are not of that shape.
+    A subset of what :func:`signature_input` and :func:`signature_bytes` read."""
+    parsed = _REQUEST_INPUT.fullmatch(input_text)
+    signed = _REQUEST_SIGNATURE.fullmatch(signature_text)
+    if parsed is None or signed is None:
+        return None
+    label, raw, inner, created, expires, keyid, nonce, alg, _ = parsed.groups()
+    if label != signed.group(1):
+        return None
+    try:  # the expression checked the alphabet: this is b64decode(validate=True)
+        signature = binascii.a2b_base64(signed.group(2))
+    except binascii.Error:
+        return None
+    return label, raw, inner, created, expires, keyid, nonce, alg, signature
+
+
 def signature_bytes(text: str) -> tuple[str, bytes] | None:
     """``(label, bytes)`` of a one-member ``Signature`` Dictionary holding a bare Byte Sequence."""
     match = _SIGNATURE.fullmatch(text)
     if match is None:
         return None
-    try:
-        return match.group(1), base64.b64decode(match.group(2), validate=True)
-    except (binascii.Error, ValueError):
+    try:  # the expression checked the alphabet: this is b64decode(validate=True)
+        return match.group(1), binascii.a2b_base64(match.group(2))
+    except binascii.Error:
         return None
 
 
@@ -64,7 +99,4 @@ def sha256_digest(text: str) -> bytes | None:
     match = _SHA256.fullmatch(text)
     if match is None:
         return None
-    try:
-        return base64.b64decode(match.group(1), validate=True)
-    except (binascii.Error, ValueError):
-        return None
+    return binascii.a2b_base64(match.group(1))  # 43 characters and "=": always 32 bytes

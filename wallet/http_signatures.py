@@ -54,6 +54,8 @@ __all__ = [
     "sign_request",
     "parse_signatures",
     "signature_base",
+    "FastSignature",
+    "fast_signature_base",
     "verify_signature",
 ]
 
@@ -494,6 +496,95 @@ def _fast_signature(input_text: str, signature_text: str) -> SignatureInput | No
         tag=tag if isinstance(tag, str) else None,
         signature=signed[1],
         raw_params=raw,
+    )
+
+
+FastSignature = tuple[
+    tuple[str, ...], str, str | None, str | None, int | None, int | None, str | None, bytes, bytes
+]
+"""``(components, label, keyid, alg, created, expires, nonce, signature, signature base)``."""
+_SHAPES: dict[str, tuple[str, ...] | None] = {}  # component list text -> names (None: not fast)
+_SHAPES_KEPT: Final = 64  # a service sees a handful of shapes; more are not remembered
+_DEVICE_COMPONENTS: Final = ("@method", "@target-uri", "content-digest")  # what devices sign
+_UNKNOWN: Final = ("not yet seen",)  # a shape not in _SHAPES
+
+
+def _shape(inner: str) -> tuple[str, ...] | None:
+    """The component names of a fast request shape (``@method``, ``@target-uri``, fields; each once)."""
+    names: tuple[str, ...] | None = tuple(item[1:-1] for item in inner.split(" ")) if inner else ()
+    assert names is not None
+    if names == _DEVICE_COMPONENTS:
+        names = _DEVICE_COMPONENTS
+    elif len(set(names)) != len(names) or not all(
+        n in ("@method", "@target-uri") or _FIELD_NAME.fullmatch(n) for n in names
+    ):
+        names = None
+    if len(_SHAPES) < _SHAPES_KEPT:
+        _SHAPES[inner] = names
+    return names
+
+
+def fast_signature_base(request: HttpRequest) -> FastSignature | None:
+    """The one signature of ``request`` and its signature base, when its headers are written as
+    :func:`sign_request` writes them (canonical, parameters in its order) and it covers only
+    ``@method``, ``@target-uri`` and fields present on the request, with values fit for a base.
+
+    Otherwise ``None``, and :func:`parse_signatures` with :func:`signature_base` decide. When not
+    ``None``, it is exactly what they give (a property test holds them equal); ``created`` and
+    ``expires`` as Integers. Nothing is verified, and the content digest is not checked.
+    """
+    headers = request.headers
+    try:  # subscripts: a mapping proxy's get() is a method call on the mapping underneath
+        text, signature_text = headers["signature-input"], headers["signature"]
+    except KeyError:
+        return None
+    method, url = request.method, request.url
+    if (
+        len(text) > MAX_SIGNATURE_HEADER_SIZE
+        or len(signature_text) > MAX_SIGNATURE_HEADER_SIZE
+        or type(method) is not str
+        or type(url) is not str
+    ):
+        return None
+    parsed = _sf_fast.request_signature(text, signature_text)
+    if parsed is None:
+        return None
+    label, raw, inner, created, expires, keyid, nonce, alg, signature = parsed
+    names = _SHAPES.get(inner, _UNKNOWN)
+    if names is _UNKNOWN:
+        names = _shape(inner)
+    if names is _DEVICE_COMPONENTS:  # the shape devices sign, written out in one go
+        try:
+            digest = headers["content-digest"]
+        except KeyError:
+            return None
+        base = (
+            f'"@method": {method}\n"@target-uri": {url}\n"content-digest": {digest}\n'
+            f'"@signature-params": {raw}'
+        )
+    elif names is None:
+        return None
+    else:
+        lines = []
+        for name in names:
+            value = method if name == "@method" else url if name == "@target-uri" else headers.get(name)
+            if value is None:
+                return None
+            lines.append(f'"{name}": {value}')
+        lines.append(f'"@signature-params": {raw}')
+        base = "\n".join(lines)
+    if base.count("\n") != len(names) or "\r" in base or not base.isascii():
+        return None  # a value with a line break or a non-ASCII character: refused by signature_base
+    return (
+        names,
+        label,
+        keyid,
+        alg,
+        None if created is None else int(created),
+        None if expires is None else int(expires),
+        nonce,
+        signature,
+        base.encode("ascii"),
     )
 
 

@@ -117,7 +117,7 @@ def test_bad_namespace_is_a_configuration_error(nonce_store: Store, namespace: s
         store.take(namespace, "n-1")
 
 
-@pytest.mark.parametrize("expires_at", [float("nan"), float("inf"), "soon"])
+@pytest.mark.parametrize("expires_at", [float("nan"), float("inf"), float("-inf"), True, "soon"])
 def test_expiry_must_be_a_finite_time(nonce_store: Store, expires_at: object) -> None:
     """An expiry that is not a finite number is refused: a record kept forever would never make room."""
     store = nonce_store.store
