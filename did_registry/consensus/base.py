@@ -67,6 +67,11 @@ class BlockApp(Protocol):
         """Whether ``request`` may still go into a block (admission, and re-checking old requests)."""
         ...
 
+    def check_many(self, requests: Sequence[bytes]) -> list[bool]:
+        """:meth:`check` of each request that arrived together (a peer's forwarded batch), in order:
+        the same answers, so an application may read what they need in bulk."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Send:

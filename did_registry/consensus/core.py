@@ -120,7 +120,7 @@ class EngineCore:
     def on_requests(self, requests: Sequence[bytes]) -> list[Output]:
         """Several client requests reached this validator: the new ones are forwarded in one message."""
         self._begin()
-        admitted = tuple(r for r in requests if self._admit(r))
+        admitted = self._admit_all(requests)
         if admitted:
             self._forward(admitted)
         return self._end()
@@ -217,20 +217,25 @@ class EngineCore:
         self._helped[peer] = self._now
         return True
 
-    def _admit(self, request: bytes) -> bool:
-        """Keep a request that is new, small enough and acceptable to the application."""
-        if not isinstance(request, bytes) or not 0 < len(request) <= self._config.max_request_bytes:
-            self._drop("bad-request")
-            return False
-        if request in self._pool:
-            return False
-        if not self._app.check(request):
-            self._drop("rejected-request")
-            return False
-        if not self._pool.add(request, self._now):
-            self._drop("pool-full")
-            return False
-        return True
+    def _admit_all(self, requests: Sequence[bytes]) -> tuple[bytes, ...]:
+        """:meth:`_admit` each of ``requests``, checked by the application in one call; the admitted."""
+        candidates: dict[bytes, None] = {}
+        for request in requests:
+            if not isinstance(request, bytes) or not 0 < len(request) <= self._config.max_request_bytes:
+                self._drop("bad-request")
+            elif request not in self._pool:
+                candidates[request] = None
+        if not candidates:
+            return ()
+        admitted = []
+        for request, good in zip(candidates, self._app.check_many(list(candidates)), strict=True):
+            if not good:
+                self._drop("rejected-request")
+            elif not self._pool.add(request, self._now):
+                self._drop("pool-full")
+            else:
+                admitted.append(request)
+        return tuple(admitted)
 
     def _learn_height(self, height: int, *, proven: bool = True) -> None:
         """``height`` is committed: ``proven`` by a certificate or a stable checkpoint (then this

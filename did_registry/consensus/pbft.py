@@ -131,8 +131,7 @@ class PBFT(ViewChanges):
     # -- the normal case ------------------------------------------------------------------------
     def request(self, message: Request) -> None:
         """Triggered by: a REQUEST a validator forwards (at once, or to a new primary after a view change)."""
-        for request in message.requests:
-            self._admit(request)
+        self._admit_all(message.requests)
 
     def pre_prepare(self, message: PrePrepare) -> None:
         """Triggered by: a PRE-PREPARE from the primary (normal case); NEW-VIEW re-issues go to

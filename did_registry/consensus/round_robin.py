@@ -88,8 +88,7 @@ class RoundRobin(EngineCore):
     def _handle(self, message: Message) -> None:
         match message:
             case Request():
-                for request in message.requests:
-                    self._admit(request)
+                self._admit_all(message.requests)
             case Propose():
                 self.propose(message)
             case Vote():

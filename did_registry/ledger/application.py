@@ -149,6 +149,7 @@ class LedgerApplication:
     def preverify(self, txns: Sequence[Transaction]) -> None:
         """Warm what executing ``txns`` will need (documents parsed, signatures checked) without
         deciding anything: safe from any thread, without the node's lock (see :func:`rules.preverify`)."""
+        self.store.prefetch(_reads_of(txns), [txn.id for txn in txns])
         view = StateView(self.store)
         for txn in txns:
             preverify(view, txn)

@@ -42,6 +42,10 @@ class FakeApp:
         """The last applied height."""
         return len(self.blocks)
 
+    def check_many(self, requests: Sequence[bytes]) -> list[bool]:
+        """:meth:`check` of each."""
+        return [self.check(r) for r in requests]
+
     def check(self, request: bytes) -> bool:
         """A request is acceptable when short, not marked ``bad`` and not committed yet."""
         return (

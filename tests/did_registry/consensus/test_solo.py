@@ -87,6 +87,10 @@ class HeaderApp:
         """Every request is acceptable."""
         return True
 
+    def check_many(self, requests: Sequence[bytes]) -> list[bool]:
+        """Every request is acceptable."""
+        return [True] * len(requests)
+
 
 def test_solo_certificate_passes_the_ledger_check() -> None:
     """A block certified by the solo engine passes CommitCertificate.verify with the validator set."""

@@ -106,3 +106,18 @@ def test_request_not_in_canonical_form_is_refused_every_time(pair: Pair) -> None
     assert not pair.validator.check(spaced)
     assert not pair.validator.check(spaced)
     assert pair.validator.check(request)
+
+
+def test_check_many_answers_as_check_does(pair: Pair) -> None:
+    """A forwarded batch checked at once gets the answers each request gets alone: new requests pass,
+    a committed one, a malformed one and a non-canonical one do not."""
+    committed = pair.creates(1)
+    block = pair.proposer.propose(1, committed, _TIME)
+    assert block is not None
+    assert pair.validator.validate(1, block) == pair.proposer.digest(block)
+    pair.validator.commit(1, block, pair.certificate(1, block))
+    fresh = pair.creates(2)
+    spaced = fresh[0].replace(b'{"body":', b'{ "body":', 1)
+    batch = [fresh[0], committed[0], b"not json", spaced, fresh[1]]
+    assert pair.validator.check_many(batch) == [True, False, False, False, True]
+    assert [pair.proposer.check(r) for r in batch] == [True, True, False, False, True]  # not committed there
