@@ -478,14 +478,13 @@ class Enrolment:
             .values(status="claimed", device_did=bindparam("claimed_by"))
         )
         now = self.clock()
-        with self.engine.begin() as connection:
-            return [
-                connection.execute(
-                    statement, {"claimed_hash": token_hash, "claimed_at": now, "claimed_by": did}
-                ).rowcount
-                == 1
-                for token_hash, did in claims
-            ]
+        won: dict[int, bool] = {}
+        with self.engine.begin() as connection:  # in token order: concurrent batches lock rows alike
+            for position in sorted(range(len(claims)), key=lambda p: claims[p][0]):
+                token_hash, did = claims[position]
+                params = {"claimed_hash": token_hash, "claimed_at": now, "claimed_by": did}
+                won[position] = connection.execute(statement, params).rowcount == 1
+        return [won[position] for position in range(len(claims))]
 
     def _release(self, token_hashes: Iterable[str]) -> None:
         with self.engine.begin() as connection:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,7 +123,7 @@ class Portal:
         return BitstringStatusList.from_bytes(base64.urlsafe_b64decode(value["bits"])).get(index)
 
 
-def make_portal(folder: Path, database: str = "sqlite://") -> Iterator[Portal]:
+def make_portal(folder: Path, database: str = "sqlite://") -> Generator[Portal, None, None]:
     """A node, a set-up organisation and an enrolment service (stopped afterwards)."""
     node = make_node(block_interval=0.005)
     node.service.start()
@@ -133,11 +134,13 @@ def make_portal(folder: Path, database: str = "sqlite://") -> Iterator[Portal]:
     try:
         assert organisation.setup(client, Signer(trustee.did, trustee.key, trustee.method)).complete
         clock = Clock()
-        enrolment = Enrolment(
-            organisation, open_store(database), ledger=client, portal_url=PORTAL, clock=clock
-        )
+        store = open_store(database)
+        enrolment = Enrolment(organisation, store, ledger=client, portal_url=PORTAL, clock=clock)
         transport.posts.clear()
-        yield Portal(enrolment, client, transport, clock)
+        try:
+            yield Portal(enrolment, client, transport, clock)
+        finally:
+            store.dispose()  # its pooled connections closed here, not left to the collector
     finally:
         client.close()
         node.service.stop()
@@ -405,6 +408,44 @@ def test_concurrent_use_of_one_token_lets_exactly_one_enrol(tmp_path: Path) -> N
         assert [d.did for d in portal.enrolment.devices()] == [winners[0].did]
         loser = next(d for d in devices if d.did != winners[0].did)
         assert portal.client.resolve_record(loser.did)[0] is None
+
+
+def test_concurrent_batches_claiming_the_same_tokens_each_win_some_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two factory batches claiming the same 300 tokens in opposite orders at once, on PostgreSQL:
+    no deadlock, and every token is won by exactly one of them, for its device."""
+    portals = make_portal(tmp_path / "instance", postgres_url)
+    portal = next(portals)
+    try:
+        tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=300)]
+        hashes = [hashlib.sha256(t.encode()).hexdigest() for t in tokens if t is not None]
+        claims = [[(h, f"did:example:{side}-{n}") for n, h in enumerate(hashes)] for side in ("a", "b")]
+        claims[1].reverse()
+        start = threading.Barrier(2)
+        won: list[list[bool]] = [[], []]
+        errors: list[BaseException] = []
+
+        def claim(side: int) -> None:
+            start.wait()
+            try:
+                won[side] = portal.enrolment._claim_many(claims[side])
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=claim, args=(side,)) for side in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        by_a = dict(zip(hashes, won[0], strict=True))
+        by_b = dict(zip(reversed(hashes), won[1], strict=True))
+        assert all(by_a[h] != by_b[h] for h in hashes)
+        claimed = {t.token_hash: t.device_did for t in portal.enrolment.tokens(status="claimed", limit=1000)}
+        assert claimed == {h: f"did:example:{'a' if by_a[h] else 'b'}-{n}" for n, h in enumerate(hashes)}
+    finally:
+        portals.close()
 
 
 # -- bulk --------------------------------------------------------------------------------------
