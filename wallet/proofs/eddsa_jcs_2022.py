@@ -212,4 +212,6 @@ def verify_proof(
     return VerifiedProof(method, purpose, created, proof_challenge, proof_domain)
 
 
-_VERIFIED = SignatureMemo(4096)  # the credentials seen most recently (a verifier sees the same ones again)
+_VERIFIED = SignatureMemo(
+    1 << 20
+)  # credentials seen recently: a verifier sees a fleet's again and again (~150 B each)

@@ -47,3 +47,24 @@ def test_the_memo_forgets_the_oldest_beyond_its_size() -> None:
         message = bytes([i])
         memo.verify(KEY.public_key, message, KEY.sign(message))
     assert len(memo) == 3
+
+
+def test_moving_bytes_between_message_and_signature_is_not_a_remembered_triple() -> None:
+    """After (m, s) verified, (m + s[:1], s[1:]) holds the same bytes in another split: it is
+    verified afresh (and refused), not taken for the remembered one."""
+    memo = SignatureMemo(10)
+    signature = KEY.sign(b"m")
+    memo.verify(KEY.public_key, b"m", signature)
+    with pytest.raises(BadSignature):
+        memo.verify(KEY.public_key, b"m" + signature[:1], signature[1:])
+    assert len(memo) == 1
+
+
+def test_a_signature_remembered_as_bytes_is_not_taken_for_text() -> None:
+    """The bytes of a verified signature, given again as text, are checked as text (decoded)."""
+    memo = SignatureMemo(10)
+    signature = KEY.sign(b"m")
+    memo.verify(KEY.public_key, b"m", signature)
+    decode = mock.Mock(side_effect=lambda text: signature)
+    memo.verify(KEY.public_key, b"m", signature.decode("latin-1"), decode)
+    assert decode.call_count == 1
