@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
-__all__ = ["BoundedCache"]
+__all__ = ["BoundedCache", "remember"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -36,9 +36,16 @@ class BoundedCache(Generic[K, V]):
 
     def put(self, key: K, value: V) -> None:
         """Keep ``value`` under ``key``, forgetting the oldest entries beyond the size."""
-        self._items[key] = value
-        while len(self._items) > self.size:
-            try:
-                self._items.popitem(last=False)
-            except KeyError:  # another thread emptied it first
-                break
+        remember(self._items, key, value, self.size)
+
+
+def remember(memo: OrderedDict[K, V], key: K, value: V, size: int) -> None:
+    """Keep ``value`` under ``key`` in ``memo``, forgetting the oldest entries beyond ``size``: the
+    bounded memo as a plain ordered dict, for a hot path that reads it with ``memo.get(key)`` (in C)
+    rather than through a :class:`BoundedCache` method."""
+    memo[key] = value
+    while len(memo) > size:
+        try:
+            memo.popitem(last=False)
+        except KeyError:  # another thread emptied it first
+            break

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from did_registry.bounded_cache import BoundedCache
+from did_registry.bounded_cache import BoundedCache, remember
 from verifier._checks import AuthenticatedDevice, CredentialSummary, check_credential_verified, check_validity
 from verifier._ledger_view import LedgerView
-from verifier._memo import remember
 from verifier._records import DIDEntry
 from verifier.ledger_cache import LedgerCache
 from verifier.policy import Policy

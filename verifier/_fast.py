@@ -24,10 +24,10 @@ from collections.abc import Mapping
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any, Final
 
+from did_registry.bounded_cache import remember
 from did_registry.errors import BadSignature
 from verifier import _signed
 from verifier._checks import AuthenticatedDevice
-from verifier._memo import remember
 from verifier.errors import Reason, Refused
 from wallet.content_digest import verify_content_digest
 from wallet.credential import did_of

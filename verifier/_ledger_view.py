@@ -19,14 +19,13 @@ from typing import Final
 
 import httpx
 
-from did_registry.bounded_cache import BoundedCache
+from did_registry.bounded_cache import BoundedCache, remember
 from did_registry.client import LedgerUnavailable
 from did_registry.errors import DidRegistryError, InvalidDID
 from did_registry.identity.crypto import Ed25519PublicKey
 from did_registry.identity.did import parse_did
 from did_registry.identity.did_trellis import parse_trellis_did
 from did_registry.identity.resolution import DIDKeyResolver, MultiResolver, Resolver
-from verifier._memo import remember
 from verifier._records import AUTHENTICATION, DIDEntry, IssuerEntry, StatusEntry, did_entry_from_document
 from verifier.errors import ConfigurationError, Reason, Refused
 from verifier.ledger_cache import LedgerCache

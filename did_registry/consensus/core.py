@@ -218,7 +218,8 @@ class EngineCore:
         return True
 
     def _admit_all(self, requests: Sequence[bytes]) -> tuple[bytes, ...]:
-        """:meth:`_admit` each of ``requests``, checked by the application in one call; the admitted."""
+        """Keep those of ``requests`` that are new, small enough and acceptable to the application
+        (asked about them all in one call); return the ones kept."""
         candidates: dict[bytes, None] = {}
         for request in requests:
             if not isinstance(request, bytes) or not 0 < len(request) <= self._config.max_request_bytes:

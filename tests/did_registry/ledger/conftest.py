@@ -59,6 +59,15 @@ def new_actor() -> Actor:
     return Actor(key, str(trellis_did(NETWORK, key.public_key)))
 
 
+def creates(trustee: Actor, count: int) -> list[Transaction]:
+    """``count`` did.create transactions of new identities, endorsed by ``trustee``."""
+    txns = []
+    for _ in range(count):
+        actor = new_actor()
+        txns.append(actor.txn("did.create", {"document": actor.document()}, trustee))
+    return txns
+
+
 @dataclass
 class Network:
     """One validator, one trustee, an in-memory store."""

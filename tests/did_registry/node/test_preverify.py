@@ -15,7 +15,7 @@ from did_registry.ledger.txn import Transaction
 from did_registry.node.block_app import LedgerBlockApp, request_bytes
 from did_registry.node.preverify import Preverifier
 from did_registry.node.service import NodeService
-from tests.did_registry.ledger.conftest import Actor, make_genesis, new_actor
+from tests.did_registry.ledger.conftest import Actor, creates, make_genesis, new_actor
 
 _TIME = "2026-01-02T00:00:00Z"
 
@@ -23,14 +23,6 @@ _TIME = "2026-01-02T00:00:00Z"
 def _node(trustee: Actor, key: Ed25519PrivateKey) -> LedgerBlockApp:
     app = LedgerApplication(MemoryLedgerStore(), make_genesis(trustee, key))
     return LedgerBlockApp(NodeService(app, validator_id="node-1", validator_key=key))
-
-
-def _creates(trustee: Actor, count: int) -> list[Transaction]:
-    out = []
-    for _ in range(count):
-        device = new_actor()
-        out.append(device.txn("did.create", {"document": device.document()}, trustee))
-    return out
 
 
 def _wait(until: object, seconds: float = 10.0) -> None:
@@ -57,7 +49,7 @@ def test_forwarded_requests_are_verified_before_their_block(monkeypatch: pytest.
     validating the block holding them then verifies no transaction signature again."""
     trustee, key = new_actor(), Ed25519PrivateKey.generate()
     node = _node(trustee, key)
-    txns = _creates(trustee, 5)
+    txns = creates(trustee, 5)
     requests = [request_bytes(t) for t in txns]
     seen = _counting(monkeypatch)
     assert all(node.check(r) for r in requests)
@@ -83,9 +75,9 @@ def test_a_full_queue_drops_work_and_close_stops_the_thread() -> None:
         original(txns)
 
     app.preverify = held  # type: ignore[method-assign]
-    preverifier.offer(_creates(trustee, 1))  # taken by the thread, which then waits at the gate
+    preverifier.offer(creates(trustee, 1))  # taken by the thread, which then waits at the gate
     _wait(lambda: preverifier.waiting == 0)
-    preverifier.offer(_creates(trustee, 5))
+    preverifier.offer(creates(trustee, 5))
     assert preverifier.dropped == 3
     gate.set()
     _wait(lambda: preverifier.done == 3)

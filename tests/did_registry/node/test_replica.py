@@ -9,17 +9,8 @@ import pytest
 
 from did_registry.identity.multikey import encode_ed25519_public_key
 from did_registry.ledger.txn import Transaction
-from tests.did_registry.ledger.conftest import Actor, new_actor
+from tests.did_registry.ledger.conftest import creates
 from tests.did_registry.node.cluster import Cluster
-
-
-def creates(trustee: Actor, count: int) -> list[Transaction]:
-    """``count`` did.create transactions endorsed by the trustee."""
-    txns = []
-    for _ in range(count):
-        actor = new_actor()
-        txns.append(actor.txn("did.create", {"document": actor.document()}, trustee))
-    return txns
 
 
 def submit(url: str, txns: list[Transaction]) -> None:
