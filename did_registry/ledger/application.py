@@ -43,6 +43,14 @@ class _BufferedNodes:
     def get(self, node_hash: bytes) -> bytes | None:
         return self.new.get(node_hash) or self._store.node(node_hash)
 
+    def get_many(self, node_hashes: list[bytes]) -> dict[bytes, bytes]:
+        new = self.new
+        if not new:
+            return self._store.nodes(node_hashes)
+        found = {h: new[h] for h in node_hashes if h in new}
+        found.update(self._store.nodes([h for h in node_hashes if h not in found]))
+        return found
+
     def put_many(self, nodes: dict[bytes, bytes]) -> None:
         self.new.update(nodes)
 
@@ -53,6 +61,9 @@ class _StoreNodes:
 
     def get(self, node_hash: bytes) -> bytes | None:
         return self._store.node(node_hash)
+
+    def get_many(self, node_hashes: list[bytes]) -> dict[bytes, bytes]:
+        return self._store.nodes(node_hashes)
 
     def put_many(self, nodes: dict[bytes, bytes]) -> None:
         raise RuntimeError("committed map nodes are written only through LedgerStore.append")

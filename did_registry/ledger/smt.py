@@ -32,6 +32,7 @@ __all__ = [
     "KEY_BITS",
     "key_hash",
     "NodeStore",
+    "BulkNodeStore",
     "MemoryNodeStore",
     "SparseMerkleMap",
     "MapProof",
@@ -64,6 +65,14 @@ class NodeStore(Protocol):
 
     def put_many(self, nodes: dict[bytes, bytes]) -> None:
         """Store every ``hash -> node`` pair (a node is never changed once stored)."""
+        ...
+
+
+class BulkNodeStore(NodeStore, Protocol):
+    """A :class:`NodeStore` that reads many nodes at once (a database: one query, not one each)."""
+
+    def get_many(self, node_hashes: list[bytes]) -> Mapping[bytes, bytes]:
+        """The stored nodes among ``node_hashes``, by hash (absent ones left out)."""
         ...
 
 
@@ -110,6 +119,35 @@ class _Batch:
         self.ints = ints  # key hashes as integers, ascending
         self.leaves = leaves  # the leaf node to write for each, or None to delete
         self.new: dict[bytes, bytes] = {}
+
+    def preload(self, root: bytes, get_many: Callable[[list[bytes]], Mapping[bytes, bytes]]) -> None:
+        """Read the stored nodes :meth:`apply` will walk from ``root`` a level at a time, one
+        ``get_many`` per level, and serve :meth:`apply`'s reads from them (the store for any other).
+        A node missing or malformed is left for :meth:`apply` to meet and refuse."""
+        loaded: dict[bytes, bytes] = {}
+        ints = self.ints
+        frontier = [(root, 0, len(ints), 0, 0)] if root != EMPTY_ROOT else []
+        while frontier:
+            found = get_many([item[0] for item in frontier])
+            loaded.update(found)
+            below = []
+            for node, lo, hi, depth, base in frontier:
+                data = found.get(node)
+                if data is None or len(data) != _NODE_SIZE or data[0] != 1 or depth > _TOP_BIT:
+                    continue  # a leaf ends the path; apply() judges what is missing or malformed
+                bit = 1 << (_TOP_BIT - depth)
+                mid = bisect_left(ints, base | bit, lo, hi)
+                if mid > lo and data[1:33] != EMPTY_ROOT:
+                    below.append((data[1:33], lo, mid, depth + 1, base))
+                if hi > mid and data[33:] != EMPTY_ROOT:
+                    below.append((data[33:], mid, hi, depth + 1, base | bit))
+            frontier = below
+        store_get = self.get
+
+        def get(node_hash: bytes) -> bytes | None:
+            return loaded.get(node_hash) or store_get(node_hash)
+
+        self.get = get
 
     def build(self, ints: list[int], leaves: list[bytes], lo: int, hi: int, depth: int, base: int) -> bytes:
         """The canonical subtree of ``leaves[lo:hi]`` (at least one) at ``depth`` under prefix ``base``."""
@@ -241,6 +279,9 @@ class SparseMerkleMap:
             return self._root
         rows.sort(key=lambda row: row[0])
         batch = _Batch(self._store.get, [k for k, _ in rows], [leaf for _, leaf in rows])
+        get_many = getattr(self._store, "get_many", None)
+        if get_many is not None:  # a BulkNodeStore
+            batch.preload(self._root, get_many)
         root, _ = batch.apply(self._root, 0, len(rows), 0, 0)
         if root != self._root:  # an unchanged root means every node is stored already
             self._store.put_many(batch.new)

@@ -6,7 +6,7 @@ database transaction, so a node killed at any moment restarts at its last commit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,6 +43,11 @@ class LedgerStore(Protocol):
 
     def node(self, node_hash: bytes) -> bytes | None:
         """A state-map node by hash (nodes are immutable; old roots stay provable)."""
+        ...
+
+    def nodes(self, node_hashes: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The stored state-map nodes among ``node_hashes``, by hash (absent ones left out), read in
+        bulk: a block's map update reads the nodes on its paths a level at a time."""
         ...
 
     def height(self) -> int | None:

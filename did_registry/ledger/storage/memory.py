@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from did_registry.ledger.block import Block, CommitCertificate
@@ -28,6 +28,11 @@ class MemoryLedgerStore:
     def node(self, node_hash: bytes) -> bytes | None:
         """A state-map node."""
         return self._nodes.get(node_hash)
+
+    def nodes(self, node_hashes: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The state-map nodes among ``node_hashes`` that are stored."""
+        stored = self._nodes
+        return {h: stored[h] for h in node_hashes if h in stored}
 
     def height(self) -> int | None:
         """Last committed height."""

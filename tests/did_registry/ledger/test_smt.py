@@ -346,3 +346,62 @@ def test_proof_deeper_than_key_is_refused() -> None:
     """If a proof has more siblings than a key hash has bits, it is refused."""
     with pytest.raises(InvalidProof):
         MapProof((_value(0),) * 257, None)
+
+
+class _BulkStore(MemoryNodeStore):
+    """A store that reads many nodes at once, counting each kind of read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.single_reads = 0
+        self.bulk_reads: list[int] = []
+
+    def get(self, node_hash: bytes) -> bytes | None:
+        self.single_reads += 1
+        return super().get(node_hash)
+
+    def get_many(self, node_hashes: list[bytes]) -> dict[bytes, bytes]:
+        self.bulk_reads.append(len(node_hashes))
+        return {h: d for h in node_hashes if (d := MemoryNodeStore.get(self, h)) is not None}
+
+
+@given(_maps, _maps, st.sets(_keys, max_size=10))
+def test_bulk_reads_give_the_same_root_and_nodes(
+    before: dict[bytes, bytes], changes: dict[bytes, bytes], deleted: set[bytes]
+) -> None:
+    """A store that reads in bulk gets the same roots and stores the same nodes as one that does not,
+    writes and deletions alike."""
+    plain, bulk = _CountingStore(), _BulkStore()
+    maps = [SparseMerkleMap(plain), SparseMerkleMap(bulk)]
+    for batch in (before, {**changes, **dict.fromkeys(deleted)}):
+        roots = {m.update(batch) for m in maps}  # type: ignore[arg-type]
+        assert len(roots) == 1
+    assert bulk._nodes == plain._nodes
+    after = {k: v for k, v in {**before, **changes}.items() if k not in deleted}
+    assert maps[0].root == _reference_root(after)
+
+
+def test_bulk_reads_take_one_query_per_level() -> None:
+    """Writing 200 new keys into a map of 4,096 reads the stored nodes on their paths with one bulk
+    read per level of the tree, and none one by one."""
+    store = _BulkStore()
+    smt = SparseMerkleMap(store)
+    smt.update({b"key:%d" % i: _value(i) for i in range(4096)})
+    store.single_reads, store.bulk_reads = 0, []
+    smt.update({b"new:%d" % i: _value(i) for i in range(200)})
+    single, bulk = store.single_reads, store.bulk_reads
+    depth = max(len(smt.prove(b"new:%d" % i).siblings) for i in range(200))
+    assert single == 0
+    assert 0 < len(bulk) <= depth + 1
+    assert sum(bulk) >= 200  # the paths' nodes, fetched together level by level
+
+
+def test_bulk_reads_meet_a_pruned_node() -> None:
+    """A node missing below the root is still refused as MissingMerkleNode when reads are in bulk."""
+    store = _BulkStore()
+    smt = SparseMerkleMap(store)
+    smt.update({bytes([i]): _value(i) for i in range(16)})
+    leaf = sha256(b"\x00" + key_hash(b"\x03") + _value(3)).digest()
+    del store._nodes[leaf]
+    with pytest.raises(MissingMerkleNode):
+        smt.update({b"\x03": _value("new")})
