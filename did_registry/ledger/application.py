@@ -14,13 +14,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from did_registry.errors import DidRegistryError
+from did_registry.errors import DidRegistryError, MissingMerkleNode
 from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
 from did_registry.ledger import validators as validator_set
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from did_registry.ledger.genesis import Genesis, genesis_state
 from did_registry.ledger.rules import BlockContext, did_of, execute, preverify
-from did_registry.ledger.smt import SparseMerkleMap
+from did_registry.ledger.smt import EMPTY_ROOT, NodeStore, SparseMerkleMap
 from did_registry.ledger.state import StateView, value_hash
 from did_registry.ledger.storage.base import Commit, LedgerStore
 from did_registry.ledger.txn import Transaction, TxnRejected
@@ -40,15 +40,15 @@ class _BufferedNodes:
         self._store = store
         self.new: dict[bytes, bytes] = {}
 
-    def get(self, node_hash: bytes) -> bytes | None:
-        return self.new.get(node_hash) or self._store.node(node_hash)
+    def get(self, node_hash: bytes, version: int) -> bytes | None:
+        return self.new.get(node_hash) or self._store.node(node_hash, version)
 
-    def get_many(self, node_hashes: list[bytes]) -> dict[bytes, bytes]:
+    def get_many(self, nodes: list[tuple[bytes, int]]) -> dict[bytes, bytes]:
         new = self.new
         if not new:
-            return self._store.nodes(node_hashes)
-        found = {h: new[h] for h in node_hashes if h in new}
-        found.update(self._store.nodes([h for h in node_hashes if h not in found]))
+            return self._store.nodes(nodes)
+        found = {h: new[h] for h, _ in nodes if h in new}
+        found.update(self._store.nodes([(h, v) for h, v in nodes if h not in found]))
         return found
 
     def put_many(self, nodes: dict[bytes, bytes]) -> None:
@@ -59,11 +59,11 @@ class _StoreNodes:
     def __init__(self, store: LedgerStore) -> None:
         self._store = store
 
-    def get(self, node_hash: bytes) -> bytes | None:
-        return self._store.node(node_hash)
+    def get(self, node_hash: bytes, version: int) -> bytes | None:
+        return self._store.node(node_hash, version)
 
-    def get_many(self, node_hashes: list[bytes]) -> dict[bytes, bytes]:
-        return self._store.nodes(node_hashes)
+    def get_many(self, nodes: list[tuple[bytes, int]]) -> dict[bytes, bytes]:
+        return self._store.nodes(nodes)
 
     def put_many(self, nodes: dict[bytes, bytes]) -> None:
         raise RuntimeError("committed map nodes are written only through LedgerStore.append")
@@ -149,8 +149,15 @@ class LedgerApplication:
         return validator_set.current(view)
 
     def state_map(self, root: bytes | None = None) -> SparseMerkleMap:
-        """The state map at ``root`` (the head's by default), for proofs."""
-        return SparseMerkleMap(_StoreNodes(self.store), root or bytes.fromhex(self._head.state_root))
+        """The state map at ``root`` (the head's by default; a committed block's), for proofs."""
+        return self._map(_StoreNodes(self.store), root or bytes.fromhex(self._head.state_root))
+
+    def _map(self, nodes: NodeStore, root: bytes) -> SparseMerkleMap:
+        """The map at ``root`` over ``nodes``, at the version the store keeps the root's node at."""
+        version = 0 if root == EMPTY_ROOT else self.store.root_version(root)
+        if version is None:
+            raise MissingMerkleNode(root)
+        return SparseMerkleMap(nodes, root, version)
 
     # -- the consensus interface --------------------------------------------------------------
     def check(self, txn: Transaction) -> None:
@@ -239,9 +246,11 @@ class LedgerApplication:
         rejected: tuple[tuple[Transaction, TxnRejected], ...],
     ) -> Executed:
         nodes = _BufferedNodes(self.store)
-        state = SparseMerkleMap(nodes, bytes.fromhex(self._head.state_root))
+        state = self._map(nodes, bytes.fromhex(self._head.state_root))
         changes = {key: view.changes[key] for key in view.changed_keys()}
-        root = state.update({k.encode(): None if v is None else value_hash(v) for k, v in changes.items()})
+        root = state.update(
+            {k.encode(): None if v is None else value_hash(v) for k, v in changes.items()}, version=height
+        )
         header = BlockHeader(
             network=self.genesis.network,
             height=height,

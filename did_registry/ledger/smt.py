@@ -10,9 +10,15 @@ So the root depends on the set of (key_hash, value_hash) pairs only, not on the 
 writes, and deleting a key restores the earlier root exactly. The map holds value *hashes*; the values
 live in the ledger's state tables.
 
-A node is stored as its 65-byte hash preimage under its hash in a :class:`NodeStore`. Nodes are never
+A node is stored under its hash as a *record*: a leaf's is its 65-byte hash preimage; an internal
+node's is its 65-byte preimage followed by the *versions* of its two children, 8 bytes each, big-endian.
+A version is the height of the block that stored a node (the ``version`` of an update); a store may
+keep nodes under ``(version, hash)``, so that one block's nodes are written side by side rather than at
+random places in a hash-ordered index, and a walk from a root with its version always knows where the
+next node lies. Versions are not hashed: roots and proofs depend on the hashes alone. Nodes are never
 changed, so every historical root stays provable while its nodes are kept. A batch of ``k`` writes
-hashes O(k log n) nodes and stores the new ones with one ``put_many``. A :class:`MapProof` is the
+hashes O(k log n) nodes and stores the new ones with one ``put_many``; a changed root is always among
+them, so a root's version is the height of the first block whose root it is. A :class:`MapProof` is the
 siblings on a key's path and the terminal met there: the key's leaf (inclusion), another key's leaf or
 an empty subtree (non-inclusion); :func:`verify_map_proof` checks it with no store.
 """
@@ -47,7 +53,8 @@ KEY_BITS: Final = 256
 
 _LEAF: Final = b"\x00"
 _NODE: Final = b"\x01"
-_NODE_SIZE: Final = 65
+_NODE_SIZE: Final = 65  # a hash preimage: a leaf's record
+_RECORD_SIZE: Final = 81  # an internal node's record: its preimage and its children's versions
 _TOP_BIT: Final = KEY_BITS - 1
 
 
@@ -57,22 +64,23 @@ def key_hash(key: bytes) -> bytes:
 
 
 class NodeStore(Protocol):
-    """Content-addressed node storage: a node's bytes under its SHA-256 hash."""
+    """Content-addressed node storage: a node's record under its SHA-256 hash and version."""
 
-    def get(self, node_hash: bytes) -> bytes | None:
-        """The node stored under ``node_hash``, or None."""
+    def get(self, node_hash: bytes, version: int) -> bytes | None:
+        """The record of the node ``node_hash`` stored at ``version``, or None (a store that keeps
+        nodes by hash alone may ignore ``version``)."""
         ...
 
     def put_many(self, nodes: dict[bytes, bytes]) -> None:
-        """Store every ``hash -> node`` pair (a node is never changed once stored)."""
+        """Store every ``hash -> record`` pair of one update, at its version (never changed once stored)."""
         ...
 
 
 class BulkNodeStore(NodeStore, Protocol):
     """A :class:`NodeStore` that reads many nodes at once (a database: one query, not one each)."""
 
-    def get_many(self, node_hashes: list[bytes]) -> Mapping[bytes, bytes]:
-        """The stored nodes among ``node_hashes``, by hash (absent ones left out)."""
+    def get_many(self, nodes: list[tuple[bytes, int]]) -> Mapping[bytes, bytes]:
+        """The stored records among ``(hash, version)`` pairs, by hash (absent ones left out)."""
         ...
 
 
@@ -82,12 +90,12 @@ class MemoryNodeStore:
     def __init__(self) -> None:
         self._nodes: dict[bytes, bytes] = {}
 
-    def get(self, node_hash: bytes) -> bytes | None:
-        """The node stored under ``node_hash``, or None."""
+    def get(self, node_hash: bytes, version: int = 0) -> bytes | None:
+        """The record stored under ``node_hash`` (at any version), or None."""
         return self._nodes.get(node_hash)
 
     def put_many(self, nodes: dict[bytes, bytes]) -> None:
-        """Store every ``hash -> node`` pair."""
+        """Store every ``hash -> record`` pair."""
         self._nodes.update(nodes)
 
     def __len__(self) -> int:
@@ -100,52 +108,80 @@ def _check_hash(name: str, value: object) -> bytes:
     return value
 
 
-def _load(get: Callable[[bytes], bytes | None], node: bytes) -> bytes:
-    data = get(node)
-    if data is None or len(data) != _NODE_SIZE or data[0] > 1:
+def _load(get: Callable[[bytes, int], bytes | None], node: bytes, version: int) -> bytes:
+    data = get(node, version)
+    if data is None or not _is_record(data):
         raise MissingMerkleNode(node)  # pruned, or not a node at all
     return data
+
+
+def _is_record(data: bytes) -> bool:
+    return len(data) == (_NODE_SIZE if data[0] == 0 else _RECORD_SIZE) and data[0] <= 1
+
+
+def _versions(record: bytes) -> tuple[int, int]:
+    """The versions of an internal node's left and right children."""
+    return int.from_bytes(record[65:73], "big"), int.from_bytes(record[73:81], "big")
 
 
 class _Batch:
     """One :meth:`SparseMerkleMap.update`: the sorted changes and the nodes it creates."""
 
-    __slots__ = ("get", "ints", "leaves", "new")
+    __slots__ = ("get", "ints", "leaves", "new", "version")
 
     def __init__(
-        self, get: Callable[[bytes], bytes | None], ints: list[int], leaves: list[bytes | None]
+        self,
+        get: Callable[[bytes, int], bytes | None],
+        ints: list[int],
+        leaves: list[bytes | None],
+        version: int,
     ) -> None:
         self.get = get  # the store's bound ``get``
         self.ints = ints  # key hashes as integers, ascending
         self.leaves = leaves  # the leaf node to write for each, or None to delete
-        self.new: dict[bytes, bytes] = {}
+        self.new: dict[bytes, bytes] = {}  # hash -> record, all at ``version``
+        self.version = version
 
-    def preload(self, root: bytes, get_many: Callable[[list[bytes]], Mapping[bytes, bytes]]) -> None:
-        """Read the stored nodes :meth:`apply` will walk from ``root`` a level at a time, one
-        ``get_many`` per level, and serve :meth:`apply`'s reads from them (the store for any other).
-        A node missing or malformed is left for :meth:`apply` to meet and refuse."""
+    def internal(self, left: bytes, left_version: int, right: bytes, right_version: int) -> bytes:
+        """Store the internal node over ``left`` and ``right`` at this update's version; its hash."""
+        preimage = _NODE + left + right
+        node = sha256(preimage).digest()
+        self.new[node] = preimage + left_version.to_bytes(8, "big") + right_version.to_bytes(8, "big")
+        return node
+
+    def at(self, node: bytes) -> int:
+        """The version of a node this update made (0 for the empty subtree, which is never stored)."""
+        return 0 if node == EMPTY_ROOT else self.version
+
+    def preload(
+        self, root: bytes, version: int, get_many: Callable[[list[tuple[bytes, int]]], Mapping[bytes, bytes]]
+    ) -> None:
+        """Read the stored nodes :meth:`apply` will walk from ``root`` (at ``version``) a level at a
+        time, one ``get_many`` per level, and serve :meth:`apply`'s reads from them (the store for any
+        other). A node missing or malformed is left for :meth:`apply` to meet and refuse."""
         loaded: dict[bytes, bytes] = {}
         ints = self.ints
-        frontier = [(root, 0, len(ints), 0, 0)] if root != EMPTY_ROOT else []
+        frontier = [(root, version, 0, len(ints), 0, 0)] if root != EMPTY_ROOT else []
         while frontier:
-            found = get_many([item[0] for item in frontier])
+            found = get_many([(item[0], item[1]) for item in frontier])
             loaded.update(found)
             below = []
-            for node, lo, hi, depth, base in frontier:
+            for node, _, lo, hi, depth, base in frontier:
                 data = found.get(node)
-                if data is None or len(data) != _NODE_SIZE or data[0] != 1 or depth > _TOP_BIT:
+                if data is None or len(data) != _RECORD_SIZE or data[0] != 1 or depth > _TOP_BIT:
                     continue  # a leaf ends the path; apply() judges what is missing or malformed
+                left_version, right_version = _versions(data)
                 bit = 1 << (_TOP_BIT - depth)
                 mid = bisect_left(ints, base | bit, lo, hi)
                 if mid > lo and data[1:33] != EMPTY_ROOT:
-                    below.append((data[1:33], lo, mid, depth + 1, base))
-                if hi > mid and data[33:] != EMPTY_ROOT:
-                    below.append((data[33:], mid, hi, depth + 1, base | bit))
+                    below.append((data[1:33], left_version, lo, mid, depth + 1, base))
+                if hi > mid and data[33:65] != EMPTY_ROOT:
+                    below.append((data[33:65], right_version, mid, hi, depth + 1, base | bit))
             frontier = below
         store_get = self.get
 
-        def get(node_hash: bytes) -> bytes | None:
-            return loaded.get(node_hash) or store_get(node_hash)
+        def get(node_hash: bytes, version: int) -> bytes | None:
+            return loaded.get(node_hash) or store_get(node_hash, version)
 
         self.get = get
 
@@ -160,10 +196,7 @@ class _Batch:
         mid = bisect_left(ints, base | bit, lo, hi)
         left = self.build(ints, leaves, lo, mid, depth + 1, base) if mid > lo else EMPTY_ROOT
         right = self.build(ints, leaves, mid, hi, depth + 1, base | bit) if hi > mid else EMPTY_ROOT
-        data = _NODE + left + right
-        node = sha256(data).digest()
-        self.new[node] = data
-        return node
+        return self.internal(left, self.at(left), right, self.at(right))
 
     def rebuild(self, lo: int, hi: int, depth: int, base: int, leaf: bytes | None) -> tuple[bytes, bool]:
         """Replace an empty subtree, or the single ``leaf``, by the changes ``lo:hi`` merged into it."""
@@ -181,53 +214,69 @@ class _Batch:
             return EMPTY_ROOT, False
         return self.build(kept_ints, kept, 0, len(kept), depth, base), len(kept) == 1
 
-    def apply(self, node: bytes, lo: int, hi: int, depth: int, base: int) -> tuple[bytes, bool]:
-        """Write the changes ``lo:hi`` (all under prefix ``base``) into ``node``; the new node and if a leaf."""
+    def apply(
+        self, node: bytes, version: int, lo: int, hi: int, depth: int, base: int
+    ) -> tuple[bytes, int, bool | None]:
+        """Write the changes ``lo:hi`` (all under prefix ``base``) into ``node`` (stored at ``version``):
+        the new node, its version and whether it is a leaf."""
         if node == EMPTY_ROOT:
-            return self.rebuild(lo, hi, depth, base, None)
-        data = _load(self.get, node)
+            new, leaf = self.rebuild(lo, hi, depth, base, None)
+            return new, self.at(new), leaf
+        data = _load(self.get, node, version)
         if data[0] == 0:
-            return self.rebuild(lo, hi, depth, base, data)
+            new, leaf = self.rebuild(lo, hi, depth, base, data)
+            return new, self.at(new), leaf
         if depth > _TOP_BIT:
             raise MissingMerkleNode(node)  # corrupt: an internal node below the last key bit
-        left, right = data[1:33], data[33:]
+        left, right = data[1:33], data[33:65]
+        left_version, right_version = _versions(data)
         bit = 1 << (_TOP_BIT - depth)
         mid = bisect_left(self.ints, base | bit, lo, hi)
-        new_left, left_leaf = self.apply(left, lo, mid, depth + 1, base) if mid > lo else (left, None)
-        new_right, right_leaf = (
-            self.apply(right, mid, hi, depth + 1, base | bit) if hi > mid else (right, None)
+        new_left, new_lv, left_leaf = (
+            self.apply(left, left_version, lo, mid, depth + 1, base)
+            if mid > lo
+            else (left, left_version, None)
+        )
+        new_right, new_rv, right_leaf = (
+            self.apply(right, right_version, mid, hi, depth + 1, base | bit)
+            if hi > mid
+            else (right, right_version, None)
         )
         if new_left == left and new_right == right:
-            return node, False
+            return node, version, False
         if new_left == EMPTY_ROOT:  # hoist a lone leaf; a lone internal node stays where it is
             if new_right == EMPTY_ROOT:
-                return EMPTY_ROOT, False
-            if right_leaf or (right_leaf is None and _load(self.get, new_right)[0] == 0):
-                return new_right, True
+                return EMPTY_ROOT, 0, False
+            if right_leaf or (right_leaf is None and _load(self.get, new_right, new_rv)[0] == 0):
+                return new_right, new_rv, True
         elif new_right == EMPTY_ROOT and (
-            left_leaf or (left_leaf is None and _load(self.get, new_left)[0] == 0)
+            left_leaf or (left_leaf is None and _load(self.get, new_left, new_lv)[0] == 0)
         ):
-            return new_left, True
-        data = _NODE + new_left + new_right
-        node = sha256(data).digest()
-        self.new[node] = data
-        return node, False
+            return new_left, new_lv, True
+        return self.internal(new_left, new_lv, new_right, new_rv), self.version, False
 
 
 class SparseMerkleMap:
     """The map from keys to value hashes at one root, reading and writing nodes in a :class:`NodeStore`."""
 
-    def __init__(self, store: NodeStore, root: bytes = EMPTY_ROOT) -> None:
+    def __init__(self, store: NodeStore, root: bytes = EMPTY_ROOT, version: int = 0) -> None:
+        """The map at ``root``, whose node ``store`` keeps at ``version`` (see the module docstring)."""
         _check_hash("a map root", root)
-        if root != EMPTY_ROOT and store.get(root) is None:
+        if root != EMPTY_ROOT and store.get(root, version) is None:
             raise MissingMerkleNode(root)
         self._store = store
         self._root = root
+        self._version = version if root != EMPTY_ROOT else 0
 
     @property
     def root(self) -> bytes:
         """The current root hash (:data:`EMPTY_ROOT` for the empty map)."""
         return self._root
+
+    @property
+    def version(self) -> int:
+        """The version the root node is stored at (0 for the empty map)."""
+        return self._version
 
     @property
     def store(self) -> NodeStore:
@@ -238,21 +287,21 @@ class SparseMerkleMap:
         # Follow the key's path; return the terminal leaf node (any key's) or None for an empty subtree.
         path = int.from_bytes(sha256(key).digest(), "big")
         get = self._store.get
-        node, shift = self._root, _TOP_BIT
+        node, version, shift = self._root, self._version, _TOP_BIT
         while node != EMPTY_ROOT:
-            data = _load(get, node)
+            data = _load(get, node, version)
             if data[0] == 0:
                 return data
             if shift < 0:
                 raise MissingMerkleNode(node)  # corrupt: an internal node below the last key bit
             if (path >> shift) & 1:
-                node = data[33:]
+                node, version = data[33:65], int.from_bytes(data[73:81], "big")
                 if siblings is not None:
                     siblings.append(data[1:33])
             else:
-                node = data[1:33]
+                node, version = data[1:33], int.from_bytes(data[65:73], "big")
                 if siblings is not None:
-                    siblings.append(data[33:])
+                    siblings.append(data[33:65])
             shift -= 1
         return None
 
@@ -263,8 +312,9 @@ class SparseMerkleMap:
             return None
         return leaf[33:]
 
-    def update(self, changes: Mapping[bytes, bytes | None]) -> bytes:
-        """Apply a batch of ``key -> value hash`` (None deletes), store the new nodes, return the new root."""
+    def update(self, changes: Mapping[bytes, bytes | None], *, version: int = 0) -> bytes:
+        """Apply a batch of ``key -> value hash`` (None deletes), store the new nodes at ``version``
+        (the block's height; a version no earlier update of this store used), return the new root."""
         rows: list[tuple[int, bytes | None]] = []
         for key, value_hash in changes.items():
             if not isinstance(key, bytes):
@@ -278,14 +328,17 @@ class SparseMerkleMap:
         if not rows:
             return self._root
         rows.sort(key=lambda row: row[0])
-        batch = _Batch(self._store.get, [k for k, _ in rows], [leaf for _, leaf in rows])
+        batch = _Batch(self._store.get, [k for k, _ in rows], [leaf for _, leaf in rows], version)
         get_many = getattr(self._store, "get_many", None)
         if get_many is not None:  # a BulkNodeStore
-            batch.preload(self._root, get_many)
-        root, _ = batch.apply(self._root, 0, len(rows), 0, 0)
+            batch.preload(self._root, self._version, get_many)
+        root, root_version, _ = batch.apply(self._root, self._version, 0, len(rows), 0, 0)
         if root != self._root:  # an unchanged root means every node is stored already
+            if root != EMPTY_ROOT and root_version != version:  # an older node hoisted to the root:
+                batch.new[root] = _load(batch.get, root, root_version)  # stored again, at this version
+                root_version = version
             self._store.put_many(batch.new)
-        self._root = root
+            self._root, self._version = root, root_version
         return root
 
     def prove(self, key: bytes) -> MapProof:

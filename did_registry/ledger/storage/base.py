@@ -41,13 +41,19 @@ class LedgerStore(Protocol):
         """Current (head) state value under ``key``."""
         ...
 
-    def node(self, node_hash: bytes) -> bytes | None:
-        """A state-map node by hash (nodes are immutable; old roots stay provable)."""
+    def node(self, node_hash: bytes, version: int) -> bytes | None:
+        """A state-map node's record by hash and version (the height of the block that stored it;
+        nodes are immutable, so old roots stay provable)."""
         ...
 
-    def nodes(self, node_hashes: Sequence[bytes]) -> dict[bytes, bytes]:
-        """The stored state-map nodes among ``node_hashes``, by hash (absent ones left out), read in
-        bulk: a block's map update reads the nodes on its paths a level at a time."""
+    def nodes(self, nodes: Sequence[tuple[bytes, int]]) -> dict[bytes, bytes]:
+        """The stored state-map records among ``(hash, version)`` pairs, by hash (absent ones left
+        out), read in bulk: a block's map update reads the nodes on its paths a level at a time."""
+        ...
+
+    def root_version(self, root: bytes) -> int | None:
+        """The version a state-map root's node is stored at: the height of the first block whose
+        ``state_root`` it is (None when no committed block's is)."""
         ...
 
     def height(self) -> int | None:

@@ -17,10 +17,11 @@ Commit certificates' signatures are not checked here (that needs each height's v
 from __future__ import annotations
 
 import json
+from hashlib import sha256
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, tuple_
 
 from did_registry.errors import DidRegistryError
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
@@ -45,7 +46,7 @@ class _Collect:
     def __init__(self) -> None:
         self.nodes: dict[bytes, bytes] = {}
 
-    def get(self, node_hash: bytes) -> bytes | None:
+    def get(self, node_hash: bytes, version: int) -> bytes | None:
         return self.nodes.get(node_hash)
 
     def put_many(self, nodes: dict[bytes, bytes]) -> None:
@@ -144,9 +145,38 @@ def _check_state(conn: Connection, head: BlockHeader) -> None:
         raise CorruptStore(
             f"the state rows hash to root {root.hex()}, block {head.height} commits to {head.state_root}"
         )
-    wanted = list(rebuilt.nodes) if root != EMPTY_ROOT else []
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start : start + _CHUNK]
-        found = conn.execute(select(func.count()).where(NODE.c.hash.in_(chunk))).scalar_one()
-        if found != len(chunk):
-            raise CorruptStore(f"ledger_node lacks {len(chunk) - found} node(s) of the head state map")
+    if root == EMPTY_ROOT:
+        return
+    version = conn.execute(
+        select(func.min(BLOCK.c.height)).where(BLOCK.c.state_root == head.state_root)
+    ).scalar()
+    found, missing = _walk_stored(conn, root, int(version or 0))
+    if missing or found != len(rebuilt.nodes):
+        lacking = max(missing, len(rebuilt.nodes) - found)
+        raise CorruptStore(f"ledger_node lacks {lacking} node(s) of the head state map")
+
+
+def _walk_stored(conn: Connection, root: bytes, version: int) -> tuple[int, int]:
+    """Walk the stored state map from ``root`` (at ``version``) a level at a time: how many of its
+    nodes are found (each record hashing to its key) and how many are missing or malformed."""
+    found = missing = 0
+    frontier = [(root, version)]
+    while frontier:
+        below: list[tuple[bytes, int]] = []
+        for start in range(0, len(frontier), _CHUNK):
+            chunk = frontier[start : start + _CHUNK]
+            pairs = [(v, h) for h, v in chunk]
+            query = select(NODE.c.hash, NODE.c.data).where(tuple_(NODE.c.version, NODE.c.hash).in_(pairs))
+            rows = {bytes(h): bytes(d) for h, d in conn.execute(query)}
+            for node, _ in chunk:
+                data = rows.get(node)
+                if data is None or len(data) not in (65, 81) or sha256(data[:65]).digest() != node:
+                    missing += 1
+                    continue
+                found += 1
+                if data[0] == 1 and len(data) == 81:
+                    for child, at in ((data[1:33], data[65:73]), (data[33:65], data[73:81])):
+                        if child != EMPTY_ROOT:
+                            below.append((child, int.from_bytes(at, "big")))
+        frontier = below
+    return found, missing

@@ -17,6 +17,7 @@ class MemoryLedgerStore:
     def __init__(self) -> None:
         self._state: dict[str, bytes] = {}
         self._nodes: dict[bytes, bytes] = {}
+        self._roots: dict[bytes, int] = {}  # state root -> the first height it is the root of
         self._blocks: list[tuple[Block, CommitCertificate | None]] = []
         self._txns: dict[str, TxnLocation] = {}
         self._genesis: Mapping[str, Any] | None = None
@@ -25,14 +26,18 @@ class MemoryLedgerStore:
         """Current state value."""
         return self._state.get(key)
 
-    def node(self, node_hash: bytes) -> bytes | None:
-        """A state-map node."""
+    def node(self, node_hash: bytes, version: int) -> bytes | None:
+        """A state-map node's record (kept by hash alone: any version finds it)."""
         return self._nodes.get(node_hash)
 
-    def nodes(self, node_hashes: Sequence[bytes]) -> dict[bytes, bytes]:
-        """The state-map nodes among ``node_hashes`` that are stored."""
+    def nodes(self, nodes: Sequence[tuple[bytes, int]]) -> dict[bytes, bytes]:
+        """The state-map records among ``(hash, version)`` pairs that are stored."""
         stored = self._nodes
-        return {h: stored[h] for h in node_hashes if h in stored}
+        return {h: stored[h] for h, _ in nodes if h in stored}
+
+    def root_version(self, root: bytes) -> int | None:
+        """The height of the first block whose state root ``root`` is."""
+        return self._roots.get(root)
 
     def height(self) -> int | None:
         """Last committed height."""
@@ -68,6 +73,7 @@ class MemoryLedgerStore:
             else:
                 self._state[key] = value
         self._nodes.update(commit.nodes)
+        self._roots.setdefault(bytes.fromhex(commit.block.header.state_root), commit.block.header.height)
         for index, txn in enumerate(commit.block.txns):
             self._txns[txn.id] = TxnLocation(commit.block.header.height, index)
         if commit.genesis is not None:

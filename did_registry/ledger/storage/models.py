@@ -51,7 +51,10 @@ class BlockRow(SQLModel, table=True):
     """A committed block header (its JSON too) and its commit certificate."""
 
     __tablename__ = "ledger_block"
-    __table_args__ = (Index("ix_ledger_block_time", "time", "height"),)
+    __table_args__ = (
+        Index("ix_ledger_block_time", "time", "height"),
+        Index("ix_ledger_block_state_root", "state_root", "height"),  # a root's version (smt)
+    )
 
     height: int = Field(primary_key=True, sa_type=_HEIGHT, sa_column_kwargs=_NO_AUTOINCREMENT)
     hash: str = Field(unique=True)  # hex SHA-256 of the header's JCS bytes
@@ -99,11 +102,16 @@ class StateRow(SQLModel, table=True):
 
 
 class NodeRow(SQLModel, table=True):
-    """A state-map node under its hash (content-addressed, never changed)."""
+    """A state-map node's record under its version and hash (never changed; see ``ledger.smt``).
+
+    Keyed by version (the height of the block that stored it) first, so one block's nodes are
+    appended side by side at the end of the index: keyed by hash alone, each of them landed on a page
+    of its own at a random place, and a block rewrote about one page per node."""
 
     __tablename__ = "ledger_node"
-    __table_args__ = {"sqlite_with_rowid": False}  # one B-tree keyed by hash: small rows, random keys
+    __table_args__ = {"sqlite_with_rowid": False}  # one B-tree keyed by (version, hash)
 
+    version: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs=_NO_AUTOINCREMENT)
     hash: bytes = Field(primary_key=True, sa_type=LargeBinary)
     data: bytes = Field(sa_type=LargeBinary)
 
@@ -239,7 +247,8 @@ def insert_statements(dialect: str) -> dict[str, str]:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, json_extract(?, '$.body'), ?)",
             "state": "INSERT INTO ledger_state (key, value) VALUES (?, ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            "node": "INSERT INTO ledger_node (hash, data) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING",
+            "node": "INSERT INTO ledger_node (version, hash, data) VALUES (?, ?, ?)"
+            " ON CONFLICT (version, hash) DO NOTHING",
             "did_version": "INSERT INTO ledger_did_version (did, version, height, time, txn, deactivated, document)"
             " SELECT ?, ?, ?, json_extract(r, '$.updated'), json_extract(r, '$.txn'),"
             " json_extract(r, '$.deactivated'), json_extract(r, '$.document') FROM (SELECT ? AS r)",
@@ -253,8 +262,8 @@ def insert_statements(dialect: str) -> dict[str, str]:
         " AS t(id, height, idx, type, network, submitter, nonce, subject, time, canonical, signatures)",
         "state": "INSERT INTO ledger_state (key, value) SELECT * FROM unnest(%b::text[], %b::text[])"
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        "node": "INSERT INTO ledger_node (hash, data) SELECT * FROM unnest(%b::bytea[], %b::bytea[])"
-        " ON CONFLICT (hash) DO NOTHING",
+        "node": "INSERT INTO ledger_node (version, hash, data)"
+        " SELECT * FROM unnest(%b::bigint[], %b::bytea[], %b::bytea[]) ON CONFLICT (version, hash) DO NOTHING",
         "did_version": "INSERT INTO ledger_did_version (did, version, height, time, txn, deactivated, document)"
         " SELECT did, version, height, r ->> 'updated', r ->> 'txn', (r ->> 'deactivated')::boolean,"
         " (r -> 'document')::text FROM (SELECT did, version, height, CAST(record AS json) AS r"

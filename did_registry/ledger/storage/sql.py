@@ -28,11 +28,12 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, delete, make_url, select
+from sqlalchemy import Connection, Engine, Select, delete, inspect, make_url, select
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, create_engine
 
+from did_registry.bounded_cache import remember
 from did_registry.errors import DidRegistryError
 from did_registry.ledger.block import Block, CommitCertificate
 from did_registry.ledger.storage import audit
@@ -60,16 +61,17 @@ _NODE_CACHE = 1 << 16
 _VALUE_CACHE = 1 << 15
 _ABSENT_CACHE = 1 << 15
 _CHUNK = 500  # keys per DELETE ... IN (...)
+_ROOTS_KEPT = 1024  # state-map roots whose version is remembered
 _SPARE_READERS = 4  # idle point-read connections kept out of the pool (it holds 15 at most)
 
 
 _READS = {  # with SQLite's "?" placeholders (psycopg's "%s" on PostgreSQL)
     "get": "SELECT value FROM ledger_state WHERE key = ?",
-    "node_get": "SELECT data FROM ledger_node WHERE hash = ?",
+    "node_get": "SELECT data FROM ledger_node WHERE version = ? AND hash = ?",
+    "root_version": "SELECT MIN(height) FROM ledger_block WHERE state_root = ?",
     "locate": "SELECT height, idx FROM ledger_txn WHERE id = ?",
     "get_many": "SELECT key, value FROM ledger_state WHERE key IN (?)",  # (?) becomes one "?" per key
     "locate_many": "SELECT id FROM ledger_txn WHERE id IN (?)",
-    "node_many": "SELECT hash, data FROM ledger_node WHERE hash IN (?)",
     "meta": "SELECT height, genesis FROM ledger_meta WHERE id = 1",
     "claim_genesis": "INSERT INTO ledger_meta (id, height, genesis) VALUES (1, 0, ?) ON CONFLICT (id) DO NOTHING",
     "claim": "UPDATE ledger_meta SET height = ?, genesis = COALESCE(?, genesis) WHERE id = 1 AND height = ?",
@@ -122,6 +124,7 @@ class SQLLedgerStore:
         reads = _READS if self._sqlite else {name: sql.replace("?", "%s") for name, sql in _READS.items()}
         self._sql = {**insert_statements(self.dialect), **reads}
         self._nodes: OrderedDict[bytes, bytes] = OrderedDict()
+        self._root_versions: OrderedDict[bytes, int] = OrderedDict()
         self._node_cache = node_cache
         self._lock = threading.Lock()
         self._values: OrderedDict[str, bytes | None] = OrderedDict()  # head state, write-through
@@ -131,8 +134,19 @@ class SQLLedgerStore:
         self._spare: list[Any] = []  # idle point-read connections (checked out of the pool)
         self._share_reader = in_memory  # one connection for everything: nothing to keep aside
         with self._writer.begin() as conn:
-            SQLModel.metadata.create_all(conn, tables=list(TABLES))
-            create_views(conn)
+            schema = inspect(conn)
+            old = schema.has_table("ledger_node") and "version" not in {
+                column["name"] for column in schema.get_columns("ledger_node")
+            }
+            if not old:
+                SQLModel.metadata.create_all(conn, tables=list(TABLES))
+                create_views(conn)
+        if old:
+            engine.dispose()
+            raise UnsupportedDatabase(
+                "this ledger database keeps state-map nodes by hash alone (the layout before nodes had"
+                " versions): move it aside and start the node on an empty one; it catches up from its peers"
+            )
 
     def close(self) -> None:
         """Stop the checkpoint thread and close every pooled connection."""
@@ -143,14 +157,14 @@ class SQLLedgerStore:
         self._reader.dispose()
         self.engine.dispose()
 
-    def _point(self, sql: str, param: object) -> Any:
-        """The first row of a one-parameter query, on a pooled driver connection (no Core overhead)."""
-        if self._sqlite and isinstance(param, bytes):
-            param = bytearray(param)  # pysqlite binds bytearray directly, bytes through its adapters
+    def _point(self, sql: str, *params: object) -> Any:
+        """The first row of a query, on a pooled driver connection (no Core overhead)."""
+        if self._sqlite:  # pysqlite binds bytearray directly, bytes through its adapters
+            params = tuple(bytearray(p) if isinstance(p, bytes) else p for p in params)
         if self._share_reader:
             conn = self._reader.raw_connection()
             try:
-                return _first_row(conn, sql, param)
+                return _first_row(conn, sql, params)
             finally:
                 conn.close()
         try:
@@ -158,7 +172,7 @@ class SQLLedgerStore:
         except IndexError:
             conn = self._reader.raw_connection()
         try:
-            row = _first_row(conn, sql, param)
+            row = _first_row(conn, sql, params)
         except BaseException:
             conn.close()  # back to the pool, which resets or discards it
             raise
@@ -186,54 +200,95 @@ class SQLLedgerStore:
                     self._values.popitem(last=False)
         return value
 
-    def node(self, node_hash: bytes) -> bytes | None:
-        """A state-map node by hash (cached: nodes never change)."""
+    def node(self, node_hash: bytes, version: int) -> bytes | None:
+        """A state-map node's record by hash and version (cached by hash: nodes never change)."""
         with self._lock:
             data = self._nodes.get(node_hash)
             if data is not None:
                 self._nodes.move_to_end(node_hash)
                 return data
-        row = self._point(self._sql["node_get"], node_hash)
+        row = self._point(self._sql["node_get"], version, node_hash)
         if row is None:
             return None
         data = bytes(row[0])
         self._remember({node_hash: data})
         return data
 
-    def nodes(self, node_hashes: Sequence[bytes]) -> dict[bytes, bytes]:
-        """The stored state-map nodes among ``node_hashes`` (absent ones left out): those not cached
-        with one ``IN`` query per few hundred, then cached like :meth:`node`'s."""
+    def nodes(self, nodes: Sequence[tuple[bytes, int]]) -> dict[bytes, bytes]:
+        """The stored state-map records among ``(hash, version)`` pairs, by hash (absent ones left
+        out): those not cached with one query per few hundred, then cached like :meth:`node`'s."""
         found: dict[bytes, bytes] = {}
-        missing: list[bytes] = []
+        missing: list[tuple[bytes, int]] = []
         with self._lock:
             cache = self._nodes
-            for node_hash in node_hashes:
+            for node_hash, version in nodes:
                 data = cache.get(node_hash)
                 if data is None:
-                    missing.append(node_hash)
+                    missing.append((node_hash, version))
                 else:
                     cache.move_to_end(node_hash)
                     found[node_hash] = data
         if not missing:
             return found
-        params: list[Any] = [bytearray(h) for h in missing] if self._sqlite else missing
         read: dict[bytes, bytes] = {}
-        for start in range(0, len(params), _CHUNK):
-            for node_hash, data in self._rows("node_many", params[start : start + _CHUNK]):
+        for start in range(0, len(missing), _CHUNK):
+            for node_hash, data in self._node_rows(missing[start : start + _CHUNK]):
                 read[bytes(node_hash)] = bytes(data)
         self._remember(read)
         found.update(read)
         return found
 
+    def _node_rows(self, nodes: list[tuple[bytes, int]]) -> list[Any]:
+        """``(hash, data)`` of the stored nodes among ``(hash, version)`` pairs: a join of the pairs
+        with the table's (version, hash) key, one index look-up each."""
+        if self._sqlite:
+            pairs = ",".join(["(?, ?)"] * len(nodes))  # placeholders only: the values are bound
+            sql = (
+                f"SELECT n.hash, n.data FROM (VALUES {pairs}) AS w"  # noqa: S608
+                " JOIN ledger_node AS n ON n.version = w.column1 AND n.hash = w.column2"
+            )
+            params: list[Any] = [value for h, v in nodes for value in (v, bytearray(h))]
+        else:
+            sql = (
+                "SELECT n.hash, n.data FROM unnest(%s::bigint[], %s::bytea[]) AS w(version, hash)"
+                " JOIN ledger_node AS n ON n.version = w.version AND n.hash = w.hash"
+            )
+            params = [[v for _, v in nodes], [h for h, _ in nodes]]
+        conn = self._reader.raw_connection()
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+        finally:
+            conn.close()
+
+    def root_version(self, root: bytes) -> int | None:
+        """The version a state-map root is stored at: the height of the first block whose root it is
+        (None if no block's is). Cached: a committed block's root never changes."""
+        with self._lock:
+            known = self._root_versions.get(root)
+        if known is not None:
+            return known
+        row = self._point(self._sql["root_version"], root.hex())
+        if row is None or row[0] is None:
+            return None
+        version = int(row[0])
+        with self._lock:
+            remember(self._root_versions, root, version, _ROOTS_KEPT)
+        return version
+
     def height(self) -> int | None:
         """The last committed height, or ``None`` before genesis."""
-        row = self._point(self._sql["meta"], None)
+        row = self._point(self._sql["meta"])
         return None if row is None else int(row[0])
 
     def genesis(self) -> Mapping[str, Any] | None:
         """The genesis document this store was started with."""
         if self._genesis is None:
-            row = self._point(self._sql["meta"], None)
+            row = self._point(self._sql["meta"])
             self._genesis = None if row is None or row[1] is None else json.loads(row[1])
         return self._genesis
 
@@ -318,9 +373,9 @@ class SQLLedgerStore:
         height = commit.block.header.height
         state = _state_rows(commit.changes)
         deleted = [key for key, value in commit.changes.items() if value is None]
-        nodes: list[tuple[Any, Any]] = [(h, commit.nodes[h]) for h in sorted(commit.nodes)]
+        nodes: list[tuple[Any, Any, Any]] = [(height, h, commit.nodes[h]) for h in sorted(commit.nodes)]
         if self._sqlite:  # pysqlite binds bytearray directly, bytes only through its adapter lookup
-            nodes = [(bytearray(h), bytearray(d)) for h, d in nodes]
+            nodes = [(height, bytearray(h), bytearray(d)) for _, h, d in nodes]
         with self._writer.begin() as conn:
             self._claim_height(conn, height, commit.genesis)
             conn.execute(BLOCK.insert(), block_row(commit.block, commit.certificate))
@@ -463,12 +518,12 @@ def _prefixed(rows: Iterable[tuple[str, str]], prefix: str) -> Iterator[tuple[st
         yield key, value.encode()
 
 
-def _first_row(conn: Any, sql: str, param: object) -> Any:
-    """The first row of a one-parameter query on a driver connection (autocommit: no transaction
-    is left open, so the connection can serve the next read as it is)."""
+def _first_row(conn: Any, sql: str, params: tuple[object, ...]) -> Any:
+    """The first row of a query on a driver connection (autocommit: no transaction is left open, so
+    the connection can serve the next read as it is)."""
     cursor = conn.cursor()
     try:
-        cursor.execute(sql, () if param is None else (param,))
+        cursor.execute(sql, params)
         return cursor.fetchone()
     finally:
         cursor.close()

@@ -356,13 +356,13 @@ class _BulkStore(MemoryNodeStore):
         self.single_reads = 0
         self.bulk_reads: list[int] = []
 
-    def get(self, node_hash: bytes) -> bytes | None:
+    def get(self, node_hash: bytes, version: int = 0) -> bytes | None:
         self.single_reads += 1
-        return super().get(node_hash)
+        return super().get(node_hash, version)
 
-    def get_many(self, node_hashes: list[bytes]) -> dict[bytes, bytes]:
-        self.bulk_reads.append(len(node_hashes))
-        return {h: d for h in node_hashes if (d := MemoryNodeStore.get(self, h)) is not None}
+    def get_many(self, nodes: list[tuple[bytes, int]]) -> dict[bytes, bytes]:
+        self.bulk_reads.append(len(nodes))
+        return {h: d for h, v in nodes if (d := MemoryNodeStore.get(self, h, v)) is not None}
 
 
 @given(_maps, _maps, st.sets(_keys, max_size=10))
@@ -405,3 +405,59 @@ def test_bulk_reads_meet_a_pruned_node() -> None:
     del store._nodes[leaf]
     with pytest.raises(MissingMerkleNode):
         smt.update({b"\x03": _value("new")})
+
+
+class _VersionedStore:
+    """Nodes kept under (version, hash) as a database keeps them: a read at the wrong version finds
+    nothing. ``at`` is the version the next ``put_many`` stores at."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[int, bytes], bytes] = {}
+        self.at = 0
+
+    def get(self, node_hash: bytes, version: int) -> bytes | None:
+        return self.rows.get((version, node_hash))
+
+    def get_many(self, nodes: list[tuple[bytes, int]]) -> dict[bytes, bytes]:
+        return {h: d for h, v in nodes if (d := self.rows.get((v, h))) is not None}
+
+    def put_many(self, nodes: dict[bytes, bytes]) -> None:
+        self.rows.update({(self.at, h): d for h, d in nodes.items()})
+
+
+@given(st.lists(st.tuples(_maps, st.sets(_keys, max_size=6)), min_size=1, max_size=6))
+def test_versioned_store_serves_every_root_it_made(
+    batches: list[tuple[dict[bytes, bytes], set[bytes]]],
+) -> None:
+    """Updates stored at versions 1, 2, ... (writes and deletions, lone leaves hoisted to the root
+    too) leave every root readable at the version the map reports: each key's value hash and a
+    proof that verifies, read only through (version, hash)."""
+    store = _VersionedStore()
+    smt = SparseMerkleMap(store)
+    expected: dict[bytes, bytes] = {}
+    history = []
+    for version, (writes, deleted) in enumerate(batches, start=1):
+        store.at = version
+        smt.update({**writes, **dict.fromkeys(deleted)}, version=version)
+        expected = {k: v for k, v in {**expected, **writes}.items() if k not in deleted}
+        assert smt.root == _reference_root(expected)
+        assert smt.version <= version and (smt.root == EMPTY_ROOT or (smt.version, smt.root) in store.rows)
+        history.append((smt.root, smt.version, dict(expected)))
+    for root, version, values in history:
+        old = SparseMerkleMap(store, root, version)
+        for key in {*values, *(k for _, d in batches for k in d)}:
+            assert old.get_value_hash(key) == values.get(key)
+            verify_map_proof(root, key, values.get(key), old.prove(key))  # raises if it does not verify
+
+
+def test_a_changed_root_is_stored_at_the_new_version() -> None:
+    """Deleting one of two keys hoists the other's (older) leaf to the root: the root is stored
+    again at the update's version, so a root's version is the first height it is the root of."""
+    store = _VersionedStore()
+    smt = SparseMerkleMap(store)
+    store.at = 1
+    smt.update({b"a": _value("a"), b"b": _value("b")}, version=1)
+    store.at = 2
+    smt.update({b"a": None}, version=2)
+    assert smt.version == 2 and store.get(smt.root, 2) == store.get(smt.root, 1)
+    assert SparseMerkleMap(store, smt.root, 2).get_value_hash(b"b") == _value("b")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, inspect, text
 
 from did_registry.ledger.application import InvalidBlock, LedgerApplication
 from did_registry.ledger.block import Block, BlockHeader
@@ -67,8 +67,11 @@ class TestDeterminism:
         assert store.height() == head
         assert [store.block(h) for h in range(head + 1)] == [memory.block(h) for h in range(head + 1)]
         assert dict(store.state_items()) == memory.state()
-        nodes = {h: d for commit in memory.commits for h, d in commit.nodes.items()}
-        assert all(store.node(h) == d for h, d in nodes.items())
+        nodes = {(c.block.header.height, h): d for c in memory.commits for h, d in c.nodes.items()}
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT version, hash, data FROM ledger_node"))
+            assert {(v, bytes(h)): bytes(d) for v, h, d in rows} == nodes  # each under its block's height
+        assert all(store.node(h, version)[:65] == d[:65] for (version, h), d in nodes.items())  # type: ignore[index]
         txns = [t for commit in memory.commits for t in commit.block.txns]
         assert [store.locate(t.id) for t in txns] == [memory.locate(t.id) for t in txns]
         assert store.genesis() == memory.genesis()
@@ -150,8 +153,9 @@ class TestAppend:
             store.append(commit)
         monkeypatch.undo()
         assert snapshot(store) == before
-        stored = {row[0] for row in before["tables"]["ledger_node"]}
-        assert all(store.node(h) is None for h in commit.nodes if h not in stored)
+        stored = {row[1] for row in before["tables"]["ledger_node"]}  # (version, hash, data)
+        height = commit.block.header.height
+        assert all(store.node(h, height) is None for h in commit.nodes if h not in stored)
         store.append(commit)
         assert store.height() == commit.block.header.height
         assert store.verify_integrity() == commit.block.header.height
@@ -280,16 +284,19 @@ class TestNodes:
         node as ``node`` does and leaves the unknown ones out, from a cold cache and a warm one."""
         drive(network_on(store))
         with store.engine.connect() as conn:
-            stored = {bytes(h): bytes(d) for h, d in conn.execute(text("SELECT hash, data FROM ledger_node"))}
+            rows = conn.execute(text("SELECT version, hash, data FROM ledger_node ORDER BY version"))
+            stored = {bytes(h): (v, bytes(d)) for v, h, d in rows}  # a hash's latest record
         reopened = SQLLedgerStore(store_url)
         try:
             unknown = [sha256(b"unknown %d" % i).digest() for i in range(300)]
-            wanted = [*stored, *unknown, *list(stored)[:50]]  # a repeat too
+            at = {h: v for h, (v, _) in stored.items()}
+            wanted = [*at.items(), *((h, 1) for h in unknown), *list(at.items())[:50]]  # a repeat too
+            wanted.append((next(iter(at)), 10**6))  # a stored node, asked for at a version it is not at
             assert len(set(wanted)) > 500 and len(stored) >= 200
-            for _ in range(2):  # cold, then cached
-                found = reopened.nodes(wanted)
-                assert found == {h: stored[h] for h in wanted if h in stored}
-                assert all(reopened.node(h) == found.get(h) for h in wanted)
+            found = reopened.nodes(wanted)  # cold
+            assert found == {h: stored[h][1] for h, _ in wanted[:-1] if h in stored}
+            assert reopened.nodes(wanted) == found  # cached
+            assert all(reopened.node(h, v) == found.get(h) for h, v in wanted[:-1])
         finally:
             reopened.close()
 
@@ -306,25 +313,40 @@ class TestNodes:
         reopened = SQLLedgerStore(store_url)
         try:
             app = LedgerApplication(reopened, net.app.genesis)
-            point, bulk = SQLLedgerStore._point, SQLLedgerStore._rows
+            point, bulk = SQLLedgerStore._point, SQLLedgerStore._node_rows
             reads: list[str] = []
 
-            def one(self: SQLLedgerStore, sql: str, param: object) -> object:
+            def one(self: SQLLedgerStore, sql: str, *params: object) -> object:
                 reads.append("node" if "ledger_node" in sql else "other")
-                return point(self, sql, param)
+                return point(self, sql, *params)
 
-            def many(self: SQLLedgerStore, name: str, params: list[object]) -> list[object]:
-                reads.append(name)
-                return bulk(self, name, params)
+            def many(self: SQLLedgerStore, nodes: list[tuple[bytes, int]]) -> list[object]:
+                reads.append("node_many")
+                return bulk(self, nodes)
 
             monkeypatch.setattr(SQLLedgerStore, "_point", one)
-            monkeypatch.setattr(SQLLedgerStore, "_rows", many)
+            monkeypatch.setattr(SQLLedgerStore, "_node_rows", many)
             executed = app.validate(block)
             assert executed.block.header == block.header
             assert "node" not in reads
             assert 0 < reads.count("node_many") <= 40, reads
         finally:
             reopened.close()
+
+    def test_database_of_the_layout_by_hash_alone_is_refused(self, store_url: str) -> None:
+        """A database whose ledger_node keeps nodes by hash alone (the layout before versions) is
+        refused with an error that says what to do, and is left as it was."""
+        blob = "BLOB" if store_url.startswith("sqlite") else "BYTEA"
+        engine = create_engine(store_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE TABLE ledger_node (hash {blob} PRIMARY KEY, data {blob} NOT NULL)"))
+        with pytest.raises(UnsupportedDatabase, match=r"by hash alone.*catches up from its peers"):
+            SQLLedgerStore(store_url)
+        with engine.connect() as conn:
+            columns = list(conn.execute(text("SELECT * FROM ledger_node")).keys())
+            tables = inspect(conn).get_table_names()
+        engine.dispose()
+        assert columns == ["hash", "data"] and tables == ["ledger_node"]
 
 
 class TestIntegrity:
@@ -437,7 +459,8 @@ def test_store_agrees_with_memory_store(
         memory.append(commit)
         keys = {k for c, _ in blocks[: height + 1] for k in c}
         assert {k: sql.get(k) for k in keys} == {k: memory.get(k) for k in keys}
-        assert all(sql.node(h) == memory.node(h) for _, n in blocks[: height + 1] for h in n)
+        written = [(h, at) for at, (_, n) in enumerate(blocks[: height + 1]) for h in n]
+        assert all(sql.node(h, at) == memory.node(h, at) for h, at in written)
         for prefix, after, limit in scans:
             assert sql.scan(prefix, after=after, limit=limit) == memory.scan(prefix, after=after, limit=limit)
     assert sql.height() == memory.height() and sql.genesis() == memory.genesis() == {"g": 1}
