@@ -254,16 +254,7 @@ class SQLLedgerStore:
                 " JOIN ledger_node AS n ON n.version = w.version AND n.hash = w.hash"
             )
             params = [[v for _, v in nodes], [h for h, _ in nodes]]
-        conn = self._reader.raw_connection()
-        try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
-            finally:
-                cursor.close()
-        finally:
-            conn.close()
+        return self._all_rows(sql, params)
 
     def root_version(self, root: bytes) -> int | None:
         """The version a state-map root is stored at: the height of the first block whose root it is
@@ -356,6 +347,10 @@ class SQLLedgerStore:
         """Every row of the ``IN`` query ``name`` over ``params`` (one placeholder each)."""
         mark = "?" if self._sqlite else "%s"
         sql = self._sql[name].replace(f"({mark})", "(" + ",".join([mark] * len(params)) + ")")
+        return self._all_rows(sql, params)
+
+    def _all_rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """Every row of a query, on a driver connection from the read pool."""
         conn = self._reader.raw_connection()
         try:
             cursor = conn.cursor()
