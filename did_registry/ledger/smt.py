@@ -116,7 +116,7 @@ def _load(get: Callable[[bytes, int], bytes | None], node: bytes, version: int) 
 
 
 def _is_record(data: bytes) -> bool:
-    return len(data) == (_NODE_SIZE if data[0] == 0 else _RECORD_SIZE) and data[0] <= 1
+    return bool(data) and data[0] <= 1 and len(data) == (_NODE_SIZE if data[0] == 0 else _RECORD_SIZE)
 
 
 def _versions(record: bytes) -> tuple[int, int]:

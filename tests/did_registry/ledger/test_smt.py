@@ -461,3 +461,21 @@ def test_a_changed_root_is_stored_at_the_new_version() -> None:
     smt.update({b"a": None}, version=2)
     assert smt.version == 2 and store.get(smt.root, 2) == store.get(smt.root, 1)
     assert SparseMerkleMap(store, smt.root, 2).get_value_hash(b"b") == _value("b")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [b"", b"\x00" * 64, b"\x00" * 81, b"\x01" * 65, b"\x01" * 80, b"\x02" * 81],
+    ids=["empty", "short leaf", "leaf with versions", "node without versions", "short node", "bad tag"],
+)
+def test_malformed_record_is_missing_node(record: bytes) -> None:
+    """A stored record of the wrong length for its tag, or of no known tag, is refused as
+    MissingMerkleNode, never read past or crashed on."""
+    store = MemoryNodeStore()
+    smt = SparseMerkleMap(store)
+    smt.update({bytes([i]): _value(i) for i in range(16)})
+    store.put_many({smt.root: record})
+    with pytest.raises(MissingMerkleNode):
+        smt.get_value_hash(b"\x03")
+    with pytest.raises(MissingMerkleNode):
+        smt.update({b"\x03": None})
