@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["primitives", "registry", "ledger", "verifier", "portal", "fleet"]
+BENCHMARKS = ["primitives", "registry", "storage", "ledger", "verifier", "portal", "fleet"]
 
 
 def main() -> int:
