@@ -12,8 +12,25 @@ from collections.abc import Callable
 from typing import Any
 
 from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.did_trellis import initial_document, trellis_did
+from did_registry.ledger.txn import Transaction
 
-__all__ = ["parse_args", "pin_one_core", "rate", "raw_verify_per_s", "report"]
+__all__ = ["did_creations", "parse_args", "pin_one_core", "rate", "raw_verify_per_s", "report"]
+
+
+def did_creations(
+    network: str, count: int, endorser_key: Ed25519PrivateKey, endorser: str
+) -> list[Transaction]:
+    """``count`` new devices' ``did.create`` on ``network``, each signed by the device and by
+    ``endorser`` (a DID whose ``#key-1`` is ``endorser_key``)."""
+    txns = []
+    for _ in range(count):
+        key = Ed25519PrivateKey.generate()
+        did = str(trellis_did(network, key.public_key))
+        body = {"document": initial_document(did, key.public_key).to_json()}
+        txn = Transaction.build("did.create", network=network, submitter=did, nonce=1, body=body)
+        txns.append(txn.signed(key, f"{did}#key-1").signed(endorser_key, f"{endorser}#key-1"))
+    return txns
 
 
 def parse_args(description: str) -> argparse.Namespace:

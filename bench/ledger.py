@@ -23,9 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench._common import parse_args, raw_verify_per_s, report
-from did_registry.identity.crypto import Ed25519PrivateKey
-from did_registry.identity.did_trellis import initial_document, trellis_did
+from bench._common import did_creations, parse_args, raw_verify_per_s, report
 from did_registry.ledger.txn import Transaction
 from wallet.keystore import Keystore
 from wallet.localnet import LocalNetwork
@@ -39,15 +37,7 @@ _BATCH = 50
 
 def _transactions(trustee: Keystore, count: int) -> list[dict[str, Any]]:
     assert trustee.did is not None
-    out = []
-    for _ in range(count):
-        key = Ed25519PrivateKey.generate()
-        did = str(trellis_did(_NETWORK, key.public_key))
-        body = {"document": initial_document(did, key.public_key).to_json()}
-        txn = Transaction.build("did.create", network=_NETWORK, submitter=did, nonce=1, body=body)
-        txn = txn.signed(key, f"{did}#key-1").signed(trustee.current_key, f"{trustee.did}#key-1")
-        out.append(txn.to_json())
-    return out
+    return [txn.to_json() for txn in did_creations(_NETWORK, count, trustee.current_key, trustee.did)]
 
 
 def _cpu_seconds(pids: list[int]) -> float:

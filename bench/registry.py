@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._common import parse_args, pin_one_core, raw_verify_per_s, report
+from bench._common import did_creations, parse_args, pin_one_core, raw_verify_per_s, report
 from bench._smt import measure_update_cost
 from did_registry.client import LedgerClient
 from did_registry.identity.crypto import Ed25519PrivateKey
@@ -32,7 +32,6 @@ from did_registry.ledger.application import LedgerApplication
 from did_registry.ledger.block import CommitCertificate
 from did_registry.ledger.genesis import Genesis
 from did_registry.ledger.storage.sql import SQLLedgerStore
-from did_registry.ledger.txn import Transaction
 
 NETWORK = "bench"
 _SERVE = """
@@ -83,15 +82,8 @@ def build_chain(directory: Path, n_dids: int) -> tuple[str, Path, Ed25519Private
     app = LedgerApplication(SQLLedgerStore(url), genesis)
     dids = []
     for start in range(0, n_dids, 1000):
-        txns = []
-        for _ in range(min(1000, n_dids - start)):
-            key, did = _identity(NETWORK)
-            document = initial_document(did, key.public_key).to_json()
-            txn = Transaction.build(
-                "did.create", network=NETWORK, submitter=did, nonce=1, body={"document": document}
-            )
-            txns.append(txn.signed(key, f"{did}#key-1").signed(trustee_key, f"{trustee}#key-1"))
-            dids.append(did)
+        txns = did_creations(NETWORK, min(1000, n_dids - start), trustee_key, trustee)
+        dids.extend(txn.submitter for txn in txns)
         executed = app.propose(txns, time="2026-01-01T00:00:01Z", proposer="node-1")
         header = executed.block.header
         app.commit(

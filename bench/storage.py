@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import parse_args, raw_verify_per_s, report
+from bench._common import did_creations, parse_args, raw_verify_per_s, report
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.did_trellis import initial_document, trellis_did
 from did_registry.identity.multikey import encode_ed25519_public_key
@@ -65,14 +65,7 @@ class _Chain:
 
     def creations(self, count: int) -> list[Transaction]:
         """``count`` new devices' ``did.create``, each signed by the device and the trustee."""
-        txns = []
-        for _ in range(count):
-            key = Ed25519PrivateKey.generate()
-            did = str(trellis_did(_NETWORK, key.public_key))
-            body = {"document": initial_document(did, key.public_key).to_json()}
-            txn = Transaction.build("did.create", network=_NETWORK, submitter=did, nonce=1, body=body)
-            txns.append(txn.signed(key, f"{did}#key-1").signed(self.trustee_key, f"{self.trustee}#key-1"))
-        return txns
+        return did_creations(_NETWORK, count, self.trustee_key, self.trustee)
 
     def certify(self, executed: Executed) -> CommitCertificate:
         """The block's commit certificate, signed by the one validator."""

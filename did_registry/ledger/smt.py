@@ -42,6 +42,8 @@ __all__ = [
     "MemoryNodeStore",
     "SparseMerkleMap",
     "MapProof",
+    "children",
+    "is_record_of",
     "verify_map_proof",
 ]
 
@@ -122,6 +124,20 @@ def _is_record(data: bytes) -> bool:
 def _versions(record: bytes) -> tuple[int, int]:
     """The versions of an internal node's left and right children."""
     return int.from_bytes(record[65:73], "big"), int.from_bytes(record[73:81], "big")
+
+
+def is_record_of(node_hash: bytes, record: bytes) -> bool:
+    """Whether ``record`` is a well-formed stored record of the node ``node_hash``."""
+    return _is_record(record) and sha256(record[:_NODE_SIZE]).digest() == node_hash
+
+
+def children(record: bytes) -> list[tuple[bytes, int]]:
+    """The non-empty children of a node's ``record``, each with its version (none for a leaf)."""
+    if record[0] == 0:
+        return []
+    left_version, right_version = _versions(record)
+    pairs = ((record[1:33], left_version), (record[33:65], right_version))
+    return [(child, version) for child, version in pairs if child != EMPTY_ROOT]
 
 
 class _Batch:

@@ -17,7 +17,6 @@ Commit certificates' signatures are not checked here (that needs each height's v
 from __future__ import annotations
 
 import json
-from hashlib import sha256
 from itertools import groupby
 from typing import Any
 
@@ -26,7 +25,7 @@ from sqlalchemy import Connection, func, select, tuple_
 from did_registry.errors import DidRegistryError
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from did_registry.ledger.genesis import Genesis
-from did_registry.ledger.smt import EMPTY_ROOT, SparseMerkleMap
+from did_registry.ledger.smt import EMPTY_ROOT, SparseMerkleMap, children, is_record_of
 from did_registry.ledger.state import value_hash
 from did_registry.ledger.storage.models import BLOCK, DID_VERSION, META, NODE, STATE, TXN, txn_json
 from did_registry.ledger.txn import Transaction
@@ -170,13 +169,10 @@ def _walk_stored(conn: Connection, root: bytes, version: int) -> tuple[int, int]
             rows = {bytes(h): bytes(d) for h, d in conn.execute(query)}
             for node, _ in chunk:
                 data = rows.get(node)
-                if data is None or len(data) not in (65, 81) or sha256(data[:65]).digest() != node:
+                if data is None or not is_record_of(node, data):
                     missing += 1
                     continue
                 found += 1
-                if data[0] == 1 and len(data) == 81:
-                    for child, at in ((data[1:33], data[65:73]), (data[33:65], data[73:81])):
-                        if child != EMPTY_ROOT:
-                            below.append((child, int.from_bytes(at, "big")))
+                below.extend(children(data))
         frontier = below
     return found, missing

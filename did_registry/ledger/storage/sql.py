@@ -159,8 +159,6 @@ class SQLLedgerStore:
 
     def _point(self, sql: str, *params: object) -> Any:
         """The first row of a query, on a pooled driver connection (no Core overhead)."""
-        if self._sqlite:  # pysqlite binds bytearray directly, bytes through its adapters
-            params = tuple(bytearray(p) if isinstance(p, bytes) else p for p in params)
         if self._share_reader:
             conn = self._reader.raw_connection()
             try:
@@ -207,7 +205,8 @@ class SQLLedgerStore:
             if data is not None:
                 self._nodes.move_to_end(node_hash)
                 return data
-        row = self._point(self._sql["node_get"], version, node_hash)
+        # pysqlite binds bytearray directly, bytes only through its adapter lookup
+        row = self._point(self._sql["node_get"], version, bytearray(node_hash) if self._sqlite else node_hash)
         if row is None:
             return None
         data = bytes(row[0])
