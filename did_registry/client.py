@@ -95,17 +95,24 @@ class LedgerClient:
         *,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        behind_wait: float = 2.0,
     ) -> None:
+        """``behind_wait``: how long a read that needs a height (``min_height``) waits for a node that
+        answers, but is behind it, to reach it; nodes commit a block moments apart, and one that has
+        it may just have gone down."""
         self.genesis = genesis if isinstance(genesis, Genesis) else Genesis.from_json(genesis)
         self.nodes = [nodes] if isinstance(nodes, str) else list(nodes)
         if not self.nodes:
             raise ValueError("a LedgerClient needs at least one node URL")
+        if not behind_wait >= 0:
+            raise ValueError(f"behind_wait must be a number of seconds, not {behind_wait!r}")
         self._http = httpx.Client(timeout=timeout, transport=transport)
         genesis_set = ValidatorSet.from_json(self.genesis.validators)
         self._validators: dict[str, ValidatorSet] = {genesis_set.hash(): genesis_set}
         self._genesis_root = _genesis_root(self.genesis)
         self._certified: OrderedDict[bytes, None] = OrderedDict()  # headers whose certificate checked out
         self.failures: list[str] = []  # what went wrong with which node, newest last
+        self.behind_wait = behind_wait
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -197,11 +204,31 @@ class LedgerClient:
         """The values under ``keys`` (``None`` where absent), all checked against one certified header.
 
         One request for up to 1,000 keys: how a verifier warms its caches at fleet scale. With
-        ``min_height``, a node answering as of an older block is passed over for the next one.
+        ``min_height``, a node answering as of an older block is passed over for the next one; when
+        every node that answers is behind, they are asked again until one has caught up, for up to
+        ``behind_wait`` seconds.
         """
         if not keys:
             return [], self.head()
-        errors: list[str] = []
+        deadline = time.monotonic() + self.behind_wait
+        pause = 0.01
+        while True:
+            errors: list[str] = []
+            answer, behind = self._prove_many_once(keys, min_height, errors)
+            self.failures.extend(errors)
+            if answer is not None:
+                return answer
+            if not behind or time.monotonic() + pause > deadline:
+                raise LedgerUnavailable("; ".join(errors))
+            time.sleep(pause)
+            pause = min(2 * pause, 0.2)
+
+    def _prove_many_once(
+        self, keys: Sequence[str], min_height: int | None, errors: list[str]
+    ) -> tuple[tuple[list[Any], BlockHeader] | None, bool]:
+        """One round of :meth:`prove_many` over the nodes: the answer (``None`` when no node gave one;
+        why goes to ``errors``), and whether a node answered as of a block before ``min_height``."""
+        behind = False
         for node in self.nodes:
             try:
                 response = self._http.post(node.rstrip("/") + "/proofs/state", json={"keys": list(keys)})
@@ -214,6 +241,7 @@ class LedgerClient:
                 )
                 if min_height is not None and header.height < min_height:
                     errors.append(f"{node}: answered as of block {header.height}, behind block {min_height}")
+                    behind = True
                     continue
                 items = data["proofs"]
                 if [item["key"] for item in items] != list(keys):
@@ -224,12 +252,10 @@ class LedgerClient:
                     ).verify_path()
                     for item in items
                 ]
-                self.failures.extend(errors)
-                return values, header
+                return (values, header), False
             except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
                 errors.append(f"{node}: {exc}")
-        self.failures.extend(errors)
-        raise LedgerUnavailable("; ".join(errors))
+        return None, behind
 
     def txn_proof(self, txn_id: str) -> tuple[Transaction, BlockHeader]:
         """A committed transaction, proven included in a certified block (RFC 6962 audit path)."""

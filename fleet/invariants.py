@@ -100,7 +100,8 @@ def judge_decisions(decisions: Sequence[Decision], probes: Sequence[ProbeResult]
             "no legitimate device refused",
             not refused_legitimate,
             f"{len(refused_legitimate)} of {sum(1 for d in decisions if not d.admitted)} refusals were of a "
-            "device with no change pending" + (f" (reasons: {dict(reasons)})" if reasons else ""),
+            "device with no change pending"
+            + (f" (reasons: {dict(reasons)}; the first: {_why(refused_legitimate[0])})" if reasons else ""),
         ),
         Verdict(
             "replays refused",
@@ -110,6 +111,14 @@ def judge_decisions(decisions: Sequence[Decision], probes: Sequence[ProbeResult]
     ]
     wrong = admitted_barred + refused_legitimate + replays_admitted
     return Judgement(verdicts, len(wrong), wrong)
+
+
+def _why(decision: Decision) -> str:
+    """Which service refused which device, why and when (the verifier's own words)."""
+    return (
+        f"{decision.service} refused {decision.device.did} ({decision.flow}) at view height "
+        f"{decision.view_height}: {decision.reason}: {decision.detail or 'no detail'}"
+    )
 
 
 def check_writes(

@@ -455,6 +455,7 @@ class _Run:
                     "did": d.device.did,
                     "admitted": d.admitted,
                     "reason": d.reason,
+                    "detail": d.detail,
                     "view_height": d.view_height,
                     "changes": [[c.kind, c.height] for c in d.device.changes],
                 }

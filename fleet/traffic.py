@@ -71,6 +71,8 @@ class Decision:
     view_height: int
     admitted: bool
     reason: str | None
+    detail: str = ""
+    """A refusal's problem detail (why the verifier refused), for the report."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,14 +255,16 @@ class Traffic:
         response: httpx.Response = send()
         ended = time.monotonic()
         admitted = response.status_code == 200
-        reason = None
+        reason, detail = None, ""
         if not admitted:
             try:
-                reason = str(response.json().get("reason", f"http_{response.status_code}"))
-            except ValueError:
+                problem = response.json()
+                reason = str(problem.get("reason", f"http_{response.status_code}"))
+                detail = str(problem.get("detail", ""))
+            except (ValueError, AttributeError):
                 reason = f"http_{response.status_code}"
         view = int(response.headers.get(VIEW_HEIGHT, "-1"))
-        decision = Decision(device, service.name, flow, started, ended, view, admitted, reason)
+        decision = Decision(device, service.name, flow, started, ended, view, admitted, reason, detail)
         with self._lock:
             self.decisions.append(decision)
         if admitted:

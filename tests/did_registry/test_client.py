@@ -226,3 +226,88 @@ def test_forged_transaction_inclusion_is_caught(node: Node) -> None:
     liar = client_for(node, LyingTransport(node, f"/txns/{txn.id}/proof", _swap_txn))
     with pytest.raises(LedgerUnavailable):
         liar.txn_proof(txn.id)
+
+
+class _Counting(httpx.BaseTransport):
+    """Serves ``node``'s state proofs, counting them; calls ``after`` once a proof answer is served."""
+
+    def __init__(self, node: Node, after: Callable[[], None] = lambda: None) -> None:
+        self._inner = httpx.WSGITransport(app=node.app)
+        self._after = after
+        self.proofs = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if request.url.path == "/proofs/state":
+            self.proofs += 1
+            response.read()
+            self._after()
+        return response
+
+
+def test_a_read_waits_for_a_node_behind_to_reach_the_height_asked_for() -> None:
+    """When every node answers as of a block before ``min_height``, the read asks again until one has
+    it (nodes commit a block moments apart) instead of failing at once."""
+    node = make_node()  # no block producer: blocks are made here
+    try:
+        device = node.onboard()
+        pending = new_actor()
+        submitted = node.submit(pending.txn("did.create", {"document": pending.document()}, node.trustee))
+        assert submitted.status_code == 202
+        head = node.service.app.head
+        made: list[int] = []
+
+        def commit_once() -> None:  # the node reaches the next block just after its first answer
+            if not made:
+                header = node.service.produce_block()
+                assert header is not None
+                made.append(header.height)
+
+        transport = _Counting(node, commit_once)
+        client = LedgerClient("http://node-1", node.service.app.genesis, transport=transport)
+        values, header = client.prove_many([f"did:{device.did}"], min_height=head.height + 1)
+        assert header.height == made[0] == head.height + 1
+        assert values[0] is not None
+        assert transport.proofs == 2  # the first answer was behind and passed over
+        assert any("behind block" in failure for failure in client.failures)
+    finally:
+        node.service.stop()
+
+
+def test_a_read_fails_when_no_node_reaches_the_height_within_behind_wait() -> None:
+    """Nodes that stay behind: ``LedgerUnavailable`` naming the heights, after asking more than once."""
+    node = make_node()
+    try:
+        device = node.onboard()
+        head = node.service.app.head
+        transport = _Counting(node)
+        client = LedgerClient("http://node-1", node.service.app.genesis, transport=transport, behind_wait=0.1)
+        with pytest.raises(LedgerUnavailable, match=f"behind block {head.height + 1}"):
+            client.prove_many([f"did:{device.did}"], min_height=head.height + 1)
+        assert transport.proofs > 1
+    finally:
+        node.service.stop()
+
+
+def test_a_read_from_unreachable_nodes_fails_without_waiting() -> None:
+    """Nodes that do not answer at all are not asked again: an offline verifier refuses at once."""
+    calls: list[str] = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        raise httpx.ConnectError("connection refused", request=request)
+
+    node = make_node()
+    client = LedgerClient(
+        ["http://a", "http://b"], node.service.app.genesis, transport=httpx.MockTransport(down)
+    )
+    with pytest.raises(LedgerUnavailable, match="connection refused"):
+        client.prove_many(["did:x"], min_height=5)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("wait", [-1.0, float("nan")])
+def test_a_negative_behind_wait_is_refused(wait: float) -> None:
+    node = make_node()
+    with pytest.raises(ValueError, match="behind_wait"):
+        LedgerClient("http://a", node.service.app.genesis, behind_wait=wait)

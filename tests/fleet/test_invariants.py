@@ -63,6 +63,19 @@ def test_refusing_a_legitimate_device_is_wrong_whatever_the_reason() -> None:
     assert not _verdict(decisions, "no legitimate device refused")
 
 
+def test_a_wrong_refusal_is_reported_in_the_verifiers_own_words() -> None:
+    device = _device()
+    refusal = Decision(
+        device, "telemetry", "signed", 5.0, 5.1, 12, False, "ledger_unavailable", "node-1: gone"
+    )
+    verdict = next(
+        v for v in judge_decisions([refusal], []).verdicts if v.name == "no legitimate device refused"
+    )
+    assert f"telemetry refused {device.did} (signed) at view height 12: ledger_unavailable: node-1: gone" in (
+        verdict.detail
+    )
+
+
 def test_a_session_sent_back_to_a_challenge_is_not_a_refusal() -> None:
     decisions = [_decision(_device(), 12, False, "session_unknown", flow="session")]
     assert judge_decisions(decisions, []).wrong_decisions == 0
