@@ -38,6 +38,10 @@ class BoundedCache(Generic[K, V]):
         """Keep ``value`` under ``key``, forgetting the oldest entries beyond the size."""
         remember(self._items, key, value, self.size)
 
+    def discard(self, key: K) -> None:
+        """Forget what is kept under ``key``, if anything."""
+        self._items.pop(key, None)
+
 
 def remember(memo: OrderedDict[K, V], key: K, value: V, size: int) -> None:
     """Keep ``value`` under ``key`` in ``memo``, forgetting the oldest entries beyond ``size``: the

@@ -19,7 +19,7 @@ from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
 from did_registry.ledger import validators as validator_set
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from did_registry.ledger.genesis import Genesis, genesis_state
-from did_registry.ledger.rules import BlockContext, did_of, execute, preverify
+from did_registry.ledger.rules import BlockContext, committed, did_of, execute, preverify
 from did_registry.ledger.smt import EMPTY_ROOT, NodeStore, SparseMerkleMap
 from did_registry.ledger.state import StateView, value_hash
 from did_registry.ledger.storage.base import Commit, LedgerStore
@@ -202,6 +202,7 @@ class LedgerApplication:
         certificate.verify(executed.block.header, self.validators())
         self.store.append(Commit(executed.block, certificate, executed.changes, executed.nodes))
         self._head = executed.block.header
+        committed(executed.block.txns)
 
     # -- internals --------------------------------------------------------------------------
     def _context(self, height: int, time: str) -> BlockContext:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -41,7 +41,16 @@ from did_registry.ledger import validators as validator_set
 from did_registry.ledger.state import StateReader, StateView, encode_value
 from did_registry.ledger.txn import Transaction, TxnRejected, signing_input
 
-__all__ = ["ENDORSER_ROLES", "GRANT_RULES", "ROLES", "BlockContext", "execute", "did_of", "preverify"]
+__all__ = [
+    "ENDORSER_ROLES",
+    "GRANT_RULES",
+    "ROLES",
+    "BlockContext",
+    "committed",
+    "execute",
+    "did_of",
+    "preverify",
+]
 
 ROLES = ("trustee", "steward", "issuer", "reporter", "auditor")
 GRANT_RULES: Mapping[str, frozenset[str]] = {
@@ -193,8 +202,21 @@ class _ParsedDocuments:
         self._parsed.put(txn.id_bytes, document)
         return document
 
+    def forget(self, txns: Iterable[Transaction]) -> None:
+        for txn in txns:
+            self._parsed.discard(txn.id_bytes)
+
 
 _PARSED = _ParsedDocuments(20_000)
+
+
+def committed(txns: Iterable[Transaction]) -> None:
+    """``txns`` are on the ledger and will not be executed again: forget their parsed documents.
+
+    A parsed document is some twenty Python objects, and each full garbage collection walks every
+    object kept: holding the documents of blocks long committed (20,000 of them) made a validator's
+    full collections take about 0.2 s each."""
+    _PARSED.forget(txns)
 
 
 def _new_document(txn: Transaction, did: str) -> DIDDocument:
