@@ -20,6 +20,8 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Final, TextIO, cast
 
@@ -30,7 +32,7 @@ from waitress.server import create_server
 from did_registry.node.api import create_app
 from did_registry.node.service import NodeService
 
-__all__ = ["DEFAULT_THREADS", "NodeServer", "serve"]
+__all__ = ["DEFAULT_THREADS", "NodeServer", "serve", "serving_collector"]
 
 DEFAULT_THREADS: Final = 16
 """Worker threads: each open header stream or ``?wait=`` request holds one while it lasts."""
@@ -117,6 +119,24 @@ class NodeServer:
         self.stop()
 
 
+@contextmanager
+def serving_collector() -> Iterator[None]:
+    """CPython's cyclic garbage collector as a node runs it while serving, restored afterwards: what
+    exists on entry is frozen (never walked again) and collections are rarer (:data:`_GC_THRESHOLDS`).
+
+    A block's work allocates millions of short-lived objects; at CPython's default thresholds, those
+    alive at a young collection are promoted, and every so often a full collection walks the whole
+    heap. ``bench.storage`` runs its blocks in this mode too, so that it measures what a node does."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 def serve(
     service: NodeService,
     *,
@@ -135,14 +155,10 @@ def serve(
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, on_signal)
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
     try:
-        print(f"serving on {server.url}", file=out or sys.stdout, flush=True)
-        server.serve_forever()
+        with serving_collector():
+            print(f"serving on {server.url}", file=out or sys.stdout, flush=True)
+            server.serve_forever()
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
         for number, handler in previous.items():
             signal.signal(number, handler)

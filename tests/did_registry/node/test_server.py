@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from did_registry.node.server import NodeServer
+from did_registry.node.server import NodeServer, serving_collector
 from tests.did_registry.ledger.conftest import new_actor
 from tests.did_registry.node.conftest import Node, make_node
 
@@ -111,3 +112,15 @@ def test_stop_without_serving_closes_the_socket() -> None:
     server.stop()
     with socket.create_server(("127.0.0.1", port)):
         pass
+
+
+def test_the_serving_collector_freezes_what_exists_and_collects_less_often() -> None:
+    """While serving, the objects already alive are frozen out of every collection and the young
+    generation collects after 50,000 allocations; both are restored afterwards."""
+    before = gc.get_threshold()
+    kept = [[n] for n in range(1000)]  # alive on entry
+    with serving_collector():
+        assert gc.get_freeze_count() >= len(kept)
+        assert gc.get_threshold() == (50_000, 20, 100)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
