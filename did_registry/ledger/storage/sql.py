@@ -33,7 +33,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, create_engine
 
-from did_registry.bounded_cache import remember
+from did_registry.bounded_cache import GenerationalCache, remember
 from did_registry.errors import DidRegistryError
 from did_registry.ledger.block import Block, CommitCertificate
 from did_registry.ledger.storage import audit
@@ -123,9 +123,8 @@ class SQLLedgerStore:
         self._checkpointer = WalCheckpointer(engine) if self._sqlite and not in_memory else None
         reads = _READS if self._sqlite else {name: sql.replace("?", "%s") for name, sql in _READS.items()}
         self._sql = {**insert_statements(self.dialect), **reads}
-        self._nodes: OrderedDict[bytes, bytes] = OrderedDict()
+        self._nodes: GenerationalCache[bytes, bytes] = GenerationalCache(node_cache)
         self._root_versions: OrderedDict[bytes, int] = OrderedDict()
-        self._node_cache = node_cache
         self._lock = threading.Lock()
         self._values: OrderedDict[str, bytes | None] = OrderedDict()  # head state, write-through
         self._absent: OrderedDict[str, None] = OrderedDict()  # ids of no committed txn, write-through
@@ -203,7 +202,6 @@ class SQLLedgerStore:
         with self._lock:
             data = self._nodes.get(node_hash)
             if data is not None:
-                self._nodes.move_to_end(node_hash)
                 return data
         # pysqlite binds bytearray directly, bytes only through its adapter lookup
         row = self._point(self._sql["node_get"], version, bytearray(node_hash) if self._sqlite else node_hash)
@@ -219,13 +217,12 @@ class SQLLedgerStore:
         found: dict[bytes, bytes] = {}
         missing: list[tuple[bytes, int]] = []
         with self._lock:
-            cache = self._nodes
+            cached = self._nodes.get
             for node_hash, version in nodes:
-                data = cache.get(node_hash)
+                data = cached(node_hash)
                 if data is None:
                     missing.append((node_hash, version))
                 else:
-                    cache.move_to_end(node_hash)
                     found[node_hash] = data
         if not missing:
             return found
@@ -415,10 +412,7 @@ class SQLLedgerStore:
 
     def _remember(self, nodes: Mapping[bytes, bytes]) -> None:
         with self._lock:
-            cache = self._nodes
-            cache.update(nodes)
-            for _ in range(len(cache) - self._node_cache):
-                cache.popitem(last=False)
+            self._nodes.update(nodes)
 
     # -- reading for audits and checks ---------------------------------------------------------------
     def txns(

@@ -1,0 +1,50 @@
+"""The bounded memos: BoundedCache forgets the oldest entries, GenerationalCache a whole generation."""
+
+from __future__ import annotations
+
+import pytest
+
+from did_registry.bounded_cache import BoundedCache, GenerationalCache
+
+
+def test_a_bounded_cache_forgets_its_oldest_entries_and_what_is_discarded() -> None:
+    cache: BoundedCache[int, str] = BoundedCache(3)
+    for n in range(5):
+        cache.put(n, str(n))
+    assert [cache.get(n) for n in range(5)] == [None, None, "2", "3", "4"]
+    cache.discard(3)
+    cache.discard(99)  # nothing kept under it: no error
+    assert 3 not in cache and len(cache) == 2
+
+
+def test_a_generational_cache_never_holds_more_than_its_size() -> None:
+    cache: GenerationalCache[int, int] = GenerationalCache(100)
+    for n in range(1000):
+        cache.update({n: n})
+        assert len(cache) <= 100
+    assert cache.get(999) == 999
+    assert cache.get(0) is None
+
+
+def test_what_is_used_is_carried_forward_and_what_is_not_is_forgotten() -> None:
+    cache: GenerationalCache[int, int] = GenerationalCache(10)
+    cache.update({0: 0})  # the entry a reader keeps coming back to (a map's root)
+    for n in range(1, 100):
+        assert cache.get(0) == 0
+        cache.update({n: n})
+    assert cache.get(0) == 0
+    assert cache.get(1) is None  # put once, never read: gone two turns later
+
+
+def test_a_large_batch_is_kept_whole_until_the_next_turn() -> None:
+    cache: GenerationalCache[int, int] = GenerationalCache(10)
+    cache.update({n: n for n in range(50)})  # more than the size at once
+    assert all(cache.get(n) == n for n in range(49, 44, -1))
+    cache.clear()
+    assert len(cache) == 0 and cache.get(49) is None
+
+
+@pytest.mark.parametrize("size", [0, 1, -5])
+def test_a_generational_cache_too_small_to_turn_is_refused(size: int) -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        GenerationalCache(size)
