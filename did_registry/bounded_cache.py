@@ -45,8 +45,8 @@ class BoundedCache(Generic[K, V]):
 
 
 class GenerationalCache(Generic[K, V]):
-    """About ``size`` entries in two generations, for values put in by the thousand (one batch of
-    more than half of ``size`` is kept whole until the next turn).
+    """About ``size`` entries in two generations, for values put in by the thousand (fewer than
+    ``size`` plus the largest batch put: a generation turns once it holds half of ``size``).
 
     New entries and entries found go to the young generation; once it holds half of ``size``, it
     becomes the old one and the previous old one is dropped whole. What is used keeps being carried

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -47,7 +48,7 @@ from did_registry.ledger.state import value_hash
 from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.ledger.validators import ValidatorSet
 
-__all__ = ["LedgerClient", "LedgerUnavailable", "TrellisResolver", "UntrustedValidatorSet"]
+__all__ = ["FAILURES_KEPT", "LedgerClient", "LedgerUnavailable", "TrellisResolver", "UntrustedValidatorSet"]
 
 
 class LedgerUnavailable(DidRegistryError):
@@ -59,6 +60,8 @@ class UntrustedValidatorSet(InvalidProof):
 
 
 _STATUS_CHUNK = 1000  # transaction ids per POST /txns/status
+FAILURES_KEPT = 1000
+"""How many of the latest failures (node and what went wrong) a client keeps in ``failures``."""
 
 
 def _genesis_root(genesis: Genesis) -> str:
@@ -99,19 +102,26 @@ class LedgerClient:
     ) -> None:
         """``behind_wait``: how long a read that needs a height (``min_height``) waits for a node that
         answers, but is behind it, to reach it; nodes commit a block moments apart, and one that has
-        it may just have gone down."""
+        it may just have gone down. (The round of requests under way when it runs out is finished:
+        each node may still take up to ``timeout``.)"""
         self.genesis = genesis if isinstance(genesis, Genesis) else Genesis.from_json(genesis)
         self.nodes = [nodes] if isinstance(nodes, str) else list(nodes)
         if not self.nodes:
             raise ValueError("a LedgerClient needs at least one node URL")
-        if not behind_wait >= 0:
-            raise ValueError(f"behind_wait must be a number of seconds, not {behind_wait!r}")
+        if (
+            isinstance(behind_wait, bool)
+            or not isinstance(behind_wait, (int, float))
+            or not 0 <= behind_wait < math.inf
+        ):
+            raise ValueError(f"behind_wait must be a finite number of seconds, not {behind_wait!r}")
         self._http = httpx.Client(timeout=timeout, transport=transport)
         genesis_set = ValidatorSet.from_json(self.genesis.validators)
         self._validators: dict[str, ValidatorSet] = {genesis_set.hash(): genesis_set}
         self._genesis_root = _genesis_root(self.genesis)
         self._certified: OrderedDict[bytes, None] = OrderedDict()  # headers whose certificate checked out
-        self.failures: list[str] = []  # what went wrong with which node, newest last
+        self.failures: deque[str] = deque(
+            maxlen=FAILURES_KEPT
+        )  # what went wrong with which node, newest last
         self.behind_wait = behind_wait
 
     def close(self) -> None:

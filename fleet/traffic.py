@@ -260,7 +260,7 @@ class Traffic:
             try:
                 problem = response.json()
                 reason = str(problem.get("reason", f"http_{response.status_code}"))
-                detail = str(problem.get("detail", ""))
+                detail = str(problem.get("detail") or "")
             except (ValueError, AttributeError):
                 reason = f"http_{response.status_code}"
         view = int(response.headers.get(VIEW_HEIGHT, "-1"))

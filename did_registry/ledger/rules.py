@@ -23,12 +23,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from did_registry.bounded_cache import BoundedCache
+from did_registry.bounded_cache import BoundedCache, remember
 from did_registry.errors import BadSignature, DidRegistryError, InvalidDID, InvalidStatusList
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_trellis import check_self_certifying, parse_trellis_did
@@ -135,6 +136,8 @@ def preverify(view: StateReader, txn: Transaction) -> None:
     ``did.create``'s document and check each signature whose key can be found now, remembering the
     results (the parsed documents and the signature memo). It decides nothing, changes no state and
     raises nothing: :func:`execute` checks everything again, reading those memos."""
+    if txn.id_bytes in _COMMITTED:
+        return  # committed while it waited to be checked ahead: nothing will execute it again
     message = signing_input(txn.id_bytes)
     for signature in txn.signatures:
         did = did_of(signature.verification_method)
@@ -208,15 +211,20 @@ class _ParsedDocuments:
 
 
 _PARSED = _ParsedDocuments(20_000)
+_COMMITTED: OrderedDict[bytes, None] = OrderedDict()  # ids of the transactions committed last
+_COMMITTED_KEPT = 20_000  # as many as a node's queue of checks ahead holds (node.preverify)
 
 
-def committed(txns: Iterable[Transaction]) -> None:
-    """``txns`` are on the ledger and will not be executed again: forget their parsed documents.
+def committed(txns: Sequence[Transaction]) -> None:
+    """``txns`` are on the ledger: forget their parsed documents, and let :func:`preverify` pass them
+    by (a transaction still queued for checking ahead when its block commits is not parsed again).
 
     A parsed document is some twenty Python objects, and each full garbage collection walks every
     object kept: holding the documents of blocks long committed (20,000 of them) made a validator's
     full collections take about 0.2 s each."""
     _PARSED.forget(txns)
+    for txn in txns:
+        remember(_COMMITTED, txn.id_bytes, None, _COMMITTED_KEPT)
 
 
 def _new_document(txn: Transaction, did: str) -> DIDDocument:

@@ -17,7 +17,7 @@ def test_a_bounded_cache_forgets_its_oldest_entries_and_what_is_discarded() -> N
     assert 3 not in cache and len(cache) == 2
 
 
-def test_a_generational_cache_never_holds_more_than_its_size() -> None:
+def test_a_generational_cache_put_to_an_entry_at_a_time_never_holds_more_than_its_size() -> None:
     cache: GenerationalCache[int, int] = GenerationalCache(100)
     for n in range(1000):
         cache.update({n: n})
@@ -34,6 +34,16 @@ def test_what_is_used_is_carried_forward_and_what_is_not_is_forgotten() -> None:
         cache.update({n: n})
     assert cache.get(0) == 0
     assert cache.get(1) is None  # put once, never read: gone two turns later
+
+
+def test_in_batches_it_holds_less_than_its_size_and_one_batch() -> None:
+    """A block's nodes come by the thousand: each generation turns once it holds half the size, so it
+    holds less than half the size plus the batch that filled it, and both less than size + batch."""
+    cache: GenerationalCache[int, int] = GenerationalCache(1000)
+    for start in range(0, 30_000, 300):
+        cache.update({n: n for n in range(start, start + 300)})
+        assert len(cache) < 1000 + 300
+        assert cache.get(start + 299) == start + 299
 
 
 def test_a_large_batch_is_kept_whole_until_the_next_turn() -> None:

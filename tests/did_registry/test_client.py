@@ -9,7 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from did_registry.client import LedgerClient, LedgerUnavailable, TrellisResolver, UntrustedValidatorSet
+from did_registry.client import (
+    FAILURES_KEPT,
+    LedgerClient,
+    LedgerUnavailable,
+    TrellisResolver,
+    UntrustedValidatorSet,
+)
 from did_registry.errors import InvalidProof
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.ledger.block import CommitCertificate
@@ -245,9 +251,28 @@ class _Counting(httpx.BaseTransport):
         return response
 
 
-def test_a_read_waits_for_a_node_behind_to_reach_the_height_asked_for() -> None:
+class _FakeTime:
+    """``time.monotonic`` and ``time.sleep`` for the client module: sleeping moves the clock on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_a_read_waits_for_a_node_behind_to_reach_the_height_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """When every node answers as of a block before ``min_height``, the read asks again until one has
     it (nodes commit a block moments apart) instead of failing at once."""
+    clock = _FakeTime()
+    monkeypatch.setattr("did_registry.client.time", clock)
     node = make_node()  # no block producer: blocks are made here
     try:
         device = node.onboard()
@@ -268,29 +293,38 @@ def test_a_read_waits_for_a_node_behind_to_reach_the_height_asked_for() -> None:
         values, header = client.prove_many([f"did:{device.did}"], min_height=head.height + 1)
         assert header.height == made[0] == head.height + 1
         assert values[0] is not None
-        assert transport.proofs == 2  # the first answer was behind and passed over
+        assert transport.proofs == 2 and len(clock.slept) == 1  # the first answer was behind
         assert any("behind block" in failure for failure in client.failures)
     finally:
         node.service.stop()
 
 
-def test_a_read_fails_when_no_node_reaches_the_height_within_behind_wait() -> None:
-    """Nodes that stay behind: ``LedgerUnavailable`` naming the heights, after asking more than once."""
+def test_a_read_fails_when_no_node_reaches_the_height_within_behind_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nodes that stay behind: ``LedgerUnavailable`` naming the heights, after asking again with a
+    growing pause, never pausing past ``behind_wait``."""
+    clock = _FakeTime()
+    monkeypatch.setattr("did_registry.client.time", clock)
     node = make_node()
     try:
         device = node.onboard()
         head = node.service.app.head
         transport = _Counting(node)
-        client = LedgerClient("http://node-1", node.service.app.genesis, transport=transport, behind_wait=0.1)
+        client = LedgerClient("http://node-1", node.service.app.genesis, transport=transport, behind_wait=1.0)
         with pytest.raises(LedgerUnavailable, match=f"behind block {head.height + 1}"):
             client.prove_many([f"did:{device.did}"], min_height=head.height + 1)
-        assert transport.proofs > 1
+        assert transport.proofs == len(clock.slept) + 1 > 2
+        assert clock.slept == sorted(clock.slept) and max(clock.slept) <= 0.2
+        assert sum(clock.slept) <= 1.0
     finally:
         node.service.stop()
 
 
-def test_a_read_from_unreachable_nodes_fails_without_waiting() -> None:
+def test_a_read_from_unreachable_nodes_fails_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nodes that do not answer at all are not asked again: an offline verifier refuses at once."""
+    clock = _FakeTime()
+    monkeypatch.setattr("did_registry.client.time", clock)
     calls: list[str] = []
 
     def down(request: httpx.Request) -> httpx.Response:
@@ -303,11 +337,28 @@ def test_a_read_from_unreachable_nodes_fails_without_waiting() -> None:
     )
     with pytest.raises(LedgerUnavailable, match="connection refused"):
         client.prove_many(["did:x"], min_height=5)
-    assert len(calls) == 2
+    assert len(calls) == 2 and clock.slept == []
 
 
-@pytest.mark.parametrize("wait", [-1.0, float("nan")])
-def test_a_negative_behind_wait_is_refused(wait: float) -> None:
+@pytest.mark.parametrize("wait", [-1.0, float("nan"), float("inf"), True, "2"])
+def test_a_behind_wait_that_is_not_a_finite_number_of_seconds_is_refused(wait: Any) -> None:
     node = make_node()
     with pytest.raises(ValueError, match="behind_wait"):
         LedgerClient("http://a", node.service.app.genesis, behind_wait=wait)
+
+
+def test_the_failures_a_client_keeps_are_bounded() -> None:
+    """A long-lived client (a verifier's) keeps the latest FAILURES_KEPT failures, not every one."""
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    node = make_node()
+    client = LedgerClient(
+        ["http://a", "http://b"], node.service.app.genesis, transport=httpx.MockTransport(down)
+    )
+    for _ in range(FAILURES_KEPT // 2 + 10):
+        with pytest.raises(LedgerUnavailable):
+            client.prove_many(["did:x"])
+    assert len(client.failures) == FAILURES_KEPT
+    assert all("connection refused" in failure for failure in client.failures)

@@ -7,9 +7,11 @@ import dataclasses
 import pytest
 
 from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey
+from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_document_builder import DIDDocumentBuilder
 from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multikey import encode_ed25519_public_key
+from did_registry.ledger import rules
 from did_registry.ledger.rules import preverify
 from did_registry.ledger.state import StateView, decode_value
 from did_registry.ledger.txn import Transaction, signing_input
@@ -178,6 +180,29 @@ class TestPreverify:
             preverify(StateView(net.app.store), txn)
             assert net.reject(txn).code == "bad_signature"
         assert net.app.store.get(f"did:{device.did}") is None
+
+    def test_a_committed_document_is_forgotten_and_a_late_check_ahead_passes_it_by(
+        self, net: Network, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Once its block commits, a did.create's parsed document leaves the rules' memo; a check ahead
+        that comes after (still queued when the block committed) neither parses nor verifies it."""
+        device = new_actor()
+        txn = device.txn("did.create", {"document": device.document()}, net.trustee)
+        preverify(StateView(net.app.store), txn)
+        assert txn.id_bytes in rules._PARSED._parsed
+        net.accept(txn)
+        assert txn.id_bytes not in rules._PARSED._parsed
+        checked = self._counting(monkeypatch, txn)
+        parsed: list[object] = []
+        original = DIDDocument.from_json.__func__  # type: ignore[attr-defined]
+        monkeypatch.setattr(
+            DIDDocument,
+            "from_json",
+            classmethod(lambda cls, data: parsed.append(data) or original(cls, data)),
+        )
+        preverify(StateView(net.app.store), txn)
+        assert checked == [] and parsed == []
+        assert txn.id_bytes not in rules._PARSED._parsed
 
 
 class TestReplay:
