@@ -22,7 +22,6 @@ Redis refuses writes, which this module reports as ``StoreUnavailable``).
 
 from __future__ import annotations
 
-import heapq
 import math
 import re
 import threading
@@ -52,7 +51,6 @@ _Key: TypeAlias = tuple[str, str, str]  # (kind, namespace, value)
 _USED = "used"
 _ISSUED = "issued"
 _INF, _NO_TIME = math.inf, -math.inf
-_heappush = heapq.heappush
 
 
 def _check_namespace(namespace: str) -> str:
@@ -102,15 +100,18 @@ class NonceStore(Protocol):
 class MemoryNonceStore:
     """A thread-safe, bounded :class:`NonceStore` in this process's memory.
 
-    Expired records are purged as new ones arrive (a heap ordered by expiry, so each record costs
-    O(log n) once). When ``max_entries`` unexpired records are held, ``use`` and ``put`` raise
-    :class:`StoreUnavailable` instead of forgetting one, which would allow a replay: size the bound for
-    the peak rate times the longest expiry (e.g. 1,000 nonces a second for 5 minutes is 300,000).
+    Records are kept by the whole second they expire in; once a second has wholly passed, its records
+    are dropped together (a check on the next write, at most once a second), so a record costs O(1)
+    to keep and to forget. A record whose second is not over yet is still held, but an expired one
+    no longer counts as a use. When ``max_entries`` unexpired records are held, ``use`` and ``put``
+    raise :class:`StoreUnavailable` instead of forgetting one, which would allow a replay: size the
+    bound for the peak rate times the longest expiry (e.g. 1,000 nonces a second for 5 minutes is
+    300,000).
 
-    Memory: about 250 bytes per record for a 22-character nonce on CPython 3.11 (measured with
-    :mod:`tracemalloc`: 180 bytes for the key tuple, the float expiry, a dict slot and a heap entry, plus
-    the nonce string itself; ``put`` adds its data), so a full store of a million records takes roughly
-    250 MB.
+    Memory: about 220 bytes per record for a 22-character nonce on CPython 3.11 (measured with
+    :mod:`tracemalloc`: 147 bytes for the key tuple, the float expiry, a dict slot and a place in its
+    second's list, plus the nonce string itself; ``put`` adds its data), so a full store of a million
+    records takes roughly 220 MB.
     """
 
     def __init__(self, max_entries: int = 1_000_000, clock: Clock = time.time) -> None:
@@ -122,7 +123,9 @@ class MemoryNonceStore:
         self._lock = threading.Lock()
         self._expiry: dict[_Key, float] = {}
         self._data: dict[_Key, bytes] = {}
-        self._heap: list[tuple[float, _Key]] = []
+        self._seconds: dict[int, list[_Key]] = {}  # a whole second -> the keys recorded to expire in it
+        self._listed = 0  # keys in those lists (some taken or recorded again since: stale)
+        self._next_purge = _INF  # when the earliest listed second is over
 
     @property
     def max_entries(self) -> int:
@@ -146,17 +149,17 @@ class MemoryNonceStore:
                     return False
             elif expires_at <= now:
                 return False
-            heap, expiry = self._heap, self._expiry
-            if heap and heap[0][0] <= now:
+            if now >= self._next_purge:
                 self._purge(now)
-            if key in expiry:
-                return False
-            held = len(expiry)
-            if held >= self._max_entries or len(heap) > 2 * held + 1024:
-                self._insert(key, expires_at, now)  # refuses when full, or rebuilds the heap
-            else:
-                expiry[key] = expires_at
-                _heappush(heap, (expires_at, key))
+            expiry = self._expiry
+            held = expiry.get(key)
+            if held is not None:
+                if held > now:
+                    return False
+            elif len(expiry) >= self._max_entries:
+                self._make_room(now)
+            expiry[key] = expires_at
+            self._list(key, expires_at, now)
             return True
 
     def put(self, namespace: str, value: str, data: bytes, expires_at: float) -> None:
@@ -166,10 +169,12 @@ class MemoryNonceStore:
             now = self._clock()
             if _expired(expires_at, now):
                 return
-            self._purge(now)
-            if key in self._expiry:
-                del self._expiry[key]  # its heap entry goes stale and is skipped when popped
-            self._insert(key, expires_at, now)
+            if now >= self._next_purge:
+                self._purge(now)
+            if key not in self._expiry and len(self._expiry) >= self._max_entries:
+                self._make_room(now)
+            self._expiry[key] = expires_at  # a replaced record's listing goes stale and is skipped
+            self._list(key, expires_at, now)
             self._data[key] = bytes(data)
 
     def take(self, namespace: str, value: str) -> bytes | None:
@@ -182,25 +187,68 @@ class MemoryNonceStore:
                 return None
             return data
 
-    def _insert(self, key: _Key, expires_at: float, now: float) -> None:
+    def _list(self, key: _Key, expires_at: float, now: float) -> None:
+        """List ``key`` under the second it expires in (the record itself is already in ``_expiry``)."""
+        second = math.floor(expires_at)
+        keys = self._seconds.get(second)
+        if keys is None:
+            self._seconds[second] = [key]
+            if second + 1 < self._next_purge:
+                self._next_purge = second + 1
+        else:
+            keys.append(key)
+        self._listed += 1
+        if self._listed > 2 * len(self._expiry) + 1024:  # listings left stale by take/put
+            self._relist(now)
+
+    def _purge(self, now: float) -> None:
+        """Drop the records of every second that is over."""
+        seconds, expiry, data = self._seconds, self._expiry, self._data
+        for second in [s for s in seconds if s + 1 <= now]:
+            keys = seconds.pop(second)
+            self._listed -= len(keys)
+            for key in keys:
+                when = expiry.get(key)
+                if when is not None and when <= now:  # not taken, nor recorded again to expire later
+                    del expiry[key]
+                    data.pop(key, None)
+        self._next_purge = min(seconds, default=_INF) + 1
+
+    def _make_room(self, now: float) -> None:
+        """Drop the expired records of the second under way; raise if the store is still full."""
+        second = math.floor(now)
+        keys = self._seconds.get(second)
+        if keys:
+            expiry, data = self._expiry, self._data
+            for key in keys:
+                when = expiry.get(key)
+                if when is not None and when <= now:
+                    del expiry[key]
+                    data.pop(key, None)
         if len(self._expiry) >= self._max_entries:
             raise StoreUnavailable(
                 f"the in-memory nonce store is full: max_entries={self._max_entries} unexpired records are "
                 "held, and forgetting one could let a replay through (raise max_entries or use Redis)"
             )
-        self._expiry[key] = expires_at
-        heapq.heappush(self._heap, (expires_at, key))
-        if len(self._heap) > 2 * len(self._expiry) + 1024:  # entries left stale by take/put
-            self._heap = [(when, k) for k, when in self._expiry.items() if when > now]
-            heapq.heapify(self._heap)
 
-    def _purge(self, now: float) -> None:
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            expires_at, key = heapq.heappop(heap)
-            if self._expiry.get(key) == expires_at:
-                del self._expiry[key]
-                self._data.pop(key, None)
+    def _relist(self, now: float) -> None:
+        """List every unexpired record afresh (dropping expired ones and stale listings)."""
+        self._seconds, self._listed, self._next_purge = {}, 0, _INF
+        expiry, data = self._expiry, self._data
+        for key, when in list(expiry.items()):
+            if when <= now:
+                del expiry[key]
+                data.pop(key, None)
+        seconds = self._seconds
+        for key, when in expiry.items():
+            second = math.floor(when)
+            keys = seconds.get(second)
+            if keys is None:
+                seconds[second] = [key]
+            else:
+                keys.append(key)
+        self._listed = len(expiry)
+        self._next_purge = min(seconds, default=_INF) + 1
 
 
 class RedisNonceStore:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -255,6 +256,61 @@ def test_many_put_take_cycles_keep_working_within_the_bound() -> None:
         assert store.take("challenge", f"c-{n}") == b"data"
         clock.advance(0.001)
     assert len(store) == 0
+
+
+def test_an_expired_record_whose_second_is_not_over_is_no_longer_a_use() -> None:
+    """Records are dropped a whole second at a time; one that expired earlier in the second under way
+    is still held, but a new use of its value is accepted."""
+    clock = FakeClock(1000.0)
+    store = MemoryNonceStore(clock=clock)
+    assert store.use("http-signature", "n", 1000.5)
+    clock.advance(0.7)  # 1000.7: expired, its second (1000) not over
+    assert len(store) == 1
+    assert store.use("http-signature", "n", 1300.0)
+    assert not store.use("http-signature", "n", 1300.0)
+
+
+def test_a_full_store_makes_room_from_the_second_under_way() -> None:
+    """At the bound, records expired earlier in the current second are dropped to make room."""
+    clock = FakeClock(1000.0)
+    store = MemoryNonceStore(max_entries=2, clock=clock)
+    assert store.use("http-signature", "short", 1000.5)
+    store.put("challenge", "c", b"data", 1000.6)
+    clock.advance(0.7)
+    assert store.use("http-signature", "new", 1300.0)
+    store.put("challenge", "d", b"data", 1300.0)
+    with pytest.raises(StoreUnavailable, match="max_entries=2"):
+        store.use("http-signature", "more", 1300.0)
+
+
+def test_the_memory_store_agrees_with_a_plain_model_of_the_contract() -> None:
+    """A seeded random run of uses, puts, takes and clock steps (within and across seconds) gives the
+    answers a dictionary of (expiry, data) that forgets nothing early would give, and what the store
+    lists stays bounded by what it holds."""
+    rng = random.Random(20261124)
+    clock = FakeClock(5000.0)
+    store = MemoryNonceStore(clock=clock)
+    model: dict[tuple[str, str], tuple[float, bytes]] = {}
+    for step in range(30_000):
+        op, value = rng.random(), f"v{rng.randrange(400)}"
+        expires_at = clock.now + rng.choice([0.05, 0.4, 1.0, 2.5, 30.0]) * rng.random()
+        if op < 0.45:
+            held = model.get(("used", value))
+            expected = expires_at > clock.now and (held is None or held[0] <= clock.now)
+            assert store.use("http-signature", value, expires_at) is expected, step
+            if expected:
+                model[("used", value)] = (expires_at, b"")
+        elif op < 0.7:
+            store.put("challenge", value, value.encode(), expires_at)
+            if expires_at > clock.now:
+                model[("issued", value)] = (expires_at, value.encode())
+        elif op < 0.9:
+            held = model.pop(("issued", value), None)
+            expected_data = held[1] if held is not None and held[0] > clock.now else None
+            assert store.take("challenge", value) == expected_data, step
+        else:
+            clock.advance(rng.choice([0.01, 0.3, 1.0, 4.0]))
+        assert store._listed <= 2 * len(store) + 1024 + 1
 
 
 @pytest.mark.parametrize("bound", [0, -1, True, 1.5])
