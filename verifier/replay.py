@@ -22,6 +22,7 @@ Redis refuses writes, which this module reports as ``StoreUnavailable``).
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import threading
@@ -124,8 +125,10 @@ class MemoryNonceStore:
         self._expiry: dict[_Key, float] = {}
         self._data: dict[_Key, bytes] = {}
         self._seconds: dict[int, list[_Key]] = {}  # a whole second -> the keys recorded to expire in it
+        self._order: list[int] = []  # those seconds, as a heap
         self._listed = 0  # keys in those lists (some taken or recorded again since: stale)
         self._next_purge = _INF  # when the earliest listed second is over
+        self._room: tuple[int, list[tuple[float, _Key]]] | None = None  # the second under way, by expiry
 
     @property
     def max_entries(self) -> int:
@@ -165,6 +168,7 @@ class MemoryNonceStore:
     def put(self, namespace: str, value: str, data: bytes, expires_at: float) -> None:
         """Hold ``data`` under ``value`` until taken or expired (replacing what was held under it)."""
         key = (_ISSUED, _check_namespace(namespace), value)
+        data = bytes(data)  # before anything changes: data that is not bytes leaves the store as it was
         with self._lock:
             now = self._clock()
             if _expired(expires_at, now):
@@ -175,7 +179,7 @@ class MemoryNonceStore:
                 self._make_room(now)
             self._expiry[key] = expires_at  # a replaced record's listing goes stale and is skipped
             self._list(key, expires_at, now)
-            self._data[key] = bytes(data)
+            self._data[key] = data
 
     def take(self, namespace: str, value: str) -> bytes | None:
         """Return and delete the data held under ``value``; None if none is held or it expired."""
@@ -193,39 +197,56 @@ class MemoryNonceStore:
         keys = self._seconds.get(second)
         if keys is None:
             self._seconds[second] = [key]
+            heapq.heappush(self._order, second)
             if second + 1 < self._next_purge:
                 self._next_purge = second + 1
         else:
             keys.append(key)
         self._listed += 1
+        room = self._room
+        if room is not None and room[0] == second:
+            heapq.heappush(room[1], (expires_at, key))
         if self._listed > 2 * len(self._expiry) + 1024:  # listings left stale by take/put
             self._relist(now)
 
     def _purge(self, now: float) -> None:
         """Drop the records of every second that is over."""
-        seconds, expiry, data = self._seconds, self._expiry, self._data
-        for second in [s for s in seconds if s + 1 <= now]:
-            keys = seconds.pop(second)
+        seconds, order, expiry, data = self._seconds, self._order, self._expiry, self._data
+        while order and order[0] + 1 <= now:
+            keys = seconds.pop(heapq.heappop(order))
             self._listed -= len(keys)
             for key in keys:
                 when = expiry.get(key)
                 if when is not None and when <= now:  # not taken, nor recorded again to expire later
                     del expiry[key]
                     data.pop(key, None)
-        self._next_purge = min(seconds, default=_INF) + 1
+        self._next_purge = order[0] + 1 if order else _INF
+        if self._room is not None and self._room[0] + 1 <= now:
+            self._room = None
 
     def _make_room(self, now: float) -> None:
-        """Drop the expired records of the second under way; raise if the store is still full."""
+        """Drop the expired records of the second under way; raise if the store is still full.
+
+        The second's records are put in order of expiry once, the first time it needs room, so that
+        each call at the bound pops only what has expired since (a full store must not cost every
+        refused call a walk through a second's worth of records)."""
         second = math.floor(now)
-        keys = self._seconds.get(second)
-        if keys:
-            expiry, data = self._expiry, self._data
-            for key in keys:
+        expiry, data = self._expiry, self._data
+        if self._room is None or self._room[0] != second:
+            pending = []
+            for key in self._seconds.get(second, ()):
                 when = expiry.get(key)
-                if when is not None and when <= now:
-                    del expiry[key]
-                    data.pop(key, None)
-        if len(self._expiry) >= self._max_entries:
+                if when is not None and math.floor(when) == second:
+                    pending.append((when, key))
+            heapq.heapify(pending)
+            self._room = (second, pending)
+        pending = self._room[1]
+        while pending and pending[0][0] <= now:
+            when, key = heapq.heappop(pending)
+            if expiry.get(key) == when:  # not taken, nor recorded again since
+                del expiry[key]
+                data.pop(key, None)
+        if len(expiry) >= self._max_entries:
             raise StoreUnavailable(
                 f"the in-memory nonce store is full: max_entries={self._max_entries} unexpired records are "
                 "held, and forgetting one could let a replay through (raise max_entries or use Redis)"
@@ -233,7 +254,7 @@ class MemoryNonceStore:
 
     def _relist(self, now: float) -> None:
         """List every unexpired record afresh (dropping expired ones and stale listings)."""
-        self._seconds, self._listed, self._next_purge = {}, 0, _INF
+        self._seconds, self._listed, self._next_purge, self._room = {}, 0, _INF, None
         expiry, data = self._expiry, self._data
         for key, when in list(expiry.items()):
             if when <= now:
@@ -248,7 +269,9 @@ class MemoryNonceStore:
             else:
                 keys.append(key)
         self._listed = len(expiry)
-        self._next_purge = min(seconds, default=_INF) + 1
+        self._order = list(seconds)
+        heapq.heapify(self._order)
+        self._next_purge = self._order[0] + 1 if self._order else _INF
 
 
 class RedisNonceStore:

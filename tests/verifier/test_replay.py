@@ -283,6 +283,48 @@ def test_a_full_store_makes_room_from_the_second_under_way() -> None:
         store.use("http-signature", "more", 1300.0)
 
 
+class _CountingDict(dict):  # type: ignore[type-arg]
+    """A dict that counts look-ups by ``get``."""
+
+    gets = 0
+
+    def get(self, key: object, default: object = None) -> object:
+        self.gets += 1
+        return super().get(key, default)
+
+
+def test_a_full_store_does_not_walk_the_second_under_way_on_every_refusal() -> None:
+    """A signer can make all its records expire in one second; at the bound, each refused use then
+    looks at what expired since the last call, not at every record of that second again."""
+    clock = FakeClock(1300.1)
+    store = MemoryNonceStore(max_entries=5000, clock=clock)
+    for n in range(5000):
+        assert store.use("http-signature", f"n-{n}", 1300.5 + n * 1e-5)
+    counting = _CountingDict(store._expiry)
+    store._expiry = counting
+    for n in range(300):
+        with pytest.raises(StoreUnavailable):
+            store.use("http-signature", f"more-{n}", 1400.0)
+    assert counting.gets < 2 * 5000 + 300 * 4  # one pass to order the second, then a few per call
+    clock.now = 1300.5 + 99.5e-5  # the first hundred have expired
+    for n in range(100):
+        assert store.use("http-signature", f"later-{n}", 1400.0)
+    with pytest.raises(StoreUnavailable):
+        store.use("http-signature", "one-too-many", 1400.0)
+    assert store.use("http-signature", "n-4999", 1400.0) is False  # nothing unexpired was forgotten
+
+
+def test_put_of_data_that_is_not_bytes_changes_nothing() -> None:
+    """A put that fails on its data leaves the record held before it, with its own expiry."""
+    clock = FakeClock(1000.0)
+    store = MemoryNonceStore(clock=clock)
+    store.put("challenge", "c", b"old", 1001.0)
+    with pytest.raises(TypeError):
+        store.put("challenge", "c", "text", 2000.0)  # type: ignore[arg-type]
+    clock.advance(50)
+    assert store.take("challenge", "c") is None  # b"old" expired at 1001, as it was put
+
+
 def test_the_memory_store_agrees_with_a_plain_model_of_the_contract() -> None:
     """A seeded random run of uses, puts, takes and clock steps (within and across seconds) gives the
     answers a dictionary of (expiry, data) that forgets nothing early would give, and what the store
