@@ -119,9 +119,8 @@ class LedgerClient:
         self._validators: dict[str, ValidatorSet] = {genesis_set.hash(): genesis_set}
         self._genesis_root = _genesis_root(self.genesis)
         self._certified: OrderedDict[bytes, None] = OrderedDict()  # headers whose certificate checked out
-        self.failures: deque[str] = deque(
-            maxlen=FAILURES_KEPT
-        )  # what went wrong with which node, newest last
+        # what went wrong with which node, newest last
+        self.failures: deque[str] = deque(maxlen=FAILURES_KEPT)
         self.behind_wait = behind_wait
 
     def close(self) -> None:

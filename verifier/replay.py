@@ -127,7 +127,6 @@ class MemoryNonceStore:
         self._seconds: dict[int, list[_Key]] = {}  # a whole second -> the keys recorded to expire in it
         self._order: list[int] = []  # those seconds, as a heap
         self._listed = 0  # keys in those lists (some taken or recorded again since: stale)
-        self._next_purge = _INF  # when the earliest listed second is over
         self._room: tuple[int, list[tuple[float, _Key]]] | None = None  # the second under way, by expiry
 
     @property
@@ -152,7 +151,8 @@ class MemoryNonceStore:
                     return False
             elif expires_at <= now:
                 return False
-            if now >= self._next_purge:
+            order = self._order
+            if order and order[0] + 1 <= now:  # the earliest listed second is over
                 self._purge(now)
             expiry = self._expiry
             held = expiry.get(key)
@@ -173,7 +173,8 @@ class MemoryNonceStore:
             now = self._clock()
             if _expired(expires_at, now):
                 return
-            if now >= self._next_purge:
+            order = self._order
+            if order and order[0] + 1 <= now:
                 self._purge(now)
             if key not in self._expiry and len(self._expiry) >= self._max_entries:
                 self._make_room(now)
@@ -198,8 +199,6 @@ class MemoryNonceStore:
         if keys is None:
             self._seconds[second] = [key]
             heapq.heappush(self._order, second)
-            if second + 1 < self._next_purge:
-                self._next_purge = second + 1
         else:
             keys.append(key)
         self._listed += 1
@@ -220,7 +219,6 @@ class MemoryNonceStore:
                 if when is not None and when <= now:  # not taken, nor recorded again to expire later
                     del expiry[key]
                     data.pop(key, None)
-        self._next_purge = order[0] + 1 if order else _INF
         if self._room is not None and self._room[0] + 1 <= now:
             self._room = None
 
@@ -254,24 +252,14 @@ class MemoryNonceStore:
 
     def _relist(self, now: float) -> None:
         """List every unexpired record afresh (dropping expired ones and stale listings)."""
-        self._seconds, self._listed, self._next_purge, self._room = {}, 0, _INF, None
+        self._seconds, self._order, self._listed, self._room = {}, [], 0, None
         expiry, data = self._expiry, self._data
         for key, when in list(expiry.items()):
             if when <= now:
                 del expiry[key]
                 data.pop(key, None)
-        seconds = self._seconds
-        for key, when in expiry.items():
-            second = math.floor(when)
-            keys = seconds.get(second)
-            if keys is None:
-                seconds[second] = [key]
             else:
-                keys.append(key)
-        self._listed = len(expiry)
-        self._order = list(seconds)
-        heapq.heapify(self._order)
-        self._next_purge = self._order[0] + 1 if self._order else _INF
+                self._list(key, when, now)
 
 
 class RedisNonceStore:

@@ -23,13 +23,12 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from did_registry.bounded_cache import BoundedCache, remember
+from did_registry.bounded_cache import BoundedCache
 from did_registry.errors import BadSignature, DidRegistryError, InvalidDID, InvalidStatusList
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_trellis import check_self_certifying, parse_trellis_did
@@ -211,8 +210,8 @@ class _ParsedDocuments:
 
 
 _PARSED = _ParsedDocuments(20_000)
-_COMMITTED: OrderedDict[bytes, None] = OrderedDict()  # ids of the transactions committed last
-_COMMITTED_KEPT = 20_000  # as many as a node's queue of checks ahead holds (node.preverify)
+_COMMITTED: BoundedCache[bytes, None] = BoundedCache(20_000)  # ids committed last: as many as a node's
+# queue of checks ahead holds (node.preverify)
 
 
 def committed(txns: Sequence[Transaction]) -> None:
@@ -224,7 +223,7 @@ def committed(txns: Sequence[Transaction]) -> None:
     full collections take about 0.2 s each."""
     _PARSED.forget(txns)
     for txn in txns:
-        remember(_COMMITTED, txn.id_bytes, None, _COMMITTED_KEPT)
+        _COMMITTED.put(txn.id_bytes, None)
 
 
 def _new_document(txn: Transaction, did: str) -> DIDDocument:
