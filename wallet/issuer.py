@@ -5,11 +5,18 @@ Each credential gets one index in the issuer's current pair of Bitstring Status 
 never twice (:mod:`wallet.status_index`; the database's unique constraint is the last guard). Issuing
 and the index allocation happen in one database transaction. The issuer signs its status lists as
 ``BitstringStatusListCredential``s (§2.2) with the same key as its credentials.
+
+Every change to an issuer's lists (allocating indices, setting bits) reads a list and writes it back,
+so changes of one issuer on one database are made one at a time: within a process under one lock
+shared by every :class:`Issuer` of that DID on that database, and across processes by locking the
+list rows (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite lets one writer at a time commit, and a
+writer whose read went stale fails instead of writing over the other's change).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +42,15 @@ from wallet.storage import IssuedCredentialRow, StatusListRow
 __all__ = ["DEFAULT_LIST_LENGTH", "Issuer", "IssuedStatus"]
 
 DEFAULT_LIST_LENGTH = 131_072
+_WRITERS: dict[tuple[str, str], threading.Lock] = {}  # (database URL, issuer DID) -> its changes' lock
+_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(engine: Engine, did: str) -> threading.Lock:
+    """The one lock of the changes to ``did``'s lists on ``engine``'s database in this process."""
+    key = (engine.url.render_as_string(hide_password=False), did)
+    with _WRITERS_GUARD:
+        return _WRITERS.setdefault(key, threading.Lock())
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +86,7 @@ class Issuer:
         self.status_base_url = status_base_url.rstrip("/")
         self.list_length = list_length
         BitstringStatusList(list_length)  # refuse a bad length now, not at the first issue
+        self._writing = _writer_lock(engine, did)
 
     # -- status lists -----------------------------------------------------------------------
     def _new_list(self, session: Session, purpose: StatusPurpose, number: int) -> StatusListRow:
@@ -87,7 +104,10 @@ class Issuer:
 
     def _current_lists(self, session: Session) -> tuple[StatusListRow, StatusListRow]:
         rows = session.exec(
-            select(StatusListRow).where(StatusListRow.issuer == self.did).order_by(StatusListRow.url)
+            select(StatusListRow)
+            .where(StatusListRow.issuer == self.did)
+            .order_by(StatusListRow.url)
+            .with_for_update()
         ).all()
         by_purpose = {p: [r for r in rows if r.purpose == p.value] for p in StatusPurpose}
         revocation = [r for r in by_purpose[StatusPurpose.REVOCATION] if r.allocated < r.length]
@@ -173,7 +193,7 @@ class Issuer:
         now = now or datetime.now(UTC)
         issued = []
         rows: list[dict[str, Any]] = []
-        with Session(self.engine) as session:
+        with self._writing, Session(self.engine) as session:
             lists: tuple[StatusListRow, StatusListRow] | None = None
             for number, subject in enumerate(subjects):
                 if lists is None or lists[0].allocated >= lists[0].length:
@@ -247,20 +267,24 @@ class Issuer:
 
     # -- status changes ---------------------------------------------------------------------
     def _set_status(
-        self, credential_ids: Sequence[str], purpose: StatusPurpose, value: bool
+        self, credential_ids: Sequence[str], purpose: StatusPurpose, value: bool, revoked: str | None = None
     ) -> list[IssuedStatus]:
-        with Session(self.engine) as session:
+        """Set the ``purpose`` bit of each credential to ``value``, all or none; ``revoked``, when given,
+        refuses a credential already revoked (checked with the change, under the writers' lock)."""
+        with self._writing, Session(self.engine) as session:
             rows = []
             for credential_id in credential_ids:
                 row = session.get(IssuedCredentialRow, credential_id)
                 if row is None:
                     raise IssuerError(f"no credential {credential_id} issued by {self.did}")
+                if revoked is not None and row.revoked:
+                    raise IssuerError(f"credential {credential_id} {revoked}")
                 rows.append(row)
             lists: dict[str, tuple[StatusListRow, BitstringStatusList]] = {}
             for row in rows:
                 url = row.revocation_list if purpose is StatusPurpose.REVOCATION else row.suspension_list
                 if url not in lists:
-                    list_row = session.get(StatusListRow, url)
+                    list_row = session.get(StatusListRow, url, with_for_update=True)
                     assert list_row is not None  # the foreign key guarantees it
                     lists[url] = (list_row, BitstringStatusList.from_bytes(list_row.bits))
                 lists[url][1].set(row.status_index, int(value))
@@ -290,10 +314,7 @@ class Issuer:
 
     def revoke(self, *credential_ids: str) -> list[IssuedStatus]:
         """Revoke credentials for good: set their bits in the revocation list, in one transaction."""
-        for credential_id in credential_ids:
-            if self.status(credential_id).revoked:
-                raise IssuerError(f"credential {credential_id} is already revoked")
-        return self._set_status(credential_ids, StatusPurpose.REVOCATION, True)
+        return self._set_status(credential_ids, StatusPurpose.REVOCATION, True, revoked="is already revoked")
 
     def suspend(self, *credential_ids: str) -> list[IssuedStatus]:
         """Suspend credentials: set their bits in the suspension list (reversible)."""
@@ -301,10 +322,9 @@ class Issuer:
 
     def reinstate(self, *credential_ids: str) -> list[IssuedStatus]:
         """Lift a suspension. A revoked credential cannot be reinstated."""
-        for credential_id in credential_ids:
-            if self.status(credential_id).revoked:
-                raise IssuerError(f"credential {credential_id} is revoked; revocation is final")
-        return self._set_status(credential_ids, StatusPurpose.SUSPENSION, False)
+        return self._set_status(
+            credential_ids, StatusPurpose.SUSPENSION, False, revoked="is revoked; revocation is final"
+        )
 
     def set_bits(self, url: str, indices: Sequence[int], value: bool) -> None:
         """Set or clear bits by index in one of this issuer's lists, all or nothing.
@@ -312,8 +332,8 @@ class Issuer:
         This is revoke / suspend / reinstate by index (what one ledger status-list update carries).
         Clearing a bit of a ``revocation`` list is refused: revocation is final.
         """
-        with Session(self.engine) as session:
-            row = session.get(StatusListRow, url)
+        with self._writing, Session(self.engine) as session:
+            row = session.get(StatusListRow, url, with_for_update=True)
             if row is None or row.issuer != self.did:
                 raise IssuerError(f"no status list {url} for issuer {self.did}")
             if row.purpose == StatusPurpose.REVOCATION.value and not value:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from sqlmodel import Session
 
 from did_registry.errors import StatusIndexError
 from tests.wallet.conftest import Identity, KeyRing
+from wallet import issuer as issuer_module
 from wallet.credential import verify_credential
 from wallet.errors import CredentialStatusRefused, IssuerError
 from wallet.issuer import Issuer
@@ -237,3 +239,79 @@ def test_a_batch_with_one_subject_without_an_id_issues_nothing(keyring: KeyRing)
     with pytest.raises(IssuerError):
         issuer.issue_many([{"id": "did:example:1"}, {"name": "no id"}])
     assert issuer.status_list_urls() == []
+
+
+def _in_parallel(calls: list[Any]) -> list[BaseException]:
+    """Run ``calls`` at once from as many threads; the exceptions they raised."""
+    start = threading.Barrier(len(calls))
+    errors: list[BaseException] = []
+
+    def run(call: Any) -> None:
+        start.wait()
+        try:
+            call()
+        except BaseException as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return errors
+
+
+def test_issuers_of_one_did_issuing_at_once_give_distinct_indices(keyring: KeyRing, tmp_path: Path) -> None:
+    """Many threads, each with its own Issuer of one DID on one database (as a portal's requests have),
+    issue at the same moment: every credential is issued, no index twice."""
+    url = f"sqlite:///{tmp_path / 'issuer.db'}"
+    identity = keyring.new()
+    issuers = [_issuer(keyring, url, identity) for _ in range(8)]
+    issued: list[str] = []
+
+    def issue(issuer: Issuer, n: int) -> None:
+        for _, status in issuer.issue_many([{"id": f"did:example:{n}-{i}"} for i in range(5)]):
+            issued.append(status.credential_id)
+
+    assert _in_parallel([lambda i=i, n=n: issue(i, n) for n, i in enumerate(issuers)]) == []
+    assert len(issued) == 40
+    assert len({issuers[0].status(c).index for c in issued}) == 40
+
+
+def test_status_changes_made_at_once_keep_every_bit(keyring: KeyRing, tmp_path: Path) -> None:
+    """Suspending credentials of one list from many threads at once loses none of the bits."""
+    url = f"sqlite:///{tmp_path / 'issuer.db'}"
+    identity = keyring.new()
+    issuer = _issuer(keyring, url, identity)
+    ids = [issuer.issue({"id": f"did:example:{i}"})["id"] for i in range(12)]
+    others = [_issuer(keyring, url, identity) for _ in ids]
+    assert _in_parallel([lambda o=o, c=c: o.suspend(c) for o, c in zip(others, ids, strict=True)]) == []
+    [list_url] = {issuer.status(c).suspension_list for c in ids}
+    bits = issuer.status_list(list_url)
+    assert all(bits.get(issuer.status(c).index) == 1 for c in ids)
+    assert all(issuer.status(c).suspended for c in ids)
+
+
+def test_issuers_in_separate_processes_lock_the_lists_on_postgresql(
+    keyring: KeyRing, postgres_url: str
+) -> None:
+    """Issuers that share no lock (as in two processes) still allocate distinct indices on PostgreSQL:
+    the list rows are read FOR UPDATE."""
+    identity = keyring.new()
+    issuers = []
+    for _ in range(6):
+        issuers.append(_issuer(keyring, postgres_url, identity))
+        issuer_module._WRITERS.clear()  # the next one gets a lock of its own, like another process's
+    issuers[0].issue({"id": "did:example:first"})  # the lists exist before the race
+    issued: list[str] = []
+
+    def issue(issuer: Issuer, n: int) -> None:
+        for _, status in issuer.issue_many([{"id": f"did:example:{n}-{i}"} for i in range(4)]):
+            issued.append(status.credential_id)
+
+    try:
+        assert _in_parallel([lambda i=i, n=n: issue(i, n) for n, i in enumerate(issuers)]) == []
+        assert len({issuers[0].status(c).index for c in issued}) == len(issued) == 24
+    finally:
+        for issuer in issuers:
+            issuer.engine.dispose()
