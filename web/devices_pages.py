@@ -200,7 +200,7 @@ def change_devices(dids: Sequence[str], action: str, *, bulk: bool = False) -> d
             raise DeviceStateConflict(f"{did} is {row.status}{final}: it cannot be {_PAST[action]}")
     present = [found[did] for did in wanted]
     by_list = _expected_bodies(present, action)
-    change = enrolment.change(action, [row.did for row in present])
+    change = enrolment.change(action, [row.did for row in present], allowed=ACTIONS[action])
     txns = {name: str(status["id"]) for name, status in change.txns.items()}
     result: dict[str, str | None] = {}
     with Session(portal().engine) as db:

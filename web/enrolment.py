@@ -21,6 +21,7 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -321,6 +322,7 @@ class Enrolment:
         self.clock = clock
         self.timeout = timeout
         self._issuer: Issuer | None = None
+        self._changing = threading.Lock()  # one status change at a time: see _change
 
     @property
     def issuer(self) -> Issuer:
@@ -757,13 +759,27 @@ class Enrolment:
             rows = session.exec(query.offset(filter.offset).limit(filter.limit)).all()
         return [_record(row) for row in rows]
 
-    def change(self, action: str, dids: Sequence[str]) -> StatusChange:
+    def change(
+        self, action: str, dids: Sequence[str], *, allowed: Iterable[str] | None = None
+    ) -> StatusChange:
         """``suspend``, ``reinstate`` or ``revoke`` devices on the ledger (one transaction per list);
-        the devices as they are now and the committed transaction of each list."""
+        the devices as they are now and the committed transaction of each list. With ``allowed``,
+        every device must be in one of those states when the change is made, or nothing changes."""
         purpose, value = _ACTIONS[action]
-        return self._change(dids, purpose, value)
+        return self._change(dids, purpose, value, None if allowed is None else frozenset(allowed))
 
-    def _change(self, dids: Sequence[str], purpose: str, value: bool) -> StatusChange:
+    def _change(
+        self, dids: Sequence[str], purpose: str, value: bool, allowed: frozenset[str] | None = None
+    ) -> StatusChange:
+        """Check, write the ledger, then the issuer's lists and the devices' rows, as one step: two
+        changes at once (a suspension racing a revocation, two operators revoking one device) would
+        otherwise both pass the check, and the later row written would undo the other's state."""
+        with self._changing:
+            return self._change_now(dids, purpose, value, allowed)
+
+    def _change_now(
+        self, dids: Sequence[str], purpose: str, value: bool, allowed: frozenset[str] | None
+    ) -> StatusChange:
         with Session(self.engine) as session:
             rows = []
             for did in dict.fromkeys(dids):
@@ -772,6 +788,8 @@ class Enrolment:
                     raise UnknownDevice(f"no enrolled device {did}")
                 if row.status == "revoked":
                     raise DeviceStateConflict(f"{did} is revoked; revocation is final")
+                if allowed is not None and row.status not in allowed:
+                    raise DeviceStateConflict(f"{did} is {row.status}: the change does not apply")
                 rows.append(row)
         by_list: dict[str, list[int]] = {}
         for row in rows:
@@ -797,14 +815,18 @@ class Enrolment:
         except IssuerError as exc:
             raise DeviceStateConflict(str(exc)) from None
         state = "revoked" if purpose == "revocation" else "suspended" if value else "active"
+        changed = (
+            update(DeviceRow).where(col(DeviceRow.did).in_([row.did for row in rows])).values(status=state)
+        )
+        if state != "revoked":  # a revocation made meanwhile by another process stands: it is final
+            changed = changed.where(col(DeviceRow.status) != "revoked")
         with Session(self.engine) as session:
-            for row in rows:
-                row.status = state
-                session.add(row)
+            session.execute(changed)
             session.commit()
-            for row in rows:
-                session.refresh(row)
-            return StatusChange([_record(row) for row in rows], dict(zip(by_list, statuses, strict=True)))
+            fresh = [session.get(DeviceRow, row.did) for row in rows]
+            return StatusChange(
+                [_record(row) for row in fresh if row is not None], dict(zip(by_list, statuses, strict=True))
+            )
 
     def suspend(self, *dids: str) -> list[DeviceRecord]:
         """Suspend devices: set their bits in the suspension lists on the ledger (one transaction per list)."""

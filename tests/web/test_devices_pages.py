@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -323,3 +324,29 @@ def test_api_refuses_auditor_changes_and_bad_input(app: Flask, token_of: Callabl
     assert bad.status_code == 400 and bad.get_json()["field"] == "status"
     assert client.get("/api/v1/devices/did:trellis:testnet:none", headers=headers).status_code == 404
     assert client.get("/api/v1/devices").status_code == 401
+
+
+def test_a_suspension_racing_a_revocation_never_undoes_it(
+    app: Flask, token_of: Callable[[Role], str]
+) -> None:
+    """Suspend and revoke posted at the same moment: whichever comes second, the device ends revoked in
+    the portal as on the ledger, and a suspension answered 200 came before the revocation."""
+    headers = {"Authorization": f"Bearer {token_of(Role.OPERATOR)}"}
+    for did in enrol(app, 5):
+        answers: dict[str, int] = {}
+        start = threading.Barrier(2)
+
+        def post(
+            action: str, did: str = did, answers: dict[str, int] = answers, start: threading.Barrier = start
+        ) -> None:
+            client = app.test_client()
+            start.wait()
+            answers[action] = client.post(f"/api/v1/devices/{did}/{action}", headers=headers).status_code
+
+        threads = [threading.Thread(target=post, args=(action,)) for action in ("suspend", "revoke")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert answers["revoke"] == 200 and answers["suspend"] in (200, 409)
+        assert status_of(app, did) == "revoked" and bit(app, did, "revocation") == 1
