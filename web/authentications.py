@@ -71,11 +71,13 @@ def parse_events(body: object, now: datetime | None = None) -> list[Authenticati
                 400, "invalid_input", f"{where}: a refusal has a 'reason', an admission none", field="reason"
             )
         at_text = _text(event, "at", where, 40)
+        at: datetime | None
         try:
-            at = datetime.fromisoformat(str(at_text).replace("Z", "+00:00"))
-        except ValueError:
+            given = datetime.fromisoformat(str(at_text).replace("Z", "+00:00"))
+            at = given.astimezone(UTC) if given.tzinfo is not None else None
+        except (ValueError, OverflowError):  # not a time, or one whose UTC falls outside the calendar
             at = None
-        if at is None or at.tzinfo is None or at > now + _FUTURE:
+        if at is None or at > now + _FUTURE:
             raise ApiProblem(
                 400,
                 "invalid_input",
@@ -88,7 +90,7 @@ def parse_events(body: object, now: datetime | None = None) -> list[Authenticati
                 service=str(service),
                 outcome=str(outcome),
                 reason=reason,
-                at=at.astimezone(UTC),
+                at=at,
                 reporter="",
             )
         )

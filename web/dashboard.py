@@ -37,7 +37,7 @@ def index() -> ResponseReturnValue:
 def audit_log() -> ResponseReturnValue:
     """The audit log, newest first, one page at a time (``?before=<id>``)."""
     raw = request.args.get("before", "")
-    before = int(raw) if raw.isdigit() and len(raw) < 19 else None
+    before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
     with db_session() as db:
         rows, next_cursor = audit.entries(db, before=before, limit=portal().config.page_size)
     return render_template("audit.html", entries=rows, next_cursor=next_cursor, first=before is None)

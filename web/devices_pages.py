@@ -123,7 +123,7 @@ class DeviceQuery:
             found.append(col(DeviceRow.model) == self.model)
         if self.enrolled_from:
             found.append(col(DeviceRow.enrolled_at) >= datetime.combine(self.enrolled_from, time(), UTC))
-        if self.enrolled_to:
+        if self.enrolled_to and self.enrolled_to < date.max:  # through 9999-12-31: no end at all
             end = datetime.combine(self.enrolled_to + timedelta(days=1), time(), UTC)
             found.append(col(DeviceRow.enrolled_at) < end)
         return found
@@ -137,9 +137,9 @@ def _after(cursor: str) -> ColumnElement[bool] | None:
     moment, _, did = cursor.partition("|")
     try:
         at = datetime.fromisoformat(moment)
-    except ValueError:
+        at = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite: no zone
+    except (ValueError, OverflowError):  # not a time, or one whose UTC falls outside the calendar
         return None
-    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite gives times back without zone
     enrolled = col(DeviceRow.enrolled_at)
     return or_(enrolled < at, and_(enrolled == at, col(DeviceRow.did) > did))
 
@@ -366,7 +366,10 @@ def api_devices() -> ResponseReturnValue:
         field, message = next(iter(errors.items()))
         raise ApiProblem(400, "invalid_input", f"{field}: {message}", field=field)
     raw_limit = request.args.get("limit", str(PAGE_SIZE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    if (
+        not (raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 4)
+        or not 1 <= int(raw_limit) <= 1000
+    ):
         raise ApiProblem(400, "malformed", "query parameter 'limit' must be an integer from 1 to 1000")
     with Session(portal().engine) as db:
         try:

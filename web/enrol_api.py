@@ -153,7 +153,7 @@ def _int_arg(name: str, default: int, high: int) -> int:
     text = request.args.get(name, "")
     if not text:
         return default
-    if not text.isdigit() or len(text) > 9 or int(text) > high:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) > high:
         raise ApiProblem(400, "malformed", f"query parameter {name!r} must be an integer from 0 to {high}")
     return int(text)
 

@@ -118,7 +118,7 @@ def _bounded(value: object, name: str, low: int, high: int) -> int:
         raise FormError(name, f"{name} must be a whole number from {low:,} to {high:,}")
     if isinstance(value, str):
         text = value.strip().replace(",", "").replace("_", "")
-        number = int(text) if text.isdigit() and len(text) <= 9 else None
+        number = int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
     else:
         number = value if isinstance(value, int) else None
     if number is None or not low <= number <= high:

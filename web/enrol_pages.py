@@ -205,7 +205,7 @@ def sheet(batch_id: str) -> ResponseReturnValue:
     """A printable PDF of the batch's QR codes: ``?part=N`` of :func:`web.qr_sheet.parts`."""
     handout = _handout(batch_id)
     part_text = request.args.get("part", "1")
-    part = int(part_text) if part_text.isdigit() and len(part_text) < 6 else 0
+    part = int(part_text) if part_text.isascii() and part_text.isdigit() and len(part_text) < 6 else 0
     try:
         pdf = sheet_pdf(handout.tokens, part)
     except ValueError as exc:

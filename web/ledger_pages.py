@@ -131,7 +131,7 @@ def certificate_check(header: Any, certificate: Any, txns: Any = None) -> tuple[
 
 def _height_arg(name: str) -> int | None:
     raw = request.args.get(name, "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
 @bp.get("/blocks")
