@@ -32,6 +32,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from did_registry.client import LedgerClient, LedgerUnavailable
+from did_registry.errors import CanonicalizationError
+from did_registry.identity.jcs import canonicalize
 from did_registry.ledger.txn import Transaction, TxnRejected
 from wallet.enroll import EnrollmentError, EnrolmentPayload, check_enrolment_transaction
 from wallet.errors import IssuerError
@@ -48,6 +50,7 @@ from web.organisation import (
 
 __all__ = [
     "BULK_CHUNK",
+    "MAX_ATTRIBUTES_BYTES",
     "ProvisioningTokenRow",
     "DeviceRow",
     "create_tables",
@@ -72,6 +75,9 @@ __all__ = [
 BULK_CHUNK: Final = 1000
 """Most did.create transactions in one ``POST /txns`` of :meth:`Enrolment.enrol_many`."""
 _RESERVED_CLAIMS = frozenset({"id", "model", "firmware"})
+MAX_ATTRIBUTES_BYTES: Final = 4096
+"""Most bytes a device profile's attributes take as canonical JSON: they ride in every credential and
+in every token's row (a request may make 10,000 tokens)."""
 _IN_CHUNK: Final = 500  # members of one SQL IN (...) list when reading a batch's rows
 
 
@@ -205,7 +211,12 @@ class DeviceProfile:
         clash = _RESERVED_CLAIMS & set(self.attributes)
         if clash:
             raise EnrolmentError(f"attributes may not redefine {', '.join(sorted(clash))}")
-        json.dumps(dict(self.attributes))  # refuse what cannot be a JSON claim
+        try:  # what the credential's proof will canonicalize (RFC 8785): refused now, not at enrolment
+            size = len(canonicalize(dict(self.attributes)))
+        except CanonicalizationError as exc:
+            raise EnrolmentError(f"attributes cannot be signed: {exc}") from None
+        if size > MAX_ATTRIBUTES_BYTES:
+            raise EnrolmentError(f"attributes take {size} bytes as JSON; at most {MAX_ATTRIBUTES_BYTES}")
 
     def claims(self, did: str) -> dict[str, Any]:
         """The credential subject for the device ``did``."""
