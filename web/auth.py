@@ -53,11 +53,17 @@ def login() -> ResponseReturnValue:
             )
             page = render_template("login.html", username=username, error=error)
             return page, 429, {"Retry-After": str(wait)}
+        attempt = ratelimit.begin_attempt(
+            db, keys, max_failures=config.login_max_failures, window=config.login_window, now=now
+        )
+        if attempt is None:  # others counted first (requests sent together): over the limit now
+            page = render_template("login.html", username=username, error="Too many failed sign-ins.")
+            return page, 429, {"Retry-After": str(int(config.login_window.total_seconds()))}
         operator = authenticate(db, portal().passwords, username, password)
-        if operator is None:
-            ratelimit.record_failure(db, keys, window=config.login_window, now=now)
+        if operator is None:  # the attempt stays counted: it is the failure
             error = "The username or password is not correct, or the account is disabled."
             return render_template("login.html", username=username, error=error), 401
+        ratelimit.forget_attempt(db, attempt)
         ratelimit.clear_failures(db, keys[0])
     sign_in(operator)
     audit.record("auth.login", operator.username)
@@ -83,7 +89,16 @@ def password() -> ResponseReturnValue:
     assert operator is not None
     if request.method == "GET":
         return render_template("password.html")
+    config = portal().config
+    keys = [f"password:{operator.id}"]  # guesses of the current password, from a session stolen or left open
     with db_session() as db:
+        attempt = ratelimit.begin_attempt(
+            db, keys, max_failures=config.login_max_failures, window=config.login_window, now=utcnow()
+        )
+        if attempt is None:
+            error = {"current": "Too many wrong current passwords. Try again later."}
+            seconds = str(int(config.login_window.total_seconds()))
+            return render_template("password.html", errors=error), 429, {"Retry-After": seconds}
         me = db.get(Operator, operator.id)
         assert me is not None
         try:
@@ -96,7 +111,10 @@ def password() -> ResponseReturnValue:
                 request.form.get("confirm", ""),
             )
         except InvalidInput as exc:
+            if exc.field != "current":  # the current password was right: not a guess
+                ratelimit.forget_attempt(db, attempt)
             return render_template("password.html", errors={exc.field: exc.message}), 400
+        ratelimit.forget_attempt(db, attempt)
     audit.record("auth.password_change", me.username)
     sign_in(me)
     return render_template("password.html", done=True)

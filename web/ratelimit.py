@@ -5,6 +5,11 @@ database table ``portal_login_failure``, so every worker thread and process of o
 count and it survives a restart. While a key is limited no password is checked and nothing more is
 counted; the limit lifts when enough of its failures leave the window. A successful sign-in clears
 that username's failures (not the address's). Rows older than the window are deleted as new ones come.
+
+An attempt is counted *before* its password is checked (:func:`begin_attempt`), and goes ahead only
+if it is within the limit counting the attempts recorded before it: requests that arrive together
+cannot all pass a check made before any of them was counted. A successful attempt is then forgotten.
+The same limit guards the current password asked when changing one's password (``password:<id>``).
 """
 
 from __future__ import annotations
@@ -13,11 +18,19 @@ import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, func, select
 
 from web.models import LoginFailure
 
-__all__ = ["user_key", "address_key", "retry_after", "record_failure", "clear_failures"]
+__all__ = [
+    "user_key",
+    "address_key",
+    "retry_after",
+    "begin_attempt",
+    "forget_attempt",
+    "record_failure",
+    "clear_failures",
+]
 
 
 def user_key(username: str) -> str:
@@ -45,6 +58,39 @@ def retry_after(
             lifts = times[len(times) - max_failures] + window
             wait = max(wait, (lifts - now).total_seconds())
     return max(1, math.ceil(wait)) if wait > 0 else None
+
+
+def begin_attempt(
+    db: Session, keys: Sequence[str], *, max_failures: int, window: timedelta, now: datetime
+) -> list[int] | None:
+    """Count an attempt under each of ``keys`` before its secret is checked: the ids of its rows, to
+    :func:`forget_attempt` if it succeeds; or ``None`` (nothing kept) when, with the attempts counted
+    before it, a key is over ``max_failures``: the caller must refuse without checking anything."""
+    db.exec(delete(LoginFailure).where(col(LoginFailure.at) <= now - window))
+    rows = [LoginFailure(key=key, at=now) for key in keys]
+    db.add_all(rows)
+    db.commit()
+    ids = [row.id for row in rows if row.id is not None]
+    for row in rows:
+        counted = db.exec(
+            select(func.count())
+            .select_from(LoginFailure)
+            .where(
+                LoginFailure.key == row.key,
+                col(LoginFailure.at) > now - window,
+                col(LoginFailure.id) <= row.id,
+            )
+        ).one()
+        if counted > max_failures:
+            forget_attempt(db, ids)
+            return None
+    return ids
+
+
+def forget_attempt(db: Session, ids: Sequence[int]) -> None:
+    """Forget an attempt :func:`begin_attempt` counted (it succeeded, or it was refused unchecked)."""
+    db.exec(delete(LoginFailure).where(col(LoginFailure.id).in_(list(ids))))
+    db.commit()
 
 
 def record_failure(db: Session, keys: Sequence[str], *, window: timedelta, now: datetime) -> None:

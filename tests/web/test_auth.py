@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -9,7 +11,7 @@ import pytest
 from flask import Flask
 from sqlmodel import col, select
 
-from tests.web.support import PASSWORD, Browser, audit_actions, db, operator_named
+from tests.web.support import PASSWORD, Browser, audit_actions, db, operator_named, portal
 from web.models import LoginFailure, Operator, Role
 
 
@@ -199,3 +201,64 @@ def test_a_disabled_operator_s_session_ends(app: Flask, signed_in: Callable[[Rol
         session.add(operator)
         session.commit()
     assert browser.get("/").status_code == 302
+
+
+def test_guesses_sent_together_are_checked_no_more_than_the_limit(
+    app: Flask, accounts: dict[Role, Operator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight wrong passwords posted at the same moment, three times over: at most five are checked
+    (answered 401); the others are refused unchecked (429). Each check takes 50 ms, as Argon2 at the
+    portal's cost does (the tests' cheap hashing would leave no time for the requests to overlap)."""
+    passwords = portal(app).passwords
+    check = passwords.verify
+
+    def slow_check(stored: str, password: str) -> bool:
+        time.sleep(0.05)
+        return check(stored, password)
+
+    monkeypatch.setattr(passwords, "verify", slow_check)
+    browsers = [Browser(app.test_client()) for _ in range(8)]
+    tokens = [browser.csrf() for browser in browsers]
+    answers: list[int] = []
+    for round_ in range(3):
+        start = threading.Barrier(len(browsers))
+
+        def guess(
+            browser: Browser, token: str, start: threading.Barrier = start, round_: int = round_
+        ) -> None:
+            start.wait()
+            form = {"username": "operator", "password": f"wrong guess {round_}!!", "csrf_token": token}
+            answers.append(browser.client.post("/login", data=form).status_code)
+
+        threads = [threading.Thread(target=guess, args=pair) for pair in zip(browsers, tokens, strict=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert len(answers) == 24 and answers.count(401) <= 5
+    assert set(answers) == {401, 429}
+
+
+def test_wrong_current_passwords_are_limited_like_sign_ins(signed_in: Callable[[Role], Browser]) -> None:
+    """Five wrong current passwords on the password page, then even the right one is refused (429)."""
+    browser = signed_in(Role.OPERATOR)
+    change = {"new": "a brand new passphrase 42", "confirm": "a brand new passphrase 42"}
+    for _ in range(5):
+        assert browser.post("/password", {"current": "wrong password!", **change}).status_code == 400
+    refused = browser.post("/password", {"current": PASSWORD, **change})
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    assert browser.login("operator", PASSWORD).status_code == 302  # the password was not changed
+
+
+def test_a_right_current_password_does_not_count_against_the_limit(
+    signed_in: Callable[[Role], Browser],
+) -> None:
+    """Refusals for the new password (too short, not confirmed) are not guesses: they never lock one out."""
+    browser = signed_in(Role.OPERATOR)
+    for _ in range(6):
+        assert (
+            browser.post("/password", {"current": PASSWORD, "new": "short", "confirm": "short"}).status_code
+            == 400
+        )
+    change = {"current": PASSWORD, "new": "a brand new passphrase 42", "confirm": "a brand new passphrase 42"}
+    assert browser.post("/password", change).status_code == 200
