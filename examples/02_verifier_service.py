@@ -2,7 +2,8 @@
 
 Run with ``.venv/bin/python examples/02_verifier_service.py``. It starts a one-validator network in a
 temporary folder (``trellis node start`` as its own process), serves a small Flask app on loopback
-whose ``POST /readings`` is protected by :class:`verifier.flask.DeviceAuth`, and then:
+whose ``POST /readings`` is protected by :class:`verifier.flask.DeviceAuth` (told the service's own
+origin, so that a request signed for another service is refused), and then:
 
 1. a trustee onboards a fleet operator as an accredited issuer with a revocation list;
 2. a thermostat creates its key and did:trellis; the operator issues its device credential;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import sys
 import tempfile
 import threading
@@ -78,10 +80,12 @@ def new_identity(network: str) -> Signer:
     return Signer(key, str(trellis_did(network, key.public_key)), network)
 
 
-def make_service(verifier: Verifier) -> flask.Flask:
-    """The protected service: devices post readings; ``flask.g.device`` says who posted."""
+def make_service(verifier: Verifier, origin: str) -> flask.Flask:
+    """The protected service at ``origin``: devices post readings; ``flask.g.device`` says who posted."""
     app = flask.Flask("thermostats")
-    auth = DeviceAuth(app, verifier=verifier)
+    # The service's own origin, never read from the request: a request a device signed for another
+    # service (another origin) is refused wrong_audience.
+    auth = DeviceAuth(app, verifier=verifier, audience=origin)
 
     @app.post("/readings")
     @auth.device_required
@@ -151,9 +155,12 @@ def run(url: str, directory: Path) -> bool:
         # follow=False: this script tells the verifier when to read new blocks (catch_up); a real
         # service keeps the default, and a background thread follows the certified header stream.
         verifier = Verifier([NetworkTrust(network, [url], genesis)], follow=False)
-        server = make_server("127.0.0.1", 0, make_service(verifier))
+        listener = socket.create_server(("127.0.0.1", 0))  # bound first: the port is in the origin
+        service_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        app = make_service(verifier, service_url)
+        server = make_server("127.0.0.1", listener.getsockname()[1], app, fd=listener.fileno())
+        listener.close()  # the server holds its own copy of the socket
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        service_url = f"http://127.0.0.1:{server.server_port}"
         try:
             with DeviceClient(wallet, service_url) as device:
                 step(3, f"The thermostat posts a signed reading to {service_url}/readings.")

@@ -4,7 +4,7 @@
 
     from verifier.flask import DeviceAuth
 
-    auth = DeviceAuth(app, verifier=verifier)
+    auth = DeviceAuth(app, verifier=verifier, audience="https://service.example")
 
     @app.post("/readings")
     @auth.device_required
@@ -13,11 +13,16 @@
 
 :meth:`DeviceAuth.device_required` checks the current request with
 :meth:`~verifier.Verifier.authenticate_request` (an RFC 9421 signed request, the device's credential
-in the ``Device-Credential`` header) and puts the :class:`~verifier.AuthenticatedDevice` on
+in the ``Device-Credential`` header) for ``audience``, the service's own origin (``scheme://host[:port]``)
+or authority (``host[:port]``), and puts the :class:`~verifier.AuthenticatedDevice` on
 ``flask.g.device``. A refusal is answered ``application/problem+json`` (RFC 9457) with ``type``,
 ``title``, ``status`` (``refused.status``), ``detail`` and ``reason``
 (see :func:`verifier.wsgi.problem_details`). The extension registers itself in
 ``app.extensions["trellis.device_auth"]``.
+
+``audience`` is required and checked when the extension is made (:class:`~verifier.ConfigurationError`
+when it is empty or not an origin or authority): it is never taken from the request, whose ``Host`` a
+client chooses, so a request a device signed for another service is refused ``wrong_audience``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import flask
 from verifier.errors import Refused
 from verifier.reporting import AuthenticationReporter
 from verifier.verifier import AuthenticatedDevice, Verifier
-from verifier.wsgi import PROBLEM_JSON, problem_details, request_from_environ
+from verifier.wsgi import PROBLEM_JSON, problem_details, request_from_environ, service_audience
 
 __all__ = ["EXTENSION", "DeviceAuth"]
 
@@ -46,7 +51,8 @@ R = TypeVar("R")
 class DeviceAuth:
     """Device authentication for a Flask app (see the module docstring); ``init_app`` for app factories.
 
-    ``audience``, when given, is what each request's authority (``host[:port]``) or origin must be.
+    ``audience`` is the service's own origin (``https://host[:port]``) or authority (``host[:port]``),
+    which each request's must be.
     ``reporter``, when given, gets every decision (:mod:`verifier.reporting`: to the portal).
     """
 
@@ -55,11 +61,11 @@ class DeviceAuth:
         app: flask.Flask | None = None,
         *,
         verifier: Verifier,
-        audience: str | None = None,
+        audience: str,
         reporter: AuthenticationReporter | None = None,
     ) -> None:
         self.verifier = verifier
-        self.audience = audience
+        self.audience = service_audience(audience)
         self.reporter = reporter
         if app is not None:
             self.init_app(app)

@@ -2,12 +2,20 @@
 
 :func:`save_snapshot` proves every cached record again against the head (one proven read per 1,000
 keys) and writes, per network, the certified header, its commit certificate and each record with its
-sparse-Merkle path, plus when the head was confirmed. :func:`load_snapshot` trusts nothing in the
-file: each certificate is checked against the trust anchor the caller gives (the network's genesis
-validators) and each record against its header's state root. The loaded verifier reports its
-:meth:`~verifier.Verifier.staleness` from the confirmation time, and once no node answers for longer
-than the policy's ``offline_max_staleness`` it refuses with ``too_stale``. When nodes are reachable
-it catches up from the snapshot's height, dropping what the blocks since then changed.
+sparse-Merkle path, plus when the head was confirmed. Every section of a network is proven against
+one and the same certified head: when the head moves on between two batches, the batches proven
+against an older head are proven again (five rounds at most, then ``LedgerUnavailable``).
+
+:func:`load_snapshot` trusts nothing in the file: each certificate is checked against the trust
+anchor the caller gives (the network's genesis validators), each record against its header's state
+root, and the sections of one network must all carry the same header (a spliced snapshot is
+refused). ``confirmed_at`` is when the saver last confirmed the head, a claim no certificate covers,
+so the loaded verifier's :meth:`~verifier.Verifier.staleness` counts from the earlier of
+``confirmed_at`` and the certified header's ``time`` plus the policy's ``clock_skew``: a snapshot
+never looks fresher than its head (on a quiet network, whose last block is old, it looks as old as
+that block). Once no node answers for longer than the policy's ``offline_max_staleness`` it refuses
+with ``too_stale``. When nodes are reachable it catches up from the snapshot's height, dropping what
+the blocks since then changed.
 
 The file is JSON: ``{"format": "trellis-verifier-snapshot/1", "networks": [{"network",
 "genesis_hash", "confirmed_at", "sections": [{"header", "certificate", "records": [{"key",
@@ -17,6 +25,7 @@ The file is JSON: ``{"format": "trellis-verifier-snapshot/1", "networks": [{"net
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +35,7 @@ import httpx
 
 from did_registry.client import LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
+from did_registry.identity.timestamps import parse_timestamp
 from did_registry.ledger.block import BlockHeader, CommitCertificate
 from did_registry.ledger.proofs import StateProof
 from did_registry.ledger.smt import MapProof
@@ -41,6 +51,8 @@ __all__ = ["SNAPSHOT_FORMAT", "InvalidSnapshot", "save_snapshot", "load_snapshot
 SNAPSHOT_FORMAT: Final = "trellis-verifier-snapshot/1"
 """The ``format`` member of a snapshot file."""
 _BATCH: Final = 1000
+_RETRIES: Final = 5
+"""Rounds of proving again the batches left behind when the head moved on, before giving up."""
 
 
 class InvalidSnapshot(ConfigurationError):
@@ -48,23 +60,29 @@ class InvalidSnapshot(ConfigurationError):
 
 
 def _prove_sections(client: LedgerClient, keys: Sequence[str]) -> list[dict[str, Any]]:
-    sections = []
-    for start in range(0, len(keys), _BATCH):
-        batch = list(keys[start : start + _BATCH])
-        errors: list[str] = []
-        for node in client.nodes:
-            try:
-                response = client._http.post(node.rstrip("/") + "/proofs/state", json={"keys": batch})
-                response.raise_for_status()
-                data = response.json()
-                section = _check_section(data, batch, client)
-                sections.append(section)
-                break
-            except (httpx.HTTPError, ValueError, KeyError, TypeError, DidRegistryError) as exc:
-                errors.append(f"{node}: {exc}")
-        else:
-            raise LedgerUnavailable("; ".join(errors))
-    return sections
+    """``keys`` proven in batches, every batch against the same certified head."""
+    batches = [list(keys[start : start + _BATCH]) for start in range(0, len(keys), _BATCH)]
+    sections = [_prove_batch(client, batch) for batch in batches]
+    for _ in range(_RETRIES):
+        head = max((s["header"] for s in sections), key=lambda header: int(header["height"]))
+        behind = [i for i, section in enumerate(sections) if section["header"] != head]
+        if not behind:
+            return sections
+        for i in behind:
+            sections[i] = _prove_batch(client, batches[i])
+    raise LedgerUnavailable(f"the head moved on while proving {len(keys)} keys, {_RETRIES} times over")
+
+
+def _prove_batch(client: LedgerClient, batch: list[str]) -> dict[str, Any]:
+    errors: list[str] = []
+    for node in client.nodes:
+        try:
+            response = client._http.post(node.rstrip("/") + "/proofs/state", json={"keys": batch})
+            response.raise_for_status()
+            return _check_section(response.json(), batch, client)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, DidRegistryError) as exc:
+            errors.append(f"{node}: {exc}")
+    raise LedgerUnavailable("; ".join(errors))
 
 
 def _check_section(data: Any, keys: list[str], client: LedgerClient) -> dict[str, Any]:
@@ -103,8 +121,7 @@ def save_snapshot(verifier: Verifier, path: str | Path) -> None:
     os.replace(temporary, target)
 
 
-def _verified_values(section: Any, trust: NetworkTrust) -> tuple[dict[str, Any], int]:
-    header = BlockHeader.from_json(section["header"])
+def _verified_values(section: Any, header: BlockHeader, trust: NetworkTrust) -> dict[str, Any]:
     if header.network != trust.network or header.height < 1:
         raise InvalidSnapshot(f"a header of the snapshot is not a certified block of {trust.network}")
     if section["certificate"] is None:
@@ -118,7 +135,40 @@ def _verified_values(section: Any, trust: NetworkTrust) -> tuple[dict[str, Any],
             raise InvalidSnapshot("a record key is not a string")
         proof = StateProof(key, record["value"], header, certificate, MapProof.from_json(record["proof"]))
         values[key] = proof.verify_path()
-    return values, header.height
+    return values
+
+
+def _verified_head(sections: Any, trust: NetworkTrust) -> tuple[BlockHeader, dict[str, Any]]:
+    """The one certified header every section is proven against, and the values proven."""
+    if not isinstance(sections, list) or not sections:
+        raise InvalidSnapshot(f"the snapshot of {trust.network} proves nothing against a certified block")
+    headers = [BlockHeader.from_json(section["header"]) for section in sections]
+    if any(header != headers[0] for header in headers):
+        heights = sorted({header.height for header in headers})
+        raise InvalidSnapshot(
+            f"the sections of the snapshot of {trust.network} are proven against different blocks "
+            f"(heights {heights}), not one certified head"
+        )
+    values: dict[str, Any] = {}
+    for section, header in zip(sections, headers, strict=True):
+        values.update(_verified_values(section, header, trust))
+    return headers[0], values
+
+
+def _load_network(verifier: Verifier, item: Any, trust: NetworkTrust) -> None:
+    if item["genesis_hash"] != trust.genesis.hash.hex():
+        raise InvalidSnapshot(f"the snapshot of {trust.network} is of another genesis")
+    confirmed_at = float(item["confirmed_at"])
+    skew = verifier.policy.clock_skew
+    if not math.isfinite(confirmed_at):
+        raise InvalidSnapshot(f"the snapshot of {trust.network} has no confirmation time")
+    if confirmed_at > verifier.clock() + skew:
+        raise InvalidSnapshot(f"the snapshot of {trust.network} claims to be from the future")
+    header, values = _verified_head(item["sections"], trust)
+    certified = parse_timestamp(header.time).timestamp() + skew  # no fresher than the head it proves
+    cache = verifier.caches[trust.network]
+    cache.load(values, header.height)
+    cache.confirm(header.height, at=min(confirmed_at, certified))
 
 
 def load_snapshot(
@@ -133,20 +183,8 @@ def load_snapshot(
             raise InvalidSnapshot(f"not a {SNAPSHOT_FORMAT} file")
         for item in data["networks"]:
             trust = verifier.networks.get(item["network"])
-            if trust is None:
-                continue  # a network this verifier does not trust any more
-            if item["genesis_hash"] != trust.genesis.hash.hex():
-                raise InvalidSnapshot(f"the snapshot of {trust.network} is of another genesis")
-            confirmed_at = float(item["confirmed_at"])
-            if confirmed_at > verifier.clock() + verifier.policy.clock_skew:
-                raise InvalidSnapshot(f"the snapshot of {trust.network} claims to be from the future")
-            cache = verifier.caches[trust.network]
-            top = 0
-            for section in item["sections"]:
-                values, height = _verified_values(section, trust)
-                cache.load(values, height)
-                top = max(top, height)
-            cache.confirm(top, at=confirmed_at)
+            if trust is not None:  # else a network this verifier does not trust any more
+                _load_network(verifier, item, trust)
     except InvalidSnapshot:
         verifier.close()
         raise

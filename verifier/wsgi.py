@@ -4,14 +4,18 @@
 
     from verifier.wsgi import DeviceAuthMiddleware
 
-    app = DeviceAuthMiddleware(app, verifier, paths=("/api/",))
+    app = DeviceAuthMiddleware(app, verifier, audience="https://service.example", paths=("/api/",))
 
 Each request whose path starts with one of ``paths`` is checked with
 :meth:`~verifier.Verifier.authenticate_request` (an RFC 9421 signed request, the device's credential
-in the ``Device-Credential`` header); the :class:`~verifier.AuthenticatedDevice` is put in
-``environ["trellis.device"]`` for the application. A refused request never reaches the application:
-it is answered ``application/problem+json`` (RFC 9457 §3) with ``type``, ``title``, ``status``
-(``refused.status``), ``detail`` and the extension member ``reason`` (a :class:`~verifier.Reason`).
+in the ``Device-Credential`` header) for ``audience``, the service's own origin
+(``scheme://host[:port]``) or authority (``host[:port]``). It is required: the target URI is rebuilt
+as the client sent it, ``Host`` included, and checked against ``audience``, never the other way
+round, so a request a device signed for another service is refused ``wrong_audience``. The
+:class:`~verifier.AuthenticatedDevice` is put in ``environ["trellis.device"]`` for the application.
+A refused request never reaches the application: it is answered ``application/problem+json`` (RFC
+9457 §3) with ``type``, ``title``, ``status`` (``refused.status``), ``detail`` and the extension
+member ``reason`` (a :class:`~verifier.Reason`).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
+from urllib.parse import urlsplit
 from wsgiref.util import request_uri
 
-from verifier.errors import Refused
+from verifier.errors import ConfigurationError, Refused
 from verifier.verifier import Verifier
 from wallet.http_signatures import HttpRequest
 
@@ -33,6 +38,7 @@ __all__ = [
     "DeviceAuthMiddleware",
     "problem_details",
     "request_from_environ",
+    "service_audience",
 ]
 
 DEVICE_KEY: Final = "trellis.device"
@@ -56,6 +62,34 @@ def problem_details(refused: Refused) -> dict[str, Any]:
         "detail": refused.detail,
         "reason": refused.reason.value,
     }
+
+
+def service_audience(audience: object) -> str:
+    """``audience`` when it is an origin (``https://host[:port]``) or an authority (``host[:port]``),
+    what a signed request's target can be checked against; else :class:`~verifier.ConfigurationError`."""
+    if not isinstance(audience, str) or not audience:
+        raise ConfigurationError(
+            "audience (the service's own origin, https://service.example, or authority) is required"
+        )
+    if not _is_origin_or_authority(audience):
+        raise ConfigurationError(
+            f"audience {audience!r} is neither an origin (https://host[:port]) nor an authority (host[:port])"
+        )
+    return audience
+
+
+def _is_origin_or_authority(audience: str) -> bool:
+    parts = urlsplit(audience if "://" in audience else "//" + audience)
+    try:
+        parts.port  # noqa: B018 (raises ValueError when the port is not a number in range)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("", "http", "https")
+        and bool(parts.hostname)
+        and "@" not in parts.netloc
+        and not (parts.path or parts.query or parts.fragment or audience.endswith(("?", "#")))
+    )
 
 
 def _header_fields(environ: _Environ) -> list[tuple[str, str]]:
@@ -90,8 +124,8 @@ def _read_body(environ: _Environ) -> bytes:
 class DeviceAuthMiddleware:
     """WSGI middleware letting in only authenticated devices under ``paths`` (see the module docstring).
 
-    ``paths`` are path prefixes (default: every path); ``audience``, when given, is what the
-    request's authority or origin must be (see :meth:`~verifier.Verifier.authenticate_request`).
+    ``audience`` is the service's own origin or authority, which each request's must be (see
+    :meth:`~verifier.Verifier.authenticate_request`); ``paths`` are path prefixes (default: every path).
     """
 
     def __init__(
@@ -99,15 +133,15 @@ class DeviceAuthMiddleware:
         app: _WsgiApp,
         verifier: Verifier,
         *,
+        audience: str,
         paths: Sequence[str] = ("/",),
-        audience: str | None = None,
     ) -> None:
         if isinstance(paths, str):
             raise TypeError("paths is a sequence of path prefixes, not one string")
         self.app = app
         self.verifier = verifier
         self.paths = tuple(paths)
-        self.audience = audience
+        self.audience = service_audience(audience)
 
     def _protects(self, environ: _Environ) -> bool:
         path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.verifier.conftest_ledger import Device, Ledger, ledger  # noqa: F401
-from verifier import Verifier
+from verifier import ConfigurationError, Verifier
 from verifier.flask import EXTENSION, DeviceAuth
 from wallet.device import DeviceWallet
 from wallet.device_client import DeviceClient
@@ -28,7 +28,7 @@ def verifier(ledger: Ledger) -> Iterator[Verifier]:  # noqa: F811
     made.close()
 
 
-def make_app(verifier: Verifier, audience: str | None = "service.example") -> flask.Flask:
+def make_app(verifier: Verifier, audience: str = "service.example") -> flask.Flask:
     """A service with one protected view (echoing the device) and one open view."""
     app = flask.Flask(__name__)
     auth = DeviceAuth(verifier=verifier, audience=audience)
@@ -65,7 +65,7 @@ def client_for(ledger: Ledger, device: Device, app: flask.Flask, tmp_path: Path)
 def test_init_app_registers_the_extension(verifier: Verifier) -> None:
     """Both ways of setting up register the extension on the app."""
     app = flask.Flask(__name__)
-    auth = DeviceAuth(app, verifier=verifier)
+    auth = DeviceAuth(app, verifier=verifier, audience=BASE)
     assert app.extensions[EXTENSION] is auth
 
 
@@ -132,3 +132,18 @@ def test_open_views_are_untouched(verifier: Verifier) -> None:
     """Views without the decorator need no signature."""
     with httpx.Client(transport=httpx.WSGITransport(app=make_app(verifier)), base_url=BASE) as http:
         assert http.get("/health").text == "ok"
+
+
+def test_the_extension_cannot_be_made_without_the_service_s_audience(verifier: Verifier) -> None:
+    """No default audience: a service must say which origin it is (else it would take the client's Host)."""
+    with pytest.raises(TypeError, match="audience"):
+        DeviceAuth(flask.Flask(__name__), verifier=verifier)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("audience", ["", "https://service.example/readings", "service.example:port"])
+def test_an_audience_that_is_no_origin_or_authority_fails_at_set_up(
+    verifier: Verifier, audience: str
+) -> None:
+    """An empty audience, or one with a path or a port that is no number, is a ConfigurationError at once."""
+    with pytest.raises(ConfigurationError, match="audience"):
+        DeviceAuth(verifier=verifier, audience=audience)

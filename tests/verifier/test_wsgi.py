@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.verifier.conftest_ledger import Device, Ledger, ledger  # noqa: F401
-from verifier import Reason, Refused, Verifier
+from verifier import ConfigurationError, Reason, Refused, Verifier
 from verifier.wsgi import DEVICE_KEY, PROBLEM_JSON, DeviceAuthMiddleware, problem_details
 from wallet.device import DeviceWallet
 from wallet.device_client import DeviceClient
@@ -37,22 +37,22 @@ def echo(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterabl
     return [json.dumps({"did": device.did if device else None, "body": body}).encode()]
 
 
-def client_for(ledger: Ledger, device: Device, app: Any, tmp_path: Path) -> DeviceClient:  # noqa: F811
-    """A DeviceClient of ``device`` talking to ``app`` in process."""
+def client_for(ledger: Ledger, device: Device, app: Any, tmp_path: Path, base: str = BASE) -> DeviceClient:  # noqa: F811
+    """A DeviceClient of ``device`` talking to ``app`` in process, its requests made out to ``base``."""
     wallet = DeviceWallet.create(
         tmp_path / "w", "pw", key=device.actor.key, did=device.did, params=KDF_TESTING
     )
     assert isinstance(wallet, DeviceWallet)
     wallet.store(device.credential)
     return DeviceClient(
-        wallet, BASE, http=httpx.Client(transport=httpx.WSGITransport(app=app)), clock=ledger.clock
+        wallet, base, http=httpx.Client(transport=httpx.WSGITransport(app=app)), clock=ledger.clock
     )
 
 
 def test_a_good_device_reaches_the_app(ledger: Ledger, verifier: Verifier, tmp_path: Path) -> None:  # noqa: F811
     """The device is in environ["trellis.device"] and the app can still read the signed body."""
     device = ledger.enrol()
-    app = DeviceAuthMiddleware(echo, verifier, paths=("/api/",))
+    app = DeviceAuthMiddleware(echo, verifier, audience=BASE, paths=("/api/",))
     with client_for(ledger, device, app, tmp_path) as client:
         response = client.signed_request("POST", "/api/readings?x=1", content=b'{"t": 21}')
     assert response.status_code == 200, response.text
@@ -61,7 +61,7 @@ def test_a_good_device_reaches_the_app(ledger: Ledger, verifier: Verifier, tmp_p
 
 def test_unsigned_requests_to_protected_paths_get_a_401_problem(verifier: Verifier) -> None:
     """No signature under a protected prefix: 401 problem details; other paths pass through."""
-    app = DeviceAuthMiddleware(echo, verifier, paths=("/api/",))
+    app = DeviceAuthMiddleware(echo, verifier, audience=BASE, paths=("/api/",))
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as http:
         refused = http.post("/api/readings", content=b"{}")
         open_path = http.get("/public")
@@ -74,7 +74,7 @@ def test_unsigned_requests_to_protected_paths_get_a_401_problem(verifier: Verifi
 def test_a_garbled_signature_gets_a_401_problem(ledger: Ledger, verifier: Verifier, tmp_path: Path) -> None:  # noqa: F811
     """A signature value that was changed in transit does not verify."""
     device = ledger.enrol()
-    client = client_for(ledger, device, DeviceAuthMiddleware(echo, verifier), tmp_path)
+    client = client_for(ledger, device, DeviceAuthMiddleware(echo, verifier, audience=BASE), tmp_path)
 
     def garble(request: httpx.Request) -> None:
         label, _, value = request.headers["signature"].partition("=:")
@@ -95,7 +95,7 @@ def test_a_revoked_device_gets_a_403_problem(ledger: Ledger, verifier: Verifier,
         calls.append(environ["PATH_INFO"])
         return echo(environ, start_response)
 
-    with client_for(ledger, device, DeviceAuthMiddleware(app, verifier), tmp_path) as client:
+    with client_for(ledger, device, DeviceAuthMiddleware(app, verifier, audience=BASE), tmp_path) as client:
         assert client.signed_request("GET", "/readings").status_code == 200
         ledger.revoke(device)
         verifier.caches["testnet"].catch_up()
@@ -119,4 +119,42 @@ def test_problem_details_members() -> None:
 def test_paths_must_be_a_sequence_of_prefixes(verifier: Verifier) -> None:
     """A single string for paths is a mistake (it would be read as one-character prefixes)."""
     with pytest.raises(TypeError):
-        DeviceAuthMiddleware(echo, verifier, paths="/api/")
+        DeviceAuthMiddleware(echo, verifier, audience=BASE, paths="/api/")
+
+
+def test_the_middleware_cannot_be_made_without_the_service_s_audience(verifier: Verifier) -> None:
+    """No default audience: a service must say which origin it is (else it would take the client's Host)."""
+    with pytest.raises(TypeError, match="audience"):
+        DeviceAuthMiddleware(echo, verifier)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "audience", ["", "https://service.example/", "ftp://service.example", "a@service.example"]
+)
+def test_an_audience_that_is_no_origin_or_authority_fails_at_set_up(
+    verifier: Verifier, audience: str
+) -> None:
+    """An empty audience, or one with a path, another scheme or user info, is a ConfigurationError at once."""
+    with pytest.raises(ConfigurationError, match="audience"):
+        DeviceAuthMiddleware(echo, verifier, audience=audience)
+
+
+def test_a_request_signed_for_another_service_is_refused(
+    ledger: Ledger,  # noqa: F811
+    verifier: Verifier,
+    tmp_path: Path,
+) -> None:
+    """A request a device made out to service A (its Host header kept), replayed to service B, is refused
+    wrong_audience by B and never reaches B's app."""
+    device = ledger.enrol()
+    calls: list[str] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        calls.append(environ["PATH_INFO"])
+        return echo(environ, start_response)
+
+    service_b = DeviceAuthMiddleware(app, verifier, audience="https://b.example")
+    with client_for(ledger, device, service_b, tmp_path, base="https://a.example") as client:
+        response = client.signed_request("POST", "/readings", json={"t": 21})
+    assert response.status_code == 401 and response.json()["reason"] == "wrong_audience"
+    assert calls == []

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -147,13 +148,13 @@ def _wait_until_serving(url: str, process: subprocess.Popen[bytes], server: Port
 
 
 # -- the device-protected service ---------------------------------------------------------------
-def _example_service_factory() -> Callable[[Verifier], Any]:
+def _example_service_factory() -> Callable[[Verifier, str], Any]:
     path = REPO / "examples" / "02_verifier_service.py"
     spec = importlib.util.spec_from_file_location("trellis_example_02_verifier_service", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    factory: Callable[[Verifier], Any] = module.make_service
+    factory: Callable[[Verifier, str], Any] = module.make_service
     return factory
 
 
@@ -166,14 +167,18 @@ def service(network: LocalNetwork) -> Iterator[Service]:
     """
     genesis = json.loads((network.directory / "genesis.json").read_text())
     verifier = Verifier([NetworkTrust(NETWORK, network.urls, genesis)], follow=False)
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, _example_service_factory()(verifier))
+    listener = socket.create_server(("127.0.0.1", 0))  # bound first: the service's origin names its port
+    origin = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    app = _example_service_factory()(verifier, origin)
+    server: BaseWSGIServer = make_server("127.0.0.1", listener.getsockname()[1], app, fd=listener.fileno())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Service(f"http://127.0.0.1:{server.server_port}", verifier)
+        yield Service(origin, verifier)
     finally:
         server.shutdown()
         server.server_close()
+        listener.close()
         thread.join(timeout=10)
         verifier.close()
 
