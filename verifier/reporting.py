@@ -3,7 +3,7 @@
 ::
 
     reporter = AuthenticationReporter("https://portal.example", api_token, service="telemetry")
-    auth = DeviceAuth(app, verifier=verifier, reporter=reporter)   # or reporter.observe(result, did)
+    auth = DeviceAuth(app, verifier=verifier, audience=origin, reporter=reporter)  # or reporter.observe(result, did)
 
 Each decision becomes an event ``{"did", "service", "outcome", "reason", "at"}``; a background
 thread posts the queued events every ``interval`` seconds to the portal's
