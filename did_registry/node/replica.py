@@ -17,6 +17,12 @@ the new set and the transport told who its peers now are.
 
 Wire payloads carry a one-byte tag: ``0`` a consensus message, ``1`` a status beacon (the sender's
 height, once a second) from which ``/health`` shows each peer's lag.
+
+A peer's bytes are never trusted to be well formed: a payload that cannot be read (an unknown tag, a
+beacon that is not ``{"height": <non-negative int>}``, a consensus message the engine chokes on) is
+dropped, counted under ``dropped`` in :meth:`Replica.status` and logged, and the receive loop goes on.
+The long-lived loops (receive, beacon, sweep, follow) are supervised: one that dies on an error is
+logged with its traceback and restarted after a pause (``docs/replica.md``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -65,6 +71,7 @@ _STATUS: Final = b"\x01"
 _BEACON_INTERVAL: Final = 1.0
 _SWEEP_INTERVAL: Final = 2.0
 _FOLLOW_WAIT: Final = 5.0
+_RESTART_DELAY: Final = 1.0
 
 _log = logging.getLogger("did_registry.replica")
 
@@ -116,6 +123,8 @@ class Replica:
         self._syncing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._peer_heights: dict[str, tuple[int, float]] = {}
+        self._dropped: dict[str, int] = {}  # peer inputs the replica could not read, by reason
+        self._restarts: dict[str, int] = {}  # supervised loops restarted after an error, by loop
         self._last_tick = 0.0
         self.errors: list[str] = []
         service.runner = self
@@ -176,8 +185,9 @@ class Replica:
             "round": getattr(engine, "round", None),
             "primary": getattr(engine, "primary", None),
             "pending_in_engine": getattr(engine, "pending", None),
-            "dropped": dict(engine.dropped) if engine is not None else {},
+            "dropped": {**(engine.dropped if engine is not None else {}), **self._dropped},
             "peers": peers,
+            "restarts": dict(self._restarts),
         }
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -196,15 +206,15 @@ class Replica:
             self._reconfigure()
             if self._transport is not None:
                 await self._transport.start()
-                self._spawn(self._receive(self._transport))
+                self._supervise("receive", self._receiver(self._transport))
         except (OSError, DidRegistryError) as exc:
             self.errors.append(f"cannot start consensus: {exc}")
             self._ready.set()
             return
         self._ready.set()
-        self._spawn(self._beacon())
-        self._spawn(self._sweep())
-        self._spawn(self._follow())
+        self._supervise("beacon", self._beacon)
+        self._supervise("sweep", self._sweep)
+        self._supervise("follow", self._follow)
         await self._stopping.wait()
         for handle in self._timers.values():
             handle.cancel()
@@ -214,10 +224,37 @@ class Replica:
         if self._transport is not None:
             await self._transport.stop()
 
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str = "task") -> None:
+        """Run ``coroutine`` as a task of the replica; an error that ends it is logged, never lost."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=f"{self._id} {name}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._reap)
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            _log.error("%s: %s failed", self._id, task.get_name(), exc_info=exc)
+
+    def _supervise(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a long-lived loop, restarting it after :data:`_RESTART_DELAY` whenever it dies on an
+        error (logged with its traceback, counted under ``restarts`` in :meth:`status`); a loop that
+        returns is done."""
+        self._spawn(self._restarting(name, loop), name)
+
+    async def _restarting(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        while True:
+            try:
+                await loop()
+                return
+            except Exception:
+                self._restarts[name] = self._restarts.get(name, 0) + 1
+                _log.exception(
+                    "%s: the %s loop failed; restarting it in %s s", self._id, name, _RESTART_DELAY
+                )
+            await asyncio.sleep(_RESTART_DELAY)
+
+    def _receiver(self, transport: Transport) -> Callable[[], Coroutine[Any, Any, None]]:
+        return lambda: self._receive(transport)
 
     def _reconfigure(self) -> None:
         """Bring the engine and transport in line with the validator set for the next block (the
@@ -245,7 +282,7 @@ class Replica:
                 dial=self.config.peer_addresses,
             )
             if self._ready.is_set():  # joined after start: listen now (at start, _main does)
-                self._spawn(self._start_transport(self._transport))
+                self._spawn(self._start_transport(self._transport), "start transport")
         elif self._transport is not None:
             self._transport.update_validators(validators)
         for handle in self._timers.values():
@@ -281,7 +318,7 @@ class Replica:
             _log.error("%s: cannot listen for consensus: %s", self._id, exc)
             self.errors.append(f"cannot listen for consensus: {exc}")
             return
-        self._spawn(self._receive(transport))
+        self._supervise("receive", self._receiver(transport))
 
     def _now(self) -> float:
         assert self._loop is not None
@@ -298,7 +335,7 @@ class Replica:
     # -- inputs -----------------------------------------------------------------------------------
     def _on_requests(self, requests: list[bytes]) -> None:
         if self._engine is None:  # an observer: a validator orders them; they arrive by following
-            self._spawn(self._forward(requests))
+            self._spawn(self._forward(requests), "forward")
             return
         if self._engine is not None:
             self._tick_first(self._engine)
@@ -306,30 +343,48 @@ class Replica:
             self._apply(self._engine.on_requests(requests))
 
     async def _receive(self, transport: Transport) -> None:
+        """Hand each payload from a peer to its handler; nothing a peer sends ends this loop."""
         while True:
             try:
                 sender, payload = await transport.receive()
             except TransportError:
                 return
-            tag, body = payload[:1], payload[1:]
-            if tag == _STATUS:
-                self._on_beacon(sender, body)
-                continue
-            if tag != _CONSENSUS or self._engine is None:
-                continue
             try:
-                self._tick_first(self._engine)
-                if self._engine is not None:  # the tick may have rebuilt it (a validator-set change)
-                    self._apply(self._engine.on_payload(sender, body))
+                self._on_payload(sender, payload)
             except Exception:
-                _log.exception("%s: input from %s failed", self._id, sender)
+                self._drop(sender, "replica_input_failed", exc_info=True)
+
+    def _on_payload(self, sender: str, payload: bytes) -> None:
+        tag, body = payload[:1], payload[1:]
+        if tag == _STATUS:
+            self._on_beacon(sender, body)
+        elif tag != _CONSENSUS:
+            self._drop(sender, "replica_unknown_tag")
+        elif self._engine is not None:
+            self._tick_first(self._engine)
+            if self._engine is not None:  # the tick may have rebuilt it (a validator-set change)
+                self._apply(self._engine.on_payload(sender, body))
 
     def _on_beacon(self, sender: str, body: bytes) -> None:
-        try:
-            height = int(json.loads(body)["height"])
-        except (ValueError, KeyError, TypeError):
+        height = beacon_height(body)
+        if height is None:
+            self._drop(sender, "replica_unreadable_beacon")
             return
         self._peer_heights[sender] = (height, time.monotonic())
+
+    def _drop(self, sender: str, reason: str, *, exc_info: bool = False) -> None:
+        """Count an input from ``sender`` that could not be used; log the first few of each reason
+        and then every power of two, so a hostile peer cannot flood the log."""
+        count = self._dropped[reason] = self._dropped.get(reason, 0) + 1
+        if count <= 10 or count & (count - 1) == 0:
+            _log.warning(
+                "%s: dropped an input from %s (%s, %d so far)",
+                self._id,
+                sender,
+                reason,
+                count,
+                exc_info=exc_info,
+            )
 
     def _on_timer(self, name: str) -> None:
         self._timers.pop(name, None)
@@ -370,7 +425,7 @@ class Replica:
                 case NeedState(from_height=start):
                     if not self._syncing:
                         self._syncing = True
-                        self._spawn(self._transfer(start))
+                        self._spawn(self._transfer(start), "state transfer")
 
     def _commit(self, height: int, block: bytes, certificate: CommitCertificate) -> bool:
         """Apply a block the engine committed; ``True`` when it changed the validator set."""
@@ -398,13 +453,15 @@ class Replica:
         try:
             while True:
                 height = self.service.app.height
-                blocks = await loop.run_in_executor(None, self.source.fetch, height + 1)
-                if not blocks:
+                try:  # other nodes' answers: whatever they make parsing or checking raise ends the attempt
+                    blocks = await loop.run_in_executor(None, self.source.fetch, height + 1)
+                    certificate = install(self.service, blocks) if blocks else None
+                except Exception as exc:
+                    _log.warning(
+                        "%s: state transfer: %r", self._id, exc, exc_info=not isinstance(exc, SyncError)
+                    )
                     return
-                try:
-                    certificate = install(self.service, blocks)
-                except SyncError as exc:
-                    _log.warning("%s: state transfer: %s", self._id, exc)
+                if not blocks:
                     return
                 if certificate is None:
                     continue
@@ -424,14 +481,14 @@ class Replica:
                 await asyncio.sleep(_FOLLOW_WAIT)
                 continue
             height = self.service.app.height
-            blocks = await loop.run_in_executor(None, self._follow_fetch, height + 1)
-            if not blocks:
-                await asyncio.sleep(0.2)
-                continue
-            try:
+            try:  # other nodes' answers: whatever they make parsing or checking raise is logged
+                blocks = await loop.run_in_executor(None, self._follow_fetch, height + 1)
+                if not blocks:
+                    await asyncio.sleep(0.2)
+                    continue
                 install(self.service, blocks)
-            except SyncError as exc:
-                _log.warning("%s: following: %s", self._id, exc)
+            except Exception as exc:
+                _log.warning("%s: following: %r", self._id, exc, exc_info=not isinstance(exc, SyncError))
                 await asyncio.sleep(0.5)
             if self._set_changed():
                 self._reconfigure()
@@ -455,7 +512,7 @@ class Replica:
                 behind_since = behind_since if behind_since is not None else now
                 if now - behind_since >= 2 * _BEACON_INTERVAL and not self._syncing:
                     self._syncing = True
-                    self._spawn(self._transfer(self.service.app.height + 1))
+                    self._spawn(self._transfer(self.service.app.height + 1), "state transfer")
                     behind_since = None
             else:
                 behind_since = None
@@ -471,6 +528,17 @@ class Replica:
         while True:
             await asyncio.sleep(_SWEEP_INTERVAL)
             await loop.run_in_executor(None, self.service.sweep_pending)
+
+
+def beacon_height(body: bytes) -> int | None:
+    """The height a status beacon body ``{"height": H}`` carries, or ``None`` when it is not one
+    (``H`` must be a JSON integer from 0 on; whatever a hostile body makes the decoder raise is caught)."""
+    try:
+        data = json.loads(body)
+    except Exception:  # ValueError, RecursionError (deep nesting), MemoryError, ...
+        return None
+    height = data.get("height") if isinstance(data, dict) else None
+    return height if type(height) is int and height >= 0 else None
 
 
 def _address(address: str) -> tuple[str, int]:
