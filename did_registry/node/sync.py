@@ -126,8 +126,8 @@ class BlockSource:
                 data = answer.json()
                 self.heads[url] = int(data["head"])
                 blocks = [CertifiedBlock.from_json(item) for item in data["blocks"]]
-            except (httpx.HTTPError, ValueError, KeyError, TypeError, SyncError) as exc:
-                errors.append(f"{url}: {exc}")
+            except Exception as exc:
+                errors.append(f"{url}: {exc!r}"[:500])  # (RecursionError, OverflowError: hostile JSON)
                 continue
             if blocks:
                 self._next = (self._next + attempt) % len(self.urls)
