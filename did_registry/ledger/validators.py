@@ -19,10 +19,24 @@ from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multikey import decode_ed25519_public_key
 from did_registry.ledger.state import StateView
 
-__all__ = ["Validator", "ValidatorSet", "ValidatorSetError", "activate", "current", "schedule"]
+__all__ = [
+    "Validator",
+    "ValidatorSet",
+    "ValidatorSetError",
+    "activate",
+    "current",
+    "schedule",
+    "valid_address",
+]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,253}:[0-9]{1,5}")
+_ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,253}:([0-9]{1,5})")
+
+
+def valid_address(address: object) -> bool:
+    """Whether ``address`` is ``host:port`` (or ``[v6]:port``) with a port a peer can dial: 1 to 65535."""
+    match = _ADDRESS.fullmatch(address) if isinstance(address, str) else None
+    return match is not None and 1 <= int(match.group(1)) <= 65535
 
 
 class ValidatorSetError(ValueError):
@@ -54,8 +68,10 @@ class Validator:
         validator = cls(data["id"], data["public_key"], data["address"])
         if not isinstance(validator.id, str) or not _ID.fullmatch(validator.id):
             raise ValidatorSetError(f"bad validator id {validator.id!r}")
-        if not isinstance(validator.address, str) or not _ADDRESS.fullmatch(validator.address):
-            raise ValidatorSetError(f"bad validator address {validator.address!r}")
+        if not valid_address(validator.address):
+            raise ValidatorSetError(
+                f"bad validator address {validator.address!r}: host:port with a port from 1 to 65535"
+            )
         decode_ed25519_public_key(validator.public_key)
         return validator
 

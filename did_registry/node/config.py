@@ -46,6 +46,7 @@ from did_registry.ledger.application import InvalidBlock, LedgerApplication
 from did_registry.ledger.genesis import Genesis
 from did_registry.ledger.storage.base import LedgerStore
 from did_registry.ledger.storage.memory import MemoryLedgerStore
+from did_registry.ledger.validators import valid_address
 from did_registry.node.service import NodeService
 from did_registry.transport import TransportConfig
 
@@ -71,7 +72,6 @@ MEMORY_DATABASE: Final = "memory:"
 """The ``database`` value of a node that keeps its chain in memory only (tests, demonstrations)."""
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_ADDRESS = re.compile(r"[A-Za-z0-9.\-\[\]:]{1,253}:[0-9]{1,5}")
 _KEYS: Final = frozenset({"id", "host", "port", "database", "key_file", "genesis", "peers", "consensus"})
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]{1,253}(/[A-Za-z0-9._~/-]*)?")
 
@@ -125,10 +125,10 @@ class NodeConfig:
         for peer in self.peers:
             if not isinstance(peer.id, str) or not _ID.fullmatch(peer.id):
                 raise InvalidConfig(f"peer id {peer.id!r} is not a validator id")
-            if not isinstance(peer.address, str) or not (
-                peer.address == "" or _ADDRESS.fullmatch(peer.address)
-            ):
-                raise InvalidConfig(f"peer {peer.id} address must be host:port, not {peer.address!r}")
+            if not (peer.address == "" or valid_address(peer.address)):
+                raise InvalidConfig(
+                    f"peer {peer.id} address must be host:port with a port from 1 to 65535, not {peer.address!r}"
+                )
             if not isinstance(peer.api, str) or not (peer.api == "" or _URL.fullmatch(peer.api)):
                 raise InvalidConfig(f"peer {peer.id} api must be an http(s) URL, not {peer.api!r}")
             if not peer.address and not peer.api:

@@ -28,7 +28,9 @@ class TransportConfig:
     ``max_frame - 16`` bytes. The outbound queue of each peer holds at most ``outbound_frames``
     payloads and ``outbound_bytes`` bytes and drops its oldest when full; each peer may have at most
     ``inbound_frames`` payloads and ``inbound_bytes`` bytes waiting for :meth:`receive`, after which
-    its connection is no longer read. At most ``max_handshakes`` inbound handshakes run at once.
+    its connection is no longer read. At most ``max_handshakes`` inbound handshakes run at once, at
+    most ``max_handshakes_per_ip`` from one source address; an inbound connection must send its first
+    handshake message within ``hello_timeout`` (``docs/transport.md`` §5).
     """
 
     max_frame: int = 16 * MiB
@@ -38,8 +40,10 @@ class TransportConfig:
     inbound_bytes: int = 32 * MiB
     read_chunk: int = 256 * 1024
     max_handshakes: int = 64
+    max_handshakes_per_ip: int = 8
     connect_timeout: float = 5.0
     handshake_timeout: float = 5.0
+    hello_timeout: float = 0.5
     keepalive_interval: float = 5.0
     idle_timeout: float = 20.0
     write_timeout: float = 30.0

@@ -206,10 +206,19 @@ async def initiate(
 
 
 async def respond(
-    stream: FrameStream, *, me: str, key: Ed25519PrivateKey, validators: ValidatorSet, network: str
+    stream: FrameStream,
+    *,
+    me: str,
+    key: Ed25519PrivateKey,
+    validators: ValidatorSet,
+    network: str,
+    first: bytes | None = None,
 ) -> tuple[str, SecureChannel]:
-    """Run the handshake as responder; return the authenticated peer id and the session."""
-    data = await stream.read()
+    """Run the handshake as responder; return the authenticated peer id and the session.
+
+    ``first`` is the Hello when the caller has read it already (to bound it in time on its own).
+    """
+    data = first if first is not None else await stream.read()
     if data is None:
         raise HandshakeFailed(stream.peer, "connection closed before the hello")
     hello = Hello.decode(data, stream.peer)

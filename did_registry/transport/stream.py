@@ -6,14 +6,21 @@ import asyncio
 import contextlib
 from collections import deque
 
+from did_registry.errors import InvalidTransportConfig
 from did_registry.transport.frames import FrameDecoder, frame_header
 
 __all__ = ["FrameStream", "split_address"]
 
 
 def split_address(address: str) -> tuple[str, int]:
-    """Split a validator address ``host:port`` (or ``[v6]:port``) into host and port."""
+    """Split a validator address ``host:port`` (or ``[v6]:port``) into host and port.
+
+    Raises :class:`~did_registry.errors.InvalidTransportConfig` (a ``ValueError``) naming the
+    address when it has no host, or its port is not a number from 1 to 65535.
+    """
     host, _, port = address.rpartition(":")
+    if not (host and port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise InvalidTransportConfig(f"{address!r} is not host:port with a port from 1 to 65535")
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from did_registry.errors import (
     FrameTooLarge,
+    HandshakeFailed,
     InvalidFrame,
     InvalidKey,
     InvalidTransportConfig,
@@ -30,6 +31,7 @@ from did_registry.errors import (
 )
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.ledger.validators import Validator, ValidatorSet
+from did_registry.transport.admission import Admission, Pending
 from did_registry.transport.channel import SecureChannel
 from did_registry.transport.config import TransportConfig
 from did_registry.transport.handshake import HANDSHAKE_MAX_FRAME, MAX_ID_SIZE, dials, initiate, respond
@@ -84,7 +86,7 @@ class Transport:
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._state = "new"
-        self._handshakes = 0
+        self._admission = Admission(self._config.max_handshakes, self._config.max_handshakes_per_ip)
         self.update_validators(validators)
 
     @property
@@ -221,10 +223,20 @@ class Transport:
         if peer is not None:
             setattr(peer.counters, name, getattr(peer.counters, name) + 1)
 
-    def _refused(self, peer: PeerState | None, direction: str, who: str, exc: BaseException) -> None:
+    def _refused(
+        self, peer: PeerState | None, direction: str, who: str, exc: BaseException, *, quiet: bool = False
+    ) -> None:
+        """Count a failed handshake and log it: at WARNING, or DEBUG when ``quiet`` (a connection that
+        never sent its hello, so a flood of them cannot flood the log)."""
         self._count(peer, "handshake_failures")
         reason = "handshake timed out" if isinstance(exc, TimeoutError) else str(exc)
-        _log.warning("refused %s connection %s: %s", direction, who, reason)
+        _log.log(
+            logging.DEBUG if quiet else logging.WARNING,
+            "refused %s connection %s: %s",
+            direction,
+            who,
+            reason,
+        )
 
     async def _dial_loop(self, peer: PeerState) -> None:
         attempt = 0
@@ -242,9 +254,16 @@ class Transport:
         try:
             async with asyncio.timeout(config.connect_timeout):
                 reader, writer = await asyncio.open_connection(*split_address(address))
-        except (OSError, TimeoutError, ValueError) as exc:
+        except Exception as exc:  # any failure to connect is a dial failure: count it, back off, redial
             self._count(peer, "dial_failures")
-            _log.debug("could not reach %s at %s: %r", validator.id, address, exc)
+            expected = isinstance(exc, OSError | TimeoutError)  # the peer is down or unreachable
+            _log.log(
+                logging.DEBUG if expected else logging.WARNING,
+                "could not reach %s at %s: %r",
+                validator.id,
+                address,
+                exc,
+            )
             return False
         stream = FrameStream(reader, writer, HANDSHAKE_MAX_FRAME, config.read_chunk)
         try:
@@ -263,28 +282,36 @@ class Transport:
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         stream = FrameStream(reader, writer, HANDSHAKE_MAX_FRAME, self._config.read_chunk)
-        if self._state != "running" or self._handshakes >= self._config.max_handshakes:
+        entry = self._admission.admit(stream)[0] if self._state == "running" else None
+        if entry is None:
             self._count(None, "handshake_failures")
             why = "too many handshakes at once" if self._state == "running" else "stopping"
             _log.warning("refused inbound connection from %s: %s", stream.peer, why)
             stream.close()
             return
-        self._handshakes += 1
-        self._spawn(self._serve_inbound(stream), f"inbound {stream.peer}")
+        self._spawn(self._serve_inbound(entry), f"inbound {stream.peer}")
 
-    async def _serve_inbound(self, stream: FrameStream) -> None:
-        validators = self._validators
+    async def _serve_inbound(self, entry: Pending) -> None:
+        stream, config, validators = entry.stream, self._config, self._validators
         try:
             try:
-                async with asyncio.timeout(self._config.handshake_timeout):
+                async with asyncio.timeout(config.handshake_timeout):
+                    hello = await self._hello(entry)
                     peer_id, channel = await respond(
-                        stream, me=self._me, key=self._key, validators=validators, network=self._network
+                        stream,
+                        me=self._me,
+                        key=self._key,
+                        validators=validators,
+                        network=self._network,
+                        first=hello,
                     )
             except _HANDSHAKE_ERRORS as exc:
-                self._refused(None, "inbound", f"from {stream.peer}", exc)
+                evicted = HandshakeFailed(stream.peer, "dropped for a newer connection before its hello")
+                reason = evicted if entry.evicted else exc
+                self._refused(None, "inbound", f"from {stream.peer}", reason, quiet=not entry.spoke)
                 return
             finally:
-                self._handshakes -= 1
+                self._admission.release(entry)
             peer = self._peers.get(peer_id)
             if peer is None or peer.validator != validators.by_id(peer_id):  # the set changed meanwhile
                 self._refused(None, "inbound", f"from {peer_id}@{stream.peer}", UnknownPeer(peer_id))
@@ -292,6 +319,19 @@ class Transport:
             await self._session(peer, stream, channel, "inbound")
         finally:
             await stream.aclose()
+
+    async def _hello(self, entry: Pending) -> bytes:
+        """The first handshake message, within ``hello_timeout``; until then ``entry`` may be evicted."""
+        timeout = self._config.hello_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                hello = await entry.stream.read()
+        except TimeoutError:
+            raise HandshakeFailed(entry.stream.peer, f"no hello within {timeout} s") from None
+        if hello is None:
+            raise HandshakeFailed(entry.stream.peer, "connection closed before the hello")
+        entry.spoke = True
+        return hello
 
     async def _session(
         self, peer: PeerState, stream: FrameStream, channel: SecureChannel, direction: str

@@ -286,19 +286,21 @@ def test_silent_connection_is_closed_after_the_handshake_timeout() -> None:
     run(main())
 
 
-def test_handshakes_beyond_the_limit_are_refused_at_once() -> None:
-    """With max_handshakes pending, a further connection is closed at once; the others wait their turn."""
+def test_a_newcomer_takes_the_slot_of_the_oldest_silent_connection() -> None:
+    """With max_handshakes silent connections pending, a further one closes the oldest, not itself."""
     net = Net.of(("a", "b"))
 
     async def main() -> None:
-        b = net.transport("b", replace(TESTING, max_handshakes=2, handshake_timeout=5.0))
+        config = replace(TESTING, max_handshakes=2, handshake_timeout=5.0, hello_timeout=5.0)
+        b = net.transport("b", config)
         async with started(b):
             streams = [await connect(net.ports["b"]) for _ in range(2)]
             try:
                 await asyncio.sleep(0.1)
                 streams.append(await connect(net.ports["b"]))
-                assert await closed_by_peer(streams[2], 1.0)
-                assert not await closed_by_peer(streams[0], 0.2)
+                assert await closed_by_peer(streams[0], 1.0)
+                assert not await closed_by_peer(streams[1], 0.2)
+                assert not await closed_by_peer(streams[2], 0.2)
             finally:
                 for stream in streams:
                     await stream.aclose()
