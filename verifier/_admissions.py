@@ -8,9 +8,12 @@ touching the issuer's DID, accreditation or status lists, a re-read, a snapshot)
 checks, so an entry replaced while they ran makes the decision unusable. A later request with the same
 credential object, by the same device, at the same generation, gets the decision after the checks that
 depend on time alone: the issuer's network not too stale (``too_stale`` as always) and the credential's
-validity period against the clock. The device's own entry (key, deactivation, quarantine) is read on
-every signed request as before. Within a session, the checks of the device's entry and status bits
-are likewise remembered per session until the generation moves on (with the device they let in).
+validity period (and its proof's ``expires``) against the clock. The device's own entry (key,
+deactivation, quarantine) is read on every signed request as before. Within a session, the checks of
+the device's entry, the status bits and the issuer (accredited, not deactivated, the proof's key still
+its assertion key) are likewise remembered per session until the generation moves on (with the device
+they let in); sessions whose credential's issuer is resolved outside the trusted ledgers are checked
+on every request.
 For the fast request path (``verifier._fast``, verifiers without sessions) the device let in is also
 remembered per key id, with the credential header and the DID entry it was let in with: a request
 with the same key id, header and (identical) cached entry gets it back while the decision behind it
@@ -28,14 +31,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from did_registry.bounded_cache import BoundedCache, remember
-from verifier._checks import AuthenticatedDevice, CredentialSummary, check_credential_verified, check_validity
+from verifier._checks import (
+    AuthenticatedDevice,
+    Checked,
+    CredentialSummary,
+    check_credential_verified,
+    check_validity,
+)
 from verifier._ledger_view import LedgerView
 from verifier._records import DIDEntry
 from verifier.ledger_cache import LedgerCache
 from verifier.policy import Policy
-from wallet.credential import VerifiedCredential
 
-__all__ = ["ADMISSIONS_KEPT", "DEVICES_KEPT", "Admissions"]
+__all__ = ["ADMISSIONS_KEPT", "DEVICES_KEPT", "Admitted", "Admissions"]
 
 ADMISSIONS_KEPT: Final = 4096
 """Decisions kept (the devices seen most recently), like the memos of decoded credential headers."""
@@ -44,15 +52,30 @@ DEVICES_KEPT: Final = 2048
 
 
 @dataclass(frozen=True, slots=True)
+class Admitted:
+    """A credential decision: what a session opened with the credential needs besides the summary."""
+
+    summary: CredentialSummary
+    height: int
+    """The highest ledger height read."""
+    not_after: float
+    """The last moment (Unix seconds) the credential passes: its validUntil with the clock skew, or
+    its proof's ``expires`` (without, as the proof check allows none) if earlier."""
+    key: tuple[str, bytes]
+    """The credential proof's verification method and the issuer key that verified it."""
+    accepted: tuple[str, ...]
+    """The credential's types the policy accepts (the issuer must stay accredited for one)."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Decision:
     credential: Mapping[str, Any]
     holder: str
     generation: int
     issuer_cache: LedgerCache | None
-    summary: CredentialSummary
-    height: int
-    verified: VerifiedCredential
-    not_before: float  # the validity period with the clock skew, Unix seconds
+    admitted: Admitted
+    checked: Checked  # what the refusal at either end of the validity period is made from
+    not_before: float  # the validity period with the clock skew (and the proof's expiry), Unix seconds
     not_after: float
 
 
@@ -108,17 +131,17 @@ class Admissions:
             and decision is not None
             and decision.credential is credential
             and decision.holder == device.did
-            and device.credential is decision.summary
-            and device.height == max(decision.height, entry.height)
+            and device.credential is decision.admitted.summary
+            and device.height == max(decision.admitted.height, entry.height)
         ):
             remember(self._devices, key_id, (header, entry, decision, device), min(self.size, DEVICES_KEPT))
 
     def check(
         self, credentials: Sequence[object], holder: str, now: float, *, remember: bool = False
-    ) -> tuple[CredentialSummary, int]:
-        """Every credential check for ``holder`` at Unix time ``now`` (or a decision that still stands):
-        the summary and the highest height read. ``remember`` only for a credential object nobody
-        changes (decoded from a ``Device-Credential`` header by ``_signed``)."""
+    ) -> Admitted:
+        """Every credential check for ``holder`` at Unix time ``now`` (or a decision that still stands).
+        ``remember`` only for a credential object nobody changes (decoded from a ``Device-Credential``
+        header by ``_signed``)."""
         single = remember and len(credentials) == 1
         if single:
             known = self._decisions.get(id(credentials[0]))
@@ -127,23 +150,29 @@ class Admissions:
                     self.ledger.ensure_fresh(known.issuer_cache, holder)
                 if known.generation == self.ledger.generation():
                     if not known.not_before <= now <= known.not_after:  # the refusal says which end
-                        check_validity(known.verified, known.credential, _when(now), self.skew, holder)
-                    return known.summary, known.height
+                        checked = known.checked
+                        check_validity(
+                            checked.verified, checked.credential, _when(now), self.skew, holder,
+                            checked.proof_expires,
+                        )  # fmt: skip
+                    return known.admitted
         generation = self.ledger.generation()
-        summary, height, credential, verified = check_credential_verified(
-            self.ledger, credentials, holder, self.policy, _when(now)
-        )
-        issuer = summary.issuer
+        checked = check_credential_verified(self.ledger, credentials, holder, self.policy, _when(now))
+        skew = self.skew.total_seconds()
+        valid_from, valid_until = checked.verified.valid_from, checked.verified.valid_until
+        not_after = math.inf if valid_until is None else valid_until.timestamp() + skew
+        if checked.proof_expires is not None:  # no skew: the proof check allows none
+            not_after = min(not_after, checked.proof_expires.timestamp())
+        admitted = Admitted(checked.summary, checked.height, not_after, checked.key, checked.accepted)
+        issuer = checked.summary.issuer
         if single and issuer.startswith(("did:trellis:", "did:key:")):
             cache = self.ledger.caches.get(issuer.split(":", 3)[2]) if issuer.startswith("did:t") else None
-            skew = self.skew.total_seconds()
-            not_before = -math.inf if verified.valid_from is None else verified.valid_from.timestamp() - skew
-            not_after = math.inf if verified.valid_until is None else verified.valid_until.timestamp() + skew
+            not_before = -math.inf if valid_from is None else valid_from.timestamp() - skew
             decision = _Decision(
-                credential, holder, generation, cache, summary, height, verified, not_before, not_after
+                checked.credential, holder, generation, cache, admitted, checked, not_before, not_after
             )
-            self._decisions.put(id(credential), decision)
-        return summary, height
+            self._decisions.put(id(checked.credential), decision)
+        return admitted
 
 
 def _when(now: float) -> datetime:

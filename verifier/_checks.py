@@ -6,6 +6,9 @@ list, or the ledger's trust registry for that type, with the issuer role still h
 the policy's clock skew); every status entry on a ledger status list of the issuer, with neither
 the revocation nor the suspension bit set (and, unless the policy says otherwise, at least one
 revocation entry, so that the credential can be revoked at all).
+
+A session keeps what the issuer-side checks need (the proof's key and the accepted types, from
+:class:`Checked`); :func:`check_issuer_standing` does them again without the credential.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from did_registry.bounded_cache import BoundedCache
 from did_registry.errors import InvalidStatusList
 from did_registry.identity.crypto import Ed25519PublicKey
 from did_registry.identity.status_list_credential import BitstringStatusListEntry
+from did_registry.identity.timestamps import parse_timestamp
 from verifier._ledger_view import LedgerView
 from verifier._records import ASSERTION, STATUS_LIST_URL
 from verifier.errors import Reason, Refused
@@ -40,8 +44,10 @@ from wallet.errors import (
 __all__ = [
     "AuthenticatedDevice",
     "CredentialSummary",
+    "Checked",
     "check_credential",
     "check_credential_verified",
+    "check_issuer_standing",
     "check_validity",
     "proof_refusal",
     "credential_refusal",
@@ -225,30 +231,45 @@ def _check_status(
     return refs, height
 
 
+def check_issuer_standing(
+    ledger: LedgerView, policy: Policy, method: str, key: bytes, accepted: tuple[str, ...], holder: str
+) -> None:
+    """Refuse, as :func:`check_credential` would, a credential that ``key`` under ``method`` verified
+    before, unless its issuer (``method``'s DID) is still accredited for ``accepted`` and not
+    deactivated, and ``method`` is still its assertion key ``key``."""
+    issuer = did_of(method)
+    _check_issuer(ledger, issuer, accepted, policy, holder)
+    if bytes(_issuer_lookup(ledger, issuer, holder)(method, "assertionMethod")) != key:
+        raise Refused(Reason.CREDENTIAL_INVALID, f"{method} is no longer the key that signed it", did=holder)
+
+
+class _Proof(NamedTuple):
+    verified: VerifiedCredential
+    key: tuple[str, bytes]  # the verification method and the issuer key that verified the proof
+    expires: datetime | None  # the proof's ``expires``
+
+
 class _VerifiedCredentials:
     """Credentials whose proof verified, by object identity (the ``Device-Credential`` header of a
     device decodes to the same object each time: ``_signed``), with the issuer key that verified it.
 
-    What does not change is remembered: the shape and the proof. What may change is checked on every
-    use: the key must still be the issuer's assertion key (a rotated key misses), the validity
-    period is compared with the clock, and the issuer, status and quarantine checks run as always.
+    What does not change is remembered: the shape and the proof (with its ``expires``). What may change
+    is checked on every use: the key must still be the issuer's assertion key (a rotated key misses),
+    the validity period and the proof's expiry are compared with the clock, and the issuer, status and
+    quarantine checks run as always.
     """
 
     def __init__(self, size: int) -> None:
-        self._items: BoundedCache[int, tuple[Mapping[str, Any], VerifiedCredential, tuple[str, bytes]]] = (
-            BoundedCache(size)
-        )
+        self._items: BoundedCache[int, tuple[Mapping[str, Any], _Proof]] = BoundedCache(size)
 
-    def get(self, credential: Mapping[str, Any]) -> tuple[VerifiedCredential, tuple[str, bytes]] | None:
+    def get(self, credential: Mapping[str, Any]) -> _Proof | None:
         item = self._items.get(id(credential))
         if item is None or item[0] is not credential:
             return None
-        return item[1], item[2]
+        return item[1]
 
-    def put(
-        self, credential: Mapping[str, Any], verified: VerifiedCredential, key: tuple[str, bytes]
-    ) -> None:
-        self._items.put(id(credential), (credential, verified, key))
+    def put(self, credential: Mapping[str, Any], proof: _Proof) -> None:
+        self._items.put(id(credential), (credential, proof))
 
 
 _VERIFIED = _VerifiedCredentials(4096)  # bounded like the decoded headers it is keyed on
@@ -256,29 +277,62 @@ _VERIFIED = _VerifiedCredentials(4096)  # bounded like the decoded headers it is
 
 def _remembered(
     credential: Mapping[str, Any], lookup: Any, now: datetime, skew: timedelta, holder: str
-) -> VerifiedCredential | None:
+) -> _Proof | None:
     """The remembered verification of ``credential`` if its issuer key still stands; the validity
-    period is checked against ``now`` here, as :func:`verify_credential` would."""
+    period and the proof's expiry are checked against ``now`` here, as :func:`verify_credential` would."""
     found = _VERIFIED.get(credential)
     if found is None:
         return None
-    verified, (method, key) = found
-    if bytes(lookup(method, "assertionMethod")) != key:
+    if bytes(lookup(found.key[0], "assertionMethod")) != found.key[1]:
         return None
-    check_validity(verified, credential, now, skew, holder)
-    return verified
+    check_validity(found.verified, credential, now, skew, holder, found.expires)
+    return found
+
+
+def _proof_expiry(credential: Mapping[str, Any]) -> datetime | None:
+    """The ``expires`` of a credential's (verified, so well-formed) proof."""
+    value = credential["proof"].get("expires")
+    return None if value is None else parse_timestamp(value)
 
 
 def check_validity(
-    verified: VerifiedCredential, credential: Mapping[str, Any], now: datetime, skew: timedelta, holder: str
+    verified: VerifiedCredential,
+    credential: Mapping[str, Any],
+    now: datetime,
+    skew: timedelta,
+    holder: str,
+    proof_expires: datetime | None,
 ) -> None:
-    """Refuse a verified credential outside its validity period at ``now`` (with ``skew``)."""
+    """Refuse a verified credential whose proof expired before ``now`` (``proof_expires``, with no skew,
+    as :func:`verify_proof` does) or outside its validity period at ``now`` (with ``skew``), in the
+    order and with the refusals of :func:`verify_credential`."""
+    if proof_expires is not None and now > proof_expires:
+        method = verified.proof.verification_method
+        expired = CredentialExpired(f"proof expired at {credential['proof']['expires']}", subject=method)
+        raise credential_refusal(expired, holder)
     if verified.valid_from is not None and now + skew < verified.valid_from:
         raise Refused(
             Reason.CREDENTIAL_NOT_YET_VALID, f"valid from {credential.get('validFrom')}", did=holder
         )
     if verified.valid_until is not None and now - skew > verified.valid_until:
         raise Refused(Reason.CREDENTIAL_EXPIRED, f"valid until {credential.get('validUntil')}", did=holder)
+
+
+class Checked(NamedTuple):
+    """What :func:`check_credential_verified` found."""
+
+    summary: CredentialSummary
+    height: int
+    """The highest ledger height read."""
+    credential: Mapping[str, Any]
+    """The credential chosen."""
+    verified: VerifiedCredential
+    key: tuple[str, bytes]
+    """The proof's verification method and the issuer key that verified it."""
+    accepted: tuple[str, ...]
+    """The credential's types the policy accepts (the issuer is accredited for one of them)."""
+    proof_expires: datetime | None
+    """The proof's ``expires``, if it has one."""
 
 
 def check_credential(
@@ -289,8 +343,8 @@ def check_credential(
     now: datetime,
 ) -> tuple[CredentialSummary, int]:
     """Run every credential check for ``holder``; return the summary and the highest height read."""
-    summary, height, _, _ = check_credential_verified(ledger, credentials, holder, policy, now)
-    return summary, height
+    checked = check_credential_verified(ledger, credentials, holder, policy, now)
+    return checked.summary, checked.height
 
 
 def check_credential_verified(
@@ -299,7 +353,7 @@ def check_credential_verified(
     holder: str,
     policy: Policy,
     now: datetime,
-) -> tuple[CredentialSummary, int, Mapping[str, Any], VerifiedCredential]:
+) -> Checked:
     """:func:`check_credential`, also giving the credential chosen and what its verification found."""
     credential, accepted = choose_credential(credentials, holder, policy)
     issuer = _issuer(credential)
@@ -309,8 +363,8 @@ def check_credential_verified(
     _check_issuer(ledger, issuer, accepted, policy, holder)
     lookup = _issuer_lookup(ledger, issuer, holder)
     skew = timedelta(seconds=policy.clock_skew)
-    verified = _remembered(credential, lookup, now, skew, holder)
-    if verified is None:
+    proof = _remembered(credential, lookup, now, skew, holder)
+    if proof is None:
         used: list[tuple[str, bytes]] = []
 
         def recording(method: str, purpose: str) -> Ed25519PublicKey:
@@ -322,12 +376,14 @@ def check_credential_verified(
             verified = verify_credential(credential, recording, now=now, clock_skew=skew)
         except VerificationFailed as exc:
             raise credential_refusal(exc, holder) from None
-        _VERIFIED.put(credential, verified, used[-1])
+        proof = _Proof(verified, used[-1], _proof_expiry(credential))
+        _VERIFIED.put(credential, proof)
     try:
         refs, height = _check_status(ledger, credential, issuer, holder, policy.require_revocation)
     except MalformedDocument as exc:
         raise Refused(Reason.CREDENTIAL_INVALID, str(exc), did=holder) from None
+    verified = proof.verified
     summary = CredentialSummary(
         verified.id if isinstance(verified.id, str) else None, verified.types, issuer, tuple(refs)
     )
-    return summary, height, credential, verified
+    return Checked(summary, height, credential, verified, proof.key, accepted, proof.expires)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from did_registry.bounded_cache import BoundedCache
 from did_registry.identity.crypto import Ed25519PublicKey
-from verifier._checks import AuthenticatedDevice
+from verifier._checks import AuthenticatedDevice, check_issuer_standing
 from verifier._records import AUTHENTICATION, DIDEntry
 from verifier.errors import Reason, Refused
 from wallet.credential import did_of
@@ -77,6 +77,8 @@ def _decode_credential(value: str) -> Any:
         decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
     except (ValueError, binascii.Error) as exc:
         raise Refused(Reason.MALFORMED, f"Device-Credential is not base64url JSON: {exc}") from None
+    except RecursionError:  # arrays or objects nested deeper than the parser goes
+        raise Refused(Reason.MALFORMED, "Device-Credential is JSON nested too deeply") from None
     _DECODED.put(value, decoded)
     return decoded
 
@@ -227,12 +229,19 @@ def session_device(verifier: Verifier, session: Session) -> AuthenticatedDevice:
 
 
 def _check_session(verifier: Verifier, session: Session) -> AuthenticatedDevice:
-    """The ledger checks of a session's device (its key, deactivation, quarantine, status bits) from this
-    process's caches, fresh from the header stream; a failed one ends the session. The device."""
+    """The ledger checks of a session's device (its key, deactivation, quarantine, status bits) and of
+    its credential's issuer (accredited, not deactivated, the proof's key still its assertion key) from
+    this process's caches, fresh from the header stream; a failed one ends the session, with the reason
+    the full check would give. The device."""
     generation = verifier.ledger.generation()
     try:
         entry = verifier.ledger.device_entry(session.did)
         check_authorized(session.did, entry, session.key_id)
+        if session.proof_method is not None:
+            check_issuer_standing(
+                verifier.ledger, verifier.policy, session.proof_method, session.proof_key,
+                session.accredited_for, session.did,
+            )  # fmt: skip
         for issuer, name, index in session.status:
             status, _ = verifier.ledger.status_list(issuer, name)
             if status is not None and status.get(index):
@@ -241,12 +250,13 @@ def _check_session(verifier: Verifier, session: Session) -> AuthenticatedDevice:
     except Refused as refused:
         if refused.reason in (Reason.LEDGER_UNAVAILABLE, Reason.TOO_STALE):
             raise
-        verifier.end_sessions(
-            session.did, refused.detail, session_id=session.id, expires_at=session.expires_at
-        )
-        raise Refused(Reason.SESSION_ENDED, f"session ended: {refused.detail}", did=session.did) from None
+        why = f"{refused.reason.value}: {refused.detail}"
+        verifier.end_sessions(session.did, why, session_id=session.id, expires_at=session.expires_at)
+        raise Refused(Reason.SESSION_ENDED, f"session ended: {why}", did=session.did) from None
     device = AuthenticatedDevice(session.did, session.key_id, None, max(entry.height, session.height))
-    if session.did.startswith("did:trellis:"):
+    if session.did.startswith("did:trellis:") and (  # an issuer resolved elsewhere is resolved every time
+        session.proof_method is None or session.proof_method.startswith(("did:trellis:", "did:key:"))
+    ):
         verifier._admissions.session_checked(session.id, generation, device)
     return device
 
@@ -273,7 +283,8 @@ def _refuse_gone_session(verifier: Verifier, session_id: str) -> NoReturn:
 
 
 def dids_in(items: Sequence[Any]) -> list[str]:
-    """The device and issuer DIDs a batch of presentations and requests names (best effort)."""
+    """The device and issuer DIDs a batch of presentations and requests names (best effort: an item
+    that cannot be read is left out here, and refused on its own when it is checked)."""
     dids: list[str] = []
     for item in items:
         credentials: list[Any] = []
@@ -282,7 +293,7 @@ def dids_in(items: Sequence[Any]) -> list[str]:
                 signatures = parse_signatures(item.headers)
                 header = item.header(CREDENTIAL_HEADER)
                 credentials = [_decode_credential(header)] if header else []
-            except (HttpSignatureError, Refused):
+            except Exception:  # noqa: S112  # whatever it is, the item's own check refuses it
                 continue
             dids += [did_of(s.keyid) for s in signatures[:1] if s.keyid]
         elif isinstance(item, tuple) and item and isinstance(item[0], Mapping):

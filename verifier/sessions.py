@@ -88,6 +88,15 @@ class Session:
     """The ``(issuer, list, index)`` status entries of the credential: any verifier process serving
     the session checks these bits in its own cache on every request, so revocation or suspension
     ends the session everywhere within a block."""
+    proof_method: str | None = None
+    """The verification method (a key of the issuer) of the credential's proof. Like the status bits,
+    any process serving the session checks that it is still the issuer's assertion key ``proof_key``,
+    that the issuer is not deactivated, and that it is still accredited for one of ``accredited_for``."""
+    proof_key: bytes = field(default=b"", repr=False)
+    """The issuer's public key that verified the credential's proof (public, but left out of ``repr``
+    with the MAC key so that no key shows there)."""
+    accredited_for: tuple[str, ...] = ()
+    """The credential's types the verifier's policy accepted."""
 
     def __post_init__(self) -> None:
         if len(self.key) != SESSION_KEY_SIZE:
@@ -106,6 +115,9 @@ class Session:
             "credential_id": self.credential_id,
             "height": self.height,
             "status": [list(ref) for ref in self.status],
+            "proof_method": self.proof_method,
+            "proof_key": _b64url(self.proof_key),
+            "accredited_for": list(self.accredited_for),
         }
         return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
 
@@ -129,6 +141,9 @@ class Session:
                 status=tuple(
                     (_text(ref[0]), _text(ref[1]), _integer(ref[2])) for ref in record.get("status", [])
                 ),
+                proof_method=None if record.get("proof_method") is None else _text(record["proof_method"]),
+                proof_key=_unb64url(_text(record.get("proof_key", ""))),
+                accredited_for=tuple(_text(t) for t in record.get("accredited_for", [])),
             )
         except (KeyError, TypeError, ValueError, binascii.Error) as exc:
             raise ValueError(f"not a stored session: {type(exc).__name__}: {exc}") from None
@@ -163,19 +178,26 @@ def open_session(
     credential_id: str | None = None,
     height: int = 0,
     status: tuple[tuple[str, str, int], ...] = (),
+    not_after: float = math.inf,
+    proof_method: str | None = None,
+    proof_key: bytes = b"",
+    accredited_for: tuple[str, ...] = (),
 ) -> tuple[Session, dict[str, str]]:
     """Open a session for a device that has just passed a full check, and the offer to send it.
 
     The MAC key comes from a fresh ephemeral X25519 key and the device's ``keyAgreement`` key; the
     ephemeral private key is dropped once the key is derived. The session lasts ``ttl`` seconds (at
-    least 1) from ``now``, cut to a whole second so that it ends exactly when the offer's ``expires``
-    says. The offer is ``{"session_id", "verifier_key" (X25519 Multikey), "expires" (RFC 3339 UTC)}``.
+    least 1) from ``now`` but ends no later than ``not_after`` (the last moment its credential is
+    valid), cut to a whole second so that it ends exactly when the offer's ``expires`` says (so it may
+    be over at once: then it is not worth keeping). The offer is ``{"session_id", "verifier_key"
+    (X25519 Multikey), "expires" (RFC 3339 UTC)}``. ``proof_method``, ``proof_key`` and
+    ``accredited_for`` are kept for the issuer-side checks (see :class:`Session`).
     Raises :class:`ConfigurationError` for a bad ``ttl``, and :class:`wallet.errors.InvalidSharedSecret`
     when ``device_key_agreement`` is a low-order key that would give the all-zero secret.
     """
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not ttl >= 1 or math.isinf(ttl):
         raise ConfigurationError(f"session ttl must be a finite number of seconds, at least 1, not {ttl!r}")
-    expires_at = float(math.floor(now + ttl))
+    expires_at = float(math.floor(min(now + ttl, not_after)))
     session_id = _b64url(random_bytes(SESSION_ID_SIZE))
     ephemeral = X25519PrivateKey.generate()
     session = Session(
@@ -189,6 +211,9 @@ def open_session(
         credential_id=credential_id,
         height=height,
         status=status,
+        proof_method=proof_method,
+        proof_key=proof_key,
+        accredited_for=accredited_for,
     )
     offer = {
         "session_id": session_id,
@@ -430,12 +455,18 @@ def _to_hash(session: Session) -> dict[str, bytes | str]:
     }
     if session.credential_id is not None:
         fields["credential_id"] = session.credential_id
+    if session.proof_method is not None:
+        fields["proof_method"] = session.proof_method
+    if session.proof_key:
+        fields["proof_key"] = session.proof_key
+    if session.accredited_for:
+        fields["accredited_for"] = json.dumps(list(session.accredited_for), separators=(",", ":"))
     return fields
 
 
 def _from_hash(session_id: str, fields: Mapping[bytes, bytes]) -> Session:
     try:
-        credential_id = fields.get(b"credential_id")
+        credential_id, proof_method = fields.get(b"credential_id"), fields.get(b"proof_method")
         return Session(
             id=session_id,
             did=fields[b"did"].decode(),
@@ -449,6 +480,9 @@ def _from_hash(session_id: str, fields: Mapping[bytes, bytes]) -> Session:
             status=tuple(
                 (str(ref[0]), str(ref[1]), int(ref[2])) for ref in json.loads(fields.get(b"status", b"[]"))
             ),
+            proof_method=None if proof_method is None else proof_method.decode(),
+            proof_key=fields.get(b"proof_key", b""),
+            accredited_for=tuple(str(t) for t in json.loads(fields.get(b"accredited_for", b"[]"))),
         )
     except (KeyError, ValueError, TypeError, IndexError) as exc:  # UnicodeDecodeError is a ValueError
         raise StoreUnavailable(

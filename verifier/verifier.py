@@ -207,12 +207,12 @@ class Verifier:
         *,
         remember: bool = False,
     ) -> AuthenticatedDevice:
-        summary, height = self._admissions.check(credentials, did, now, remember=remember)
-        height = max(height, entry.height)
+        admitted = self._admissions.check(credentials, did, now, remember=remember)
+        summary, height = admitted.summary, max(admitted.height, entry.height)
         offer: dict[str, str] | None = None
         agreement = None if self.sessions is None else entry.agreement_key()
         if self.sessions is not None and agreement is not None:
-            session, offer = open_session(
+            session, opened = open_session(
                 did=did,
                 key_id=key_id,
                 audience=audience,
@@ -222,10 +222,16 @@ class Verifier:
                 credential_id=summary.id,
                 height=height,
                 status=summary.status,
+                not_after=admitted.not_after,  # a session never outlives its credential
+                proof_method=admitted.key[0],
+                proof_key=admitted.key[1],
+                accredited_for=admitted.accepted,
             )
-            self.sessions.put(session)
-            _signed.remember_session(self, session.id, session.expires_at)
-            self._watch(did, summary, session.id, session.expires_at)
+            if session.expires_at > now:  # else the credential is in its last second: no session
+                self.sessions.put(session)
+                _signed.remember_session(self, session.id, session.expires_at)
+                self._watch(did, summary, session.id, session.expires_at)
+                offer = opened
         return AuthenticatedDevice(did, key_id, summary, height, offer)
 
     # -- signed requests --------------------------------------------------------------------
