@@ -178,12 +178,15 @@ class Link:
                 return "connection lost"
             body = self._channel.seal(queue.pop() if len(queue) else b"")
             stream.write(body, config.max_frame)
-            if stream.congested:
+            unsent = stream.unsent
+            while stream.congested:  # a large frame on a slow link may take long: wait while it moves
                 try:
                     async with asyncio.timeout(config.write_timeout):
                         await stream.drain()
                 except TimeoutError:
-                    return f"the peer read nothing for {config.write_timeout} s"
+                    if stream.unsent >= unsent:
+                        return f"the peer read nothing for {config.write_timeout} s"
+                    unsent = stream.unsent
             for counters in (self.peer.counters, self._totals):
                 counters.frames_out += 1
                 counters.bytes_out += len(body) + FRAME_HEADER_SIZE
@@ -193,5 +196,6 @@ class Link:
         idle, loop = self._config.idle_timeout, asyncio.get_running_loop()
         while True:
             await asyncio.sleep(idle / 4)
-            if not self._delivering and loop.time() - self._heard > idle:
+            heard = max(self._heard, self.stream.last_read)  # bytes of a frame still arriving count
+            if not self._delivering and loop.time() - heard > idle:
                 return f"nothing heard for {idle} s"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 
 from did_registry.errors import InvalidTransportConfig
@@ -31,7 +32,7 @@ class FrameStream:
     for the session. Reads take at most ``chunk`` bytes from the socket at a time.
     """
 
-    __slots__ = ("_decoder", "_frames", "chunk", "peer", "reader", "writer")
+    __slots__ = ("_decoder", "_frames", "chunk", "last_read", "peer", "reader", "writer")
 
     def __init__(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_frame: int, chunk: int
@@ -41,6 +42,8 @@ class FrameStream:
         self.chunk = chunk
         self._decoder = FrameDecoder(max_frame)
         self._frames: deque[bytes] = deque()
+        self.last_read = time.monotonic()
+        """When bytes last arrived (the event loop's clock): a large frame on a slow link is progress."""
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
 
@@ -64,6 +67,7 @@ class FrameStream:
             data = await self.reader.read(self.chunk)
             if not data:
                 return None
+            self.last_read = time.monotonic()
             self._frames.extend(self._decoder.feed(data))
         return self._frames.popleft()
 
@@ -82,6 +86,11 @@ class FrameStream:
         """Whether the socket's write buffer is above its high-water mark (:meth:`drain` would wait)."""
         transport = self.writer.transport
         return transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]
+
+    @property
+    def unsent(self) -> int:
+        """Bytes in the socket's write buffer, not yet taken by the peer."""
+        return self.writer.transport.get_write_buffer_size()
 
     async def drain(self) -> None:
         """Wait until the socket's write buffer is below its high-water mark."""
