@@ -265,6 +265,18 @@ class Issuer:
             session.commit()
         return issued
 
+    def withdraw_undelivered(self, credential_ids: Sequence[str]) -> None:
+        """Forget credentials issued but never handed to their holders (the step after issuing
+        failed): their rows go; their status indices stay allocated, never to be given again."""
+        if not credential_ids:
+            return
+        with self._writing, Session(self.engine) as session:
+            for credential_id in credential_ids:
+                row = session.get(IssuedCredentialRow, credential_id)
+                if row is not None:
+                    session.delete(row)
+            session.commit()
+
     # -- status changes ---------------------------------------------------------------------
     def _set_status(
         self, credential_ids: Sequence[str], purpose: StatusPurpose, value: bool, revoked: str | None = None

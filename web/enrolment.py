@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,7 +38,7 @@ from did_registry.identity.jcs import canonicalize
 from did_registry.ledger.txn import Transaction, TxnRejected
 from wallet.enroll import EnrollmentError, EnrolmentPayload, check_enrolment_transaction
 from wallet.errors import IssuerError
-from wallet.issuer import Issuer
+from wallet.issuer import IssuedStatus, Issuer
 from wallet.storage import IssuedCredentialRow, StatusListRow, open_engine
 from web.organisation import (
     DEVICE_CREDENTIAL,
@@ -74,6 +75,7 @@ __all__ = [
 
 BULK_CHUNK: Final = 1000
 """Most did.create transactions in one ``POST /txns`` of :meth:`Enrolment.enrol_many`."""
+_log = logging.getLogger("web.enrolment")
 _RESERVED_CLAIMS = frozenset({"id", "model", "firmware"})
 MAX_ATTRIBUTES_BYTES: Final = 4096
 """Most bytes a device profile's attributes take as canonical JSON: they ride in every credential and
@@ -714,6 +716,22 @@ class Enrolment:
             valid_until=valid_until,
             now=now,
         )
+        try:
+            return self._record_enrolled(anchored, issued_all, now)
+        except BaseException:  # no device holds these credentials: nothing may claim they were given
+            try:
+                self.issuer.withdraw_undelivered([issued.credential_id for _, issued in issued_all])
+            except Exception:  # the failure that brought us here is the one to report
+                _log.exception("could not withdraw %d undelivered credentials", len(issued_all))
+            raise
+
+    def _record_enrolled(
+        self,
+        anchored: Sequence[tuple[ProvisioningTokenRow, Transaction]],
+        issued_all: Sequence[tuple[dict[str, Any], IssuedStatus]],
+        now: datetime,
+    ) -> list[EnrolmentResult]:
+        """Publish the credentials' status lists, then record the devices with their tokens used."""
         lists = {url for _, issued in issued_all for url in (issued.revocation_list, issued.suspension_list)}
         self.organisation.ensure_status_lists(
             self.ledger, {url.rpartition("/")[2] for url in lists}, timeout=self.timeout

@@ -315,3 +315,14 @@ def test_issuers_in_separate_processes_lock_the_lists_on_postgresql(
     finally:
         for issuer in issuers:
             issuer.engine.dispose()
+
+
+def test_an_undelivered_credential_is_withdrawn_and_its_index_never_given_again(keyring: KeyRing) -> None:
+    issuer = _issuer(keyring)
+    first = issuer.issue({"id": "did:example:1"})
+    index = issuer.status(first["id"]).index
+    issuer.withdraw_undelivered([first["id"]])
+    with pytest.raises(IssuerError):
+        issuer.status(first["id"])
+    again = [issuer.status(issuer.issue({"id": f"did:example:{i}"})["id"]).index for i in range(30)]
+    assert index not in again

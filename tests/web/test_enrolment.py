@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlmodel import Session, func, select
 
-from did_registry.client import LedgerClient, TrellisResolver
+from did_registry.client import LedgerClient, LedgerUnavailable, TrellisResolver
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.did_trellis import initial_document, trellis_did
 from did_registry.identity.multibase import encode_base58btc
@@ -29,6 +29,7 @@ from wallet.errors import CredentialStatusRefused
 from wallet.keystore import KDF_TESTING
 from wallet.resolver import ResolverKeyLookup
 from wallet.status import LedgerStatusCheck
+from wallet.storage import IssuedCredentialRow
 from web.enrolment import (
     DeviceFilter,
     DeviceProfile,
@@ -288,6 +289,28 @@ def test_a_failure_after_the_ledger_write_can_be_retried(
     monkeypatch.setattr(portal.enrolment, "_complete", real)
     result = portal.enrolment.enrol(token, device.request())
     portal.verify(result.credential)
+
+
+def test_credentials_issued_before_a_failure_are_not_left_behind(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If publishing the status lists fails after the credential was issued, that credential is
+    withdrawn (no device holds it); the retry issues one, and only one stays on record."""
+    device, token = new_device(), portal.token()
+    real = portal.organisation.ensure_status_lists
+
+    def unreachable(*_: Any, **__: Any) -> None:
+        raise LedgerUnavailable("no node answered")
+
+    monkeypatch.setattr(portal.organisation, "ensure_status_lists", unreachable)
+    with pytest.raises(LedgerUnavailable):
+        portal.enrolment.enrol(token, device.request())
+    with Session(portal.enrolment.engine) as session:
+        assert session.exec(select(IssuedCredentialRow)).all() == []
+    monkeypatch.setattr(portal.organisation, "ensure_status_lists", real)
+    result = portal.enrolment.enrol(token, device.request())
+    with Session(portal.enrolment.engine) as session:
+        assert [row.id for row in session.exec(select(IssuedCredentialRow)).all()] == [result.credential_id]
 
 
 def test_expired_token_is_refused_and_changes_nothing(portal: Portal) -> None:
