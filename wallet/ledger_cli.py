@@ -22,7 +22,7 @@ from wallet.errors import KeystoreError
 from wallet.keystore import Keystore, passphrase_from_env_or_prompt
 from wallet.rotation import rotated_document
 
-__all__ = ["next_nonce", "signer_of"]
+__all__ = ["next_nonce", "signer_of", "signer_on_ledger"]
 
 
 def _fail(message: str) -> None:
@@ -38,15 +38,35 @@ def signer_of(keystore: Keystore) -> tuple[str, Ed25519PrivateKey, str]:
     return did, keystore.current_key, f"{did}#{keystore.current.id}"
 
 
+def signer_on_ledger(keystore: Keystore, document: DIDDocument) -> tuple[str, Ed25519PrivateKey, str]:
+    """:func:`signer_of`, but with the key the ledger's ``document`` lets sign (``capabilityInvocation``):
+    the current key, else the newest kept key it still lists. A rotation whose update never committed
+    (refused, or its answer lost) leaves the keystore's current key unknown to the ledger; the key the
+    ledger knows then signs, and the next rotation replaces it."""
+    did, _, _ = signer_of(keystore)
+    for kept in sorted(
+        keystore.keys, key=lambda k: (k.retired is None, k.retired or k.created), reverse=True
+    ):
+        method = f"{did}#{kept.id}"
+        try:
+            if document.public_key_for(method, "capabilityInvocation") == kept.public_key:
+                return did, kept.private_key, method
+        except DidRegistryError:
+            continue
+    raise KeystoreError("<keystore>", f"holds no key that the ledger's document of {did} lets sign")
+
+
 def next_nonce(client: LedgerClient, did: str) -> int:
     """The submitter's next nonce: one above the last the ledger (provably) recorded."""
     last, _ = client.prove(f"nonce:{did}")
     return int(last or 0) + 1
 
 
-def _open(path: Path) -> Keystore:
+def _open(path: Path) -> tuple[Keystore, str]:
+    """The keystore at ``path`` and the passphrase that opened it (to seal it again with)."""
     try:
-        return Keystore.open(path, passphrase_from_env_or_prompt(path))
+        passphrase = passphrase_from_env_or_prompt(path)
+        return Keystore.open(path, passphrase), passphrase
     except (KeystoreError, OSError) as exc:
         _fail(str(exc))
         raise AssertionError from exc  # unreachable
@@ -81,7 +101,7 @@ def create(nodes: tuple[str, ...], genesis_file: Path | None, endorser_file: Pat
         _fail("--node is required")
     if out.exists():
         _fail(f"{out} exists; refusing to overwrite a keystore")
-    endorser = _open(endorser_file)
+    endorser, _ = _open(endorser_file)
     _, endorser_key, endorser_method = signer_of(endorser)
     client = _client(nodes, genesis_file)
     key = Ed25519PrivateKey.generate()
@@ -92,9 +112,12 @@ def create(nodes: tuple[str, ...], genesis_file: Path | None, endorser_file: Pat
     )
     txn = txn.signed(key, f"{did}#key-1").signed(endorser_key, endorser_method)
     keystore = Keystore.new(key, metadata={"did": did}, params=endorser.params)
-    keystore.save(
-        out, passphrase_from_env_or_prompt(out), overwrite=False
-    )  # the key is safe before it is used
+    try:  # a new keystore's passphrase is asked twice: a typo would lose the key
+        passphrase = passphrase_from_env_or_prompt(out, confirm=True)
+    except KeystoreError as exc:
+        _fail(str(exc))
+        return
+    keystore.save(out, passphrase, overwrite=False)  # the key is safe before it is used
     _run(client, txn)
     click.echo(did)
 
@@ -119,14 +142,20 @@ def update(
     """Update the DID document of the keystore's DID: rotate its key, add or remove services."""
     if not nodes:
         _fail("--node is required")
-    keystore = _open(key_file)
-    did, key, method = signer_of(keystore)
+    keystore, passphrase = _open(key_file)
+    did, _, _ = signer_of(keystore)
     client = _client(nodes, genesis_file)
     record, _ = client.resolve_record(did)
     if record is None:
         _fail(f"{did} is not on the ledger")
         return
-    builder = DIDDocumentBuilder.from_document(DIDDocument.from_json(record["document"]))
+    on_ledger = DIDDocument.from_json(record["document"])
+    try:
+        _, key, method = signer_on_ledger(keystore, on_ledger)
+    except KeystoreError as exc:
+        _fail(str(exc))
+        return
+    builder = DIDDocumentBuilder.from_document(on_ledger)
     try:
         if rotate:  # the signing key and the X25519 key agreement key derived from it both change
             new = keystore.rotate()
@@ -149,9 +178,19 @@ def update(
         nonce=next_nonce(client, did),
         body={"document": document},
     ).signed(key, method)
+    before = key_file.read_bytes()
     if rotate:  # keep the new key before the ledger starts to require it
-        keystore.save(key_file, passphrase_from_env_or_prompt(key_file), overwrite=True)
-    _run(client, txn)
+        keystore.save(key_file, passphrase, overwrite=True)
+    try:
+        client.submit_and_wait(txn, timeout=60)
+    except TxnRejected as exc:  # never committed: the keystore goes back to the keys the ledger knows
+        if rotate:
+            Keystore.decrypt(before, passphrase, source=str(key_file)).save(
+                key_file, passphrase, overwrite=True
+            )
+        _fail(f"the ledger refused the transaction: {exc}")
+    except (LedgerUnavailable, DidRegistryError) as exc:  # it may yet commit: both keys stay kept
+        _fail(str(exc))
     click.echo(f"updated {did} to version {record['version'] + 1}")
 
 
@@ -166,8 +205,18 @@ def deactivate(nodes: tuple[str, ...], genesis_file: Path | None, key_file: Path
     """Deactivate the keystore's DID for good."""
     if not nodes:
         _fail("--node is required")
-    did, key, method = signer_of(_open(key_file))
+    keystore, _ = _open(key_file)
+    did, _, _ = signer_of(keystore)
     client = _client(nodes, genesis_file)
+    record, _ = client.resolve_record(did)
+    if record is None:
+        _fail(f"{did} is not on the ledger")
+        return
+    try:
+        _, key, method = signer_on_ledger(keystore, DIDDocument.from_json(record["document"]))
+    except KeystoreError as exc:
+        _fail(str(exc))
+        return
     txn = Transaction.build(
         "did.deactivate",
         network=client.genesis.network,
