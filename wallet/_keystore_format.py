@@ -291,8 +291,8 @@ class _Reader:
         created = self.time(item["created"], f"{where}.created")
         try:
             private_key = decode_ed25519_private_key(item["secretKeyMultibase"])
-        except DidRegistryError as exc:
-            raise self.fail(f"{where}.secretKeyMultibase: {exc}") from None
+        except DidRegistryError:  # its message would quote the secret: say only what is wrong
+            raise self.fail(f"{where}.secretKeyMultibase is not an Ed25519 private key Multikey") from None
         if (problem := key_id_problem(key_id)) is not None:
             raise self.fail(f"{where}: {problem}")
         return KeyEntry(key_id, private_key, created, retired)

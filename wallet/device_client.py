@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Protocol
 
@@ -75,7 +75,7 @@ class Session:
     """A session a verifier offered: its id, the derived ``hmac-sha256`` key and its end (Unix time)."""
 
     session_id: str
-    key: bytes
+    key: bytes = field(repr=False)  # the HMAC key: never in a log line
     expires: int
 
 

@@ -83,6 +83,17 @@ class EnrollmentError(WalletError):
         super().__init__(detail)
 
 
+def _is_http_url(value: object) -> bool:
+    """Whether ``value`` is an http(s) URL with a host that a client can reach (``http://[::1`` is not)."""
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")) or not value.isprintable():
+        return False
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return False
+    return bool(url.host) and " " not in url.host and (url.port is None or 0 < url.port < 65536)
+
+
 @dataclass(frozen=True, slots=True)
 class EnrolmentPayload:
     """What an enrolment QR code carries: where to enrol, the one-time token, and the network."""
@@ -120,7 +131,7 @@ class EnrolmentPayload:
             raise EnrollmentError(f"unsupported payload version {data.get('v')!r}")
         portal, token, network = data.get("portal"), data.get("token"), data.get("network")
         genesis, nodes = data.get("genesis"), data.get("nodes")
-        if not isinstance(portal, str) or not portal.startswith(("https://", "http://")):
+        if not isinstance(portal, str) or not _is_http_url(portal):
             raise EnrollmentError("portal must be an http(s) URL")
         if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
             raise EnrollmentError("token must be 32 bytes in base64url without padding")
@@ -135,7 +146,7 @@ class EnrolmentPayload:
         if (
             not isinstance(nodes, Sequence)
             or isinstance(nodes, str)
-            or not all(isinstance(n, str) and n.startswith(("https://", "http://")) for n in nodes)
+            or not all(_is_http_url(n) for n in nodes)
         ):
             raise EnrollmentError("nodes must be an array of http(s) URLs")
         return cls(portal.rstrip("/"), token, network, genesis, tuple(nodes))
@@ -282,7 +293,7 @@ def verify_enrolment(
     for node in payload.nodes:
         try:
             fetched = Genesis.from_json(http.get(node.rstrip("/") + "/genesis").raise_for_status().json())
-        except (httpx.HTTPError, ValueError, DidRegistryError):
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, OverflowError, DidRegistryError):
             continue
         if fetched.hash.hex() == payload.genesis:
             genesis = fetched
@@ -335,7 +346,7 @@ def enroll(
             response = client.post(
                 payload.portal + ENROL_PATH, json={"token": payload.token, "txn": txn.to_json()}
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, OverflowError) as exc:
             raise EnrollmentError(f"cannot reach the portal at {payload.portal}: {exc}") from None
         if not 200 <= response.status_code < 300:
             raise _refusal(response)

@@ -290,3 +290,11 @@ def test_client_made_http_is_closed(device: DeviceWallet) -> None:
     client = DeviceClient(device, BASE)
     client.close()
     assert client.http.is_closed
+
+
+def test_a_session_s_key_is_not_in_its_repr() -> None:
+    from wallet.device_client import Session
+
+    key = bytes(range(32))
+    session = Session("s1", key, 1_700_000_000)
+    assert repr(key) not in repr(session) and "s1" in repr(session)

@@ -303,6 +303,10 @@ def test_payload_round_trips() -> None:
         ({"network": "Bad_Net"}, "network"),
         ({"genesis": "xyz"}, "genesis"),
         ({"nodes": "https://n.example"}, "nodes"),
+        ({"portal": "http://[::1"}, "portal"),  # an http prefix, but no URL a client can open
+        ({"portal": "http://127.0.0.1:99999"}, "portal"),
+        ({"nodes": ["https://n.example", "http://[::1"]}, "nodes"),
+        ({"nodes": ["http://"]}, "nodes"),
     ],
 )
 def test_bad_payloads_are_refused(change: dict[str, Any], message: str) -> None:

@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 
 import wallet.keystore as keystore_module
 from did_registry.identity.crypto import Ed25519PrivateKey, secretbox_seal
-from did_registry.identity.multikey import encode_ed25519_private_key, encode_ed25519_public_key
+from did_registry.identity.multibase import encode_base58btc
+from did_registry.identity.multikey import (
+    ED25519_PRIV_HEADER,
+    encode_ed25519_private_key,
+    encode_ed25519_public_key,
+)
+from wallet import _keystore_format
 from wallet.errors import (
     KeystoreCorrupted,
     KeystoreError,
@@ -797,3 +803,21 @@ def test_bad_confirmation_is_refused(answers: tuple[str, ...], reason: str) -> N
     """With confirm=True, a mismatched or empty passphrase raises KeystoreError."""
     with pytest.raises(KeystoreError, match=reason):
         passphrase_from_env_or_prompt(confirm=True, environ={}, prompt=Prompt(*answers))
+
+
+def test_a_malformed_secret_key_is_not_quoted_in_the_error() -> None:
+    """A decrypted secretKeyMultibase of the wrong length (a 64-byte seed and public key, as other tools
+    write) is refused without the secret in the message (the CLIs print it)."""
+    seed = bytes(range(32))
+    secret = encode_base58btc(ED25519_PRIV_HEADER + seed + bytes(Ed25519PrivateKey(seed).public_key))
+    entry = {
+        "id": "key-1",
+        "secretKeyMultibase": secret,
+        "created": "2025-01-01T00:00:00Z",
+        "status": "current",
+    }
+    plaintext = json.dumps({"header": "d", "keys": [entry]}).encode()
+    with pytest.raises(KeystoreCorrupted) as caught:
+        _keystore_format.parse_payload(plaintext, "d", "<bytes>")
+    assert "secretKeyMultibase" in str(caught.value)
+    assert secret[:12] not in str(caught.value)
