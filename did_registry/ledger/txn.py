@@ -15,7 +15,7 @@ duplicated transaction fails. Transaction types and their rules live in :mod:`di
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,6 +26,7 @@ from did_registry.identity.multibase import encode_base58btc
 
 __all__ = [
     "MAX_TXN_BYTES",
+    "MAX_TXN_DEPTH",
     "TXN_TYPES",
     "Signature",
     "Transaction",
@@ -34,6 +35,14 @@ __all__ = [
 ]
 
 MAX_TXN_BYTES = 256 * 1024
+MAX_TXN_DEPTH = 32
+"""Deepest nesting of arrays and objects in a transaction (the transaction object is depth 1).
+
+Checked first, without recursion: a body nested deeper than the parsers' recursion goes would make
+accepting it depend on how deep each node's stack happens to be, so honest validators could
+disagree on one block. Documents and status updates need a handful of levels."""
+_MAX_SIGNATURE = 100  # a base58btc Ed25519 signature is 'z' and at most 88 digits
+_MAX_METHOD = 1024  # a DID URL naming a verification method
 TXN_TYPES = frozenset(
     {
         "did.create",
@@ -184,6 +193,8 @@ class Transaction:
         """Parse and check the envelope of a transaction; raise ``TxnRejected('malformed')``."""
         if not isinstance(data, Mapping):
             raise _malformed("a transaction is a JSON object")
+        if _deeper_than(data, MAX_TXN_DEPTH):
+            raise _malformed(f"arrays and objects are nested more than {MAX_TXN_DEPTH} deep")
         unknown = set(data) - {"type", "network", "submitter", "nonce", "body", "signatures"}
         if unknown:
             raise _malformed(f"unknown members {sorted(unknown)}")
@@ -226,6 +237,23 @@ class Transaction:
             raise _malformed(f"not JSON: {exc}") from None
 
 
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether arrays and objects nest in ``value`` more than ``limit`` deep (no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _signatures(value: object) -> tuple[Signature, ...]:
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise _malformed("signatures must be an array")
@@ -238,5 +266,7 @@ def _signatures(value: object) -> tuple[Signature, ...]:
         method, signature = item["verificationMethod"], item["signature"]
         if not isinstance(method, str) or not isinstance(signature, str) or not signature.startswith("z"):
             raise _malformed("signature members must be strings; signature is multibase base58btc")
+        if len(signature) > _MAX_SIGNATURE or len(method) > _MAX_METHOD:  # before any decoding
+            raise _malformed("a signature is at most 100 characters, its verificationMethod 1,024")
         out.append(Signature(method, signature))
     return tuple(out)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.jcs import canonicalize
-from did_registry.ledger.txn import Transaction
+from did_registry.ledger.txn import MAX_TXN_DEPTH, Transaction, TxnRejected
 
 _KEY = Ed25519PrivateKey.generate()
 
@@ -58,3 +59,57 @@ def test_leaf_of_a_hand_built_transaction_is_still_its_jcs() -> None:
     odd = Transaction(txn.type, txn.network, txn.submitter, txn.nonce, txn.body, txn.signatures,
                       b'{"other":true}', txn.id_bytes)  # fmt: skip
     assert odd.leaf == canonicalize(odd.to_json())
+
+
+def _nested(depth: int) -> object:
+    """An object nested ``depth`` deep (``{"a": {"a": … "x"}}``)."""
+    value: object = "x"
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def _with_body_depth(total: int) -> dict[str, Any]:
+    """A transaction object whose arrays and objects nest ``total`` deep (itself 1, its body 2)."""
+    return {"type": "did.update", "network": "t", "submitter": "did:trellis:t:x", "nonce": 1,
+            "body": _nested(total - 1)}  # fmt: skip
+
+
+def test_a_transaction_nested_up_to_the_limit_is_taken() -> None:
+    assert Transaction.from_json(_with_body_depth(MAX_TXN_DEPTH)).body
+
+
+@pytest.mark.parametrize("depth", [MAX_TXN_DEPTH + 1, 600, 5000])
+def test_a_transaction_nested_deeper_is_malformed_at_any_stack_depth(depth: int) -> None:
+    """Refused by a fixed limit, the same on every node, before anything recursive reads it."""
+    with pytest.raises(TxnRejected, match="nested more than"):
+        Transaction.from_json(_with_body_depth(depth))
+
+
+def test_a_wire_request_nested_too_deeply_is_malformed() -> None:
+    """What a byzantine primary could put in a block: the request parses (JSON goes deeper than the
+    limit) and is refused as malformed, which decode_block turns into an invalid block."""
+    body = {"document": {"service": [{"serviceEndpoint": _nested(600)}]}}
+    unsigned = {
+        "type": "did.create",
+        "network": "t",
+        "submitter": "did:trellis:t:x",
+        "nonce": 1,
+        "body": body,
+    }
+    signature = {"verificationMethod": "did:trellis:t:x#key-1", "signature": "z" + "1" * 80}
+    with pytest.raises(TxnRejected, match="nested more than"):
+        Transaction.from_bytes(canonicalize({**unsigned, "signatures": [signature]}))
+
+
+def test_an_oversized_signature_is_malformed_before_it_is_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 250 KB 'signature' (base58 decoding is quadratic: seconds of CPU) is refused by its length."""
+
+    def never(text: str) -> bytes:
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr("did_registry.identity.multibase.decode_base58btc", never)
+    data = {**_with_body_depth(2), "signatures": [{"verificationMethod": "did:trellis:t:x#key-1",
+                                                    "signature": "z" + "2" * 250_000}]}  # fmt: skip
+    with pytest.raises(TxnRejected, match="at most 100 characters"):
+        Transaction.from_json(data)
