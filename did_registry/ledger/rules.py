@@ -114,9 +114,10 @@ def _verified_signers(view: StateView, txn: Transaction, pending: Mapping[str, D
             raw = view.get(f"did:{did}")
             if raw is None:
                 raise _reject("bad_signature", f"signer {did} is not on the ledger")
-            if b'"deactivated":true' in raw:
+            record = json.loads(raw)  # the record's own member: a document may hold "deactivated" too
+            if record["deactivated"]:
                 raise _reject("bad_signature", f"signer {did} is deactivated")
-            document = _document(raw)
+            document = DIDDocument.from_json(record["document"])
         try:
             key = document.public_key_for(signature.verification_method, "capabilityInvocation")
             _SIGNATURES.verify(key, message, signature.signature, decode_base58btc)
@@ -312,15 +313,32 @@ def _did_change(view: StateView, txn: Transaction, ctx: BlockContext) -> None:
     if txn.type == "did.update":
         record["document"] = _new_document(txn, did).to_json()
     else:
+        if "trustee" in _roles(view, did) and not _active_trustees(view) - {did}:
+            raise _reject("conflict", "refusing to deactivate the last active trustee")
         record["deactivated"] = True
+        _forget(view, f"trust:{did}")  # a deactivated DID issues nothing any more: no accreditation
     _write_did(view, did, record)
+
+
+def _forget(view: StateView, key: str) -> None:
+    """Delete ``key`` if it is held (a change only when there is something to change)."""
+    if view.get(key) is not None:
+        view.delete(key)
+
+
+def _active_trustees(view: StateView) -> set[str]:
+    """The trustees whose DIDs are not deactivated: those who can still sign."""
+    return {t for t in view.get_json("trustees") or [] if not (_record(view, t) or {}).get("deactivated")}
 
 
 def _role_change(view: StateView, txn: Transaction, ctx: BlockContext) -> None:
     target, role = _body_str(txn, "did"), _body_str(txn, "role")
     if role not in GRANT_RULES:
         raise _reject("malformed", f"unknown role {role!r}; roles are {', '.join(ROLES)}")
-    _existing_did(view, target)
+    if txn.type == "role.grant":
+        _existing_did(view, target)
+    elif _record(view, target) is None:  # a deactivated DID's roles can still be taken away
+        raise _reject("not_found", f"{target} is not on the ledger")
     signers = _verified_signers(view, txn, {})
     _require(view, signers, GRANT_RULES[role], _quorum(view, f"{role}_quorum"), f"{txn.type} {role}")
     roles = _roles(view, target)
@@ -335,9 +353,11 @@ def _role_change(view: StateView, txn: Transaction, ctx: BlockContext) -> None:
     if role == "trustee":
         trustees = set(view.get_json("trustees") or [])
         trustees = trustees | {target} if txn.type == "role.grant" else trustees - {target}
-        if not trustees:
-            raise _reject("conflict", "refusing to revoke the last trustee")
+        if txn.type == "role.revoke" and not _active_trustees(view) - {target}:
+            raise _reject("conflict", "refusing to revoke the last active trustee")
         view.put("trustees", sorted(trustees))
+    if role == "issuer" and txn.type == "role.revoke":
+        _forget(view, f"trust:{target}")  # only holders of the issuer role are accredited
     if roles:
         view.put(f"role:{target}", sorted(roles))
     else:
@@ -383,7 +403,8 @@ def _indices(txn: Transaction, name: str) -> list[int]:
 
 
 def _status_list_update(view: StateView, txn: Transaction, ctx: BlockContext) -> None:
-    _verified_signers(view, txn, {})
+    signers = _verified_signers(view, txn, {})
+    _require(view, signers & {txn.submitter}, frozenset({"issuer"}), 1, "status_list.update")
     name = _body_str(txn, "list", _NAME)
     current = view.get_json(f"status:{txn.submitter}:{name}")
     if current is None:
@@ -473,8 +494,13 @@ def _quarantine_clear(view: StateView, txn: Transaction, ctx: BlockContext) -> N
         raise _reject("not_found", f"{device} is not quarantined")
     record = _record(view, device) or {}
     trustees = {d for d in signers if "trustee" in _roles(view, d)}
-    if not trustees and record.get("endorser") not in signers:
-        raise _reject("forbidden", "quarantine.clear needs a trustee or the DID's endorser")
+    endorser = record.get("endorser")
+    endorsing = endorser in signers and bool(ENDORSER_ROLES & set(_roles(view, str(endorser))))
+    if not trustees and not endorsing:
+        raise _reject(
+            "forbidden",
+            "quarantine.clear needs a trustee, or the DID's endorser still holding an endorsing role",
+        )
     view.delete(f"quarantine:{device}")
 
 

@@ -127,6 +127,17 @@ class TestDIDs:
         )
         assert net.reject(device.txn("did.update", {"document": builder.to_json()})).code == "malformed"
 
+    def test_a_document_mentioning_deactivated_does_not_silence_its_did(self, net: Network) -> None:
+        """Only the record's own member says a DID is deactivated, not a member inside its document."""
+        device = net.onboard()
+        document = {
+            **device.document(),
+            "service": [{"id": "#s", "type": "X", "serviceEndpoint": {"deactivated": True}}],
+        }
+        net.accept(device.txn("did.update", {"document": document}))
+        net.accept(device.txn("did.update", {"document": device.document()}))
+        assert _state(net, f"did:{device.did}")["version"] == 3  # type: ignore[index]
+
     def test_deactivate_is_final(self, net: Network) -> None:
         """After deactivation the DID can neither update nor sign anything."""
         device = net.onboard()
@@ -263,6 +274,23 @@ class TestRoles:
         txn = net.trustee.txn("role.revoke", {"did": net.trustee.did, "role": "trustee"})
         assert net.reject(txn).code == "conflict"
 
+    def test_a_deactivated_trustee_does_not_count_as_the_last_one(self, net: Network) -> None:
+        """With a second trustee deactivated, the first is still the last who can sign: not revocable."""
+        second = net.onboard("trustee")
+        net.accept(second.txn("did.deactivate", {}))
+        txn = net.trustee.txn("role.revoke", {"did": net.trustee.did, "role": "trustee"})
+        assert net.reject(txn).code == "conflict"
+
+    def test_a_deactivated_did_s_roles_can_be_revoked(self, net: Network) -> None:
+        second = net.onboard("trustee")
+        net.accept(second.txn("did.deactivate", {}))
+        net.accept(net.trustee.txn("role.revoke", {"did": second.did, "role": "trustee"}))
+        assert _state(net, "trustees") == [net.trustee.did]
+
+    def test_the_last_active_trustee_cannot_deactivate(self, net: Network) -> None:
+        assert net.reject(net.trustee.txn("did.deactivate", {})).code == "conflict"
+        assert _state(net, f"did:{net.trustee.did}")["deactivated"] is False  # type: ignore[index]
+
     def test_grant_to_unknown_did_is_not_found(self, net: Network) -> None:
         """Roles go only to DIDs on the ledger."""
         assert (
@@ -301,6 +329,16 @@ class TestStatusLists:
         net.accept(issuer.txn("status_list.update", {"list": "s", "set": [5]}))
         net.accept(issuer.txn("status_list.update", {"list": "s", "clear": [5]}))
 
+    def test_an_issuer_whose_role_is_revoked_cannot_change_its_lists(self, net: Network) -> None:
+        """Trustees take a compromised issuer's role away: its lists are frozen as they were."""
+        issuer = net.onboard("issuer")
+        net.accept(issuer.txn("status_list.create", {"list": "s", "purpose": "suspension"}))
+        net.accept(issuer.txn("status_list.update", {"list": "s", "set": [5]}))
+        net.accept(net.trustee.txn("role.revoke", {"did": issuer.did, "role": "issuer"}))
+        before = net.app.store.get(f"status:{issuer.did}:s")
+        assert net.reject(issuer.txn("status_list.update", {"list": "s", "clear": [5]})).code == "forbidden"
+        assert net.app.store.get(f"status:{issuer.did}:s") == before
+
     def test_out_of_range_index_changes_nothing(self, net: Network) -> None:
         """An index beyond the list refuses the whole update."""
         issuer = net.onboard("issuer")
@@ -320,6 +358,16 @@ class TestTrustAndQuarantine:
         net.accept(net.trustee.txn("trust.accredit", {"issuer": issuer.did, "types": ["DeviceCredential"]}))
         assert _state(net, f"trust:{issuer.did}") == ["DeviceCredential"]
         net.accept(net.trustee.txn("trust.withdraw", {"issuer": issuer.did, "types": ["DeviceCredential"]}))
+        assert _state(net, f"trust:{issuer.did}") is None
+
+    @pytest.mark.parametrize("how", ["role revoked", "deactivated"])
+    def test_accreditation_ends_with_the_issuer_role_or_the_did(self, net: Network, how: str) -> None:
+        issuer = net.onboard("issuer")
+        net.accept(net.trustee.txn("trust.accredit", {"issuer": issuer.did, "types": ["DeviceCredential"]}))
+        if how == "role revoked":
+            net.accept(net.trustee.txn("role.revoke", {"did": issuer.did, "role": "issuer"}))
+        else:
+            net.accept(issuer.txn("did.deactivate", {}))
         assert _state(net, f"trust:{issuer.did}") is None
 
     def test_non_trustee_cannot_accredit(self, net: Network) -> None:
@@ -343,6 +391,15 @@ class TestTrustAndQuarantine:
         assert _state(net, f"quarantine:{device.did}")["reporter"] == reporter.did  # type: ignore[index]
         net.accept(issuer.txn("quarantine.clear", {"did": device.did}))
         assert _state(net, f"quarantine:{device.did}") is None
+
+    def test_an_endorser_whose_role_is_revoked_cannot_clear(self, net: Network) -> None:
+        issuer, reporter = net.onboard("issuer"), net.onboard("reporter")
+        device = net.onboard(endorser=issuer)
+        evidence = {"hash": "ab" * 32, "description": "forged readings"}
+        net.accept(reporter.txn("quarantine.report", {"did": device.did, "evidence": evidence}))
+        net.accept(net.trustee.txn("role.revoke", {"did": issuer.did, "role": "issuer"}))
+        assert net.reject(issuer.txn("quarantine.clear", {"did": device.did})).code == "forbidden"
+        assert _state(net, f"quarantine:{device.did}") is not None
 
     def test_non_reporter_cannot_report(self, net: Network) -> None:
         """Only reporters file quarantine reports."""
