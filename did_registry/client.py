@@ -7,6 +7,12 @@ value, a path, a header or a signature is caught (:class:`~did_registry.errors.I
 the client moves on to the next node it knows. Submissions go to any node; the client waits for
 commitment by polling transaction status.
 
+Reads never go back: the client remembers the highest certified block it has seen, and an answer
+as of an older block (a node lagging, restarting or replaying, or one answering with the genesis
+state) is passed over for another node's, waiting up to ``behind_wait`` for one to catch up. A node
+is trusted for nothing unproven: a transaction reported committed is checked for inclusion in a
+certified block before :meth:`LedgerClient.submit_and_wait` says so.
+
 Validator-set changes: a header certified by a set the client does not yet trust is refused with
 :class:`UntrustedValidatorSet`; call :meth:`LedgerClient.trust_validators` with a set learned out of
 band. (Following set changes through the chain is part of the consensus work.)
@@ -19,10 +25,10 @@ import json
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -59,7 +65,10 @@ class UntrustedValidatorSet(InvalidProof):
     """A header is certified by a validator set this client has not been given to trust."""
 
 
+_T = TypeVar("_T")
 _STATUS_CHUNK = 1000  # transaction ids per POST /txns/status
+_STREAM_READ_TIMEOUT = 30.0  # a header stream silent this long (no heartbeat either) is given up
+_STALL_CHECK = 15.0  # a stream with no new header this long is compared with the other nodes' heads
 FAILURES_KEPT = 1000
 """How many of the latest failures (node and what went wrong) a client keeps in ``failures``."""
 
@@ -119,6 +128,7 @@ class LedgerClient:
         self._validators: dict[str, ValidatorSet] = {genesis_set.hash(): genesis_set}
         self._genesis_root = _genesis_root(self.genesis)
         self._certified: OrderedDict[bytes, None] = OrderedDict()  # headers whose certificate checked out
+        self._seen = 0  # the highest certified height any answer showed: reads never go back before it
         # what went wrong with which node, newest last
         self.failures: deque[str] = deque(maxlen=FAILURES_KEPT)
         self.behind_wait = behind_wait
@@ -168,8 +178,15 @@ class LedgerClient:
             )
         return validators
 
+    @property
+    def seen_height(self) -> int:
+        """The highest block height a certified header has shown this client."""
+        return self._seen
+
     def verify_header(self, header: BlockHeader, certificate: CommitCertificate | None) -> None:
-        """Check a header's certificate against the trusted validator sets."""
+        """Check a header's certificate against the trusted validator sets (and its network)."""
+        if header.network != self.genesis.network:
+            raise InvalidProof("certificate", f"block {header.height} is of network {header.network!r}")
         if header.height == 0:
             if header.previous_hash != self.genesis.hash.hex() or header.state_root != self._genesis_root:
                 raise InvalidProof("certificate", "block 0 does not match the trusted genesis")
@@ -186,11 +203,36 @@ class LedgerClient:
         self._certified[block_hash] = None
         if len(self._certified) > 1024:
             self._certified.popitem(last=False)
+        self._seen = max(self._seen, header.height)
+
+    def _proven(self, attempt: Callable[[list[str], int], tuple[_T | None, bool]], min_height: int) -> _T:
+        """Run ``attempt(errors, floor)`` (one round over the nodes: its answer or ``None``, and whether
+        a node answered as of a block before ``floor``) until it answers; while only nodes behind
+        answer, again for up to ``behind_wait`` seconds. ``floor`` is the highest of ``min_height``
+        and every height this client has seen."""
+        deadline = time.monotonic() + self.behind_wait
+        pause = 0.01
+        while True:
+            errors: list[str] = []
+            answer, behind = attempt(errors, max(min_height, self._seen))
+            self.failures.extend(errors)
+            if answer is not None:
+                return answer
+            if not behind or time.monotonic() + pause > deadline:
+                raise LedgerUnavailable("; ".join(errors) or "no node answered")
+            time.sleep(pause)
+            pause = min(2 * pause, 0.2)
 
     # -- reads ------------------------------------------------------------------------------
     def prove(self, key: str) -> tuple[Any, BlockHeader]:
-        """The value under ``key`` (``None`` if absent), checked against a certified header."""
-        errors: list[str] = []
+        """The value under ``key`` (``None`` if absent), checked against a certified header no older
+        than any this client has seen."""
+        return self._proven(lambda errors, floor: self._prove_once(key, floor, errors), 0)
+
+    def _prove_once(
+        self, key: str, floor: int, errors: list[str]
+    ) -> tuple[tuple[Any, BlockHeader] | None, bool]:
+        behind = False
         for node in self.nodes:
             try:
                 response = self._http.get(node.rstrip("/") + "/proofs/state", params={"key": key})
@@ -199,13 +241,16 @@ class LedgerClient:
                 if answer.key != key:
                     raise InvalidProof("state", f"asked for {key!r}, answered for {answer.key!r}")
                 self.verify_header(answer.header, answer.certificate)
-                value = answer.verify_path()
-                self.failures.extend(errors)  # the nodes caught lying or failing before this one
-                return value, answer.header
-            except (httpx.HTTPError, ValueError, InvalidProof) as exc:
+                if answer.header.height < floor:
+                    errors.append(
+                        f"{node}: answered as of block {answer.header.height}, behind block {floor}"
+                    )
+                    behind = True
+                    continue
+                return (answer.verify_path(), answer.header), False
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
                 errors.append(f"{node}: {exc}")
-        self.failures.extend(errors)
-        raise LedgerUnavailable("; ".join(errors))
+        return None, behind
 
     def prove_many(
         self, keys: Sequence[str], *, min_height: int | None = None
@@ -219,24 +264,13 @@ class LedgerClient:
         """
         if not keys:
             return [], self.head()
-        deadline = time.monotonic() + self.behind_wait
-        pause = 0.01
-        while True:
-            errors: list[str] = []
-            answer, behind = self._prove_many_once(keys, min_height, errors)
-            self.failures.extend(errors)
-            if answer is not None:
-                return answer
-            if not behind or time.monotonic() + pause > deadline:
-                raise LedgerUnavailable("; ".join(errors))
-            time.sleep(pause)
-            pause = min(2 * pause, 0.2)
+        return self._proven(lambda errors, floor: self._prove_many_once(keys, floor, errors), min_height or 0)
 
     def _prove_many_once(
-        self, keys: Sequence[str], min_height: int | None, errors: list[str]
+        self, keys: Sequence[str], floor: int, errors: list[str]
     ) -> tuple[tuple[list[Any], BlockHeader] | None, bool]:
         """One round of :meth:`prove_many` over the nodes: the answer (``None`` when no node gave one;
-        why goes to ``errors``), and whether a node answered as of a block before ``min_height``."""
+        why goes to ``errors``), and whether a node answered as of a block before ``floor``."""
         behind = False
         for node in self.nodes:
             try:
@@ -248,8 +282,8 @@ class LedgerClient:
                 self.verify_header(
                     header, None if certificate is None else CommitCertificate.from_json(certificate)
                 )
-                if min_height is not None and header.height < min_height:
-                    errors.append(f"{node}: answered as of block {header.height}, behind block {min_height}")
+                if header.height < floor:
+                    errors.append(f"{node}: answered as of block {header.height}, behind block {floor}")
                     behind = True
                     continue
                 items = data["proofs"]
@@ -297,13 +331,30 @@ class LedgerClient:
         raise LedgerUnavailable("; ".join(errors))
 
     def head(self) -> BlockHeader:
-        """The newest certified header any node gives (checked)."""
-        _, response = self._get("/blocks/head")
-        data = response.json()
-        header = BlockHeader.from_json(data["block"]["header"])
-        certificate = data.get("certificate")
-        self.verify_header(header, None if certificate is None else CommitCertificate.from_json(certificate))
-        return header
+        """A node's newest certified header (checked), no older than any this client has seen; a node
+        whose answer does not check out is passed over for the next."""
+        return self._proven(self._head_once, 0)
+
+    def _head_once(self, errors: list[str], floor: int) -> tuple[BlockHeader | None, bool]:
+        behind = False
+        for node in self.nodes:
+            try:
+                response = self._http.get(node.rstrip("/") + "/blocks/head")
+                response.raise_for_status()
+                data = response.json()
+                header = BlockHeader.from_json(data["block"]["header"])
+                certificate = data.get("certificate")
+                self.verify_header(
+                    header, None if certificate is None else CommitCertificate.from_json(certificate)
+                )
+                if header.height < floor:
+                    errors.append(f"{node}: its head is block {header.height}, behind block {floor}")
+                    behind = True
+                    continue
+                return header, False
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
+                errors.append(f"{node}: {exc}")
+        return None, behind
 
     def resolve_record(
         self, did: str, version: int | None = None
@@ -378,7 +429,7 @@ class LedgerClient:
             return refused
         version = None
         if version_id is not None:
-            if not version_id.isdigit():
+            if not (version_id.isascii() and version_id.isdigit() and len(version_id) <= 18):
                 return ResolutionResult.failure(INVALID_DID, "versionId is a decimal version number")
             version = int(version_id)
         record, _ = self.resolve_record(did, version)
@@ -424,11 +475,17 @@ class LedgerClient:
             left = deadline - time.monotonic()
             chunk = waiting[:_STATUS_CHUNK]
             statuses = self._statuses(chunk, max(0.0, min(left, 10.0)))
+            said = {s["id"]: s for s in statuses if isinstance(s, dict) and isinstance(s.get("id"), str)}
             settled = 0
-            for status in statuses:
-                if status.get("status") in ("committed", "rejected") or left <= 0:
-                    results[status["id"]] = status
+            for txn_id in chunk:
+                status = said.get(txn_id)
+                if status is not None and status.get("status") in ("committed", "rejected"):
+                    results[txn_id] = status
                     settled += 1
+            if left <= 0:  # out of time: what a node said last, else pending
+                for txn_id in waiting:
+                    results.setdefault(txn_id, said.get(txn_id) or {"id": txn_id, "status": "pending"})
+                break
             waiting = [i for i in waiting if i not in results]
             if waiting and not settled:
                 time.sleep(0.05)  # unknown to the node yet (forwarded elsewhere): do not spin
@@ -457,6 +514,7 @@ class LedgerClient:
                 )
             if status.get("status") != "committed":
                 raise LedgerUnavailable(f"transaction {status['id']} not committed within {timeout} s")
+            self.txn_proof(status["id"])  # a node's word is not enough: included in a certified block
         return statuses
 
     # -- the header stream ------------------------------------------------------------------
@@ -474,12 +532,22 @@ class LedgerClient:
                 headers["Last-Event-ID"] = str(last)
             delivered = False
             try:
-                with self._http.stream(
-                    "GET", node.rstrip("/") + "/events", headers=headers, timeout=None
+                with self._http.stream(  # heartbeats come every few seconds: silence means a dead stream
+                    "GET",
+                    node.rstrip("/") + "/events",
+                    headers=headers,
+                    timeout=httpx.Timeout(10.0, read=_STREAM_READ_TIMEOUT),
                 ) as stream:
+                    quiet_since = time.monotonic()
                     for line in stream.iter_lines():
                         if not line.startswith("data:"):
+                            if time.monotonic() - quiet_since > _STALL_CHECK:
+                                if self._ahead_of(last, node):
+                                    self.failures.append(f"{node}: its stream stopped while others went on")
+                                    break
+                                quiet_since = time.monotonic()
                             continue
+                        quiet_since = time.monotonic()
                         data = json.loads(line[5:])
                         header = BlockHeader.from_json(data["header"])
                         certificate = data.get("certificate")
@@ -500,6 +568,26 @@ class LedgerClient:
             else:
                 idle, turn = idle + 1, turn + 1
         raise LedgerUnavailable("no node's header stream delivers new headers")
+
+    def _ahead_of(self, height: int | None, node: str) -> bool:
+        """Whether a node other than ``node`` shows a certified head above ``height``."""
+        for other in self.nodes:
+            if other == node:
+                continue
+            try:
+                response = self._http.get(other.rstrip("/") + "/blocks/head")
+                response.raise_for_status()
+                data = response.json()
+                header = BlockHeader.from_json(data["block"]["header"])
+                certificate = data.get("certificate")
+                self.verify_header(
+                    header, None if certificate is None else CommitCertificate.from_json(certificate)
+                )
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof):
+                continue
+            if height is not None and header.height > height:
+                return True
+        return False
 
 
 class TrellisResolver:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from did_registry.client import (
 )
 from did_registry.errors import InvalidProof
 from did_registry.identity.crypto import Ed25519PrivateKey
-from did_registry.ledger.block import CommitCertificate
+from did_registry.ledger.block import BlockHeader, CommitCertificate
 from did_registry.ledger.txn import TxnRejected
 from tests.did_registry.ledger.conftest import new_actor
 from tests.did_registry.node.conftest import Node, make_node
@@ -362,3 +363,108 @@ def test_the_failures_a_client_keeps_are_bounded() -> None:
             client.prove_many(["did:x"])
     assert len(client.failures) == FAILURES_KEPT
     assert all("connection refused" in failure for failure in client.failures)
+
+
+class _Replaying(httpx.BaseTransport):
+    """``http://stale`` answers /proofs/state and /blocks/head with answers saved earlier (certified,
+    but as of an older block); every other host is the real node."""
+
+    def __init__(self, node: Node, saved: dict[str, Any]) -> None:
+        self._inner = httpx.WSGITransport(app=node.app)
+        self.saved = saved
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == "stale" and request.url.path in self.saved:
+            return httpx.Response(200, json=self.saved[request.url.path])
+        return self._inner.handle_request(request)
+
+
+def test_an_answer_older_than_a_block_already_seen_is_passed_over(node: Node) -> None:
+    """A node replaying (or lagging behind) the block where a DID was still active cannot undo its
+    deactivation for a client that has seen a newer block: the client reads from another node."""
+    victim = node.onboard()
+    saved = {
+        "/proofs/state": node.client.get(
+            "/proofs/state", query_string={"key": f"did:{victim.did}"}
+        ).get_json(),
+        "/blocks/head": node.client.get("/blocks/head").get_json(),
+    }
+    node.commit(victim.txn("did.deactivate", {}))
+    transport = _Replaying(node, saved)
+    client = LedgerClient(["http://node-1"], node.service.app.genesis, transport=transport)
+    newest = client.head().height
+    client.nodes = ["http://stale", "http://node-1"]
+    assert client.resolve(victim.did).did_document_metadata.deactivated is True
+    assert client.head().height == newest
+    assert any("http://stale" in failure and "behind" in failure for failure in client.failures)
+
+
+def test_only_older_answers_are_refused_after_waiting(node: Node) -> None:
+    victim = node.onboard()
+    saved = {
+        "/proofs/state": node.client.get(
+            "/proofs/state", query_string={"key": f"did:{victim.did}"}
+        ).get_json()
+    }
+    node.commit(victim.txn("did.deactivate", {}))
+    client = LedgerClient(
+        ["http://node-1"], node.service.app.genesis, transport=_Replaying(node, saved), behind_wait=0
+    )
+    client.head()
+    client.nodes = ["http://stale"]
+    with pytest.raises(LedgerUnavailable, match="behind block"):
+        client.resolve_record(victim.did)
+
+
+def test_a_header_of_another_network_is_refused(node: Node) -> None:
+    client = client_for(node)
+    header = client.head()
+    other = BlockHeader.from_json({**header.to_json(), "network": "othernet"})
+    with pytest.raises(InvalidProof, match="network"):
+        client.verify_header(other, None)
+
+
+def test_head_asks_the_next_node_when_one_answers_nonsense(node: Node) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "broken":
+            return httpx.Response(404, json={"type": "about:blank"})
+        return httpx.WSGITransport(app=node.app).handle_request(request)
+
+    client = LedgerClient(
+        ["http://broken", "http://node-1"], node.service.app.genesis, transport=httpx.MockTransport(handler)
+    )
+    assert client.head().height >= 0
+    assert any("http://broken" in failure for failure in client.failures)
+
+
+def test_wait_returns_at_its_timeout_whatever_the_node_says(node: Node) -> None:
+    """A node answering with nothing about the ids asked for cannot hold wait() past its timeout."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"txns": []})
+
+    client = LedgerClient(["http://mute"], node.service.app.genesis, transport=httpx.MockTransport(handler))
+    started = time.monotonic()
+    assert client.wait(["ab" * 32], timeout=0.3) == [{"id": "ab" * 32, "status": "pending"}]
+    assert time.monotonic() - started < 5
+
+
+def test_submit_and_wait_does_not_take_a_node_s_word_for_a_commit(node: Node) -> None:
+    """A node that reports 'committed' for a transaction no certified block holds is not believed."""
+    device = new_actor()
+    txn = device.txn("did.create", {"document": device.document()}, node.trustee)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/txns":
+            return httpx.Response(202, json={"txns": [{"id": txn.id, "status": "pending"}]})
+        if request.url.path == "/txns/status":
+            return httpx.Response(200, json={"txns": [{"id": txn.id, "status": "committed", "height": 99}]})
+        return httpx.WSGITransport(app=node.app).handle_request(request)
+
+    client = LedgerClient(["http://liar"], node.service.app.genesis, transport=httpx.MockTransport(handler))
+    with pytest.raises(LedgerUnavailable):
+        client.submit_and_wait(txn, timeout=2)
+
+
+def test_a_version_id_in_other_digits_is_invalid(node: Node) -> None:
+    assert client_for(node).resolve(new_actor().did, version_id="\u00b2").error == "invalidDid"
