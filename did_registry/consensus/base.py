@@ -191,6 +191,10 @@ class ConsensusConfig:
     """Largest request accepted."""
     max_message_bytes: int = 64 << 20
     """Largest wire message accepted by ``on_payload``."""
+    max_kept_block_bytes: int = 1 << 30
+    """Most bytes of blocks kept from PRE-PREPAREs not (yet) in a slot of this view, for certificates
+    that may name them later (one block per view and height); beyond it they are not kept, and a
+    block certified later comes by state transfer."""
 
     @classmethod
     def testing(cls) -> ConsensusConfig:
@@ -225,6 +229,7 @@ class ConsensusConfig:
             (self.max_pending >= self.batch_size, "max_pending must be >= batch_size"),
             (self.max_request_bytes >= 1, "max_request_bytes must be positive"),
             (self.max_message_bytes >= 1024, "max_message_bytes must be at least 1024"),
+            (self.max_kept_block_bytes >= 0, "max_kept_block_bytes must not be negative"),
         ]
         for ok, reason in problems:
             if not ok:

@@ -65,6 +65,8 @@ class MessageLog:
     def __init__(self) -> None:
         self.slots: dict[tuple[int, int], Slot] = {}
         self.blocks: dict[bytes, tuple[int, bytes]] = {}
+        self.offered: dict[tuple[int, int], bytes] = {}  # (view, seq) -> the digest its primary offered
+        self.block_bytes = 0  # the size of the blocks kept
         self.prepared: dict[int, PreparedCertificate] = {}
         self.certify: dict[int, dict[str, Certify]] = {}
         self.checkpoints: dict[int, dict[str, Checkpoint]] = {}
@@ -79,6 +81,21 @@ class MessageLog:
     def find(self, view: int, seq: int) -> Slot | None:
         """The slot of ``(view, seq)`` when one exists."""
         return self.slots.get((view, seq))
+
+    def keep_block(self, view: int, seq: int, digest: bytes, block: bytes, max_bytes: float) -> bool:
+        """Keep the block a PRE-PREPARE of ``(view, seq)`` carries, so that a certificate naming it can
+        be executed: one per ``(view, seq)`` (a primary offers one; ``False`` when it offered another:
+        equivocation, nothing kept), and none beyond ``max_bytes`` in all."""
+        offered = self.offered.get((view, seq))
+        if offered is not None:
+            return offered == digest
+        if digest not in self.blocks:
+            if self.block_bytes + len(block) > max_bytes:
+                return True  # not kept, not refused: the block can still be fetched by state transfer
+            self.blocks[digest] = (seq, block)
+            self.block_bytes += len(block)
+        self.offered[(view, seq)] = digest
+        return True
 
     def keep_prepared(self, slot: Slot) -> None:
         """Record ``slot``'s prepared certificate if it is from a later view than the one kept."""
@@ -131,6 +148,8 @@ class MessageLog:
         """Forget slots, blocks and prepared certificates at or below an executed height."""
         self.slots = {k: s for k, s in self.slots.items() if k[1] > height}
         self.blocks = {d: b for d, b in self.blocks.items() if b[0] > height}
+        self.offered = {k: d for k, d in self.offered.items() if k[1] > height}
+        self.block_bytes = sum(len(b[1]) for b in self.blocks.values())
         self.prepared = {n: p for n, p in self.prepared.items() if n > height}
 
     def views_before(self, view: int) -> None:

@@ -16,6 +16,7 @@ changes (§4.4) in :mod:`~did_registry.consensus.pbft_view_change`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from did_registry.consensus.base import BlockApp, Broadcast, Committed, ConsensusConfig
@@ -143,12 +144,16 @@ class PBFT(ViewChanges):
         if self._app.digest(message.block) != message.digest:
             self._drop("bad-digest")
             return
-        if (
-            message.view <= self._view
-            and max(self._low, self._height) < message.seq <= self.high
-            and len(self._log.blocks) < 2 * self._q.n * self._config.watermark_window
-        ):  # kept even out of view: a certificate may name it later
-            self._log.blocks.setdefault(message.digest, (message.seq, message.block))
+        if message.view <= self._view and max(self._low, self._height) < message.seq <= self.high:
+            # kept even out of view (a certificate may name it later), one per (v, n); beyond the next
+            # height (the one an honest primary proposes) within max_kept_block_bytes in all
+            budget = self._config.max_kept_block_bytes if message.seq > self._height + 1 else math.inf
+            if not self._log.keep_block(message.view, message.seq, message.digest, message.block, budget):
+                self._drop("equivocation")
+                return
+            if message.digest not in self._log.blocks:
+                self._drop("over-budget")
+                return
         if self._in_window(message):
             self._accept_pre_prepare(message)
 
@@ -160,7 +165,10 @@ class PBFT(ViewChanges):
             return
         slot.pre_prepare = message
         slot.validated = built
-        self._log.blocks.setdefault(message.digest, (message.seq, message.block))
+        if message.digest not in self._log.blocks:  # the block of a slot is kept whatever the budget
+            self._log.blocks[message.digest] = (message.seq, message.block)
+            self._log.block_bytes += len(message.block)
+        self._log.offered.setdefault((message.view, message.seq), message.digest)
 
     def _validate(self, slot: Slot) -> None:
         """Check the buffered block of height ``h + 1`` now that ``h`` is applied; PREPARE it if good."""
@@ -316,16 +324,20 @@ class PBFT(ViewChanges):
 
     # -- the call cycle --------------------------------------------------------------------------
     def _waiting(self) -> bool:
-        """Waiting to execute something: pending requests, or a block in flight in this view."""
-        return bool(self._pool) or any(k[1] > self._height for k in self._log.slots)
+        """Waiting to execute something: pending requests, or a block in flight in this view (a slot
+        holding the primary's PRE-PREPARE: votes alone, which any validator can send, are no block)."""
+        return bool(self._pool) or any(
+            seq > self._height and slot.pre_prepare is not None for (_, seq), slot in self._log.slots.items()
+        )
 
     def _propose(self) -> None:
         """The primary proposes height ``h + 1`` once ``h`` is applied and a batch is ready."""
         seq = self._height + 1
         if not self._active or self.primary != self._id or seq > self.high or seq <= self._proven:
             return
-        if not self._pool or self._log.find(self._view, seq) is not None:
-            return
+        slot = self._log.find(self._view, seq)
+        if not self._pool or (slot is not None and slot.pre_prepare is not None):
+            return  # (votes for (v, n) that arrived before any PRE-PREPARE must not stop the primary)
         oldest = self._pool.oldest()
         assert oldest is not None
         if len(self._pool) < self._config.batch_size and self._now < oldest + self._config.batch_timeout:

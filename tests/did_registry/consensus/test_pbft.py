@@ -14,6 +14,7 @@ from did_registry.consensus.messages import (
     Prepare,
     PrePrepare,
     Request,
+    ViewChange,
 )
 from did_registry.consensus.quorum import Quorum
 from did_registry.identity.crypto import Ed25519PrivateKey, sha256
@@ -185,3 +186,47 @@ class TestHostilePeers:
             out = engine.on_message(message.sender, message)
             assert sent(out, Prepare) == [] and sent(out, Commit) == [] and committed(out) == []
         assert engine.height == 1
+
+
+# -- votes before any PRE-PREPARE, and the blocks kept (a byzantine backup or primary) ---------------
+def test_a_junk_prepare_before_the_pre_prepare_does_not_stop_the_primary(net4: Net) -> None:
+    """A backup's PREPARE for (v, h + 1) with a made-up digest, sent before the primary proposed, made
+    a slot the primary then took for its own proposal: it never proposed in that view again."""
+    primary = net4.pbft("v0")
+    primary.on_tick(0.0)
+    primary.on_message("v3", net4.sign(Prepare(sender="v3", view=0, seq=1, digest=b"\x13" * 32)))
+    primary.on_request(b"req-1")
+    out = primary.on_tick(TESTING.batch_timeout)
+    assert len(sent(out, PrePrepare)) == 1 and primary.view == 0
+
+
+def test_a_junk_prepare_does_not_make_an_idle_backup_leave_its_view(net4: Net) -> None:
+    """Votes alone, with no PRE-PREPARE behind them, are no block in flight: nothing to wait for."""
+    backup = net4.pbft("v1")
+    backup.on_tick(0.0)
+    backup.on_message("v3", net4.sign(Prepare(sender="v3", view=0, seq=7, digest=b"\x01" * 32)))
+    out = []
+    for t in (5.0, 10.0, 20.0):
+        out += backup.on_tick(t)
+    assert sent(out, ViewChange) == [] and backup.view == 0
+
+
+def test_a_primary_keeps_one_block_per_height_and_no_more_bytes_than_allowed(net4: Net) -> None:
+    """Blocks kept out of the slots (for certificates that may name them later) are one per (v, n):
+    another digest for the same height is equivocation; and they stay within max_kept_block_bytes."""
+    config = replace(TESTING, max_kept_block_bytes=10_000)
+    backup = net4.pbft("v1", config)
+    backup.on_tick(0.0)
+    high = config.watermark_window
+    for i in range(50):  # the primary of view 0 offers 50 different blocks for one height
+        block = i.to_bytes(4, "big") * 500
+        backup.on_message(
+            "v0", net4.sign(PrePrepare(sender="v0", view=0, seq=high, digest=sha256(block), block=block))
+        )
+    assert len(backup._log.blocks) == 1 and backup.dropped.get("equivocation") == 49
+    for seq in range(2, high):  # and one block for each of many heights, 2,000 bytes each
+        block = seq.to_bytes(4, "big") * 500
+        backup.on_message(
+            "v0", net4.sign(PrePrepare(sender="v0", view=0, seq=seq, digest=sha256(block), block=block))
+        )
+    assert backup._log.block_bytes <= config.max_kept_block_bytes + 2_000  # slots keep theirs regardless
