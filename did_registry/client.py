@@ -530,7 +530,7 @@ class LedgerClient:
             headers = {"Accept": "text/event-stream"}
             if last is not None:
                 headers["Last-Event-ID"] = str(last)
-            delivered = False
+            delivered = heard = stalled = False
             try:
                 with self._http.stream(  # heartbeats come every few seconds: silence means a dead stream
                     "GET",
@@ -538,12 +538,15 @@ class LedgerClient:
                     headers=headers,
                     timeout=httpx.Timeout(10.0, read=_STREAM_READ_TIMEOUT),
                 ) as stream:
+                    stream.raise_for_status()  # a 503 (the node serves enough streams) is no stream
                     quiet_since = time.monotonic()
                     for line in stream.iter_lines():
+                        heard = True
                         if not line.startswith("data:"):
                             if time.monotonic() - quiet_since > _STALL_CHECK:
                                 if self._ahead_of(last, node):
                                     self.failures.append(f"{node}: its stream stopped while others went on")
+                                    stalled = True
                                     break
                                 quiet_since = time.monotonic()
                             continue
@@ -563,7 +566,8 @@ class LedgerClient:
                             return
             except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
                 self.failures.append(f"{node}: {exc}")
-            if delivered:
+                heard = False
+            if delivered or (heard and not stalled):  # a live stream the node ended (its lifetime): resume
                 idle = 0
             else:
                 idle, turn = idle + 1, turn + 1

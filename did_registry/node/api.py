@@ -10,7 +10,6 @@ factory and the transaction routes; reads, resolution, the header stream and ope
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Final
 
@@ -19,18 +18,23 @@ from flask import Blueprint, Flask, Response, request
 from did_registry.ledger import merkle
 from did_registry.ledger.block import Block
 from did_registry.ledger.txn import Transaction, TxnRejected
-from did_registry.node.api_events import events_bp
+from did_registry.node.api_events import MAX_STREAM_S, events_bp
 from did_registry.node.api_ops import install_ops
 from did_registry.node.api_reads import reads_bp
 from did_registry.node.api_registry import registry_bp
 from did_registry.node.api_resolution import resolution_bp
 from did_registry.node.api_support import (
+    DEFAULT_MAX_STREAMS,
+    DEFAULT_MAX_WAITS,
     EXTENSION,
     ApiProblem,
     float_arg,
+    json_body,
     json_response,
+    limit_held_threads,
     node_service,
     register_error_handlers,
+    waiting,
 )
 from did_registry.node.service import NodeService
 
@@ -49,12 +53,21 @@ txns_bp = Blueprint("txns", __name__)
 """The transaction routes."""
 
 
-def create_app(service: NodeService, *, heartbeat_s: float = 15.0) -> Flask:
-    """The node API over ``service`` (``heartbeat_s``: seconds between keep-alive comments on /events)."""
+def create_app(
+    service: NodeService, *, heartbeat_s: float = 15.0, stream_lifetime_s: float = MAX_STREAM_S
+) -> Flask:
+    """The node API over ``service``: ``heartbeat_s`` seconds between keep-alive comments on
+    /events, each of whose streams ends after ``stream_lifetime_s`` (the reader reconnects). It
+    serves at most :data:`DEFAULT_MAX_STREAMS` streams and :data:`DEFAULT_MAX_WAITS` waiting
+    requests at once until :class:`~did_registry.node.server.NodeServer` sets its own caps."""
+    if not 0 < stream_lifetime_s < float("inf") or not 0 < heartbeat_s < float("inf"):
+        raise ValueError("heartbeat_s and stream_lifetime_s must be positive numbers of seconds")
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["TRELLIS_SSE_HEARTBEAT"] = heartbeat_s
+    app.config["TRELLIS_SSE_LIFETIME"] = stream_lifetime_s
     app.extensions[EXTENSION] = service
+    limit_held_threads(app, streams=DEFAULT_MAX_STREAMS, waits=DEFAULT_MAX_WAITS)
     register_error_handlers(app)
     for blueprint in (txns_bp, resolution_bp, reads_bp, registry_bp, events_bp):
         app.register_blueprint(blueprint)
@@ -73,11 +86,7 @@ def submit() -> Response:
     """Admit one transaction or a batch (all or nothing): 202 with their ids, pending."""
     if request.mimetype and not _is_json(request.mimetype):
         raise ApiProblem(415, "unsupported_media_type", f"send application/json, not {request.mimetype}")
-    raw = request.get_data(cache=False)
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ApiProblem(400, "malformed", f"the body is not JSON: {exc}") from None
+    data = json_body()
     items = data if isinstance(data, list) else [data]
     if not 1 <= len(items) <= MAX_BATCH:
         raise ApiProblem(400, "malformed", f"send 1 to {MAX_BATCH} transactions, not {len(items)}")
@@ -110,7 +119,11 @@ def txn_status(txn_id: str) -> Response:
         raise ApiProblem(400, "malformed", "a transaction id is 64 lowercase hex digits")
     wait = float_arg("wait", high=MAX_WAIT_S)
     service = node_service()
-    status = service.wait_for([txn_id], wait)[0] if wait else service.status(txn_id)
+    status = service.status(txn_id)
+    if wait and status.status == "pending":
+        with waiting() as slot:
+            if slot:
+                status = service.wait_for([txn_id], wait)[0]
     if status.status == "unknown":
         raise ApiProblem(404, "not_found", f"transaction {txn_id} is unknown to this node", txn=txn_id)
     return json_response(status.to_json())
@@ -120,7 +133,7 @@ def txn_status(txn_id: str) -> Response:
 def txn_statuses() -> Response:
     """Where several transactions stand: ``{"ids": [...], "wait": S}`` holds the request until every
     one is settled (committed or rejected) or ``S`` seconds pass (at most 30); unknown ones say so."""
-    body = request.get_json(silent=True)
+    body = json_body()
     ids = body.get("ids") if isinstance(body, dict) else None
     wait = body.get("wait", 0) if isinstance(body, dict) else None
     if (
@@ -132,7 +145,11 @@ def txn_statuses() -> Response:
     if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= MAX_WAIT_S:
         raise ApiProblem(400, "malformed", f"wait must be a number of seconds from 0 to {MAX_WAIT_S}")
     service = node_service()
-    statuses = service.wait_for(ids, float(wait)) if wait else [service.status(i) for i in ids]
+    statuses = [service.status(i) for i in ids]
+    if wait and any(status.status == "pending" for status in statuses):
+        with waiting() as slot:
+            if slot:
+                statuses = service.wait_for(ids, float(wait))
     return json_response({"txns": [status.to_json() for status in statuses]})
 
 

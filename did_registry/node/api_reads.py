@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Final, cast
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from did_registry.identity.timestamps import InvalidTimestamp, format_timestamp, parse_timestamp
 from did_registry.ledger.txn import TXN_TYPES
@@ -23,9 +23,11 @@ from did_registry.node.api_support import (
     ApiProblem,
     float_arg,
     int_arg,
+    json_body,
     json_response,
     node_service,
     str_arg,
+    waiting,
 )
 from did_registry.node.service import NodeService
 from did_registry.node.sync import SYNC_PAGE_BYTES
@@ -72,10 +74,7 @@ def state_proof() -> Response:
 @reads_bp.post("/proofs/state")
 def state_proofs() -> Response:
     """Several keys proven against one certified head: ``{"keys": [...]}`` (at most 1,000)."""
-    try:
-        data = json.loads(request.get_data(cache=False))
-    except (ValueError, RecursionError) as exc:
-        raise ApiProblem(400, "malformed", f"the body is not JSON: {exc}") from None
+    data = json_body()
     keys = data.get("keys") if isinstance(data, dict) else None
     if (
         not isinstance(keys, list)
@@ -83,6 +82,13 @@ def state_proofs() -> Response:
         or not all(isinstance(k, str) and 0 < len(k) <= MAX_KEY_LENGTH for k in keys)
     ):
         raise ApiProblem(400, "malformed", f'send {{"keys": [1 to {MAX_PROOF_BATCH} state keys]}}')
+    for index, key in enumerate(keys):
+        try:
+            key.encode()
+        except UnicodeEncodeError:  # JSON's \ud800 escapes decode to lone surrogates
+            raise ApiProblem(
+                400, "malformed", f"key {index} is not Unicode text (it holds a lone surrogate)", index=index
+            ) from None
     header, certificate, proofs = node_service().prove_many(keys)
     return json_response(
         {
@@ -170,7 +176,9 @@ def sync_blocks() -> Response:
     wait = float_arg("wait", high=MAX_SYNC_WAIT) or 0.0
     assert limit is not None
     if wait > 0 and service.app.height < start:
-        service.wait_for_height(start, wait)
+        with waiting() as slot:
+            if slot:
+                service.wait_for_height(start, wait)
     items: list[str] = []
     size = 0
     with service.lock:

@@ -6,6 +6,13 @@ Every error the API gives is an RFC 9457 (Problem Details for HTTP APIs) object 
 ``type``) and ``txn`` (the transaction concerned) where relevant (§3.2). Views raise
 :class:`ApiProblem`; :func:`register_error_handlers` turns it, a refused transaction, any Werkzeug
 HTTP error and, as a last resort, any other exception (a bug: logged, answered 500) into one.
+
+Each header stream and each request that waits (``?wait=``, ``"wait"``) holds a server worker
+thread for as long as it lasts, so the number of each held at once is capped
+(:func:`limit_held_threads`, set by the server well below its thread count), and the other threads
+stay free for short requests (health, reads, writes, state transfer). Beyond the cap a stream is
+refused with a 503 ``overloaded`` problem and ``Retry-After``; a request that would wait is answered
+at once with what stands now (:func:`waiting`), as a long-poll may be, and its client asks again.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any, Final, cast
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Final, Literal, cast
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
@@ -26,7 +36,17 @@ __all__ = [
     "PROBLEM_JSON",
     "PROBLEM_BASE",
     "EXTENSION",
+    "HOLDS",
+    "DEFAULT_MAX_STREAMS",
+    "DEFAULT_MAX_WAITS",
+    "RETRY_AFTER_S",
     "ApiProblem",
+    "HeldThreads",
+    "limit_held_threads",
+    "held_threads",
+    "holding",
+    "waiting",
+    "json_body",
     "problem_response",
     "register_error_handlers",
     "json_response",
@@ -42,6 +62,14 @@ PROBLEM_BASE: Final = "https://trellis.dev/problems/"
 """Every problem ``type`` is this base followed by the problem's ``code``."""
 EXTENSION: Final = "trellis.node"
 """Key under ``app.extensions`` holding the app's :class:`NodeService`."""
+HOLDS: Final = "trellis.holds"
+"""Key under ``app.extensions`` holding the app's :class:`HeldThreads`, by kind."""
+DEFAULT_MAX_STREAMS: Final = 6
+"""Header streams (``GET /events``) served at once unless the server says otherwise."""
+DEFAULT_MAX_WAITS: Final = 4
+"""Requests held open waiting (``?wait=``, ``"wait"``) at once unless the server says otherwise."""
+RETRY_AFTER_S: Final = 2
+"""The ``Retry-After`` (seconds) of a 503 refusing a stream or a wait over the cap."""
 
 _log = logging.getLogger(__name__)
 
@@ -74,10 +102,19 @@ _DECIMAL = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
 class ApiProblem(DidRegistryError):
     """An answer that is an RFC 9457 problem: HTTP ``status``, our ``code``, a human ``detail``."""
 
-    def __init__(self, status: int, code: str, detail: str, **extensions: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
         self.status = status
         self.code = code
         self.detail = detail
+        self.headers = dict(headers or {})
         self.extensions = extensions
         super().__init__(f"{status} {code}: {detail}")
 
@@ -104,7 +141,7 @@ def problem_response(
 
 
 def _api_problem(exc: ApiProblem) -> Response:
-    return problem_response(exc.status, exc.code, exc.detail, **exc.extensions)
+    return problem_response(exc.status, exc.code, exc.detail, headers=exc.headers or None, **exc.extensions)
 
 
 def _txn_rejected(exc: TxnRejected) -> Response:
@@ -145,6 +182,95 @@ def json_response(data: Any, status: int = 200, *, mimetype: str = "application/
 def node_service() -> NodeService:
     """The :class:`NodeService` of the app handling the current request."""
     return cast(NodeService, current_app.extensions[EXTENSION])
+
+
+def json_body() -> Any:
+    """The request body parsed as JSON (400 when it is not JSON, or nests too deeply to parse)."""
+    try:
+        return json.loads(request.get_data(cache=False))
+    except (ValueError, RecursionError) as exc:
+        raise ApiProblem(400, "malformed", f"the body is not JSON: {exc}") from None
+
+
+HoldKind = Literal["streams", "waits"]
+
+
+class HeldThreads:
+    """How many worker threads requests of one kind hold at once: at most ``limit``."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.what = what
+        self.limit = limit
+        self._held = 0
+        self._lock = threading.Lock()
+
+    @property
+    def held(self) -> int:
+        """How many are held now."""
+        return self._held
+
+    def hold(self) -> Callable[[], None]:
+        """Take one, or raise a 503 ``overloaded`` problem with ``Retry-After`` when all are taken;
+        return the function that gives it back (calling it again does nothing)."""
+        with self._lock:
+            if self._held >= self.limit:
+                raise ApiProblem(
+                    503,
+                    "overloaded",
+                    f"this node already serves {self.limit} {self.what}; retry in {RETRY_AFTER_S} s",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                )
+            self._held += 1
+        given_back = False
+
+        def release() -> None:
+            nonlocal given_back
+            with self._lock:
+                if not given_back:
+                    given_back = True
+                    self._held -= 1
+
+        return release
+
+
+def limit_held_threads(app: Flask, *, streams: int, waits: int) -> None:
+    """Cap the header streams and the waiting requests ``app`` serves at once."""
+    if streams < 0 or waits < 0:
+        raise ValueError("the caps on streams and waiting requests must not be negative")
+    app.extensions[HOLDS] = {
+        "streams": HeldThreads("header streams", streams),
+        "waits": HeldThreads("waiting requests", waits),
+    }
+
+
+def held_threads(kind: HoldKind) -> HeldThreads:
+    """The current app's cap on requests of ``kind``."""
+    return cast(HeldThreads, current_app.extensions[HOLDS][kind])
+
+
+@contextmanager
+def holding(kind: HoldKind) -> Iterator[None]:
+    """Hold one of the current app's ``kind`` slots while the block runs (503 when none is free)."""
+    release = held_threads(kind).hold()
+    try:
+        yield
+    finally:
+        release()
+
+
+@contextmanager
+def waiting() -> Iterator[bool]:
+    """A wait slot for the block: ``True`` while one is held; ``False`` when all are taken, and the
+    request answers at once instead of waiting (a long-poll may end early; its client polls again)."""
+    try:
+        release = held_threads("waits").hold()
+    except ApiProblem:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        release()
 
 
 def str_arg(name: str, *, max_length: int = 2048, required: bool = False) -> str | None:

@@ -7,6 +7,11 @@ then closes every socket; the service stops (ending every header stream) and the
 finish. :func:`serve` is what ``trellis node start`` runs: it prints ``serving on <url>`` once the
 socket listens, and stops on SIGTERM or SIGINT.
 
+Each header stream (``GET /events``) and each request held open by ``wait`` keeps a worker thread
+for as long as it lasts, so at most ``max_streams`` and ``max_waits`` of them are served at once
+(more get a 503 problem with ``Retry-After``); the server refuses caps that leave fewer than
+:data:`MIN_FREE_THREADS` threads for everything else (health, reads, writes, state transfer).
+
 A node process allocates many short-lived containers per transaction (parsed JSON, state views)
 while keeping large long-lived ones (caches of map nodes, state values, parsed documents), so
 :func:`serve` freezes what start-up built (never scanned by the cyclic garbage collector again) and
@@ -30,12 +35,23 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from did_registry.node.api import create_app
+from did_registry.node.api_support import DEFAULT_MAX_STREAMS, DEFAULT_MAX_WAITS, limit_held_threads
 from did_registry.node.service import NodeService
 
-__all__ = ["DEFAULT_THREADS", "NodeServer", "serve", "serving_collector"]
+__all__ = [
+    "DEFAULT_THREADS",
+    "DEFAULT_MAX_STREAMS",
+    "DEFAULT_MAX_WAITS",
+    "MIN_FREE_THREADS",
+    "NodeServer",
+    "serve",
+    "serving_collector",
+]
 
 DEFAULT_THREADS: Final = 16
 """Worker threads: each open header stream or ``?wait=`` request holds one while it lasts."""
+MIN_FREE_THREADS: Final = 2
+"""The fewest worker threads the caps on streams and waiting requests must leave for short requests."""
 
 _GC_THRESHOLDS: Final = (50_000, 20, 100)
 """The collector's thresholds while serving (CPython's defaults are 700, 10, 10)."""
@@ -51,10 +67,18 @@ class NodeServer:
         host: str = "127.0.0.1",
         port: int = 0,
         threads: int = DEFAULT_THREADS,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+        max_waits: int = DEFAULT_MAX_WAITS,
         app: Flask | None = None,
     ) -> None:
+        if threads - max_streams - max_waits < MIN_FREE_THREADS:
+            raise ValueError(
+                f"max_streams ({max_streams}) and max_waits ({max_waits}) must leave at least "
+                f"{MIN_FREE_THREADS} of the {threads} threads for short requests"
+            )
         self.service = service
         self.app = app if app is not None else create_app(service)
+        limit_held_threads(self.app, streams=max_streams, waits=max_waits)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.create_server((host, port), family=family, backlog=1024)
         self.host, self.port = host, int(listener.getsockname()[1])
@@ -144,9 +168,15 @@ def serve(
     port: int = 0,
     out: TextIO | None = None,
     handle_signals: bool = True,
+    threads: int = DEFAULT_THREADS,
+    max_streams: int = DEFAULT_MAX_STREAMS,
+    max_waits: int = DEFAULT_MAX_WAITS,
 ) -> None:
-    """Serve ``service`` in this thread until SIGTERM or SIGINT; print ``serving on <url>`` when listening."""
-    server = NodeServer(service, host=host, port=port)
+    """Serve ``service`` in this thread until SIGTERM or SIGINT; print ``serving on <url>`` when
+    listening. ``threads``, ``max_streams`` and ``max_waits`` are :class:`NodeServer`'s."""
+    server = NodeServer(
+        service, host=host, port=port, threads=threads, max_streams=max_streams, max_waits=max_waits
+    )
     previous: dict[int, Any] = {}
     if handle_signals:
 

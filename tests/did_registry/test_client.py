@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from did_registry.errors import InvalidProof
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.ledger.block import BlockHeader, CommitCertificate
 from did_registry.ledger.txn import TxnRejected
+from did_registry.node.api import create_app
 from tests.did_registry.ledger.conftest import new_actor
 from tests.did_registry.node.conftest import Node, make_node
 
@@ -468,3 +470,18 @@ def test_submit_and_wait_does_not_take_a_node_s_word_for_a_commit(node: Node) ->
 
 def test_a_version_id_in_other_digits_is_invalid(node: Node) -> None:
     assert client_for(node).resolve(new_actor().did, version_id="\u00b2").error == "invalidDid"
+
+
+def test_follow_resumes_a_stream_the_node_ends_while_nothing_is_committed(node: Node) -> None:
+    """A node ends each header stream after its lifetime; a quiet spell longer than that is no reason
+    to give the node up: follow() reconnects and yields the next block when it comes."""
+    app = create_app(node.service, heartbeat_s=0.05, stream_lifetime_s=0.2)
+    client = LedgerClient("http://node-1", node.service.app.genesis, transport=httpx.WSGITransport(app=app))
+    head = client.head().height
+    committer = threading.Timer(1.0, node.onboard)  # after several lifetimes with nothing committed
+    committer.start()
+    try:
+        heights = [h.height for h in client.follow(after=head, max_events=1)]
+    finally:
+        committer.join()
+    assert heights == [head + 1]
