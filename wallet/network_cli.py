@@ -179,7 +179,17 @@ def node_start(config_file: Path, port: int | None) -> None:
         _fail(str(exc))
     configure_logging()
     try:
-        serve(service, host=config.host, port=config.port if port is None else port)
+        settings = config.server_settings()
+        serve(
+            service,
+            host=config.host,
+            port=config.port if port is None else port,
+            threads=settings["threads"],
+            max_streams=settings["max_streams"],
+            max_waits=settings["max_waits"],
+        )
+    except ValueError as exc:  # [api] caps that leave too few threads
+        _fail(f"{config_file}: [api]: {exc}")
     except OSError as exc:
         _fail(
             f"cannot listen on {config.host}:{config.port if port is None else port}: {exc.strerror or exc}"

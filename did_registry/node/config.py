@@ -17,6 +17,11 @@
     [consensus]                                     # optional: engine settings (ConsensusConfig)
     view_change_timeout = 2.0
 
+    [api]                                           # optional: the HTTP server's worker threads
+    threads = 16                                    # in all
+    max_streams = 6                                 # held by header streams at most
+    max_waits = 4                                   # held by waiting requests at most
+
 A node whose ``id`` is a validator of the set in force votes; any other node is an *observer*: it
 follows the chain from its peers' ``api`` (verifying every block and certificate) and serves reads,
 and it starts voting if a validator-set transaction later adds it.
@@ -47,6 +52,7 @@ from did_registry.ledger.genesis import Genesis
 from did_registry.ledger.storage.base import LedgerStore
 from did_registry.ledger.storage.memory import MemoryLedgerStore
 from did_registry.ledger.validators import valid_address
+from did_registry.node.server import DEFAULT_MAX_STREAMS, DEFAULT_MAX_WAITS, DEFAULT_THREADS
 from did_registry.node.service import NodeService
 from did_registry.transport import TransportConfig
 
@@ -72,7 +78,10 @@ MEMORY_DATABASE: Final = "memory:"
 """The ``database`` value of a node that keeps its chain in memory only (tests, demonstrations)."""
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_KEYS: Final = frozenset({"id", "host", "port", "database", "key_file", "genesis", "peers", "consensus"})
+_KEYS: Final = frozenset(
+    {"id", "host", "port", "database", "key_file", "genesis", "peers", "consensus", "api"}
+)
+_API_KEYS: Final = frozenset({"threads", "max_streams", "max_waits"})
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]{1,253}(/[A-Za-z0-9._~/-]*)?")
 
 
@@ -106,6 +115,9 @@ class NodeConfig:
     host: str = "127.0.0.1"
     peers: tuple[Peer, ...] = field(default=())
     consensus: Mapping[str, Any] = field(default_factory=dict)
+    api: Mapping[str, int] = field(default_factory=dict)
+    """Settings of the HTTP server (:class:`~did_registry.node.server.NodeServer`): ``threads``,
+    ``max_streams``, ``max_waits``; absent ones take the server's defaults."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID.fullmatch(self.id):
@@ -134,6 +146,12 @@ class NodeConfig:
             if not peer.address and not peer.api:
                 raise InvalidConfig(f"peer {peer.id} needs an address, an api, or both")
         self.consensus_config()
+        unknown_api = set(self.api) - _API_KEYS
+        if unknown_api:
+            raise InvalidConfig(f"unknown [api] settings {sorted(unknown_api)}; they are {sorted(_API_KEYS)}")
+        for name, value in self.api.items():
+            if type(value) is not int or not 0 <= value <= 1024:
+                raise InvalidConfig(f"[api] {name} must be an integer from 0 to 1024, not {value!r}")
         if len(set(ids)) != len(ids) or self.id in ids:
             raise InvalidConfig("peer ids must be distinct and differ from this node's id")
 
@@ -154,6 +172,9 @@ class NodeConfig:
         consensus = data.get("consensus", {})
         if not isinstance(consensus, dict):
             raise InvalidConfig("[consensus] must be a table of engine settings")
+        api = data.get("api", {})
+        if not isinstance(api, dict):
+            raise InvalidConfig("[api] must be a table of server settings")
         for name in ("key_file", "genesis"):
             if not isinstance(data[name], str) or not data[name]:
                 raise InvalidConfig(f"{name} must be a file path")
@@ -166,7 +187,17 @@ class NodeConfig:
             host=data.get("host", "127.0.0.1"),
             peers=tuple(Peer(p["id"], p.get("address", ""), p.get("api", "")) for p in peers),
             consensus=consensus,
+            api=api,
         )
+
+    def server_settings(self) -> dict[str, int]:
+        """The ``[api]`` settings as :func:`~did_registry.node.server.serve` takes them (absent ones:
+        the server's defaults)."""
+        return {
+            "threads": self.api.get("threads", DEFAULT_THREADS),
+            "max_streams": self.api.get("max_streams", DEFAULT_MAX_STREAMS),
+            "max_waits": self.api.get("max_waits", DEFAULT_MAX_WAITS),
+        }
 
     def consensus_config(self) -> ConsensusConfig:
         """The engine settings: defaults, overridden by the ``[consensus]`` table."""
@@ -205,6 +236,8 @@ class NodeConfig:
             ]
         if self.consensus:
             document["consensus"] = dict(self.consensus)
+        if self.api:
+            document["api"] = dict(self.api)
         return tomli_w.dumps(document)
 
 

@@ -25,6 +25,7 @@ from did_registry.node.config import (
     open_store,
     write_config,
 )
+from did_registry.node.server import DEFAULT_MAX_WAITS
 from tests.did_registry.ledger.conftest import make_genesis, new_actor
 
 
@@ -54,6 +55,14 @@ class TestToml:
         text = (tmp_path / "node-1.toml").read_text()
         assert 'key_file = "node-1.key"' in text and 'genesis = "genesis.json"' in text
         assert load_config(tmp_path / "node-1.toml") == config
+
+    def test_the_api_table_sets_the_server_s_threads(self, tmp_path: Path) -> None:
+        """[api] settings round-trip and reach the server; absent ones take its defaults."""
+        config = _config(tmp_path, api={"threads": 32, "max_streams": 12})
+        write_config(config, tmp_path / "node-1.toml")
+        loaded = load_config(tmp_path / "node-1.toml")
+        assert loaded == config
+        assert loaded.server_settings() == {"threads": 32, "max_streams": 12, "max_waits": DEFAULT_MAX_WAITS}
 
     def test_defaults(self, tmp_path: Path) -> None:
         """Host defaults to loopback and the database to sqlite beside the file."""
@@ -86,6 +95,9 @@ class TestToml:
              "address must be host:port"),
             ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[[peers]]\nid = "n"\naddress = "h:1"\n',
              "peer ids must be distinct"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nthread = 4\n', "unknown [api]"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nthreads = "16"\n', "[api] threads"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nmax_waits = -1\n', "[api] max_waits"),
             ("id = ", "is not TOML"),
         ],
     )  # fmt: skip
