@@ -303,6 +303,12 @@ def _record(row: DeviceRow) -> DeviceRecord:
 
 
 # -- the service -------------------------------------------------------------------------------
+def _may_be_anchored(outcome: object) -> bool:
+    """Whether a device's creation may be on the ledger after ``outcome``: anything but a refusal
+    that says it is not (a conflict or replay may be the same creation, still pending or committed)."""
+    return not (isinstance(outcome, LedgerRefused) and outcome.rejection.code not in ("conflict", "replay"))
+
+
 class Enrolment:
     """Provisioning tokens, enrolment and device status for one organisation on one network.
 
@@ -480,7 +486,9 @@ class Enrolment:
 
     def _claim_many(self, claims: Sequence[tuple[str, str]]) -> list[bool]:
         """Take each token ``(hash, did)`` with its own conditional update, all in one database
-        transaction; whether each was won (of two concurrent claims of one token exactly one wins)."""
+        transaction; whether each was won (of two concurrent claims of one token exactly one wins).
+        A token released after its device's DID may have reached the ledger stays reserved for that
+        DID (:meth:`_release`): only the same device, which alone can sign its creation, takes it."""
         if not claims:
             return []
         statement = (
@@ -489,6 +497,10 @@ class Enrolment:
                 col(ProvisioningTokenRow.token_hash) == bindparam("claimed_hash"),
                 col(ProvisioningTokenRow.status) == "issued",
                 col(ProvisioningTokenRow.expires_at) > bindparam("claimed_at"),
+                or_(
+                    col(ProvisioningTokenRow.device_did).is_(None),
+                    col(ProvisioningTokenRow.device_did) == bindparam("reserved_for"),
+                ),
             )
             .values(status="claimed", device_did=bindparam("claimed_by"))
         )
@@ -497,11 +509,22 @@ class Enrolment:
         with self.engine.begin() as connection:  # in token order: concurrent batches lock rows alike
             for position in sorted(range(len(claims)), key=lambda p: claims[p][0]):
                 token_hash, did = claims[position]
-                params = {"claimed_hash": token_hash, "claimed_at": now, "claimed_by": did}
+                params = {
+                    "claimed_hash": token_hash,
+                    "claimed_at": now,
+                    "claimed_by": did,
+                    "reserved_for": did,
+                }
                 won[position] = connection.execute(statement, params).rowcount == 1
         return [won[position] for position in range(len(claims))]
 
-    def _release(self, token_hashes: Iterable[str]) -> None:
+    def _release(self, token_hashes: Iterable[str], *, reserved: bool = True) -> None:
+        """Give claimed tokens back. ``reserved`` (whenever the device's creation may have reached the
+        ledger) keeps each bound to the DID that claimed it, so only that device enrols with it again;
+        otherwise any device may."""
+        values: dict[str, Any] = {"status": "issued"}
+        if not reserved:
+            values["device_did"] = None
         with self.engine.begin() as connection:
             connection.execute(
                 update(ProvisioningTokenRow)
@@ -509,7 +532,7 @@ class Enrolment:
                     col(ProvisioningTokenRow.token_hash).in_(list(token_hashes)),
                     col(ProvisioningTokenRow.status) == "claimed",
                 )
-                .values(status="issued", device_did=None)
+                .values(**values)
             )
 
     # -- enrolment --------------------------------------------------------------------------
@@ -595,10 +618,11 @@ class Enrolment:
                 submit(self.ledger, f"the creation of {txn.submitter}", [self._endorsed(txn)], self.timeout)
             except LedgerRefused as exc:
                 if exc.rejection.code not in ("conflict", "replay") or not self._anchored_before(txn):
+                    self._release([row.token_hash], reserved=_may_be_anchored(exc))
                     raise
             return self._complete([(row, txn)])[0]
         except BaseException:
-            self._release([row.token_hash])
+            self._release([row.token_hash])  # the creation may be on the ledger: kept for this device
             raise
 
     def enrol_many(
@@ -633,22 +657,27 @@ class Enrolment:
                 claimed[txn.id] = (position, row, txn)
             else:
                 results[position] = TokenUsed("this provisioning token was used already")
+        sent: set[str] = set()  # transactions a node admitted: their DIDs may reach the ledger
         try:
             queue = [txn for _, _, txn in claimed.values()]
             in_flight: list[str] = []
             for start in range(0, len(queue), BULK_CHUNK):
                 submitted = self._submit_chunk(queue[start : start + BULK_CHUNK], claimed, results)
+                sent.update(submitted)
                 self._settle(in_flight, claimed, results)
                 in_flight = submitted
             self._settle(in_flight, claimed, results)
         except BaseException:
-            self._release(row.token_hash for _, row, _ in claimed.values())
+            unsent = [row.token_hash for txn_id, (_, row, _) in claimed.items() if txn_id not in sent]
+            self._release(unsent, reserved=False)
+            self._release(row.token_hash for txn_id, (_, row, _) in claimed.items() if txn_id in sent)
             raise
+        failed = [(row, results[position]) for position, row, _ in claimed.values()]
+        failed = [(row, result) for row, result in failed if not isinstance(result, EnrolmentResult)]
         self._release(
-            row.token_hash
-            for position, row, _ in claimed.values()
-            if not isinstance(results[position], EnrolmentResult)
+            [row.token_hash for row, result in failed if not _may_be_anchored(result)], reserved=False
         )
+        self._release(row.token_hash for row, result in failed if _may_be_anchored(result))
         return [r if r is not None else EnrolmentError("not enrolled") for r in results]
 
     def _submit_chunk(
@@ -660,19 +689,22 @@ class Enrolment:
         """Endorse and submit one chunk of creations; the ids the ledger admitted (a refused one is
         recorded in ``results`` and the rest sent again)."""
         batch = [self._endorsed(txn) for txn in chunk]
+        anchored: list[str] = []
         while batch:
             try:
-                return self.ledger.submit(batch)
+                return [*anchored, *self.ledger.submit(batch)]
             except LedgerUnavailable as exc:
                 raise LedgerUnreachable(f"a batch of device creations: {exc}") from None
             except TxnRejected as exc:
                 if exc.txn_id is None or exc.txn_id not in claimed:
                     raise LedgerRefused("a batch of device creations", exc) from None
-                results[claimed[exc.txn_id][0]] = LedgerRefused(
-                    f"the creation of {claimed[exc.txn_id][2].submitter}", exc
-                )
+                txn = claimed[exc.txn_id][2]
                 batch = [t for t in batch if t.id != exc.txn_id]
-        return []
+                if exc.code in ("conflict", "replay") and self._anchored_before(txn):
+                    anchored.append(txn.id)  # a retry after the answer was lost: complete it
+                    continue
+                results[claimed[exc.txn_id][0]] = LedgerRefused(f"the creation of {txn.submitter}", exc)
+        return anchored
 
     def _settle(
         self,

@@ -45,7 +45,7 @@ from web.enrolment import (
     UnknownToken,
     open_store,
 )
-from web.organisation import LedgerRefused, Organisation, Signer
+from web.organisation import LedgerRefused, LedgerUnreachable, Organisation, Signer
 
 PORTAL = "https://portal.example"
 PROFILE = DeviceProfile("TH-1", "2.4.1", {"site": "depot-7"})
@@ -521,8 +521,11 @@ def test_bulk_enrolment_in_chunks_overlaps_the_ledger_and_survives_a_refusal(
     monkeypatch.setattr("web.enrolment.BULK_CHUNK", 3)
     tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=8)]
     devices = [new_device() for _ in tokens]
-    taken = devices[4]  # its DID is on the ledger already, created outside the portal
-    portal.client.submit_and_wait([portal.enrolment._endorsed(taken.txn)])
+    taken = devices[4]  # its DID is on the ledger already, created outside the portal (another txn)
+    clash = Transaction.build(
+        "did.create", network="testnet", submitter=taken.did, nonce=2, body=taken.txn.body
+    )
+    portal.client.submit_and_wait([portal.enrolment._endorsed(clash.signed(taken.key, f"{taken.did}#key-1"))])
     issued: list[int] = []
     complete = portal.enrolment._complete
 
@@ -542,6 +545,58 @@ def test_bulk_enrolment_in_chunks_overlaps_the_ledger_and_survives_a_refusal(
     assert issued == [3, 4, 4]
     assert len(portal.enrolment.devices(DeviceFilter(limit=100))) == 7
     assert len(portal.enrolment.tokens(status="issued")) == 1
+
+
+def test_a_batch_failing_midway_keeps_the_tokens_of_creations_sent_for_their_devices(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a batch fails after some creations reached the ledger, their tokens are not free for any
+    device: only the device that signed the creation enrols with its token again (and does)."""
+    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
+    tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=6)]
+    devices = [new_device() for _ in tokens]
+    submit, calls = portal.enrolment.ledger.submit, []
+
+    def failing_third(txns: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise LedgerUnavailable("no node answered")
+        return submit(txns)
+
+    monkeypatch.setattr(portal.enrolment.ledger, "submit", failing_third)
+    with pytest.raises(LedgerUnreachable):
+        portal.enrolment.enrol_many([(t, d.request()) for t, d in zip(tokens, devices, strict=True)])
+    monkeypatch.setattr(portal.enrolment.ledger, "submit", submit)
+    sent = [(t, d) for t, d in zip(tokens[:4], devices[:4], strict=True)]
+    anchored = [(t, d) for t, d in sent if portal.client.resolve_record(d.did)[0] is not None]
+    assert anchored  # the first chunks' creations are on the ledger
+    for token, _ in anchored:
+        with pytest.raises(TokenUsed):
+            portal.enrolment.enrol(token, new_device().request())  # another device: refused
+    for token, device in anchored:
+        assert portal.enrolment.enrol(token, device.request()).did == device.did
+    assert portal.enrolment.enrol(tokens[5], devices[5].request()).did == devices[5].did  # never sent: free
+
+
+def test_a_batch_retried_after_its_answer_was_lost_enrols_its_devices(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway that lost the answer to a batch whose creations committed sends it again: the
+    creations already on the ledger are recognised as its own and completed, not refused."""
+    tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=3)]
+    devices = [new_device() for _ in tokens]
+    real = portal.enrolment._complete
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(portal.enrolment, "_complete", broken)
+    items = [(t, d.request()) for t, d in zip(tokens, devices, strict=True)]
+    with pytest.raises(RuntimeError):
+        portal.enrolment.enrol_many(items)
+    monkeypatch.setattr(portal.enrolment, "_complete", real)
+    results = portal.enrolment.enrol_many(items)
+    assert [r.did for r in results if isinstance(r, EnrolmentResult)] == [d.did for d in devices]
 
 
 # -- status ------------------------------------------------------------------------------------
