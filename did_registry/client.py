@@ -335,9 +335,28 @@ class LedgerClient:
         whose answer does not check out is passed over for the next."""
         return self._proven(self._head_once, 0)
 
-    def _head_once(self, errors: list[str], floor: int) -> tuple[BlockHeader | None, bool]:
-        behind = False
+    def highest_head(self) -> BlockHeader:
+        """The highest certified header any node gives (every node asked): for a reader that must not
+        take one lagging or lying node's head as the newest."""
+        best: BlockHeader | None = None
+        errors: list[str] = []
         for node in self.nodes:
+            found, _ = self._head_from([node], errors, 0)
+            if found is not None and (best is None or found.height > best.height):
+                best = found
+        self.failures.extend(errors)
+        if best is None:
+            raise LedgerUnavailable("; ".join(errors) or "no node answered")
+        return best
+
+    def _head_once(self, errors: list[str], floor: int) -> tuple[BlockHeader | None, bool]:
+        return self._head_from(self.nodes, errors, floor)
+
+    def _head_from(
+        self, nodes: Sequence[str], errors: list[str], floor: int
+    ) -> tuple[BlockHeader | None, bool]:
+        behind = False
+        for node in nodes:
             try:
                 response = self._http.get(node.rstrip("/") + "/blocks/head")
                 response.raise_for_status()

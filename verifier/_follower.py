@@ -133,9 +133,9 @@ class Follower:
                     self.cache.note_head(head)
                     self.cache.advance(self.stream_client, head)
                 delivered = self._stream(node)
-            except FOLLOW_ERRORS as exc:
+            except Exception as exc:
                 if not self._stop.is_set() and self._switch_to is None:
-                    self.cache.note_error(f"header stream of {node}: {exc}")
+                    self.cache.note_error(f"header stream of {node}: {exc!r}"[:500])
             if self._stop.is_set():
                 return
             if self._switch_to is not None:
@@ -208,8 +208,8 @@ class Follower:
                 try:
                     self.poll(node)
                     break
-                except FOLLOW_ERRORS as exc:
-                    self.cache.note_error(f"blocks of {node}: {exc}")
+                except Exception as exc:
+                    self.cache.note_error(f"blocks of {node}: {exc!r}"[:500])
                 if self._stop.is_set():
                     return
 

@@ -210,10 +210,13 @@ class LedgerCache:
         """Note that every block up to ``height`` is applied and no node has shown anything newer (as
         of ``at``, default now); behind a higher certified height already shown, nothing is confirmed."""
         with self._lock:
-            self.height = height if self.height is None else max(self.height, height)
-            self.known_head = self.height if self.known_head is None else max(self.known_head, self.height)
-            if self.height >= self.known_head:
-                self.seen_at = self.clock() if at is None else at
+            self._confirm(height, at)
+
+    def _confirm(self, height: int, at: float | None = None) -> None:
+        self.height = height if self.height is None else max(self.height, height)
+        self.known_head = self.height if self.known_head is None else max(self.known_head, self.height)
+        if self.height >= self.known_head:
+            self.seen_at = self.clock() if at is None else at
 
     def prefer(self, node: str) -> None:
         """Ask ``node`` first for proven reads and blocks (the node whose header stream is followed)."""
@@ -224,7 +227,7 @@ class LedgerCache:
         """Ask a node for the head and apply every block up to it (or to a higher one already shown)."""
         if self.client is None:
             raise LedgerUnavailable(f"no node of network {self.network} to ask")
-        head = self.client.head().height
+        head = self.client.highest_head().height  # not one node's word: one lagging or lying holds back
         self.note_head(head)
         self.advance(self.client, max(head, self.known_head or 0))
 
@@ -234,8 +237,9 @@ class LedgerCache:
         with self._advance_lock:
             if self.height is None or target - self.height > MAX_CATCH_UP:
                 skipped = self.height is not None
-                self.clear()
-                self.confirm(target)
+                with self._lock:  # one step: a read in flight at the old height cannot land between
+                    self._clear()
+                    self._confirm(target)
                 if skipped:
                     for listener in list(self.listeners):
                         listener(Changes(target, everything=True))
@@ -280,13 +284,16 @@ class LedgerCache:
     def clear(self) -> None:
         """Forget every entry."""
         with self._lock:
-            self.generation += 1
-            self._dropped_dids.update(self._dids)
-            self._dropped_status.update(self._status)
-            self._dropped_issuers.update(self._issuers)
-            self._dids.clear()
-            self._status.clear()
-            self._issuers.clear()
+            self._clear()
+
+    def _clear(self) -> None:  # (under the lock)
+        self.generation += 1
+        self._dropped_dids.update(self._dids)
+        self._dropped_status.update(self._status)
+        self._dropped_issuers.update(self._issuers)
+        self._dids.clear()
+        self._status.clear()
+        self._issuers.clear()
 
     # -- following the network --------------------------------------------------------------
     def start(self, retry: float = 1.0) -> None:
