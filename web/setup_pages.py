@@ -99,6 +99,22 @@ def index() -> ResponseReturnValue:
     return _page()
 
 
+def _audit_partial(before: SetupStatus | None, trustee: str) -> None:
+    """Audit the steps a setup that then failed did make (they are on the ledger: a keystore, a DID,
+    roles), as far as the ledger can be read now."""
+    if before is None:
+        return
+    services = portal().services
+    try:
+        after = services.organisation.status(services.ledger)
+    except (DidRegistryError, PortalError, KeystoreError):
+        return
+    done = [step.value for step in before.missing if step not in after.missing]
+    if done:
+        detail = {"steps": done, "trustee": trustee, "height": after.height, "failed": True}
+        audit.record("organisation.setup", after.did, detail=detail)
+
+
 def _trustee_keystore() -> Keystore | tuple[str, str]:
     """The uploaded, decrypted trustee keystore, or ``(field, reason)``."""
     upload = request.files.get("keystore")
@@ -130,6 +146,7 @@ def run() -> ResponseReturnValue:
         return _page(400, errors={keystore[0]: keystore[1]})
     trustee, _, _ = signer_of(keystore)
     ledger, organisation = services.ledger, services.organisation
+    before = None
     try:
         before = organisation.status(ledger)
         if before.complete:
@@ -140,10 +157,16 @@ def run() -> ResponseReturnValue:
                 return _page(400, errors={"keystore": f"{trustee} is not a trustee of this network"})
         after = organisation.setup(ledger, keystore)
     except (LedgerUnavailable, LedgerUnreachable) as exc:
+        _audit_partial(before, trustee)
         return _page(503, problem=f"The ledger cannot be reached: {exc}")
     except LedgerRefused as exc:
+        _audit_partial(before, trustee)
         return _page(502, problem=str(exc))
+    except KeystoreError as exc:  # the organisation's own keystore: its passphrase in the settings
+        _audit_partial(before, trustee)
+        return _page(503, problem=f"The organisation's keystore cannot be opened: {exc}")
     except (PortalError, DidRegistryError) as exc:
+        _audit_partial(before, trustee)
         return _page(400, problem=str(exc))
     done = [step.value for step in before.missing if step not in after.missing]
     audit.record(

@@ -12,14 +12,15 @@ from flask import Flask
 
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.did_trellis import trellis_did
+from did_registry.ledger.txn import TxnRejected
 from tests.web.ledger_support import TRUSTEE_PASSPHRASE, LedgerPortal, ledger_portal
-from tests.web.support import PASSWORD, Browser, audit_actions, db
+from tests.web.support import PASSWORD, Browser, audit_actions, db, portal
 from wallet.keystore import KDF_TESTING, Keystore
 from web.accounts import create_operator
 from web.app import create_app
 from web.config import PortalConfig
 from web.models import Role
-from web.organisation import SetupStep
+from web.organisation import LedgerRefused, Organisation, SetupStep
 from web.portal import EXTENSION
 
 
@@ -149,3 +150,30 @@ def test_unreachable_ledger_changes_nothing(tmp_path: Path) -> None:
         status, page = upload(browser, dead.trustee_keystore(), TRUSTEE_PASSPHRASE)
         assert status == 503 and "cannot be reached" in page
         assert unchanged(dead, height)
+
+
+def test_steps_made_before_a_refusal_are_audited(
+    ledger: LedgerPortal, signed_in: Callable[[Role], Browser], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A setup whose later step the ledger refuses still audits the steps it made (on the ledger)."""
+
+    def refuse(self: Organisation, *_: object, **__: object) -> None:
+        raise LedgerRefused("role.grant", TxnRejected("forbidden", "the quorum is not met"))
+
+    monkeypatch.setattr(Organisation, "_by_trustees", refuse)
+    status, _ = upload(signed_in(Role.ADMIN), ledger.trustee_keystore(), TRUSTEE_PASSPHRASE)
+    assert status == 502
+    setups = [a for a in audit_actions(ledger.app) if a[1] == "organisation.setup"]
+    assert len(setups) == 1
+
+
+def test_an_organisation_keystore_that_does_not_open_is_a_503_page(
+    ledger: LedgerPortal, signed_in: Callable[[Role], Browser]
+) -> None:
+    ledger.set_up()
+    services = portal(ledger.app).services
+    services._organisation = Organisation.in_instance(
+        ledger.organisation.keystore_path.parent, "not the passphrase", params=KDF_TESTING
+    )
+    status, text = upload(signed_in(Role.ADMIN), ledger.trustee_keystore(), TRUSTEE_PASSPHRASE)
+    assert status == 503 and "keystore cannot be opened" in text
