@@ -15,12 +15,13 @@ from typing import ClassVar, Final
 
 from sqlmodel import Session, col, select
 
-from web.models import ApiToken, Operator, Role, utcnow
+from web.models import ApiToken, Operator, Role, SessionEpoch, utcnow
 from web.organisation import PortalError
 from web.passwords import Passwords, password_problem
 
 __all__ = [
     "TOKEN_PREFIX",
+    "RESERVED_USERNAMES",
     "AccountError",
     "InvalidInput",
     "UnknownOperator",
@@ -39,6 +40,8 @@ __all__ = [
 TOKEN_PREFIX: Final = "trellis_"  # noqa: S105 (a prefix, not a secret)
 """Every API token starts with this, so secret scanners and people recognise one."""
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,63}")
+RESERVED_USERNAMES: Final = frozenset({"system", "device", "cli", "portal", "ledger"})
+"""Names the audit log gives actions no operator made (``audit.SYSTEM_ACTOR``, a device enrolling)."""
 
 
 class AccountError(PortalError):
@@ -73,6 +76,8 @@ def username_problem(username: str) -> str | None:
             "The username must be 2 to 64 characters: lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit."
         )
+    if username in RESERVED_USERNAMES:
+        return f"The username {username!r} names the portal's own actors in the audit log; choose another."
     return None
 
 
@@ -142,6 +147,10 @@ def set_disabled(db: Session, operator_id: int, disabled: bool, *, by: Operator)
         raise InvalidInput("operator", "You cannot disable your own account.")
     operator.disabled = disabled
     db.add(operator)
+    if disabled:  # its sessions end for good, not only while it stays disabled
+        epoch = db.get(SessionEpoch, operator_id) or SessionEpoch(operator_id=operator_id)
+        epoch.epoch += 1
+        db.add(epoch)
     db.commit()
     return operator
 

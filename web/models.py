@@ -19,6 +19,7 @@ __all__ = [
     "AuditEntry",
     "LoginFailure",
     "AuthenticationRow",
+    "SessionEpoch",
     "TABLES",
     "utcnow",
     "iso_utc",
@@ -111,5 +112,22 @@ class AuthenticationRow(SQLModel, table=True):
     """The operator whose API token reported it."""
 
 
-TABLES: tuple[type[SQLModel], ...] = (Operator, ApiToken, AuditEntry, LoginFailure, AuthenticationRow)
+class SessionEpoch(SQLModel, table=True):
+    """How many times an operator's sessions were ended all at once (disabling the account does it):
+    part of every session's stamp, so a session from before no longer matches (no row: 0)."""
+
+    __tablename__ = "portal_session_epoch"
+
+    operator_id: int = Field(foreign_key="portal_operator.id", primary_key=True)
+    epoch: int = 0
+
+
+TABLES: tuple[type[SQLModel], ...] = (
+    Operator,
+    ApiToken,
+    AuditEntry,
+    LoginFailure,
+    AuthenticationRow,
+    SessionEpoch,
+)
 """Every portal table, created by :func:`web.db.open_engine`."""

@@ -25,7 +25,7 @@ from flask.typing import ResponseReturnValue
 
 from web.accounts import operator_for_token
 from web.db import session as db_session
-from web.models import Operator, Role
+from web.models import Operator, Role, SessionEpoch
 from web.problems import ApiProblem
 
 __all__ = [
@@ -68,8 +68,18 @@ def current_operator() -> Operator | None:
     return cast(Operator | None, g.get("operator"))
 
 
-def _stamp(operator: Operator) -> str:
-    return hashlib.sha256(operator.password_hash.encode("utf-8")).hexdigest()[:32]
+def _stamp(operator: Operator, epoch: int) -> str:
+    """What a session must match: the password's hash and the operator's session epoch, so a
+    password change or disabling the account ends every session made before."""
+    return hashlib.sha256(f"{epoch}:{operator.password_hash}".encode()).hexdigest()[:32]
+
+
+def _epoch(operator_id: int | None) -> int:
+    if operator_id is None:
+        return 0
+    with db_session() as db:
+        row = db.get(SessionEpoch, operator_id)
+    return 0 if row is None else row.epoch
 
 
 def sign_in(operator: Operator) -> None:
@@ -77,7 +87,7 @@ def sign_in(operator: Operator) -> None:
     session.clear()
     session.permanent = True
     session["operator_id"] = operator.id
-    session["stamp"] = _stamp(operator)
+    session["stamp"] = _stamp(operator, _epoch(operator.id))
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
     g.operator = operator
 
@@ -107,10 +117,12 @@ def load_session_operator() -> None:
         return
     with db_session() as db:
         operator = db.get(Operator, operator_id)
+        epoch_row = db.get(SessionEpoch, operator_id)
+    epoch = 0 if epoch_row is None else epoch_row.epoch
     if (
         operator is None
         or operator.disabled
-        or not hmac.compare_digest(session.get("stamp", ""), _stamp(operator))
+        or not hmac.compare_digest(session.get("stamp", ""), _stamp(operator, epoch))
     ):
         session.clear()
         return

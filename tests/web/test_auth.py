@@ -12,6 +12,7 @@ from flask import Flask
 from sqlmodel import col, select
 
 from tests.web.support import PASSWORD, Browser, audit_actions, db, operator_named, portal
+from web.accounts import RESERVED_USERNAMES
 from web.models import LoginFailure, Operator, Role
 
 
@@ -262,3 +263,32 @@ def test_a_right_current_password_does_not_count_against_the_limit(
         )
     change = {"current": PASSWORD, "new": "a brand new passphrase 42", "confirm": "a brand new passphrase 42"}
     assert browser.post("/password", change).status_code == 200
+
+
+def test_disabling_an_account_ends_its_sessions_for_good(
+    app: Flask, signed_in: Callable[[Role], Browser], accounts: dict[Role, Operator]
+) -> None:
+    """A session (or a copy of its cookie) made before the account was disabled stays ended after the
+    account is enabled again; signing in anew works."""
+    admin, victim = signed_in(Role.ADMIN), signed_in(Role.OPERATOR)
+    copy = Browser(app.test_client())
+    with victim.client.session_transaction() as session:
+        cookie = dict(session)
+    with copy.client.session_transaction() as session:
+        session.update(cookie)
+    operator_id = accounts[Role.OPERATOR].id
+    assert admin.post(f"/operators/{operator_id}/disable").status_code in (200, 303)
+    assert admin.post(f"/operators/{operator_id}/enable").status_code in (200, 303)
+    assert copy.get("/enrol").status_code == 302  # to the sign-in page
+    assert Browser(app.test_client()).login("operator").status_code == 302
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_USERNAMES))
+def test_the_audit_log_s_own_actor_names_are_not_usernames(
+    signed_in: Callable[[Role], Browser], app: Flask, name: str
+) -> None:
+    answer = signed_in(Role.ADMIN).post(
+        "/operators", {"username": name, "password": PASSWORD, "role": "operator"}
+    )
+    assert answer.status_code == 400
+    assert operator_named(app, name) is None
