@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
 
@@ -27,7 +28,7 @@ from did_registry.ledger.txn import Transaction
 from web import audit, ratelimit
 from web.db import session as db_session
 from web.enrol_forms import FormError, parse_count, parse_hours, parse_profile
-from web.enrolment import InvalidEnrolmentRequest, InvalidToken, ProvisioningToken
+from web.enrolment import EnrolmentResult, InvalidEnrolmentRequest, InvalidToken, ProvisioningToken
 from web.models import Role, iso_utc, utcnow
 from web.portal import portal
 from web.problems import ApiProblem
@@ -114,8 +115,18 @@ def enrol_batch() -> ResponseReturnValue:
         raise ApiProblem(
             400, "malformed", f'the body must be {{"items": [1 to {MAX_ENROL_BATCH} {{"token", "txn"}}]}}'
         )
+
+    def audited(enrolled: Sequence[tuple[EnrolmentResult, str, str]]) -> None:
+        with db_session() as db:  # as each chunk is recorded: a later chunk's failure leaves these audited
+            for result, token_hash, txn_id in enrolled:
+                audit.record("device.enrol", result.did, txn_id=txn_id, db=db,
+                             detail={"token": token_hash, "credential": result.credential_id, "batch": True})  # fmt: skip
+            db.commit()
+
     try:
-        outcomes = portal().services.enrolment.enrol_many([(i["token"], i["txn"]) for i in items])
+        outcomes = portal().services.enrolment.enrol_many(
+            [(i["token"], i["txn"]) for i in items], on_enrolled=audited
+        )
     except LedgerUnavailable as exc:
         raise ApiProblem(503, "ledger_unavailable", f"the ledger cannot be reached: {exc}") from None
     results: list[dict[str, Any]] = []

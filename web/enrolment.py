@@ -626,9 +626,14 @@ class Enrolment:
             raise
 
     def enrol_many(
-        self, items: Sequence[tuple[str, Mapping[str, Any]]]
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        on_enrolled: Callable[[Sequence[tuple[EnrolmentResult, str, str]]], None] | None = None,
     ) -> list[EnrolmentResult | PortalError]:
         """Enrol many devices with batched ledger writes; one result or error per item, in order.
+        ``on_enrolled`` hears each chunk's devices as they are recorded (each with its token's hash
+        and its transaction id), also when a later chunk fails: where an audit is kept.
 
         Every item is checked (the batch's tokens and devices read in a few queries) and the tokens
         are claimed in one database transaction. The endorsed did.create transactions go to the
@@ -664,9 +669,9 @@ class Enrolment:
             for start in range(0, len(queue), BULK_CHUNK):
                 submitted = self._submit_chunk(queue[start : start + BULK_CHUNK], claimed, results)
                 sent.update(submitted)
-                self._settle(in_flight, claimed, results)
+                self._settle(in_flight, claimed, results, on_enrolled)
                 in_flight = submitted
-            self._settle(in_flight, claimed, results)
+            self._settle(in_flight, claimed, results, on_enrolled)
         except BaseException:
             unsent = [row.token_hash for txn_id, (_, row, _) in claimed.items() if txn_id not in sent]
             self._release(unsent, reserved=False)
@@ -711,6 +716,7 @@ class Enrolment:
         submitted: Sequence[str],
         claimed: Mapping[str, tuple[int, ProvisioningTokenRow, Transaction]],
         results: list[EnrolmentResult | PortalError | None],
+        on_enrolled: Callable[[Sequence[tuple[EnrolmentResult, str, str]]], None] | None = None,
     ) -> None:
         """Wait for the creations ``submitted``; complete the committed ones and record the others."""
         if not submitted:
@@ -732,6 +738,8 @@ class Enrolment:
         done = self._complete([(claimed[i][1], claimed[i][2]) for i in committed])
         for txn_id, result in zip(committed, done, strict=True):
             results[claimed[txn_id][0]] = result
+        if on_enrolled is not None and done:
+            on_enrolled([(r, claimed[i][1].token_hash, i) for i, r in zip(committed, done, strict=True)])
 
     def _complete(
         self, anchored: Sequence[tuple[ProvisioningTokenRow, Transaction]]

@@ -14,9 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import select
 
+from did_registry.client import LedgerUnavailable
 from did_registry.identity.crypto import Ed25519PrivateKey
 from tests.web.ledger_support import PORTAL_URL, LedgerPortal, ledger_portal
-from tests.web.support import audit_actions, db
+from tests.web.support import audit_actions, db, portal
 from wallet.enroll import EnrollmentError, enroll, enrolment_transaction
 from wallet.keystore import KDF_TESTING
 from web.enrol_api import ENROL_MAX_FAILURES
@@ -249,3 +250,36 @@ def test_factory_batch_needs_an_operator(client: FlaskClient, token_of: Callable
         client.post("/api/v1/enrol/batch", json=body, headers=bearer(token_of(Role.AUDITOR))).status_code
         == 403
     )
+
+
+def test_a_batch_audits_each_device_it_enrols_even_when_a_later_chunk_fails(
+    ledger: LedgerPortal,
+    client: FlaskClient,
+    token_of: Callable[[Role], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each device a batch enrols gets its own device.enrol entry (its DID, transaction and token), as
+    its chunk is recorded: a later chunk failing does not leave the devices already recorded unaudited."""
+    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
+    api = token_of(Role.OPERATOR)
+    tokens = [t["token"] for t in new_tokens(client, api, count=6)]
+    network = ledger.client.genesis.network
+    items = [
+        {"token": token, "txn": enrolment_transaction(network, Ed25519PrivateKey.generate()).to_json()}
+        for token in tokens
+    ]
+    enrolment = portal(ledger.app).services.enrolment
+    submit, calls = enrolment.ledger.submit, []
+
+    def failing_third(txns: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise LedgerUnavailable("no node answered")
+        return submit(txns)
+
+    monkeypatch.setattr(enrolment.ledger, "submit", failing_third)
+    response = client.post("/api/v1/enrol/batch", json={"items": items}, headers=bearer(api))
+    assert response.status_code == 503
+    recorded = {device.did for device in enrolment.devices()}
+    audited = {a[2] for a in audit_actions(ledger.app) if a[1] == "device.enrol"}
+    assert recorded and audited == recorded
