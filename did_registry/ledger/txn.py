@@ -193,8 +193,9 @@ class Transaction:
         """Parse and check the envelope of a transaction; raise ``TxnRejected('malformed')``."""
         if not isinstance(data, Mapping):
             raise _malformed("a transaction is a JSON object")
-        if _deeper_than(data, MAX_TXN_DEPTH):
-            raise _malformed(f"arrays and objects are nested more than {MAX_TXN_DEPTH} deep")
+        problem = _shape_problem(data, MAX_TXN_DEPTH)
+        if problem is not None:
+            raise _malformed(problem)
         unknown = set(data) - {"type", "network", "submitter", "nonce", "body", "signatures"}
         if unknown:
             raise _malformed(f"unknown members {sorted(unknown)}")
@@ -237,21 +238,29 @@ class Transaction:
             raise _malformed(f"not JSON: {exc}") from None
 
 
-def _deeper_than(value: object, limit: int) -> bool:
-    """Whether arrays and objects nest in ``value`` more than ``limit`` deep (no recursion)."""
+def _shape_problem(value: object, limit: int) -> str | None:
+    """What makes ``value`` unfit for every node alike (no recursion): arrays and objects nested more
+    than ``limit`` deep, or a string (a member name too) holding U+0000, which PostgreSQL cannot store
+    while SQLite and memory can: a node on one backend would halt on a block the others commit."""
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "a string holds U+0000 (NUL)"
+            continue
         if isinstance(item, Mapping):
+            if any(isinstance(key, str) and "\x00" in key for key in item):
+                return "a member name holds U+0000 (NUL)"
             children: Iterable[object] = item.values()
         elif isinstance(item, list | tuple):
             children = item
         else:
             continue
         if depth > limit:
-            return True
+            return f"arrays and objects are nested more than {limit} deep"
         stack.extend((child, depth + 1) for child in children)
-    return False
+    return None
 
 
 def _signatures(value: object) -> tuple[Signature, ...]:

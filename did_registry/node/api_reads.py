@@ -68,6 +68,8 @@ def state_proof() -> Response:
     """The head's value under ``key`` (``null`` when absent) with its proof."""
     key = str_arg("key", max_length=MAX_KEY_LENGTH, required=True)
     assert key is not None
+    if "\x00" in key:  # no state key holds one (transactions refuse it); PostgreSQL cannot hold one
+        raise ApiProblem(400, "malformed", "the key holds U+0000 (NUL)")
     return json_response(node_service().prove(key).to_json())
 
 
@@ -89,6 +91,8 @@ def state_proofs() -> Response:
             raise ApiProblem(
                 400, "malformed", f"key {index} is not Unicode text (it holds a lone surrogate)", index=index
             ) from None
+        if "\x00" in key:  # no state key holds one (transactions refuse it); PostgreSQL cannot hold one
+            raise ApiProblem(400, "malformed", f"key {index} holds U+0000 (NUL)", index=index)
     header, certificate, proofs = node_service().prove_many(keys)
     return json_response(
         {

@@ -51,3 +51,13 @@ def test_the_api_refuses_such_attributes_and_makes_no_token(
     assert answer.get_json()["field"] == "attributes"
     with db(app) as session:
         assert session.exec(select(ProvisioningTokenRow)).all() == []
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [("TH\x001", "2.4.1", {}), ("TH-1", "2.4.1", {"serial": "a\x00b"}), ("TH-1", "2.4.1", {"a\x00": 1})],
+    ids=["model", "value", "name"],
+)
+def test_nul_is_refused_anywhere_in_a_profile(profile: tuple[str, str, dict[str, Any]]) -> None:
+    with pytest.raises(EnrolmentError, match="U\\+0000"):
+        DeviceProfile(*profile)

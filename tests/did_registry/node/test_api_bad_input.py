@@ -25,3 +25,9 @@ def test_state_key_with_a_lone_surrogate_is_400_naming_its_index(node: Node) -> 
     assert response.status_code == 400 and response.mimetype == PROBLEM_JSON
     problem = response.get_json()
     assert problem["code"] == "malformed" and problem["index"] == 1 and "key 1" in problem["detail"]
+
+
+def test_a_state_key_holding_nul_is_400(node: Node) -> None:
+    assert node.client.get("/proofs/state", query_string={"key": "did:x\x00"}).status_code == 400
+    answer = node.client.post("/proofs/state", json={"keys": ["did:a", "did:x\x00"]})
+    assert answer.status_code == 400 and answer.get_json()["index"] == 1
