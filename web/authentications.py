@@ -36,9 +36,12 @@ def _text(event: dict[str, Any], name: str, where: str, limit: int, *, required:
     value = event.get(name)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= limit:
+    if not isinstance(value, str) or not 0 < len(value) <= limit or not value.isprintable():
         raise ApiProblem(
-            400, "invalid_input", f"{where}: {name!r} must be a string of 1 to {limit} characters", field=name
+            400,
+            "invalid_input",
+            f"{where}: {name!r} must be a string of 1 to {limit} printable characters",
+            field=name,
         )
     return value
 

@@ -103,3 +103,12 @@ def test_json_nested_too_deeply_is_a_400(app: Flask, token_of: Callable[[Role], 
 def test_json_nested_too_deeply_is_a_400_at_the_public_enrolment(app: Flask) -> None:
     answer = app.test_client().post("/api/v1/enrol", data=DEEP_JSON, content_type="application/json")
     assert answer.status_code == 400 and answer.mimetype == "application/problem+json"
+
+
+def test_a_report_holding_a_control_character_is_a_400(app: Flask, token_of: Callable[[Role], str]) -> None:
+    """(A NUL, which a PostgreSQL portal database cannot store, among them.)"""
+    event = {"did": "did:trellis:x", "service": "s\x00", "outcome": "admitted", "at": "2026-01-01T00:00:00Z"}
+    answer = app.test_client().post(
+        "/api/v1/authentications", json={"events": [event]}, headers=_bearer(token_of(Role.OPERATOR))
+    )
+    assert answer.status_code == 400 and answer.get_json()["field"] == "service"
