@@ -91,6 +91,14 @@ def _document(raw: bytes) -> DIDDocument:
     return DIDDocument.from_json(json.loads(raw)["document"])
 
 
+@lru_cache(maxsize=16384)
+def _signer(raw: bytes) -> tuple[bool, DIDDocument]:
+    """Whether a stored DID record says the DID is deactivated (its own member: a document may hold
+    one too), and its document; parsed once per record version, as an endorser signs many."""
+    record = json.loads(raw)
+    return bool(record["deactivated"]), DIDDocument.from_json(record["document"])
+
+
 def _record(view: StateView, did: str) -> dict[str, Any] | None:
     value: dict[str, Any] | None = view.get_json(f"did:{did}")
     return value
@@ -114,10 +122,9 @@ def _verified_signers(view: StateView, txn: Transaction, pending: Mapping[str, D
             raw = view.get(f"did:{did}")
             if raw is None:
                 raise _reject("bad_signature", f"signer {did} is not on the ledger")
-            record = json.loads(raw)  # the record's own member: a document may hold "deactivated" too
-            if record["deactivated"]:
+            deactivated, document = _signer(raw)
+            if deactivated:
                 raise _reject("bad_signature", f"signer {did} is deactivated")
-            document = DIDDocument.from_json(record["document"])
         try:
             key = document.public_key_for(signature.verification_method, "capabilityInvocation")
             _SIGNATURES.verify(key, message, signature.signature, decode_base58btc)

@@ -15,7 +15,8 @@ duplicated transaction fails. Transaction types and their rules live in :mod:`di
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -43,6 +44,7 @@ accepting it depend on how deep each node's stack happens to be, so honest valid
 disagree on one block. Documents and status updates need a handful of levels."""
 _MAX_SIGNATURE = 100  # a base58btc Ed25519 signature is 'z' and at most 88 digits
 _MAX_METHOD = 1024  # a DID URL naming a verification method
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # an escaped U+0000, not an escaped backslash
 TXN_TYPES = frozenset(
     {
         "did.create",
@@ -193,9 +195,8 @@ class Transaction:
         """Parse and check the envelope of a transaction; raise ``TxnRejected('malformed')``."""
         if not isinstance(data, Mapping):
             raise _malformed("a transaction is a JSON object")
-        problem = _shape_problem(data, MAX_TXN_DEPTH)
-        if problem is not None:
-            raise _malformed(problem)
+        if _deeper_than(data, MAX_TXN_DEPTH):
+            raise _malformed(f"arrays and objects are nested more than {MAX_TXN_DEPTH} deep")
         unknown = set(data) - {"type", "network", "submitter", "nonce", "body", "signatures"}
         if unknown:
             raise _malformed(f"unknown members {sorted(unknown)}")
@@ -223,6 +224,8 @@ class Transaction:
             canonical = canonicalize(unsigned)
         except DidRegistryError as exc:
             raise _malformed(f"not canonicalizable: {exc}") from None
+        if _holds_nul(canonical):  # PostgreSQL cannot store it while SQLite and memory can: refused alike
+            raise _malformed("a string holds U+0000 (NUL)")
         if len(canonical) > MAX_TXN_BYTES:
             raise _malformed(f"transaction is {len(canonical)} bytes, more than {MAX_TXN_BYTES}")
         return cls(txn_type, network, submitter, nonce, body, signatures, canonical, sha256(canonical))
@@ -238,29 +241,32 @@ class Transaction:
             raise _malformed(f"not JSON: {exc}") from None
 
 
-def _shape_problem(value: object, limit: int) -> str | None:
-    """What makes ``value`` unfit for every node alike (no recursion): arrays and objects nested more
-    than ``limit`` deep, or a string (a member name too) holding U+0000, which PostgreSQL cannot store
-    while SQLite and memory can: a node on one backend would halt on a block the others commit."""
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return "a string holds U+0000 (NUL)"
-            continue
-        if isinstance(item, Mapping):
-            if any(isinstance(key, str) and "\x00" in key for key in item):
-                return "a member name holds U+0000 (NUL)"
-            children: Iterable[object] = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether arrays and objects nest in ``value`` more than ``limit`` deep (level by level, no
+    recursion: a limit set by how deep a node's stack happens to be would not be the same on every
+    node). Every transaction parse runs it: only containers are visited twice."""
+    level: list[Any] = [value]
+    depth = 1
+    while level:
         if depth > limit:
-            return f"arrays and objects are nested more than {limit} deep"
-        stack.extend((child, depth + 1) for child in children)
-    return None
+            return True
+        below: list[Any] = []
+        for item in level:
+            for child in item.values() if isinstance(item, Mapping) else item:
+                kind = type(child)
+                if kind is str or kind is int or kind is float or kind is bool or child is None:
+                    continue
+                if kind is dict or kind is list or isinstance(child, Mapping | list | tuple):
+                    below.append(child)
+        level = below
+        depth += 1
+    return False
+
+
+def _holds_nul(canonical: bytes) -> bool:
+    """Whether a string of a JCS text holds U+0000 (escaped ``\\u0000``; not a literal backslash
+    followed by ``u0000``, escaped ``\\\\u0000``)."""
+    return b"\\u0000" in canonical and _NUL_ESCAPE.search(canonical) is not None
 
 
 def _signatures(value: object) -> tuple[Signature, ...]:
@@ -277,5 +283,7 @@ def _signatures(value: object) -> tuple[Signature, ...]:
             raise _malformed("signature members must be strings; signature is multibase base58btc")
         if len(signature) > _MAX_SIGNATURE or len(method) > _MAX_METHOD:  # before any decoding
             raise _malformed("a signature is at most 100 characters, its verificationMethod 1,024")
+        if "\x00" in method or "\x00" in signature:
+            raise _malformed("a string holds U+0000 (NUL)")
         out.append(Signature(method, signature))
     return tuple(out)
