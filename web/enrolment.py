@@ -631,16 +631,17 @@ class Enrolment:
             return repeated
         row, txn = self._prepare(token, txn_json)
         self._claim(row.token_hash, txn.submitter)
+        reserved = True  # until a refusal says the creation is not on the ledger: kept for this device
         try:
             try:
                 submit(self.ledger, f"the creation of {txn.submitter}", [self._endorsed(txn)], self.timeout)
             except LedgerRefused as exc:
                 if exc.rejection.code not in ("conflict", "replay") or not self._anchored_before(txn):
-                    self._release([row.token_hash], reserved=_may_be_anchored(exc))
+                    reserved = _may_be_anchored(exc)
                     raise
             return self._complete([(row, txn)])[0]
         except BaseException:
-            self._release([row.token_hash])  # the creation may be on the ledger: kept for this device
+            self._release([row.token_hash], reserved=reserved)  # once: a second could undo another's claim
             raise
 
     def enrol_many(
@@ -685,15 +686,22 @@ class Enrolment:
             queue = [txn for _, _, txn in claimed.values()]
             in_flight: list[str] = []
             for start in range(0, len(queue), BULK_CHUNK):
-                submitted = self._submit_chunk(queue[start : start + BULK_CHUNK], claimed, results)
-                sent.update(submitted)
+                chunk = queue[start : start + BULK_CHUNK]
+                sent.update(t.id for t in chunk)  # from the moment it is sent (an answer can be lost)
+                submitted = self._submit_chunk(chunk, claimed, results)
                 self._settle(in_flight, claimed, results, on_enrolled)
                 in_flight = submitted
             self._settle(in_flight, claimed, results, on_enrolled)
         except BaseException:
-            unsent = [row.token_hash for txn_id, (_, row, _) in claimed.items() if txn_id not in sent]
-            self._release(unsent, reserved=False)
-            self._release(row.token_hash for txn_id, (_, row, _) in claimed.items() if txn_id in sent)
+            free = [  # never sent, or refused in a way that says it is not on the ledger
+                row.token_hash
+                for txn_id, (position, row, _) in claimed.items()
+                if txn_id not in sent
+                or (isinstance(results[position], PortalError) and not _may_be_anchored(results[position]))
+            ]
+            self._release(free, reserved=False)
+            freed = set(free)
+            self._release(row.token_hash for _, row, _ in claimed.values() if row.token_hash not in freed)
             raise
         failed = [(row, results[position]) for position, row, _ in claimed.values()]
         failed = [(row, result) for row, result in failed if not isinstance(result, EnrolmentResult)]

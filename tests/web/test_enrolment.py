@@ -578,6 +578,32 @@ def test_a_batch_failing_midway_keeps_the_tokens_of_creations_sent_for_their_dev
     assert portal.enrolment.enrol(tokens[5], devices[5].request()).did == devices[5].did  # never sent: free
 
 
+def test_a_chunk_whose_answer_is_lost_keeps_its_tokens_for_their_devices(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk the ledger admitted but whose answer was lost counts as sent: when the batch then
+    fails, its tokens stay reserved; another device cannot take them."""
+    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
+    tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=6)]
+    devices = [new_device() for _ in tokens]
+    submit, calls = portal.enrolment.ledger.submit, []
+
+    def answer_lost_on_third(txns: Any) -> Any:
+        calls.append(1)
+        admitted = submit(txns)
+        if len(calls) == 3:
+            raise LedgerUnavailable("the answer was lost")
+        return admitted
+
+    monkeypatch.setattr(portal.enrolment.ledger, "submit", answer_lost_on_third)
+    with pytest.raises(LedgerUnreachable):
+        portal.enrolment.enrol_many([(t, d.request()) for t, d in zip(tokens, devices, strict=True)])
+    monkeypatch.setattr(portal.enrolment.ledger, "submit", submit)
+    with pytest.raises(TokenUsed):
+        portal.enrolment.enrol(tokens[4], new_device().request())
+    assert portal.enrolment.enrol(tokens[4], devices[4].request()).did == devices[4].did
+
+
 def test_a_batch_retried_after_its_answer_was_lost_enrols_its_devices(
     portal: Portal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
