@@ -26,7 +26,7 @@ import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -335,19 +335,26 @@ class LedgerClient:
         whose answer does not check out is passed over for the next."""
         return self._proven(self._head_once, 0)
 
-    def highest_head(self) -> BlockHeader:
-        """The highest certified header any node gives (every node asked): for a reader that must not
-        take one lagging or lying node's head as the newest."""
-        best: BlockHeader | None = None
+    def highest_head(self, deadline: float = 2.0) -> BlockHeader:
+        """The highest certified header the nodes give, all asked at once: for a reader that must not
+        take one lagging or lying node's head as the newest. It waits ``deadline`` seconds for all of
+        them, then takes the best answer so far (or the first to come, when none has yet), so one node
+        that does not answer costs a request no more than that."""
         errors: list[str] = []
-        for node in self.nodes:
-            found, _ = self._head_from([node], errors, 0)
-            if found is not None and (best is None or found.height > best.height):
-                best = found
+        pool = ThreadPoolExecutor(max_workers=len(self.nodes), thread_name_prefix="trellis-head")
+        try:
+            asked = [pool.submit(self._head_from, [node], errors, 0) for node in self.nodes]
+            done, pending = wait(asked, timeout=deadline)
+            heads = [found for found, _ in (f.result() for f in done) if found is not None]
+            while not heads and pending:  # nothing usable yet: the first good answer to come
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                heads = [found for found, _ in (f.result() for f in done) if found is not None]
+        finally:  # a request still under way ends in its thread (the client's timeout); not waited for
+            pool.shutdown(wait=False, cancel_futures=True)
         self.failures.extend(errors)
-        if best is None:
+        if not heads:
             raise LedgerUnavailable("; ".join(errors) or "no node answered")
-        return best
+        return max(heads, key=lambda header: header.height)
 
     def _head_once(self, errors: list[str], floor: int) -> tuple[BlockHeader | None, bool]:
         return self._head_from(self.nodes, errors, floor)

@@ -4,9 +4,11 @@ A connection that has not completed the handshake holds one of ``max_handshakes`
 most ``max_handshakes_per_ip`` of them from one source address. A connection is *silent* until its
 first handshake message (the Hello) has arrived, which it must send within ``hello_timeout``. When a
 newcomer finds its address's share or all slots taken, the oldest silent connection (of that
-address, or of any) is dropped to make room: holding slots costs an attacker a steady stream of new
-connections, and a validator, which sends its Hello at once, gets in. The newcomer is refused only
-when every slot it could take belongs to a connection that has sent its Hello.
+address, or of any) is dropped to make room, else the oldest whose handshake has taken longer than
+``grace`` (an honest one ends within a round trip of its Hello; a Hello can be made from public data
+and never confirmed): holding slots costs an attacker a steady stream of new connections, and a
+validator, which completes its handshake at once, gets in. The newcomer is refused only when every
+slot it could take belongs to a connection that spoke within ``grace``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ class Pending:
 
     stream: FrameStream
     ip: str
+    since: float = 0.0
+    """When it was admitted (the event loop's clock)."""
     spoke: bool = False
-    """Whether its Hello has arrived (it is then no longer dropped for a newcomer)."""
+    """Whether its Hello has arrived (it is then dropped for a newcomer only once ``grace`` is over)."""
     evicted: bool = False
     """Whether it was dropped to make room for a newcomer."""
 
@@ -43,8 +47,11 @@ class Admission:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def admit(self, stream: FrameStream) -> tuple[Pending | None, Pending | None]:
-        """Take a slot for ``stream``: ``(its entry or None when refused, the connection evicted for it)``.
+    def admit(
+        self, stream: FrameStream, now: float = 0.0, grace: float = float("inf")
+    ) -> tuple[Pending | None, Pending | None]:
+        """Take a slot for ``stream`` at ``now``: ``(its entry or None when refused, the connection
+        evicted for it)``; a connection that spoke is evicted only once ``grace`` seconds are over.
 
         The evicted connection, if any, is closed already and no longer holds a slot.
         """
@@ -52,18 +59,18 @@ class Admission:
         same = [p for p in self._pending if p.ip == ip]
         victim: Pending | None = None
         if len(same) >= self.per_ip:
-            victim = _oldest_silent(same)
+            victim = _evictable(same, now - grace)
             if victim is None:
                 return None, None
         elif len(self._pending) >= self.total:
-            victim = _oldest_silent(self._pending)
+            victim = _evictable(self._pending, now - grace)
             if victim is None:
                 return None, None
         if victim is not None:
             self.release(victim)
             victim.evicted = True
             victim.stream.close()
-        entry = Pending(stream, ip)
+        entry = Pending(stream, ip, since=now)
         self._pending.append(entry)
         return entry, victim
 
@@ -73,8 +80,10 @@ class Admission:
             self._pending.remove(entry)
 
 
-def _oldest_silent(entries: list[Pending]) -> Pending | None:
-    return next((p for p in entries if not p.spoke), None)
+def _evictable(entries: list[Pending], spoke_before: float) -> Pending | None:
+    """The oldest silent entry, else the oldest that spoke before ``spoke_before`` (and is stuck)."""
+    silent = next((p for p in entries if not p.spoke), None)
+    return silent or next((p for p in entries if p.since < spoke_before), None)
 
 
 def _source_ip(stream: FrameStream) -> str:

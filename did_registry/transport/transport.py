@@ -282,7 +282,8 @@ class Transport:
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         stream = FrameStream(reader, writer, HANDSHAKE_MAX_FRAME, self._config.read_chunk)
-        entry = self._admission.admit(stream)[0] if self._state == "running" else None
+        now, grace = asyncio.get_running_loop().time(), self._config.hello_timeout
+        entry = self._admission.admit(stream, now, grace)[0] if self._state == "running" else None
         if entry is None:
             self._count(None, "handshake_failures")
             why = "too many handshakes at once" if self._state == "running" else "stopping"

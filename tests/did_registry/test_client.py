@@ -485,3 +485,22 @@ def test_follow_resumes_a_stream_the_node_ends_while_nothing_is_committed(node: 
     finally:
         committer.join()
     assert heights == [head + 1]
+
+
+def test_the_highest_head_does_not_wait_for_a_node_that_does_not_answer(node: Node) -> None:
+    """All nodes are asked at once; past the deadline the best answer so far is taken, so a node that
+    hangs does not hold the reader for the client's whole timeout."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "hanging":
+            time.sleep(3)
+            return httpx.Response(504)
+        return httpx.WSGITransport(app=node.app).handle_request(request)
+
+    client = LedgerClient(
+        ["http://hanging", "http://node-1"], node.service.app.genesis, transport=httpx.MockTransport(handler)
+    )
+    node.onboard()
+    started = time.monotonic()
+    assert client.highest_head(deadline=0.3).height == node.service.app.height
+    assert time.monotonic() - started < 2

@@ -140,3 +140,29 @@ def test_when_every_slot_has_sent_its_hello_a_newcomer_is_refused() -> None:
                     await stream.aclose()
 
     run(main())
+
+
+def test_a_handshake_stuck_after_its_hello_gives_its_slot_to_a_newcomer_after_the_grace() -> None:
+    """A Hello can be made from public data and never confirmed: once it is older than hello_timeout,
+    such a connection is evicted for a newcomer like a silent one (an honest handshake is long done)."""
+    net = Net.of(("a", "b"))
+
+    async def main() -> None:
+        config = replace(TESTING, max_handshakes=2, handshake_timeout=5.0, hello_timeout=0.3)
+        b = net.transport("b", config)
+        async with started(b):
+            streams = [await connect(net.ports["b"]) for _ in range(2)]
+            try:
+                for stream in streams:
+                    hello = Hello(network_hash(NETWORK), X25519PrivateKey.generate().public_key, "a", "b")
+                    stream.write(hello.encode(), HANDSHAKE_MAX_FRAME)
+                    assert await stream.read() is not None  # the reply; no confirmation follows
+                await asyncio.sleep(0.5)  # past the grace
+                streams.append(await connect(net.ports["b"]))
+                assert await closed_by_peer(streams[0], 1.0)  # the oldest stuck one made room
+                assert not await closed_by_peer(streams[2], 0.1)
+            finally:
+                for stream in streams:
+                    await stream.aclose()
+
+    run(main())
