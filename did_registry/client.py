@@ -601,22 +601,13 @@ class LedgerClient:
 
     def _ahead_of(self, height: int | None, node: str) -> bool:
         """Whether a node other than ``node`` shows a certified head above ``height``."""
+        if height is None:
+            return False
         for other in self.nodes:
-            if other == node:
-                continue
-            try:
-                response = self._http.get(other.rstrip("/") + "/blocks/head")
-                response.raise_for_status()
-                data = response.json()
-                header = BlockHeader.from_json(data["block"]["header"])
-                certificate = data.get("certificate")
-                self.verify_header(
-                    header, None if certificate is None else CommitCertificate.from_json(certificate)
-                )
-            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof):
-                continue
-            if height is not None and header.height > height:
-                return True
+            if other != node:
+                header, _ = self._head_from([other], [], 0)
+                if header is not None and header.height > height:
+                    return True
         return False
 
 

@@ -34,7 +34,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from did_registry.client import LedgerClient, LedgerUnavailable
 from did_registry.errors import CanonicalizationError
-from did_registry.identity.jcs import canonicalize
+from did_registry.identity.jcs import canonicalize, holds_nul
 from did_registry.ledger.txn import Transaction, TxnRejected
 from wallet.enroll import EnrollmentError, EnrolmentPayload, check_enrolment_transaction
 from wallet.errors import IssuerError
@@ -214,10 +214,11 @@ class DeviceProfile:
         if clash:
             raise EnrolmentError(f"attributes may not redefine {', '.join(sorted(clash))}")
         try:  # what the credential's proof will canonicalize (RFC 8785): refused now, not at enrolment
-            size = len(canonicalize(dict(self.attributes)))
+            canonical = canonicalize(dict(self.attributes))
         except CanonicalizationError as exc:
             raise EnrolmentError(f"attributes cannot be signed: {exc}") from None
-        if _holds_nul([self.model, self.firmware, dict(self.attributes)]):
+        size = len(canonical)
+        if holds_nul(canonical) or "\x00" in self.model + self.firmware:
             raise EnrolmentError("a device profile may not hold U+0000 (NUL): a database cannot store it")
         if size > MAX_ATTRIBUTES_BYTES:
             raise EnrolmentError(f"attributes take {size} bytes as JSON; at most {MAX_ATTRIBUTES_BYTES}")
@@ -305,22 +306,6 @@ def _record(row: DeviceRow) -> DeviceRecord:
 
 
 # -- the service -------------------------------------------------------------------------------
-def _holds_nul(value: object) -> bool:
-    """Whether a string in ``value`` (a member name too) holds U+0000."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, Mapping):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return False
-
-
 def _may_be_anchored(outcome: object) -> bool:
     """Whether a device's creation may be on the ledger after ``outcome``: anything but a refusal
     that says it is not (a conflict or replay may be the same creation, still pending or committed)."""

@@ -92,10 +92,15 @@ class MessageLog:
         if digest not in self.blocks:
             if self.block_bytes + len(block) > max_bytes:
                 return True  # not kept, not refused: the block can still be fetched by state transfer
-            self.blocks[digest] = (seq, block)
-            self.block_bytes += len(block)
+            self.store_block(seq, digest, block)
         self.offered[(view, seq)] = digest
         return True
+
+    def store_block(self, seq: int, digest: bytes, block: bytes) -> None:
+        """Keep the block of ``digest`` for height ``seq`` (a slot's own block: whatever the budget)."""
+        if digest not in self.blocks:
+            self.blocks[digest] = (seq, block)
+            self.block_bytes += len(block)
 
     def keep_prepared(self, slot: Slot) -> None:
         """Record ``slot``'s prepared certificate if it is from a later view than the one kept."""

@@ -165,9 +165,7 @@ class PBFT(ViewChanges):
             return
         slot.pre_prepare = message
         slot.validated = built
-        if message.digest not in self._log.blocks:  # the block of a slot is kept whatever the budget
-            self._log.blocks[message.digest] = (message.seq, message.block)
-            self._log.block_bytes += len(message.block)
+        self._log.store_block(message.seq, message.digest, message.block)
         self._log.offered.setdefault((message.view, message.seq), message.digest)
 
     def _validate(self, slot: Slot) -> None:

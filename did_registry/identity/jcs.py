@@ -22,7 +22,7 @@ import rfc8785
 
 from did_registry.errors import CanonicalizationError
 
-__all__ = ["canonicalize", "canonicalize_reference"]
+__all__ = ["canonicalize", "canonicalize_reference", "holds_nul"]
 
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")).encode
 
@@ -82,3 +82,12 @@ def canonicalize(value: Any) -> bytes:
     if not text.isascii() and _OUTSIDE_BMP_OR_SURROGATE.search(text) is not None:
         return canonicalize_reference(value)
     return text.encode("utf-8")
+
+
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # an escaped U+0000, not an escaped backslash
+
+
+def holds_nul(canonical: bytes) -> bool:
+    """Whether a string of a canonical text holds U+0000 (escaped ``\\u0000``; not a literal
+    backslash followed by ``u0000``, escaped ``\\\\u0000``): what PostgreSQL cannot store."""
+    return b"\\u0000" in canonical and _NUL_ESCAPE.search(canonical) is not None

@@ -15,14 +15,13 @@ duplicated transaction fails. Transaction types and their rules live in :mod:`di
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import Ed25519PrivateKey, sha256
-from did_registry.identity.jcs import canonicalize
+from did_registry.identity.jcs import canonicalize, holds_nul
 from did_registry.identity.multibase import encode_base58btc
 
 __all__ = [
@@ -44,7 +43,6 @@ accepting it depend on how deep each node's stack happens to be, so honest valid
 disagree on one block. Documents and status updates need a handful of levels."""
 _MAX_SIGNATURE = 100  # a base58btc Ed25519 signature is 'z' and at most 88 digits
 _MAX_METHOD = 1024  # a DID URL naming a verification method
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")  # an escaped U+0000, not an escaped backslash
 TXN_TYPES = frozenset(
     {
         "did.create",
@@ -224,7 +222,7 @@ class Transaction:
             canonical = canonicalize(unsigned)
         except DidRegistryError as exc:
             raise _malformed(f"not canonicalizable: {exc}") from None
-        if _holds_nul(canonical):  # PostgreSQL cannot store it while SQLite and memory can: refused alike
+        if holds_nul(canonical):  # PostgreSQL cannot store it while SQLite and memory can: refused alike
             raise _malformed("a string holds U+0000 (NUL)")
         if len(canonical) > MAX_TXN_BYTES:
             raise _malformed(f"transaction is {len(canonical)} bytes, more than {MAX_TXN_BYTES}")
@@ -261,12 +259,6 @@ def _deeper_than(value: object, limit: int) -> bool:
         level = below
         depth += 1
     return False
-
-
-def _holds_nul(canonical: bytes) -> bool:
-    """Whether a string of a JCS text holds U+0000 (escaped ``\\u0000``; not a literal backslash
-    followed by ``u0000``, escaped ``\\\\u0000``)."""
-    return b"\\u0000" in canonical and _NUL_ESCAPE.search(canonical) is not None
 
 
 def _signatures(value: object) -> tuple[Signature, ...]:
