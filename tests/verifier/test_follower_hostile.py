@@ -52,7 +52,8 @@ def node() -> Iterator[Node]:
     made.service.stop()
 
 
-def test_a_node_sending_unreadable_json_does_not_end_the_follower(node: Node) -> None:
+def _world(node: Node) -> tuple[LedgerClient, Ledger, Any, Hostile, NetworkTrust]:
+    """A client of the honest node, an issuer and one enrolled device, and a trust in the liar first."""
     client = LedgerClient(
         "http://honest", node.service.app.genesis, transport=httpx.WSGITransport(app=node.app)
     )
@@ -60,6 +61,11 @@ def test_a_node_sending_unreadable_json_does_not_end_the_follower(node: Node) ->
     device = ledger.enrol()
     hostile = Hostile(node)
     trust = NetworkTrust(NETWORK, ("http://liar", "http://honest"), ledger.genesis, transport=hostile)
+    return client, ledger, device, hostile, trust
+
+
+def test_a_node_sending_unreadable_json_does_not_end_the_follower(node: Node) -> None:
+    client, ledger, device, hostile, trust = _world(node)
     verifier = Verifier([trust], Policy(head_poll_interval=0.1), clock=ledger.clock)
     try:
         cache = verifier.caches[NETWORK]
@@ -85,13 +91,7 @@ def test_a_node_sending_unreadable_json_does_not_end_the_follower(node: Node) ->
 def test_catching_up_takes_the_highest_head_the_nodes_show(node: Node) -> None:
     """With the follower off, a stale verifier asks every node: the liar listed first, serving an old
     head, does not make the cache look fresh while the honest node has the revocation."""
-    client = LedgerClient(
-        "http://honest", node.service.app.genesis, transport=httpx.WSGITransport(app=node.app)
-    )
-    ledger = Ledger(node, client, onboard_issuer(node.trustee, client))
-    device = ledger.enrol()
-    hostile = Hostile(node)
-    trust = NetworkTrust(NETWORK, ("http://liar", "http://honest"), ledger.genesis, transport=hostile)
+    client, ledger, device, hostile, trust = _world(node)
     verifier = Verifier([trust], Policy(), clock=ledger.clock, follow=False)
     try:
         verifier.authenticate_presentation(ledger.present(device, verifier.challenge(AUDIENCE)), AUDIENCE)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session, col, select
 from werkzeug.test import TestResponse
 
+from did_registry.client import LedgerUnavailable
 from web.models import AuditEntry, Operator
 from web.portal import EXTENSION, Portal
 
@@ -72,3 +74,20 @@ def operator_named(app: Flask, username: str) -> Operator | None:
     """The operator ``username`` as stored now."""
     with db(app) as session:
         return session.exec(select(Operator).where(Operator.username == username)).first()
+
+
+def fail_third_submit(monkeypatch: Any, ledger: Any, *, admitted: bool = False) -> Callable[..., Any]:
+    """Make ``ledger.submit`` raise LedgerUnavailable on its third call (after the node admitted the
+    chunk when ``admitted``: its answer lost); return the real ``submit`` to put back."""
+    submit, calls = ledger.submit, []
+
+    def third_fails(txns: Any) -> Any:
+        calls.append(1)
+        if len(calls) != 3:
+            return submit(txns)
+        if admitted:
+            submit(txns)
+        raise LedgerUnavailable("the answer was lost" if admitted else "no node answered")
+
+    monkeypatch.setattr(ledger, "submit", third_fails)
+    return cast(Callable[..., Any], submit)

@@ -14,10 +14,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import select
 
-from did_registry.client import LedgerUnavailable
 from did_registry.identity.crypto import Ed25519PrivateKey
 from tests.web.ledger_support import PORTAL_URL, LedgerPortal, ledger_portal
-from tests.web.support import audit_actions, db, portal
+from tests.web.support import audit_actions, db, fail_third_submit, portal
 from wallet.enroll import EnrollmentError, enroll, enrolment_transaction
 from wallet.keystore import KDF_TESTING
 from web.enrol_api import ENROL_MAX_FAILURES
@@ -269,15 +268,7 @@ def test_a_batch_audits_each_device_it_enrols_even_when_a_later_chunk_fails(
         for token in tokens
     ]
     enrolment = portal(ledger.app).services.enrolment
-    submit, calls = enrolment.ledger.submit, []
-
-    def failing_third(txns: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 3:
-            raise LedgerUnavailable("no node answered")
-        return submit(txns)
-
-    monkeypatch.setattr(enrolment.ledger, "submit", failing_third)
+    fail_third_submit(monkeypatch, enrolment.ledger)
     response = client.post("/api/v1/enrol/batch", json={"items": items}, headers=bearer(api))
     assert response.status_code == 503
     recorded = {device.did for device in enrolment.devices()}

@@ -23,6 +23,7 @@ from did_registry.identity.multibase import encode_base58btc
 from did_registry.identity.status_list import BitstringStatusList
 from did_registry.ledger.txn import Transaction
 from tests.did_registry.node.conftest import make_node
+from tests.web.support import fail_third_submit
 from wallet.credential import verify_credential
 from wallet.enroll import enrolment_transaction
 from wallet.errors import CredentialStatusRefused
@@ -555,15 +556,7 @@ def test_a_batch_failing_midway_keeps_the_tokens_of_creations_sent_for_their_dev
     monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
     tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=6)]
     devices = [new_device() for _ in tokens]
-    submit, calls = portal.enrolment.ledger.submit, []
-
-    def failing_third(txns: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 3:
-            raise LedgerUnavailable("no node answered")
-        return submit(txns)
-
-    monkeypatch.setattr(portal.enrolment.ledger, "submit", failing_third)
+    submit = fail_third_submit(monkeypatch, portal.enrolment.ledger)
     with pytest.raises(LedgerUnreachable):
         portal.enrolment.enrol_many([(t, d.request()) for t, d in zip(tokens, devices, strict=True)])
     monkeypatch.setattr(portal.enrolment.ledger, "submit", submit)
@@ -586,16 +579,7 @@ def test_a_chunk_whose_answer_is_lost_keeps_its_tokens_for_their_devices(
     monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
     tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=6)]
     devices = [new_device() for _ in tokens]
-    submit, calls = portal.enrolment.ledger.submit, []
-
-    def answer_lost_on_third(txns: Any) -> Any:
-        calls.append(1)
-        admitted = submit(txns)
-        if len(calls) == 3:
-            raise LedgerUnavailable("the answer was lost")
-        return admitted
-
-    monkeypatch.setattr(portal.enrolment.ledger, "submit", answer_lost_on_third)
+    submit = fail_third_submit(monkeypatch, portal.enrolment.ledger, admitted=True)
     with pytest.raises(LedgerUnreachable):
         portal.enrolment.enrol_many([(t, d.request()) for t, d in zip(tokens, devices, strict=True)])
     monkeypatch.setattr(portal.enrolment.ledger, "submit", submit)

@@ -115,6 +115,14 @@ def test_one_source_address_holds_at_most_max_handshakes_per_ip_silent_connectio
     run(main())
 
 
+async def _hellos_never_confirmed(streams: list[FrameStream]) -> None:
+    """Send a valid Hello (ids and network are public) on each, read the reply, confirm nothing."""
+    for stream in streams:
+        hello = Hello(network_hash(NETWORK), X25519PrivateKey.generate().public_key, "a", "b")
+        stream.write(hello.encode(), HANDSHAKE_MAX_FRAME)
+        assert await stream.read() is not None  # the reply; the responder waits for a confirmation
+
+
 def test_when_every_slot_has_sent_its_hello_a_newcomer_is_refused() -> None:
     """Connections that sent a hello keep their slot until the handshake ends: the newcomer waits."""
     net = Net.of(("a", "b"))
@@ -125,12 +133,7 @@ def test_when_every_slot_has_sent_its_hello_a_newcomer_is_refused() -> None:
         async with started(b):
             streams = [await connect(net.ports["b"]) for _ in range(2)]
             try:
-                for (
-                    stream
-                ) in streams:  # a valid hello, then nothing: the responder waits for the confirmation
-                    hello = Hello(network_hash(NETWORK), X25519PrivateKey.generate().public_key, "a", "b")
-                    stream.write(hello.encode(), HANDSHAKE_MAX_FRAME)
-                    assert await stream.read() is not None  # the reply
+                await _hellos_never_confirmed(streams)
                 streams.append(await connect(net.ports["b"]))
                 assert await closed_by_peer(streams[2], 1.0)
                 assert not await closed_by_peer(streams[0], 0.2)
@@ -153,10 +156,7 @@ def test_a_handshake_stuck_after_its_hello_gives_its_slot_to_a_newcomer_after_th
         async with started(b):
             streams = [await connect(net.ports["b"]) for _ in range(2)]
             try:
-                for stream in streams:
-                    hello = Hello(network_hash(NETWORK), X25519PrivateKey.generate().public_key, "a", "b")
-                    stream.write(hello.encode(), HANDSHAKE_MAX_FRAME)
-                    assert await stream.read() is not None  # the reply; no confirmation follows
+                await _hellos_never_confirmed(streams)
                 await asyncio.sleep(0.5)  # past the grace
                 streams.append(await connect(net.ports["b"]))
                 assert await closed_by_peer(streams[0], 1.0)  # the oldest stuck one made room
