@@ -32,6 +32,8 @@ __all__ = [
     "clear_failures",
 ]
 
+_LOCK_SPACE = 0x54524C53  # "TRLS": the advisory-lock class of sign-in rate-limit keys
+
 
 def user_key(username: str) -> str:
     """The rate-limit key of a username."""
@@ -65,12 +67,17 @@ def begin_attempt(
 ) -> list[int] | None:
     """Count an attempt under each of ``keys`` before its secret is checked: the ids of its rows, to
     :func:`forget_attempt` if it succeeds; or ``None`` (nothing kept) when, with the attempts counted
-    before it, a key is over ``max_failures``: the caller must refuse without checking anything."""
+    before it, a key is over ``max_failures``: the caller must refuse without checking anything.
+
+    The rows are written and counted in one transaction that holds the keys, one attempt at a time:
+    on PostgreSQL an advisory lock per key (ids come from a sequence when rows are written, not when
+    they are committed, so without it an attempt could count before one with a lower id committed,
+    and attempts sent together could all pass); SQLite lets one writer at a time in anyway."""
+    _hold(db, sorted(set(keys)))
     db.exec(delete(LoginFailure).where(col(LoginFailure.at) <= now - window))
     rows = [LoginFailure(key=key, at=now) for key in keys]
     db.add_all(rows)
-    db.commit()
-    ids = [row.id for row in rows if row.id is not None]
+    db.flush()
     for row in rows:
         counted = db.exec(
             select(func.count())
@@ -82,9 +89,20 @@ def begin_attempt(
             )
         ).one()
         if counted > max_failures:
-            forget_attempt(db, ids)
+            db.rollback()
             return None
+    ids = [row.id for row in rows if row.id is not None]
+    db.commit()
     return ids
+
+
+def _hold(db: Session, keys: Sequence[str]) -> None:
+    """Take PostgreSQL's transaction-scoped advisory lock of each key, in order (no deadlock between
+    attempts sharing keys); released when the transaction ends. Nothing on other databases."""
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    for key in keys:
+        db.exec(select(func.pg_advisory_xact_lock(_LOCK_SPACE, func.hashtext(key))))
 
 
 def forget_attempt(db: Session, ids: Sequence[int]) -> None:
