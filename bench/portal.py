@@ -32,7 +32,8 @@ from did_registry.identity.crypto import Ed25519PrivateKey
 from wallet.enroll import enrolment_transaction
 from wallet.keystore import KDF_TESTING, Keystore
 from wallet.localnet import LocalNetwork
-from web.enrolment import DeviceProfile, Enrolment, open_store
+from web.enrolment import Enrolment
+from web.enrolment_records import DeviceProfile, open_store
 from web.organisation import Organisation
 
 __all__ = ["main"]
@@ -91,7 +92,7 @@ def _page_p95_ms(devices: int, requests: int) -> float:
     from web.accounts import create_operator
     from web.app import create_app
     from web.config import PortalConfig
-    from web.enrolment import DeviceRow
+    from web.enrolment_records import DeviceRow
     from web.portal import portal as running_portal
 
     with tempfile.TemporaryDirectory(prefix="trellis-bench-pages-") as folder:

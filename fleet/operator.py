@@ -36,7 +36,8 @@ from wallet.enroll import enrolment_transaction
 from wallet.keystore import KDF_TESTING, Keystore
 from wallet.ledger_cli import next_nonce
 from wallet.rotation import rotation_transaction
-from web.enrolment import DeviceProfile, Enrolment, EnrolmentResult, open_store
+from web.enrolment import Enrolment
+from web.enrolment_records import DeviceProfile, EnrolmentResult, open_store
 from web.organisation import Organisation, Signer
 
 __all__ = ["ENROL_BATCH", "Acknowledged", "Operator", "SetupFailed"]

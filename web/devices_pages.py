@@ -28,7 +28,7 @@ from did_registry.client import LedgerUnavailable
 from did_registry.identity.status_list import BitstringStatusList
 from web import audit, authentications
 from web.db import session as db_session
-from web.enrolment import DeviceRow, DeviceStateConflict, UnknownDevice
+from web.enrolment_records import DeviceRow, DeviceStateConflict, UnknownDevice
 from web.ledger_pages import node_reader
 from web.models import Role, iso_utc
 from web.organisation import PortalError
@@ -181,7 +181,7 @@ def _expected_bodies(rows: Sequence[DeviceRow], action: str) -> dict[str, list[s
 def change_devices(dids: Sequence[str], action: str, *, bulk: bool = False) -> dict[str, str | None]:
     """Apply ``action`` to ``dids`` on the ledger and audit each; return each DID's ledger transaction id.
 
-    Raises :class:`~web.enrolment.DeviceStateConflict` (nothing changed) when a device's state does
+    Raises :class:`~web.enrolment_records.DeviceStateConflict` (nothing changed) when a device's state does
     not admit the action.
     """
     services = portal().services

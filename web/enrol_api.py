@@ -28,7 +28,7 @@ from did_registry.ledger.txn import Transaction
 from web import audit, ratelimit
 from web.db import session as db_session
 from web.enrol_forms import FormError, parse_count, parse_hours, parse_profile
-from web.enrolment import EnrolmentResult, InvalidEnrolmentRequest, InvalidToken, ProvisioningToken
+from web.enrolment_records import EnrolmentResult, InvalidEnrolmentRequest, InvalidToken, ProvisioningToken
 from web.models import Role, iso_utc, utcnow
 from web.portal import portal
 from web.problems import ApiProblem

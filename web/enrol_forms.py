@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from web.enrolment import DeviceProfile, EnrolmentError
+from web.enrolment_records import DeviceProfile, EnrolmentError
 
 __all__ = [
     "MAX_TOKENS",

@@ -26,7 +26,7 @@ from web.enrol_forms import (
     parse_hours,
     parse_profile,
 )
-from web.enrolment import DeviceProfile, ProvisioningToken
+from web.enrolment_records import DeviceProfile, ProvisioningToken
 from web.models import Operator, Role
 from web.organisation import PortalError
 from web.portal import portal

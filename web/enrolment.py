@@ -1,9 +1,10 @@
 """Device enrolment: one-time provisioning tokens, endorsed DID creation, device credentials, status.
 
-The flow and the QR payload are specified in ``docs/enrolment.md``. A provisioning token is 32
-random bytes (base64url without padding) handed out once, in a QR code; the portal keeps only its
-SHA-256, with the device profile, expiry and status (``issued``, ``claimed`` while an enrolment is
-under way, ``used``; ``expired`` is computed, or written by :meth:`Enrolment.expire_tokens`).
+The flow and the QR payload are specified in ``docs/enrolment.md``. :class:`Enrolment` is the
+portal's one service for it, built on :class:`web.provisioning.ProvisioningTokens` (tokens made,
+claimed and released) and :class:`web.device_status.DeviceStatus` (devices listed, suspended,
+reinstated and revoked); what they store and the errors they raise are in
+:mod:`web.enrolment_records`, and are exported here too.
 
 :meth:`Enrolment.enrol` checks the token and the device's self-signed ``did.create`` (the proof of
 possession, :func:`wallet.enroll.check_enrolment_transaction`) before changing anything, then claims
@@ -17,29 +18,33 @@ revocation flip bits in the organisation's status lists on the ledger, one trans
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
-import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
-from sqlalchemy import Index, and_, bindparam, insert, or_, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from did_registry.client import LedgerClient, LedgerUnavailable
-from did_registry.errors import CanonicalizationError
-from did_registry.identity.jcs import canonicalize, holds_nul
 from did_registry.ledger.txn import Transaction, TxnRejected
-from wallet.enroll import EnrollmentError, EnrolmentPayload, check_enrolment_transaction
-from wallet.errors import IssuerError
+from wallet.enroll import EnrollmentError, check_enrolment_transaction
 from wallet.issuer import IssuedStatus, Issuer
-from wallet.storage import IssuedCredentialRow, StatusListRow, open_engine
+from web.device_status import DeviceStatus
+from web.enrolment_records import (
+    DeviceRow,
+    EnrolmentError,
+    EnrolmentResult,
+    InvalidEnrolmentRequest,
+    ProvisioningTokenRow,
+    TokenUsed,
+    create_tables,
+    profile_of,
+    token_hash,
+)
 from web.organisation import (
     DEVICE_CREDENTIAL,
     LedgerRefused,
@@ -48,261 +53,13 @@ from web.organisation import (
     PortalError,
     submit,
 )
+from web.provisioning import IN_CHUNK, ProvisioningTokens
 
-__all__ = [
-    "BULK_CHUNK",
-    "MAX_ATTRIBUTES_BYTES",
-    "ProvisioningTokenRow",
-    "DeviceRow",
-    "create_tables",
-    "open_store",
-    "EnrolmentError",
-    "InvalidToken",
-    "UnknownToken",
-    "TokenUsed",
-    "TokenExpired",
-    "InvalidEnrolmentRequest",
-    "UnknownDevice",
-    "DeviceStateConflict",
-    "DeviceProfile",
-    "ProvisioningToken",
-    "EnrolmentResult",
-    "DeviceRecord",
-    "DeviceFilter",
-    "StatusChange",
-    "Enrolment",
-]
+__all__ = ["BULK_CHUNK", "Enrolment"]
 
 BULK_CHUNK: Final = 1000
 """Most did.create transactions in one ``POST /txns`` of :meth:`Enrolment.enrol_many`."""
 _log = logging.getLogger("web.enrolment")
-_RESERVED_CLAIMS = frozenset({"id", "model", "firmware"})
-MAX_ATTRIBUTES_BYTES: Final = 4096
-"""Most bytes a device profile's attributes take as canonical JSON: they ride in every credential and
-in every token's row (a request may make 10,000 tokens)."""
-_IN_CHUNK: Final = 500  # members of one SQL IN (...) list when reading a batch's rows
-
-
-# -- storage -----------------------------------------------------------------------------------
-class ProvisioningTokenRow(SQLModel, table=True):
-    """A provisioning token, by the SHA-256 of its value (the value itself is never stored)."""
-
-    __tablename__ = "portal_provisioning_token"
-
-    token_hash: str = Field(primary_key=True)
-    model: str
-    firmware: str
-    attributes: str  # JSON object
-    created_at: datetime
-    expires_at: datetime = Field(index=True)
-    status: str = Field(default="issued", index=True)
-    device_did: str | None = None
-    used_at: datetime | None = None
-
-
-class DeviceRow(SQLModel, table=True):
-    """An enrolled device: its DID, profile, credential and where its status bits are."""
-
-    __tablename__ = "portal_device"
-    __table_args__ = (  # the device list's keyset pages: newest first, filtered by status or model
-        Index("ix_portal_device_page", "enrolled_at", "did"),
-        Index("ix_portal_device_status_page", "status", "enrolled_at", "did"),
-        Index("ix_portal_device_model_page", "model", "enrolled_at", "did"),
-    )
-
-    did: str = Field(primary_key=True)
-    model: str = Field(index=True)
-    firmware: str
-    attributes: str  # JSON object
-    token_hash: str = Field(unique=True)
-    credential_id: str = Field(unique=True)
-    credential: str  # the secured credential, JSON
-    status_index: int
-    revocation_list: str
-    suspension_list: str
-    status: str = Field(default="active", index=True)  # active | suspended | revoked
-    enrolled_at: datetime = Field(index=True)
-
-
-def create_tables(engine: Engine) -> None:
-    """Create the enrolment tables and the issuer's (status lists, issued credentials) that are missing."""
-    rows = (StatusListRow, IssuedCredentialRow, ProvisioningTokenRow, DeviceRow)
-    SQLModel.metadata.create_all(
-        engine, tables=[SQLModel.metadata.tables[str(r.__tablename__)] for r in rows]
-    )
-
-
-def open_store(url: str = "sqlite://") -> Engine:
-    """Open the portal database at ``url`` (SQLite in WAL mode by default) with the enrolment tables."""
-    engine = open_engine(url)
-    create_tables(engine)
-    return engine
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii", errors="replace")).hexdigest()
-
-
-# -- errors ------------------------------------------------------------------------------------
-class EnrolmentError(PortalError):
-    """An enrolment or a device change was refused."""
-
-    status = 400
-    code = "enrolment"
-
-
-class InvalidToken(EnrolmentError):
-    """The provisioning token cannot be used."""
-
-    status = 403
-    code = "invalid_token"
-
-
-class UnknownToken(InvalidToken):
-    """No token with this value was issued (forged, mistyped or from another portal)."""
-
-    code = "unknown_token"
-
-
-class TokenUsed(InvalidToken):
-    """The token was used already (or is being used by another enrolment right now)."""
-
-    status = 409
-    code = "token_used"
-
-
-class TokenExpired(InvalidToken):
-    """The token's lifetime is over."""
-
-    status = 410
-    code = "token_expired"
-
-
-class InvalidEnrolmentRequest(EnrolmentError):
-    """The device's transaction is not a self-signed did.create of this network."""
-
-    code = "invalid_request"
-
-
-class UnknownDevice(EnrolmentError):
-    """No enrolled device has this DID."""
-
-    status = 404
-    code = "unknown_device"
-
-
-class DeviceStateConflict(EnrolmentError):
-    """The change does not apply to the device's state (e.g. reinstating a revoked device)."""
-
-    status = 409
-    code = "device_state"
-
-
-# -- values ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class DeviceProfile:
-    """What the portal says about the devices a token enrols: model, firmware and more claims."""
-
-    model: str
-    firmware: str
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.model or not self.firmware:
-            raise EnrolmentError("a device profile needs a model and a firmware version")
-        clash = _RESERVED_CLAIMS & set(self.attributes)
-        if clash:
-            raise EnrolmentError(f"attributes may not redefine {', '.join(sorted(clash))}")
-        try:  # what the credential's proof will canonicalize (RFC 8785): refused now, not at enrolment
-            canonical = canonicalize(dict(self.attributes))
-        except CanonicalizationError as exc:
-            raise EnrolmentError(f"attributes cannot be signed: {exc}") from None
-        size = len(canonical)
-        if holds_nul(canonical) or "\x00" in self.model + self.firmware:
-            raise EnrolmentError("a device profile may not hold U+0000 (NUL): a database cannot store it")
-        if size > MAX_ATTRIBUTES_BYTES:
-            raise EnrolmentError(f"attributes take {size} bytes as JSON; at most {MAX_ATTRIBUTES_BYTES}")
-
-    def claims(self, did: str) -> dict[str, Any]:
-        """The credential subject for the device ``did``."""
-        return {"id": did, "model": self.model, "firmware": self.firmware, **self.attributes}
-
-
-@dataclass(frozen=True, slots=True)
-class ProvisioningToken:
-    """A token as the portal knows it; ``token`` and ``payload`` only when it was just created."""
-
-    token_hash: str
-    profile: DeviceProfile
-    created: datetime
-    expires: datetime
-    status: str
-    device_did: str | None = None
-    token: str | None = None
-    payload: EnrolmentPayload | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EnrolmentResult:
-    """A device enrolled: its DID, its credential and its status index."""
-
-    did: str
-    credential: dict[str, Any]
-    credential_id: str
-    status_index: int
-    enrolled: datetime
-
-    def to_json(self) -> dict[str, Any]:
-        """The answer the portal sends the device."""
-        return {"did": self.did, "credential": self.credential}
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRecord:
-    """An enrolled device as listed by the portal."""
-
-    did: str
-    profile: DeviceProfile
-    credential_id: str
-    status_index: int
-    status: str
-    enrolled: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StatusChange:
-    """Devices suspended, reinstated or revoked: as they are now, and the committed ledger
-    transaction (its status: ``id``, ``height`` …) of each status list changed, by list name."""
-
-    devices: list[DeviceRecord]
-    txns: dict[str, dict[str, Any]]
-
-
-_ACTIONS: Final = {
-    "suspend": ("suspension", True),
-    "reinstate": ("suspension", False),
-    "revoke": ("revocation", True),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceFilter:
-    """Which devices :meth:`Enrolment.devices` lists."""
-
-    status: str | None = None
-    model: str | None = None
-    limit: int = 100
-    offset: int = 0
-
-
-def _profile(row: ProvisioningTokenRow | DeviceRow) -> DeviceProfile:
-    return DeviceProfile(row.model, row.firmware, json.loads(row.attributes))
-
-
-def _record(row: DeviceRow) -> DeviceRecord:
-    return DeviceRecord(
-        row.did, _profile(row), row.credential_id, row.status_index, row.status, row.enrolled_at
-    )
 
 
 # -- the service -------------------------------------------------------------------------------
@@ -312,7 +69,7 @@ def _may_be_anchored(outcome: object) -> bool:
     return not (isinstance(outcome, LedgerRefused) and outcome.rejection.code not in ("conflict", "replay"))
 
 
-class Enrolment:
+class Enrolment(ProvisioningTokens, DeviceStatus):
     """Provisioning tokens, enrolment and device status for one organisation on one network.
 
     ``store`` is the portal database's engine (its enrolment and issuer tables are created if
@@ -353,190 +110,14 @@ class Enrolment:
             self._issuer = self.organisation.issuer(self.engine, self.nodes[0])
         return self._issuer
 
-    # -- tokens -----------------------------------------------------------------------------
-    def payload(self, token: str) -> EnrolmentPayload:
-        """What the QR code of ``token`` encodes."""
-        genesis = self.ledger.genesis
-        return EnrolmentPayload(self.portal_url, token, genesis.network, genesis.hash.hex(), self.nodes)
-
-    def create_tokens(
-        self, profile: DeviceProfile, count: int = 1, ttl: timedelta = timedelta(hours=24)
-    ) -> list[ProvisioningToken]:
-        """Create ``count`` one-time tokens for devices of ``profile``, valid for ``ttl``."""
-        if count < 1 or ttl <= timedelta(0):
-            raise EnrolmentError("create at least one token, with a positive lifetime")
-        now = self.clock()
-        expires = now + ttl
-        values = [
-            base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode() for _ in range(count)
-        ]
-        attributes = json.dumps(dict(profile.attributes))
-        rows = [
-            {
-                "token_hash": _hash(value),
-                "model": profile.model,
-                "firmware": profile.firmware,
-                "attributes": attributes,
-                "created_at": now,
-                "expires_at": expires,
-                "status": "issued",
-            }
-            for value in values
-        ]
-        with self.engine.begin() as connection:
-            connection.execute(insert(ProvisioningTokenRow), rows)
-        return [
-            ProvisioningToken(_hash(v), profile, now, expires, "issued", token=v, payload=self.payload(v))
-            for v in values
-        ]
-
-    def _status_of(self, row: ProvisioningTokenRow, now: datetime) -> str:
-        if row.status == "issued" and row.expires_at <= now:
-            return "expired"
-        return row.status
-
-    def tokens(
-        self, *, status: str | None = None, limit: int = 100, offset: int = 0
-    ) -> list[ProvisioningToken]:
-        """Tokens, newest first, with their current status (``issued``, ``claimed``, ``used``, ``expired``)."""
-        now = self.clock()
-        query = select(ProvisioningTokenRow).order_by(
-            col(ProvisioningTokenRow.created_at).desc(), col(ProvisioningTokenRow.token_hash)
-        )
-        state, expiry = col(ProvisioningTokenRow.status), col(ProvisioningTokenRow.expires_at)
-        if status == "issued":
-            query = query.where(state == "issued", expiry > now)
-        elif status == "expired":
-            query = query.where(or_(state == "expired", and_(state == "issued", expiry <= now)))
-        elif status is not None:
-            query = query.where(state == status)
-        with Session(self.engine) as session:
-            rows = session.exec(query.offset(offset).limit(limit)).all()
-        return [
-            ProvisioningToken(
-                r.token_hash, _profile(r), r.created_at, r.expires_at, self._status_of(r, now), r.device_did
-            )
-            for r in rows
-        ]
-
-    def progress(self, token_hashes: Sequence[str]) -> dict[str, int]:
-        """How far the tokens ``token_hashes`` are: ``{"total", "issued", "claimed", "used", "expired"}``."""
-        now = self.clock()
-        counts = dict.fromkeys(("issued", "claimed", "used", "expired"), 0)
-        with Session(self.engine) as session:
-            for start in range(0, len(token_hashes), 500):
-                chunk = list(token_hashes[start : start + 500])
-                query = select(ProvisioningTokenRow).where(col(ProvisioningTokenRow.token_hash).in_(chunk))
-                for row in session.exec(query).all():
-                    counts[self._status_of(row, now)] += 1
-        return {"total": len(token_hashes), **counts}
-
-    def expire_tokens(self) -> int:
-        """Mark issued tokens past their expiry as ``expired``; return how many."""
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(ProvisioningTokenRow)
-                .where(
-                    col(ProvisioningTokenRow.status) == "issued",
-                    col(ProvisioningTokenRow.expires_at) <= self.clock(),
-                )
-                .values(status="expired")
-            )
-        return int(result.rowcount)
-
-    def _check_token(self, token: object) -> ProvisioningTokenRow:
-        """The row of a usable token; a typed error (and no change) otherwise."""
-        hashed = _hash(token) if isinstance(token, str) and token else None
-        return self._usable(token, self._token_rows([hashed] if hashed else []).get(hashed or ""))
-
-    def _token_rows(self, hashes: Iterable[str]) -> dict[str, ProvisioningTokenRow]:
-        """The stored rows of the token hashes ``hashes`` (absent ones left out), in few queries."""
-        wanted, rows = list(dict.fromkeys(hashes)), dict[str, ProvisioningTokenRow]()
-        with Session(self.engine) as session:
-            for start in range(0, len(wanted), _IN_CHUNK):
-                query = select(ProvisioningTokenRow).where(
-                    col(ProvisioningTokenRow.token_hash).in_(wanted[start : start + _IN_CHUNK])
-                )
-                rows.update((row.token_hash, row) for row in session.exec(query).all())
-        return rows
-
-    def _usable(self, token: object, row: ProvisioningTokenRow | None) -> ProvisioningTokenRow:
-        """``row`` when ``token`` is a usable token stored as ``row``; else the typed error naming why."""
-        if not isinstance(token, str) or not token:
-            raise UnknownToken("no provisioning token was given")
-        if row is None:
-            raise UnknownToken("this provisioning token was never issued")
-        status = self._status_of(row, self.clock())
-        if status in ("used", "claimed"):
-            raise TokenUsed("this provisioning token was used already")
-        if status == "expired":
-            raise TokenExpired(f"this provisioning token expired at {row.expires_at:%Y-%m-%dT%H:%M:%SZ}")
-        return row
-
     def _enrolled(self, dids: Iterable[str]) -> set[str]:
         """Which of ``dids`` are enrolled devices already."""
         wanted, found = list(dict.fromkeys(dids)), set[str]()
         with Session(self.engine) as session:
-            for start in range(0, len(wanted), _IN_CHUNK):
-                query = select(DeviceRow.did).where(col(DeviceRow.did).in_(wanted[start : start + _IN_CHUNK]))
+            for start in range(0, len(wanted), IN_CHUNK):
+                query = select(DeviceRow.did).where(col(DeviceRow.did).in_(wanted[start : start + IN_CHUNK]))
                 found.update(session.exec(query).all())
         return found
-
-    def _claim(self, token_hash: str, did: str) -> None:
-        """Take the token for ``did`` in one conditional update; the loser of a race gets :class:`TokenUsed`."""
-        if not self._claim_many([(token_hash, did)])[0]:
-            raise TokenUsed("this provisioning token was used already")
-
-    def _claim_many(self, claims: Sequence[tuple[str, str]]) -> list[bool]:
-        """Take each token ``(hash, did)`` with its own conditional update, all in one database
-        transaction; whether each was won (of two concurrent claims of one token exactly one wins).
-        A token released after its device's DID may have reached the ledger stays reserved for that
-        DID (:meth:`_release`): only the same device, which alone can sign its creation, takes it."""
-        if not claims:
-            return []
-        statement = (
-            update(ProvisioningTokenRow)
-            .where(
-                col(ProvisioningTokenRow.token_hash) == bindparam("claimed_hash"),
-                col(ProvisioningTokenRow.status) == "issued",
-                col(ProvisioningTokenRow.expires_at) > bindparam("claimed_at"),
-                or_(
-                    col(ProvisioningTokenRow.device_did).is_(None),
-                    col(ProvisioningTokenRow.device_did) == bindparam("reserved_for"),
-                ),
-            )
-            .values(status="claimed", device_did=bindparam("claimed_by"))
-        )
-        now = self.clock()
-        won: dict[int, bool] = {}
-        with self.engine.begin() as connection:  # in token order: concurrent batches lock rows alike
-            for position in sorted(range(len(claims)), key=lambda p: claims[p][0]):
-                token_hash, did = claims[position]
-                params = {
-                    "claimed_hash": token_hash,
-                    "claimed_at": now,
-                    "claimed_by": did,
-                    "reserved_for": did,
-                }
-                won[position] = connection.execute(statement, params).rowcount == 1
-        return [won[position] for position in range(len(claims))]
-
-    def _release(self, token_hashes: Iterable[str], *, reserved: bool = True) -> None:
-        """Give claimed tokens back. ``reserved`` (whenever the device's creation may have reached the
-        ledger) keeps each bound to the DID that claimed it, so only that device enrols with it again;
-        otherwise any device may."""
-        values: dict[str, Any] = {"status": "issued"}
-        if not reserved:
-            values["device_did"] = None
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(ProvisioningTokenRow)
-                .where(
-                    col(ProvisioningTokenRow.token_hash).in_(list(token_hashes)),
-                    col(ProvisioningTokenRow.status) == "claimed",
-                )
-                .values(**values)
-            )
 
     # -- enrolment --------------------------------------------------------------------------
     def _prepare(self, token: object, txn_json: object) -> tuple[ProvisioningTokenRow, Transaction]:
@@ -551,7 +132,7 @@ class Enrolment:
         """Each item's usable token row and checked transaction, or the error naming what is wrong
         with it (the token first, then the transaction, then a device enrolled already); nothing
         is changed. The rows are read in a few queries for the whole batch."""
-        hashes = [_hash(token) if isinstance(token, str) and token else "" for token, _ in items]
+        hashes = [token_hash(token) if isinstance(token, str) and token else "" for token, _ in items]
         rows = self._token_rows(h for h in hashes if h)
         network = self.ledger.genesis.network
         prepared: list[tuple[ProvisioningTokenRow, Transaction] | EnrolmentError] = []
@@ -588,7 +169,7 @@ class Enrolment:
         if not isinstance(token, str):
             return None
         with Session(self.engine) as session:
-            row = session.get(ProvisioningTokenRow, _hash(token))
+            row = session.get(ProvisioningTokenRow, token_hash(token))
             if row is None or row.status != "used" or row.device_did is None:
                 return None
             try:  # the signature proves the key again; the transaction alone is public on the ledger
@@ -762,7 +343,7 @@ class Enrolment:
         now = self.clock()
         valid_until = now + self.credential_validity if self.credential_validity is not None else None
         issued_all = self.issuer.issue_many(
-            [_profile(row).claims(txn.submitter) for row, txn in anchored],
+            [profile_of(row).claims(txn.submitter) for row, txn in anchored],
             types=[DEVICE_CREDENTIAL],
             valid_until=valid_until,
             now=now,
@@ -817,105 +398,3 @@ class Enrolment:
             connection.execute(insert(DeviceRow), devices)
             connection.execute(used, [{"used_hash": row.token_hash} for row, _ in anchored])
         return results
-
-    # -- devices ----------------------------------------------------------------------------
-    def device(self, did: str) -> DeviceRecord:
-        """One enrolled device."""
-        with Session(self.engine) as session:
-            row = session.get(DeviceRow, did)
-        if row is None:
-            raise UnknownDevice(f"no enrolled device {did}")
-        return _record(row)
-
-    def devices(self, filter: DeviceFilter | None = None) -> list[DeviceRecord]:
-        """Enrolled devices, newest first, narrowed by ``filter``."""
-        filter = filter or DeviceFilter()
-        query = select(DeviceRow).order_by(col(DeviceRow.enrolled_at).desc(), col(DeviceRow.did))
-        if filter.status is not None:
-            query = query.where(DeviceRow.status == filter.status)
-        if filter.model is not None:
-            query = query.where(DeviceRow.model == filter.model)
-        with Session(self.engine) as session:
-            rows = session.exec(query.offset(filter.offset).limit(filter.limit)).all()
-        return [_record(row) for row in rows]
-
-    def change(
-        self, action: str, dids: Sequence[str], *, allowed: Iterable[str] | None = None
-    ) -> StatusChange:
-        """``suspend``, ``reinstate`` or ``revoke`` devices on the ledger (one transaction per list);
-        the devices as they are now and the committed transaction of each list. With ``allowed``,
-        every device must be in one of those states when the change is made, or nothing changes."""
-        purpose, value = _ACTIONS[action]
-        return self._change(dids, purpose, value, None if allowed is None else frozenset(allowed))
-
-    def _change(
-        self, dids: Sequence[str], purpose: str, value: bool, allowed: frozenset[str] | None = None
-    ) -> StatusChange:
-        """Check, write the ledger, then the issuer's lists and the devices' rows, as one step: two
-        changes at once (a suspension racing a revocation, two operators revoking one device) would
-        otherwise both pass the check, and the later row written would undo the other's state."""
-        with self._changing:
-            return self._change_now(dids, purpose, value, allowed)
-
-    def _change_now(
-        self, dids: Sequence[str], purpose: str, value: bool, allowed: frozenset[str] | None
-    ) -> StatusChange:
-        with Session(self.engine) as session:
-            rows = []
-            for did in dict.fromkeys(dids):
-                row = session.get(DeviceRow, did)
-                if row is None:
-                    raise UnknownDevice(f"no enrolled device {did}")
-                if row.status == "revoked":
-                    raise DeviceStateConflict(f"{did} is revoked; revocation is final")
-                if allowed is not None and row.status not in allowed:
-                    raise DeviceStateConflict(f"{did} is {row.status}: the change does not apply")
-                rows.append(row)
-        by_list: dict[str, list[int]] = {}
-        for row in rows:
-            url = row.revocation_list if purpose == "revocation" else row.suspension_list
-            by_list.setdefault(url.rpartition("/")[2], []).append(row.status_index)
-        change = "set" if value else "clear"
-        statuses = self.organisation.transact(
-            self.ledger,
-            [
-                ("status_list.update", {"list": name, change: sorted(indices)})
-                for name, indices in by_list.items()
-            ],
-            timeout=self.timeout,
-        )
-        ids = [row.credential_id for row in rows]
-        try:
-            if purpose == "revocation":
-                self.issuer.revoke(*ids)
-            elif value:
-                self.issuer.suspend(*ids)
-            else:
-                self.issuer.reinstate(*ids)
-        except IssuerError as exc:
-            raise DeviceStateConflict(str(exc)) from None
-        state = "revoked" if purpose == "revocation" else "suspended" if value else "active"
-        changed = (
-            update(DeviceRow).where(col(DeviceRow.did).in_([row.did for row in rows])).values(status=state)
-        )
-        if state != "revoked":  # a revocation made meanwhile by another process stands: it is final
-            changed = changed.where(col(DeviceRow.status) != "revoked")
-        with Session(self.engine) as session:
-            session.execute(changed)
-            session.commit()
-            fresh = [session.get(DeviceRow, row.did) for row in rows]
-            return StatusChange(
-                [_record(row) for row in fresh if row is not None], dict(zip(by_list, statuses, strict=True))
-            )
-
-    def suspend(self, *dids: str) -> list[DeviceRecord]:
-        """Suspend devices: set their bits in the suspension lists on the ledger (one transaction per list)."""
-        return self._change(dids, "suspension", True).devices
-
-    def reinstate(self, *dids: str) -> list[DeviceRecord]:
-        """Lift devices' suspension: clear their suspension bits on the ledger."""
-        return self._change(dids, "suspension", False).devices
-
-    def revoke(self, *dids: str) -> list[DeviceRecord]:
-        """Revoke devices for good: set their bits in the revocation lists on the ledger."""
-        return self._change(dids, "revocation", True).devices

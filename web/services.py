@@ -17,7 +17,8 @@ from sqlalchemy.engine import Engine
 
 from did_registry.client import LedgerClient
 from web.config import PortalConfig
-from web.enrolment import Enrolment, create_tables
+from web.enrolment import Enrolment
+from web.enrolment_records import create_tables
 from web.organisation import Organisation, PortalError
 
 __all__ = ["LedgerServices", "LedgerNotConfigured"]

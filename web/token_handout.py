@@ -23,7 +23,7 @@ from typing import Final
 
 from flask import current_app
 
-from web.enrolment import ProvisioningToken
+from web.enrolment_records import ProvisioningToken
 
 __all__ = ["HANDOUT_TTL", "MAX_HANDOUTS", "HandedToken", "Handout", "Handouts", "handouts"]
 

@@ -28,7 +28,7 @@ from wallet.enroll import (
 )
 from wallet.enroll_cli import device_group
 from wallet.keystore import KDF_TESTING, PASSPHRASE_ENV
-from web.enrolment import EnrolmentResult
+from web.enrolment_records import EnrolmentResult
 from web.organisation import PortalError
 from web.qr import qr_png
 

@@ -19,7 +19,7 @@ from tests.web.support import db, portal
 from wallet.keystore import KDF_TESTING, Keystore
 from web.app import create_app
 from web.config import PortalConfig
-from web.enrolment import DeviceRow, ProvisioningTokenRow
+from web.enrolment_records import DeviceRow, ProvisioningTokenRow
 from web.organisation import Organisation, Signer
 
 ORG_PASSPHRASE = "organisation pass phrase"

@@ -10,7 +10,7 @@ from flask import Flask
 from sqlmodel import select
 
 from tests.web.support import db
-from web.enrolment import MAX_ATTRIBUTES_BYTES, DeviceProfile, EnrolmentError, ProvisioningTokenRow
+from web.enrolment_records import MAX_ATTRIBUTES_BYTES, DeviceProfile, EnrolmentError, ProvisioningTokenRow
 from web.models import Role
 
 

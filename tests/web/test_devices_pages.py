@@ -28,7 +28,7 @@ from wallet.keystore import KDF_TESTING
 from web.app import create_app
 from web.config import PortalConfig
 from web.devices_pages import DeviceQuery, device_page
-from web.enrolment import DeviceProfile, DeviceRow
+from web.enrolment_records import DeviceProfile, DeviceRow
 from web.models import AuditEntry, Role
 from web.organisation import Organisation, Signer
 

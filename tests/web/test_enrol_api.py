@@ -20,7 +20,7 @@ from tests.web.support import audit_actions, db, fail_third_submit, portal
 from wallet.enroll import EnrollmentError, enroll, enrolment_transaction
 from wallet.keystore import KDF_TESTING
 from web.enrol_api import ENROL_MAX_FAILURES
-from web.enrolment import ProvisioningTokenRow
+from web.enrolment_records import ProvisioningTokenRow
 from web.models import Role
 
 PROFILE = {"model": "TH-1", "firmware": "2.4.1", "attributes": {"site": "depot-7"}}

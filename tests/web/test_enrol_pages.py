@@ -16,7 +16,7 @@ from sqlmodel import select
 from tests.web.ledger_support import LedgerPortal, ledger_portal
 from tests.web.support import Browser, audit_actions, db
 from wallet.enroll import EnrolmentPayload
-from web.enrolment import DeviceProfile, ProvisioningToken, ProvisioningTokenRow
+from web.enrolment_records import DeviceProfile, ProvisioningToken, ProvisioningTokenRow
 from web.models import Role
 from web.qr import decode_qr
 from web.qr_sheet import PER_PAGE, sheet_page

@@ -31,12 +31,12 @@ from wallet.keystore import KDF_TESTING
 from wallet.resolver import ResolverKeyLookup
 from wallet.status import LedgerStatusCheck
 from wallet.storage import IssuedCredentialRow
-from web.enrolment import (
+from web.enrolment import Enrolment
+from web.enrolment_records import (
     DeviceFilter,
     DeviceProfile,
     DeviceRow,
     DeviceStateConflict,
-    Enrolment,
     EnrolmentResult,
     InvalidEnrolmentRequest,
     ProvisioningTokenRow,

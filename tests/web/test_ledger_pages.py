@@ -18,7 +18,7 @@ from tests.web.support import Browser, db, portal
 from tests.web.test_devices_pages import Network, connected, enrol, start_network
 from web.app import create_app
 from web.config import PortalConfig
-from web.enrolment import DeviceRow
+from web.enrolment_records import DeviceRow
 from web.models import Role
 
 Signed = Callable[[Role], Browser]
