@@ -199,6 +199,12 @@ def _check_status(
             entry = BitstringStatusListEntry.from_json(raw)
         except InvalidStatusList as exc:
             raise Refused(Reason.CREDENTIAL_INVALID, f"credentialStatus: {exc}", did=did) from None
+        if entry.status_size != 1:  # its status is bits i*size.. (§3.2 step 10), which no ledger list holds
+            raise Refused(
+                Reason.CREDENTIAL_INVALID,
+                f"credentialStatus has statusSize {entry.status_size}; ledger status lists hold 1-bit entries",
+                did=did,
+            )
         match = STATUS_LIST_URL.search(entry.status_list_credential)
         if match is None or match.group(1) != issuer:
             raise Refused(

@@ -109,6 +109,10 @@ class LedgerStatusCheck:
             parsed = BitstringStatusListEntry.from_json(entry)
         except InvalidStatusList as exc:
             raise MalformedDocument(f"credentialStatus: {exc}") from None
+        if parsed.status_size != 1:  # its status is bits i*size.. (§3.2 step 10), which no ledger list holds
+            raise MalformedDocument(
+                f"credentialStatus has statusSize {parsed.status_size}; ledger status lists hold 1-bit entries"
+            )
         match = _LEDGER_LIST.search(parsed.status_list_credential)
         if match is None:
             raise StatusUnavailable(f"{parsed.status_list_credential} is not a ledger status list")

@@ -389,3 +389,27 @@ def test_several_networks_are_chosen_by_the_did(world: World) -> None:
     assert refused.value.reason is Reason.QUARANTINED
     with pytest.raises(ConfigurationError, match="already trusted"):
         city.attach(world.verifier)
+
+
+def test_an_entry_wider_than_one_bit_is_refused(world: World) -> None:
+    """Ledger status lists hold one bit per credential. An entry with ``statusSize`` 2 is refused as
+    invalid: read as bit ``i`` it would not be the spec's bits ``2i`` and ``2i + 1`` (Bitstring
+    Status List §3.2 step 10), so a revoked credential could pass."""
+    messages = [{"status": f"0x{n}", "message": f"state {n}"} for n in range(4)]
+    wide = [
+        {
+            "type": "BitstringStatusListEntry",
+            "statusPurpose": "revocation",
+            "statusListIndex": str(world.index),
+            "statusSize": 2,
+            "statusMessage": messages,
+            "statusListCredential": f"https://ledger.test/status-lists/{world.issuer}/rev/credential",
+        }
+    ]
+    document = build_credential(
+        issuer=world.issuer, subject={"id": world.did}, types=["DeviceCredential"], status=wide
+    )
+    credential = issue_credential(document, world.issuer_key, f"{world.issuer}#key-1")
+    with pytest.raises(Refused) as refused:
+        world.verifier.authenticate_presentation(world.present(credentials=[credential]), AUDIENCE)
+    assert refused.value.reason is Reason.CREDENTIAL_INVALID and "statusSize" in refused.value.detail
