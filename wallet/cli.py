@@ -181,7 +181,7 @@ def _verify(
             document,
             lookup,
             challenge=challenge if challenge is not None else str(proof.get("challenge", "")),
-            domain=domain if domain is not None else str(proof.get("domain", "")),
+            domain=domain if domain is not None else _any_domain(proof.get("domain", "")),
             status_check=status_check,
         )
         note = " (challenge/domain not checked: pass --challenge and --domain)" if unchecked else ""
@@ -197,6 +197,13 @@ def _verify(
         f"to {', '.join(credential.subject_ids) or '(no subject id)'}{until}"
         f"{_status_note(document, status_check)}"
     )
+
+
+def _any_domain(value: object) -> str:
+    """A domain the proof names (the first of a set), to verify with when none was asked for."""
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return value[0]
+    return str(value)
 
 
 def _status_note(document: Any, status_check: object) -> str:

@@ -17,6 +17,7 @@ from did_registry.identity.multikey import decode_ed25519_private_key
 from did_registry.identity.timestamps import parse_timestamp
 from tests.conftest import CONFORMANCE
 from wallet.errors import (
+    DomainMismatch,
     InvalidSignature,
     MalformedDocument,
     UnknownVerificationMethod,
@@ -160,6 +161,9 @@ def test_changing_any_signature_character_fails(vectors: dict[str, Any], positio
         ({"verificationMethod": ""}, MalformedDocument),
         ({"created": "yesterday"}, MalformedDocument),
         ({"@context": ["https://example.org/other"]}, MalformedDocument),
+        ({"domain": []}, MalformedDocument),
+        ({"domain": ["https://a.example", 7]}, MalformedDocument),
+        ({"domain": {"https://a.example": True}}, MalformedDocument),
     ],
 )
 def test_proof_defects_name_the_check(
@@ -180,3 +184,17 @@ def test_missing_proof_and_proof_sets_are_malformed(vectors: dict[str, Any]) -> 
     multi["proof"] = [multi["proof"], multi["proof"]]
     with pytest.raises(MalformedDocument):
         verify_proof(multi, _lookup_for(vectors), expected_purpose="assertionMethod")
+
+
+def test_a_domain_may_be_a_set_of_strings(vectors: dict[str, Any]) -> None:
+    """A proof whose ``domain`` is a set of strings (Data Integrity §2.1) verifies, and matches an
+    expected domain it holds; an expected domain it does not hold is a mismatch."""
+    domains = ("https://a.example", "https://b.example")
+    options = ProofOptions(f"did:key:{vectors['public']}#{vectors['public']}", domain=domains)
+    secured = add_proof(vectors["unsigned"], vectors["key"], options)
+    assert secured["proof"]["domain"] == list(domains)
+    lookup = _lookup_for(vectors)
+    assert verify_proof(secured, lookup, expected_purpose="assertionMethod").domain == domains
+    verify_proof(secured, lookup, expected_purpose="assertionMethod", domain="https://b.example")
+    with pytest.raises(DomainMismatch):
+        verify_proof(secured, lookup, expected_purpose="assertionMethod", domain="https://c.example")

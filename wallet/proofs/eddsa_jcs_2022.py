@@ -59,7 +59,8 @@ class ProofOptions:
     created: datetime | None = None
     expires: datetime | None = None
     challenge: str | None = None
-    domain: str | None = None
+    domain: str | tuple[str, ...] | None = None
+    """One domain, or a set of them (written as an array)."""
     nonce: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -80,7 +81,7 @@ class ProofOptions:
             ("nonce", self.nonce),
         ):
             if value is not None:
-                proof[name] = value
+                proof[name] = list(value) if isinstance(value, tuple) else value
         return proof
 
 
@@ -91,7 +92,8 @@ class VerifiedProof(NamedTuple):
     proof_purpose: str
     created: datetime | None
     challenge: str | None
-    domain: str | None
+    domain: str | tuple[str, ...] | None
+    """A string, or the set of strings the proof names (Data Integrity §2.1), in its order."""
 
 
 def _hash_data(document: Mapping[str, Any], proof_config: Mapping[str, Any]) -> bytes:
@@ -128,6 +130,18 @@ def _optional_str(proof: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
+def _domain(proof: Mapping[str, Any]) -> str | tuple[str, ...] | None:
+    """``domain``: "either a string, or an unordered set of strings" (Data Integrity §2.1)."""
+    value = proof.get("domain")
+    if isinstance(value, list):
+        if not value or not all(isinstance(item, str) for item in value):
+            raise MalformedDocument("proof.domain must be a string or a non-empty array of strings")
+        return tuple(value)
+    if value is not None and not isinstance(value, str):
+        raise MalformedDocument("proof.domain must be a string or a non-empty array of strings")
+    return value
+
+
 def verify_proof(
     secured: Mapping[str, Any],
     lookup: KeyLookup,
@@ -140,7 +154,7 @@ def verify_proof(
     """Verify the ``eddsa-jcs-2022`` proof of ``secured`` (Data Integrity §4.4, EdDSA §3.3.2).
 
     The key comes from ``lookup(verificationMethod, proofPurpose)``. When ``challenge`` or
-    ``domain`` is given the proof must carry exactly that value. Raises a
+    ``domain`` is given the proof must carry exactly that value (or a set of domains holding it). Raises a
     :class:`~wallet.errors.VerificationFailed` subclass naming the failed check.
     """
     proof = secured.get("proof")
@@ -174,12 +188,14 @@ def verify_proof(
     if expires is not None and now is not None and now > expires:
         raise CredentialExpired(f"proof expired at {proof['expires']}", subject=method)
     proof_challenge = _optional_str(proof, "challenge")
-    proof_domain = _optional_str(proof, "domain")
+    proof_domain = _domain(proof)
     if challenge is not None and (
         proof_challenge is None or not hmac.compare_digest(proof_challenge.encode(), challenge.encode())
     ):
         raise ChallengeMismatch("proof challenge is missing or not the one issued", subject=method)
-    if domain is not None and proof_domain != domain:
+    if domain is not None and not (
+        proof_domain == domain or (isinstance(proof_domain, tuple) and domain in proof_domain)
+    ):
         raise DomainMismatch(f"proof domain is {proof_domain!r}, expected {domain!r}", subject=method)
 
     document = {name: value for name, value in secured.items() if name != "proof"}
