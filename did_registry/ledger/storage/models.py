@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Table, Text
 from sqlmodel import Field, SQLModel
 
+from did_registry.identity.did import is_did
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from did_registry.ledger.txn import Transaction
 
@@ -86,7 +87,7 @@ class TxnRow(SQLModel, table=True):
     network: str
     submitter: str
     nonce: int = Field(sa_type=BigInteger)
-    subject: str | None = None  # the DID the body names: body.did, else body.issuer (trust.*)
+    subject: str | None = None  # the DID the rules read as the target: see subject_of
     time: str  # the block's time
     body: str = Field(sa_type=Text)  # the body, JSON
     signatures: str = Field(sa_type=Text)  # the signatures, JSON (with the columns above: the whole txn)
@@ -180,13 +181,25 @@ def block_row(block: Block, certificate: CommitCertificate | None) -> dict[str, 
     }
 
 
-def subject_of(body: Mapping[str, Any]) -> str | None:
-    """The DID a transaction body is about: ``body.did``, else ``body.issuer`` (trust.*), else None."""
-    for name in ("did", "issuer"):
-        value = body.get(name)
-        if isinstance(value, str):
-            return value
-    return None
+_SUBJECT_MEMBERS: Final = {
+    "role.grant": "did",
+    "role.revoke": "did",
+    "quarantine.report": "did",
+    "quarantine.clear": "did",
+    "trust.accredit": "issuer",
+    "trust.withdraw": "issuer",
+}
+_MAX_SUBJECT = 1024  # a DID the rules read; an index entry must stay far below PostgreSQL's 2,704 bytes
+
+
+def subject_of(txn_type: str, body: Mapping[str, Any]) -> str | None:
+    """The DID a transaction is about besides its submitter: the member its rules read as the target
+    (``did`` of role and quarantine changes, ``issuer`` of trust changes), else None. A member the
+    rules do not read is never indexed: its value is anything a submitter chose (of any length, which
+    one database could index and another not)."""
+    member = _SUBJECT_MEMBERS.get(txn_type)
+    value = None if member is None else body.get(member)
+    return value if isinstance(value, str) and len(value) <= _MAX_SUBJECT and is_did(value) else None
 
 
 def txn_rows(block: Block) -> list[tuple[Any, ...]]:
@@ -201,7 +214,7 @@ def txn_rows(block: Block) -> list[tuple[Any, ...]]:
             txn.network,
             txn.submitter,
             txn.nonce,
-            subject_of(txn.body),
+            subject_of(txn.type, txn.body),
             time,
             txn.canonical.decode(),  # the database cuts the body out of it
             dumps([s.to_json() for s in txn.signatures]),

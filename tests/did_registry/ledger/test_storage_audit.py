@@ -245,3 +245,21 @@ def test_views_are_documented() -> None:
     for view in VIEWS:
         assert f"`{view}`" in doc and f"FROM {view}" in doc
     assert "sqlite3 " in doc and "psql " in doc
+
+
+def test_a_body_member_the_rules_do_not_read_names_no_subject(store_url: str) -> None:
+    """A did.update may carry members its rules ignore, e.g. a 3,000-character ``did``: its block
+    commits on every backend (PostgreSQL could not index such a subject and halted at that block),
+    and the transaction is about its submitter alone."""
+    store = SQLLedgerStore(store_url, durable=False)
+    try:
+        net = network_on(store)
+        device = net.onboard()
+        stray = "did:example:" + "x" * 3000
+        update = device.txn("did.update", {"document": device.document(), "did": stray})
+        net.accept(update)
+        assert store.height() == 2 and store.locate(update.id) is not None
+        assert [row["id"] for row in _pages(store, did=stray)] == []
+        assert update.id in [row["id"] for row in _pages(store, did=device.did)]
+    finally:
+        store.close()
