@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from did_registry.errors import DidRegistryError, MissingMerkleNode
-from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
+from did_registry.identity.timestamps import InvalidTimestamp, format_timestamp, parse_timestamp
 from did_registry.ledger import validators as validator_set
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from did_registry.ledger.genesis import Genesis, genesis_state
@@ -89,6 +90,17 @@ def _reads_of(txns: Sequence[Transaction]) -> Iterator[str]:
             signer = did_of(signature.verification_method)
             yield f"did:{signer}"
             yield f"role:{signer}"
+
+
+def _block_time(proposed: str, head: str) -> str:
+    """A new block's time: the proposer's clock, never before the head's time, written in UTC whole
+    seconds (compared as instants: the head's text may name a zone or sub-seconds)."""
+    after = parse_timestamp(head)
+    later = max(parse_timestamp(proposed), after)
+    text = format_timestamp(later)
+    if parse_timestamp(text) < after:  # the head's sub-seconds were cut: the next whole second
+        text = format_timestamp(later + timedelta(seconds=1))
+    return text
 
 
 class LedgerApplication:
@@ -175,7 +187,7 @@ class LedgerApplication:
     def propose(self, txns: Sequence[Transaction], *, time: str, proposer: str) -> Executed:
         """Build the next block from ``txns``: accepted ones in order, rejected ones set apart."""
         height = self.height + 1
-        time = max(time, self._head.time)
+        time = _block_time(time, self._head.time)
         view, accepted, rejected = self._run(height, time, txns, strict=False)
         return self._seal(height, time, proposer, view, tuple(accepted), tuple(rejected))
 
@@ -187,11 +199,18 @@ class LedgerApplication:
         if header.network != self.genesis.network:
             raise InvalidBlock(f"block of network {header.network!r}")
         try:
+            if format_timestamp(parse_timestamp(header.time)) != header.time:
+                raise InvalidBlock(f"block time {header.time[:40]!r} is not in UTC whole seconds (…Z)")
             if parse_timestamp(header.time) < parse_timestamp(self._head.time):
                 raise InvalidBlock("block time goes backwards")
         except InvalidTimestamp as exc:
             raise InvalidBlock(str(exc)) from None
         view, accepted, _ = self._run(header.height, header.time, block.txns, strict=True)
+        if (
+            self.validators().by_id(header.proposer) is None
+            and validator_set.current(view).by_id(header.proposer) is None
+        ):
+            raise InvalidBlock(f"block {header.height}'s proposer {header.proposer[:80]!r} is no validator")
         executed = self._seal(header.height, header.time, header.proposer, view, tuple(accepted), ())
         if executed.block.header != header:
             raise InvalidBlock(f"block {header.height}'s header does not match its execution")
