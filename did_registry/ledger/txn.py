@@ -277,5 +277,7 @@ def _signatures(value: object) -> tuple[Signature, ...]:
             raise _malformed("a signature is at most 100 characters, its verificationMethod 1,024")
         if "\x00" in method or "\x00" in signature:
             raise _malformed("a string holds U+0000 (NUL)")
+        if not (method.isascii() and signature.isascii()):  # a DID URL and base58: a lone surrogate
+            raise _malformed("a signature's members are ASCII (a DID URL and base58btc)")  # broke SQL reads
         out.append(Signature(method, signature))
     return tuple(out)

@@ -129,3 +129,20 @@ def test_a_transaction_holding_nul_is_malformed(body: dict[str, Any]) -> None:
     data = {"type": "did.update", "network": "t", "submitter": "did:trellis:t:x", "nonce": 1, "body": body}
     with pytest.raises(TxnRejected, match="U\\+0000"):
         Transaction.from_json(data)
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        {"verificationMethod": "did:trellis:t:\ud800#key-1", "signature": "z" + "2" * 80},
+        {"verificationMethod": "did:trellis:t:é#key-1", "signature": "z" + "2" * 80},
+        {"verificationMethod": "did:trellis:t:x#key-1", "signature": "z" + "2" * 79 + "\u00e9"},
+    ],
+    ids=["lone surrogate", "accented method", "accented signature"],
+)
+def test_a_signature_member_that_is_not_ascii_is_malformed(signature: dict[str, str]) -> None:
+    """A signature's members are a DID URL and base58btc, both ASCII. A lone surrogate in one made
+    the SQL stores fail to encode the signer's key (a 500 at admission) where memory refused it."""
+    data = {**_with_body_depth(2), "signatures": [signature]}
+    with pytest.raises(TxnRejected, match="ASCII"):
+        Transaction.from_json(data)
