@@ -39,7 +39,7 @@ from verifier.policy import NetworkTrust, Policy
 from verifier.replay import MemoryNonceStore, NonceStore
 from verifier.sessions import SessionStore, open_session
 from wallet.credential import check_context, did_of
-from wallet.errors import VerificationFailed
+from wallet.errors import InvalidSharedSecret, VerificationFailed
 from wallet.http_signatures import HttpRequest
 from wallet.proofs.eddsa_jcs_2022 import verify_proof
 
@@ -212,22 +212,26 @@ class Verifier:
         offer: dict[str, str] | None = None
         agreement = None if self.sessions is None else entry.agreement_key()
         if self.sessions is not None and agreement is not None:
-            session, opened = open_session(
-                did=did,
-                key_id=key_id,
-                audience=audience,
-                device_key_agreement=agreement,
-                ttl=self.policy.session_ttl,
-                now=now,
-                credential_id=summary.id,
-                height=height,
-                status=summary.status,
-                not_after=admitted.not_after,  # a session never outlives its credential
-                proof_method=admitted.key[0],
-                proof_key=admitted.key[1],
-                accredited_for=admitted.accepted,
-            )
-            if session.expires_at > now:  # else the credential is in its last second: no session
+            try:
+                session, opened = open_session(
+                    did=did,
+                    key_id=key_id,
+                    audience=audience,
+                    device_key_agreement=agreement,
+                    ttl=self.policy.session_ttl,
+                    now=now,
+                    credential_id=summary.id,
+                    height=height,
+                    status=summary.status,
+                    not_after=admitted.not_after,  # a session never outlives its credential
+                    proof_method=admitted.key[0],
+                    proof_key=admitted.key[1],
+                    accredited_for=admitted.accepted,
+                )
+            except InvalidSharedSecret:  # a low-order keyAgreement key: no session can be keyed with it
+                session = None
+            # no session either when the credential is in its last second
+            if session is not None and session.expires_at > now:
                 self.sessions.put(session)
                 _signed.remember_session(self, session.id, session.expires_at)
                 self._watch(did, summary, session.id, session.expires_at)
