@@ -14,6 +14,7 @@ external); ``keyAgreement`` holds X25519 keys and the four signature relationshi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -110,6 +111,18 @@ def _is_uri(value: object) -> bool:
     return bool(sep and rest and scheme[:1].isalpha() and scheme.isascii())
 
 
+_ABSOLUTE_URI: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[!-~]+")  # RFC 3986 §4.3, printable ASCII
+
+
+def _service_id(value: object, base: DID, path: str) -> str:
+    """A service's id: "a URI conforming to [RFC3986]" (DID Core §5.4). DID URLs and references
+    relative to the document's DID are read as :func:`_did_url` reads them; another absolute URI
+    (``urn:uuid:…``, ``https://…``) is kept as written."""
+    if isinstance(value, str) and not value.startswith("did:") and _ABSOLUTE_URI.fullmatch(value):
+        return value
+    return _did_url(value, base, path)
+
+
 def _did_url(value: object, base: DID, path: str) -> str:
     if not isinstance(value, str):
         raise InvalidDIDDocument("must be a DID URL string", path=path)
@@ -121,7 +134,8 @@ def _did_url(value: object, base: DID, path: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Service:
-    """A service (DID Core §5.4): an absolute DID URL id, one or more types and an endpoint."""
+    """A service (DID Core §5.4): an id (a URI: a DID URL, relative ones resolved, or any other absolute
+    URI such as ``urn:uuid:…``), one or more types and an endpoint."""
 
     id: str
     type: str | tuple[str, ...]
@@ -132,7 +146,7 @@ class Service:
         """Read a service from JSON; a relative id resolves against ``base``."""
         if not isinstance(data, Mapping):
             raise InvalidDIDDocument("a service must be a JSON object", path=path)
-        service_id = _did_url(data.get("id"), base, f"{path}.id")
+        service_id = _service_id(data.get("id"), base, f"{path}.id")
         type_ = data.get("type")
         if isinstance(type_, list) and type_ and all(isinstance(t, str) and t for t in type_):
             type_ = tuple(type_)
@@ -294,7 +308,7 @@ class DIDDocument:
 
     def service(self, id_or_fragment: str) -> Service:
         """Return the service with this id (absolute, ``#fragment`` or bare fragment)."""
-        service = self._services.get(self._absolute(id_or_fragment))
+        service = self._services.get(id_or_fragment) or self._services.get(self._absolute(id_or_fragment))
         if service is None:
             raise VerificationMethodNotFound(str(self._id), id_or_fragment, "no such service")
         return service

@@ -99,6 +99,17 @@ class TestValidDocument:
         assert doc.service("hub").type == ("A", "B")
         assert doc.service("#files").to_json()["serviceEndpoint"] == "https://example.com"
 
+    @pytest.mark.parametrize(
+        "service_id", ["urn:uuid:0f8e7a2c-52d4-4b3e-9c1e-1b2f3a4d5e6f", "https://example.com/services/1"]
+    )
+    def test_a_service_id_may_be_any_absolute_uri(self, service_id: str) -> None:
+        """A service's id is "a URI conforming to [RFC3986]" (DID Core §5.4), not only a DID URL:
+        it is kept as written, and the service is found by it."""
+        data = sample()
+        data["service"][0]["id"] = service_id
+        doc = DIDDocument.from_json(data)
+        assert doc.services[0].id == service_id and doc.service(service_id).type == "LinkedDomains"
+
     def test_relative_ids_resolve_against_document_id(self) -> None:
         """If a method id is relative, it is stored absolute, resolved against the document id."""
         doc = DIDDocument.from_json(sample())
