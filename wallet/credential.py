@@ -10,6 +10,7 @@ credential's status entries (§4.10) through a caller-supplied status check. Eac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 VC_V2_CONTEXT = "https://www.w3.org/ns/credentials/v2"
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:[^\s]+")
 
 StatusCheck = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
 """``(credentialStatus entry, credential) -> None``; raises ``CredentialStatusRefused``."""
@@ -134,6 +136,19 @@ def check_context(document: Mapping[str, Any]) -> None:
     context = document.get("@context")
     if not isinstance(context, list) or not context or context[0] != VC_V2_CONTEXT:
         raise MalformedDocument(f"@context must be an array starting with {VC_V2_CONTEXT!r}")
+    if not all(_is_url(item) or isinstance(item, Mapping) for item in context[1:]):
+        raise MalformedDocument("@context items after the first must be URLs or objects")
+
+
+def _is_url(value: object) -> bool:
+    """Whether ``value`` is an absolute URL (RFC 3986: a scheme, a colon, no white space)."""
+    return isinstance(value, str) and _URL.fullmatch(value) is not None
+
+
+def _check_id(item: Mapping[str, Any], where: str) -> None:
+    """An ``id``, when present, "MUST be a single URL" (VC 2.0 §4.4)."""
+    if "id" in item and not _is_url(item["id"]):
+        raise MalformedDocument(f"{where}id must be a single URL")
 
 
 def _issuer_id(credential: Mapping[str, Any]) -> str:
@@ -150,10 +165,9 @@ def _subject_ids(credential: Mapping[str, Any]) -> tuple[str, ...]:
     subjects: list[Any] = subject if isinstance(subject, list) else [subject]
     if not subjects or not all(isinstance(s, Mapping) and s for s in subjects):
         raise MalformedDocument("credentialSubject must be a non-empty object or array of objects")
-    ids = tuple(s["id"] for s in subjects if "id" in s)
-    if not all(isinstance(i, str) for i in ids):
-        raise MalformedDocument("credentialSubject.id must be a URL string")
-    return ids
+    for item in subjects:
+        _check_id(item, "credentialSubject.")
+    return tuple(s["id"] for s in subjects if "id" in s)
 
 
 def _timestamp(credential: Mapping[str, Any], name: str) -> datetime | None:
@@ -173,6 +187,8 @@ def status_entries(credential: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     entries = status if isinstance(status, list) else [status]
     if not all(isinstance(e, Mapping) and isinstance(e.get("type"), str) for e in entries):
         raise MalformedDocument("credentialStatus entries must be objects with a type")
+    for entry in entries:
+        _check_id(entry, "credentialStatus.")
     return entries
 
 
@@ -189,6 +205,7 @@ def _shape(credential: Mapping[str, Any]) -> _Shape:
     if not isinstance(credential, Mapping):
         raise MalformedDocument("a credential must be a JSON object")
     check_context(credential)
+    _check_id(credential, "")
     shape = _Shape(
         _types(credential, "VerifiableCredential"),
         _issuer_id(credential),

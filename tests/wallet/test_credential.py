@@ -138,6 +138,13 @@ MALFORMED: list[tuple[str, Any]] = [
     ("validFrom", "2026-01-01"),
     ("validUntil", "2026-01-01T00:00:00"),
     ("credentialStatus", {"statusPurpose": "revocation"}),
+    ("@context", ["https://www.w3.org/ns/credentials/v2", 42]),  # §4.3: later items are URLs or objects
+    ("@context", ["https://www.w3.org/ns/credentials/v2", "not a url"]),
+    ("id", 42),  # §4.4: an id "MUST be a single URL"
+    ("id", "not-a-url"),
+    ("id", ["urn:uuid:1", "urn:uuid:2"]),
+    ("credentialSubject", {"id": "alice"}),
+    ("credentialStatus", {"id": "nope", "type": "BitstringStatusListEntry"}),
 ]
 
 
