@@ -6,7 +6,10 @@ themselves to the ``did`` group that :mod:`did_registry.cli` defines.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -14,15 +17,29 @@ from did_registry.cli import did_group, genesis_option, ledger_client, node_opti
 from did_registry.client import LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import Ed25519PrivateKey
-from did_registry.identity.did_document import DIDDocument
+from did_registry.identity.did_document import RELATIONSHIPS, DIDDocument
 from did_registry.identity.did_document_builder import DIDDocumentBuilder
 from did_registry.identity.did_trellis import initial_document, trellis_did
+from did_registry.identity.verification_method import PublicKey
 from did_registry.ledger.txn import Transaction, TxnRejected
 from wallet.errors import KeystoreError
 from wallet.keystore import Keystore, passphrase_from_env_or_prompt
 from wallet.rotation import rotated_document
 
-__all__ = ["next_nonce", "signer_of", "signer_on_ledger"]
+__all__ = [
+    "UnheldAuthority",
+    "UpdateOutcome",
+    "next_nonce",
+    "signer_of",
+    "signer_on_ledger",
+    "unheld_authority",
+    "update_outcome",
+]
+
+UpdateOutcome = Literal["committed", "refused", "unknown"]
+_TIMEOUT = 60.0  # how long a command waits for its transaction, and then for one a node says it holds
+_POLL = 2.0  # how long one question to a node about a transaction it holds waits
+_PROVE_CHUNK = 1000  # keys per proven read (LedgerClient.prove_many)
 
 
 def _fail(message: str) -> None:
@@ -60,6 +77,112 @@ def next_nonce(client: LedgerClient, did: str) -> int:
     """The submitter's next nonce: one above the last the ledger (provably) recorded."""
     last, _ = client.prove(f"nonce:{did}")
     return int(last or 0) + 1
+
+
+def update_outcome(client: LedgerClient, txn: Transaction, version: int) -> tuple[UpdateOutcome, int | None]:
+    """Where ``txn``, a ``did.update`` or ``did.deactivate`` of its submitter's DID, stands, read from
+    the ledger's proven state only (a node's word, such as a rejection, proves nothing).
+
+    ``version`` is the DID record's version when ``txn`` was built. ``committed``, with the version
+    it made, when a later version of the record names ``txn``; ``refused`` when none does and the
+    submitter's nonce has reached ``txn``'s, so ``txn`` can never commit; else ``unknown`` (it may
+    still commit). Raises :class:`LedgerUnavailable` when no node gives a proven answer.
+    """
+    did = txn.submitter
+    # the nonce first: the record, read as of a block no older, then shows every commit up to it
+    last, _ = client.prove(f"nonce:{did}")
+    record, _ = client.resolve_record(did)
+    newest = version if record is None else int(record["version"])
+    if record is not None and record.get("txn") == txn.id:
+        return "committed", newest
+    keys = [f"didv:{did}:{v}" for v in range(version + 1, newest)]
+    for start in range(0, len(keys), _PROVE_CHUNK):
+        values, _ = client.prove_many(keys[start : start + _PROVE_CHUNK])
+        for offset, value in enumerate(values):
+            if isinstance(value, dict) and value.get("txn") == txn.id:
+                return "committed", version + 1 + start + offset
+    if int(last or 0) >= txn.nonce:
+        return "refused", None
+    return "unknown", None
+
+
+def _settle(
+    client: LedgerClient, txn: Transaction, version: int, failure: DidRegistryError
+) -> tuple[UpdateOutcome, int | None]:
+    """:func:`update_outcome` after submitting ``txn`` failed with ``failure``. A ``replay`` or
+    ``conflict`` answer may mean a node holds ``txn`` (pending): while one says so and the outcome
+    is unknown, wait for it, up to ``_TIMEOUT``. A ledger that gives no proven answer: ``unknown``."""
+    deadline = time.monotonic() + _TIMEOUT
+    waiting = isinstance(failure, TxnRejected) and failure.code in ("replay", "conflict")
+    while True:
+        try:
+            outcome, made = update_outcome(client, txn, version)
+        except DidRegistryError:  # LedgerUnavailable, or every proof refused
+            outcome, made = "unknown", None
+        left = deadline - time.monotonic()
+        if outcome != "unknown" or not waiting or left <= 0:
+            return outcome, made
+        try:
+            [status] = client.wait([txn.id], timeout=min(_POLL, left))
+        except DidRegistryError:
+            return outcome, made
+        # pending: wait on; committed: one more proven read settles it; else no node holds it
+        waiting = status.get("status") == "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class UnheldAuthority:
+    """What in a DID document can act for the DID without a key the keystore holds.
+
+    ``methods``: id of each verification method (listed or embedded) whose key is neither a key of
+    the keystore nor a key's X25519 form, with the relationships that list it. ``references``: id of
+    each method of another DID that a relationship lists, with those relationships. ``controllers``:
+    the controllers other than the DID itself (they may update it).
+    """
+
+    methods: dict[str, tuple[str, ...]]
+    references: dict[str, tuple[str, ...]]
+    controllers: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.methods or self.references or self.controllers)
+
+    def describe(self) -> str:
+        """One line naming each item."""
+        items = [f"{m} ({', '.join(rels) or 'in no relationship'})" for m, rels in self.methods.items()]
+        items += [f"{m} of another DID ({', '.join(rels)})" for m, rels in self.references.items()]
+        items += [f"controller {c}" for c in self.controllers]
+        return "; ".join(items)
+
+    def remove_from(self, builder: DIDDocumentBuilder) -> None:
+        """Take every item out of ``builder``'s document (methods with every reference to them)."""
+        for method_id in self.methods:
+            builder.remove_verification_method(method_id)
+        for method_id, relationships in self.references.items():
+            for relationship in relationships:
+                builder.remove_relationship(relationship, method_id)
+        if self.controllers:
+            listed = builder.to_json().get("controller")
+            listed = [listed] if isinstance(listed, str) else list(listed or [])
+            builder.set_controller([c for c in listed if c not in self.controllers] or None)
+
+
+def unheld_authority(document: DIDDocument, keystore: Keystore) -> UnheldAuthority:
+    """The keys, other DIDs' keys and controllers that ``document`` lets act for its DID and that
+    ``keystore`` holds no key of (see :class:`UnheldAuthority`)."""
+    held: set[PublicKey] = {key.public_key for key in keystore.keys}
+    held |= {key.public_key.to_x25519() for key in keystore.keys}
+    listing: dict[str, list[str]] = {}
+    for relationship in RELATIONSHIPS:
+        for method_id in document.relationship(relationship):
+            listing.setdefault(method_id, []).append(relationship)
+    own = {method.id for method in document.verification_methods}
+    methods = {
+        m.id: tuple(listing.get(m.id, ())) for m in document.verification_methods if m.public_key not in held
+    }
+    references = {m: tuple(rels) for m, rels in listing.items() if m not in own}
+    controllers = tuple(c for c in document.controllers if c != str(document.id))
+    return UnheldAuthority(methods, references, controllers)
 
 
 def _open(path: Path) -> tuple[Keystore, str]:
@@ -129,6 +252,14 @@ def create(nodes: tuple[str, ...], genesis_file: Path | None, endorser_file: Pat
     "--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--rotate", is_flag=True, help="Replace the current key with a new one (kept in the keystore).")
+@click.option(
+    "--unknown-keys",
+    type=click.Choice(["refuse", "keep", "remove"]),
+    default="refuse",
+    show_default=True,
+    help="With --rotate, when the document lets keys the keystore does not hold (or other DIDs) act for "
+    "the DID: refuse to rotate, keep them, or remove them in the same update.",
+)
 @click.option("--add-service", nargs=3, multiple=True, metavar="ID TYPE ENDPOINT", help="Add a service.")
 @click.option("--remove-service", multiple=True, metavar="ID", help="Remove a service by id or fragment.")
 def update(
@@ -136,12 +267,15 @@ def update(
     genesis_file: Path | None,
     key_file: Path,
     rotate: bool,
+    unknown_keys: str,
     add_service: tuple[tuple[str, str, str], ...],
     remove_service: tuple[str, ...],
 ) -> None:
     """Update the DID document of the keystore's DID: rotate its key, add or remove services."""
     if not nodes:
         _fail("--node is required")
+    if unknown_keys != "refuse" and not rotate:
+        _fail("--unknown-keys goes with --rotate")
     keystore, passphrase = _open(key_file)
     did, _, _ = signer_of(keystore)
     client = _client(nodes, genesis_file)
@@ -156,9 +290,22 @@ def update(
         _fail(str(exc))
         return
     builder = DIDDocumentBuilder.from_document(on_ledger)
+    new_id = ""
     try:
         if rotate:  # the signing key and the X25519 key agreement key derived from it both change
+            unheld = unheld_authority(on_ledger, keystore)
+            if unheld and unknown_keys == "refuse":
+                _fail(
+                    f"refusing to rotate: the document of {did} on the ledger lets these act for it, and "
+                    f"this keystore holds none of their keys: {unheld.describe()}. A rotation would keep "
+                    "them: pass --unknown-keys remove to remove them in the same update, or --unknown-keys "
+                    "keep to keep them"
+                )
+                return
+            if unknown_keys == "remove":
+                unheld.remove_from(builder)
             new = keystore.rotate()
+            new_id = new.id
             document = rotated_document(
                 builder.to_json(), method.partition("#")[2], new.private_key.public_key, new.id
             )
@@ -178,19 +325,33 @@ def update(
         nonce=next_nonce(client, did),
         body={"document": document},
     ).signed(key, method)
+    if not rotate:
+        _run(client, txn)
+        click.echo(f"updated {did} to version {record['version'] + 1}")
+        return
     before = key_file.read_bytes()
-    if rotate:  # keep the new key before the ledger starts to require it
-        keystore.save(key_file, passphrase, overwrite=True)
+    keystore.save(key_file, passphrase, overwrite=True)  # keep the new key before the ledger requires it
     try:
-        client.submit_and_wait(txn, timeout=60)
-    except TxnRejected as exc:  # never committed: the keystore goes back to the keys the ledger knows
-        if rotate:
+        client.submit_and_wait(txn, timeout=_TIMEOUT)
+    except DidRegistryError as exc:  # TxnRejected, LedgerUnavailable: a node's word, proving nothing
+        outcome, made = _settle(client, txn, record["version"], exc)
+        if outcome == "refused":  # it can never commit: the keystore goes back to the keys the ledger knows
             Keystore.decrypt(before, passphrase, source=str(key_file)).save(
                 key_file, passphrase, overwrite=True
             )
-        _fail(f"the ledger refused the transaction: {exc}")
-    except (LedgerUnavailable, DidRegistryError) as exc:  # it may yet commit: both keys stay kept
-        _fail(str(exc))
+            _fail(
+                f"the ledger refused the transaction: {exc} (nonce {txn.nonce} of {did} went to another "
+                "transaction); the keystore is back as it was"
+            )
+        if outcome == "unknown":  # it may yet commit: the new key must not be lost
+            _fail(
+                f"the rotation may or may not commit: {exc}. The new key {new_id} stays in {key_file} with "
+                f"the old one; see which the ledger lists with `trellis did resolve {did}`. `did update` "
+                "signs with whichever kept key it lists, so if the old one is still listed, rotate again"
+            )
+        click.echo(f"note: {exc}; but the ledger shows the update committed", err=True)
+        click.echo(f"updated {did} to version {made}")
+        return
     click.echo(f"updated {did} to version {record['version'] + 1}")
 
 

@@ -7,10 +7,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from did_registry.client import LedgerClient
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.did_document import DIDDocument
+from did_registry.identity.did_document_builder import DIDDocumentBuilder
+from did_registry.identity.did_trellis import initial_document, trellis_did
 from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.node.config import build_service, load_config
 from did_registry.node.server import NodeServer
@@ -103,25 +108,200 @@ def _created(folder: Path, url: str, name: str) -> tuple[str, list[str]]:
     return out.strip().splitlines()[-1], common
 
 
+def _client(folder: Path, url: str) -> LedgerClient:
+    return LedgerClient([url], json.loads((folder / "genesis.json").read_text(encoding="utf-8")))
+
+
+def _listed(folder: Path, url: str, did: str) -> list[str]:
+    """The fragments of the methods the DID's document on the ledger lists."""
+    with _client(folder, url) as client:
+        record, _ = client.resolve_record(did)
+    assert record is not None
+    return sorted(m.fragment or "" for m in DIDDocument.from_json(record["document"]).verification_methods)
+
+
+def _key_ids(folder: Path, name: str = "device.key") -> list[str]:
+    return [k.id for k in Keystore.open(folder / name, ENV["TRELLIS_PASSPHRASE"]).keys]
+
+
+def _update_with_key_1(
+    folder: Path, url: str, did: str, change: Callable[[DIDDocumentBuilder], None]
+) -> None:
+    """Commit a did.update of ``did`` signed with the keystore's key-1 (the DID's first key), as a
+    second process (or whoever else holds key-1) would."""
+    key = Keystore.open(folder / "device.key", ENV["TRELLIS_PASSPHRASE"]).keys[0].private_key
+    with _client(folder, url) as client:
+        record, _ = client.resolve_record(did)
+        assert record is not None
+        builder = DIDDocumentBuilder.from_document(DIDDocument.from_json(record["document"]))
+        change(builder)
+        txn = Transaction.build("did.update", network=client.genesis.network, submitter=did,
+                                nonce=ledger_cli.next_nonce(client, did), body={"document": builder.to_json()})  # fmt: skip
+        client.submit_and_wait(txn.signed(key, f"{did}#key-1"), timeout=30)
+
+
 def test_a_refused_rotation_leaves_the_keys_the_ledger_knows(
     network: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A rotation the ledger refuses (here: another update took its nonce first) puts the keystore
-    back as it was, and the next update signs and rotates as usual."""
+    """A rotation the ledger refuses (another update took its nonce first, so it can never commit)
+    puts the keystore back as it was, and the next update signs and rotates as usual."""
     folder, url = network
     did, common = _created(folder, url, "device.key")
     real = LedgerClient.submit_and_wait
+    overtook: list[bool] = []
 
-    def refused(self: LedgerClient, txn: Transaction, timeout: float = 30.0) -> Any:
-        raise TxnRejected("replay", f"nonce {txn.nonce} of {did} is not above the last one", txn_id=txn.id)
+    def overtaken(self: LedgerClient, txn: Transaction, timeout: float = 30.0) -> Any:
+        if not overtook:  # the first submission (the rotation's) comes after another update's
+            overtook.append(True)
+            _update_with_key_1(
+                folder, url, did, lambda b: b.add_service("first", "T", "https://first.example")
+            )
+        return real(self, txn, timeout)
 
-    monkeypatch.setattr(LedgerClient, "submit_and_wait", refused)
+    monkeypatch.setattr(LedgerClient, "submit_and_wait", overtaken)
     code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--rotate", folder=folder)
-    assert code == 1 and "refused" in out
-    assert [k.id for k in Keystore.open(folder / "device.key", ENV["TRELLIS_PASSPHRASE"]).keys] == ["key-1"]
+    assert code == 1 and "the ledger refused the transaction: replay" in out
+    assert _key_ids(folder) == ["key-1"]
     monkeypatch.setattr(LedgerClient, "submit_and_wait", real)
     code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--rotate", folder=folder)
     assert code == 0, out
+
+
+def test_a_rotation_whose_answer_was_lost_keeps_the_new_key(
+    network: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first node admits the rotation but its answer is lost; the next node answers that the
+    transaction is already there (a replay). The ledger shows it committed: the command succeeds and
+    the keystore keeps the new key the ledger now lists."""
+    folder, url = network
+    did, _ = _created(folder, url, "device.key")
+    alias = url.replace("127.0.0.1", "localhost")  # the same node under a second name: "another node"
+    common = ["--node", url, "--node", alias, "--genesis", str(folder / "genesis.json")]
+    real_post = httpx.Client.post
+    lost: list[str] = []
+
+    def post(self: httpx.Client, target: str, *args: Any, **kwargs: Any) -> httpx.Response:
+        response = real_post(self, target, *args, **kwargs)
+        if str(target).endswith("/txns") and not lost:
+            lost.append(str(target))
+            raise httpx.ReadTimeout("the answer was lost", request=response.request)
+        return response
+
+    monkeypatch.setattr(httpx.Client, "post", post)
+    code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--rotate", folder=folder)
+    assert lost and code == 0, out
+    assert _listed(folder, url, did) == ["key-2", "key-agreement-2"]
+    assert _key_ids(folder) == ["key-1", "key-2"]
+
+
+def test_a_false_rejection_keeps_the_new_key(
+    network: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that answers a rotation with a rejection but keeps the signed update, and submits it
+    after the command has ended, cannot take the DID away: the keystore keeps the new key."""
+    folder, url = network
+    did, common = _created(folder, url, "device.key")
+    held: list[Transaction] = []
+
+    def hostile(self: LedgerClient, txns: Transaction) -> list[str]:
+        held.append(txns)
+        raise TxnRejected("forbidden", "a lie", txn_id=txns.id)
+
+    monkeypatch.setattr(LedgerClient, "submit", hostile)
+    code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--rotate", folder=folder)
+    assert code == 1 and "may or may not commit" in out
+    assert _key_ids(folder) == ["key-1", "key-2"]
+    monkeypatch.undo()
+    with _client(folder, url) as client:
+        client.submit_and_wait(held, timeout=30)
+    assert _listed(folder, url, did) == ["key-2", "key-agreement-2"]
+    code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--add-service", "s", "T",
+                     "https://x.example", folder=folder)  # fmt: skip
+    assert code == 0, out
+
+
+def test_a_rotation_refuses_to_keep_a_key_the_keystore_lacks(network: tuple[Path, str]) -> None:
+    """A key the keystore does not hold (here: added by whoever stole key-1) makes a rotation
+    refuse, naming the key, and nothing changes."""
+    folder, url = network
+    did, common = _created(folder, url, "device.key")
+    thief = Ed25519PrivateKey.generate().public_key
+    _update_with_key_1(folder, url, did, lambda b: b.add_verification_method(
+        thief, fragment="spare", relationships=("capabilityInvocation",)))  # fmt: skip
+    code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--rotate", folder=folder)
+    assert code == 1 and f"{did}#spare (capabilityInvocation)" in out
+    assert _key_ids(folder) == ["key-1"]
+    assert _listed(folder, url, did) == ["key-1", "key-agreement-1", "spare"]
+
+
+def test_unknown_keys_remove_takes_them_out_in_the_rotation(network: tuple[Path, str]) -> None:
+    folder, url = network
+    did, common = _created(folder, url, "device.key")
+    thief = Ed25519PrivateKey.generate().public_key
+    _update_with_key_1(folder, url, did, lambda b: b.add_verification_method(
+        thief, fragment="spare", relationships=("capabilityInvocation",)))  # fmt: skip
+    code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--rotate", "--unknown-keys",
+                     "remove", folder=folder)  # fmt: skip
+    assert code == 0, out
+    assert _listed(folder, url, did) == ["key-2", "key-agreement-2"]
+
+
+def test_unknown_keys_keep_rotates_and_keeps_them(network: tuple[Path, str]) -> None:
+    folder, url = network
+    did, common = _created(folder, url, "device.key")
+    other = Ed25519PrivateKey.generate().public_key
+    _update_with_key_1(folder, url, did, lambda b: b.add_verification_method(
+        other, fragment="spare", relationships=("capabilityInvocation",)))  # fmt: skip
+    code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--rotate", "--unknown-keys",
+                     "keep", folder=folder)  # fmt: skip
+    assert code == 0, out
+    assert _listed(folder, url, did) == ["key-2", "key-agreement-2", "spare"]
+
+
+def test_unheld_authority_names_other_dids_keys_and_controllers() -> None:
+    """Besides unknown keys, a relationship listing another DID's key and a controller other than
+    the DID itself can act for the DID: both are named."""
+    key = Ed25519PrivateKey.generate()
+    did = str(trellis_did("clinet", key.public_key))
+    other = "did:trellis:clinet:4mJ1PRfKvTDzaWMTnMpTqq"
+    builder = DIDDocumentBuilder.from_document(initial_document(did, key.public_key))
+    builder.set_controller([did, other])
+    builder.add_relationship("capabilityInvocation", f"{other}#key-1")
+    unheld = ledger_cli.unheld_authority(builder.build(), Keystore.new(key, metadata={"did": did}))
+    assert unheld.methods == {}
+    assert unheld.references == {f"{other}#key-1": ("capabilityInvocation",)}
+    assert unheld.controllers == (other,)
+
+
+def test_unheld_authority_removes_what_it_names() -> None:
+    key = Ed25519PrivateKey.generate()
+    did = str(trellis_did("clinet", key.public_key))
+    other = "did:trellis:clinet:4mJ1PRfKvTDzaWMTnMpTqq"
+    builder = DIDDocumentBuilder.from_document(initial_document(did, key.public_key))
+    builder.set_controller([did, other])
+    builder.add_relationship("authentication", f"{other}#key-1")
+    builder.add_verification_method(Ed25519PrivateKey.generate().public_key, fragment="spare",
+                                    relationships=("capabilityInvocation",))  # fmt: skip
+    keystore = Keystore.new(key, metadata={"did": did})
+    ledger_cli.unheld_authority(builder.build(), keystore).remove_from(builder)
+    assert builder.build().to_json() == {
+        **initial_document(did, key.public_key).to_json(),
+        "controller": [did],
+    }
+
+
+def test_unknown_keys_is_refused_without_rotate(tmp_path: Path) -> None:
+    (tmp_path / "device.key").write_bytes(b"")
+    code, out = _run("did", "update", "--node", "http://127.0.0.1:9", "--key", str(tmp_path / "device.key"),
+                     "--unknown-keys", "keep", folder=tmp_path)  # fmt: skip
+    assert code == 1 and "--unknown-keys goes with --rotate" in out
+
+
+def test_unheld_authority_is_empty_for_a_document_of_the_keystore_s_keys() -> None:
+    key = Ed25519PrivateKey.generate()
+    did = str(trellis_did("clinet", key.public_key))
+    keystore = Keystore.new(key, metadata={"did": did})
+    assert not ledger_cli.unheld_authority(initial_document(did, key.public_key), keystore)
 
 
 def test_after_a_rotation_that_never_committed_the_key_the_ledger_knows_signs(
