@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,26 @@ class TestRfc9421Vectors:
         sig = _one({"Signature-Input": B26["signatureInput"], "Signature": B26["signature"]})
         expected = (CONFORMANCE / "b26-signature-base.txt").read_bytes()
         assert signature_base(_test_request(), sig) == expected
+
+    def test_the_published_key_files_hold_the_b26_key(self) -> None:
+        """The PEM (PKCS #8 and SPKI, RFC 8410) and JWK (RFC 8037) forms of the RFC's test key are the
+        seed and public key the B.2.6 vector signs with."""
+        pem = (CONFORMANCE / "test-key-ed25519.pem").read_text()
+        blocks = {
+            label: base64.b64decode("".join(body.split()))
+            for label, body in re.findall(r"-----BEGIN ([A-Z ]+)-----(.*?)-----END \1-----", pem, re.S)
+        }
+        key = _b26_key()
+        spki_prefix, pkcs8_prefix = (
+            bytes.fromhex("302a300506032b6570032100"),
+            bytes.fromhex("302e020100300506032b657004220420"),
+        )
+        assert blocks["PUBLIC KEY"] == spki_prefix + bytes(key.public_key)
+        assert blocks["PRIVATE KEY"] == pkcs8_prefix + bytes.fromhex(B26["privateKeySeedHex"])
+        jwk = json.loads((CONFORMANCE / "test-key-ed25519.jwk.json").read_text())
+        assert (jwk["kty"], jwk["crv"]) == ("OKP", "Ed25519")
+        assert base64.urlsafe_b64decode(jwk["d"] + "=") == bytes.fromhex(B26["privateKeySeedHex"])
+        assert base64.urlsafe_b64decode(jwk["x"] + "=") == bytes(key.public_key)
 
     def test_b26_signature_verifies(self) -> None:
         """The published B.2.6 signature verifies with the B.1.4 public key."""

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
+import base58
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from did_registry.errors import InvalidDID
 from did_registry.identity import multibase, multikey
-from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey
+from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey, X25519PrivateKey
 from did_registry.identity.did import parse_did
 from did_registry.identity.did_key import (
     Representation,
@@ -58,14 +60,31 @@ def test_published_vectors_byte_for_byte(x25519_vectors: dict[str, Any]) -> None
 
 
 def test_published_key_agreement_keys(x25519_vectors: dict[str, Any]) -> None:
-    """If the X25519 key is derived from the Ed25519 key, it equals the published keyAgreement key."""
+    """If the X25519 key pair is derived from the Ed25519 seed, its public key equals the published
+    keyAgreement key, in base58 and in JWK form alike, and its private key agrees with the published
+    one (the same shared secret with any peer: the private key's bytes are never exposed)."""
+    peer = X25519PrivateKey.generate().public_key
     for did, vector in x25519_vectors.items():
         published = vector["keyAgreementKeyPair"]
         document = resolve_did_key(did)
         expected_id = published["id"] if published["id"].startswith("did:") else did + published["id"]
-        key = document.key_agreement_key(expected_id)
+        public = bytes(document.key_agreement_key(expected_id))
         if "publicKeyBase58" in published:
-            assert multibase.encode_base58btc(bytes(key))[1:] == published["publicKeyBase58"]
+            assert base58.b58encode(public).decode() == published["publicKeyBase58"], did
+            private = base58.b58decode(published["privateKeyBase58"])
+        else:
+            assert (published["publicKeyJwk"]["crv"], published["privateKeyJwk"]["crv"]) == (
+                "X25519",
+                "X25519",
+            )
+            assert _unb64url(published["publicKeyJwk"]["x"]) == public, did
+            private = _unb64url(published["privateKeyJwk"]["d"])
+        derived = Ed25519PrivateKey(bytes.fromhex(vector["seed"])).to_x25519()
+        assert derived.exchange(peer) == X25519PrivateKey(private).exchange(peer), did
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def test_multikey_reference_document(conformance_dir: Path, x25519_vectors: dict[str, Any]) -> None:

@@ -62,3 +62,10 @@ def test_refuses_bad_input(text: object) -> None:
     """Unknown prefixes, characters outside the alphabet, padding and truncation are refused."""
     with pytest.raises(multibase.MultibaseError):
         multibase.decode(text)  # type: ignore[arg-type]
+
+
+def test_the_prefixes_are_the_published_table_s(conformance_dir: Path) -> None:
+    """The prefixes used here are those the multibase table names for base58btc and base64url."""
+    path = conformance_dir / "multiformats" / "multibase-table-subset.csv"
+    table = {row[2]: row[1] for row in csv.reader(path.read_text().splitlines()[1:], skipinitialspace=True)}
+    assert (table["base58btc"], table["base64url"]) == (multibase.BASE58BTC, multibase.BASE64URL)

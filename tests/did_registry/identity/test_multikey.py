@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -9,10 +10,13 @@ import base58
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from multiformats import varint
 
 from did_registry.errors import InvalidMultikey
 from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey, X25519PublicKey
 from did_registry.identity.multikey import (
+    ED25519_PUB_HEADER,
+    X25519_PUB_HEADER,
     decode_ed25519_private_key,
     decode_ed25519_public_key,
     decode_x25519_public_key,
@@ -77,3 +81,12 @@ def test_x25519_decoding_refuses_an_ed25519_key() -> None:
     """An Ed25519 Multikey is not accepted where an X25519 one is expected."""
     with pytest.raises(InvalidMultikey, match="x25519-pub"):
         decode_x25519_public_key(encode_ed25519_public_key(Ed25519PrivateKey.generate().public_key))
+
+
+def test_the_key_headers_are_the_published_codes(conformance_dir: Path) -> None:
+    """``ed25519-pub`` and ``x25519-pub`` headers are the varints of the multicodec table's codes."""
+    path = conformance_dir / "multiformats" / "multicodec-table-subset.csv"
+    rows = csv.reader(path.read_text().splitlines()[1:], skipinitialspace=True)
+    codes = {row[0].strip(): int(row[2].strip(), 16) for row in rows}
+    assert ED25519_PUB_HEADER == bytes(varint.encode(codes["ed25519-pub"])) == b"\xed\x01"
+    assert X25519_PUB_HEADER == bytes(varint.encode(codes["x25519-pub"])) == b"\xec\x01"
