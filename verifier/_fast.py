@@ -8,8 +8,8 @@ order, from what stays the same between a device's requests: its authentication 
 per key id while the cached DID entry it came from stands (``LedgerView.authentication_key``), and,
 within a session, the library's HMAC-SHA256 keyed with the session key, copied per request.
 
-Any request of another shape, or that a check before the nonce is used would refuse, is handed to
-:func:`verifier._signed.authenticate_request` whole, so every refusal is the general path's own;
+Any request of another shape (several signatures, RFC 9421 §4.3, among them), or that a check before
+the nonce is used would refuse, is handed to :func:`verifier._signed.authenticate_request` whole, so every refusal is the general path's own;
 from the key lookup on, what this path refuses (a key not authorised, a bad signature or digest,
 a replayed nonce, a credential) it refuses exactly as the general path does at the same step.
 """

@@ -9,6 +9,11 @@ relationship; the device's credential rides in the ``Device-Credential`` header 
 JSON (there is no standard header for a VC; the header is not part of the signature because the
 credential carries its own issuer's proof and must name the signing device). With
 ``hmac-sha256`` the ``keyid`` is a session id.
+
+A request may carry several signatures (RFC 9421 §4.3: a proxy may add its own). The one checked is
+the first, in ``Signature-Input`` order, that covers the required components and has a ``keyid`` (a
+DID URL, or else a session id); the others are ignored. A request with none such is refused
+``malformed``, naming what each signature lacks.
 """
 
 from __future__ import annotations
@@ -164,13 +169,30 @@ def _signature(request: HttpRequest) -> SignatureInput:
         raise Refused(Reason.MALFORMED, str(exc)) from None
     if not signatures:
         raise Refused(Reason.MALFORMED, "the request carries no Signature-Input and Signature")
-    sig = signatures[0]
+    sig = _chosen(signatures)
+    if sig is None:
+        shortfalls = "; ".join(f"signature {s.label!r} {_shortfall(s)}" for s in signatures)
+        raise Refused(Reason.MALFORMED, f"no signature meets the policy: {shortfalls}")
+    return sig
+
+
+def _chosen(signatures: Sequence[SignatureInput]) -> SignatureInput | None:
+    """The first signature that covers the required components and has a ``keyid``, if any."""
+    for sig in signatures:
+        if sig.keyid and all(c in sig.components for c in REQUIRED_COMPONENTS):
+            return sig
+    return None
+
+
+def _shortfall(sig: SignatureInput) -> str:
+    """What keeps ``sig`` from being chosen, in words."""
+    lacks = []
     missing = [c for c in REQUIRED_COMPONENTS if c not in sig.components]
     if missing:
-        raise Refused(Reason.DIGEST_MISMATCH, f"the signature does not cover {', '.join(missing)}")
+        lacks.append(f"does not cover {', '.join(missing)}")
     if not sig.keyid:
-        raise Refused(Reason.MALFORMED, "the signature has no keyid")
-    return sig
+        lacks.append("has no keyid")
+    return " and ".join(lacks)
 
 
 def authenticate_request(
@@ -295,7 +317,8 @@ def dids_in(items: Sequence[Any]) -> list[str]:
                 credentials = [_decode_credential(header)] if header else []
             except Exception:  # noqa: S112  # whatever it is, the item's own check refuses it
                 continue
-            dids += [did_of(s.keyid) for s in signatures[:1] if s.keyid]
+            chosen = _chosen(signatures)
+            dids += [did_of(chosen.keyid)] if chosen is not None and chosen.keyid else []
         elif isinstance(item, tuple) and item and isinstance(item[0], Mapping):
             proof = item[0].get("proof")
             if isinstance(proof, Mapping) and isinstance(proof.get("verificationMethod"), str):

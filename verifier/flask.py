@@ -17,7 +17,9 @@ in the ``Device-Credential`` header) for ``audience``, the service's own origin 
 or authority (``host[:port]``), and puts the :class:`~verifier.AuthenticatedDevice` on
 ``flask.g.device``. A refusal is answered ``application/problem+json`` (RFC 9457) with ``type``,
 ``title``, ``status`` (``refused.status``), ``detail`` and ``reason``
-(see :func:`verifier.wsgi.problem_details`). The extension registers itself in
+(see :func:`verifier.wsgi.problem_details`); a 401 also carries ``WWW-Authenticate`` and
+``Accept-Signature`` (:func:`verifier.wsgi.challenge_headers`). The target URI checked is the one the
+client sent (:func:`verifier.wsgi.target_uri`). The extension registers itself in
 ``app.extensions["trellis.device_auth"]``.
 
 ``audience`` is required and checked when the extension is made (:class:`~verifier.ConfigurationError`
@@ -37,7 +39,13 @@ import flask
 from verifier.errors import Refused
 from verifier.reporting import AuthenticationReporter
 from verifier.verifier import AuthenticatedDevice, Verifier
-from verifier.wsgi import PROBLEM_JSON, problem_details, request_from_environ, service_audience
+from verifier.wsgi import (
+    PROBLEM_JSON,
+    challenge_headers,
+    problem_details,
+    request_from_environ,
+    service_audience,
+)
 
 __all__ = ["EXTENSION", "DeviceAuth"]
 
@@ -66,6 +74,7 @@ class DeviceAuth:
     ) -> None:
         self.verifier = verifier
         self.audience = service_audience(audience)
+        self._challenge = challenge_headers(self.audience)
         self.reporter = reporter
         if app is not None:
             self.init_app(app)
@@ -91,7 +100,10 @@ class DeviceAuth:
                 if self.reporter is not None:
                     self.reporter.observe(refused)
                 return flask.Response(
-                    json.dumps(problem_details(refused)), status=refused.status, mimetype=PROBLEM_JSON
+                    json.dumps(problem_details(refused)),
+                    status=refused.status,
+                    mimetype=PROBLEM_JSON,
+                    headers=self._challenge if refused.status == 401 else None,
                 )
             if self.reporter is not None:
                 self.reporter.observe(flask.g.device)

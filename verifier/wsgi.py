@@ -15,30 +15,44 @@ round, so a request a device signed for another service is refused ``wrong_audie
 :class:`~verifier.AuthenticatedDevice` is put in ``environ["trellis.device"]`` for the application.
 A refused request never reaches the application: it is answered ``application/problem+json`` (RFC
 9457 §3) with ``type``, ``title``, ``status`` (``refused.status``), ``detail`` and the extension
-member ``reason`` (a :class:`~verifier.Reason`).
+member ``reason`` (a :class:`~verifier.Reason`). A 401 also carries the challenge of
+:func:`challenge_headers`: ``WWW-Authenticate`` (RFC 9110 §11.6.1, which a 401 must carry) with the
+scheme :data:`AUTH_SCHEME` and the audience as its realm, and ``Accept-Signature`` (RFC 9421 §5.1)
+naming the signature a device must send.
+
+The target URI checked is the one the client sent (RFC 9110 §7.1): the scheme (``wsgi.url_scheme``)
+and ``Host`` with the request target as received, which WSGI servers pass on beside the decoded
+``PATH_INFO`` (``RAW_URI``: gunicorn, Werkzeug; ``REQUEST_URI``: waitress, Werkzeug, uWSGI, mod_wsgi).
+Without either it is rebuilt from ``SCRIPT_NAME``, ``PATH_INFO`` and ``QUERY_STRING``, which loses how
+the path was written (see :func:`target_uri`).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
-from wsgiref.util import request_uri
+from urllib.parse import quote, urlsplit
 
+from verifier._signed import REQUIRED_COMPONENTS
 from verifier.errors import ConfigurationError, Refused
 from verifier.verifier import Verifier
 from wallet.http_signatures import HttpRequest
 
 __all__ = [
+    "ACCEPT_SIGNATURE",
+    "AUTH_SCHEME",
     "DEVICE_KEY",
     "PROBLEM_JSON",
     "PROBLEM_BASE",
     "DeviceAuthMiddleware",
+    "challenge_headers",
     "problem_details",
     "request_from_environ",
     "service_audience",
+    "target_uri",
 ]
 
 DEVICE_KEY: Final = "trellis.device"
@@ -47,6 +61,16 @@ PROBLEM_JSON: Final = "application/problem+json"
 """The media type of an RFC 9457 problem details object."""
 PROBLEM_BASE: Final = "https://trellis.dev/problems/"
 """A refusal's problem ``type`` is this base followed by its reason (as the ledger node's problems are)."""
+AUTH_SCHEME: Final = "HttpMessageSignature"
+"""The authentication scheme of the ``WWW-Authenticate`` challenge on a 401. No scheme is registered
+for RFC 9421 signatures (they travel in ``Signature-Input`` and ``Signature``, not ``Authorization``);
+the draft-cavage scheme ``Signature`` names another, incompatible protocol, so this one is our own."""
+ACCEPT_SIGNATURE: Final = (
+    "sig1=(" + " ".join(f'"{c}"' for c in REQUIRED_COMPONENTS) + ');created;alg="ed25519"'
+)
+"""The ``Accept-Signature`` (RFC 9421 §5.1) of a 401: label ``sig1``, the covered components the
+verifier requires, a ``created`` time, ``ed25519``. That the key id is a DID URL and that a nonce is
+required cannot be said here (``keyid`` and ``nonce`` would name one value); the challenge says the first."""
 
 _Environ = dict[str, Any]
 _StartResponse = Callable[..., Any]
@@ -79,6 +103,8 @@ def service_audience(audience: object) -> str:
 
 
 def _is_origin_or_authority(audience: str) -> bool:
+    if not (audience.isascii() and audience.isprintable()) or " " in audience:
+        return False  # urlsplit drops tabs and line breaks; and the audience is the challenge's realm
     parts = urlsplit(audience if "://" in audience else "//" + audience)
     try:
         parts.port  # noqa: B018 (raises ValueError when the port is not a number in range)
@@ -102,11 +128,74 @@ def _header_fields(environ: _Environ) -> list[tuple[str, str]]:
     return fields
 
 
+_RAW_TARGETS: Final = ("RAW_URI", "REQUEST_URI")
+"""The environ keys under which WSGI servers pass on the request target as received, first found wins."""
+_ABSOLUTE_FORM: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_PATH_SAFE: Final = "/:@!$&'()*+,;="
+"""What a path may hold unencoded besides unreserved characters (RFC 3986 §3.3 ``pchar``, and ``/``)."""
+
+
+def _origin(environ: _Environ) -> str:
+    """``scheme://authority`` of the request: ``Host`` when sent, else the server's name and port."""
+    scheme = str(environ.get("wsgi.url_scheme", "http"))
+    host = environ.get("HTTP_HOST")
+    if not host:
+        host = str(environ.get("SERVER_NAME", ""))
+        port = str(environ.get("SERVER_PORT", ""))
+        if port and port != ("443" if scheme == "https" else "80"):
+            host += ":" + port
+    return f"{scheme}://{host}"
+
+
+def _quote_path(path: str) -> str:
+    try:
+        raw = path.encode("latin-1")  # a WSGI string: the request's bytes, one character each
+    except UnicodeEncodeError:  # not a WSGI string (some test transports pass text): take it as UTF-8
+        raw = path.encode("utf-8")
+    return quote(raw, safe=_PATH_SAFE)
+
+
+def target_uri(environ: _Environ) -> str:
+    """The target URI of a WSGI request (RFC 9110 §7.1) as the client sent it, what ``@target-uri`` is.
+
+    An origin-form request target (``/path?query``), from ``RAW_URI`` or ``REQUEST_URI``, is put after
+    the scheme and ``Host`` as received, percent-encoding and all; an absolute-form one
+    (``https://host/path``) is the target URI itself (RFC 9112 §3.3). When the server passes on
+    neither, the URI is rebuilt from the decoded ``SCRIPT_NAME`` and ``PATH_INFO``, percent-encoding
+    only what a path cannot hold (so ``:``, ``@`` and sub-delimiters stay as they are), and the raw
+    ``QUERY_STRING``: right for clients that encode a path that way (httpx, requests, curl), wrong
+    for a path written otherwise (``%2F``, ``%7E``, lowercase hex), whose signature then does not verify.
+    """
+    for key in _RAW_TARGETS:
+        raw = environ.get(key)
+        if isinstance(raw, str) and raw:
+            if raw.startswith("/"):
+                return _origin(environ) + raw
+            if _ABSOLUTE_FORM.match(raw):
+                return raw
+            break  # asterisk-form or authority-form: rebuilt below
+    path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+    query = environ.get("QUERY_STRING")
+    return _origin(environ) + _quote_path(path or "/") + (f"?{query}" if query else "")
+
+
 def request_from_environ(environ: _Environ, body: bytes) -> HttpRequest:
-    """The signed parts of a WSGI request: method, target URI (as the client sent it), headers, body."""
+    """The signed parts of a WSGI request: method, target URI (:func:`target_uri`), headers, body."""
     return HttpRequest.from_fields(
-        str(environ.get("REQUEST_METHOD", "GET")), request_uri(environ), _header_fields(environ), body
+        str(environ.get("REQUEST_METHOD", "GET")), target_uri(environ), _header_fields(environ), body
     )
+
+
+def challenge_headers(audience: str) -> list[tuple[str, str]]:
+    """The header fields of a 401 refusal for ``audience`` (an origin or authority, see
+    :func:`service_audience`): ``WWW-Authenticate``, scheme :data:`AUTH_SCHEME` with ``realm`` (the
+    audience) and ``keyid-scheme="did"`` (the key id is a DID URL of one of the device's
+    authentication keys), and ``Accept-Signature`` (:data:`ACCEPT_SIGNATURE`)."""
+    realm = audience.replace("\\", "\\\\").replace('"', '\\"')
+    return [
+        ("WWW-Authenticate", f'{AUTH_SCHEME} realm="{realm}", keyid-scheme="did"'),
+        ("Accept-Signature", ACCEPT_SIGNATURE),
+    ]
 
 
 def _read_body(environ: _Environ) -> bytes:
@@ -142,6 +231,7 @@ class DeviceAuthMiddleware:
         self.verifier = verifier
         self.paths = tuple(paths)
         self.audience = service_audience(audience)
+        self._challenge = challenge_headers(self.audience)
 
     def _protects(self, environ: _Environ) -> bool:
         path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
@@ -156,7 +246,10 @@ class DeviceAuthMiddleware:
             except Refused as refused:
                 body = json.dumps(problem_details(refused)).encode()
                 status = f"{refused.status} {_PHRASES.get(refused.status, 'Refused')}"
-                start_response(status, [("Content-Type", PROBLEM_JSON), ("Content-Length", str(len(body)))])
+                headers = [("Content-Type", PROBLEM_JSON), ("Content-Length", str(len(body)))]
+                if refused.status == 401:
+                    headers += self._challenge
+                start_response(status, headers)
                 return [body]
         return self.app(environ, start_response)
 

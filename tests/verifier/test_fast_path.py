@@ -22,7 +22,7 @@ from verifier._checks import AuthenticatedDevice
 from verifier.testing import StaticLedger
 from wallet.credential import build_credential, issue_credential
 from wallet.device_client import CREDENTIAL_HEADER, encode_device_credential
-from wallet.http_signatures import HttpRequest, sign_request
+from wallet.http_signatures import HttpRequest, fast_signature_base, sign_request
 
 URL = "https://service.example/readings"
 LIST = "devices"
@@ -131,8 +131,23 @@ VARIANTS = st.fixed_dictionaries(
             [None, "service.example", "https://service.example", "elsewhere.example"]
         ),
         "replay": st.booleans(),
+        "gateway": mostly(None, "before", "after"),
     }
 )
+
+
+def with_gateway_signature(world: World, request: HttpRequest, before: bool) -> HttpRequest:
+    """``request`` with a gateway's signature over ``@method`` and ``@authority`` added (RFC 9421
+    §4.3), listed before the device's or after."""
+    added = sign_request(
+        request, key=Ed25519PrivateKey(bytes(32)), keyid="gateway-key", label="gateway",
+        components=("@method", "@authority"), created=int(world.clock()), nonce="gateway-nonce",
+    )  # fmt: skip
+    headers = dict(request.headers)
+    for name in ("signature-input", "signature"):
+        ours, theirs = headers[name], added[name.title()]
+        headers[name] = f"{theirs}, {ours}" if before else f"{ours}, {theirs}"
+    return HttpRequest(request.method, request.url, headers, request.body)
 
 
 def _variant(world: World, v: dict[str, Any]) -> HttpRequest:
@@ -164,7 +179,10 @@ def _variant(world: World, v: dict[str, Any]) -> HttpRequest:
     headers.pop(CREDENTIAL_HEADER.lower())
     if credential[v["credential"]] is not None:
         headers[CREDENTIAL_HEADER] = credential[v["credential"]]
-    return HttpRequest(request.method, request.url, headers, v["body"] or request.body)
+    request = HttpRequest(request.method, request.url, headers, v["body"] or request.body)
+    if v["gateway"] is None:
+        return request
+    return with_gateway_signature(world, request, before=v["gateway"] == "before")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -191,6 +209,13 @@ def test_a_device_request_takes_the_fast_path(world: World) -> None:
     assert device.did == world.dids[0]
     assert f"{world.dids[0]}#key-1" in world.fast._admissions._devices
     assert world.fast.authenticate_request(signed(world)) is device
+
+
+def test_a_request_with_a_gateway_s_signature_too_takes_the_general_path(world: World) -> None:
+    """Two signatures are not the devices' shape: the general path chooses the device's and lets it in."""
+    request = with_gateway_signature(world, signed(world), before=True)
+    assert fast_signature_base(request) is None
+    assert world.fast.authenticate_request(request).did == world.dids[0]
 
 
 @pytest.mark.parametrize(
@@ -252,6 +277,7 @@ SESSION_VARIANTS = st.fixed_dictionaries(
         "body": mostly(None, b"changed"),
         "audience": mostly(None, "https://service.example", "service.example", "elsewhere.example"),
         "replay": st.booleans(),
+        "gateway": mostly(None, "before", "after"),
     }
 )
 
@@ -275,7 +301,10 @@ def test_session_requests_get_the_same_answer_both_ways(variants: list[dict[str,
                 headers["signature-input"] = headers["signature-input"].replace(
                     '"hmac-sha256"', f'"{v["alg"]}"'
                 )
-            twins.append(HttpRequest(request.method, request.url, headers, v["body"] or request.body))
+            twin = HttpRequest(request.method, request.url, headers, v["body"] or request.body)
+            if v["gateway"] is not None:
+                twin = with_gateway_signature(world, twin, before=v["gateway"] == "before")
+            twins.append(twin)
         verifier = world.fast
         for _ in range(2 if v["replay"] else 1):
             fast = outcome(verifier, twins[0], v["audience"], fast=True)

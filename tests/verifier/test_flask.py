@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,12 +10,15 @@ from typing import Any
 import flask
 import httpx
 import pytest
+from http_sfv.dictionary import Dictionary
+from http_sfv.item import InnerList
 
 from tests.verifier.conftest_ledger import Device, Ledger, ledger  # noqa: F401
 from verifier import ConfigurationError, Verifier
 from verifier.flask import EXTENSION, DeviceAuth
 from wallet.device import DeviceWallet
-from wallet.device_client import DeviceClient
+from wallet.device_client import DeviceClient, encode_device_credential
+from wallet.http_signatures import HttpRequest, sign_request
 from wallet.keystore import KDF_TESTING
 
 BASE = "https://service.example"
@@ -147,3 +151,65 @@ def test_an_audience_that_is_no_origin_or_authority_fails_at_set_up(
     """An empty audience, or one with a path or a port that is no number, is a ConfigurationError at once."""
     with pytest.raises(ConfigurationError, match="audience"):
         DeviceAuth(verifier=verifier, audience=audience)
+
+
+def test_a_401_carries_a_www_authenticate_challenge(verifier: Verifier) -> None:
+    """RFC 9110 §15.5.2: a 401 names a scheme to authenticate with; the realm is the audience."""
+    with httpx.Client(transport=httpx.WSGITransport(app=make_app(verifier)), base_url=BASE) as http:
+        response = http.post("/readings", json={"t": 21})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == (
+        'HttpMessageSignature realm="service.example", keyid-scheme="did"'
+    )
+
+
+def test_a_401_carries_accept_signature_naming_the_signature_required(verifier: Verifier) -> None:
+    """RFC 9421 §5.1: label sig1 over @method, @target-uri and content-digest, with created, ed25519."""
+    with httpx.Client(transport=httpx.WSGITransport(app=make_app(verifier)), base_url=BASE) as http:
+        response = http.post("/readings", json={"t": 21})
+    accepted = Dictionary()
+    accepted.parse(response.headers["accept-signature"].encode("ascii"))
+    assert list(accepted) == ["sig1"]
+    requested = accepted["sig1"]
+    assert isinstance(requested, InnerList)
+    assert [item.value for item in requested] == ["@method", "@target-uri", "content-digest"]
+    assert dict(requested.params) == {"created": True, "alg": "ed25519"}
+
+
+@pytest.mark.parametrize(
+    "raw_target",
+    ["/users/did:trellis:abc/readings?q=1", "/files/a%2Fb?q=1", "/caf%c3%a9?q=1", "/x/%7Euser?q=1"],
+)
+def test_a_path_is_checked_as_the_device_sent_it(
+    ledger: Ledger,  # noqa: F811
+    verifier: Verifier,
+    raw_target: str,
+) -> None:
+    """Through Werkzeug's test client (REQUEST_URI as given), a signature over the path as written
+    verifies, though the view is routed on the decoded path."""
+    app = flask.Flask(__name__)
+    auth = DeviceAuth(app, verifier=verifier, audience=BASE)
+
+    @app.post("/<path:rest>")
+    @auth.device_required
+    def anything(rest: str) -> dict[str, Any]:
+        return {"did": flask.g.device.did, "rest": rest}
+
+    device = ledger.enrol()
+    body = b'{"t": 21}'
+    headers = {
+        "content-type": "application/json",
+        "device-credential": encode_device_credential(device.credential),
+    }
+    created = int(ledger.clock())
+    headers |= sign_request(
+        HttpRequest("POST", BASE + raw_target, headers, body),
+        key=device.actor.key,
+        keyid=device.actor.method,
+        created=created,
+        expires=created + 60,
+        nonce=secrets.token_urlsafe(16),
+    )
+    response = app.test_client().post(raw_target, base_url=BASE, headers=headers, data=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["did"] == device.did

@@ -11,7 +11,7 @@ import pytest
 
 from did_registry.identity.multikey import decode_x25519_public_key
 from tests.verifier.conftest_ledger import Device, Ledger, ledger  # noqa: F401
-from verifier import MemorySessionStore, Reason, Refused, Verifier
+from verifier import MemorySessionStore, Reason, Refused, Verifier, _signed
 from verifier._signed import CREDENTIAL_HEADER, encode_credential_header
 from wallet.http_signatures import HttpRequest, sign_request
 from wallet.session_keys import session_key
@@ -101,12 +101,91 @@ def test_a_signature_without_a_nonce_is_refused(ledger: Ledger, verifier: Verifi
 
 
 def test_uncovered_components_are_refused(ledger: Ledger, verifier: Verifier) -> None:  # noqa: F811
-    """A signature that does not cover the body's digest (or the target) is refused."""
+    """A signature that does not cover the body's digest (or the target) is malformed for this verifier."""
     device = ledger.enrol()
     no_digest = signed(ledger, device, components=("@method", "@target-uri"))
-    assert refusal(verifier, no_digest) is Reason.DIGEST_MISMATCH
+    assert refusal(verifier, no_digest) is Reason.MALFORMED
     no_target = signed(ledger, device, components=("@method", "content-digest"))
-    assert refusal(verifier, no_target) is Reason.DIGEST_MISMATCH
+    assert refusal(verifier, no_target) is Reason.MALFORMED
+
+
+def with_proxy_signature(
+    ledger: Ledger,  # noqa: F811
+    request: HttpRequest,
+    *,
+    first: bool = True,
+    components: tuple[str, ...] = ("@method", "@authority"),
+    keyid: str = "gateway-key",
+) -> HttpRequest:
+    """``request`` (signed ``sig1``) with a gateway's signature ``proxy`` added (RFC 9421 §4.3), its
+    members listed before the device's or after."""
+    from did_registry.identity.crypto import Ed25519PrivateKey
+
+    added = sign_request(
+        request,
+        key=Ed25519PrivateKey.generate(),
+        keyid=keyid,
+        label="proxy",
+        components=components,
+        created=int(ledger.clock()),
+        nonce="gateway-nonce",
+    )
+    headers = dict(request.headers)
+    for name in ("signature-input", "signature"):
+        ours, theirs = headers[name], added[name.title()]
+        headers[name] = f"{theirs}, {ours}" if first else f"{ours}, {theirs}"
+    return HttpRequest(request.method, request.url, headers, request.body)
+
+
+def test_a_device_signature_after_a_proxy_s_is_the_one_checked(ledger: Ledger, verifier: Verifier) -> None:  # noqa: F811
+    """RFC 9421 §4.3: a gateway's signature listed first, which does not cover what the verifier
+    requires, is passed over for the device's."""
+    device = ledger.enrol()
+    request = with_proxy_signature(ledger, signed(ledger, device))
+    assert verifier.authenticate_request(request, AUDIENCE).did == device.did
+
+
+def test_a_device_signature_before_a_proxy_s_is_the_one_checked(ledger: Ledger, verifier: Verifier) -> None:  # noqa: F811
+    """The gateway's signature listed after the device's is ignored as well."""
+    device = ledger.enrol()
+    request = with_proxy_signature(ledger, signed(ledger, device), first=False)
+    assert verifier.authenticate_request(request, AUDIENCE).did == device.did
+
+
+def test_the_first_signature_meeting_the_policy_is_the_one_checked(
+    ledger: Ledger,  # noqa: F811
+    verifier: Verifier,
+) -> None:
+    """A gateway's signature that covers the required components and has a keyid, listed first, is
+    the one checked (here: no session has that id), not the device's after it."""
+    device = ledger.enrol()
+    request = with_proxy_signature(
+        ledger, signed(ledger, device), components=("@method", "@target-uri", "content-digest")
+    )
+    assert refusal(verifier, request) is Reason.SESSION_UNKNOWN
+
+
+def test_no_signature_meeting_the_policy_is_malformed_naming_what_each_lacks(
+    ledger: Ledger,  # noqa: F811
+    verifier: Verifier,
+) -> None:
+    """Neither signature covers the body's digest: refused malformed, each label with what it lacks."""
+    device = ledger.enrol()
+    request = with_proxy_signature(ledger, signed(ledger, device, components=("@method", "@target-uri")))
+    with pytest.raises(Refused) as refused:
+        verifier.authenticate_request(request, AUDIENCE)
+    assert refused.value.reason is Reason.MALFORMED
+    assert refused.value.detail == (
+        "no signature meets the policy: signature 'proxy' does not cover @target-uri, content-digest; "
+        "signature 'sig1' does not cover content-digest"
+    )
+
+
+def test_prefetching_names_the_device_of_the_signature_checked(ledger: Ledger) -> None:  # noqa: F811
+    """dids_in reads the DID of the signature that would be checked, not the first listed."""
+    device = ledger.enrol()
+    request = with_proxy_signature(ledger, signed(ledger, device), keyid="did:trellis:testnet:gateway#k")
+    assert _signed.dids_in([request])[0] == device.did
 
 
 def test_a_changed_body_is_refused(ledger: Ledger, verifier: Verifier) -> None:  # noqa: F811

@@ -12,7 +12,13 @@ import pytest
 
 from tests.verifier.conftest_ledger import Device, Ledger, ledger  # noqa: F401
 from verifier import ConfigurationError, Reason, Refused, Verifier
-from verifier.wsgi import DEVICE_KEY, PROBLEM_JSON, DeviceAuthMiddleware, problem_details
+from verifier.wsgi import (
+    DEVICE_KEY,
+    PROBLEM_JSON,
+    DeviceAuthMiddleware,
+    challenge_headers,
+    problem_details,
+)
 from wallet.device import DeviceWallet
 from wallet.device_client import DeviceClient
 from wallet.keystore import KDF_TESTING
@@ -71,6 +77,33 @@ def test_unsigned_requests_to_protected_paths_get_a_401_problem(verifier: Verifi
     assert open_path.status_code == 200 and open_path.json()["did"] is None
 
 
+def test_a_401_carries_a_www_authenticate_challenge(verifier: Verifier) -> None:
+    """RFC 9110 §15.5.2: a 401 names a scheme to authenticate with; the realm is the audience."""
+    app = DeviceAuthMiddleware(echo, verifier, audience=BASE)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as http:
+        response = http.post("/readings", content=b"{}")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == (
+        'HttpMessageSignature realm="https://service.example", keyid-scheme="did"'
+    )
+
+
+def test_a_401_carries_accept_signature_naming_the_signature_required(verifier: Verifier) -> None:
+    """RFC 9421 §5.1: label sig1 over @method, @target-uri and content-digest, with created, ed25519."""
+    app = DeviceAuthMiddleware(echo, verifier, audience=BASE)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as http:
+        response = http.post("/readings", content=b"{}")
+    assert response.headers["accept-signature"] == (
+        'sig1=("@method" "@target-uri" "content-digest");created;alg="ed25519"'
+    )
+
+
+def test_a_realm_is_written_as_a_quoted_string() -> None:
+    """A quote or backslash in the audience is escaped in the realm (RFC 9110 §5.6.4)."""
+    (_, challenge), _ = challenge_headers('a"b\\c.example')
+    assert challenge == 'HttpMessageSignature realm="a\\"b\\\\c.example", keyid-scheme="did"'
+
+
 def test_a_garbled_signature_gets_a_401_problem(ledger: Ledger, verifier: Verifier, tmp_path: Path) -> None:  # noqa: F811
     """A signature value that was changed in transit does not verify."""
     device = ledger.enrol()
@@ -104,6 +137,16 @@ def test_a_revoked_device_gets_a_403_problem(ledger: Ledger, verifier: Verifier,
     assert calls == ["/readings"]
 
 
+def test_a_403_carries_no_challenge(ledger: Ledger, verifier: Verifier, tmp_path: Path) -> None:  # noqa: F811
+    """A device that proved who it is but may not come in is not asked to sign again."""
+    device = ledger.enrol()
+    ledger.revoke(device)
+    with client_for(ledger, device, DeviceAuthMiddleware(echo, verifier, audience=BASE), tmp_path) as client:
+        response = client.signed_request("GET", "/readings")
+    assert response.status_code == 403
+    assert "www-authenticate" not in response.headers and "accept-signature" not in response.headers
+
+
 def test_problem_details_members() -> None:
     """A refusal becomes an RFC 9457 object: type, title, status, detail, plus reason."""
     problem = problem_details(Refused(Reason.QUARANTINED, "on the quarantine list"))
@@ -129,12 +172,21 @@ def test_the_middleware_cannot_be_made_without_the_service_s_audience(verifier: 
 
 
 @pytest.mark.parametrize(
-    "audience", ["", "https://service.example/", "ftp://service.example", "a@service.example"]
+    "audience",
+    [
+        "",
+        "https://service.example/",
+        "ftp://service.example",
+        "a@service.example",
+        "service.example\n",
+        "service .example",
+    ],
 )
 def test_an_audience_that_is_no_origin_or_authority_fails_at_set_up(
     verifier: Verifier, audience: str
 ) -> None:
-    """An empty audience, or one with a path, another scheme or user info, is a ConfigurationError at once."""
+    """An empty audience, or one with a path, another scheme, user info, white space or a control
+    character (it is the challenge's realm), is a ConfigurationError at once."""
     with pytest.raises(ConfigurationError, match="audience"):
         DeviceAuthMiddleware(echo, verifier, audience=audience)
 
