@@ -37,7 +37,7 @@ import flask
 from verifier import NetworkTrust, Policy, Verifier
 from verifier.errors import Reason, Refused
 from verifier.sessions import MemorySessionStore
-from verifier.wsgi import PROBLEM_JSON, problem_details, request_from_environ
+from verifier.wsgi import PROBLEM_JSON, challenge_headers, problem_details, request_from_environ
 from web.server import serve
 
 __all__ = ["SUSPECT_AFTER", "VIEW_HEIGHT", "ServiceState", "create_service", "main", "edge_policy"]
@@ -105,9 +105,11 @@ def create_service(state: ServiceState, audience: str, snapshot: Path | None = N
     def problem(refused: Refused, height: int) -> flask.Response:
         state.note(refused)
         body = json.dumps(problem_details(refused))
-        return flask.Response(
-            body, status=refused.status, mimetype=PROBLEM_JSON, headers={VIEW_HEIGHT: str(height)}
-        )
+        headers = [
+            (VIEW_HEIGHT, str(height)),
+            *(challenge_headers(audience) if refused.status == 401 else []),
+        ]
+        return flask.Response(body, status=refused.status, mimetype=PROBLEM_JSON, headers=headers)
 
     def decide(check: Callable[[], Any], answer: Callable[[Any], dict[str, Any]]) -> flask.Response:
         height = state.view_height()

@@ -108,3 +108,11 @@ def test_every_answer_carries_the_view_height_header(world: World) -> None:
 def test_prefetch_refuses_anything_but_a_list_of_dids(world: World) -> None:
     assert world.http.post("/prefetch", json={"dids": "did:trellis:fleet:x"}).status_code == 400
     assert world.http.post("/prefetch", json={"dids": [world.device.did]}).json()["cached"] >= 1
+
+
+def test_a_401_carries_the_signature_challenge(world: World) -> None:
+    """A refused request answered 401 says how to authenticate (RFC 9110 §15.5.2, RFC 9421 §5.1)."""
+    response = world.http.post("/readings", json={})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("HttpMessageSignature ")
+    assert '"content-digest"' in response.headers["accept-signature"]
