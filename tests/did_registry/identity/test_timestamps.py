@@ -36,3 +36,20 @@ def test_refuses_naive_datetimes() -> None:
     """Formatting a datetime without a time zone is refused rather than guessed."""
     with pytest.raises(InvalidTimestamp):
         format_timestamp(datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "value", ["2026-06-01T12:00:00+14:01", "2026-06-01T12:00:00-15:00", "2026-06-01T12:00:00+23:59"]
+)
+def test_refuses_zone_offsets_beyond_fourteen_hours(value: str) -> None:
+    """XML Schema limits a time zone offset to 14:00 either way."""
+    with pytest.raises(InvalidTimestamp, match="beyond 14:00"):
+        parse_timestamp(value)
+
+
+def test_twenty_four_hundred_is_the_end_of_the_day() -> None:
+    """XML Schema 1.1: 24:00:00 is the next day's first instant; any other time in hour 24 is refused."""
+    assert parse_timestamp("2026-12-31T24:00:00Z") == datetime(2027, 1, 1, tzinfo=UTC)
+    assert parse_timestamp("2026-01-01T24:00:00.000+02:00") == parse_timestamp("2026-01-02T00:00:00+02:00")
+    with pytest.raises(InvalidTimestamp, match="hour 24"):
+        parse_timestamp("2026-01-01T24:00:01Z")
