@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,12 +40,26 @@ class StatusUnavailable(VerificationFailed):
 
 
 class StatusListChecker:
-    """Refuse credentials whose revocation or suspension bit is set in their issuer's list."""
+    """Refuse credentials whose revocation or suspension bit is set in their status list.
 
-    def __init__(self, source: StatusListSource, lookup: KeyLookup, *, now: datetime | None = None) -> None:
+    A status list is trusted when its issuer is the credential's. Bitstring Status List §2.2 lets
+    another party issue it ("MAY be different"): ``status_issuers`` maps a credential issuer's DID to
+    the other DIDs whose lists are trusted for its credentials (none by default: whoever can sign a
+    list can revoke, or un-revoke, every credential that points to it).
+    """
+
+    def __init__(
+        self,
+        source: StatusListSource,
+        lookup: KeyLookup,
+        *,
+        now: datetime | None = None,
+        status_issuers: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
         self._source = source
         self._lookup = lookup
         self._now = now
+        self._status_issuers = {did: frozenset(others) for did, others in (status_issuers or {}).items()}
 
     def _status_list(self, url: str, issuer: str) -> BitstringStatusListCredential:
         try:
@@ -56,9 +70,12 @@ class StatusListChecker:
             raise StatusUnavailable(f"cannot obtain status list {url}: {exc}", subject=url) from exc
         now = self._now or datetime.now(UTC)
         verified = verify_credential(document, self._lookup, now=now)
-        if did_of(verified.issuer) != did_of(issuer):
+        lister, owner = did_of(verified.issuer), did_of(issuer)
+        if lister != owner and lister not in self._status_issuers.get(owner, ()):
             raise StatusUnavailable(
-                f"status list {url} is issued by {verified.issuer}, not by {issuer}", subject=url
+                f"status list {url} is issued by {verified.issuer}, not by {issuer} nor a status issuer "
+                "trusted for it",
+                subject=url,
             )
         try:
             return BitstringStatusListCredential.from_json(document)

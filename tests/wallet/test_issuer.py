@@ -116,6 +116,24 @@ def test_status_list_from_another_issuer_is_not_trusted(keyring: KeyRing) -> Non
         verify_credential(credential, keyring.lookup, status_check=check)
 
 
+def test_a_status_list_of_a_trusted_status_issuer_decides(keyring: KeyRing) -> None:
+    """Another party may issue the status list (Bitstring Status List §2.2 'MAY be different'): a
+    list signed by a DID trusted for the credential's issuer decides its status; an untrusted one
+    still does not."""
+    honest, authority = _issuer(keyring), _issuer(keyring)
+    credential = honest.issue({"id": "did:example:device-1"})
+    authority.issue({"id": "did:example:device-2"})
+
+    def source(url: str) -> dict[str, Any]:  # the authority keeps lists at the same addresses
+        return authority.status_list_credential(url)
+
+    trusting = StatusListChecker(source, keyring.lookup, status_issuers={honest.did: [authority.did]})
+    verify_credential(credential, keyring.lookup, status_check=trusting)
+    other = StatusListChecker(source, keyring.lookup, status_issuers={honest.did: ["did:example:someone"]})
+    with pytest.raises(StatusUnavailable):
+        verify_credential(credential, keyring.lookup, status_check=other)
+
+
 def test_unreachable_status_list_is_not_a_pass(keyring: KeyRing) -> None:
     """When the status list cannot be fetched, the status is unavailable, never assumed fine."""
     issuer = _issuer(keyring)
