@@ -12,6 +12,8 @@ final: reinstating a revoked device is refused and changes nothing.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import ColumnElement, and_, func, or_
 from sqlmodel import Session, col, select
@@ -305,8 +307,17 @@ def device(did: str) -> ResponseReturnValue:
         seen = authentications.recent(db, row.did)
     return render_template(
         "device.html", row=row, credential=credential, ledger=ledger, ledger_error=ledger_error,
-        attributes=json.loads(row.attributes), done=request.args.get("done"), authentications=seen,
+        attributes=json.loads(row.attributes), done=_done(row.did), authentications=seen,
     )  # fmt: skip
+
+
+def _done(did: str) -> tuple[str, str] | None:
+    """The action just made on ``did`` and its ledger transaction, told once after the redirect. Kept
+    in the session, never in the URL: a crafted link could otherwise announce any change."""
+    done = session.pop("device_done", None)
+    if isinstance(done, list) and len(done) == 3 and done[0] == did and done[1] in ACTIONS:
+        return str(done[1]), str(done[2])
+    return None
 
 
 def _check_action(action: str) -> None:
@@ -328,7 +339,14 @@ def device_action(did: str, action: str) -> ResponseReturnValue:
         page = render_template("device_confirm.html", row=row, action=action, refusal=refusal)
         return page, 409 if refusal else 200
     txns = change_devices([did], action)
-    return redirect(url_for("devices.device", did=did, done=action, txn=txns.get(did) or ""))
+    session["device_done"] = [did, action, txns.get(did) or ""]
+    return redirect(url_for("devices.device", did=did))
+
+
+def _digest(dids: Sequence[str]) -> str:
+    """What a bulk confirmation names: the SHA-256 of its devices' DIDs, sorted. The POST acts only on
+    that very set (devices enrolled or changed since would otherwise be acted on unseen)."""
+    return hashlib.sha256("\n".join(sorted(dids)).encode()).hexdigest()
 
 
 @bp.route("/bulk/<action>", methods=["GET", "POST"])
@@ -343,10 +361,12 @@ def bulk_action(action: str) -> ResponseReturnValue:
                                done=None), 400  # fmt: skip
     with Session(portal().engine) as db:
         dids, total = _targets(db, query, action)
-    if total > BULK_CAP or request.method == "GET" or not dids:
-        status = 409 if total > BULK_CAP and request.method == "POST" else 200
+    targets = _digest(dids)
+    changed = request.method == "POST" and not hmac.compare_digest(request.form.get("targets", ""), targets)
+    if total > BULK_CAP or request.method == "GET" or not dids or changed:
+        status = 409 if request.method == "POST" and (total > BULK_CAP or changed) else 200
         return render_template("devices_bulk.html", action=action, query=query, errors={}, count=total,
-                               cap=BULK_CAP, done=None), status  # fmt: skip
+                               cap=BULK_CAP, done=None, targets=targets, changed=changed), status  # fmt: skip
     txns = change_devices(dids, action, bulk=True)
     return render_template("devices_bulk.html", action=action, query=query, errors={}, count=len(dids),
                            cap=BULK_CAP, done=sorted({t for t in txns.values() if t}))  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -236,6 +237,19 @@ def test_revoke_then_reinstate_is_refused_and_changes_nothing(app: Flask, signed
     assert status_of(app, did) == "revoked" and bit(app, did, "revocation") == 1
 
 
+def test_the_change_banner_is_told_once_and_never_from_the_url(app: Flask, signed_in: Signed) -> None:
+    """After a change the device page says so once, with its transaction; a crafted link carrying
+    ``done`` and ``txn`` announces nothing (it printed any text as if the portal had said it)."""
+    [did] = enrol(app)
+    browser = signed_in(Role.OPERATOR)
+    crafted = browser.get(f"/devices/{did}?done=revoked by the security team&txn=0000")
+    assert crafted.status_code == 200 and "The device was" not in crafted.text
+    assert browser.post(f"/devices/{did}/suspend").status_code == 302
+    told = browser.get(f"/devices/{did}").text
+    assert "The device was suspended, in ledger transaction" in told
+    assert "The device was" not in browser.get(f"/devices/{did}").text
+
+
 def test_auditor_cannot_change_devices(app: Flask, signed_in: Signed) -> None:
     """An auditor gets 403 on the confirmation page and on the POST; nothing changes."""
     [did] = enrol(app)
@@ -271,13 +285,33 @@ def test_bulk_suspend_of_a_filter(app: Flask, signed_in: Signed) -> None:
     confirm = browser.get("/devices/bulk/suspend?model=TH-1")
     assert confirm.status_code == 200 and "<strong>3</strong> device(s)" in confirm.text
     assert all(status_of(app, d) == "active" for d in chosen)
-    done = browser.post("/devices/bulk/suspend", {"model": "TH-1"})
+    done = browser.post("/devices/bulk/suspend", {"model": "TH-1", "targets": _targets_of(confirm.text)})
     assert done.status_code == 200 and "3 device(s) suspended" in done.text
     assert all(status_of(app, d) == "suspended" and bit(app, d, "suspension") == 1 for d in chosen)
     assert status_of(app, other) == "active"
     audited = device_audit(app)
     assert sorted(str(t) for _, t, _ in audited) == sorted(chosen)
     assert all(a == "device.suspend" and txn for a, _, txn in audited)
+
+
+def _targets_of(page: str) -> str:
+    """The digest of the confirmed devices a bulk confirmation page posts back."""
+    found = re.search(r'name="targets" value="([0-9a-f]{64})"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def test_bulk_revoke_acts_only_on_the_devices_confirmed(app: Flask, signed_in: Signed) -> None:
+    """A device of the filter enrolled after the confirmation page was shown: the POST is refused
+    (409) and nothing changes, since revocation is final and the operator confirmed two devices."""
+    chosen = enrol(app, 2, model="TH-1")
+    browser = signed_in(Role.ADMIN)
+    confirm = browser.get("/devices/bulk/revoke?model=TH-1")
+    assert "<strong>2</strong> device(s)" in confirm.text
+    [late] = enrol(app, model="TH-1")
+    refused = browser.post("/devices/bulk/revoke", {"model": "TH-1", "targets": _targets_of(confirm.text)})
+    assert refused.status_code == 409 and "changed" in refused.text and "<strong>3</strong>" in refused.text
+    assert [status_of(app, d) for d in [*chosen, late]] == ["active"] * 3 and device_audit(app) == []
 
 
 def test_bulk_over_the_cap_is_refused(app: Flask, signed_in: Signed, monkeypatch: pytest.MonkeyPatch) -> None:
