@@ -22,7 +22,7 @@ bp = Blueprint("auth", __name__)
 
 def _safe_next(target: str | None) -> str:
     """``target`` when it is a path on this site, else the dashboard (no open redirects)."""
-    if target:
+    if target and target.isascii() and target.isprintable() and "\\" not in target:  # urlsplit drops \r\n\t
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
             return target

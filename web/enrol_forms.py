@@ -76,6 +76,8 @@ def parse_attributes(text: str) -> dict[str, Any]:
             value = json.loads(stripped)
         except ValueError as exc:
             raise FormError("attributes", f"the attributes are not valid JSON: {exc}") from None
+        except RecursionError:
+            raise FormError("attributes", "the attributes are nested too deeply") from None
         if not isinstance(value, dict):
             raise FormError("attributes", "the attributes must be one JSON object")
         attributes: dict[str, Any] = value

@@ -68,11 +68,21 @@ def test_a_stranger_is_sent_to_sign_in_and_back(browser: Browser, accounts: dict
     assert signed.location == "/audit?before=5"
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "javascript:alert(1)",
+        "/x\r\nSet-Cookie: a=b",
+        "/\\evil.example",
+    ],
+)
 def test_sign_in_never_redirects_off_site(
     browser: Browser, accounts: dict[Role, Operator], target: str
 ) -> None:
-    """A ``next`` that leaves the portal is ignored: the dashboard is shown instead."""
+    """A ``next`` that leaves the portal, or holds a control character (urlsplit drops them, and a
+    header refuses them: it answered 500), is ignored: the dashboard is shown instead."""
     browser.get("/login")
     response = browser.client.post(
         "/login", query_string={"next": target},

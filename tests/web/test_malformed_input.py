@@ -112,3 +112,11 @@ def test_a_report_holding_a_control_character_is_a_400(app: Flask, token_of: Cal
         "/api/v1/authentications", json={"events": [event]}, headers=_bearer(token_of(Role.OPERATOR))
     )
     assert answer.status_code == 400 and answer.get_json()["field"] == "service"
+
+
+def test_token_attributes_nested_too_deeply_are_a_form_error(signed_in: Callable[[Role], Browser]) -> None:
+    """Attributes as JSON nested deeper than the decoder goes: the form says so (it answered 500)."""
+    browser = signed_in(Role.OPERATOR)
+    form = {"model": "TH-1", "firmware": "1.0", "attributes": "{" + '"a":{' * 5000 + "}" * 5001, "count": "1"}
+    answer = browser.post("/enrol", form)
+    assert answer.status_code == 400 and "nested too deeply" in answer.text
