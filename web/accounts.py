@@ -13,6 +13,7 @@ import re
 import secrets
 from typing import ClassVar, Final
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from web.models import ApiToken, Operator, Role, SessionEpoch, utcnow
@@ -141,16 +142,32 @@ def _operator(db: Session, operator_id: int) -> Operator:
 
 
 def set_disabled(db: Session, operator_id: int, disabled: bool, *, by: Operator) -> Operator:
-    """Disable (or enable again) an operator; an admin cannot disable their own account."""
-    operator = _operator(db, operator_id)
+    """Disable (or enable again) an operator, as the admin ``by``.
+
+    Refused (nothing changed) when ``by`` disables their own account or is no longer an enabled
+    admin, so an enabled admin always remains. The admins' rows are held first (PostgreSQL row
+    locks; SQLite's one writer), so two admins disabling each other at once cannot both pass.
+    Disabling ends the operator's sessions and revokes its API tokens for good, not only while it
+    stays disabled."""
+    db.exec(
+        update(Operator).where(col(Operator.role) == Role.ADMIN.value).values(disabled=col(Operator.disabled))
+    )
+    fresh = select(Operator).execution_options(populate_existing=True)
+    operator = db.exec(fresh.where(col(Operator.id) == operator_id)).first()
+    actor = db.exec(fresh.where(col(Operator.id) == by.id)).first()
+    if operator is None:
+        raise UnknownOperator(f"no operator has id {operator_id}")
+    if actor is None or actor.disabled or actor.role != Role.ADMIN.value:
+        raise InvalidInput("operator", "Only an enabled admin may disable or enable accounts.")
     if disabled and operator.id == by.id:
         raise InvalidInput("operator", "You cannot disable your own account.")
     operator.disabled = disabled
     db.add(operator)
-    if disabled:  # its sessions end for good, not only while it stays disabled
+    if disabled:
         epoch = db.get(SessionEpoch, operator_id) or SessionEpoch(operator_id=operator_id)
         epoch.epoch += 1
         db.add(epoch)
+        db.exec(update(ApiToken).where(col(ApiToken.operator_id) == operator_id).values(revoked=True))
     db.commit()
     return operator
 

@@ -129,6 +129,50 @@ def test_an_admin_cannot_disable_themselves(
     assert admin is not None and not admin.disabled
 
 
+def test_disabling_revokes_the_operator_s_api_tokens_for_good(
+    app: Flask, signed_in: Callable[[Role], Browser], accounts: dict[Role, Operator],
+    token_of: Callable[[Role], str],
+) -> None:  # fmt: skip
+    """A token of a disabled operator stays dead once the account is enabled again, as its sessions
+    do: re-enabling a compromised account must not bring back what an attacker may hold."""
+    token = token_of(Role.OPERATOR)
+    browser = signed_in(Role.ADMIN)
+    target = accounts[Role.OPERATOR].id
+    assert browser.post(f"/operators/{target}/disable").status_code == 303
+    assert browser.post(f"/operators/{target}/enable").status_code == 303
+    answer = app.test_client().get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 401
+
+
+def test_the_last_enabled_admin_cannot_be_disabled(
+    app: Flask, signed_in: Callable[[Role], Browser], make_operator: Callable[..., Operator],
+    accounts: dict[Role, Operator],
+) -> None:  # fmt: skip
+    """Of two admins, one may disable the other; the remaining one is then the last enabled admin,
+    and an admin disabled meanwhile (a session opened before) can no longer disable anyone."""
+    second = make_operator("second", Role.ADMIN)
+    first_browser, second_browser = signed_in(Role.ADMIN), Browser(app.test_client())
+    assert second_browser.login("second").status_code == 302
+    assert first_browser.post(f"/operators/{second.id}/disable").status_code == 303
+    refused = second_browser.post(f"/operators/{accounts[Role.ADMIN].id}/disable")
+    assert refused.status_code in (302, 400)  # its session ended with the account, or the action is refused
+    admin = operator_named(app, "admin")
+    assert admin is not None and not admin.disabled
+    with db(app) as session:
+        from web.accounts import InvalidInput, set_disabled
+
+        first = session.exec(select(Operator).where(Operator.username == "admin")).one()
+        third = make_operator("third", Role.ADMIN)
+        assert third.id is not None and first.id is not None
+        set_disabled(session, third.id, True, by=first)
+        with pytest.raises(InvalidInput, match="Only an enabled admin"):
+            set_disabled(session, first.id, True, by=third)
+    enabled = [
+        o for o in (operator_named(app, n) for n in ("admin", "second", "third")) if o and not o.disabled
+    ]
+    assert [o.username for o in enabled] == ["admin"]
+
+
 def test_unknown_operator_is_404(signed_in: Callable[[Role], Browser]) -> None:
     """Acting on an operator that does not exist answers a 404 page."""
     assert signed_in(Role.ADMIN).post("/operators/999/disable").status_code == 404
