@@ -12,7 +12,13 @@ once; and when the streamed node has stayed behind a height another node reached
 A node that is down (refused, timing out) is skipped for the next one, in the same round; a node
 that lies about a block is caught by the certificate and skipped too. A node may withhold blocks
 (answer that it has nothing new): the others are asked in turn, and the cache counts as confirmed
-at the head only when a node answers that it has nothing newer than what the cache has applied.
+at the head only when a node answers that it has nothing newer than what the cache has applied, or
+when a streamed header past the cache's height is applied. A streamed header at or below the
+cache's height confirms nothing: an honest node never sends one (its stream resumes after
+``Last-Event-ID``, the cache's height), and a node replaying its last certified header must not keep
+the cache looking fresh. A quiet network's stream carries heartbeats only, which confirm nothing
+either: there the polls confirm the cache, or with polling off the request path catches up once
+the cache is older than the policy's ``max_staleness``.
 """
 
 from __future__ import annotations
@@ -178,8 +184,9 @@ class Follower:
                     cache.note_head(header.height)
                     if cache.height is None or header.height > cache.height:
                         cache.advance(client, header.height, first=node)
-                    else:
-                        cache.confirm(header.height)
+                    # Else the cache has that block already (the polling thread applied it first, and
+                    # confirmed it then; or the node replays an old header): it confirms nothing, or one
+                    # node sending its last certified header again and again would keep the cache fresh.
             finally:
                 with self._lock:
                     self.streamed, self._response = None, None

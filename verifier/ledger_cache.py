@@ -409,9 +409,19 @@ class LedgerCache:
         return keys
 
     def load(self, values: dict[str, Any], height: int) -> None:
-        """Fill the cache from proven ``values`` (state key -> value) valid at ``height``."""
+        """Fill the cache from proven ``values`` (state key -> value) valid at ``height``.
+
+        Values proven at a height below the cache's are refused (``ValueError``, nothing loaded): a
+        block the cache has applied since may have changed them (a revocation), and catching up starts
+        past that block, so it would never drop them again.
+        """
         dids, status, issuers = _entries(values, height)
         with self._lock:
+            if self.height is not None and height < self.height:
+                raise ValueError(
+                    f"network {self.network}: values proven at block {height} are older than "
+                    f"block {self.height}, which the cache has applied"
+                )
             self.generation += 1
             self._dids.update(dids)
             self._status.update(status)

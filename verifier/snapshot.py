@@ -8,14 +8,14 @@ against an older head are proven again (five rounds at most, then ``LedgerUnavai
 
 :func:`load_snapshot` trusts nothing in the file: each certificate is checked against the trust
 anchor the caller gives (the network's genesis validators), each record against its header's state
-root, and the sections of one network must all carry the same header (a spliced snapshot is
-refused). ``confirmed_at`` is when the saver last confirmed the head, a claim no certificate covers,
-so the loaded verifier's :meth:`~verifier.Verifier.staleness` counts from the earlier of
-``confirmed_at`` and the certified header's ``time`` plus the policy's ``clock_skew``: a snapshot
-never looks fresher than its head (on a quiet network, whose last block is old, it looks as old as
-that block). Once no node answers for longer than the policy's ``offline_max_staleness`` it refuses
-with ``too_stale``. When nodes are reachable it catches up from the snapshot's height, dropping what
-the blocks since then changed.
+root, and the sections of one network must all carry the same header, in one item (a spliced
+snapshot is refused, and so is one naming a network twice). ``confirmed_at`` is when the saver
+last confirmed the head, a claim no certificate covers, so the loaded verifier's
+:meth:`~verifier.Verifier.staleness` counts from the earlier of ``confirmed_at`` and the certified
+header's ``time`` plus the policy's ``clock_skew``: a snapshot never looks fresher than its head (on
+a quiet network, whose last block is old, it looks as old as that block). Once no node answers for
+longer than the policy's ``offline_max_staleness`` it refuses with ``too_stale``. When nodes are
+reachable it catches up from the snapshot's height, dropping what the blocks since then changed.
 
 The file is JSON: ``{"format": "trellis-verifier-snapshot/1", "networks": [{"network",
 "genesis_hash", "confirmed_at", "sections": [{"header", "certificate", "records": [{"key",
@@ -171,6 +171,24 @@ def _load_network(verifier: Verifier, item: Any, trust: NetworkTrust) -> None:
     cache.confirm(header.height, at=min(confirmed_at, certified))
 
 
+def _check_once_each(items: Any) -> None:
+    """Refuse a snapshot that names a network more than once, before anything is loaded: each item
+    passes the splice check on its own, but an older one loaded after a newer one would put back
+    what the newer one's blocks changed (a revocation) at the newer height."""
+    if not isinstance(items, list):
+        raise InvalidSnapshot("the networks of the snapshot are not a list")
+    seen: set[str] = set()
+    for item in items:
+        name = item["network"]
+        if not isinstance(name, str):
+            raise InvalidSnapshot(f"a network of the snapshot is named {name!r}, not a string")
+        if name in seen:
+            raise InvalidSnapshot(
+                f"the snapshot names network {name!r} more than once: one network, one certified head"
+            )
+        seen.add(name)
+
+
 def load_snapshot(
     cls: type[Verifier], path: str | Path, networks: Sequence[NetworkTrust], **options: Any
 ) -> Verifier:
@@ -181,6 +199,7 @@ def load_snapshot(
         data = json.loads(Path(path).read_text())
         if data.get("format") != SNAPSHOT_FORMAT:
             raise InvalidSnapshot(f"not a {SNAPSHOT_FORMAT} file")
+        _check_once_each(data["networks"])
         for item in data["networks"]:
             trust = verifier.networks.get(item["network"])
             if trust is not None:  # else a network this verifier does not trust any more

@@ -241,6 +241,21 @@ def test_a_cached_device_costs_under_a_kilobyte() -> None:
     assert did_entry(records[0][1], None, 7).height == 7
 
 
+def test_values_proven_below_the_cache_s_height_are_not_loaded() -> None:
+    """A load of values older than the block the cache has applied (a revocation may lie between) is
+    refused, naming both heights, and leaves the newer entry in place."""
+    key = Ed25519PrivateKey.generate()
+    did = str(trellis_did("testnet", key.public_key))
+    record = {"document": initial_document(did, key.public_key).to_json(), "deactivated": False}
+    cache = LedgerCache("testnet", None, clock=time.time)
+    cache.load({f"did:{did}": record}, 6)
+    cache.confirm(6)
+    with pytest.raises(ValueError, match="proven at block 5 are older than block 6"):
+        cache.load({f"did:{did}": {**record, "deactivated": True}}, 5)
+    entry = cache.cached_did(did)
+    assert entry is not None and entry.height == 6
+
+
 def test_a_cache_too_far_behind_starts_afresh_and_ends_sessions(ledger: Ledger) -> None:  # noqa: F811
     """Past MAX_CATCH_UP blocks behind, the cache drops everything and tells listeners anything may have changed."""
     from verifier.ledger_cache import MAX_CATCH_UP, Changes

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from tests.did_registry.ledger.conftest import make_genesis, new_actor
 from tests.did_registry.node.conftest import Node, make_node
 from tests.verifier.conftest_ledger import AUDIENCE, Clock, Ledger, onboard_issuer
 from verifier import InvalidSnapshot, NetworkTrust, Policy, Reason, Refused, Verifier
+from verifier.snapshot import SNAPSHOT_FORMAT
 
 DAY = 86400.0
 
@@ -202,6 +204,33 @@ def test_sections_proven_against_different_blocks_are_refused(ledger: Ledger, tm
     _edit(new, lambda network: network["sections"].extend(older))  # type: ignore[attr-defined]
     with pytest.raises(InvalidSnapshot, match="different blocks"):
         Verifier.from_snapshot(new, [offline(ledger)], clock=ledger.clock)
+
+
+def _around_a_revocation(ledger: Ledger, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The snapshot item of the network before and after a seen device's revocation (both honest)."""
+    device = ledger.enrol()
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    with ledger.verifier() as online:
+        _warm(ledger, online, device)
+        online.save_snapshot(old)
+        ledger.revoke(device)
+        online.caches["testnet"].catch_up()
+        online.save_snapshot(new)
+    return json.loads(old.read_text())["networks"][0], json.loads(new.read_text())["networks"][0]
+
+
+@pytest.mark.parametrize("older_first", [False, True])
+def test_a_snapshot_naming_a_network_twice_is_refused(
+    ledger: Ledger, tmp_path: Path, older_first: bool
+) -> None:
+    """A second item for the same network, from an older snapshot, passes the splice check on its own
+    but would put the revoked credential back: the whole file is refused, naming the network."""
+    older, newer = _around_a_revocation(ledger, tmp_path)
+    path = tmp_path / "twice.json"
+    items = [older, newer] if older_first else [newer, older]
+    path.write_text(json.dumps({"format": SNAPSHOT_FORMAT, "networks": items}))
+    with pytest.raises(InvalidSnapshot, match="names network 'testnet' more than once"):
+        Verifier.from_snapshot(path, [offline(ledger)], clock=ledger.clock)
 
 
 def test_a_snapshot_that_proves_no_block_is_refused(ledger: Ledger, tmp_path: Path) -> None:
