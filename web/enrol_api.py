@@ -77,7 +77,7 @@ def enrol() -> ResponseReturnValue:
             db, keys, max_failures=ENROL_MAX_FAILURES, window=config.login_window, now=utcnow()
         )
     if wait is not None:
-        raise ApiProblem(429, "too_many_requests", f"too many refused enrolments; retry in {wait} s",
+        raise ApiProblem(429, "too_many_requests", f"too many refused or repeated enrolments; retry in {wait} s",
                          headers={"Retry-After": str(wait)})  # fmt: skip
     body = _body()
     token, txn = body.get("token"), body.get("txn")
@@ -91,6 +91,10 @@ def enrol() -> ResponseReturnValue:
         raise
     except LedgerUnavailable as exc:
         raise ApiProblem(503, "ledger_unavailable", f"the ledger cannot be reached: {exc}") from None
+    if result.repeated:  # the same answer again: counted like a refusal (anyone holding the printed
+        with db_session() as db:  # token and the public transaction can ask), and not audited again
+            ratelimit.record_failure(db, keys, window=config.login_window, now=utcnow())
+        return _json(result.to_json(), 201)
     token_id = hashlib.sha256(token.encode("ascii", errors="replace")).hexdigest()
     txn_id = Transaction.from_json(txn).id
     audit.record("device.enrol", result.did, txn_id=txn_id, actor=DEVICE_ACTOR,

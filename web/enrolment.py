@@ -185,6 +185,7 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
                 device.credential_id,
                 device.status_index,
                 device.enrolled_at,
+                repeated=True,
             )
 
     def enrol(self, token: str, txn_json: Mapping[str, Any]) -> EnrolmentResult:

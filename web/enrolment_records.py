@@ -220,6 +220,8 @@ class EnrolmentResult:
     credential_id: str
     status_index: int
     enrolled: datetime
+    repeated: bool = False
+    """The earlier answer given again (a device repeating its enrolment whose answer it lost)."""
 
     def to_json(self) -> dict[str, Any]:
         """The answer the portal sends the device."""

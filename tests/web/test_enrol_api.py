@@ -163,6 +163,26 @@ def test_refused_enrolments_are_rate_limited(ledger: LedgerPortal, client: Flask
     assert limited.get_json()["code"] == "too_many_requests"
 
 
+def test_a_repeated_enrolment_is_answered_again_but_audited_once_and_limited(
+    ledger: LedgerPortal, client: FlaskClient, token_of: Callable[[Role], str]
+) -> None:
+    """A device repeating its enrolment (its answer lost) gets the same answer, but so does anyone
+    holding the printed token and the public transaction: repeats are not audited again, and count
+    toward the address's limit (31 audit entries for one device came of 30 repeats)."""
+    made = new_tokens(client, token_of(Role.OPERATOR))[0]
+    txn = enrolment_transaction(ledger.client.genesis.network, Ed25519PrivateKey.generate()).to_json()
+    body = {"token": made["token"], "txn": txn}
+    first = client.post("/api/v1/enrol", json=body)
+    assert first.status_code == 201
+    for _ in range(ENROL_MAX_FAILURES):
+        again = client.post("/api/v1/enrol", json=body)
+        assert again.status_code == 201 and again.get_json() == first.get_json()
+    assert client.post("/api/v1/enrol", json=body).status_code == 429
+    assert [a for a in audit_actions(ledger.app) if a[1] == "device.enrol"] == [
+        ("device", "device.enrol", first.get_json()["did"])
+    ]
+
+
 # -- provisioning tokens for automation -----------------------------------------------------
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.OPERATOR])
 def test_token_api_creates_tokens_with_payloads(
