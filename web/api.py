@@ -131,6 +131,8 @@ def report_authentications() -> ResponseReturnValue:
     assert operator is not None
     with db_session() as db:
         stored = authentications.record(db, rows, operator.username)
+    services = sorted({row.service for row in rows})
+    audit.record("authentications.report", None, detail={"events": stored, "services": services[:20]})
     return _json({"stored": stored}, 201)
 
 

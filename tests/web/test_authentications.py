@@ -18,7 +18,7 @@ from tests.web.test_ledger_pages import add_device
 from verifier import Reason, Refused
 from verifier.reporting import AuthenticationReporter
 from web.authentications import KEEP, MAX_EVENTS
-from web.models import AuthenticationRow, Role
+from web.models import AuditEntry, AuthenticationRow, Role
 
 DID = "did:trellis:testnet:offline"
 
@@ -116,3 +116,20 @@ def test_the_device_page_and_api_show_what_a_verifier_reported(
     device = app.test_client().get(f"/api/v1/devices/{DID}", headers={"Authorization": f"Bearer {token}"})
     reported = json.loads(device.data)["authentications"]
     assert [(e["outcome"], e["reason"]) for e in reported] == [("refused", "revoked"), ("admitted", None)]
+
+
+def test_a_report_is_audited_and_its_reporter_shown(
+    app: Flask, token_of: Callable[[Role], str], signed_in: Callable[[Role], Browser]
+) -> None:
+    """Who reported decisions is on record: each batch is audited under the token's operator, and
+    the device page names the reporter beside each decision (anyone with an operator token can post)."""
+    add_device(app)
+    assert (
+        _post(app.test_client(), token_of(Role.OPERATOR), {"events": [_event(service="doors")]}).status_code
+        == 201
+    )
+    with db(app) as session:
+        entries = session.exec(select(AuditEntry).where(AuditEntry.action == "authentications.report")).all()
+    assert [(e.actor, json.loads(e.detail)["services"]) for e in entries] == [("operator", ["doors"])]
+    page = signed_in(Role.AUDITOR).get(f"/devices/{DID}").text
+    assert "Reported by" in page and "<td>operator</td>" in page
