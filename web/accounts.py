@@ -34,7 +34,7 @@ __all__ = [
     "set_disabled",
     "issue_token",
     "revoke_token",
-    "operator_for_token",
+    "token_holder",
     "token_hash",
 ]
 
@@ -205,12 +205,12 @@ def revoke_token(db: Session, token_id: int) -> ApiToken:
     return row
 
 
-def operator_for_token(db: Session, token: str) -> Operator | None:
-    """The enabled operator a live token belongs to (recording its use), else ``None``."""
+def token_holder(db: Session, token: str) -> tuple[Operator, int] | None:
+    """The enabled operator a live token belongs to and the token's id (recording its use), else ``None``."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     row = db.exec(select(ApiToken).where(col(ApiToken.token_hash) == token_hash(token))).first()
-    if row is None or row.revoked:
+    if row is None or row.revoked or row.id is None:
         return None
     operator = db.get(Operator, row.operator_id)
     if operator is None or operator.disabled:
@@ -218,4 +218,4 @@ def operator_for_token(db: Session, token: str) -> Operator | None:
     row.last_used = utcnow()
     db.add(row)
     db.commit()
-    return operator
+    return operator, row.id

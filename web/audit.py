@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from flask import has_request_context
+from flask import g, has_request_context
 from sqlmodel import Session, col, select
 
 from web.db import session as db_session
@@ -44,13 +44,18 @@ def record(
     """Record that ``actor`` (default: the signed-in operator, else ``system``) did ``action`` to ``target``.
 
     ``txn_id`` is the ledger transaction the action submitted, if any; ``detail`` any JSON object.
+    An action made with an API token notes the token's id as ``via_token``: an admin who issued the
+    token (``token.create``) saw it, so the operator named is not proof of who acted.
     """
+    detail = dict(detail or {})
+    if actor is None and has_request_context() and g.get("api_token") is not None:
+        detail["via_token"] = g.api_token
     entry = AuditEntry(
         actor=_actor(actor),
         action=action,
         target=target,
         txn_id=txn_id,
-        detail=json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":")),
+        detail=json.dumps(detail, sort_keys=True, separators=(",", ":")),
     )
     if db is not None:
         db.add(entry)

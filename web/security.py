@@ -23,7 +23,7 @@ from typing import Final, ParamSpec, TypeVar, cast
 from flask import abort, g, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 
-from web.accounts import operator_for_token
+from web.accounts import token_holder
 from web.db import session as db_session
 from web.models import Operator, Role, SessionEpoch
 from web.problems import ApiProblem
@@ -147,10 +147,10 @@ def load_token_operator() -> None:
         raise ApiProblem(401, "unauthorized", "send an API token as 'Authorization: Bearer <token>'",
                          headers=unauthorized)  # fmt: skip
     with db_session() as db:
-        operator = operator_for_token(db, token.strip())
-    if operator is None:
+        held = token_holder(db, token.strip())
+    if held is None:
         raise ApiProblem(401, "unauthorized", "the API token is unknown or revoked", headers=unauthorized)
-    g.operator = operator
+    g.operator, g.api_token = held
 
 
 def role_required(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R | ResponseReturnValue]]:

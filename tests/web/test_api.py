@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -13,7 +14,8 @@ from werkzeug.test import TestResponse
 
 from tests.web.support import PASSWORD, Browser, audit_actions, db, operator_named
 from web import audit
-from web.models import ApiToken, Operator, Role
+from web.accounts import token_hash
+from web.models import ApiToken, AuditEntry, Operator, Role
 from web.openapi import openapi_document
 
 
@@ -135,6 +137,20 @@ def test_admin_creates_an_operator_through_the_api(
     frank = operator_named(app, "frank")
     assert frank is not None and frank.password_hash.startswith("$argon2id$")
     assert ("admin", "operator.create", "frank") in audit_actions(app)
+
+
+def test_an_action_made_with_a_token_names_the_token_in_the_audit(
+    app: Flask, client: FlaskClient, token_of: Callable[[Role], str]
+) -> None:
+    """An admin sees the tokens it issues, so the operator an API action is audited under proves
+    little alone: the entry names the token (via_token), which its token.create entry names too."""
+    token = token_of(Role.ADMIN)
+    body = {"username": "frank", "password": PASSWORD, "role": "operator"}
+    assert client.post("/api/v1/operators", json=body, headers=bearer(token)).status_code == 201
+    with db(app) as session:
+        row = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(token))).one()
+        entry = session.exec(select(AuditEntry).where(AuditEntry.action == "operator.create")).one()
+    assert json.loads(entry.detail)["via_token"] == row.id
 
 
 @pytest.mark.parametrize("role", [Role.OPERATOR, Role.AUDITOR])
