@@ -14,7 +14,13 @@ Routes:
 - ``POST /prefetch``: ``{"dids": [...]}`` read into the cache (an edge gateway provisioned with its fleet);
 - ``POST /snapshot``: write the snapshot now;
 - ``GET /status``: the cache's height and staleness, counts, and *suspects*: devices refused at
-  least :data:`SUSPECT_AFTER` times for replayed or forged signatures (a reporter quarantines them).
+  least :data:`SUSPECT_AFTER` times for replaying signed requests (a reporter quarantines them).
+  Only refusals whose DID is proven count (``Refused.authenticated``): a forged signature
+  (``bad_signature``) names a DID the sender merely claims, so it is counted by reason but held
+  against nobody. A replayed request carries the device's own valid signature, which is how a rogue
+  device replaying its requests is caught; the service cannot tell it from a third party replaying
+  requests it captured from the device, which would make the device a suspect too (the devices'
+  requests must travel where nobody else can read them, e.g. over TLS).
 
 Every answer carries ``Trellis-View-Height``: the height the verifier's cache had applied when the
 request arrived; a refusal is RFC 9457 problem details with the verifier's ``reason``.
@@ -45,8 +51,8 @@ __all__ = ["SUSPECT_AFTER", "VIEW_HEIGHT", "ServiceState", "create_service", "ma
 VIEW_HEIGHT: Final = "Trellis-View-Height"
 """The response header naming the height the verifier had applied when the request arrived."""
 SUSPECT_AFTER: Final = 3
-"""Refusals for replayed or forged signatures after which a device is reported as a suspect."""
-_SUSPICIOUS: Final = frozenset({Reason.REPLAYED, Reason.BAD_SIGNATURE})
+"""Refusals for replayed requests (the DID proven by their signature) after which a device is a suspect."""
+_SUSPICIOUS: Final = frozenset({Reason.REPLAYED})
 
 
 def edge_policy() -> Policy:
@@ -79,7 +85,7 @@ class ServiceState:
                 self.admitted += 1
                 return
             self.refused[refused.reason.value] += 1
-            if refused.reason in _SUSPICIOUS and refused.did is not None:
+            if refused.reason in _SUSPICIOUS and refused.authenticated and refused.did is not None:
                 self.suspicious[refused.did] += 1
 
     def status(self) -> dict[str, Any]:

@@ -12,8 +12,10 @@ validity period (and its proof's ``expires``) against the clock. The device's ow
 deactivation, quarantine) is read on every signed request as before. Within a session, the checks of
 the device's entry, the status bits and the issuer (accredited, not deactivated, the proof's key still
 its assertion key) are likewise remembered per session until the generation moves on (with the device
-they let in); sessions whose credential's issuer is resolved outside the trusted ledgers are checked
-on every request.
+they let in, and the caches of every network they read: the device's, the issuer's, its status
+lists'), each of those networks made fresh enough (or ``too_stale``) before the memo is trusted, since
+the generation of a network no node answers for never moves; sessions whose credential's issuer is
+resolved outside the trusted ledgers are checked on every request.
 For the fast request path (``verifier._fast``, verifiers without sessions) the device let in is also
 remembered per key id, with the credential header and the DID entry it was let in with: a request
 with the same key id, header and (identical) cached entry gets it back while the decision behind it
@@ -88,20 +90,35 @@ class Admissions:
         self.skew = timedelta(seconds=policy.clock_skew)
         self._decisions: BoundedCache[int, _Decision] = BoundedCache(size)
         self.size = size
-        self._sessions: OrderedDict[str, tuple[int, AuthenticatedDevice]] = OrderedDict()
+        self._sessions: OrderedDict[str, tuple[int, AuthenticatedDevice, tuple[LedgerCache, ...]]] = (
+            OrderedDict()
+        )
         self._devices: OrderedDict[str, tuple[str, DIDEntry, _Decision, AuthenticatedDevice]] = OrderedDict()
 
     def session_device(self, session_id: str, did: str, key_id: str) -> AuthenticatedDevice | None:
-        """The device of the session's last ledger checks if they still stand (no entry changed since)."""
+        """The device of the session's last ledger checks if they still stand (every network they read
+        fresh enough, else ``too_stale`` naming ``did``; no entry changed since)."""
         known = self._sessions.get(session_id)
-        if known is None or known[0] != self.ledger.generation():
+        if known is None:
+            return None
+        for cache in known[2]:
+            if not cache.live:
+                self.ledger.ensure_fresh(cache, did)
+        if known[0] != self.ledger.generation():
             return None
         device = known[1]
         return device if device.did == did and device.key_id == key_id else None
 
-    def session_checked(self, session_id: str, generation: int, device: AuthenticatedDevice) -> None:
-        """Note that the session's ledger checks passed (``device``, with its height), started at ``generation``."""
-        remember(self._sessions, session_id, (generation, device), self.size)
+    def session_checked(
+        self,
+        session_id: str,
+        generation: int,
+        device: AuthenticatedDevice,
+        caches: tuple[LedgerCache, ...],
+    ) -> None:
+        """Note that the session's ledger checks passed (``device``, with its height), started at
+        ``generation``, reading the networks of ``caches``."""
+        remember(self._sessions, session_id, (generation, device, caches), self.size)
 
     def device(self, key_id: str, header: str, entry: DIDEntry, now: float) -> AuthenticatedDevice | None:
         """What :meth:`remember_device` noted for ``key_id`` with this credential ``header`` and DID

@@ -114,25 +114,31 @@ def authenticate_request(
         mismatch = SignatureMismatch("ed25519 signature does not verify", label=label)
         raise Refused(Reason.BAD_SIGNATURE, str(mismatch), did=did) from None
     _check_digest(request, did)
-    if not verifier.nonces.use(_signed.SIGNATURE_NAMESPACE, f"{keyid} {nonce}", replay_until):
-        raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
-    if credential is not None:
-        return verifier._admit(did, entry, keyid, [credential], target, now)
-    try:
-        header = request.headers[_signed.CREDENTIAL_HEADER]
-    except KeyError:
-        raise Refused(Reason.CREDENTIAL_MISSING, "no Device-Credential header", did=did) from None
-    admissions = verifier._admissions
-    remembering = verifier.sessions is None  # with sessions, each request opens one: nothing to remember
-    if remembering:
-        device = admissions.device(keyid, header, entry, now)
-        if device is not None:
-            return device
-    decoded = _signed._decode_credential(header)  # an object of _signed's own, which nobody changes
-    device = verifier._admit(did, entry, keyid, [decoded], target, now, remember=True)
-    if remembering:
-        admissions.remember_device(keyid, header, entry, decoded, device)
-    return device
+    try:  # from here on the device has proven who it is
+        if not verifier.nonces.use(_signed.SIGNATURE_NAMESPACE, f"{keyid} {nonce}", replay_until):
+            raise Refused(
+                Reason.REPLAYED, "the signature's nonce was already used", did=did, authenticated=True
+            )
+        if credential is not None:
+            return verifier._admit(did, entry, keyid, [credential], target, now)
+        try:
+            header = request.headers[_signed.CREDENTIAL_HEADER]
+        except KeyError:
+            raise Refused(Reason.CREDENTIAL_MISSING, "no Device-Credential header", did=did) from None
+        admissions = verifier._admissions
+        remembering = verifier.sessions is None  # with sessions, each request opens one: nothing to remember
+        if remembering:
+            device = admissions.device(keyid, header, entry, now)
+            if device is not None:
+                return device
+        decoded = _signed._decode_credential(header)  # an object of _signed's own, which nobody changes
+        device = verifier._admit(did, entry, keyid, [decoded], target, now, remember=True)
+        if remembering:
+            admissions.remember_device(keyid, header, entry, decoded, device)
+        return device
+    except Refused as refused:
+        _signed.proven(refused, did)
+        raise
 
 
 def _session(
@@ -162,15 +168,20 @@ def _session(
     _check_digest(request, session.did)
     if session.audience != audience:
         return None
-    if not verifier.nonces.use(_signed.SIGNATURE_NAMESPACE, f"{keyid} {nonce}", replay_until):
-        raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=session.did)
     did = session.did
-    if did.startswith("did:trellis:"):  # session_device, with its memo read inline
-        verifier.ledger.cache(did)  # too_stale when the device's network is
-        device = verifier._admissions.session_device(session.id, did, session.key_id)
-        if device is not None:
-            return device
-    return _signed.session_device(verifier, session)
+    try:  # from here on the device has proven who it is (it holds the session key)
+        if not verifier.nonces.use(_signed.SIGNATURE_NAMESPACE, f"{keyid} {nonce}", replay_until):
+            raise Refused(
+                Reason.REPLAYED, "the signature's nonce was already used", did=did, authenticated=True
+            )
+        if did.startswith("did:trellis:"):  # session_device, with its memo read
+            device = verifier._admissions.session_device(session.id, did, session.key_id)
+            if device is not None:
+                return device
+        return _signed._check_session(verifier, session)
+    except Refused as refused:
+        _signed.proven(refused, did)
+        raise
 
 
 def _check_digest(request: HttpRequest, did: str) -> None:

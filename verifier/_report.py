@@ -5,13 +5,21 @@ hashed with SHA-256 and the description is given separately; a mapping is taken 
 already is ``{hash, description}``, and otherwise hashed as RFC 8785 canonical JSON with its
 ``description`` member (or the ``description`` argument) as the description. The evidence itself
 stays with the service; the ledger keeps its hash.
+
+The transaction's nonce must be above the reporter's last committed one. Reports filed at once by
+the same reporter (request threads, or one while an earlier one is still pending) must not share one:
+:class:`ReportNonces` hands them out per reporter and network, under a lock, as the higher of the
+proven last nonce and the last this process handed out, plus one. A report the ledger still refuses
+as a ``replay`` (another process of the service used that nonce, or a later nonce was committed
+first) is built again with a fresh nonce, up to :data:`REPORT_ATTEMPTS` times in all.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from did_registry.client import LedgerUnavailable
 from did_registry.errors import DidRegistryError, InvalidDID
@@ -24,7 +32,27 @@ from verifier.errors import ConfigurationError, VerifierError
 if TYPE_CHECKING:
     from verifier.verifier import Verifier
 
-__all__ = ["evidence_body", "report"]
+__all__ = ["REPORT_ATTEMPTS", "ReportNonces", "evidence_body", "report"]
+
+REPORT_ATTEMPTS: Final = 3
+"""How many times a report is built and submitted while the ledger refuses its nonce as a replay."""
+
+
+class ReportNonces:
+    """The transaction nonces one verifier hands to its reporters (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str], int] = {}
+
+    def next(self, network: str, reporter_did: str, proven: int) -> int:
+        """A nonce for ``reporter_did`` on ``network`` above ``proven`` (its last committed one) and
+        above every nonce handed out before."""
+        with self._lock:
+            nonce = max(proven, self._last.get((network, reporter_did), 0)) + 1
+            self._last[(network, reporter_did)] = nonce
+            return nonce
+
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -67,18 +95,19 @@ def report(
         raise ConfigurationError(f"only ledger DIDs can be quarantined: {exc}") from None
     client = verifier.client(network)
     body = {"did": did, "evidence": evidence_body(evidence, description)}
-    try:
-        last, _ = client.prove(f"nonce:{reporter_did}")
-        txn = Transaction.build(
-            "quarantine.report",
-            network=network,
-            submitter=reporter_did,
-            nonce=(last if isinstance(last, int) else 0) + 1,
-            body=body,
-        ).signed(reporter_key, verification_method or f"{reporter_did}#key-1")
-        client.submit_and_wait(txn, timeout)
-    except TxnRejected as exc:
-        raise VerifierError(f"the ledger refused the quarantine report: {exc}") from exc
-    except LedgerUnavailable as exc:
-        raise VerifierError(f"no ledger node took the quarantine report: {exc}") from exc
-    return txn.id
+    for attempt in range(1, REPORT_ATTEMPTS + 1):
+        try:
+            last, _ = client.prove(f"nonce:{reporter_did}")
+            nonce = verifier._report_nonces.next(network, reporter_did, last if isinstance(last, int) else 0)
+            txn = Transaction.build(
+                "quarantine.report", network=network, submitter=reporter_did, nonce=nonce, body=body
+            ).signed(reporter_key, verification_method or f"{reporter_did}#key-1")
+            client.submit_and_wait(txn, timeout)
+        except TxnRejected as exc:
+            if exc.code == "replay" and attempt < REPORT_ATTEMPTS:
+                continue  # the nonce was used meanwhile: build the report again with a fresh one
+            raise VerifierError(f"the ledger refused the quarantine report: {exc}") from exc
+        except LedgerUnavailable as exc:
+            raise VerifierError(f"no ledger node took the quarantine report: {exc}") from exc
+        return txn.id
+    raise AssertionError("unreachable: the last attempt returns or raises")

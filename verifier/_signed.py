@@ -42,6 +42,7 @@ from wallet.errors import (
 from wallet.http_signatures import HttpRequest, SignatureInput, parse_signatures, verify_signature
 
 if TYPE_CHECKING:
+    from verifier.ledger_cache import LedgerCache
     from verifier.sessions import Session
     from verifier.verifier import Verifier
 
@@ -50,6 +51,7 @@ __all__ = [
     "REQUIRED_COMPONENTS",
     "SIGNATURE_NAMESPACE",
     "SESSION_NAMESPACE",
+    "proven",
     "remember_session",
     "session_device",
     "authentication_lookup",
@@ -156,10 +158,17 @@ def _verify(
         raise Refused(Reason.MALFORMED, str(exc), did=did) from None
 
 
-def _use_nonce(verifier: Verifier, sig: SignatureInput, expires_at: float, did: str | None) -> None:
+def _use_nonce(verifier: Verifier, sig: SignatureInput, expires_at: float, did: str) -> None:
+    """Use the nonce of a signature that verified (so a replay names ``did``, authenticated)."""
     assert sig.nonce is not None
     if not verifier.nonces.use(SIGNATURE_NAMESPACE, f"{sig.keyid} {sig.nonce}", expires_at):
-        raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
+        raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did, authenticated=True)
+
+
+def proven(refused: Refused, did: str) -> None:
+    """Mark ``refused``, raised after a signature of ``did`` verified, as authenticated if it names ``did``."""
+    if refused.did == did:
+        refused.authenticated = True
 
 
 def _signature(request: HttpRequest) -> SignatureInput:
@@ -213,14 +222,18 @@ def authenticate_request(
     did = did_of(sig.keyid)
     entry, key = verifier.ledger.authentication_key(did, sig.keyid)
     _verify(request, sig, key, did)
-    _use_nonce(verifier, sig, replay_until, did)
-    decoded = credential is None  # then an object of this module's own, which nobody changes
-    if credential is None:
-        header = request.header(CREDENTIAL_HEADER)
-        if header is None:
-            raise Refused(Reason.CREDENTIAL_MISSING, "no Device-Credential header", did=did)
-        credential = _decode_credential(header)
-    return verifier._admit_now(did, entry, sig.keyid, [credential], audience or origin, remember=decoded)
+    try:  # from here on the device has proven who it is
+        _use_nonce(verifier, sig, replay_until, did)
+        decoded = credential is None  # then an object of this module's own, which nobody changes
+        if credential is None:
+            header = request.header(CREDENTIAL_HEADER)
+            if header is None:
+                raise Refused(Reason.CREDENTIAL_MISSING, "no Device-Credential header", did=did)
+            credential = _decode_credential(header)
+        return verifier._admit_now(did, entry, sig.keyid, [credential], audience or origin, remember=decoded)
+    except Refused as refused:
+        proven(refused, did)
+        raise
 
 
 def _session_request(
@@ -233,17 +246,21 @@ def _session_request(
     if verifier.clock() >= session.expires_at:
         raise Refused(Reason.SESSION_EXPIRED, "the session has expired", did=session.did)
     _verify(request, sig, session.key, session.did)
-    if session.audience != audience:
-        raise Refused(Reason.WRONG_AUDIENCE, f"the session is for {session.audience}", did=session.did)
-    _use_nonce(verifier, sig, replay_until, session.did)
-    return session_device(verifier, session)
+    try:  # from here on the device has proven who it is (it holds the session key)
+        if session.audience != audience:
+            raise Refused(Reason.WRONG_AUDIENCE, f"the session is for {session.audience}", did=session.did)
+        _use_nonce(verifier, sig, replay_until, session.did)
+        return session_device(verifier, session)
+    except Refused as refused:
+        proven(refused, session.did)
+        raise
 
 
 def session_device(verifier: Verifier, session: Session) -> AuthenticatedDevice:
     """The device of a request in ``session``: its ledger checks remembered while they stand (else
-    :func:`_check_session`), with the height they are valid at."""
+    :func:`_check_session`), with the height they are valid at. Either way every network they read
+    (the device's, the issuer's, its status lists') must be fresh enough, or ``too_stale``."""
     if session.did.startswith("did:trellis:"):  # documents resolved elsewhere are resolved every time
-        verifier.ledger.cache(session.did)  # too_stale when the device's network is
         device = verifier._admissions.session_device(session.id, session.did, session.key_id)
         if device is not None:
             return device
@@ -279,8 +296,20 @@ def _check_session(verifier: Verifier, session: Session) -> AuthenticatedDevice:
     if session.did.startswith("did:trellis:") and (  # an issuer resolved elsewhere is resolved every time
         session.proof_method is None or session.proof_method.startswith(("did:trellis:", "did:key:"))
     ):
-        verifier._admissions.session_checked(session.id, generation, device)
+        verifier._admissions.session_checked(
+            session.id, generation, device, _networks_read(verifier, session)
+        )
     return device
+
+
+def _networks_read(verifier: Verifier, session: Session) -> tuple[LedgerCache, ...]:
+    """The caches of the networks :func:`_check_session` read: the device's, and the issuer's and its
+    status lists' (``did:trellis`` ones; ``did:key`` needs no network)."""
+    dids = [session.did, *(issuer for issuer, _, _ in session.status)]
+    if session.proof_method is not None:
+        dids.append(did_of(session.proof_method))
+    caches = [verifier.ledger.cache(did) for did in dids if did.startswith("did:trellis:")]
+    return tuple(dict.fromkeys(caches))
 
 
 def remember_session(

@@ -3,7 +3,10 @@
 ``Refused`` is what an authentication attempt raises when the device must not be let in; its
 ``reason`` says why in a form a program can branch on, ``detail`` says it for a person, and
 ``status`` is the HTTP status a service answers with (401 when the device did not prove who it is,
-403 when it did but may not come in, 503 when the verifier cannot decide now).
+403 when it did but may not come in, 503 when the verifier cannot decide now). ``did`` names the
+device the refusal is about, and ``authenticated`` says whether that DID is proven: only a refusal
+made after the request's signature (or session MAC, or presentation proof) verified with a key of
+that DID is; before that, ``did`` is merely what the sender claims, and anyone can claim any DID.
 """
 
 from __future__ import annotations
@@ -89,13 +92,27 @@ class VerifierError(Exception):
 
 
 class Refused(VerifierError):
-    """A device is refused; ``reason`` says why (see :class:`Reason`)."""
+    """A device is refused; ``reason`` says why (see :class:`Reason`).
 
-    def __init__(self, reason: Reason, detail: str, *, did: str | None = None) -> None:
+    ``did`` is the DID the refusal names, if any. ``authenticated`` is true only when that DID is
+    proven: the refusal came after the request's signature or session MAC, or the presentation's
+    proof, verified with a key of that DID (a revoked credential, a wrong audience within a session,
+    a reused nonce). A refusal before that (``bad_signature``, ``digest_mismatch``, an unknown or
+    unauthorised key, an expired signature, a deactivated or quarantined DID, an unknown session)
+    names a DID the sender only claims: it must not be held against that device. A ``replayed``
+    refusal is authenticated (the signature is the device's), but it proves only that the device
+    signed the request once, not who sent it again: a device replaying its own requests and a third
+    party replaying requests it captured look the same.
+    """
+
+    def __init__(
+        self, reason: Reason, detail: str, *, did: str | None = None, authenticated: bool = False
+    ) -> None:
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
         self.did = did
+        self.authenticated = authenticated and did is not None
 
     @property
     def status(self) -> int:

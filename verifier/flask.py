@@ -18,7 +18,10 @@ or authority (``host[:port]``), and puts the :class:`~verifier.AuthenticatedDevi
 ``flask.g.device``. A refusal is answered ``application/problem+json`` (RFC 9457) with ``type``,
 ``title``, ``status`` (``refused.status``), ``detail`` and ``reason``
 (see :func:`verifier.wsgi.problem_details`); a 401 also carries ``WWW-Authenticate`` and
-``Accept-Signature`` (:func:`verifier.wsgi.challenge_headers`). The target URI checked is the one the
+``Accept-Signature`` (:func:`verifier.wsgi.challenge_headers`). A replay or session store that
+cannot be reached (:class:`~verifier.StoreUnavailable`) is answered 503 with the problem of
+:func:`verifier.wsgi.store_unavailable_details` (and logged to the app's logger), and is not
+reported. The target URI checked is the one the
 client sent (:func:`verifier.wsgi.target_uri`). The extension registers itself in
 ``app.extensions["trellis.device_auth"]``.
 
@@ -36,7 +39,7 @@ from typing import Final, ParamSpec, TypeVar
 
 import flask
 
-from verifier.errors import Refused
+from verifier.errors import Refused, StoreUnavailable
 from verifier.reporting import AuthenticationReporter
 from verifier.verifier import AuthenticatedDevice, Verifier
 from verifier.wsgi import (
@@ -45,6 +48,7 @@ from verifier.wsgi import (
     problem_details,
     request_from_environ,
     service_audience,
+    store_unavailable_details,
 )
 
 __all__ = ["EXTENSION", "DeviceAuth"]
@@ -104,6 +108,11 @@ class DeviceAuth:
                     status=refused.status,
                     mimetype=PROBLEM_JSON,
                     headers=self._challenge if refused.status == 401 else None,
+                )
+            except StoreUnavailable as exc:
+                flask.current_app.logger.warning("device not authenticated, store unavailable: %s", exc)
+                return flask.Response(
+                    json.dumps(store_unavailable_details()), status=503, mimetype=PROBLEM_JSON
                 )
             if self.reporter is not None:
                 self.reporter.observe(flask.g.device)

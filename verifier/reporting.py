@@ -11,7 +11,11 @@ thread posts the queued events every ``interval`` seconds to the portal's
 its recent ones. The queue is bounded: while the portal cannot be reached the oldest events are
 dropped first (:attr:`AuthenticationReporter.dropped` counts them), so a service never slows down
 or grows for its portal. A batch the portal refuses (4xx) is dropped and counted too. Refusals that
-name no device (a malformed request) are not reported.
+name no device (a malformed request) are not reported, nor are those whose DID is not proven
+(``Refused.authenticated`` false: a bad signature, an unknown key, an expired signature, a
+deactivated or quarantined DID...): such a DID is only what the sender claims, and reporting it would
+let anyone fill a device's page with refusals it never caused. A ``replayed`` refusal is reported: the
+signature is the device's, though whoever captured one of its requests can replay it too.
 """
 
 from __future__ import annotations
@@ -74,9 +78,11 @@ class AuthenticationReporter:
     # -- collecting -------------------------------------------------------------------------
     def observe(self, result: object, did: str | None = None) -> None:
         """Queue one decision: an :class:`~verifier.AuthenticatedDevice` (its ``did``) or a
-        :class:`~verifier.Refused` (its ``did``, or ``did`` given here)."""
+        :class:`~verifier.Refused` (its ``did`` when that is proven, ``Refused.authenticated``; else
+        ``did`` given here, which the caller vouches for; else nothing is queued)."""
         if isinstance(result, Refused):
-            who, outcome, reason = result.did or did, "refused", result.reason.value
+            proven = result.did if result.authenticated else None
+            who, outcome, reason = proven or did, "refused", result.reason.value
         else:
             who, outcome, reason = getattr(result, "did", did), "admitted", None
         if not isinstance(who, str) or not who.startswith("did:"):

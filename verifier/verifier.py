@@ -16,12 +16,13 @@ quarantine list holds ledger DIDs), and their documents are resolved on every au
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from did_registry.client import LedgerClient
 from did_registry.errors import DidRegistryError
@@ -32,18 +33,25 @@ from verifier._admissions import Admissions
 from verifier._checks import AuthenticatedDevice, CredentialSummary, proof_refusal
 from verifier._ledger_view import LedgerView
 from verifier._records import DIDEntry
+from verifier._report import ReportNonces
 from verifier.challenge import issue_challenge, redeem_challenge
-from verifier.errors import ConfigurationError, Reason, Refused
+from verifier.errors import ConfigurationError, Reason, Refused, StoreUnavailable
 from verifier.ledger_cache import Changes, ClientSource, LedgerCache
 from verifier.policy import NetworkTrust, Policy
 from verifier.replay import MemoryNonceStore, NonceStore
-from verifier.sessions import SessionStore, open_session
+from verifier.sessions import Session, SessionStore, open_session
 from wallet.credential import check_context, did_of
 from wallet.errors import InvalidSharedSecret, VerificationFailed
 from wallet.http_signatures import HttpRequest
 from wallet.proofs.eddsa_jcs_2022 import verify_proof
 
-__all__ = ["AuthenticatedDevice", "CredentialSummary", "Verifier"]
+__all__ = ["SESSIONS_PER_DEVICE", "AuthenticatedDevice", "CredentialSummary", "Verifier"]
+
+SESSIONS_PER_DEVICE: Final = 4
+"""Live sessions a device may hold, opened by one verifier process: each full authentication opens a
+new one, so opening one more ends the device's oldest (later requests in it are told ``session_ended``,
+"superseded by a newer session of the device"). A device uses the session of its latest offer; the
+few older ones kept cover requests already in flight. Without this one device could fill the store."""
 
 
 class Verifier:
@@ -53,6 +61,11 @@ class Verifier:
     :class:`~verifier.replay.RedisNonceStore` to share them between processes). ``sessions``
     enables sessions. ``clock`` gives Unix seconds. ``follow`` starts one background thread per
     network that follows its certified header stream; call :meth:`close` to stop them.
+
+    A session store that cannot take a session (a full :class:`~verifier.MemorySessionStore`, an
+    unreachable Redis) does not refuse the device: it is let in without a session offer, and
+    authenticates fully on its next request; ``session_errors`` keeps the last 100 such failures.
+    Each device holds at most :data:`SESSIONS_PER_DEVICE` sessions opened by this process.
     """
 
     def __init__(
@@ -78,6 +91,9 @@ class Verifier:
         self._watch_lock = threading.Lock()
         self._watched: dict[tuple[str, str], dict[int, set[str]]] = {}
         self._sessions_of: dict[str, dict[str, float]] = {}  # sessions this process opened: expiry by id
+        self._report_nonces = ReportNonces()
+        self.session_errors: list[str] = []
+        """Why sessions could not be opened or ended (a store full or unreachable), the last 100."""
         self._clients: list[LedgerClient] = []
         self.caches: dict[str, LedgerCache] = {trust.network: self._cache_for(trust) for trust in networks}
         self.ledger = LedgerView(self.caches, self.policy, resolvers)
@@ -190,11 +206,15 @@ class Verifier:
             )
         except VerificationFailed as exc:
             raise proof_refusal(exc, holder) from None
-        embedded = presentation.get("verifiableCredential", [])
-        embedded = [embedded] if isinstance(embedded, Mapping) else embedded
-        if not isinstance(embedded, list):
-            raise Refused(Reason.MALFORMED, "verifiableCredential must be an array", did=holder)
-        return self._admit(holder, entry, verified.verification_method, embedded, audience, now)
+        try:  # from here on the holder has proven who it is
+            embedded = presentation.get("verifiableCredential", [])
+            embedded = [embedded] if isinstance(embedded, Mapping) else embedded
+            if not isinstance(embedded, list):
+                raise Refused(Reason.MALFORMED, "verifiableCredential must be an array", did=holder)
+            return self._admit(holder, entry, verified.verification_method, embedded, audience, now)
+        except Refused as refused:
+            _signed.proven(refused, holder)
+            raise
 
     def _admit(
         self,
@@ -231,12 +251,28 @@ class Verifier:
             except InvalidSharedSecret:  # a low-order keyAgreement key: no session can be keyed with it
                 session = None
             # no session either when the credential is in its last second
-            if session is not None and session.expires_at > now:
-                self.sessions.put(session)
-                _signed.remember_session(self, session.id, session.expires_at)
+            if session is not None and session.expires_at > now and self._keep(session):
                 self._watch(did, summary, session.id, session.expires_at)
                 offer = opened
         return AuthenticatedDevice(did, key_id, summary, height, offer)
+
+    def _keep(self, session: Session) -> bool:
+        """Store ``session`` and note when it expires; False (and no session) when a store cannot take
+        it (full, or unreachable): the device is let in all the same, without a session offer."""
+        assert self.sessions is not None
+        try:
+            self.sessions.put(session)
+        except StoreUnavailable as exc:
+            self.session_errors = [*self.session_errors[-99:], f"no session opened: {exc}"]
+            return False
+        try:
+            _signed.remember_session(self, session.id, session.expires_at)
+        except StoreUnavailable as exc:
+            self.session_errors = [*self.session_errors[-99:], f"no session opened: {exc}"]
+            with contextlib.suppress(StoreUnavailable):  # unknown to the device: it expires unused
+                self.sessions.end(session.id)
+            return False
+        return True
 
     # -- signed requests --------------------------------------------------------------------
     def authenticate_request(
@@ -301,13 +337,23 @@ class Verifier:
 
     # -- sessions ---------------------------------------------------------------------------
     def _watch(self, did: str, summary: CredentialSummary, session_id: str, expires_at: float) -> None:
+        """Note the device's new session (for ending it on ledger changes), and end its oldest ones
+        beyond :data:`SESSIONS_PER_DEVICE` opened by this process."""
         now = self.clock()
         with self._watch_lock:
             live = {k: v for k, v in self._sessions_of.get(did, {}).items() if v > now}
             live[session_id] = expires_at
+            superseded = [(k, live.pop(k)) for k in list(live)[: max(0, len(live) - SESSIONS_PER_DEVICE)]]
             self._sessions_of[did] = live
             for issuer, name, index in summary.status:
                 self._watched.setdefault((issuer, name), {}).setdefault(index, set()).add(did)
+        for ended, until in superseded:  # the oldest first (dicts keep the order they were opened in)
+            try:
+                _signed.remember_session(self, ended, until, "superseded by a newer session of the device")
+                if self.sessions is not None:
+                    self.sessions.end(ended)
+            except StoreUnavailable as exc:  # it expires in time; the new session is open meanwhile
+                self.session_errors = [*self.session_errors[-99:], f"session {ended} not ended: {exc}"]
 
     def _on_changes(self, changes: Changes) -> None:
         if self.sessions is None:

@@ -18,7 +18,9 @@ A refused request never reaches the application: it is answered ``application/pr
 member ``reason`` (a :class:`~verifier.Reason`). A 401 also carries the challenge of
 :func:`challenge_headers`: ``WWW-Authenticate`` (RFC 9110 §11.6.1, which a 401 must carry) with the
 scheme :data:`AUTH_SCHEME` and the audience as its realm, and ``Accept-Signature`` (RFC 9421 §5.1)
-naming the signature a device must send.
+naming the signature a device must send. When the verifier cannot decide because its replay or
+session store cannot be reached (:class:`~verifier.StoreUnavailable`), the request is answered 503
+with the problem of :func:`store_unavailable_details` (the error itself goes to ``wsgi.errors``).
 
 The target URI checked is the one the client sent (RFC 9110 §7.1): the scheme (``wsgi.url_scheme``)
 and ``Host`` with the request target as received, which WSGI servers pass on beside the decoded
@@ -37,7 +39,7 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from verifier._signed import REQUIRED_COMPONENTS
-from verifier.errors import ConfigurationError, Refused
+from verifier.errors import ConfigurationError, Refused, StoreUnavailable
 from verifier.verifier import Verifier
 from wallet.http_signatures import HttpRequest
 
@@ -47,11 +49,13 @@ __all__ = [
     "DEVICE_KEY",
     "PROBLEM_JSON",
     "PROBLEM_BASE",
+    "STORE_UNAVAILABLE",
     "DeviceAuthMiddleware",
     "challenge_headers",
     "problem_details",
     "request_from_environ",
     "service_audience",
+    "store_unavailable_details",
     "target_uri",
 ]
 
@@ -72,6 +76,10 @@ ACCEPT_SIGNATURE: Final = (
 verifier requires, a ``created`` time, ``ed25519``. That the key id is a DID URL and that a nonce is
 required cannot be said here (``keyid`` and ``nonce`` would name one value); the challenge says the first."""
 
+STORE_UNAVAILABLE: Final = "store_unavailable"
+"""The ``reason`` of the 503 problem answering :class:`~verifier.StoreUnavailable`: not a
+:class:`~verifier.Reason`, since nothing was decided about the device."""
+
 _Environ = dict[str, Any]
 _StartResponse = Callable[..., Any]
 _WsgiApp = Callable[[_Environ, _StartResponse], Iterable[bytes]]
@@ -85,6 +93,18 @@ def problem_details(refused: Refused) -> dict[str, Any]:
         "status": refused.status,
         "detail": refused.detail,
         "reason": refused.reason.value,
+    }
+
+
+def store_unavailable_details() -> dict[str, Any]:
+    """The RFC 9457 problem details object (status 503) answering :class:`~verifier.StoreUnavailable`;
+    its detail does not repeat the error, which may name the store's address."""
+    return {
+        "type": PROBLEM_BASE + STORE_UNAVAILABLE,
+        "title": "Store unavailable",
+        "status": 503,
+        "detail": "the verifier's replay or session store cannot be reached; try again later",
+        "reason": STORE_UNAVAILABLE,
     }
 
 
@@ -244,14 +264,24 @@ class DeviceAuthMiddleware:
             try:
                 environ[DEVICE_KEY] = self.verifier.authenticate_request(request, self.audience)
             except Refused as refused:
-                body = json.dumps(problem_details(refused)).encode()
-                status = f"{refused.status} {_PHRASES.get(refused.status, 'Refused')}"
-                headers = [("Content-Type", PROBLEM_JSON), ("Content-Length", str(len(body)))]
-                if refused.status == 401:
-                    headers += self._challenge
-                start_response(status, headers)
-                return [body]
+                challenge = self._challenge if refused.status == 401 else []
+                return _problem(start_response, problem_details(refused), challenge)
+            except StoreUnavailable as exc:
+                errors = environ.get("wsgi.errors")
+                if errors is not None:
+                    errors.write(f"trellis: device not authenticated, store unavailable: {exc}\n")
+                return _problem(start_response, store_unavailable_details(), [])
         return self.app(environ, start_response)
+
+
+def _problem(
+    start_response: _StartResponse, problem: dict[str, Any], extra: list[tuple[str, str]]
+) -> list[bytes]:
+    body = json.dumps(problem).encode()
+    status = problem["status"]
+    headers = [("Content-Type", PROBLEM_JSON), ("Content-Length", str(len(body))), *extra]
+    start_response(f"{status} {_PHRASES.get(status, 'Refused')}", headers)
+    return [body]
 
 
 _PHRASES: Final = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}

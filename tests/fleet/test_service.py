@@ -99,6 +99,17 @@ def test_a_device_replaying_its_requests_becomes_a_suspect(world: World) -> None
     assert world.state.status()["suspects"] == [world.device.did]
 
 
+def test_requests_forged_in_a_device_s_name_do_not_make_it_a_suspect(world: World) -> None:
+    """Requests claiming the device's key id, signed with another key, are refused bad_signature and
+    counted, but held against no device: the DID they name is not proven."""
+    forger = SimulatedDevice(world.device.did, Ed25519PrivateKey.generate(), world.device.credential)
+    for _ in range(SUSPECT_AFTER):
+        decision = world.traffic.signed(world.http, forger, world.traffic.services[0], "signed")
+        assert decision.reason == "bad_signature"
+    assert world.state.status()["suspects"] == []
+    assert world.state.status()["refused"] == {"bad_signature": SUSPECT_AFTER}
+
+
 def test_every_answer_carries_the_view_height_header(world: World) -> None:
     response = world.http.post("/readings", json={})
     assert int(response.headers[VIEW_HEIGHT]) == world.ledger.height

@@ -94,12 +94,13 @@ def signed(world: World, device: int = 0, **options: Any) -> HttpRequest:
 
 
 def outcome(verifier: Verifier, request: HttpRequest, audience: str | None, fast: bool) -> object:
-    """What the fast or the general path makes of ``request``: the device, or the refusal's reason and text."""
+    """What the fast or the general path makes of ``request``: the device, or the refusal's reason,
+    text and DID, and whether that DID is proven."""
     run = _fast.authenticate_request if fast else _signed.authenticate_request
     try:
         device = run(verifier, request, audience, None)
     except Refused as refused:
-        return refused.reason, refused.detail, refused.did
+        return refused.reason, refused.detail, refused.did, refused.authenticated
     assert isinstance(device, AuthenticatedDevice)
     return device
 

@@ -45,7 +45,7 @@ def test_decisions_are_posted_in_batches_with_the_token() -> None:
     portal = Portal()
     reporter = _reporter(portal, batch=2)
     reporter.observe(_Admitted())
-    reporter.observe(Refused(Reason.REVOKED, "bit set", did="did:trellis:fleet:device-2"))
+    reporter.observe(Refused(Reason.REVOKED, "bit set", did="did:trellis:fleet:device-2", authenticated=True))
     reporter.observe(_Admitted())
     assert reporter.flush() == 3
     assert [len(b) for b in portal.batches] == [2, 1]
@@ -84,7 +84,7 @@ def test_a_full_queue_drops_the_oldest_events() -> None:
     portal = Portal()
     reporter = _reporter(portal, batch=2, capacity=3)
     for n in range(5):
-        reporter.observe(Refused(Reason.REVOKED, "x", did=f"did:trellis:fleet:d{n}"))
+        reporter.observe(Refused(Reason.REVOKED, "x", did=f"did:trellis:fleet:d{n}", authenticated=True))
     assert reporter.dropped == 2
     reporter.flush()
     assert [e["did"] for b in portal.batches for e in b] == [f"did:trellis:fleet:d{n}" for n in (2, 3, 4)]

@@ -108,7 +108,7 @@ def test_the_device_page_and_api_show_what_a_verifier_reported(
         did = DID
 
     reporter.observe(Admitted())
-    reporter.observe(Refused(Reason.REVOKED, "bit 3 set", did=DID))
+    reporter.observe(Refused(Reason.REVOKED, "bit 3 set", did=DID, authenticated=True))
     assert reporter.flush() == 2
     reporter.close()
     page = signed_in(Role.AUDITOR).get(f"/devices/{DID}").text
