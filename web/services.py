@@ -10,8 +10,9 @@ organisation's keys live in the encrypted keystore ``<instance>/organisation.key
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.engine import Engine
 
@@ -21,7 +22,11 @@ from web.enrolment import Enrolment
 from web.enrolment_records import create_tables
 from web.organisation import Organisation, PortalError
 
-__all__ = ["LedgerServices", "LedgerNotConfigured"]
+__all__ = ["DEFAULT_PORTAL_URL", "LedgerServices", "LedgerNotConfigured"]
+
+DEFAULT_PORTAL_URL: Final = "http://127.0.0.1:8000"
+"""Where QR codes send devices when ``TRELLIS_WEB_URL`` is not set (the demo's address)."""
+_log = logging.getLogger("web.services")
 
 
 class LedgerNotConfigured(PortalError):
@@ -92,11 +97,17 @@ class LedgerServices:
         organisation, ledger = self.organisation, self.ledger
         with self._lock:
             if self._enrolment is None:
+                if self.config.portal_url is None:
+                    _log.warning(
+                        "TRELLIS_WEB_URL is not set: QR codes tell devices to enrol at %s, which is each "
+                        "device's own loopback; set it to the portal's public https address",
+                        DEFAULT_PORTAL_URL,
+                    )
                 self._enrolment = Enrolment(
                     organisation,
                     self.engine,
                     ledger=ledger,
-                    portal_url=self.config.portal_url or "http://127.0.0.1:8000",
+                    portal_url=self.config.portal_url or DEFAULT_PORTAL_URL,
                     nodes=list(self.config.node_urls),
                 )
             return self._enrolment

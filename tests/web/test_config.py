@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import stat
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.web.ledger_support import ledger_portal
+from tests.web.support import portal
 from web.config import PortalConfig, load_secret_key
+from web.services import DEFAULT_PORTAL_URL
 
 
 def test_default_database_is_sqlite_in_the_instance_folder(tmp_path: Path) -> None:
@@ -84,3 +89,16 @@ def test_invalid_values_are_refused(tmp_path: Path, options: dict[str, object]) 
     """Values that cannot work raise ValueError when the configuration is made."""
     with pytest.raises(ValueError):
         PortalConfig(instance_path=tmp_path, **options)  # type: ignore[arg-type]
+
+
+def test_enrolment_without_a_portal_url_warns_where_devices_are_sent(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without TRELLIS_WEB_URL the QR codes send devices to the demo's loopback address: the portal
+    says so in its log when it starts enrolling, rather than silently."""
+    with ledger_portal(tmp_path) as ledger:
+        services = portal(ledger.app).services
+        services.config = replace(services.config, portal_url=None)
+        with caplog.at_level(logging.WARNING, logger="web.services"):
+            assert services.enrolment.portal_url == DEFAULT_PORTAL_URL
+    assert "TRELLIS_WEB_URL is not set" in caplog.text
