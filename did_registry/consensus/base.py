@@ -186,7 +186,8 @@ class ConsensusConfig:
     retransmit_interval: float = 0.5
     """How often unanswered view changes and unstable checkpoints are sent again."""
     max_pending: int = 100_000
-    """Requests kept waiting at most; more are dropped."""
+    """Requests kept waiting at most; more are dropped (a primary also keeps up to this many per backup
+    that the backup sent again as overtaken: ``docs/consensus.md`` § Censorship)."""
     max_request_bytes: int = 1 << 20
     """Largest request accepted."""
     max_message_bytes: int = 64 << 20
@@ -195,6 +196,12 @@ class ConsensusConfig:
     """Most bytes of blocks kept from PRE-PREPAREs not (yet) in a slot of this view, for certificates
     that may name them later (one block per view and height); beyond it they are not kept, and a
     block certified later comes by state transfer."""
+    overtake_batches: int = 2
+    """K = ``overtake_batches * batch_size``: a backup acts on a pending request once blocks of the
+    primary have included K requests it first saw more than ``overtake_margin`` later (censorship)."""
+    overtake_margin: float = 1.0
+    """How much later than a pending request (seconds) a request must have reached this validator to
+    count as overtaking it: it covers the difference in network delay to two validators."""
 
     @classmethod
     def testing(cls) -> ConsensusConfig:
@@ -208,6 +215,7 @@ class ConsensusConfig:
             watermark_window=12,
             retransmit_interval=0.25,
             max_pending=10_000,
+            overtake_margin=0.5,
         )
 
     def validate(self) -> ConsensusConfig:
@@ -230,11 +238,18 @@ class ConsensusConfig:
             (self.max_request_bytes >= 1, "max_request_bytes must be positive"),
             (self.max_message_bytes >= 1024, "max_message_bytes must be at least 1024"),
             (self.max_kept_block_bytes >= 0, "max_kept_block_bytes must not be negative"),
+            (self.overtake_batches >= 1, "overtake_batches must be at least 1"),
+            (self.overtake_margin >= 0, "overtake_margin must not be negative"),
         ]
         for ok, reason in problems:
             if not ok:
                 raise InvalidConsensusConfig(reason)
         return self
+
+    @property
+    def overtake_threshold(self) -> int:
+        """K: how many overtaking requests make a backup act on a pending request."""
+        return self.overtake_batches * self.batch_size
 
     def backoff(self, failures: int) -> float:
         """The view-change timeout after ``failures`` failed views in a row: doubled each time, capped."""

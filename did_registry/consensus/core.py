@@ -217,9 +217,10 @@ class EngineCore:
         self._helped[peer] = self._now
         return True
 
-    def _admit_all(self, requests: Sequence[bytes]) -> tuple[bytes, ...]:
+    def _admit_all(self, requests: Sequence[bytes], *, beyond_limit: int = 0) -> tuple[bytes, ...]:
         """Keep those of ``requests`` that are new, small enough and acceptable to the application
-        (asked about them all in one call); return the ones kept."""
+        (asked about them all in one call); return the ones kept. Up to ``beyond_limit`` of them are
+        kept even when the pool is full."""
         candidates: dict[bytes, None] = {}
         for request in requests:
             if not isinstance(request, bytes) or not 0 < len(request) <= self._config.max_request_bytes:
@@ -232,10 +233,12 @@ class EngineCore:
         for request, good in zip(candidates, self._app.check_many(list(candidates)), strict=True):
             if not good:
                 self._drop("rejected-request")
-            elif not self._pool.add(request, self._now):
+            elif not self._pool.add(request, self._now, beyond_limit=beyond_limit > 0):
                 self._drop("pool-full")
             else:
                 admitted.append(request)
+                if len(self._pool) > self._pool.limit:
+                    beyond_limit -= 1
         return tuple(admitted)
 
     def _learn_height(self, height: int, *, proven: bool = True) -> None:

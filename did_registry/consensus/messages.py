@@ -2,7 +2,8 @@
 
 The types follow Castro & Liskov's PBFT (OSDI 1999, TOCS 2002): PRE-PREPARE, PREPARE, COMMIT,
 CHECKPOINT, VIEW-CHANGE and NEW-VIEW, plus CERTIFY, which carries a validator's ledger commit
-signature once the block is committed-local. REQUEST forwards client requests; CERTIFICATE hands a
+signature once the block is committed-local. REQUEST forwards client requests, and OVERTAKEN sends
+the primary again those that later requests overtook (censorship detection); CERTIFICATE hands a
 validator that is behind the certificate of a later block. The round-robin engine
 has PROPOSE, VOTE and ROUND-CHANGE. The envelope (signing, strict parsing, :func:`encode` /
 :func:`decode`) is in :mod:`did_registry.consensus.envelope`.
@@ -43,6 +44,7 @@ __all__ = [
     "Commit",
     "Certify",
     "Checkpoint",
+    "Overtaken",
     "PreparedCertificate",
     "ViewChange",
     "NewView",
@@ -138,6 +140,16 @@ class Checkpoint(Message):
     SPEC: ClassVar[tuple[tuple[str, Codec], ...]] = (("seq", HEIGHT), ("digest", DIGEST))
     seq: int
     digest: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Overtaken(Message):
+    """OVERTAKEN: a backup's pending requests that later ones overtook, sent again to the primary
+    (which admits them even when its pool is full, within the sender's share)."""
+
+    TYPE: ClassVar[str] = "pbft/overtaken"
+    SPEC: ClassVar[tuple[tuple[str, Codec], ...]] = (("requests", listed(BLOB, 1)),)
+    requests: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,12 +28,14 @@ from did_registry.consensus.messages import (
     Commit,
     Message,
     NewView,
+    Overtaken,
     Prepare,
     PrePrepare,
     Request,
     ViewChange,
 )
 from did_registry.consensus.pbft_view_change import ViewChanges
+from did_registry.consensus.pool import Overtaking
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.ledger.block import CommitCertificate
@@ -75,6 +77,9 @@ class PBFT(ViewChanges):
         self._low = self._height - self._height % self._config.checkpoint_interval
         self._stable: tuple[Checkpoint, ...] = ()
         self._own_checkpoint: Checkpoint | None = None
+        self._overtaking = Overtaking(self._config.overtake_threshold, self._config.overtake_margin)
+        self._overtaken: list[bytes] = []  # overtaken K times, acted on once the block is applied
+        self._resent_by: dict[str, set[bytes]] = {}  # as primary: requests admitted from OVERTAKENs
         self._init_view_changes()
 
     # -- read-only state ------------------------------------------------------------------------
@@ -93,6 +98,8 @@ class PBFT(ViewChanges):
         match message:
             case Request():
                 self.request(message)
+            case Overtaken():
+                self.overtaken(message)
             case PrePrepare():
                 self.pre_prepare(message)
             case Prepare():
@@ -133,6 +140,66 @@ class PBFT(ViewChanges):
     def request(self, message: Request) -> None:
         """Triggered by: a REQUEST a validator forwards (at once, or to a new primary after a view change)."""
         self._admit_all(message.requests)
+
+    def overtaken(self, message: Overtaken) -> None:
+        """Triggered by: an OVERTAKEN from a backup whose pending requests later ones overtook (the
+        primary may never have received them, or refused them with a full pool). The primary keeps
+        them even when its pool is full, up to the sender's share of ``max_pending`` (so that byzantine
+        backups cannot take it all); they go last in line, like any request arriving now."""
+        if not self._active or self.primary != self._id:
+            self._admit_all(message.requests)
+            return
+        held = {r for r in self._resent_by.get(message.sender, ()) if r in self._pool}
+        share = self._config.max_pending  # a backup holds no more: an honest one always fits
+        admitted = self._admit_all(message.requests, beyond_limit=max(0, share - len(held)))
+        self._resent_by[message.sender] = held.union(admitted)
+
+    def _act_on_overtaken(self) -> None:
+        """A backup whose pending requests were overtaken K times (``docs/consensus.md`` § Censorship),
+        now that the block that did it is applied: requests the application refuses now are dropped;
+        the others are sent to the primary again, and if one of them was sent again already, the
+        backup suspects the primary and starts a view change, as on a progress timeout."""
+        overtaken, self._overtaken = self._overtaken, []
+        if not self._active or self.primary == self._id:
+            return
+        pending = [r for r in dict.fromkeys(overtaken) if r in self._pool]
+        if not pending:
+            return
+        valid = self._app.check_many(pending)
+        refused = [r for r, ok in zip(pending, valid, strict=True) if not ok]
+        self._pool.discard(refused)
+        self._overtaking.discard(refused)
+        pending = [r for r, ok in zip(pending, valid, strict=True) if ok]
+        if any(self._overtaking.was_resent(r) for r in pending):
+            self._resend_certify()
+            self._start_view_change(self._view + 1)
+            return
+        chunk = 4 * self._config.batch_size
+        for start in range(0, len(pending), chunk):
+            resend = Overtaken(sender=self._id, requests=tuple(pending[start : start + chunk]))
+            self._send(self.primary, resend.signed(self._key))
+        for request in pending:
+            self._overtaking.resent(request, self._now)
+
+    def _resend_waiting(self) -> None:
+        """Half the progress timeout has passed with requests pending and no block in flight: the
+        primary may lack them (lost, or refused by its full pool) while no later request comes to
+        overtake them. Send the primary the oldest ones not sent again already, as overtaken."""
+        if self.primary == self._id or self._in_flight():
+            return
+        oldest = self._pool.batch(4 * self._config.batch_size)
+        self._overtaken.extend(r for r in oldest if not self._overtaking.was_resent(r))
+
+    def _judged(self, seq: int, digest: bytes) -> bool:
+        """Whether the block ``digest`` at ``seq`` is one the primary of this view chose (fresh, not
+        re-issued from the NEW-VIEW), so that a backup judges the primary's order by it."""
+        if not self._active or self.primary == self._id:
+            return False
+        slot = self._log.find(self._view, seq)
+        if slot is None or slot.pre_prepare is None or slot.pre_prepare.digest != digest:
+            return False
+        new_view = self._new_view
+        return new_view is None or new_view.pre_prepare is None or new_view.pre_prepare.seq != seq
 
     def pre_prepare(self, message: PrePrepare) -> None:
         """Triggered by: a PRE-PREPARE from the primary (normal case); NEW-VIEW re-issues go to
@@ -281,10 +348,16 @@ class PBFT(ViewChanges):
             self._out.append(Committed(seq, entry[1], certificate))
             self._sign_certify(seq, digest)
             self._height, self._certificate = seq, certificate
-            self._pool.discard(self._app.requests(entry[1]))
+            requests = self._app.requests(entry[1])
+            judged = self._judged(seq, digest)
+            arrivals = [t for t in map(self._pool.arrival, requests) if t is not None] if judged else []
+            self._pool.discard(requests)
+            self._overtaking.discard(requests)
+            self._overtaken.extend(self._overtaking.executed(self._pool, arrivals))
             self._log.executed(seq)
             self._executed(seq)
             self._timers.clear("progress")
+            self._timers.clear("resend")
             if self._active:
                 self._failures = 0
             if seq % self._config.checkpoint_interval == 0:
@@ -322,9 +395,13 @@ class PBFT(ViewChanges):
 
     # -- the call cycle --------------------------------------------------------------------------
     def _waiting(self) -> bool:
-        """Waiting to execute something: pending requests, or a block in flight in this view (a slot
-        holding the primary's PRE-PREPARE: votes alone, which any validator can send, are no block)."""
-        return bool(self._pool) or any(
+        """Waiting to execute something: pending requests, or a block in flight."""
+        return bool(self._pool) or self._in_flight()
+
+    def _in_flight(self) -> bool:
+        """A block in flight in this view: a slot holding the primary's PRE-PREPARE (votes alone, which
+        any validator can send, are no block)."""
+        return any(
             seq > self._height and slot.pre_prepare is not None for (_, seq), slot in self._log.slots.items()
         )
 
@@ -354,6 +431,8 @@ class PBFT(ViewChanges):
         self._accept_pre_prepare(self._broadcast(message), built=True)
 
     def _after(self) -> None:
+        if self._overtaken and self._height == self._settled:
+            self._act_on_overtaken()
         if self._height == self._settled:
             slot = self._log.find(self._view, self._height + 1) if self._active else None
             if slot is not None:
@@ -367,9 +446,13 @@ class PBFT(ViewChanges):
             return
         if self._active and self._waiting():
             if self._timers.get("progress") is None:
-                self._timers.set("progress", self._now + self._config.backoff(self._failures))
+                timeout = self._config.backoff(self._failures)
+                self._timers.set("progress", self._now + timeout)
+                if self.primary != self._id:
+                    self._timers.set("resend", self._now + timeout / 2)
         else:
             self._timers.clear("progress")
+            self._timers.clear("resend")
 
     def _tick(self) -> None:
         super()._tick()
@@ -380,6 +463,8 @@ class PBFT(ViewChanges):
         if self._timers.due("checkpoint", now) and own is not None and own.seq > self._low:
             self._out.append(Broadcast(own))
             self._timers.set("checkpoint", now + self._config.retransmit_interval)
+        if self._timers.due("resend", now) and self._active and self._timers.get("progress") is not None:
+            self._resend_waiting()
         if self._timers.due("progress", now) and self._active:
             self._pool.retain(self._app.check)
             if self._waiting():
@@ -395,3 +480,4 @@ class PBFT(ViewChanges):
         self._low = max(self._low, self._height - self._height % interval)
         self._log.collect(self._low)
         self._timers.clear("progress")
+        self._timers.clear("resend")

@@ -31,6 +31,7 @@ from did_registry.consensus.messages import (
     Request,
     ViewChange,
 )
+from did_registry.consensus.pool import Overtaking
 from did_registry.consensus.quorum import Quorum
 from did_registry.ledger.block import InvalidCertificate
 
@@ -157,6 +158,8 @@ class ViewChanges(EngineCore):
     ``view_change`` and ``new_view``. :class:`~did_registry.consensus.pbft.PBFT` adds the normal case."""
 
     _log: MessageLog
+    _overtaking: Overtaking
+    _overtaken: list[bytes]
 
     def _init_view_changes(self) -> None:
         self._view = 0
@@ -206,6 +209,7 @@ class ViewChanges(EngineCore):
         """Leave the current view for ``view``: send VIEW-CHANGE(view, C, P) and wait for NEW-VIEW."""
         self._view, self._active = view, False
         self._timers.clear("progress")
+        self._timers.clear("resend")
         self._timers.clear("batch")
         self._log.views_before(view)
         prepared = self._log.prepared.get(self._height + 1)
@@ -327,6 +331,9 @@ class ViewChanges(EngineCore):
         self._log.views_before(message.view)
         self._timers.clear("view-change")
         self._timers.clear("progress")
+        self._timers.clear("resend")
+        self._overtaking.reset()  # the new primary is judged afresh
+        self._overtaken.clear()
         if message.pre_prepare is not None and message.pre_prepare.seq > self._height:
             self._accept_pre_prepare(message.pre_prepare)
         later = [m for kept in self._later.values() for m in kept if m.view == message.view]

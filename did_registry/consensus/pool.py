@@ -1,19 +1,23 @@
 """Pending requests and named deadlines: the bookkeeping every engine shares (``docs/consensus.md``).
 
 :class:`RequestPool` keeps the client requests a validator knows of and has not seen committed, oldest
-first, with the time each arrived (batching and censorship detection look at the oldest).
-:class:`Deadlines` keeps named deadlines and turns their changes into ``SetTimer`` / ``CancelTimer``
-outputs, so an engine only states when it next wants a tick.
+first, with the time each arrived (batching and censorship detection look at the oldest): a primary
+proposes them in that order (first in, first out). :class:`Overtaking` counts, for each pending
+request, the requests that arrived clearly later and were executed before it (censorship detection,
+``docs/consensus.md`` § Censorship). :class:`Deadlines` keeps named deadlines and turns their changes
+into ``SetTimer`` / ``CancelTimer`` outputs, so an engine only states when it next wants a tick.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 
 from did_registry.consensus.base import CancelTimer, Output, SetTimer
 
-__all__ = ["Deadlines", "RequestPool"]
+__all__ = ["Deadlines", "Overtaking", "RequestPool"]
 
 
 class RequestPool:
@@ -29,12 +33,25 @@ class RequestPool:
     def __contains__(self, request: object) -> bool:
         return request in self._items
 
-    def add(self, request: bytes, now: float) -> bool:
-        """Keep ``request`` (arrived at ``now``); ``False`` when it is known already or the pool is full."""
-        if request in self._items or len(self._items) >= self.limit:
+    def add(self, request: bytes, now: float, *, beyond_limit: bool = False) -> bool:
+        """Keep ``request`` (arrived at ``now``, so last in line); ``False`` when it is known already or
+        the pool is full (unless ``beyond_limit``: the caller bounds those itself)."""
+        if request in self._items or (len(self._items) >= self.limit and not beyond_limit):
             return False
         self._items[request] = now
         return True
+
+    def full(self) -> bool:
+        """Whether ``limit`` requests (or more) are pending."""
+        return len(self._items) >= self.limit
+
+    def arrival(self, request: bytes) -> float | None:
+        """When ``request`` arrived, or ``None`` when it is not pending."""
+        return self._items.get(request)
+
+    def arrivals(self) -> Iterator[tuple[bytes, float]]:
+        """The pending requests with their arrival times, oldest first."""
+        return iter(self._items.items())
 
     def discard(self, requests: Iterable[bytes]) -> None:
         """Forget ``requests`` (committed, or no longer valid)."""
@@ -52,6 +69,76 @@ class RequestPool:
     def retain(self, keep: Callable[[bytes], bool]) -> None:
         """Drop every request for which ``keep`` is false (re-checking after the head moved)."""
         self._items = {r: t for r, t in self._items.items() if keep(r)}
+
+
+@dataclass(slots=True)
+class _Watch:
+    since: float  # overtaking requests arrived more than the margin after this time
+    count: int = 0  # how many were executed since
+    resent: bool = False  # already sent to the primary again (OVERTAKEN)
+
+
+class Overtaking:
+    """The censorship watch of a backup: for each pending request ``r``, how many requests this
+    validator first saw more than ``margin`` seconds after ``r`` (after the last re-send of ``r``, if
+    any) the primary's blocks have included while ``r`` stayed pending. A primary that proposes in
+    order of arrival lets that happen only through a network delay beyond the margin, or a request it
+    never received. :meth:`executed` returns the requests overtaken ``threshold`` times; the engine
+    sends them to the primary again (:meth:`resent`), and suspects the primary when one is overtaken
+    again after that."""
+
+    def __init__(self, threshold: int, margin: float) -> None:
+        self.threshold = threshold
+        self.margin = margin
+        self._watch: dict[bytes, _Watch] = {}
+
+    def executed(self, pool: RequestPool, arrivals: Sequence[float]) -> list[bytes]:
+        """A block the primary proposed was executed and its requests left ``pool``; ``arrivals`` are
+        the arrival times of those this validator held. Count them against each request still pending;
+        return the pending requests overtaken ``threshold`` times (oldest first)."""
+        if not arrivals:
+            return []
+        times = sorted(arrivals)
+        overtaken = []
+        for request, arrived in pool.arrivals():  # oldest first: none after ``latest - margin`` counts
+            if arrived + self.margin >= times[-1]:
+                break
+            watch = self._watch.get(request)
+            since = arrived if watch is None else watch.since
+            later = len(times) - bisect_right(times, since + self.margin)
+            if not later:
+                continue
+            if watch is None:
+                watch = self._watch[request] = _Watch(arrived)
+            watch.count += later
+            if watch.count >= self.threshold:
+                overtaken.append(request)
+        if len(self._watch) > 2 * len(pool) + 64:  # requests that left the pool otherwise (re-checks)
+            self._watch = {r: w for r, w in self._watch.items() if r in pool}
+        return overtaken
+
+    def resent(self, request: bytes, now: float) -> None:
+        """``request`` was sent to the primary again at ``now``: count afresh from then."""
+        self._watch[request] = _Watch(now, resent=True)
+
+    def was_resent(self, request: bytes) -> bool:
+        """Whether ``request`` was sent to this primary again already."""
+        watch = self._watch.get(request)
+        return watch is not None and watch.resent
+
+    def count(self, request: bytes) -> int:
+        """How many overtaking requests count against ``request`` now."""
+        watch = self._watch.get(request)
+        return 0 if watch is None else watch.count
+
+    def discard(self, requests: Iterable[bytes]) -> None:
+        """Forget ``requests`` (committed, or no longer valid)."""
+        for request in requests:
+            self._watch.pop(request, None)
+
+    def reset(self) -> None:
+        """Forget every count: a new primary is judged afresh."""
+        self._watch.clear()
 
 
 class Deadlines:

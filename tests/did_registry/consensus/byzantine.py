@@ -10,6 +10,8 @@ tampers with what the engine sends, and now and then injects mischief of its own
 ``bogus-view-change``   VIEW-CHANGEs for far views with forged certificates; NEW-VIEWs it may not send
 ``replay``              old messages (its own and others', validly signed) sent again much later
 ``silent``              drops its own messages for a while
+``censor``              never takes the censored requests (from one client): as primary it commits
+                        every other request and never those (its engine never hears of them)
 
 The outsider holds a key that is not in the validator set and sends well-signed messages as "mallory".
 """
@@ -19,15 +21,19 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+from did_registry.consensus.errors import InvalidMessage
 from did_registry.consensus.messages import (
     Certify,
     Commit,
     Message,
     NewView,
+    Overtaken,
     Prepare,
     PreparedCertificate,
     PrePrepare,
+    Request,
     ViewChange,
+    decode,
     encode,
 )
 from did_registry.identity.crypto import Ed25519PrivateKey, sha256
@@ -37,7 +43,16 @@ from tests.did_registry.consensus.fake_app import make_block
 
 __all__ = ["BEHAVIOURS", "Byzantine", "Outsider"]
 
-BEHAVIOURS = ("equivocate", "conflicting-votes", "forge", "corrupt", "bogus-view-change", "replay", "silent")
+BEHAVIOURS = (
+    "equivocate",
+    "conflicting-votes",
+    "forge",
+    "corrupt",
+    "bogus-view-change",
+    "replay",
+    "silent",
+    "censor",
+)
 
 Packet = tuple[str, bytes]  # (recipient, wire bytes)
 
@@ -46,13 +61,20 @@ class Byzantine:
     """Tampers with one validator's outgoing messages and makes up its own."""
 
     def __init__(
-        self, rng: random.Random, me: str, key: Ed25519PrivateKey, ids: list[str], behaviours: frozenset[str]
+        self,
+        rng: random.Random,
+        me: str,
+        key: Ed25519PrivateKey,
+        ids: list[str],
+        behaviours: frozenset[str],
+        censored: frozenset[bytes] = frozenset(),
     ) -> None:
         self.rng = rng
         self.me = me
         self.key = key
         self.ids = ids
         self.behaviours = behaviours
+        self.censored = censored if "censor" in behaviours else frozenset()
         self.seen: list[bytes] = []
         self.silent_until = 0.0
         self._twins: dict[tuple[int, int], PrePrepare] = {}
@@ -63,6 +85,22 @@ class Byzantine:
             self.seen.append(payload)
         else:
             self.seen[self.rng.randrange(400)] = payload
+
+    def censors(self, request: bytes) -> bool:
+        """Whether a client request given to this validator is kept from its engine."""
+        return request in self.censored
+
+    def refuses(self, payload: bytes) -> bool:
+        """Whether an incoming message is kept from the engine: a REQUEST or OVERTAKEN that carries a
+        censored request (the engine never hears of it, so as primary it never proposes it; the
+        message goes whole, since the censor cannot sign the rest again as its sender)."""
+        if not self.censored:
+            return False
+        try:
+            message = decode(payload)
+        except InvalidMessage:
+            return False
+        return isinstance(message, Request | Overtaken) and not self.censored.isdisjoint(message.requests)
 
     def outgoing(self, message: Message, recipients: list[str], now: float) -> list[Packet]:
         """What actually leaves for ``recipients`` when the engine sends ``message``."""

@@ -44,6 +44,7 @@ class Scenario:
     slow: float = 0.0
     outsider: bool = False
     bound: float = 60.0
+    censored: tuple[bytes, ...] = ()  # the requests byzantine validators with "censor" never take
 
     def describe(self) -> str:
         """A one-line summary for failure messages."""
@@ -65,8 +66,17 @@ def random_scenario(seed: int, engine: str) -> Scenario:
     chaos = rng.uniform(1.0, 4.0)
     faulty = rng.sample(ids, rng.randint(0, f))
     byz_count = rng.randint(0, len(faulty)) if engine == "pbft" else 0
+    # censoring is drawn apart, so that adding it left the other draws of every seed as they were
+    censoring = random.Random(f"censor/{engine}/{seed}")
     byzantine = tuple(
-        (v, frozenset(b for b in BEHAVIOURS if rng.random() < 0.5) or frozenset({"equivocate"}))
+        (
+            v,
+            (
+                frozenset(b for b in BEHAVIOURS if b != "censor" and rng.random() < 0.5)
+                or frozenset({"equivocate"})
+            )
+            | (frozenset({"censor"}) if censoring.random() < 0.3 else frozenset()),
+        )
         for v in sorted(faulty[:byz_count])
     )
     crashes = []
@@ -91,4 +101,5 @@ def random_scenario(seed: int, engine: str) -> Scenario:
         delay=rng.choice([0.002, 0.02, 0.1]),
         slow=rng.choice([0.0, 0.05]),
         outsider=rng.random() < 0.3,
+        censored=(b"r-%d-0" % seed,) if any("censor" in b for _, b in byzantine) else (),
     )

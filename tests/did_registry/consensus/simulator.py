@@ -87,7 +87,9 @@ class Simulator:
         self.nodes = {v: Node(v, k) for v, k in keys.items()}
         self.ids = list(self.nodes)
         for v, behaviours in scenario.byzantine:
-            self.nodes[v].byzantine = Byzantine(self.rng, v, keys[v], self.ids, behaviours)
+            self.nodes[v].byzantine = Byzantine(
+                self.rng, v, keys[v], self.ids, behaviours, frozenset(scenario.censored)
+            )
         self.honest = [v for v in self.ids if self.nodes[v].byzantine is None]
         self.keys = {v.id: v.key for v in self.validators.validators}
         self.now = 0.0
@@ -182,6 +184,8 @@ class Simulator:
         if node.byzantine is None and not request.startswith(b"bad"):
             self.tracked[request] = v
         self._tick(node)
+        if node.byzantine is not None and node.byzantine.censors(request):
+            return
         self._apply(node, node.engine.on_request(request))
 
     def _on_deliver(self, v: str, sender: str, payload: bytes) -> None:
@@ -191,6 +195,8 @@ class Simulator:
         self.delivered += 1
         if node.byzantine is not None:
             node.byzantine.observe(payload)
+            if node.byzantine.refuses(payload):
+                return
         if self.now - node.last_tick > 0.005:
             self._tick(node)
         self._apply(node, node.engine.on_payload(sender, payload))

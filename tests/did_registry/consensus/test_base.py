@@ -39,6 +39,8 @@ class TestConsensusConfig:
             {"max_pending": 10, "batch_size": 20},
             {"max_request_bytes": 0},
             {"max_message_bytes": 100},
+            {"overtake_batches": 0},
+            {"overtake_margin": -0.1},
         ],
     )
     def test_out_of_range_values_are_refused(self, change: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from did_registry.consensus.messages import (
     Commit,
     Message,
     NewView,
+    Overtaken,
     Prepare,
     PreparedCertificate,
     PrePrepare,
@@ -73,6 +74,11 @@ view_changes = st.builds(
 messages = st.one_of(
     st.builds(
         Request,
+        sender=senders,
+        requests=st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=4).map(tuple),
+    ),
+    st.builds(
+        Overtaken,
         sender=senders,
         requests=st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=4).map(tuple),
     ),

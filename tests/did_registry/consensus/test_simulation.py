@@ -8,16 +8,19 @@ marker ``soak``) runs 20,000 more. A failure names its seed; replay it with
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
-from did_registry.consensus import Committed
+from did_registry.consensus import PBFT, Committed, ConsensusConfig, Message
+from did_registry.consensus.messages import Overtaken, ViewChange
 from did_registry.identity.crypto import sha256
 from did_registry.ledger.block import CommitCertificate
 from tests.did_registry.consensus.conftest import chosen_seed
 from tests.did_registry.consensus.fake_app import make_block
 from tests.did_registry.consensus.scenarios import Scenario, random_scenario
-from tests.did_registry.consensus.simulator import InvariantViolation, Simulator, run_seed
+from tests.did_registry.consensus.simulator import InvariantViolation, Node, Simulator, run_seed
 
 CI_SEEDS = {"pbft": range(400), "round_robin": range(150), "solo": range(20)}
 SOAK_SEEDS = {"pbft": range(100_000, 116_000), "round_robin": range(100_000, 104_000)}
@@ -99,6 +102,7 @@ SCENARIOS = {
             ("v1", frozenset({"conflicting-votes", "bogus-view-change"})),
         ),
     ),
+    "censoring primary": _quiet(byzantine=(("v0", frozenset({"censor"})),), censored=(b"r-1-0",)),
     "forger and replayer": _quiet(
         byzantine=(("v2", frozenset({"forge", "replay", "corrupt"})),), outsider=True
     ),
@@ -145,6 +149,90 @@ def test_more_than_f_crashes_fail_liveness_with_the_seed_named() -> None:
         Simulator(5, scenario).run()
 
 
+class Watched(Simulator):
+    """A simulator that records when each request committed, the first honest VIEW-CHANGE, how many
+    OVERTAKEN were sent, and untracks client requests the receiving validator refused (full pool)."""
+
+    def __init__(self, seed: int, scenario: Scenario, config: ConsensusConfig | None = None) -> None:
+        super().__init__(seed, scenario, config)
+        self.committed_at: dict[bytes, dict[str, float]] = {}
+        self.first_view_change: float | None = None
+        self.resends = 0
+
+    def _emit(self, node: Node, message: Message, recipients: Sequence[str]) -> None:
+        if node.byzantine is None and isinstance(message, ViewChange) and self.first_view_change is None:
+            self.first_view_change = self.now
+        self.resends += isinstance(message, Overtaken)
+        super()._emit(node, message, recipients)
+
+    def _check_commit(self, node: Node, height: int, block: bytes, certificate: CommitCertificate) -> None:
+        super()._check_commit(node, height, block, certificate)
+        for request in node.app.requests(block):
+            self.committed_at.setdefault(request, {})[node.id] = self.now
+
+    def _on_request(self, v: str, request: bytes) -> None:
+        engine = self.nodes[v].engine
+        refused = engine.dropped.get("pool-full", 0) if engine is not None else 0
+        super()._on_request(v, request)
+        if engine is not None and engine.dropped.get("pool-full", 0) > refused:
+            self.tracked.pop(request, None)  # the client was told no: it is not a lost request
+
+    def views(self) -> set[int]:
+        """The views the honest validators are in."""
+        return {node.engine.view for node in self._up_honest() if isinstance(node.engine, PBFT)}
+
+
+def _censored_run(seed: int, config: ConsensusConfig | None = None) -> Watched:
+    """v0, primary of view 0, never takes b"censored" (given to v1 at 0.2 s) while 200 other requests
+    arrive over 4 s: a steady flow of blocks, so the progress timer never fires."""
+    scenario = _quiet(
+        byzantine=(("v0", frozenset({"censor"})),), requests=200, chaos=4.0, censored=(b"censored",)
+    )
+    simulator = Watched(seed, scenario, config)
+    simulator.push(0.2, "request", "v1", b"censored")
+    simulator.run()
+    return simulator
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_censoring_primary_is_replaced_and_the_censored_request_commits(seed: int) -> None:
+    """Blocks keep coming without the censored request: the backups send it again, then suspect the
+    primary; after the view change it commits at once, well before the load stops (no progress
+    timeout was needed), with agreement, certificates and no lost request checked throughout."""
+    simulator = _censored_run(seed)
+    detected = simulator.first_view_change
+    commits = simulator.committed_at[b"censored"]
+    assert detected is not None and detected < 0.2 + 3.0  # K = 16 requests, twice, at 50 a second
+    assert set(commits) >= set(simulator.honest) and simulator.resends >= 3
+    assert max(commits[v] for v in simulator.honest) <= detected + 1.0 < simulator.scenario.chaos
+    assert simulator.views() == {1}
+
+
+def test_without_the_rule_the_censored_request_waits_for_the_load_to_stop() -> None:
+    """The gap the rule closes: with K out of reach, the censor keeps its view while blocks flow, and
+    the request commits only after the load stopped and the progress timer ran out."""
+    simulator = _censored_run(0, replace(ConsensusConfig.testing(), overtake_batches=10**6))
+    commits = simulator.committed_at[b"censored"]
+    assert min(commits[v] for v in simulator.honest) > simulator.scenario.chaos
+    assert simulator.first_view_change is not None and simulator.first_view_change > 3.5
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_honest_primary_under_overload_is_not_suspected(seed: int) -> None:
+    """1,500 requests over 10 s against a drain of about 90 a second, pools of 200: pools stay full,
+    every validator refuses requests, and backups hold requests the primary refused. They send them
+    again (OVERTAKEN); the primary keeps them past its limit. No view change happens, and every
+    request a validator admitted is committed."""
+    config = replace(ConsensusConfig.testing(), max_pending=200)
+    scenario = _quiet(requests=1500, chaos=10.0, delay=0.05)
+    simulator = Watched(seed, scenario, config)
+    simulator.run()
+    primary = simulator.nodes["v0"].engine
+    assert primary is not None and primary.dropped["pool-full"] > 0
+    assert simulator.resends > 0 and len(simulator.tracked) > 1000
+    assert simulator.first_view_change is None and simulator.views() == {0}
+
+
 def _forged_commit(simulator: Simulator, signers: tuple[str, ...]) -> Committed:
     block = make_block(1, [b"forged"])
     digest = sha256(block)
@@ -187,4 +275,5 @@ def test_seeds_draw_varied_scenarios() -> None:
     assert {s.n for s in scenarios} == {4, 5, 7}
     assert sum(1 for s in scenarios if s.byzantine) > 100 and sum(1 for s in scenarios if s.crashes) > 50
     assert sum(1 for s in scenarios if s.partitions) > 100 and sum(1 for s in scenarios if s.drop) > 100
+    assert sum(1 for s in scenarios if s.censored) > 20
     assert random.Random(0).random() == random.Random(0).random()
