@@ -31,7 +31,7 @@ test: lint typecheck unit
 bench: install
 	$(BIN)/python -m bench
 
-soak: install services
+soak: install  # simulator only: no database servers or browser
 	TRELLIS_SOAK=1 $(BIN)/python -m pytest -m soak
 
 clean:

@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -108,6 +109,9 @@ def main() -> int:
         if args.simulate and ok:
             ok = simulate(args.simulate, net.urls, args.dir, passphrase)
         if args.keep_running and ok:
+            if not port_free(8000):
+                print(f"\nPort 8000 is in use: the portal cannot serve at {PORTAL_URL}. Stop what holds it.")
+                return 1
             portal = start_portal(args.dir, net.urls, passphrase)
             print(
                 f"\nThe network keeps running ({', '.join(net.urls)}); its data is in {args.dir}.\n"
@@ -120,6 +124,9 @@ def main() -> int:
             finally:
                 portal.terminate()
                 portal.wait(timeout=20)
+            if portal.returncode not in (0, -signal.SIGTERM):  # it stopped by itself: say so
+                print(f"\nThe portal stopped (exit {portal.returncode}); the network was stopped too.")
+                return 1
         return 0 if ok else 1
     except KeyboardInterrupt:
         return 0
@@ -140,6 +147,16 @@ def simulate(devices: int, nodes: list[str], directory: Path, passphrase: str) -
                *[arg for node in nodes for arg in ("--node", node)]]  # fmt: skip
     result = subprocess.run(command, env={**os.environ, "TRELLIS_PASSPHRASE": passphrase}, check=False)
     return result.returncode == 0
+
+
+def port_free(port: int) -> bool:
+    """Whether ``port`` on 127.0.0.1 can be listened on now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def start_portal(directory: Path, nodes: list[str], passphrase: str) -> subprocess.Popen[str]:
