@@ -3,10 +3,16 @@
 :class:`DeviceClient` wraps an :class:`httpx.Client`. :meth:`~DeviceClient.signed_request` signs each
 request with RFC 9421 ``ed25519`` under the device's authentication key (``keyid`` is the key's DID
 URL), covering ``@method``, ``@target-uri`` and ``content-digest`` (RFC 9530, SHA-256 of the body),
-with ``created``, ``expires`` one minute later, and a random ``nonce``. It also sends the device's
+with ``created``, ``expires`` one minute later, and a random ``nonce``. Redirects are never followed
+(whatever the :class:`httpx.Client` was made with): a 3xx answer is returned to the caller. It also sends the device's
 credential in the ``Device-Credential`` header (:func:`encode_device_credential`: base64url without
 padding of its JCS form, RFC 8785), which the verifier reads to admit the device; the header is not
 signed (the credential carries its issuer's proof and names the device).
+
+:meth:`~DeviceClient.answer_challenge` answers only a challenge whose ``audience`` is the origin
+(``https://host[:port]``) or the authority (``host[:port]``) of the client's base URL, the two forms a
+verifier's audience takes (``verifier.wsgi.service_audience``): a service cannot pass another service's
+challenge on to the device and redeem the answer there.
 
 A verifier may offer a session: ``{"session_id", "verifier_key", "expires"}`` where ``verifier_key``
 is its X25519 public key as a Multikey (``z6LS…``) and ``expires`` a Unix time or an XML Schema
@@ -33,7 +39,7 @@ from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multikey import decode_x25519_public_key
 from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
 from wallet.device import Challenge
-from wallet.errors import MalformedSessionOffer, NoSession
+from wallet.errors import MalformedSessionOffer, NoSession, WalletError
 from wallet.http_signatures import HttpRequest, sign_request
 from wallet.session_keys import session_key
 
@@ -162,7 +168,9 @@ class DeviceClient:
         )
         message = HttpRequest(request.method, str(request.url), dict(request.headers), request.content)
         request.headers.update(sign(message, int(self._clock())))
-        return self.http.send(request)
+        # never follow a redirect, even with a client made with follow_redirects=True: the signature,
+        # the credential and the body would go to wherever the Location says; a 3xx is the caller's
+        return self.http.send(request, follow_redirects=False)
 
     def signed_request(
         self,
@@ -196,9 +204,28 @@ class DeviceClient:
 
         return self._send(method, path, json=json, content=content, headers=extra, sign=sign)
 
+    def audiences(self) -> tuple[str, str]:
+        """The audiences this client answers challenges for: the authority (``host[:port]``) and the
+        origin (``scheme://host[:port]``) of its base URL, as the verifier derives them from a request."""
+        url = httpx.URL(self.base_url)
+        authority = url.netloc.decode("ascii")
+        return authority, f"{url.scheme}://{authority}"
+
     def answer_challenge(self, challenge_json: Mapping[str, Any]) -> dict[str, Any]:
-        """The presentation of the device credential that answers a verifier's challenge."""
-        return self.wallet.answer(Challenge.from_json(challenge_json))
+        """The presentation of the device credential that answers a verifier's challenge.
+
+        Only a challenge for this client's own service is answered: its ``audience`` must be the
+        origin or the authority of the base URL (:meth:`audiences`). Any other audience raises
+        :class:`~wallet.errors.WalletError`, so that a service cannot relay another service's challenge
+        and get the device's presentation for it.
+        """
+        challenge = Challenge.from_json(challenge_json)
+        if challenge.audience not in self.audiences():
+            raise WalletError(
+                f"refusing a challenge for audience {challenge.audience!r}: "
+                f"this client talks to {self.audiences()[1]}"
+            )
+        return self.wallet.answer(challenge)
 
     # -- sessions ---------------------------------------------------------------------------
     def start_session(self, offer: Mapping[str, Any]) -> None:

@@ -13,8 +13,11 @@ sent anywhere, so an interrupted enrolment can be retried with the same key.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import re
+import string
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +51,7 @@ __all__ = [
     "PAYLOAD_TYPE",
     "PAYLOAD_VERSION",
     "ENROL_PATH",
+    "MAX_ANSWER_BYTES",
     "EnrollmentError",
     "EnrolmentPayload",
     "read_qr_image",
@@ -64,6 +68,9 @@ PAYLOAD_VERSION: Final = 1
 """The payload version this module writes and reads."""
 ENROL_PATH: Final = "/api/v1/enrol"
 """Where, under the portal's base URL, a device sends its enrolment request."""
+MAX_ANSWER_BYTES: Final = 1 << 20
+"""The most bytes (1 MiB, after content decoding) read of one answer from the portal or a node during
+enrolment; the answers are a few kB. A longer answer is refused without reading the rest."""
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes, base64url without padding
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
@@ -83,15 +90,31 @@ class EnrollmentError(WalletError):
         super().__init__(detail)
 
 
-def _is_http_url(value: object) -> bool:
-    """Whether ``value`` is an http(s) URL with a host that a client can reach (``http://[::1`` is not)."""
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine: ``localhost``, 127.0.0.0/8 or ``::1``."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_http_url(value: object, *, allow_http: bool = False) -> bool:
+    """Whether ``value`` is an https URL with a host that a client can reach (``https://[::1`` is not),
+    and with no user info, query or fragment. Plain http is accepted for a loopback host, or for any
+    host with ``allow_http`` (tests that serve made-up hosts over a mock transport)."""
     if not isinstance(value, str) or not value.startswith(("https://", "http://")) or not value.isprintable():
         return False
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, ValueError, TypeError):
         return False
-    return bool(url.host) and " " not in url.host and (url.port is None or 0 < url.port < 65536)
+    if not url.host or " " in url.host or not (url.port is None or 0 < url.port < 65536):
+        return False
+    if url.userinfo or url.query or url.fragment or "?" in value or "#" in value:
+        return False
+    return url.scheme == "https" or allow_http or _is_loopback(url.host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +144,13 @@ class EnrolmentPayload:
         return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=True)
 
     @classmethod
-    def from_json(cls, data: object) -> EnrolmentPayload:
-        """Parse and check a payload object; raise :class:`EnrollmentError` saying what is wrong."""
+    def from_json(cls, data: object, *, allow_http: bool = False) -> EnrolmentPayload:
+        """Parse and check a payload object; raise :class:`EnrollmentError` saying what is wrong.
+
+        The portal and every node must be https URLs without user info, query or fragment; plain http
+        only for a loopback host (``localhost``, 127.0.0.0/8, ``::1``), or any host with ``allow_http``
+        (for tests). At least one node is required.
+        """
         if not isinstance(data, Mapping):
             raise EnrollmentError("an enrolment payload is a JSON object")
         if data.get("type") != PAYLOAD_TYPE:
@@ -131,8 +159,10 @@ class EnrolmentPayload:
             raise EnrollmentError(f"unsupported payload version {data.get('v')!r}")
         portal, token, network = data.get("portal"), data.get("token"), data.get("network")
         genesis, nodes = data.get("genesis"), data.get("nodes")
-        if not isinstance(portal, str) or not _is_http_url(portal):
-            raise EnrollmentError("portal must be an http(s) URL")
+        if not isinstance(portal, str) or not _is_http_url(portal, allow_http=allow_http):
+            raise EnrollmentError(
+                "portal must be an https URL (http only on loopback) without user info, query or fragment"
+            )
         if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
             raise EnrollmentError("token must be 32 bytes in base64url without padding")
         if not isinstance(network, str):
@@ -146,19 +176,23 @@ class EnrolmentPayload:
         if (
             not isinstance(nodes, Sequence)
             or isinstance(nodes, str)
-            or not all(_is_http_url(n) for n in nodes)
+            or not nodes
+            or not all(_is_http_url(n, allow_http=allow_http) for n in nodes)
         ):
-            raise EnrollmentError("nodes must be an array of http(s) URLs")
+            raise EnrollmentError(
+                "nodes must be a non-empty array of https URLs (http only on loopback) "
+                "without user info, query or fragment"
+            )
         return cls(portal.rstrip("/"), token, network, genesis, tuple(nodes))
 
     @classmethod
-    def decode(cls, text: str) -> EnrolmentPayload:
-        """Parse the JSON text of a payload."""
+    def decode(cls, text: str, *, allow_http: bool = False) -> EnrolmentPayload:
+        """Parse the JSON text of a payload (see :meth:`from_json` for ``allow_http``)."""
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise EnrollmentError(f"the enrolment payload is not JSON: {exc}") from None
-        return cls.from_json(data)
+        return cls.from_json(data, allow_http=allow_http)
 
 
 def read_qr_image(image: Path | bytes) -> str:
@@ -181,17 +215,33 @@ def read_qr_image(image: Path | bytes) -> str:
     return found[0].text
 
 
-def load_payload(source: str | Path, *, decode_image: ImageDecoder = read_qr_image) -> EnrolmentPayload:
-    """The payload from its JSON text, a file holding that text, or a QR image file."""
-    if isinstance(source, str) and source.lstrip().startswith("{"):
-        return EnrolmentPayload.decode(source)
+_LEADING: Final = "\ufeff" + string.whitespace  # a byte order mark (some QR apps add one), blanks
+
+
+def load_payload(
+    source: str | Path, *, decode_image: ImageDecoder = read_qr_image, allow_http: bool = False
+) -> EnrolmentPayload:
+    """The payload from its JSON text, a file holding that text, or a QR image file.
+
+    Text starting with ``{`` (after a byte order mark and blanks) is the payload. The error for a
+    source that is neither never repeats a text source: it may hold the one-time token.
+    """
+    if isinstance(source, str):
+        text = source.lstrip(_LEADING)
+        if text.startswith("{"):
+            return EnrolmentPayload.decode(text, allow_http=allow_http)
     path = Path(source)
-    if not path.is_file():
-        raise EnrollmentError(f"{source} is neither an enrolment payload nor a file")
-    data = path.read_bytes()
-    if data.lstrip().startswith(b"{"):
-        return EnrolmentPayload.decode(data.decode("utf-8", errors="replace"))
-    return EnrolmentPayload.decode(decode_image(path))
+    try:
+        is_file = path.is_file()
+    except (OSError, ValueError):  # a name too long, or with a NUL: not a file
+        is_file = False
+    if not is_file:
+        named = str(source) if isinstance(source, Path) else f"the text given ({len(source)} characters)"
+        raise EnrollmentError(f"{named} is neither an enrolment payload (JSON text) nor a file")
+    data = path.read_bytes().lstrip().removeprefix(b"\xef\xbb\xbf").lstrip()  # blanks, UTF-8 BOM
+    if data.startswith(b"{"):
+        return EnrolmentPayload.decode(data.decode("utf-8", errors="replace"), allow_http=allow_http)
+    return EnrolmentPayload.decode(decode_image(path), allow_http=allow_http)
 
 
 def enrolment_transaction(network: str, key: Ed25519PrivateKey) -> Transaction:
@@ -259,18 +309,55 @@ def _wallet_for(directory: Path, passphrase: str, network: str, params: KdfParam
     return wallet
 
 
-def _refusal(response: httpx.Response) -> EnrollmentError:
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """An HTTP answer read whole: its status and its (decoded) body."""
+
+    status: int
+    body: bytes
+
+
+def _exchange(
+    client: httpx.Client, method: str, url: str, *, what: str, deadline: float, json_body: Any = None
+) -> _Answer:
+    """Send one request and read its answer, at most :data:`MAX_ANSWER_BYTES` of body and by
+    ``deadline`` (a :func:`time.monotonic` time) at the latest: a server trickling its answer is given
+    up on at the first chunk after the deadline. ``what`` names the server in the errors."""
     try:
-        problem = response.json()
-    except ValueError:
+        with client.stream(method, url, json=json_body) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
+                raise EnrollmentError(
+                    f"{what} answered {declared} bytes, more than the {MAX_ANSWER_BYTES} accepted"
+                )
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise EnrollmentError(f"{what} answered more than the {MAX_ANSWER_BYTES} bytes accepted")
+                if time.monotonic() > deadline:
+                    raise EnrollmentError(f"{what} did not answer in time")
+            if time.monotonic() > deadline:
+                raise EnrollmentError(f"{what} did not answer in time")
+            return _Answer(response.status_code, bytes(body))
+    except (httpx.HTTPError, httpx.InvalidURL, OverflowError) as exc:
+        raise EnrollmentError(f"cannot reach {what}: {exc}") from None
+
+
+def _refusal(answer: _Answer) -> EnrollmentError:
+    try:
+        problem = json.loads(answer.body)
+    except (ValueError, RecursionError):
         problem = {}
     if not isinstance(problem, Mapping):
         problem = {}
-    detail = str(problem.get("detail") or problem.get("title") or response.text[:200])
+    detail = str(
+        problem.get("detail") or problem.get("title") or answer.body[:200].decode("utf-8", errors="replace")
+    )
     code = problem.get("code")
     return EnrollmentError(
-        f"the portal refused the enrolment (HTTP {response.status_code}): {detail}",
-        status=response.status_code,
+        f"the portal refused the enrolment (HTTP {answer.status}): {detail}",
+        status=answer.status,
         code=code if isinstance(code, str) else None,
     )
 
@@ -282,18 +369,30 @@ def verify_enrolment(
     *,
     http: httpx.Client,
     ledger_transport: httpx.BaseTransport | None = None,
+    timeout: float = 60.0,
 ) -> None:
     """Check the portal's answer against the ledger itself, trusting no node and not the portal.
 
     The genesis fetched from a node must hash to the payload's ``genesis``; then, with every answer
     proven against it, ``did`` must be on the ledger, the credential must verify (issuer key and
-    status from the ledger) and its issuer must be accredited for ``DeviceCredential``.
+    status from the ledger) and its issuer must be accredited for ``DeviceCredential``. A node whose
+    genesis answer is not a genesis (an error, too big, too slow: ``timeout`` seconds for the whole
+    exchange, too deeply nested) is passed over for the next.
     """
     genesis: Genesis | None = None
     for node in payload.nodes:
         try:
-            fetched = Genesis.from_json(http.get(node.rstrip("/") + "/genesis").raise_for_status().json())
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError, OverflowError, DidRegistryError):
+            answer = _exchange(
+                http,
+                "GET",
+                node.rstrip("/") + "/genesis",
+                what=f"the node at {node}",
+                deadline=time.monotonic() + timeout,
+            )
+            if not 200 <= answer.status < 300:
+                continue
+            fetched = Genesis.from_json(json.loads(answer.body))
+        except (EnrollmentError, ValueError, TypeError, OverflowError, RecursionError, DidRegistryError):
             continue
         if fetched.hash.hex() == payload.genesis:
             genesis = fetched
@@ -317,6 +416,8 @@ def verify_enrolment(
             raise EnrollmentError(f"cannot read the ledger: {exc}") from None
         except VerificationFailed as exc:
             raise EnrollmentError(f"the credential from the portal does not verify: {exc}") from None
+        except RecursionError:
+            raise EnrollmentError("the credential from the portal is nested too deeply") from None
 
 
 def enroll(
@@ -330,41 +431,54 @@ def enroll(
     verify: bool = True,
     ledger_transport: httpx.BaseTransport | None = None,
     timeout: float = 60.0,
+    allow_http: bool = False,
 ) -> DeviceWallet:
     """Enrol this device with the portal named in ``source`` and keep its credential in ``wallet_dir``.
 
     ``source`` is the payload's JSON text, or a file with that text or with the QR code's image.
     With ``verify`` (the default) the answer is checked against the ledger (:func:`verify_enrolment`)
-    before the credential is kept.
+    before the credential is kept. ``timeout`` bounds each exchange with the portal or a node as a
+    whole (request to last byte), and each read of a client made here; an answer longer than
+    :data:`MAX_ANSWER_BYTES` is refused. ``allow_http`` accepts plain-http portals and nodes on any
+    host (for tests; see :meth:`EnrolmentPayload.from_json`).
     """
-    payload = load_payload(source, decode_image=decode_image)
+    payload = load_payload(source, decode_image=decode_image, allow_http=allow_http)
     wallet = _wallet_for(Path(wallet_dir), passphrase, payload.network, params)
     txn = enrolment_transaction(payload.network, wallet.key)
     client = http or httpx.Client(timeout=timeout)
     try:
-        try:
-            response = client.post(
-                payload.portal + ENROL_PATH, json={"token": payload.token, "txn": txn.to_json()}
-            )
-        except (httpx.HTTPError, httpx.InvalidURL, OverflowError) as exc:
-            raise EnrollmentError(f"cannot reach the portal at {payload.portal}: {exc}") from None
-        if not 200 <= response.status_code < 300:
+        response = _exchange(
+            client,
+            "POST",
+            payload.portal + ENROL_PATH,
+            what=f"the portal at {payload.portal}",
+            deadline=time.monotonic() + timeout,
+            json_body={"token": payload.token, "txn": txn.to_json()},
+        )
+        if not 200 <= response.status < 300:
             raise _refusal(response)
         try:
-            answer = response.json()
+            answer = json.loads(response.body)
             credential = answer["credential"]
             if answer.get("did", wallet.did) != wallet.did:
                 raise EnrollmentError(f"the portal answered for {answer['did']}, not for {wallet.did}")
             check_credential(credential)
-        except (ValueError, KeyError, TypeError, MalformedDocument) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, MalformedDocument) as exc:
             raise EnrollmentError(f"the portal's answer holds no usable credential: {exc}") from None
         if verify:
-            verify_enrolment(payload, wallet.did, credential, http=client, ledger_transport=ledger_transport)
+            verify_enrolment(
+                payload,
+                wallet.did,
+                credential,
+                http=client,
+                ledger_transport=ledger_transport,
+                timeout=timeout,
+            )
     finally:
         if http is None:
             client.close()
     try:
         wallet.store(credential)
-    except MalformedDocument as exc:
+    except (MalformedDocument, RecursionError) as exc:
         raise EnrollmentError(f"the portal's answer holds no usable credential: {exc}") from None
     return wallet

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -24,10 +24,19 @@ from wallet.keystore import KDF_MODERATE, KdfParams, Keystore, KeystoreKey
 from wallet.presentation import build_presentation, sign_presentation
 from wallet.storage import HeldCredentialRow, open_engine
 
-__all__ = ["KEYSTORE_FILE", "DATABASE_FILE", "HolderWallet", "did_key_identity"]
+__all__ = [
+    "KEYSTORE_FILE",
+    "DATABASE_FILE",
+    "MAX_PRESENTATION_LIFETIME",
+    "HolderWallet",
+    "did_key_identity",
+]
 
 KEYSTORE_FILE = "keystore.json"
 DATABASE_FILE = "wallet.db"
+MAX_PRESENTATION_LIFETIME: Final = timedelta(minutes=10)
+"""The longest a presentation's proof is valid: its ``expires`` is at most this long after signing,
+whatever a verifier asks for (a presentation answers one challenge, now)."""
 
 
 def did_key_identity(key: Ed25519PrivateKey) -> tuple[str, str]:
@@ -150,7 +159,20 @@ class HolderWallet:
         credentials: Sequence[Mapping[str, Any]] | None = None,
         expires: datetime | None = None,
     ) -> dict[str, Any]:
-        """A presentation of held credentials for ``challenge`` and ``domain``, signed by this DID."""
+        """A presentation of held credentials for ``challenge`` and ``domain``, signed by this DID.
+
+        ``domain`` (the verifier the presentation is for) must not be empty. The proof's ``expires`` is
+        ``expires`` capped at :data:`MAX_PRESENTATION_LIFETIME` from now (that cap when ``expires`` is
+        not given); an ``expires`` already past raises :class:`WalletError`.
+        """
+        if not isinstance(domain, str) or not domain.strip():
+            raise WalletError("refusing to sign a presentation for an empty domain (audience)")
+        now = datetime.now(UTC)
+        if expires is not None and expires.tzinfo is None:
+            raise WalletError("a presentation's expires must carry a time zone")
+        if expires is not None and expires <= now:
+            raise WalletError(f"refusing to sign a presentation that expired at {expires.isoformat()}")
+        latest = now + MAX_PRESENTATION_LIFETIME
         chosen = list(credentials) if credentials is not None else self.credentials(credential_type)
         presentation = build_presentation(holder=self.did, credentials=chosen)
         return sign_presentation(
@@ -159,5 +181,6 @@ class HolderWallet:
             self.verification_method,
             challenge=challenge,
             domain=domain,
-            expires=expires,
+            created=now,
+            expires=latest if expires is None else min(expires, latest),
         )

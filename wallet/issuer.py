@@ -9,8 +9,13 @@ and the index allocation happen in one database transaction. The issuer signs it
 Every change to an issuer's lists (allocating indices, setting bits) reads a list and writes it back,
 so changes of one issuer on one database are made one at a time: within a process under one lock
 shared by every :class:`Issuer` of that DID on that database, and across processes by locking the
-list rows (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite lets one writer at a time commit, and a
-writer whose read went stale fails instead of writing over the other's change).
+list rows (``SELECT … FOR UPDATE`` on PostgreSQL). SQLite has no row locks, and pysqlite begins a
+transaction only at its first write, so a read-modify-write there could read a list another process
+is about to change and write its stale copy back over that change. On SQLite a change therefore
+starts with a write (a no-op ``UPDATE`` of the issuer's list rows) before it reads anything: that
+takes the database's write lock, so a second writer waits (``busy_timeout``) until the first has
+committed and then reads its change, or fails with :class:`~wallet.errors.IssuerError` once the wait
+runs out.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
 
 from did_registry.identity.crypto import Ed25519PrivateKey, random_bytes
 from did_registry.identity.status_list import BitstringStatusList
@@ -89,6 +95,21 @@ class Issuer:
         self._writing = _writer_lock(engine, did)
 
     # -- status lists -----------------------------------------------------------------------
+    def _begin_change(self, session: Session) -> None:
+        """Begin a change to this issuer's lists: on SQLite, take the database's write lock now,
+        before anything is read (see the module's docstring); elsewhere the rows are locked as they
+        are read (``FOR UPDATE``)."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        try:
+            session.connection().execute(
+                update(StatusListRow).where(col(StatusListRow.issuer) == self.did).values(issuer=self.did)
+            )
+        except OperationalError as exc:
+            raise IssuerError(
+                f"cannot change the status lists of {self.did}: another writer holds the database ({exc.orig})"
+            ) from exc
+
     def _new_list(self, session: Session, purpose: StatusPurpose, number: int) -> StatusListRow:
         row = StatusListRow(
             url=f"{self.status_base_url}/{number}-{purpose.value}",
@@ -194,6 +215,7 @@ class Issuer:
         issued = []
         rows: list[dict[str, Any]] = []
         with self._writing, Session(self.engine) as session:
+            self._begin_change(session)
             lists: tuple[StatusListRow, StatusListRow] | None = None
             for number, subject in enumerate(subjects):
                 if lists is None or lists[0].allocated >= lists[0].length:
@@ -284,6 +306,7 @@ class Issuer:
         """Set the ``purpose`` bit of each credential to ``value``, all or none; ``revoked``, when given,
         refuses a credential already revoked (checked with the change, under the writers' lock)."""
         with self._writing, Session(self.engine) as session:
+            self._begin_change(session)
             rows = []
             for credential_id in credential_ids:
                 row = session.get(IssuedCredentialRow, credential_id)
@@ -297,7 +320,8 @@ class Issuer:
                 url = row.revocation_list if purpose is StatusPurpose.REVOCATION else row.suspension_list
                 if url not in lists:
                     list_row = session.get(StatusListRow, url, with_for_update=True)
-                    assert list_row is not None  # the foreign key guarantees it
+                    if list_row is None:  # no foreign key ties a credential's row to its list
+                        raise IssuerError(f"credential {row.id} names status list {url}, which is missing")
                     lists[url] = (list_row, BitstringStatusList.from_bytes(list_row.bits))
                 lists[url][1].set(row.status_index, int(value))
                 if purpose is StatusPurpose.REVOCATION:
@@ -345,6 +369,7 @@ class Issuer:
         Clearing a bit of a ``revocation`` list is refused: revocation is final.
         """
         with self._writing, Session(self.engine) as session:
+            self._begin_change(session)
             row = session.get(StatusListRow, url, with_for_update=True)
             if row is None or row.issuer != self.did:
                 raise IssuerError(f"no status list {url} for issuer {self.did}")

@@ -24,7 +24,13 @@ from wallet.device_client import (
     DeviceClient,
     encode_device_credential,
 )
-from wallet.errors import HttpSignatureError, InvalidSharedSecret, MalformedSessionOffer, NoSession
+from wallet.errors import (
+    HttpSignatureError,
+    InvalidSharedSecret,
+    MalformedSessionOffer,
+    NoSession,
+    WalletError,
+)
 from wallet.holder import did_key_identity
 from wallet.http_signatures import HttpRequest, SignatureInput, parse_signatures, verify_signature
 from wallet.keystore import KDF_TESTING
@@ -199,6 +205,42 @@ def test_answer_challenge_gives_a_verifiable_presentation(client: DeviceClient) 
     answer = client.answer_challenge({"nonce": "n-7", "audience": BASE, "expires": expires})
     result = verify_presentation(answer, did_key_lookup(), challenge="n-7", domain=BASE)
     assert result.holder == client.wallet.did
+
+
+def test_signed_request_does_not_follow_a_redirect(device: DeviceWallet) -> None:
+    """With a client made to follow redirects, a 307 to another origin is returned, not followed."""
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        return httpx.Response(307, headers={"Location": "https://attacker.example/collect"})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), follow_redirects=True) as http:
+        response = DeviceClient(device, BASE, http=http).signed_request("POST", "/readings", json={"t": 1})
+    assert response.status_code == 307
+    assert hosts == ["svc.example"]
+
+
+def test_answer_challenge_accepts_the_base_urls_authority(client: DeviceClient) -> None:
+    """A challenge naming the base URL's authority (host[:port]) is answered."""
+    expires = (datetime.now(UTC) + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    answer = client.answer_challenge({"nonce": "n-8", "audience": "svc.example", "expires": expires})
+    assert answer["proof"]["domain"] == "svc.example"
+
+
+def test_answer_challenge_refuses_another_services_audience(client: DeviceClient) -> None:
+    """A challenge relayed from another service (its audience is not the base URL's) is not signed."""
+    expires = (datetime.now(UTC) + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    challenge = {"nonce": "n-9", "audience": "https://honest.example", "expires": expires}
+    with pytest.raises(WalletError, match=r"audience 'https://honest\.example'"):
+        client.answer_challenge(challenge)
+
+
+def test_answer_challenge_refuses_an_empty_audience(client: DeviceClient) -> None:
+    """A challenge with an empty audience is not signed."""
+    expires = (datetime.now(UTC) + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    with pytest.raises(WalletError, match="audience"):
+        client.answer_challenge({"nonce": "n-10", "audience": "", "expires": expires})
 
 
 class TestSessions:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests.web.test_enrolment import PROFILE, Portal, make_portal
 from wallet import enroll as enroll_module
+from wallet import enroll_cli as enroll_cli_module
 from wallet.device import DeviceWallet
 from wallet.enroll import (
     ENROL_PATH,
@@ -105,6 +107,7 @@ def test_enroll_from_payload_text(portal: Portal, route: PortalRoute, tmp_path: 
         PASSPHRASE,
         http=route.client(),
         params=KDF_TESTING,
+        allow_http=True,  # the test portal's node is http://node-1
         ledger_transport=route.portal.transport,
     )
     record, _ = portal.client.resolve_record(wallet.did)
@@ -124,6 +127,7 @@ def test_the_request_carries_no_private_key(portal: Portal, route: PortalRoute, 
         PASSPHRASE,
         http=route.client(),
         params=KDF_TESTING,
+        allow_http=True,  # the test portal's node is http://node-1
         ledger_transport=route.portal.transport,
     )
     (request,) = route.requests
@@ -142,6 +146,7 @@ def test_enroll_from_a_qr_image(portal: Portal, route: PortalRoute, tmp_path: Pa
         PASSPHRASE,
         http=route.client(),
         params=KDF_TESTING,
+        allow_http=True,  # the test portal's node is http://node-1
         ledger_transport=route.portal.transport,
     )
     assert [d.did for d in portal.enrolment.devices()] == [wallet.did]
@@ -157,6 +162,7 @@ def test_enroll_from_a_payload_file(portal: Portal, route: PortalRoute, tmp_path
         PASSPHRASE,
         http=route.client(),
         params=KDF_TESTING,
+        allow_http=True,  # the test portal's node is http://node-1
         ledger_transport=route.portal.transport,
     )
     assert wallet.device_credential()["credentialSubject"]["id"] == wallet.did
@@ -173,6 +179,7 @@ def test_a_refused_token_raises_with_the_portal_status(
         PASSPHRASE,
         http=route.client(),
         params=KDF_TESTING,
+        allow_http=True,  # the test portal's node is http://node-1
         ledger_transport=route.portal.transport,
     )
     with pytest.raises(EnrollmentError) as refused:
@@ -182,6 +189,7 @@ def test_a_refused_token_raises_with_the_portal_status(
             PASSPHRASE,
             http=route.client(),
             params=KDF_TESTING,
+            allow_http=True,  # the test portal's node is http://node-1
             ledger_transport=route.portal.transport,
         )
     assert (refused.value.status, refused.value.code) == (409, "token_used")
@@ -201,6 +209,7 @@ def test_a_lost_answer_is_retried_with_the_same_key(
             PASSPHRASE,
             http=route.client(),
             params=KDF_TESTING,
+            allow_http=True,  # the test portal's node is http://node-1
             ledger_transport=route.portal.transport,
         )
     first_did = DeviceWallet.open(tmp_path / "device", PASSPHRASE).did
@@ -210,6 +219,7 @@ def test_a_lost_answer_is_retried_with_the_same_key(
         PASSPHRASE,
         http=route.client(),
         params=KDF_TESTING,
+        allow_http=True,  # the test portal's node is http://node-1
         ledger_transport=route.portal.transport,
     )
     assert wallet.did == first_did
@@ -224,6 +234,7 @@ def test_an_enrolled_wallet_is_not_enrolled_again(portal: Portal, route: PortalR
         PASSPHRASE,
         http=route.client(),
         params=KDF_TESTING,
+        allow_http=True,  # the test portal's node is http://node-1
         ledger_transport=route.portal.transport,
     )
     with pytest.raises(EnrollmentError, match="already enrolled"):
@@ -233,6 +244,7 @@ def test_an_enrolled_wallet_is_not_enrolled_again(portal: Portal, route: PortalR
             PASSPHRASE,
             http=route.client(),
             params=KDF_TESTING,
+            allow_http=True,  # the test portal's node is http://node-1
             ledger_transport=route.portal.transport,
         )
     assert len(route.requests) == 1
@@ -242,6 +254,8 @@ def route_http(route: PortalRoute, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the HTTP client that :func:`enroll` opens for itself reach ``route``."""
     real = httpx.Client
     monkeypatch.setattr(enroll_module.httpx, "Client", lambda **_: real(transport=httpx.MockTransport(route)))
+    # the test portal's node is http://node-1: let the command accept plain http on a made-up host
+    monkeypatch.setattr(enroll_cli_module, "enroll", functools.partial(enroll, allow_http=True))
 
 
 def test_the_cli_enrolls_and_prints_the_did(
@@ -382,6 +396,7 @@ def test_a_credential_that_does_not_verify_is_not_kept(
             PASSPHRASE,
             http=route.client(),
             params=KDF_TESTING,
+            allow_http=True,  # the test portal's node is http://node-1
             ledger_transport=route.portal.transport,
         )
     assert DeviceWallet.open(tmp_path / "device", PASSPHRASE).credentials() == []
@@ -400,6 +415,7 @@ def test_a_payload_with_another_genesis_is_not_trusted(
             PASSPHRASE,
             http=route.client(),
             params=KDF_TESTING,
+            allow_http=True,  # the test portal's node is http://node-1
             ledger_transport=route.portal.transport,
         )
     assert DeviceWallet.open(tmp_path / "device", PASSPHRASE).credentials() == []
@@ -413,6 +429,7 @@ def test_verification_can_be_left_to_later(portal: Portal, route: PortalRoute, t
         PASSPHRASE,
         http=route.client(),
         params=KDF_TESTING,
+        allow_http=True,  # the test portal's node is http://node-1
         verify=False,
     )
     assert [r["path"] for r in route.ledger_reads] == []

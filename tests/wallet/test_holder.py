@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.timestamps import parse_timestamp
 from wallet.credential import build_credential, issue_credential
 from wallet.device import Challenge, DeviceWallet
 from wallet.errors import MalformedDocument, WalletError, WrongPassphrase
-from wallet.holder import HolderWallet, did_key_identity
+from wallet.holder import MAX_PRESENTATION_LIFETIME, HolderWallet, did_key_identity
 from wallet.keystore import KDF_TESTING
 from wallet.presentation import verify_presentation
 from wallet.resolver import did_key_lookup
@@ -39,6 +40,43 @@ def test_device_answers_a_challenge(tmp_path: Path) -> None:
     answer = device.answer(challenge)
     result = verify_presentation(answer, did_key_lookup(), challenge="n-1", domain="https://svc.example")
     assert result.holder == device.did
+
+
+def test_present_refuses_an_empty_domain(tmp_path: Path) -> None:
+    """A presentation is never signed for an empty domain."""
+    device = DeviceWallet.create(tmp_path / "d", PASS, params=KDF_TESTING)
+    device.store(_credential_for(device.did))
+    with pytest.raises(WalletError, match="empty domain"):
+        device.present(challenge="n-1", domain="")
+
+
+def test_present_caps_a_far_expiry(tmp_path: Path) -> None:
+    """A verifier asking for a proof valid until 2999 gets one valid at most MAX_PRESENTATION_LIFETIME."""
+    device = DeviceWallet.create(tmp_path / "d", PASS, params=KDF_TESTING)
+    device.store(_credential_for(device.did))
+    before = datetime.now(UTC)
+    answer = device.answer(Challenge("n-1", "https://svc.example", datetime(2999, 1, 1, tzinfo=UTC)))
+    expires = parse_timestamp(answer["proof"]["expires"])
+    assert expires <= before + MAX_PRESENTATION_LIFETIME + timedelta(seconds=5)
+
+
+def test_present_without_expiry_gets_the_cap(tmp_path: Path) -> None:
+    """A presentation asked for with no expiry still expires, MAX_PRESENTATION_LIFETIME after signing."""
+    device = DeviceWallet.create(tmp_path / "d", PASS, params=KDF_TESTING)
+    device.store(_credential_for(device.did))
+    before = datetime.now(UTC)
+    answer = device.present(challenge="n-1", domain="https://svc.example")
+    expires = parse_timestamp(answer["proof"]["expires"])
+    assert before < expires <= before + MAX_PRESENTATION_LIFETIME + timedelta(seconds=5)
+
+
+def test_present_refuses_an_expiry_already_past(tmp_path: Path) -> None:
+    """A challenge that has already expired is not answered."""
+    device = DeviceWallet.create(tmp_path / "d", PASS, params=KDF_TESTING)
+    device.store(_credential_for(device.did))
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with pytest.raises(WalletError, match="expired"):
+        device.answer(Challenge("n-1", "https://svc.example", past))
 
 
 def test_wallet_reopens_with_its_credentials(tmp_path: Path) -> None:

@@ -79,7 +79,9 @@ def test_device_enrols_end_to_end(
     made = new_tokens(client, token_of(Role.OPERATOR))[0]
     payload = json.dumps(made["payload"], separators=(",", ":"))
     with device_http(ledger.app) as http:
-        wallet = enroll(payload, tmp_path / "device", WALLET_PASSPHRASE, http=http, params=KDF_TESTING)
+        wallet = enroll(
+            payload, tmp_path / "device", WALLET_PASSPHRASE, http=http, params=KDF_TESTING, allow_http=True
+        )
     credential = wallet.device_credential()
     assert credential["credentialSubject"]["id"] == wallet.did
     assert credential["credentialSubject"]["site"] == "depot-7"
@@ -96,10 +98,17 @@ def test_reused_token_is_refused_with_nothing_changed(
     made = new_tokens(client, token_of(Role.OPERATOR))[0]
     payload = json.dumps(made["payload"])
     with device_http(ledger.app) as http:
-        enroll(payload, tmp_path / "first", WALLET_PASSPHRASE, http=http, params=KDF_TESTING)
+        enroll(payload, tmp_path / "first", WALLET_PASSPHRASE, http=http, params=KDF_TESTING, allow_http=True)
         before, height = ledger.counts(), ledger.height()
         with pytest.raises(EnrollmentError, match="used"):
-            enroll(payload, tmp_path / "second", WALLET_PASSPHRASE, http=http, params=KDF_TESTING)
+            enroll(
+                payload,
+                tmp_path / "second",
+                WALLET_PASSPHRASE,
+                http=http,
+                params=KDF_TESTING,
+                allow_http=True,
+            )
     response = enrol_request(client, made["token"], ledger.client.genesis.network)
     assert response.status_code == 409 and response.mimetype == "application/problem+json"
     assert response.get_json()["code"] == "token_used"
