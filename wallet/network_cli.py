@@ -194,3 +194,5 @@ def node_start(config_file: Path, port: int | None) -> None:
         _fail(
             f"cannot listen on {config.host}:{config.port if port is None else port}: {exc.strerror or exc}"
         )
+    if service.halted is not None:  # fail-stop: restart it, and it catches up by state transfer
+        _fail(f"the node halted: {service.halted}")

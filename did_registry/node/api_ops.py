@@ -96,7 +96,8 @@ def health() -> Response:
     genesis = service.app.genesis
     return json_response(
         {
-            "status": "ok",
+            "status": "ok" if service.halted is None else "halted",
+            "halted": service.halted,
             "network": genesis.network,
             "engine": genesis.consensus.get("engine"),
             "validator_id": service.validator_id,

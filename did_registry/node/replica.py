@@ -419,13 +419,27 @@ class Replica:
                     if old is not None:
                         old.cancel()
                 case Committed(height=height, block=block, certificate=certificate):
-                    if self._commit(height, block, certificate):
+                    try:
+                        changed = self._commit(height, block, certificate)
+                    except Exception as exc:  # the engine has moved past a block the store lacks
+                        self._halt(
+                            f"consensus committed block {height}, which this node could not store: {exc!r}"
+                        )
+                        return
+                    if changed:
                         self._reconfigure()
                         return
                 case NeedState(from_height=start):
                     if not self._syncing:
                         self._syncing = True
                         self._spawn(self._transfer(start), "state transfer")
+
+    def _halt(self, reason: str) -> None:
+        """Stop voting and following (an engine ahead of its store must not vote) and halt the node."""
+        self._engine = None
+        if self._stopping is not None:
+            self._stopping.set()
+        self.service.halt(reason)
 
     def _commit(self, height: int, block: bytes, certificate: CommitCertificate) -> bool:
         """Apply a block the engine committed; ``True`` when it changed the validator set."""

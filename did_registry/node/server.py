@@ -177,6 +177,7 @@ def serve(
     server = NodeServer(
         service, host=host, port=port, threads=threads, max_streams=max_streams, max_waits=max_waits
     )
+    service.on_halt(lambda _reason: server.request_stop())  # fail-stop: the caller sees service.halted
     previous: dict[int, Any] = {}
     if handle_signals:
 

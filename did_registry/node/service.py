@@ -9,6 +9,7 @@ block or none of it.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -27,6 +28,8 @@ from did_registry.ledger.state import decode_value
 from did_registry.ledger.txn import Transaction, TxnRejected
 
 __all__ = ["NodeService", "Runner", "TxnStatus"]
+
+_log = logging.getLogger("did_registry.node")
 
 _REJECTED_KEPT = 100_000
 
@@ -108,6 +111,32 @@ class NodeService:
         self.runner: Runner | None = None
         self._suspects: set[str] = set()
         self.counters = {"txns_submitted": 0, "txns_committed": 0, "txns_rejected": 0, "blocks_committed": 0}
+        self.halted: str | None = None
+        """Why the node stopped working (see :meth:`halt`), or ``None``."""
+        self._halt_listeners: list[Callable[[str], None]] = []
+
+    # -- failing ----------------------------------------------------------------------------
+    def halt(self, reason: str) -> None:
+        """Fail-stop: the node can no longer follow its ledger (e.g. its store refused a block
+        consensus committed). Logged as critical, shown by ``/health``, and every :meth:`on_halt`
+        listener is told (``serve`` stops, so a supervisor restarts the process and it catches up by
+        state transfer); a node that silently lags its peers helps nobody."""
+        with self.lock:
+            if self.halted is not None:
+                return
+            self.halted = reason
+            listeners = list(self._halt_listeners)
+        _log.critical("node %s halted: %s", self.validator_id, reason)
+        for listener in listeners:
+            listener(reason)
+
+    def on_halt(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(reason)`` when the node halts (at once if it has)."""
+        with self.lock:
+            self._halt_listeners.append(listener)
+            reason = self.halted
+        if reason is not None:
+            listener(reason)
 
     # -- transactions -----------------------------------------------------------------------
     def submit(self, txns: Sequence[Transaction]) -> list[TxnStatus]:

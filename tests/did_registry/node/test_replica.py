@@ -121,3 +121,44 @@ def test_a_validator_added_by_transaction_starts_voting_at_its_height(cluster: C
     cluster.wait_for(lambda: committed_everywhere(cluster, more), what="committed with node-5's votes")
     certificate = cluster.nodes["node-1"].service.head[1]  # type: ignore[union-attr]
     assert certificate is not None and "node-5" in certificate.signatures
+
+
+def test_a_validator_whose_store_fails_at_commit_halts_and_the_others_go_on() -> None:
+    """A store that refuses a block consensus committed (a full disk) halts its node: it stops voting,
+    /health says halted and why, instead of lagging silently with its engine ahead of its store; the
+    other three (f = 1) keep committing."""
+    cluster = Cluster.create("pbft", 4)
+    cluster.start()
+    try:
+        broken = cluster.nodes["node-3"]
+        assert broken.service is not None
+        app = broken.service.app
+
+        def full_disk(*args: object, **kwargs: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        app.commit = full_disk  # type: ignore[method-assign]
+        txns = creates(cluster.trustee, 10)
+        submit(cluster.nodes["node-1"].url, txns)
+        cluster.wait_for(
+            lambda: broken.service is not None and broken.service.halted is not None, what="halted"
+        )
+        others = [n for n in cluster.running() if n.id != "node-3"]
+        cluster.wait_for(
+            lambda: all(
+                n.service is not None and all(n.service.app.store.locate(t.id) for t in txns) for n in others
+            ),
+            what="committed by the other three",
+        )
+        health = httpx.get(f"{broken.url}/health", timeout=10).json()
+        assert health["status"] == "halted" and "No space left on device" in health["halted"]
+        more = creates(cluster.trustee, 5)
+        submit(cluster.nodes["node-2"].url, more)
+        cluster.wait_for(
+            lambda: all(
+                n.service is not None and all(n.service.app.store.locate(t.id) for t in more) for n in others
+            ),
+            what="later transactions committed without node-3",
+        )
+    finally:
+        cluster.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import json
 import socket
 import threading
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from did_registry.node.server import NodeServer, serving_collector
+from did_registry.node.server import NodeServer, serve, serving_collector
 from tests.did_registry.ledger.conftest import new_actor
 from tests.did_registry.node.conftest import Node, make_node
 
@@ -124,3 +125,24 @@ def test_the_serving_collector_freezes_what_exists_and_collects_less_often() -> 
         assert gc.get_threshold() == (50_000, 20, 100)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_serve_returns_when_the_node_halts() -> None:
+    """A halted node (its store refused a committed block) stops serving, so ``trellis node start``
+    exits and a supervisor restarts it; until then /health says why."""
+    node = make_node()
+    out = io.StringIO()
+    thread = threading.Thread(
+        target=serve, args=(node.service,), kwargs={"out": out, "handle_signals": False}
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while "serving on" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    url = out.getvalue().split()[-1]
+    assert _get(f"{url}/health")["status"] == "ok"
+    node.service.halt("block 7 could not be stored: disk full")
+    thread.join(10)
+    assert not thread.is_alive()
+    health = node.app.test_client().get("/health").get_json()
+    assert (health["status"], health["halted"]) == ("halted", "block 7 could not be stored: disk full")
