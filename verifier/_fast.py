@@ -116,9 +116,7 @@ def authenticate_request(
     _check_digest(request, did)
     try:  # from here on the device has proven who it is
         if not verifier.nonces.use(_signed.SIGNATURE_NAMESPACE, f"{keyid} {nonce}", replay_until):
-            raise Refused(
-                Reason.REPLAYED, "the signature's nonce was already used", did=did, authenticated=True
-            )
+            raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
         if credential is not None:
             return verifier._admit(did, entry, keyid, [credential], target, now)
         try:
@@ -171,9 +169,7 @@ def _session(
     did = session.did
     try:  # from here on the device has proven who it is (it holds the session key)
         if not verifier.nonces.use(_signed.SIGNATURE_NAMESPACE, f"{keyid} {nonce}", replay_until):
-            raise Refused(
-                Reason.REPLAYED, "the signature's nonce was already used", did=did, authenticated=True
-            )
+            raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
         if did.startswith("did:trellis:"):  # session_device, with its memo read
             device = verifier._admissions.session_device(session.id, did, session.key_id)
             if device is not None:

@@ -159,10 +159,10 @@ def _verify(
 
 
 def _use_nonce(verifier: Verifier, sig: SignatureInput, expires_at: float, did: str) -> None:
-    """Use the nonce of a signature that verified (so a replay names ``did``, authenticated)."""
+    """Use the nonce of a signature that verified (a replay names ``did``; callers mark it :func:`proven`)."""
     assert sig.nonce is not None
     if not verifier.nonces.use(SIGNATURE_NAMESPACE, f"{sig.keyid} {sig.nonce}", expires_at):
-        raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did, authenticated=True)
+        raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
 
 
 def proven(refused: Refused, did: str) -> None:

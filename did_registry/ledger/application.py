@@ -199,9 +199,10 @@ class LedgerApplication:
         if header.network != self.genesis.network:
             raise InvalidBlock(f"block of network {header.network!r}")
         try:
-            if format_timestamp(parse_timestamp(header.time)) != header.time:
+            time = parse_timestamp(header.time)
+            if format_timestamp(time) != header.time:
                 raise InvalidBlock(f"block time {header.time[:40]!r} is not in UTC whole seconds (…Z)")
-            if parse_timestamp(header.time) < parse_timestamp(self._head.time):
+            if time < parse_timestamp(self._head.time):
                 raise InvalidBlock("block time goes backwards")
         except InvalidTimestamp as exc:
             raise InvalidBlock(str(exc)) from None
