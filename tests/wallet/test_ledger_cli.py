@@ -194,6 +194,16 @@ def test_a_rotation_whose_answer_was_lost_keeps_the_new_key(
     assert _key_ids(folder) == ["key-1", "key-2"]
 
 
+def _with_spare_key(folder: Path, url: str) -> tuple[str, list[str]]:
+    """A created DID whose document also lists a key the keystore does not hold (``#spare``, for
+    capabilityInvocation); its DID and the common CLI options."""
+    did, common = _created(folder, url, "device.key")
+    spare = Ed25519PrivateKey.generate().public_key
+    _update_with_key_1(folder, url, did, lambda b: b.add_verification_method(
+        spare, fragment="spare", relationships=("capabilityInvocation",)))  # fmt: skip
+    return did, common
+
+
 def test_a_false_rejection_keeps_the_new_key(
     network: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -224,10 +234,7 @@ def test_a_rotation_refuses_to_keep_a_key_the_keystore_lacks(network: tuple[Path
     """A key the keystore does not hold (here: added by whoever stole key-1) makes a rotation
     refuse, naming the key, and nothing changes."""
     folder, url = network
-    did, common = _created(folder, url, "device.key")
-    thief = Ed25519PrivateKey.generate().public_key
-    _update_with_key_1(folder, url, did, lambda b: b.add_verification_method(
-        thief, fragment="spare", relationships=("capabilityInvocation",)))  # fmt: skip
+    did, common = _with_spare_key(folder, url)
     code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--rotate", folder=folder)
     assert code == 1 and f"{did}#spare (capabilityInvocation)" in out
     assert _key_ids(folder) == ["key-1"]
@@ -236,10 +243,7 @@ def test_a_rotation_refuses_to_keep_a_key_the_keystore_lacks(network: tuple[Path
 
 def test_unknown_keys_remove_takes_them_out_in_the_rotation(network: tuple[Path, str]) -> None:
     folder, url = network
-    did, common = _created(folder, url, "device.key")
-    thief = Ed25519PrivateKey.generate().public_key
-    _update_with_key_1(folder, url, did, lambda b: b.add_verification_method(
-        thief, fragment="spare", relationships=("capabilityInvocation",)))  # fmt: skip
+    did, common = _with_spare_key(folder, url)
     code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--rotate", "--unknown-keys",
                      "remove", folder=folder)  # fmt: skip
     assert code == 0, out
@@ -248,10 +252,7 @@ def test_unknown_keys_remove_takes_them_out_in_the_rotation(network: tuple[Path,
 
 def test_unknown_keys_keep_rotates_and_keeps_them(network: tuple[Path, str]) -> None:
     folder, url = network
-    did, common = _created(folder, url, "device.key")
-    other = Ed25519PrivateKey.generate().public_key
-    _update_with_key_1(folder, url, did, lambda b: b.add_verification_method(
-        other, fragment="spare", relationships=("capabilityInvocation",)))  # fmt: skip
+    did, common = _with_spare_key(folder, url)
     code, out = _run("did", "update", *common, "--key", str(folder / "device.key"), "--rotate", "--unknown-keys",
                      "keep", folder=folder)  # fmt: skip
     assert code == 0, out
