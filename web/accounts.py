@@ -14,9 +14,9 @@ import secrets
 from typing import ClassVar, Final
 
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 
-from web.models import ApiToken, Operator, Role, SessionEpoch, utcnow
+from web.models import ApiToken, Operator, OperatorSession, Role, utcnow
 from web.organisation import PortalError
 from web.passwords import Passwords, password_problem
 
@@ -122,7 +122,8 @@ def authenticate(db: Session, passwords: Passwords, username: str, password: str
 def change_password(
     db: Session, passwords: Passwords, operator: Operator, current: str, new: str, confirm: str
 ) -> None:
-    """Replace ``operator``'s password after checking the current one; :class:`InvalidInput` otherwise."""
+    """Replace ``operator``'s password after checking the current one, ending all of their sessions
+    (the caller starts a new one for the person who changed it); :class:`InvalidInput` otherwise."""
     if not passwords.verify(operator.password_hash, current):
         raise InvalidInput("current", "The current password is not correct.")
     if problem := password_problem(new):
@@ -131,7 +132,13 @@ def change_password(
         raise InvalidInput("confirm", "The two new passwords are not the same.")
     operator.password_hash = passwords.hash(new)
     db.add(operator)
+    _end_sessions(db, operator.id)
     db.commit()
+
+
+def _end_sessions(db: Session, operator_id: int | None) -> None:
+    """Delete every session of an operator (in the caller's transaction): each cookie stops working."""
+    db.exec(delete(OperatorSession).where(col(OperatorSession.operator_id) == operator_id))
 
 
 def _operator(db: Session, operator_id: int) -> Operator:
@@ -164,9 +171,7 @@ def set_disabled(db: Session, operator_id: int, disabled: bool, *, by: Operator)
     operator.disabled = disabled
     db.add(operator)
     if disabled:
-        epoch = db.get(SessionEpoch, operator_id) or SessionEpoch(operator_id=operator_id)
-        epoch.epoch += 1
-        db.add(epoch)
+        _end_sessions(db, operator_id)
         db.exec(update(ApiToken).where(col(ApiToken.operator_id) == operator_id).values(revoked=True))
     db.commit()
     return operator

@@ -32,7 +32,8 @@ def _safe_next(target: str | None) -> str:
 @bp.route("/login", methods=["GET", "POST"])
 @public
 def login() -> ResponseReturnValue:
-    """The sign-in form; after ``login_max_failures`` failures (per name or address) it answers 429."""
+    """The sign-in form; after too many failures (of the name from this address, of this address, or
+    of the name from every address: :mod:`web.ratelimit`) it answers 429."""
     if request.method == "GET":
         if current_operator() is not None:
             return redirect(_safe_next(request.args.get("next")))
@@ -40,11 +41,14 @@ def login() -> ResponseReturnValue:
     config = portal().config
     username = request.form.get("username", "").strip().lower()[:200]
     password = request.form.get("password", "")
-    keys = [ratelimit.user_key(username), ratelimit.address_key(request.remote_addr)]
+    address = request.remote_addr
+    limits = ratelimit.login_limits(
+        username, address, max_failures=config.login_max_failures, user_max_failures=config.login_user_limit
+    )
     now = utcnow()
     with db_session() as db:
         wait = ratelimit.retry_after(
-            db, keys, max_failures=config.login_max_failures, window=config.login_window, now=now
+            db, limits.keys(), max_failures=limits, window=config.login_window, now=now
         )
         if wait is not None:
             minutes = max(1, round(wait / 60))
@@ -54,7 +58,7 @@ def login() -> ResponseReturnValue:
             page = render_template("login.html", username=username, error=error)
             return page, 429, {"Retry-After": str(wait)}
         attempt = ratelimit.begin_attempt(
-            db, keys, max_failures=config.login_max_failures, window=config.login_window, now=now
+            db, limits.keys(), max_failures=limits, window=config.login_window, now=now
         )
         if attempt is None:  # others counted first (requests sent together): over the limit now
             page = render_template("login.html", username=username, error="Too many failed sign-ins.")
@@ -64,7 +68,7 @@ def login() -> ResponseReturnValue:
             error = "The username or password is not correct, or the account is disabled."
             return render_template("login.html", username=username, error=error), 401
         ratelimit.forget_attempt(db, attempt)
-        ratelimit.clear_failures(db, keys[0])
+        ratelimit.clear_pair(db, username, address)
     sign_in(operator)
     audit.record("auth.login", operator.username)
     return redirect(_safe_next(request.args.get("next")))

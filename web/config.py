@@ -34,6 +34,7 @@ ENV_PREFIX: Final = "TRELLIS_WEB_"
 """Prefix of the environment variables :meth:`PortalConfig.from_env` reads."""
 
 _SECRET_BYTES: Final = 32
+_USER_LIMIT_FACTOR: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,11 @@ class PortalConfig:
     over TLS (directly or behind a TLS-terminating proxy). ``trusted_proxies`` is how many proxies in
     front of the portal set ``X-Forwarded-For`` (0: the socket's peer is the client address the login
     rate limit counts). ``password_parameters`` is the Argon2id cost of new password hashes.
+
+    Sign-in is refused (429) for ``login_window`` after ``login_max_failures`` failures of one
+    username from one client address, or of one address whatever the names, and after
+    :attr:`login_user_limit` failures of one username from all addresses together. An operator keeps
+    at most ``sessions_per_operator`` sessions: signing in once more ends the least recently used.
     """
 
     instance_path: Path
@@ -53,7 +59,11 @@ class PortalConfig:
     secure_cookies: bool = False
     session_lifetime: timedelta = timedelta(hours=8)
     login_max_failures: int = 5
+    login_user_max_failures: int | None = None
+    """Failures of one username from all addresses together before it is refused (``None``: ten times
+    ``login_max_failures``; see :attr:`login_user_limit`)."""
     login_window: timedelta = timedelta(minutes=15)
+    sessions_per_operator: int = 10
     trusted_proxies: int = 0
     page_size: int = 50
     organisation_passphrase: str | None = field(default=None, repr=False)
@@ -65,12 +75,24 @@ class PortalConfig:
     def __post_init__(self) -> None:
         if self.login_max_failures < 1:
             raise ValueError("login_max_failures must be at least 1")
+        if self.login_user_max_failures is not None and self.login_user_max_failures < 1:
+            raise ValueError("login_user_max_failures must be at least 1")
+        if self.sessions_per_operator < 1:
+            raise ValueError("sessions_per_operator must be at least 1")
         if self.login_window <= timedelta(0) or self.session_lifetime <= timedelta(0):
             raise ValueError("login_window and session_lifetime must be positive")
         if not 1 <= self.page_size <= 1000:
             raise ValueError("page_size must be from 1 to 1000")
         if self.trusted_proxies < 0:
             raise ValueError("trusted_proxies must not be negative")
+
+    @property
+    def login_user_limit(self) -> int:
+        """Failures of one username, from all addresses together, before it is refused: large, so that
+        nobody can lock its owner out from a few addresses, yet still stopping a distributed guesser."""
+        if self.login_user_max_failures is not None:
+            return self.login_user_max_failures
+        return _USER_LIMIT_FACTOR * self.login_max_failures
 
     @property
     def database(self) -> str:

@@ -1,5 +1,5 @@
-"""The portal's tables (SQLModel): operators, their API tokens, the audit log, failed logins and the
-authentications services report.
+"""The portal's tables (SQLModel): operators, their API tokens and signed-in sessions, the audit log,
+failed logins and the authentications services report.
 
 Rows are the storage edge only. Times are aware UTC datetimes (:func:`utcnow`); SQLModel stores them
 as UTC and gives them back in UTC on SQLite and PostgreSQL alike. Audit entries name their actor by username, so they outlive the account.
@@ -19,7 +19,7 @@ __all__ = [
     "AuditEntry",
     "LoginFailure",
     "AuthenticationRow",
-    "SessionEpoch",
+    "OperatorSession",
     "TABLES",
     "utcnow",
     "iso_utc",
@@ -87,7 +87,8 @@ class AuditEntry(SQLModel, table=True):
 
 
 class LoginFailure(SQLModel, table=True):
-    """A failed sign-in, counted by the login rate limit under ``user:<name>`` and ``addr:<address>``."""
+    """A failed sign-in, counted by the login rate limit under ``pair:<digest of name and address>``,
+    ``addr:<address>`` and ``user:<name>`` (one row per key, all at the same instant)."""
 
     __tablename__ = "portal_login_failure"
 
@@ -112,14 +113,19 @@ class AuthenticationRow(SQLModel, table=True):
     """The operator whose API token reported it."""
 
 
-class SessionEpoch(SQLModel, table=True):
-    """How many times an operator's sessions were ended all at once (disabling the account does it):
-    part of every session's stamp, so a session from before no longer matches (no row: 0)."""
+class OperatorSession(SQLModel, table=True):
+    """A signed-in session, kept on the server: the SHA-256 of the random id the session cookie carries,
+    whose session it is, when it began and when it was last used (to the minute). A cookie whose row is
+    gone is refused: signing out deletes the row, so a copy of the cookie ends with it; a password
+    change or disabling the account deletes all of the operator's rows."""
 
-    __tablename__ = "portal_session_epoch"
+    __tablename__ = "portal_operator_session"
 
-    operator_id: int = Field(foreign_key="portal_operator.id", primary_key=True)
-    epoch: int = 0
+    id: int | None = Field(default=None, primary_key=True)
+    id_hash: str = Field(index=True, unique=True, max_length=64)
+    operator_id: int = Field(foreign_key="portal_operator.id", index=True)
+    created: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow, index=True)
 
 
 TABLES: tuple[type[SQLModel], ...] = (
@@ -128,6 +134,6 @@ TABLES: tuple[type[SQLModel], ...] = (
     AuditEntry,
     LoginFailure,
     AuthenticationRow,
-    SessionEpoch,
+    OperatorSession,
 )
 """Every portal table, created by :func:`web.db.open_engine`."""

@@ -1,8 +1,13 @@
 """Who is asking and what they may do: session sign-in, CSRF tokens, API bearer tokens and roles.
 
-- **Sessions.** Flask's signed cookie session holds the operator's id and a stamp derived from their
-  password hash, so changing a password ends every other session; a disabled operator's session ends at
-  their next request. The cookie is ``HttpOnly``, ``SameSite=Lax`` and ``Secure`` when configured.
+- **Sessions.** Flask's signed cookie session holds a random session id; the server keeps its SHA-256
+  in ``portal_operator_session`` (:class:`~web.models.OperatorSession`) and refuses a cookie whose row
+  is gone. Signing out deletes the session's row, so a copy of the cookie taken before stops working
+  too, while the operator's other sessions (other browsers, other devices) go on. Changing the password
+  or disabling the account deletes all of the operator's rows; a disabled operator's session also ends
+  at their next request. A session idle longer than ``session_lifetime`` ends; signing in deletes every
+  such row, and the operator's least recently used sessions beyond ``sessions_per_operator``. The
+  cookie is ``HttpOnly``, ``SameSite=Lax`` and ``Secure`` when configured.
 - **CSRF.** Each session has a random token; every ``POST``/``PUT``/``PATCH``/``DELETE`` outside the
   JSON API must send it back (hidden field ``csrf_token`` or header ``X-CSRF-Token``), compared in
   constant time, or it is refused with 400 before the view runs. The API takes no cookies (only
@@ -18,14 +23,18 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Final, ParamSpec, TypeVar, cast
 
 from flask import abort, g, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy import update
+from sqlmodel import Session, col, delete, select
 
 from web.accounts import token_holder
 from web.db import session as db_session
-from web.models import Operator, Role, SessionEpoch
+from web.models import Operator, OperatorSession, Role, utcnow
+from web.portal import portal
 from web.problems import ApiProblem
 
 __all__ = [
@@ -52,6 +61,8 @@ CSRF_FIELD: Final = "csrf_token"
 CSRF_HEADER: Final = "X-CSRF-Token"
 """The header that may carry the CSRF token instead."""
 _UNSAFE: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_SESSION_ID: Final = "session_id"
+_TOUCH_EVERY: Final = timedelta(minutes=1)
 _ROLES_ATTR: Final = "_portal_roles"
 
 P = ParamSpec("P")
@@ -68,32 +79,58 @@ def current_operator() -> Operator | None:
     return cast(Operator | None, g.get("operator"))
 
 
-def _stamp(operator: Operator, epoch: int) -> str:
-    """What a session must match: the password's hash and the operator's session epoch, so a
-    password change or disabling the account ends every session made before."""
-    return hashlib.sha256(f"{epoch}:{operator.password_hash}".encode()).hexdigest()[:32]
+def _id_hash(session_id: str) -> str:
+    """What the server keeps of a session id: its SHA-256 (256 random bits need no slow hash)."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def _epoch(operator_id: int | None) -> int:
-    if operator_id is None:
-        return 0
-    with db_session() as db:
-        row = db.get(SessionEpoch, operator_id)
-    return 0 if row is None else row.epoch
+def _end_session(db: Session) -> None:
+    """Delete the current cookie's session row, if it has one (in ``db``'s transaction)."""
+    session_id = session.get(_SESSION_ID)
+    if isinstance(session_id, str):
+        db.exec(delete(OperatorSession).where(col(OperatorSession.id_hash) == _id_hash(session_id)))
 
 
 def sign_in(operator: Operator) -> None:
-    """Start a fresh session for ``operator`` (a new CSRF token; nothing kept from before)."""
+    """Start a fresh session for ``operator`` (a new session id and CSRF token; nothing kept from before).
+
+    The session this browser had is ended; so are every operator's sessions idle past the lifetime,
+    and ``operator``'s least recently used ones beyond ``sessions_per_operator``."""
+    config = portal().config
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    with db_session() as db:
+        _end_session(db)
+        db.exec(
+            delete(OperatorSession).where(col(OperatorSession.last_seen) <= now - config.session_lifetime)
+        )
+        assert operator.id is not None
+        db.add(
+            OperatorSession(id_hash=_id_hash(session_id), operator_id=operator.id, created=now, last_seen=now)
+        )
+        db.flush()
+        beyond = db.exec(
+            select(OperatorSession.id)
+            .where(OperatorSession.operator_id == operator.id)
+            .order_by(col(OperatorSession.last_seen).desc(), col(OperatorSession.id).desc())
+            .offset(config.sessions_per_operator)
+        ).all()
+        if beyond:
+            db.exec(delete(OperatorSession).where(col(OperatorSession.id).in_(beyond)))
+        db.commit()
     session.clear()
     session.permanent = True
-    session["operator_id"] = operator.id
-    session["stamp"] = _stamp(operator, _epoch(operator.id))
+    session[_SESSION_ID] = session_id
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
     g.operator = operator
 
 
 def sign_out() -> None:
-    """End the current session."""
+    """End the current session: its row is deleted, so no copy of its cookie works any more. The
+    operator's other sessions go on."""
+    with db_session() as db:
+        _end_session(db)
+        db.commit()
     session.clear()
     g.operator = None
 
@@ -108,24 +145,34 @@ def csrf_token() -> str:
 
 
 def load_session_operator() -> None:
-    """Before each page request: find the signed-in operator, ending a session that is no longer valid."""
+    """Before each page request: find the signed-in operator, ending a session that is no longer valid
+    (its row deleted or idle past the lifetime, or its operator disabled). The row's last use is
+    written at most once a minute, so most requests only read."""
     g.operator = None
     if is_api_request():
         return
-    operator_id = session.get("operator_id")
-    if not isinstance(operator_id, int):
+    session_id = session.get(_SESSION_ID)
+    if not isinstance(session_id, str):
         return
+    lifetime = portal().config.session_lifetime
+    now = utcnow()
+    stale = col(OperatorSession.last_seen) <= now - min(_TOUCH_EVERY, lifetime / 10)
     with db_session() as db:
-        operator = db.get(Operator, operator_id)
-        epoch_row = db.get(SessionEpoch, operator_id)
-    epoch = 0 if epoch_row is None else epoch_row.epoch
-    if (
-        operator is None
-        or operator.disabled
-        or not hmac.compare_digest(session.get("stamp", ""), _stamp(operator, epoch))
-    ):
-        session.clear()
-        return
+        found = db.exec(
+            select(Operator, OperatorSession.id, stale)
+            .join(OperatorSession, col(OperatorSession.operator_id) == col(Operator.id))
+            .where(
+                OperatorSession.id_hash == _id_hash(session_id),
+                col(OperatorSession.last_seen) > now - lifetime,
+            )
+        ).first()
+        if found is None or found[0].disabled:
+            session.clear()
+            return
+        operator, row_id, touch = found
+        if touch:
+            db.exec(update(OperatorSession).where(col(OperatorSession.id) == row_id).values(last_seen=now))
+            db.commit()
     g.operator = operator
 
 

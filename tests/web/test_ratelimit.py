@@ -85,3 +85,54 @@ def test_a_refused_attempt_leaves_the_count_as_it_was(engine: Engine) -> None:
                 for _ in range(3)]  # fmt: skip
         assert [k is not None for k in kept] == [True, True, False]
         assert db.exec(select(func.count()).select_from(LoginFailure)).one() == 4
+
+
+def _counted(db: Session, key: str) -> int:
+    return db.exec(select(func.count()).select_from(LoginFailure).where(LoginFailure.key == key)).one()
+
+
+def test_each_key_is_held_to_its_own_limit(engine: Engine) -> None:
+    """With a limit per key, an attempt is refused when any of its keys is over that key's own limit."""
+    now = utcnow()
+    first, second = {"pair:1": 2, "user:u": 3}, {"pair:2": 2, "user:u": 3}
+    with Session(engine) as db:
+        kept = [
+            ratelimit.begin_attempt(db, limits.keys(), max_failures=limits, window=WINDOW, now=now)
+            for limits in (first, first, first, second, second)
+        ]
+        assert [k is not None for k in kept] == [True, True, False, True, False]
+        assert (
+            ratelimit.retry_after(db, ["pair:2"], max_failures={"pair:2": 2}, window=WINDOW, now=now) is None
+        )
+        assert ratelimit.retry_after(db, ["user:u"], max_failures={"user:u": 3}, window=WINDOW, now=now)
+
+
+def test_clearing_a_pair_forgets_its_failures_under_every_key_and_no_others(engine: Engine) -> None:
+    """``clear_pair`` forgets one name's failures from one address, under the pair's, the address's and
+    the name's keys, and keeps the address's failures against other names and the name's from elsewhere."""
+    now = utcnow()
+    with Session(engine) as db:
+        for moment, (name, address) in enumerate([("u", "a"), ("u", "a"), ("v", "a"), ("u", "b")]):
+            keys = ratelimit.login_limits(name, address, max_failures=5, user_max_failures=50)
+            at = now + timedelta(microseconds=moment)
+            assert ratelimit.begin_attempt(db, keys, max_failures=keys, window=WINDOW, now=at) is not None
+        ratelimit.clear_pair(db, "u", "a")
+        counts = {
+            key: _counted(db, key)
+            for key in (
+                ratelimit.pair_key("u", "a"),
+                ratelimit.pair_key("v", "a"),
+                ratelimit.pair_key("u", "b"),
+                ratelimit.address_key("a"),
+                ratelimit.address_key("b"),
+                ratelimit.user_key("u"),
+                ratelimit.user_key("v"),
+            )
+        }
+    assert list(counts.values()) == [0, 1, 1, 1, 1, 1, 1]
+
+
+def test_a_pair_key_tells_apart_names_and_addresses_that_run_together() -> None:
+    """A name and an address are kept apart in the pair's key, whatever characters they hold."""
+    assert ratelimit.pair_key("a:b", "c") != ratelimit.pair_key("a", "b:c")
+    assert ratelimit.pair_key('a", "b', "c") != ratelimit.pair_key("a", 'b", "c')
