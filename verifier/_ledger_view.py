@@ -96,13 +96,18 @@ class LedgerView:
         try:
             cache.catch_up()
         except (LedgerUnavailable, DidRegistryError, ValueError, KeyError, TypeError, httpx.HTTPError) as exc:
-            if cache.staleness() > self.policy.offline_max_staleness:
-                raise Refused(
-                    Reason.TOO_STALE,
-                    f"network {cache.network}: no node answers ({exc}) and the last certified header "
-                    f"was confirmed {cache.staleness():.0f} s ago",
-                    did=did,
-                ) from None
+            why = f"no node answers ({exc})"
+        else:  # the nodes answered, but with no block recent enough: behind, or hiding newer ones
+            why = (
+                "the nodes that answer show no recent block (a network commits one every freshness interval)"
+            )
+        stale = cache.staleness()
+        if stale > self.policy.offline_max_staleness:
+            raise Refused(
+                Reason.TOO_STALE,
+                f"network {cache.network}: {why}, and what the verifier knows was certified {stale:.0f} s ago",
+                did=did,
+            )
 
     def entry(self, did: str) -> DIDEntry:
         """The compact DID entry of ``did`` (any supported method); raise :class:`Refused`."""

@@ -7,7 +7,11 @@ of one node, and another asks the other nodes in turn for blocks it lacks (:mod:
 for each new block it fetches the block, checks its transactions against the certified
 ``txn_root``, and drops every entry the transactions touch, then tells the listeners (the verifier
 ends sessions of devices that changed). :meth:`LedgerCache.staleness` is the time since the cache
-was last confirmed at the head: never while a node has shown a certified header it has not applied.
+was last confirmed at the head (never while a node has shown a certified header it has not applied),
+and at least how much the newest certified block time it has applied is older than ``max_block_age``:
+validators commit a block at least every freshness interval (``docs/consensus.md`` § Freshness), so a
+node that keeps answering "nothing newer" cannot keep a verifier looking fresh while it hides a
+revocation.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import httpx
 
 from did_registry.client import LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
+from did_registry.identity.timestamps import parse_timestamp
 from did_registry.ledger.block import Block, CommitCertificate
 from verifier._follower import Follower
 from verifier._records import DIDEntry, IssuerEntry, StatusEntry, did_entry, issuer_entry, status_entry
@@ -31,6 +36,7 @@ __all__ = [
     "LedgerSource",
     "ClientSource",
     "LedgerCache",
+    "block_time",
     "changes_of",
     "fetch_block",
 ]
@@ -81,6 +87,8 @@ class Changes:
     """Issuers whose accreditation or roles changed."""
     everything: bool = False
     """Too many blocks were skipped to tell: anything may have changed (every entry was dropped)."""
+    time: float | None = None
+    """The block's certified time (Unix seconds), when known."""
 
 
 def changes_of(block: Block) -> Changes:
@@ -112,7 +120,13 @@ def changes_of(block: Block) -> Changes:
         frozenset(ended),
         {k: frozenset(v) for k, v in status_set.items()},
         frozenset(issuers),
+        time=block_time(block),
     )
+
+
+def block_time(block: Block) -> float:
+    """The certified time of ``block`` (Unix seconds)."""
+    return parse_timestamp(block.header.time).timestamp()
 
 
 def fetch_block(client: LedgerClient, height: int, *, first: str | None = None) -> Block:
@@ -153,6 +167,7 @@ class LedgerCache:
         watcher: LedgerClient | None = None,
         poll_interval: float = 0.5,
         live: bool = False,
+        max_block_age: float | None = None,
     ) -> None:
         self.network = network
         self.source = source
@@ -165,6 +180,8 @@ class LedgerCache:
         self.height: int | None = None  # every block up to here has been applied to the cache
         self.known_head: int | None = None  # the highest certified height any node has shown
         self.seen_at: float | None = None  # when the cache was last confirmed at the head
+        self.head_time: float | None = None  # the newest certified block time applied (Unix seconds)
+        self.max_block_age = max_block_age  # Policy.max_block_age (None: the network may stay silent)
         self.listeners: list[Callable[[Changes], None]] = []
         self.errors: list[str] = []  # why following or catching up failed, newest last
         self.generation = 0
@@ -188,10 +205,21 @@ class LedgerCache:
         A confirmation is a block applied up to the highest certified height any node has shown, or
         a node answering that it has nothing newer. While some node has shown a certified header the
         cache has not applied, nothing confirms it: the staleness grows until the cache catches up.
+
+        With ``max_block_age`` set, it is also at least the age of the newest certified block time
+        the cache has applied less ``max_block_age``: a network commits a block at least every
+        freshness interval, so a newest block older than that means the nodes that answer are
+        behind, or hiding blocks, whatever they say.
         """
         if self.live:
             return 0.0
-        return float("inf") if self.seen_at is None else max(0.0, self.clock() - self.seen_at)
+        if self.seen_at is None:
+            return float("inf")
+        now = self.clock()
+        stale = max(0.0, now - self.seen_at)
+        if self.head_time is not None and self.max_block_age is not None:
+            stale = max(stale, now - self.head_time - self.max_block_age)
+        return stale
 
     def behind(self) -> bool:
         """Whether some node has shown a certified header past what the cache has applied."""
@@ -206,11 +234,17 @@ class LedgerCache:
         """Remember why following or catching up failed (the last 100 reasons are kept)."""
         self.errors = [*self.errors[-99:], error]
 
-    def confirm(self, height: int, at: float | None = None) -> None:
+    def confirm(self, height: int, at: float | None = None, *, time: float | None = None) -> None:
         """Note that every block up to ``height`` is applied and no node has shown anything newer (as
-        of ``at``, default now); behind a higher certified height already shown, nothing is confirmed."""
+        of ``at``, default now); behind a higher certified height already shown, nothing is confirmed.
+        ``time`` is block ``height``'s certified time, when the caller applied no block (a snapshot)."""
         with self._lock:
             self._confirm(height, at)
+            if time is not None and self.height == height:
+                self._note_time(time)
+
+    def _note_time(self, time: float) -> None:  # (under the lock)
+        self.head_time = time if self.head_time is None else max(self.head_time, time)
 
     def _confirm(self, height: int, at: float | None = None) -> None:
         self.height = height if self.height is None else max(self.height, height)
@@ -237,12 +271,14 @@ class LedgerCache:
         with self._advance_lock:
             if self.height is None or target - self.height > MAX_CATCH_UP:
                 skipped = self.height is not None
+                time = block_time(fetch_block(client, target, first=first))
                 with self._lock:  # one step: a read in flight at the old height cannot land between
                     self._clear()
                     self._confirm(target)
+                    self._note_time(time)
                 if skipped:
                     for listener in list(self.listeners):
-                        listener(Changes(target, everything=True))
+                        listener(Changes(target, everything=True, time=time))
                 return
             for height in range(self.height + 1, target + 1):
                 self.apply(fetch_block(client, height, first=first))
@@ -278,6 +314,8 @@ class LedgerCache:
             if changes.dids or changes.status_set or changes.issuers or changes.everything:
                 self.generation += 1
             self.height = changes.height
+            if changes.time is not None:
+                self._note_time(changes.time)
         for listener in list(self.listeners):
             listener(changes)
 

@@ -69,6 +69,13 @@ class Policy:
     """Online: seconds without a certified header before the head is asked for again."""
     offline_max_staleness: float = 30.0
     """Offline: seconds without a certified header before authentications are refused."""
+    max_block_age: float | None = 30.0
+    """How old the newest certified block the verifier has applied may get before the excess counts
+    as staleness, whatever the nodes say: validators commit a block at least every freshness interval
+    (10 s by default, ``docs/consensus.md`` § Freshness), even with nothing to order, so an older
+    newest block means the nodes that answer are behind or hide newer blocks (a revocation). It
+    covers the clock difference between this verifier and the validators. ``None`` for a network
+    whose validators commit nothing while idle (then a node answering "nothing newer" is believed)."""
     head_poll_interval: float = 0.5
     """While following a network's header stream, seconds between asking another node for newer blocks
     (a node cut off from the others must not keep the verifier behind); 0 never asks."""
@@ -98,6 +105,8 @@ class Policy:
             "session_ttl",
         ):
             object.__setattr__(self, name, _seconds(name, getattr(self, name)))
+        if self.max_block_age is not None:
+            object.__setattr__(self, "max_block_age", _seconds("max_block_age", self.max_block_age))
         if not isinstance(self.require_revocation, bool):
             raise ConfigurationError(
                 f"require_revocation must be True or False, got {self.require_revocation!r}"

@@ -168,7 +168,7 @@ def _load_network(verifier: Verifier, item: Any, trust: NetworkTrust) -> None:
     certified = parse_timestamp(header.time).timestamp() + skew  # no fresher than the head it proves
     cache = verifier.caches[trust.network]
     cache.load(values, header.height)
-    cache.confirm(header.height, at=min(confirmed_at, certified))
+    cache.confirm(header.height, at=min(confirmed_at, certified), time=certified - skew)
 
 
 def _check_once_each(items: Any) -> None:

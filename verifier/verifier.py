@@ -105,7 +105,9 @@ class Verifier:
 
     def _cache_for(self, trust: NetworkTrust) -> LedgerCache:
         if not trust.nodes:
-            cache = LedgerCache(trust.network, None, clock=self.clock)
+            cache = LedgerCache(
+                trust.network, None, clock=self.clock, max_block_age=self.policy.max_block_age
+            )
         else:
             client = LedgerClient(list(trust.nodes), trust.genesis, transport=trust.transport)
             follower = LedgerClient(list(trust.nodes), trust.genesis, transport=trust.transport, timeout=30)
@@ -119,6 +121,7 @@ class Verifier:
                 follower=follower,
                 watcher=watcher,
                 poll_interval=self.policy.head_poll_interval,
+                max_block_age=self.policy.max_block_age,
             )
         cache.listeners.append(self._on_changes)
         return cache

@@ -202,6 +202,11 @@ class ConsensusConfig:
     overtake_margin: float = 1.0
     """How much later than a pending request (seconds) a request must have reached this validator to
     count as overtaking it: it covers the difference in network delay to two validators."""
+    freshness_interval: float = 10.0
+    """Once this long (seconds) has passed since this validator reached the head, the proposer commits
+    a block even with no request (an empty one), and a validator waits for one as for a pending
+    request: so the time of the newest certified block shows a reader how fresh its view is, and a
+    node hiding newer blocks is found out (``docs/consensus.md`` § Freshness). 0 turns it off."""
 
     @classmethod
     def testing(cls) -> ConsensusConfig:
@@ -216,6 +221,7 @@ class ConsensusConfig:
             retransmit_interval=0.25,
             max_pending=10_000,
             overtake_margin=0.5,
+            freshness_interval=0.0,  # off: a lone engine in a test stays idle (the simulator turns it on)
         )
 
     def validate(self) -> ConsensusConfig:
@@ -238,6 +244,7 @@ class ConsensusConfig:
             (self.max_request_bytes >= 1, "max_request_bytes must be positive"),
             (self.max_message_bytes >= 1024, "max_message_bytes must be at least 1024"),
             (self.max_kept_block_bytes >= 0, "max_kept_block_bytes must not be negative"),
+            (self.freshness_interval >= 0, "freshness_interval must not be negative"),
             (self.overtake_batches >= 1, "overtake_batches must be at least 1"),
             (self.overtake_margin >= 0, "overtake_margin must not be negative"),
         ]

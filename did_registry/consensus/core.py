@@ -85,6 +85,7 @@ class EngineCore:
         self._helped: dict[str, float] = {}
         self._certificates: dict[int, CommitCertificate] = {}  # checked, for heights above ours
         self._ahead: dict[str, int] = {}  # the highest height each validator claims to have reached
+        self._head_at: float | None = None  # when the head was reached (from the first tick on)
 
     # -- read-only state ------------------------------------------------------------------------
     @property
@@ -149,6 +150,8 @@ class EngineCore:
         """The driver's clock reads ``now``."""
         self._begin()
         self._now = max(self._now, now)
+        if self._head_at is None:
+            self._head_at = self._now
         self._timers.fired(self._now)
         self._tick()
         return self._end()
@@ -162,6 +165,7 @@ class EngineCore:
             self._certificate = certificate
             self._pool.retain(self._app.check)
             self._state_asked = None
+            self._head_reached()
             self._transferred()
         return self._end()
 
@@ -173,6 +177,7 @@ class EngineCore:
     def _end(self) -> list[Output]:
         self._after()
         self._watch_behind()
+        self._watch_freshness()
         out, self._out = self._out, []
         out.extend(self._timers.outputs())
         return out
@@ -270,6 +275,28 @@ class EngineCore:
         """Forget certificates and claims at or below an executed height."""
         self._certificates = {h: c for h, c in self._certificates.items() if h > height}
         self._ahead = {s: h for s, h in self._ahead.items() if h > height}
+        self._head_reached()
+
+    # -- freshness (docs/consensus.md § Freshness) ------------------------------------------------
+    def _head_reached(self) -> None:
+        """The head moved (a commit or a state transfer): the next block is due one interval from now."""
+        if self._head_at is not None:
+            self._head_at = self._now
+
+    def _freshness_due(self) -> bool:
+        """Whether a block is due, with or without requests: ``freshness_interval`` has passed since
+        this validator reached its head."""
+        interval = self._config.freshness_interval
+        return interval > 0 and self._head_at is not None and self._now >= self._head_at + interval
+
+    def _watch_freshness(self) -> None:
+        """Want a tick when the next block falls due (none while it is already due: the engine then
+        waits for it as for a pending request, with its own timers)."""
+        interval = self._config.freshness_interval
+        if interval > 0 and self._head_at is not None and self._now < self._head_at + interval:
+            self._timers.set("fresh", self._head_at + interval)
+        else:
+            self._timers.clear("fresh")
 
     def _send_certificate(self, peer: str) -> None:
         """Hand a validator that is behind the certificate of our last block."""
@@ -305,6 +332,7 @@ class EngineCore:
     def _tick(self) -> None:
         """Deadlines may have passed."""
         self._timers.due("state-transfer", self._now)
+        self._timers.due("fresh", self._now)
 
     def _transferred(self) -> None:
         """State transfer moved the height."""

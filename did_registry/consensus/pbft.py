@@ -395,8 +395,8 @@ class PBFT(ViewChanges):
 
     # -- the call cycle --------------------------------------------------------------------------
     def _waiting(self) -> bool:
-        """Waiting to execute something: pending requests, or a block in flight."""
-        return bool(self._pool) or self._in_flight()
+        """Waiting to execute something: pending requests, a block in flight, or a block falling due."""
+        return bool(self._pool) or self._in_flight() or self._freshness_due()
 
     def _in_flight(self) -> bool:
         """A block in flight in this view: a slot holding the primary's PRE-PREPARE (votes alone, which
@@ -411,14 +411,20 @@ class PBFT(ViewChanges):
         if not self._active or self.primary != self._id or seq > self.high or seq <= self._proven:
             return
         slot = self._log.find(self._view, seq)
-        if not self._pool or (slot is not None and slot.pre_prepare is not None):
+        if slot is not None and slot.pre_prepare is not None:
             return  # (votes for (v, n) that arrived before any PRE-PREPARE must not stop the primary)
         oldest = self._pool.oldest()
-        assert oldest is not None
+        if oldest is None:
+            if self._freshness_due():
+                self._propose_block(seq, [])  # an empty block, to show the ledger is live
+            return
         if len(self._pool) < self._config.batch_size and self._now < oldest + self._config.batch_timeout:
             self._timers.set("batch", oldest + self._config.batch_timeout)
             return
-        batch = self._pool.batch(self._config.batch_size)
+        self._propose_block(seq, self._pool.batch(self._config.batch_size))
+
+    def _propose_block(self, seq: int, batch: list[bytes]) -> None:
+        """Build block ``seq`` from ``batch`` (possibly empty) and send its PRE-PREPARE."""
         block = self._app.propose(seq, batch, self._timestamp(self._now))
         included = set(self._app.requests(block)) if block is not None else set()
         self._pool.discard([r for r in batch if r not in included and not self._app.check(r)])

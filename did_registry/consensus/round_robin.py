@@ -229,11 +229,14 @@ class RoundRobin(EngineCore):
     def _fresh_block(self, height: int) -> bytes | None:
         oldest = self._pool.oldest()
         if oldest is None:
-            return None
-        if len(self._pool) < self._config.batch_size and self._now < oldest + self._config.batch_timeout:
+            if not self._freshness_due():
+                return None
+            batch: list[bytes] = []  # an empty block, to show the ledger is live
+        elif len(self._pool) < self._config.batch_size and self._now < oldest + self._config.batch_timeout:
             self._timers.set("batch", oldest + self._config.batch_timeout)
             return None
-        batch = self._pool.batch(self._config.batch_size)
+        else:
+            batch = self._pool.batch(self._config.batch_size)
         block = self._app.propose(height, batch, self._timestamp(self._now))
         included = set(self._app.requests(block)) if block is not None else set()
         self._pool.discard([r for r in batch if r not in included and not self._app.check(r)])
@@ -303,8 +306,9 @@ class RoundRobin(EngineCore):
                 self._enter_round(self._round + 1, announce=True)
 
     def _waiting(self) -> bool:
-        """Waiting to commit something: pending requests, or a block proposed at the next height."""
-        return bool(self._pool) or bool(self._proposals)
+        """Waiting to commit something: pending requests, a block proposed at the next height, or a
+        block falling due."""
+        return bool(self._pool) or bool(self._proposals) or self._freshness_due()
 
     def _transferred(self) -> None:
         self._prune()

@@ -62,11 +62,14 @@ class Solo(EngineCore):
         oldest = self._pool.oldest()
         if oldest is None:
             self._timers.clear("batch")
-            return
-        if len(self._pool) < self._config.batch_size and self._now < oldest + self._config.batch_timeout:
+            if not self._freshness_due():
+                return
+            batch: list[bytes] = []  # an empty block, to show the ledger is live
+        elif len(self._pool) < self._config.batch_size and self._now < oldest + self._config.batch_timeout:
             self._timers.set("batch", oldest + self._config.batch_timeout)
             return
-        batch = self._pool.batch(self._config.batch_size)
+        else:
+            batch = self._pool.batch(self._config.batch_size)
         seq = self._height + 1
         block = self._app.propose(seq, batch, self._timestamp(self._now))
         included = set(self._app.requests(block)) if block is not None else set()
@@ -79,4 +82,5 @@ class Solo(EngineCore):
         certificate = self._q.certificate(seq, digest, signatures)
         self._out.append(Committed(seq, block, certificate))
         self._height, self._certificate = seq, certificate
+        self._head_reached()
         self._timers.set("continue", self._now)

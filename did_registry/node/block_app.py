@@ -14,6 +14,9 @@ Engines order opaque bytes; this module gives them their meaning for the ledger.
 
 Execution is done once: ``propose`` and ``validate`` keep the :class:`Executed` result by digest, and
 :meth:`LedgerBlockApp.commit` writes that result when the engine reports the block committed.
+A validator votes only for a block whose time is at most :data:`MAX_TIME_AHEAD` past its own wall
+clock: readers judge how fresh their view is by the newest certified block time
+(``docs/consensus.md`` § Freshness), so a primary must not date a block in the future.
 Parsing is done once per request too: the transaction parsed from a request's bytes (and found to be
 their canonical form) is kept by those bytes, so the block that holds a request checked into the pool
 earlier does not parse it again (same bytes, same transaction; execution still runs in full).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -30,6 +34,7 @@ from did_registry.bounded_cache import BoundedCache
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import sha256
 from did_registry.identity.jcs import canonicalize
+from did_registry.identity.timestamps import InvalidTimestamp, parse_timestamp
 from did_registry.ledger import merkle
 from did_registry.ledger.application import Executed, InvalidBlock
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
@@ -37,7 +42,10 @@ from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.node.preverify import Preverifier
 from did_registry.node.service import NodeService
 
-__all__ = ["LedgerBlockApp", "encode_block", "decode_block", "request_bytes", "split_block"]
+__all__ = ["MAX_TIME_AHEAD", "LedgerBlockApp", "encode_block", "decode_block", "request_bytes", "split_block"]
+
+MAX_TIME_AHEAD: Final = 15.0
+"""How far (seconds) a proposed block's time may run ahead of this validator's clock for it to vote."""
 
 _U32: Final = struct.Struct(">I")
 _NOT_A_BLOCK: Final = b"trellis/not-a-block/v1\x00"
@@ -93,8 +101,10 @@ def decode_block(raw: bytes, parse: Callable[[bytes], Transaction] = Transaction
 class LedgerBlockApp:
     """:class:`~did_registry.consensus.base.BlockApp` for a :class:`NodeService` (thread-safe via its lock)."""
 
-    def __init__(self, service: NodeService) -> None:
+    def __init__(self, service: NodeService, clock: Callable[[], float] = time.time) -> None:
+        """Serve ``service``'s ledger; ``clock`` reads this validator's wall clock (Unix seconds)."""
         self.service = service
+        self.clock = clock
         self._executed: dict[bytes, Executed] = {}
         self._digests: dict[bytes, bytes] = {}
         self._checked: dict[bytes, int] = {}  # request -> the head height it was admitted on
@@ -128,7 +138,8 @@ class LedgerBlockApp:
 
     # -- the BlockApp protocol ---------------------------------------------------------------
     def propose(self, height: int, requests: Sequence[bytes], time: str) -> bytes | None:
-        """Execute ``requests`` on the head as block ``height``; ``None`` when none is accepted."""
+        """Execute ``requests`` on the head as block ``height``; ``None`` when none is accepted (no
+        requests at all make an empty block: consensus asks for one to show the ledger is live)."""
         txns = []
         for raw in requests:
             try:
@@ -140,7 +151,7 @@ class LedgerBlockApp:
             if height != service.app.height + 1:
                 return None
             executed = service.app.propose(txns, time=time, proposer=service.validator_id)
-        if not executed.block.txns:
+        if requests and not executed.block.txns:
             return None
         block = encode_block(executed.block.header, [request_bytes(t) for t in executed.block.txns])
         digest = executed.block.header.hash
@@ -159,6 +170,12 @@ class LedgerBlockApp:
         parsed = decode_block(block, self.parse)
         if parsed.header.height != height:
             raise InvalidBlock(f"block {parsed.header.height} offered as block {height}")
+        try:
+            ahead = parse_timestamp(parsed.header.time).timestamp() - self.clock()
+        except InvalidTimestamp:
+            ahead = 0.0  # the ledger's own check names what is wrong with it
+        if ahead > MAX_TIME_AHEAD:
+            raise InvalidBlock(f"block {height}'s time is {ahead:.0f} s ahead of this validator's clock")
         with self.service.lock:
             executed = self.service.app.validate(parsed)
         digest = executed.block.header.hash

@@ -333,7 +333,12 @@ def build_service(
         application = LedgerApplication(store if store is not None else open_store(config.database), genesis)
     except InvalidBlock as exc:
         raise InvalidConfig(f"database {config.database!r}: {exc}") from None
-    service = NodeService(application, validator_id=config.id, validator_key=validator_key)
+    service = NodeService(
+        application,
+        validator_id=config.id,
+        validator_key=validator_key,
+        freshness_interval=config.consensus_config().freshness_interval,
+    )
     if genesis.consensus.get("engine") != "solo" or entry is None:
         from did_registry.node.replica import Replica, ReplicaConfig
 

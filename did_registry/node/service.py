@@ -1,7 +1,8 @@
 """The node service: admits transactions, produces or receives blocks, tracks status, streams headers.
 
 With the ``solo`` engine (n = 1) the service proposes, certifies and commits blocks itself, one
-every ``block_interval`` seconds while transactions wait (or as soon as ``max_batch`` are waiting).
+every ``block_interval`` seconds while transactions wait (or as soon as ``max_batch`` are waiting),
+and an empty one when none came for ``freshness_interval`` seconds (``docs/consensus.md`` § Freshness).
 Multi-validator engines drive the same application through their consensus module instead. All
 access to the application goes through one lock: blocks commit one at a time, reads see a whole
 block or none of it.
@@ -88,6 +89,7 @@ class NodeService:
         max_pending: int = 100_000,
         block_interval: float = 0.02,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        freshness_interval: float = 10.0,
     ) -> None:
         self.app = app
         self.validator_id = validator_id
@@ -95,7 +97,9 @@ class NodeService:
         self.max_batch = max_batch
         self.max_pending = max_pending
         self.block_interval = block_interval
+        self.freshness_interval = freshness_interval
         self._clock = clock
+        self._head_reached = time.monotonic()  # when the last block was committed (or the service made)
         self.lock = threading.RLock()
         self._pending: OrderedDict[str, Transaction] = OrderedDict()
         self._rejected: OrderedDict[str, TxnRejected] = OrderedDict()
@@ -272,10 +276,11 @@ class NodeService:
         return header, certificate, proofs
 
     # -- blocks (solo engine) ---------------------------------------------------------------
-    def produce_block(self) -> BlockHeader | None:
-        """Propose, certify and commit one block of waiting transactions (solo engine)."""
+    def produce_block(self, *, empty: bool = False) -> BlockHeader | None:
+        """Propose, certify and commit one block of waiting transactions (solo engine); one with none,
+        if none waits and ``empty`` (to show the ledger is live: ``docs/consensus.md`` § Freshness)."""
         with self.lock:
-            if not self._pending:
+            if not self._pending and not empty:
                 return None
             batch = [self._pending[k] for k in list(self._pending)[: self.max_batch]]
             executed = self.app.propose(
@@ -297,6 +302,7 @@ class NodeService:
         with self.lock:
             self.app.commit(executed, certificate)
             self._head = (executed.block.header, certificate)
+            self._head_reached = time.monotonic()
             for txn in proposed:
                 self._pending.pop(txn.id, None)
             for txn, rejection in executed.rejected:
@@ -349,6 +355,8 @@ class NodeService:
             self._wakeup.clear()
             if self._pending:
                 self.produce_block()
+            elif 0 < self.freshness_interval <= time.monotonic() - self._head_reached:
+                self.produce_block(empty=True)
 
     def stop(self) -> None:
         """Stop producing blocks and close every header stream."""

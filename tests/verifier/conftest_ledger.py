@@ -80,6 +80,11 @@ class Ledger:
         """Submit and wait for every transaction to be committed."""
         self.client.submit_and_wait(list(txns), 10)
 
+    def freshness_block(self) -> None:
+        """Commit the empty block an idle network commits every freshness interval, dated now by the
+        test clock (the node dates its blocks by it: see :func:`ledger_node`)."""
+        self.node.service.produce_block(empty=True)
+
     def verifier(self, policy: Policy | None = None, **options: Any) -> Verifier:
         """A verifier trusting this network (not following the header stream unless asked)."""
         options.setdefault("follow", False)
@@ -176,16 +181,23 @@ def onboard_issuer(trustee: Actor, client: LedgerClient, types: list[str] | None
     return issuer
 
 
+def ledger_node(clock: Clock, **options: Any) -> Node:
+    """A one-validator node (not started) that dates its blocks by ``clock``, the test's clock, which
+    the verifiers in the test read too: a block is as old as it looks to them."""
+    return make_node(clock=lambda: datetime.fromtimestamp(clock(), UTC), **options)
+
+
 @pytest.fixture
 def ledger() -> Iterator[Ledger]:
     """A running one-validator node with an accredited issuer."""
-    node = make_node(block_interval=0.005)
+    clock = Clock()
+    node = ledger_node(clock, block_interval=0.005)
     node.service.start()
     client = LedgerClient(
         "http://node-1", node.service.app.genesis, transport=httpx.WSGITransport(app=node.app)
     )
     try:
-        yield Ledger(node, client, onboard_issuer(node.trustee, client))
+        yield Ledger(node, client, onboard_issuer(node.trustee, client), clock)
     finally:
         client.close()
         node.service.stop()

@@ -12,8 +12,8 @@ import pytest
 
 from did_registry.client import LedgerClient
 from tests.did_registry.ledger.conftest import NETWORK
-from tests.did_registry.node.conftest import Node, make_node
-from tests.verifier.conftest_ledger import AUDIENCE, Ledger, onboard_issuer
+from tests.did_registry.node.conftest import Node
+from tests.verifier.conftest_ledger import AUDIENCE, Clock, Ledger, ledger_node, onboard_issuer
 from verifier import NetworkTrust, Policy, Refused, Verifier
 
 DEEP = "[" * 200_000 + "]" * 200_000
@@ -45,27 +45,32 @@ class Hostile(httpx.BaseTransport):
 
 
 @pytest.fixture
-def node() -> Iterator[Node]:
-    made = make_node(block_interval=0.005)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def node(clock: Clock) -> Iterator[Node]:
+    made = ledger_node(clock, block_interval=0.005)
     made.service.start()
     yield made
     made.service.stop()
 
 
-def _world(node: Node) -> tuple[LedgerClient, Ledger, Any, Hostile, NetworkTrust]:
+def _world(node: Node, clock: Clock) -> tuple[LedgerClient, Ledger, Any, Hostile, NetworkTrust]:
     """A client of the honest node, an issuer and one enrolled device, and a trust in the liar first."""
     client = LedgerClient(
         "http://honest", node.service.app.genesis, transport=httpx.WSGITransport(app=node.app)
     )
-    ledger = Ledger(node, client, onboard_issuer(node.trustee, client))
+    ledger = Ledger(node, client, onboard_issuer(node.trustee, client), clock)
     device = ledger.enrol()
     hostile = Hostile(node)
     trust = NetworkTrust(NETWORK, ("http://liar", "http://honest"), ledger.genesis, transport=hostile)
     return client, ledger, device, hostile, trust
 
 
-def test_a_node_sending_unreadable_json_does_not_end_the_follower(node: Node) -> None:
-    client, ledger, device, hostile, trust = _world(node)
+def test_a_node_sending_unreadable_json_does_not_end_the_follower(node: Node, clock: Clock) -> None:
+    client, ledger, device, hostile, trust = _world(node, clock)
     verifier = Verifier([trust], Policy(head_poll_interval=0.1), clock=ledger.clock)
     try:
         cache = verifier.caches[NETWORK]
@@ -80,6 +85,7 @@ def test_a_node_sending_unreadable_json_does_not_end_the_follower(node: Node) ->
         ):
             time.sleep(0.05)  # the polling thread, still alive, applies the revocation from the honest node
         ledger.clock.now += 3600  # and an hour later, stale, it catches up past the liar's frozen head
+        ledger.freshness_block()  # (to the block the honest network committed meanwhile)
         with pytest.raises(Refused) as refused:
             verifier.authenticate_presentation(ledger.present(device, verifier.challenge(AUDIENCE)), AUDIENCE)
         assert refused.value.reason == "revoked"
@@ -88,16 +94,17 @@ def test_a_node_sending_unreadable_json_does_not_end_the_follower(node: Node) ->
         client.close()
 
 
-def test_catching_up_takes_the_highest_head_the_nodes_show(node: Node) -> None:
+def test_catching_up_takes_the_highest_head_the_nodes_show(node: Node, clock: Clock) -> None:
     """With the follower off, a stale verifier asks every node: the liar listed first, serving an old
     head, does not make the cache look fresh while the honest node has the revocation."""
-    client, ledger, device, hostile, trust = _world(node)
+    client, ledger, device, hostile, trust = _world(node, clock)
     verifier = Verifier([trust], Policy(), clock=ledger.clock, follow=False)
     try:
         verifier.authenticate_presentation(ledger.present(device, verifier.challenge(AUDIENCE)), AUDIENCE)
         hostile.frozen_head = httpx.Client(transport=hostile.inner).get("http://x/blocks/head").json()
         ledger.revoke(device)
         ledger.clock.now += 3600
+        ledger.freshness_block()
         with pytest.raises(Refused) as refused:
             verifier.authenticate_presentation(ledger.present(device, verifier.challenge(AUDIENCE)), AUDIENCE)
         assert refused.value.reason == "revoked"

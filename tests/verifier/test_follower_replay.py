@@ -1,6 +1,7 @@
 """A streamed header confirms the cache only when it is new: one node replaying its last certified
-header does not keep the verifier fresh, while an honest quiet network (heartbeats only) stays fresh
-through the polls, or through the request path with polling off."""
+header does not keep the verifier fresh, while an honest quiet network (heartbeats only on the
+stream, an empty block every freshness interval) stays fresh through the polls, or through the
+request path with polling off."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import pytest
 
 from did_registry.client import LedgerClient
 from tests.did_registry.ledger.conftest import NETWORK
-from tests.did_registry.node.conftest import Node, make_node
-from tests.verifier.conftest_ledger import AUDIENCE, Device, Ledger, onboard_issuer
+from tests.did_registry.node.conftest import Node
+from tests.verifier.conftest_ledger import AUDIENCE, Clock, Device, Ledger, ledger_node, onboard_issuer
 from verifier import NetworkTrust, Policy, Reason, Refused, Verifier
 from verifier.ledger_cache import LedgerCache
 
@@ -64,23 +65,28 @@ class Replaying(httpx.BaseTransport):
 
 
 @pytest.fixture
-def node() -> Iterator[Node]:
-    """A running one-validator node (heartbeats every 0.2 s on its stream)."""
-    made = make_node(block_interval=0.005)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def node(clock: Clock) -> Iterator[Node]:
+    """A running one-validator node (heartbeats every 0.2 s on its stream), dating blocks by ``clock``."""
+    made = ledger_node(clock, block_interval=0.005)
     made.service.start()
     yield made
     made.service.stop()
 
 
 @pytest.fixture
-def world(node: Node) -> Iterator[tuple[Ledger, Device, Replaying]]:
+def world(node: Node, clock: Clock) -> Iterator[tuple[Ledger, Device, Replaying]]:
     """The ledger helper over ``node``, one enrolled device, and the transport of the nodes."""
     client = LedgerClient(
         "http://node", node.service.app.genesis, transport=httpx.WSGITransport(app=node.app)
     )
     transport = Replaying(node)
     try:
-        ledger = Ledger(node, client, onboard_issuer(node.trustee, client))
+        ledger = Ledger(node, client, onboard_issuer(node.trustee, client), clock)
         yield ledger, ledger.enrol(), transport
     finally:
         transport.closed.set()
@@ -140,6 +146,7 @@ def test_a_revoked_device_is_refused_while_the_streamed_node_replays_its_head(
         transport.cut = True  # before the revocation: the polls never bring it
         ledger.revoke(device)
         ledger.clock.advance(HOUR)
+        ledger.freshness_block()  # (the blocks the network committed meanwhile)
         _replays(transport, 3)
         with pytest.raises(Refused) as refused:
             _admit(verifier, ledger, device)
@@ -149,14 +156,16 @@ def test_a_revoked_device_is_refused_while_the_streamed_node_replays_its_head(
 def test_an_honest_quiet_network_stays_fresh_through_the_polls(
     world: tuple[Ledger, Device, Replaying],
 ) -> None:
-    """No block for an hour, the stream sending heartbeats only: a poll answering that the node has
-    nothing newer confirms the cache, with no catching up on the request path."""
+    """No request for an hour, the stream sending heartbeats only: a poll answering that the node has
+    nothing newer than its latest (empty) block confirms the cache, with no catching up on the request
+    path."""
     ledger, device, transport = world
     trust = NetworkTrust(NETWORK, ("http://a", "http://b"), ledger.genesis, transport=transport)
     with Verifier([trust], Policy(head_poll_interval=0.1), clock=ledger.clock) as verifier:
         cache = verifier.caches[NETWORK]
         _admit(verifier, ledger, device)
         ledger.clock.advance(HOUR)
+        ledger.freshness_block()  # what the idle network committed meanwhile, the newest an hour later
         wait_until(lambda: cache.staleness() < 1, "a poll to confirm the cache")
         cache.catch_up = None  # type: ignore[assignment, method-assign]  # the polls alone must suffice
         _admit(verifier, ledger, device)
@@ -165,8 +174,8 @@ def test_an_honest_quiet_network_stays_fresh_through_the_polls(
 def test_an_honest_quiet_network_without_polls_is_confirmed_on_the_request_path(
     world: tuple[Ledger, Device, Replaying],
 ) -> None:
-    """Polling off, no block for an hour: heartbeats confirm nothing, and the next request catches up
-    (the head answered) and admits the device, the cache fresh again."""
+    """Polling off, no request for an hour: heartbeats confirm nothing, and the next request catches up
+    (to the network's latest empty block) and admits the device, the cache fresh again."""
     ledger, device, transport = world
     trust = NetworkTrust(NETWORK, ("http://a", "http://b"), ledger.genesis, transport=transport)
     with Verifier([trust], Policy(head_poll_interval=0), clock=ledger.clock) as verifier:
@@ -174,5 +183,6 @@ def test_an_honest_quiet_network_without_polls_is_confirmed_on_the_request_path(
         _admit(verifier, ledger, device)
         ledger.clock.advance(HOUR)
         assert cache.staleness() >= HOUR
+        ledger.freshness_block()  # what the idle network committed meanwhile, the newest an hour later
         _admit(verifier, ledger, device)
         assert cache.staleness() < 1

@@ -213,6 +213,7 @@ def test_cached_data_serves_until_too_stale(ledger: Ledger) -> None:  # noqa: F8
         with pytest.raises(Refused) as refused:
             verifier.authenticate_presentation(ledger.present(device, verifier.challenge(AUDIENCE)), AUDIENCE)
         assert refused.value.reason is Reason.TOO_STALE and refused.value.status == 503
+        ledger.freshness_block()  # the idle network committed one meanwhile
         transport.up = True
         assert verifier.authenticate_presentation(
             ledger.present(device, verifier.challenge(AUDIENCE)), AUDIENCE

@@ -46,6 +46,9 @@ def test_lists_become_tuples() -> None:
         ("session_ttl", -5),
         ("head_poll_interval", -0.5),
         ("key_reread_interval", float("nan")),
+        ("max_block_age", 0),
+        ("max_block_age", float("inf")),
+        ("max_block_age", "30"),
     ],
 )
 def test_a_wrong_setting_is_named(setting: str, value: Any) -> None:
@@ -57,6 +60,11 @@ def test_a_wrong_setting_is_named(setting: str, value: Any) -> None:
 def test_zero_skew_is_allowed() -> None:
     """A clock skew of 0 is a valid (strict) choice."""
     assert Policy(clock_skew=0).clock_skew == 0
+
+
+def test_no_max_block_age_is_allowed() -> None:
+    """``None`` is for a network whose validators commit nothing while idle."""
+    assert Policy(max_block_age=None).max_block_age is None
 
 
 def test_zero_head_poll_interval_is_allowed() -> None:

@@ -2,7 +2,9 @@
 
 A block is the JCS bytes of ``{"height", "requests": [hex…], "time"}``; its digest is SHA-256 of
 those bytes. The app keeps the applied blocks and the requests they hold, and refuses blocks that are
-not well formed, not at the next height, empty, or that repeat a request. Calling ``propose`` or
+not well formed, not at the next height, or that repeat a request. An empty block is built when the
+engine asks for one (``propose`` with no requests: a block falling due, ``docs/consensus.md``
+§ Freshness) and accepted like any other. Calling ``propose`` or
 ``validate`` for another height than the next one breaks the engines' contract (``base.py``): it
 raises :class:`ContractViolation`, which the tests let through.
 """
@@ -55,11 +57,12 @@ class FakeApp:
         )
 
     def propose(self, height: int, requests: Sequence[bytes], time: str) -> bytes | None:
-        """A block of the acceptable requests (first occurrence each), or ``None`` when there are none."""
+        """A block of the acceptable requests (first occurrence each), or ``None`` when there are none
+        (an empty block when asked for one with no requests)."""
         if height != self.height + 1:
             raise ContractViolation(f"propose({height}) with {self.height} applied")
         fresh = [r for r in dict.fromkeys(requests) if self.check(r)]
-        return make_block(height, fresh, time) if fresh else None
+        return make_block(height, fresh, time) if fresh or not requests else None
 
     def validate(self, height: int, block: bytes) -> bytes:
         """The digest of a well-formed next block; ``ValueError`` otherwise."""
@@ -69,8 +72,8 @@ class FakeApp:
         if data["height"] != height:
             raise ValueError(f"block of height {data['height']} offered at {height}")
         requests = [bytes.fromhex(r) for r in data["requests"]]
-        if not requests or len(set(requests)) != len(requests) or not all(self.check(r) for r in requests):
-            raise ValueError("a block holds one or more new, acceptable requests, each once")
+        if len(set(requests)) != len(requests) or not all(self.check(r) for r in requests):
+            raise ValueError("a block holds new, acceptable requests, each once")
         return sha256(block)
 
     def digest(self, block: bytes) -> bytes:

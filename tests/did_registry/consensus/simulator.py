@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from did_registry.consensus import (
@@ -43,7 +43,11 @@ from tests.did_registry.consensus.byzantine import Byzantine, Outsider
 from tests.did_registry.consensus.fake_app import FakeApp
 from tests.did_registry.consensus.scenarios import Scenario, make_validators, random_scenario
 
-__all__ = ["InvariantViolation", "Node", "Report", "Simulator", "run_seed"]
+__all__ = ["FRESHNESS_INTERVAL", "InvariantViolation", "Node", "Report", "Simulator", "run_seed"]
+
+FRESHNESS_INTERVAL = 1.0
+"""The simulated networks commit an empty block when none came for this long (short, so that every
+scenario has empty blocks in flight through its faults)."""
 
 
 class InvariantViolation(AssertionError):
@@ -81,7 +85,7 @@ class Simulator:
 
     def __init__(self, seed: int, scenario: Scenario, config: ConsensusConfig | None = None) -> None:
         self.seed, self.scenario = seed, scenario
-        self.config = config or ConsensusConfig.testing()
+        self.config = config or replace(ConsensusConfig.testing(), freshness_interval=FRESHNESS_INTERVAL)
         self.rng = random.Random(seed)
         self.validators, keys = make_validators(self.rng, scenario.n)
         self.nodes = {v: Node(v, k) for v, k in keys.items()}
@@ -160,6 +164,21 @@ class Simulator:
                 dropped[reason] = dropped.get(reason, 0) + count
         recovery = self.now - (self.healed_at or 0.0)
         return Report(height, recovery, self.delivered, self.events, dropped)
+
+    def run_for(self, seconds: float) -> None:
+        """Start every validator and play ``seconds`` of simulated time with no requests and no faults
+        but the scenario's crashes, checking the invariants at each commit (what an idle network does)."""
+        for node in self.nodes.values():
+            self._start(node)
+        for v, at, restart in self.scenario.crashes:
+            self.push(at, "crash", v)
+            if restart is not None:
+                self.push(restart, "restart", v)
+        self.chaos = False
+        while self._queue and self._queue[0][0] <= seconds:
+            at, _, kind, args = heapq.heappop(self._queue)
+            self.now = at
+            getattr(self, f"_on_{kind}")(*args)
 
     # -- events ----------------------------------------------------------------------------------
     def _start(self, node: Node) -> None:

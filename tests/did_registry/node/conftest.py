@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -70,8 +70,11 @@ class Node:
         return actor
 
 
-def make_node(store: LedgerStore | None = None, **service_options: Any) -> Node:
-    """A fresh node (memory store by default) whose clock gives block ``h`` genesis time + ``h`` minutes."""
+def make_node(
+    store: LedgerStore | None = None, clock: Callable[[], datetime] | None = None, **service_options: Any
+) -> Node:
+    """A fresh node (memory store by default) whose clock gives block ``h`` genesis time + ``h`` minutes,
+    unless a ``clock`` is given."""
     trustee, validator_key = new_actor(), Ed25519PrivateKey.generate()
     genesis = make_genesis(trustee, validator_key)
     application = LedgerApplication(MemoryLedgerStore() if store is None else store, genesis)
@@ -80,7 +83,7 @@ def make_node(store: LedgerStore | None = None, **service_options: Any) -> Node:
         application,
         validator_id="node-1",
         validator_key=validator_key,
-        clock=lambda: (EPOCH + timedelta(minutes=next(minutes))).astimezone(UTC),
+        clock=clock or (lambda: (EPOCH + timedelta(minutes=next(minutes))).astimezone(UTC)),
         **service_options,
     )
     app = create_app(service, heartbeat_s=0.2)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from did_registry.identity.crypto import Ed25519PrivateKey
-from did_registry.ledger.application import LedgerApplication
+from did_registry.identity.timestamps import parse_timestamp
+from did_registry.ledger.application import InvalidBlock, LedgerApplication
 from did_registry.ledger.block import CommitCertificate
 from did_registry.ledger.storage.memory import MemoryLedgerStore
 from did_registry.ledger.txn import Transaction
@@ -121,3 +122,35 @@ def test_check_many_answers_as_check_does(pair: Pair) -> None:
     batch = [fresh[0], committed[0], b"not json", spaced, fresh[1]]
     assert pair.validator.check_many(batch) == [True, False, False, False, True]
     assert [pair.proposer.check(r) for r in batch] == [True, True, False, False, True]  # not committed there
+
+
+def test_an_empty_block_is_built_when_asked_for_and_validated_elsewhere(pair: Pair) -> None:
+    """No requests at all (a block falling due, docs/consensus.md § Freshness): an empty block, which
+    another validator accepts and commits."""
+    block = pair.proposer.propose(1, [], _TIME)
+    assert block is not None and pair.proposer.requests(block) == []
+    assert pair.validator.validate(1, block) == pair.proposer.digest(block)
+    pair.validator.commit(1, block, pair.certificate(1, block))
+    assert pair.validator.service.app.height == 1
+
+
+def test_requests_that_are_all_refused_make_no_block(pair: Pair) -> None:
+    """Requests were offered but none can go in: no block (an empty one is only for a block due)."""
+    assert pair.proposer.propose(1, [b"not json"], _TIME) is None
+
+
+@pytest.mark.parametrize(("ahead", "voted"), [(15.0, True), (16.0, False), (3600.0, False)])
+def test_a_validator_votes_only_for_a_block_not_dated_in_its_future(
+    pair: Pair, ahead: float, voted: bool
+) -> None:
+    """Readers judge freshness by certified block times, so a block dated more than MAX_TIME_AHEAD past
+    the validator's clock is refused before it could be certified (the head is left as it was)."""
+    block = pair.proposer.propose(1, pair.creates(1), _TIME)
+    assert block is not None
+    pair.validator.clock = lambda: parse_timestamp(_TIME).timestamp() - ahead
+    if voted:
+        assert pair.validator.validate(1, block) == pair.proposer.digest(block)
+    else:
+        with pytest.raises(InvalidBlock, match="ahead of this validator's clock"):
+            pair.validator.validate(1, block)
+    assert pair.validator.service.app.height == 0

@@ -1,0 +1,89 @@
+"""The newest certified block bounds how fresh a verifier's view can be (``Policy.max_block_age``):
+validators commit a block at least every freshness interval, so when every node that answers shows
+nothing newer for longer, they are behind or hiding blocks, and the verifier refuses ``too_stale``
+rather than trust their word (``docs/verifier.md`` § Caches)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.verifier.conftest_ledger import AUDIENCE, Device, Ledger, ledger  # noqa: F401  (fixture)
+from verifier import NetworkTrust, Policy, Reason, Refused, Verifier
+
+
+class Hiding(httpx.BaseTransport):
+    """The only node the verifier reaches: honest until :meth:`hide`, then it shows nothing past the
+    head it had (its head answer, and no newer block to sync), while the network goes on."""
+
+    def __init__(self, network: Ledger) -> None:
+        self.inner = network.transport()
+        self.head: object | None = None
+        self.height = 0
+
+    def hide(self) -> None:
+        self.head = httpx.Client(transport=self.inner).get("http://node/blocks/head").json()
+        self.height = self.head["block"]["header"]["height"]  # type: ignore[index]
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/events":
+            return httpx.Response(503)  # no stream: the polls and the request path are what is tested
+        if self.head is not None:
+            if path == "/blocks/head":
+                return httpx.Response(200, json=self.head)
+            if path == "/sync/blocks":
+                return httpx.Response(200, json={"head": self.height, "blocks": []})
+        return self.inner.handle_request(request)
+
+
+def _verifier(network: Ledger, transport: Hiding, policy: Policy) -> Verifier:
+    trust = NetworkTrust("testnet", ("http://node-1",), network.genesis, transport=transport)
+    return Verifier([trust], policy, follow=False, clock=network.clock)
+
+
+def _admit(verifier: Verifier, network: Ledger, device: Device) -> None:
+    verifier.authenticate_presentation(network.present(device, verifier.challenge(AUDIENCE)), AUDIENCE)
+
+
+def test_a_node_hiding_a_revocation_behind_nothing_newer_is_found_out(ledger: Ledger) -> None:  # noqa: F811
+    """The one reachable node keeps answering "nothing newer" while the network revokes the device and
+    keeps committing: once its newest block is older than max_block_age, the verifier refuses."""
+    device = ledger.enrol()
+    hiding = Hiding(ledger)
+    policy = Policy()
+    with _verifier(ledger, hiding, policy) as verifier:
+        _admit(verifier, ledger, device)
+        hiding.hide()
+        ledger.revoke(device)
+        ledger.clock.advance(120)
+        ledger.freshness_block()
+        with pytest.raises(Refused) as refused:
+            _admit(verifier, ledger, device)
+        assert refused.value.reason is Reason.TOO_STALE
+        assert "show no recent block" in refused.value.detail
+        assert verifier.staleness() >= 120 - (policy.max_block_age or 0)
+
+
+def test_within_max_block_age_the_node_s_word_stands(ledger: Ledger) -> None:  # noqa: F811
+    """A quiet spell shorter than max_block_age: a node answering nothing newer confirms the view."""
+    device = ledger.enrol()
+    hiding = Hiding(ledger)
+    policy = Policy()
+    assert policy.max_block_age is not None
+    with _verifier(ledger, hiding, policy) as verifier:
+        _admit(verifier, ledger, device)
+        hiding.hide()
+        ledger.clock.advance(policy.max_block_age + policy.max_staleness - 1)
+        _admit(verifier, ledger, device)
+
+
+def test_without_max_block_age_a_network_silent_while_idle_stays_usable(ledger: Ledger) -> None:  # noqa: F811
+    """max_block_age=None is for a network whose validators commit nothing while idle: an hour with no
+    block, and the node's "nothing newer" is believed."""
+    device = ledger.enrol()
+    with _verifier(ledger, Hiding(ledger), Policy(max_block_age=None)) as verifier:
+        _admit(verifier, ledger, device)
+        ledger.clock.advance(3600)
+        _admit(verifier, ledger, device)
+        assert verifier.staleness() < 1
