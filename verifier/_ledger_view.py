@@ -31,7 +31,10 @@ from verifier.errors import ConfigurationError, Reason, Refused
 from verifier.ledger_cache import LedgerCache
 from verifier.policy import Policy
 
-__all__ = ["KEYS_KEPT", "REREADS_KEPT", "LedgerView"]
+__all__ = ["CATCH_UP_INTERVAL", "KEYS_KEPT", "REREADS_KEPT", "LedgerView"]
+
+CATCH_UP_INTERVAL: Final = 1.0
+"""Seconds (verifier clock) after nodes answered a catch-up before a still-stale cache asks them again."""
 
 REREADS_KEPT: Final = 16_384
 """DIDs whose last re-read time (and whose network) is remembered (the oldest forgotten first)."""
@@ -90,23 +93,37 @@ class LedgerView:
         return cache
 
     def ensure_fresh(self, cache: LedgerCache, did: str | None) -> None:
-        """Catch ``cache`` up when it is older than ``max_staleness``; refuse past ``offline_max_staleness``."""
+        """Catch ``cache`` up when it is older than ``max_staleness``; refuse past ``offline_max_staleness``.
+
+        When the nodes answered a catch-up less than :data:`CATCH_UP_INTERVAL` ago and the cache is
+        still stale (their newest block is too old), they are not asked again yet: a stalled or hiding
+        network must not have every request fan out to every node."""
         if cache.staleness() <= self.policy.max_staleness:
             return
-        try:
-            cache.catch_up()
-        except (LedgerUnavailable, DidRegistryError, ValueError, KeyError, TypeError, httpx.HTTPError) as exc:
-            why = f"no node answers ({exc})"
-        else:  # the nodes answered, but with no block recent enough: behind, or hiding newer ones
-            why = (
-                "the nodes that answer show no recent block (a network commits one every freshness interval)"
-            )
+        why = None
+        answered = cache.caught_up_at
+        if answered is None or not 0 <= cache.clock() - answered < CATCH_UP_INTERVAL:
+            try:
+                cache.catch_up()
+            except (
+                LedgerUnavailable,
+                DidRegistryError,
+                ValueError,
+                KeyError,
+                TypeError,
+                httpx.HTTPError,
+            ) as exc:
+                why = f"no node answers ({exc})"
         stale = cache.staleness()
         if stale > self.policy.offline_max_staleness:
+            if why is None:  # the nodes answered, but their newest block is old: behind, or hiding newer ones
+                age = cache.block_age()
+                why = (
+                    f"the newest block the nodes that answer show is {age or 0:.0f} s old, though a live "
+                    "network commits one every freshness interval"
+                )
             raise Refused(
-                Reason.TOO_STALE,
-                f"network {cache.network}: {why}, and what the verifier knows was certified {stale:.0f} s ago",
-                did=did,
+                Reason.TOO_STALE, f"network {cache.network}: {why}; the view is {stale:.0f} s stale", did=did
             )
 
     def entry(self, did: str) -> DIDEntry:

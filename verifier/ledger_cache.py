@@ -181,6 +181,7 @@ class LedgerCache:
         self.known_head: int | None = None  # the highest certified height any node has shown
         self.seen_at: float | None = None  # when the cache was last confirmed at the head
         self.head_time: float | None = None  # the newest certified block time applied (Unix seconds)
+        self.caught_up_at: float | None = None  # when catch_up last reached the head the nodes show
         self.max_block_age = max_block_age  # Policy.max_block_age (None: the network may stay silent)
         self.listeners: list[Callable[[Changes], None]] = []
         self.errors: list[str] = []  # why following or catching up failed, newest last
@@ -264,6 +265,11 @@ class LedgerCache:
         head = self.client.highest_head().height  # not one node's word: one lagging or lying holds back
         self.note_head(head)
         self.advance(self.client, max(head, self.known_head or 0))
+        self.caught_up_at = self.clock()
+
+    def block_age(self) -> float | None:
+        """Seconds since the newest certified block time the cache has applied (``None`` before one)."""
+        return None if self.head_time is None else self.clock() - self.head_time
 
     def advance(self, client: LedgerClient, target: int, *, first: str | None = None) -> None:
         """Apply every block up to the certified height ``target``, fetched from any node of ``client``

@@ -69,13 +69,15 @@ class Policy:
     """Online: seconds without a certified header before the head is asked for again."""
     offline_max_staleness: float = 30.0
     """Offline: seconds without a certified header before authentications are refused."""
-    max_block_age: float | None = 30.0
+    max_block_age: float | None = 60.0
     """How old the newest certified block the verifier has applied may get before the excess counts
     as staleness, whatever the nodes say: validators commit a block at least every freshness interval
-    (10 s by default, ``docs/consensus.md`` § Freshness), even with nothing to order, so an older
-    newest block means the nodes that answer are behind or hide newer blocks (a revocation). It
-    covers the clock difference between this verifier and the validators. ``None`` for a network
-    whose validators commit nothing while idle (then a node answering "nothing newer" is believed)."""
+    (10 s by default, ``docs/consensus.md`` § 9a), even with nothing to order, so an older newest
+    block means the nodes that answer are behind or hide newer blocks (a revocation). It must cover
+    the freshness interval, commit latency and the clock difference between this verifier and the
+    validators (block times are the proposer's clock, within 30 s behind to 15 s ahead of the
+    others'). ``None`` for a network whose validators commit nothing while idle (then a node
+    answering "nothing newer" is believed)."""
     head_poll_interval: float = 0.5
     """While following a network's header stream, seconds between asking another node for newer blocks
     (a node cut off from the others must not keep the verifier behind); 0 never asks."""

@@ -59,6 +59,12 @@ class BlockApp(Protocol):
         """The 32-byte digest validators sign (``commit_message(digest)``); never raises."""
         ...
 
+    def timely(self, block: bytes) -> bool:
+        """Whether a freshly proposed ``block`` is dated close to this validator's clock (readers judge
+        how fresh their view is by certified block times); never raises. Blocks offered again after
+        a view or round change were judged when first offered and are not asked about."""
+        ...
+
     def requests(self, block: bytes) -> Sequence[bytes]:
         """The requests a committed block holds (dropped from the pending pool)."""
         ...
@@ -206,7 +212,10 @@ class ConsensusConfig:
     """Once this long (seconds) has passed since this validator reached the head, the proposer commits
     a block even with no request (an empty one), and a validator waits for one as for a pending
     request: so the time of the newest certified block shows a reader how fresh its view is, and a
-    node hiding newer blocks is found out (``docs/consensus.md`` § Freshness). 0 turns it off."""
+    node hiding newer blocks is found out (``docs/consensus.md`` § 9a). A validator accepts a fresh
+    empty block only half an interval after it reached the head, so empty blocks cannot keep
+    resetting its progress timer; hence it must be more than twice ``view_change_timeout``. 0 turns
+    it off (and then no empty block is accepted)."""
 
     @classmethod
     def testing(cls) -> ConsensusConfig:
@@ -244,7 +253,10 @@ class ConsensusConfig:
             (self.max_request_bytes >= 1, "max_request_bytes must be positive"),
             (self.max_message_bytes >= 1024, "max_message_bytes must be at least 1024"),
             (self.max_kept_block_bytes >= 0, "max_kept_block_bytes must not be negative"),
-            (self.freshness_interval >= 0, "freshness_interval must not be negative"),
+            (
+                self.freshness_interval == 0 or self.freshness_interval > 2 * self.view_change_timeout,
+                "freshness_interval must be 0 (off) or more than twice view_change_timeout",
+            ),
             (self.overtake_batches >= 1, "overtake_batches must be at least 1"),
             (self.overtake_margin >= 0, "overtake_margin must not be negative"),
         ]

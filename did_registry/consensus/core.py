@@ -289,6 +289,22 @@ class EngineCore:
         interval = self._config.freshness_interval
         return interval > 0 and self._head_at is not None and self._now >= self._head_at + interval
 
+    def _empty_block_acceptable(self) -> bool:
+        """Whether a freshly proposed empty block may be accepted: one is due, give or take half an
+        interval (the proposer reached the head a little before or after this validator). Earlier
+        ones could keep resetting the progress timer while a request is left out (censorship)."""
+        interval = self._config.freshness_interval
+        return interval > 0 and self._head_at is not None and self._now >= self._head_at + interval / 2
+
+    def _proposal_problem(self, block: bytes) -> str | None:
+        """Why a freshly proposed ``block`` (not one offered again) is refused, or ``None``: dated far
+        from this validator's clock, or empty before one is due."""
+        if not self._app.timely(block):
+            return "untimely-block"
+        if not self._app.requests(block) and not self._empty_block_acceptable():
+            return "early-empty-block"
+        return None
+
     def _watch_freshness(self) -> None:
         """Want a tick when the next block falls due (none while it is already due: the engine then
         waits for it as for a pending request, with its own timers)."""

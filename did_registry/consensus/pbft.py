@@ -190,6 +190,17 @@ class PBFT(ViewChanges):
         oldest = self._pool.batch(4 * self._config.batch_size)
         self._overtaken.extend(r for r in oldest if not self._overtaking.was_resent(r))
 
+    def _reissued(self, slot: Slot) -> bool:
+        """Whether ``slot`` holds the block this view's NEW-VIEW re-issued (prepared in an earlier
+        view, judged fresh then), not one the primary proposed afresh."""
+        new_view = self._new_view
+        return (
+            slot.view == self._view
+            and new_view is not None
+            and new_view.pre_prepare is not None
+            and new_view.pre_prepare.seq == slot.seq
+        )
+
     def _judged(self, seq: int, digest: bytes) -> bool:
         """Whether the block ``digest`` at ``seq`` is one the primary of this view chose (fresh, not
         re-issued from the NEW-VIEW), so that a backup judges the primary's order by it."""
@@ -244,9 +255,10 @@ class PBFT(ViewChanges):
             digest = self._app.validate(slot.seq, pre_prepare.block)
         except (ValueError, DidRegistryError):
             digest = b""
-        if digest != pre_prepare.digest:
+        problem = None if self._reissued(slot) else self._proposal_problem(pre_prepare.block)
+        if digest != pre_prepare.digest or problem is not None:
             slot.invalid = True
-            self._drop("invalid-block")
+            self._drop(problem or "invalid-block")
             return
         slot.validated = True
         if slot.primary != self._id:

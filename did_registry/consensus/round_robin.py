@@ -187,6 +187,10 @@ class RoundRobin(EngineCore):
         except (ValueError, DidRegistryError):
             self._drop("invalid-block")
             return
+        problem = self._proposal_problem(proposal.block) if self._round == 0 else None  # later: may be a re-offer
+        if problem is not None:
+            self._drop(problem)
+            return
         self._accepted = (self._round, digest, proposal.block)
         signature = self._q.sign_commit(digest, self._key)
         vote = Vote(
@@ -204,8 +208,11 @@ class RoundRobin(EngineCore):
         height = self._height + 1
         if self.proposer != self._id or self._round in self._proposed or height <= self._proven:
             return
-        if height == self._abstain:
-            return  # a proposal from before a restart may be out there: never offer a second one
+        # A round-0 proposal from before a restart may be out there: never offer a second one. Later
+        # rounds offer only what a quorum of ROUND-CHANGEs allows, so a network restarted all at once
+        # still moves on.
+        if height == self._abstain and self._round == 0:
+            return
         block = None
         if self._round > 0:
             changes = self._round_changes.get(self._round, {})

@@ -14,9 +14,11 @@ Engines order opaque bytes; this module gives them their meaning for the ledger.
 
 Execution is done once: ``propose`` and ``validate`` keep the :class:`Executed` result by digest, and
 :meth:`LedgerBlockApp.commit` writes that result when the engine reports the block committed.
-A validator votes only for a block whose time is at most :data:`MAX_TIME_AHEAD` past its own wall
-clock: readers judge how fresh their view is by the newest certified block time
-(``docs/consensus.md`` § Freshness), so a primary must not date a block in the future.
+A validator votes for a freshly proposed block only if its time is at most :data:`MAX_TIME_AHEAD`
+past and :data:`MAX_TIME_BEHIND` before its own wall clock (:meth:`LedgerBlockApp.timely`): readers
+judge how fresh their view is by the newest certified block time (``docs/consensus.md`` § 9a), so a
+primary must neither date a block in the future (readers would look fresh) nor in the past (readers
+would look stale while blocks still come).
 Parsing is done once per request too: the transaction parsed from a request's bytes (and found to be
 their canonical form) is kept by those bytes, so the block that holds a request checked into the pool
 earlier does not parse it again (same bytes, same transaction; execution still runs in full).
@@ -25,6 +27,7 @@ earlier does not parse it again (same bytes, same transaction; execution still r
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -42,11 +45,14 @@ from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.node.preverify import Preverifier
 from did_registry.node.service import NodeService
 
-__all__ = ["MAX_TIME_AHEAD", "LedgerBlockApp", "encode_block", "decode_block", "request_bytes", "split_block"]
+__all__ = ["MAX_TIME_AHEAD", "MAX_TIME_BEHIND", "LedgerBlockApp", "encode_block", "decode_block", "request_bytes", "split_block"]
 
 MAX_TIME_AHEAD: Final = 15.0
 """How far (seconds) a proposed block's time may run ahead of this validator's clock for it to vote."""
+MAX_TIME_BEHIND: Final = 30.0
+"""How far (seconds) a freshly proposed block's time may lag this validator's clock for it to vote."""
 
+_log = logging.getLogger(__name__)
 _U32: Final = struct.Struct(">I")
 _NOT_A_BLOCK: Final = b"trellis/not-a-block/v1\x00"
 _KEPT: Final = 64  # executed blocks kept waiting for their commit (a few views' worth)
@@ -170,17 +176,24 @@ class LedgerBlockApp:
         parsed = decode_block(block, self.parse)
         if parsed.header.height != height:
             raise InvalidBlock(f"block {parsed.header.height} offered as block {height}")
-        try:
-            ahead = parse_timestamp(parsed.header.time).timestamp() - self.clock()
-        except InvalidTimestamp:
-            ahead = 0.0  # the ledger's own check names what is wrong with it
-        if ahead > MAX_TIME_AHEAD:
-            raise InvalidBlock(f"block {height}'s time is {ahead:.0f} s ahead of this validator's clock")
         with self.service.lock:
             executed = self.service.app.validate(parsed)
         digest = executed.block.header.hash
         self._keep(digest, executed)
         return digest
+
+    def timely(self, block: bytes) -> bool:
+        """Whether ``block`` is dated within :data:`MAX_TIME_AHEAD` after and :data:`MAX_TIME_BEHIND`
+        before this validator's clock (asked of fresh proposals only; see the module docstring)."""
+        try:
+            head, _ = split_block(block)
+            offset = parse_timestamp(BlockHeader.from_json(json.loads(head)).time).timestamp() - self.clock()
+        except (ValueError, RecursionError, DidRegistryError, InvalidTimestamp):
+            return False
+        if -MAX_TIME_BEHIND <= offset <= MAX_TIME_AHEAD:
+            return True
+        _log.warning("refusing a block dated %.0f s from this validator's clock", offset)
+        return False
 
     def digest(self, block: bytes) -> bytes:
         """The block hash when the requests match the header's ``txn_root``, else a non-header digest."""

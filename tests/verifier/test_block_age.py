@@ -10,6 +10,7 @@ import pytest
 
 from tests.verifier.conftest_ledger import AUDIENCE, Device, Ledger, ledger  # noqa: F401  (fixture)
 from verifier import NetworkTrust, Policy, Reason, Refused, Verifier
+from verifier._ledger_view import CATCH_UP_INTERVAL
 
 
 class Hiding(httpx.BaseTransport):
@@ -20,6 +21,7 @@ class Hiding(httpx.BaseTransport):
         self.inner = network.transport()
         self.head: object | None = None
         self.height = 0
+        self.head_asked = 0  # GET /blocks/head answered
 
     def hide(self) -> None:
         self.head = httpx.Client(transport=self.inner).get("http://node/blocks/head").json()
@@ -29,6 +31,8 @@ class Hiding(httpx.BaseTransport):
         path = request.url.path
         if path == "/events":
             return httpx.Response(503)  # no stream: the polls and the request path are what is tested
+        if path == "/blocks/head":
+            self.head_asked += 1
         if self.head is not None:
             if path == "/blocks/head":
                 return httpx.Response(200, json=self.head)
@@ -61,7 +65,7 @@ def test_a_node_hiding_a_revocation_behind_nothing_newer_is_found_out(ledger: Le
         with pytest.raises(Refused) as refused:
             _admit(verifier, ledger, device)
         assert refused.value.reason is Reason.TOO_STALE
-        assert "show no recent block" in refused.value.detail
+        assert "the newest block the nodes that answer show is" in refused.value.detail
         assert verifier.staleness() >= 120 - (policy.max_block_age or 0)
 
 
@@ -87,3 +91,23 @@ def test_without_max_block_age_a_network_silent_while_idle_stays_usable(ledger: 
         ledger.clock.advance(3600)
         _admit(verifier, ledger, device)
         assert verifier.staleness() < 1
+
+
+def test_a_stalled_network_is_not_asked_for_its_head_on_every_request(ledger: Ledger) -> None:  # noqa: F811
+    """While the nodes keep showing an old newest block, requests are refused from what they said a
+    moment ago: not one head query per request (they would all fan out to every node at once)."""
+    device = ledger.enrol()
+    hiding = Hiding(ledger)
+    with _verifier(ledger, hiding, Policy()) as verifier:
+        _admit(verifier, ledger, device)
+        hiding.hide()
+        ledger.clock.advance(120)
+        asked = hiding.head_asked
+        for _ in range(20):
+            with pytest.raises(Refused):
+                _admit(verifier, ledger, device)
+        assert hiding.head_asked - asked == 1
+        ledger.clock.advance(CATCH_UP_INTERVAL)
+        with pytest.raises(Refused):
+            _admit(verifier, ledger, device)
+        assert hiding.head_asked - asked == 2

@@ -12,7 +12,7 @@ raises :class:`ContractViolation`, which the tests let through.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from did_registry.identity.crypto import sha256
@@ -38,6 +38,7 @@ class FakeApp:
     def __init__(self) -> None:
         self.blocks: list[bytes] = []
         self.committed: set[bytes] = set()
+        self.untimely: Callable[[bytes], bool] | None = None
 
     @property
     def height(self) -> int:
@@ -75,6 +76,11 @@ class FakeApp:
         if len(set(requests)) != len(requests) or not all(self.check(r) for r in requests):
             raise ValueError("a block holds new, acceptable requests, each once")
         return sha256(block)
+
+    def timely(self, block: bytes) -> bool:
+        """Every block is dated in time unless ``untimely`` is set (the simulator's times are
+        ``t+<seconds>``, which a test may judge by setting it)."""
+        return self.untimely is None or not self.untimely(block)
 
     def digest(self, block: bytes) -> bytes:
         """SHA-256 of the block bytes."""

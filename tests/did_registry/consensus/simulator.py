@@ -45,7 +45,7 @@ from tests.did_registry.consensus.scenarios import Scenario, make_validators, ra
 
 __all__ = ["FRESHNESS_INTERVAL", "InvariantViolation", "Node", "Report", "Simulator", "run_seed"]
 
-FRESHNESS_INTERVAL = 1.0
+FRESHNESS_INTERVAL = 2.0
 """The simulated networks commit an empty block when none came for this long (short, so that every
 scenario has empty blocks in flight through its faults)."""
 

@@ -5,15 +5,19 @@ a proposer that does not deliver one is replaced as if it held back a request.""
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from dataclasses import dataclass, fields, replace
 
 import pytest
 
-from did_registry.consensus import ConsensusConfig, Solo
+from did_registry.consensus import ConsensusConfig, Solo, create_engine
 from did_registry.consensus.base import Committed
-from tests.did_registry.consensus.fake_app import FakeApp
+from did_registry.consensus.messages import Prepare
+from tests.did_registry.consensus.byzantine import Byzantine
+from tests.did_registry.consensus.conftest import Net, sent
+from tests.did_registry.consensus.fake_app import FakeApp, make_block
+from tests.did_registry.consensus.peers import pre_prepare
 from tests.did_registry.consensus.scenarios import Scenario, make_validators
-from tests.did_registry.consensus.simulator import Simulator
+from tests.did_registry.consensus.simulator import Node, Simulator
 
 ENGINES = [("pbft", 4), ("round_robin", 4), ("solo", 1)]
 
@@ -31,8 +35,8 @@ def _heights(simulator: Simulator) -> list[int]:
 
 @pytest.mark.parametrize(("engine", "n"), ENGINES)
 def test_an_idle_network_commits_an_empty_block_every_interval(engine: str, n: int) -> None:
-    simulator = _idle(engine, n, 1.0)
-    simulator.run_for(10.5)
+    simulator = _idle(engine, n, 2.0)
+    simulator.run_for(21.0)
     heights = _heights(simulator)
     assert min(heights) >= 9 and max(heights) <= 11, heights
     node = simulator.nodes[simulator.honest[0]]
@@ -50,8 +54,8 @@ def test_with_freshness_off_an_idle_network_commits_nothing(engine: str, n: int)
 def test_a_crashed_proposer_of_an_idle_network_is_replaced_when_a_block_falls_due(engine: str) -> None:
     """The first proposer is down from the start and nothing is asked of the network: the others
     still wait for the block that falls due, time out, and move on to a proposer that delivers it."""
-    simulator = _idle(engine, 4, 1.0, crashes=(("v0", 0.0, None),))
-    simulator.run_for(15.0)
+    simulator = _idle(engine, 4, 2.0, crashes=(("v0", 0.0, None),))
+    simulator.run_for(20.0)
     heights = _heights(simulator)
     assert len(heights) == 3 and min(heights) >= 3, heights
 
@@ -71,3 +75,78 @@ def test_a_lone_validator_proposes_an_empty_block_only_when_it_falls_due() -> No
     engine.on_tick(105.0)
     assert not [o for o in engine.on_tick(109.9) if isinstance(o, Committed)]
     assert len([o for o in engine.on_tick(110.0) if isinstance(o, Committed)]) == 1
+
+
+# -- what a backup accepts (review findings: backdated blocks, censorship by empty blocks) ----------
+FRESH = replace(ConsensusConfig.testing(), freshness_interval=2.0)
+
+
+def test_a_backup_does_not_prepare_a_block_its_app_finds_untimely(net4: Net) -> None:
+    """A block dated far from the backup's clock (BlockApp.timely): no PREPARE, counted as untimely."""
+    backup = net4.pbft("v1", FRESH)
+    backup.on_tick(0.0)
+    net4.apps["v1"].untimely = lambda block: True
+    out = backup.on_message("v0", pre_prepare(net4))
+    assert sent(out, Prepare) == [] and backup.dropped.get("untimely-block") == 1
+
+
+def test_a_backup_prepares_an_empty_block_only_once_one_is_nearly_due(net4: Net) -> None:
+    """Empty blocks faster than half the interval are refused; one at half the interval is prepared."""
+    early, due = make_block(1, []), make_block(1, [], "t+1.0")
+    backup = net4.pbft("v1", FRESH)
+    backup.on_tick(0.0)
+    backup.on_tick(0.9)
+    assert sent(backup.on_message("v0", pre_prepare(net4, early)), Prepare) == []
+    assert backup.dropped.get("early-empty-block") == 1
+    other = net4.pbft("v2", FRESH)
+    other.on_tick(0.0)
+    other.on_tick(1.0)
+    assert len(sent(other.on_message("v0", pre_prepare(net4, due)), Prepare)) == 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Unchecked(ConsensusConfig):
+    """Settings a byzantine validator runs whatever the rules (an interval an honest one may not use)."""
+
+    def validate(self) -> ConsensusConfig:
+        return self
+
+
+def test_empty_blocks_cannot_shield_a_censoring_primary() -> None:
+    """The primary never takes one request and proposes empty blocks every 0.1 s, faster than the
+    backups' progress timer: the backups refuse those early empty blocks, so their timers run out,
+    a view change replaces the primary, and the request commits."""
+    censored = b"censored-request"
+    fast = _Unchecked(**{f.name: getattr(FRESH, f.name) for f in fields(FRESH)} | {"freshness_interval": 0.1})
+
+    class Censor(Simulator):
+        def _start(self, node: Node) -> None:
+            resume = node.certificates[-1] if node.certificates else None
+            config = fast if node.id == "v0" else FRESH
+            node.engine = create_engine(
+                "pbft", node.id, node.key, self.validators, node.app, config,
+                resume=resume, restarted=node.incarnation > 0, timestamp=lambda now: f"t+{now:.3f}",
+            )  # fmt: skip
+            node.incarnation += 1
+            node.timers.clear()
+            self._tick(node)
+
+    simulator = Censor(7, Scenario("pbft", 4, requests=0, chaos=0.0), FRESH)
+    v0 = simulator.nodes["v0"]
+    v0.byzantine = Byzantine(
+        simulator.rng, "v0", v0.key, simulator.ids, frozenset({"censor"}), frozenset({censored})
+    )
+    simulator.push(2.0, "request", "v2", censored)
+    simulator.run_for(30.0)
+    assert all(censored in simulator.nodes[v].app.committed for v in ("v1", "v2", "v3"))
+    assert all(simulator.nodes[v].engine.view >= 1 for v in ("v1", "v2", "v3"))  # type: ignore[union-attr]
+
+
+def test_a_round_robin_network_restarted_all_at_once_moves_on() -> None:
+    """Every validator restarts at the same height, so each abstains there in round 0 (a proposal from
+    before the restart may be out there); later rounds go through ROUND-CHANGE quorums and commit."""
+    crashes = tuple((v, 5.0, 5.5) for v in ("v0", "v1", "v2", "v3"))
+    simulator = _idle("round_robin", 4, 2.0, crashes=crashes)
+    simulator.run_for(40.0)
+    heights = _heights(simulator)
+    assert len(heights) == 4 and min(heights) >= 8, heights

@@ -75,6 +75,10 @@ class HeaderApp:
         """The header's hash."""
         return self.digest(block)
 
+    def timely(self, block: bytes) -> bool:
+        """Solo never asks (it validates no proposal)."""
+        return True
+
     def digest(self, block: bytes) -> bytes:
         """The header's hash, as the ledger computes it."""
         return BlockHeader.from_json(json.loads(block)).hash

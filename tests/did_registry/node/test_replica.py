@@ -87,8 +87,12 @@ def test_an_observer_follows_and_serves_proven_reads(cluster: Cluster) -> None:
     assert observer.replica is not None
     status = observer.replica.status()
     assert status["role"] == "observer"
-    health = httpx.get(f"{observer.url}/health", timeout=5).json()
-    assert health["height"] == cluster.nodes["node-1"].service.app.height  # type: ignore[union-attr]
+    node_1 = cluster.nodes["node-1"].service
+    assert node_1 is not None
+    cluster.wait_for(  # (an empty block may land between the two reads: docs/consensus.md § 9a)
+        lambda: httpx.get(f"{observer.url}/health", timeout=5).json()["height"] == node_1.app.height,
+        what="the observer's health at node-1's height",
+    )
 
 
 def test_a_validator_added_by_transaction_starts_voting_at_its_height(cluster: Cluster) -> None:
