@@ -27,7 +27,7 @@ from did_registry.client import LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
 from did_registry.identity.timestamps import parse_timestamp
 from did_registry.ledger.block import Block, CommitCertificate
-from verifier._follower import Follower
+from verifier._follower import Follower, sync_blocks
 from verifier._records import DIDEntry, IssuerEntry, StatusEntry, did_entry, issuer_entry, status_entry
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "block_time",
     "changes_of",
     "fetch_block",
+    "fetch_blocks",
 ]
 
 MAX_CATCH_UP: Final = 1000
@@ -127,6 +128,25 @@ def changes_of(block: Block) -> Changes:
 def block_time(block: Block) -> float:
     """The certified time of ``block`` (Unix seconds)."""
     return parse_timestamp(block.header.time).timestamp()
+
+
+def fetch_blocks(client: LedgerClient, after: int, *, first: str | None = None) -> list[Block]:
+    """The certified blocks after height ``after`` that a node has, a page of them (``GET /sync/blocks``),
+    each checked against its certificate and its header, at consecutive heights: from the first node
+    of ``client`` (``first`` asked first) that has at least one."""
+    errors: list[str] = []
+    nodes = client.nodes if first is None else [first, *(n for n in client.nodes if n != first)]
+    for node in nodes:
+        try:
+            _, blocks = sync_blocks(client, node, after)
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, RecursionError, DidRegistryError) as exc:
+            errors.append(f"{node}: {exc}")
+            continue
+        if blocks:
+            return blocks
+        errors.append(f"{node}: no block after {after}")
+    client.failures.extend(errors)
+    raise LedgerUnavailable("; ".join(errors) or "no node")
 
 
 def fetch_block(client: LedgerClient, height: int, *, first: str | None = None) -> Block:
@@ -286,8 +306,11 @@ class LedgerCache:
                     for listener in list(self.listeners):
                         listener(Changes(target, everything=True, time=time))
                 return
-            for height in range(self.height + 1, target + 1):
-                self.apply(fetch_block(client, height, first=first))
+            while self.height < target:  # a page of blocks per round trip (at least one each time)
+                for block in fetch_blocks(client, self.height, first=first):
+                    if block.header.height > target:
+                        break
+                    self.apply(block)
             self.confirm(target)
 
     def apply_blocks(self, blocks: Sequence[Block]) -> None:
