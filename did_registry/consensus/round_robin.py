@@ -187,7 +187,9 @@ class RoundRobin(EngineCore):
         except (ValueError, DidRegistryError):
             self._drop("invalid-block")
             return
-        problem = self._proposal_problem(proposal.block) if self._round == 0 else None  # later: may be a re-offer
+        problem = (
+            self._proposal_problem(proposal.block) if self._round == 0 else None
+        )  # later: may be a re-offer
         if problem is not None:
             self._drop(problem)
             return

@@ -45,7 +45,15 @@ from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.node.preverify import Preverifier
 from did_registry.node.service import NodeService
 
-__all__ = ["MAX_TIME_AHEAD", "MAX_TIME_BEHIND", "LedgerBlockApp", "encode_block", "decode_block", "request_bytes", "split_block"]
+__all__ = [
+    "MAX_TIME_AHEAD",
+    "MAX_TIME_BEHIND",
+    "LedgerBlockApp",
+    "encode_block",
+    "decode_block",
+    "request_bytes",
+    "split_block",
+]
 
 MAX_TIME_AHEAD: Final = 15.0
 """How far (seconds) a proposed block's time may run ahead of this validator's clock for it to vote."""
