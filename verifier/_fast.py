@@ -6,7 +6,8 @@ covering ``@method``, ``@target-uri`` and ``content-digest``. For such a request
 building any intermediate object, and the checks of :mod:`verifier._signed` run here in the same
 order, from what stays the same between a device's requests: its authentication key, remembered
 per key id while the cached DID entry it came from stands (``LedgerView.authentication_key``), and,
-within a session, the library's HMAC-SHA256 keyed with the session key, copied per request.
+within a session, HMAC-SHA256 keyed with the session key (RFC 2104's inner and outer SHA-256 states
+after the padded key), copied per request.
 
 Any request of another shape (several signatures, RFC 9421 §4.3, among them), or that a check before
 the nonce is used would refuse, is handed to :func:`verifier._signed.authenticate_request` whole, so every refusal is the general path's own;
@@ -16,13 +17,12 @@ a replayed nonce, a credential) it refuses exactly as the general path does at t
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from binascii import b2a_base64
 from collections import OrderedDict
 from collections.abc import Mapping
 from hashlib import sha256
-from typing import TYPE_CHECKING, Any, Final
+from hmac import compare_digest
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from did_registry.bounded_cache import remember
 from did_registry.errors import BadSignature
@@ -35,34 +35,48 @@ from wallet.errors import DigestMismatch, HttpSignatureError, MalformedDigestHea
 from wallet.http_signatures import HMAC_MIN_KEY_SIZE, FastSignature, HttpRequest, fast_signature_base
 
 if TYPE_CHECKING:
+    from _hashlib import HASH
+
     from verifier.verifier import Verifier
 
-__all__ = ["MAC_STATES_KEPT", "ORIGINS_KEPT", "authenticate_request", "hmac_sha256", "mac_state"]
+__all__ = ["MAC_STATES_KEPT", "ORIGINS_KEPT", "MacState", "authenticate_request", "hmac_sha256", "mac_state"]
 
 MAC_STATES_KEPT: Final = 4096
 """Session keys whose keyed HMAC-SHA256 is remembered (the most recently used)."""
 ORIGINS_KEPT: Final = 1024
 """Request URLs whose authority and origin are remembered."""
-_REQUIRED: Final = frozenset(_signed.REQUIRED_COMPONENTS)
-_MACS: OrderedDict[bytes, hmac.HMAC] = OrderedDict()
+MacState: TypeAlias = "tuple[HASH, HASH]"
+"""SHA-256 after HMAC's inner padded key, and after its outer padded key (RFC 2104)."""
+_REQUIRED_COMPONENTS: Final = _signed.REQUIRED_COMPONENTS
+_REQUIRED: Final = frozenset(_REQUIRED_COMPONENTS)
+_NAMESPACE: Final = _signed.SIGNATURE_NAMESPACE
+_BLOCK: Final = 64  # SHA-256's block size in bytes, RFC 2104's B
+_IPAD: Final = bytes(byte ^ 0x36 for byte in range(256))  # byte -> byte XOR ipad, for bytes.translate
+_OPAD: Final = bytes(byte ^ 0x5C for byte in range(256))  # byte -> byte XOR opad
+_MACS: OrderedDict[bytes, MacState] = OrderedDict()
 _ORIGINS: OrderedDict[str, tuple[str, str]] = OrderedDict()  # request URL -> (authority, origin)
 
 
-def mac_state(key: bytes) -> hmac.HMAC:
-    """The library's HMAC-SHA256 keyed with ``key`` (RFC 2104's padded keys hashed once), to be
-    copied for each message: the key's own work is done once per session key, not per request."""
+def mac_state(key: bytes) -> MacState:
+    """HMAC-SHA256 keyed with ``key`` (RFC 2104: a key longer than a block hashed first, then padded),
+    as the two SHA-256 states after its padded keys, to be copied for each message: the key's own
+    work is done once per session key, not per request."""
     known = _MACS.get(key)
     if known is None:
-        known = hmac.new(key, digestmod=hashlib.sha256)
+        block = (sha256(key).digest() if len(key) > _BLOCK else key).ljust(_BLOCK, b"\0")
+        known = (sha256(block.translate(_IPAD)), sha256(block.translate(_OPAD)))
         remember(_MACS, key, known, MAC_STATES_KEPT)
     return known
 
 
-def hmac_sha256(state: hmac.HMAC, message: bytes) -> bytes:
-    """HMAC-SHA256 of ``message`` under the key of ``state`` from :func:`mac_state`."""
-    mac = state.copy()
-    mac.update(message)
-    return mac.digest()
+def hmac_sha256(state: MacState, message: bytes) -> bytes:
+    """HMAC-SHA256 of ``message`` under the key of ``state`` from :func:`mac_state` (the states are
+    copied, never changed)."""
+    inner = state[0].copy()
+    inner.update(message)
+    outer = state[1].copy()
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 def authenticate_request(
@@ -83,7 +97,7 @@ def authenticate_request(
         or created > now + skew
         or created < now - max_age - skew
         or (expires is not None and now > expires + skew)
-        or (components != _signed.REQUIRED_COMPONENTS and not _REQUIRED.issubset(components))
+        or (components != _REQUIRED_COMPONENTS and not _REQUIRED.issubset(components))
     ):
         return _signed.authenticate_request(verifier, request, audience, credential)
     url = request.url
@@ -113,9 +127,11 @@ def authenticate_request(
     except BadSignature:
         mismatch = SignatureMismatch("ed25519 signature does not verify", label=label)
         raise Refused(Reason.BAD_SIGNATURE, str(mismatch), did=did) from None
-    _check_digest(request, did)
+    digest, body = request.headers["content-digest"], request.body  # covered, so present
+    if digest != f"sha-256=:{b2a_base64(sha256(body).digest(), newline=False).decode()}:":
+        _check_digest(digest, body, did)  # not the one canonical field of the body's digest
     try:  # from here on the device has proven who it is
-        if not verifier.nonces.use(_signed.SIGNATURE_NAMESPACE, f"{keyid} {nonce}", replay_until):
+        if not verifier.nonces.use(_NAMESPACE, f"{keyid} {nonce}", replay_until):
             raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
         if credential is not None:
             return verifier._admit(did, entry, keyid, [credential], target, now)
@@ -149,7 +165,8 @@ def _session(
 ) -> AuthenticatedDevice | None:
     _, label, keyid, alg, _, _, nonce, signature, base = fast
     assert keyid is not None
-    session = None if verifier.sessions is None else verifier.sessions.get(keyid)
+    sessions = verifier.sessions
+    session = None if sessions is None else sessions.get(keyid)
     if (
         session is None
         or now >= session.expires_at
@@ -157,18 +174,17 @@ def _session(
         or len(session.key) < HMAC_MIN_KEY_SIZE
     ):
         return None
-    key = session.key
-    mac = (_MACS.get(key) or mac_state(key)).copy()
-    mac.update(base)
-    if not hmac.compare_digest(mac.digest(), signature):
+    key, did = session.key, session.did
+    if not compare_digest(hmac_sha256(_MACS.get(key) or mac_state(key), base), signature):
         mismatch = SignatureMismatch("hmac-sha256 signature does not verify", label=label)
-        raise Refused(Reason.BAD_SIGNATURE, str(mismatch), did=session.did)
-    _check_digest(request, session.did)
+        raise Refused(Reason.BAD_SIGNATURE, str(mismatch), did=did)
+    digest, body = request.headers["content-digest"], request.body  # covered, so present
+    if digest != f"sha-256=:{b2a_base64(sha256(body).digest(), newline=False).decode()}:":
+        _check_digest(digest, body, did)  # not the one canonical field of the body's digest
     if session.audience != audience:
         return None
-    did = session.did
     try:  # from here on the device has proven who it is (it holds the session key)
-        if not verifier.nonces.use(_signed.SIGNATURE_NAMESPACE, f"{keyid} {nonce}", replay_until):
+        if not verifier.nonces.use(_NAMESPACE, f"{keyid} {nonce}", replay_until):
             raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
         if did.startswith("did:trellis:"):  # session_device, with its memo read
             device = verifier._admissions.session_device(session.id, did, session.key_id)
@@ -180,12 +196,10 @@ def _session(
         raise
 
 
-def _check_digest(request: HttpRequest, did: str) -> None:
-    """Check the body against its (covered, so present) ``Content-Digest``, as the general path does."""
-    value = request.headers["content-digest"]
-    body = request.body
-    if value == f"sha-256=:{b2a_base64(sha256(body).digest(), newline=False).decode()}:":
-        return  # the one canonical field of the body's digest (the full check would find the same)
+def _check_digest(value: str, body: bytes, did: str) -> None:
+    """Check ``body`` against its ``Content-Digest`` ``value`` as the general path does. The callers
+    first compare ``value`` with the one canonical field of the body's ``sha-256`` digest, which this
+    check would find the same."""
     try:
         verify_content_digest(value, body)
     except DigestMismatch as exc:

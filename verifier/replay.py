@@ -144,7 +144,9 @@ class MemoryNonceStore:
         if type(namespace) is not str or namespace not in _CHECKED:
             _check_namespace(namespace)
         key = (_USED, namespace, value)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # by hand: a with statement's lookups would cost more than the lock itself
+        try:
             now = self._clock()
             if type(expires_at) is not float or not _NO_TIME < expires_at < _INF:
                 if _expired(expires_at, now):  # the general check: ints, and refusing what is no time
@@ -162,8 +164,15 @@ class MemoryNonceStore:
             elif len(expiry) >= self._max_entries:
                 self._make_room(now)
             expiry[key] = expires_at
-            self._list(key, expires_at, now)
+            keys = self._seconds.get(math.floor(expires_at))
+            if keys is None or self._room is not None or self._listed >= 2 * len(expiry) + 1024:
+                self._list(key, expires_at, now)  # a second not listed yet, making room, or relisting due
+            else:  # what _list would do: add the key to its second's list
+                keys.append(key)
+                self._listed += 1
             return True
+        finally:
+            lock.release()
 
     def put(self, namespace: str, value: str, data: bytes, expires_at: float) -> None:
         """Hold ``data`` under ``value`` until taken or expired (replacing what was held under it)."""

@@ -14,7 +14,14 @@ import binascii
 import re
 from typing import Final
 
-__all__ = ["signature_input", "request_signature", "signature_bytes", "sha256_digest"]
+__all__ = [
+    "REQUEST_INPUT",
+    "DEVICE_INPUT",
+    "REQUEST_SIGNATURE",
+    "signature_input",
+    "signature_bytes",
+    "sha256_digest",
+]
 
 _KEY = r"[a-z*][a-z0-9_\-.*]{0,63}"
 _CHARS = r"[\x20\x21\x23-\x5b\x5d-\x7e]*"  # a String's characters when it needs no escape
@@ -30,12 +37,23 @@ _KEY_P = r"[a-z*][a-z0-9_\-.*]{0,63}+"
 _INTEGER_P = r"(?:0|[1-9][0-9]{0,14}+)"
 _CHARS_P = r"[\x20\x21\x23-\x5b\x5d-\x7e]*+"
 _COMPONENT_P = r'"[a-z0-9@][a-z0-9@\-_.]*+"'
-_REQUEST_INPUT: Final = re.compile(  # the parameters in the order wallet.http_signatures writes them
-    rf"({_KEY_P})=(\(((?:{_COMPONENT_P}(?: {_COMPONENT_P})*+)?+)\)(?:;created=({_INTEGER_P}))?+"
-    rf'(?:;expires=({_INTEGER_P}))?+(?:;keyid="({_CHARS_P})")?+(?:;nonce="({_CHARS_P})")?+'
-    rf'(?:;alg="({_CHARS_P})")?+(?:;tag="({_CHARS_P})")?+)'
+_PARAMS_P = (  # the parameters in the order wallet.http_signatures writes them, each at most once
+    rf'(?:;created=({_INTEGER_P}))?+(?:;expires=({_INTEGER_P}))?+(?:;keyid="({_CHARS_P})")?+'
+    rf'(?:;nonce="({_CHARS_P})")?+(?:;alg="({_CHARS_P})")?+(?:;tag="({_CHARS_P})")?+'
 )
-_REQUEST_SIGNATURE: Final = re.compile(rf"({_KEY_P})=:([A-Za-z0-9+/]*+={{0,2}}+):")
+REQUEST_INPUT: Final = re.compile(rf"({_KEY_P})=(\(((?:{_COMPONENT_P}(?: {_COMPONENT_P})*+)?+)\){_PARAMS_P})")
+"""A canonical one-member ``Signature-Input`` whose parameters come in the order a signer here writes
+them (a subset of what :func:`signature_input` reads). Its groups: the label, the raw
+``@signature-params``, the component list's text, then ``created``, ``expires`` (their digits),
+``keyid``, ``nonce``, ``alg`` and ``tag`` (unquoted), ``None`` when absent."""
+DEVICE_INPUT: Final = re.compile(rf'sig1=(\("@method" "@target-uri" "content-digest"\){_PARAMS_P})')
+""":data:`REQUEST_INPUT` with the label and components a device signs with (``wallet.device_client``),
+which it matches more quickly: where this matches, that does, with the same groups after the first
+and the third (the label ``sig1`` and the component list, not captured here)."""
+REQUEST_SIGNATURE: Final = re.compile(rf"({_KEY_P})=:([A-Za-z0-9+/]*+={{0,2}}+):")
+"""A one-member ``Signature`` holding a bare Byte Sequence (as :func:`signature_bytes` reads). Its
+groups: the label and the base64 text, whose alphabet and padding characters are checked (decoding it
+with :func:`binascii.a2b_base64`, which raises on a wrong length, is then ``b64decode(validate=True)``)."""
 _PARAM: Final = re.compile(rf";({_KEY})=({_INTEGER}|{_STRING})")
 _SIGNATURE: Final = re.compile(rf"({_KEY})=:([A-Za-z0-9+/]*={{0,2}}):")
 _SHA256: Final = re.compile(r"sha-256=:([A-Za-z0-9+/]{43}=):")
@@ -58,29 +76,6 @@ def signature_input(text: str) -> ParsedInput | None:
             return None  # a repeated parameter: the full parser decides (last one wins there)
         params[name] = value[1:-1] if value.startswith('"') else int(value)
     return label, components, params, raw
-
-
-RequestSignature = tuple[str, str, str, str | None, str | None, str | None, str | None, str | None, bytes]
-
-
-def request_signature(input_text: str, signature_text: str) -> RequestSignature | None:
-    """``(label, raw params, component list text, created, expires, keyid, nonce, alg, signature)`` of a
-    canonical one-member ``Signature-Input`` whose parameters come in the order a signer here writes
-    them (each at most once; absent ones ``None``; Integers as their digits, Strings unquoted) and
-    the one-member ``Signature`` of the same label, or ``None`` when the texts are not of that shape.
-    A subset of what :func:`signature_input` and :func:`signature_bytes` read."""
-    parsed = _REQUEST_INPUT.fullmatch(input_text)
-    signed = _REQUEST_SIGNATURE.fullmatch(signature_text)
-    if parsed is None or signed is None:
-        return None
-    label, raw, inner, created, expires, keyid, nonce, alg, _ = parsed.groups()
-    if label != signed.group(1):
-        return None
-    try:  # the expression checked the alphabet: this is b64decode(validate=True)
-        signature = binascii.a2b_base64(signed.group(2))
-    except binascii.Error:
-        return None
-    return label, raw, inner, created, expires, keyid, nonce, alg, signature
 
 
 def signature_bytes(text: str) -> tuple[str, bytes] | None:

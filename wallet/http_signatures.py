@@ -20,6 +20,7 @@ nonce policy (``created``, ``expires``, replay) is the verifier's, not this modu
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -506,6 +507,7 @@ FastSignature = tuple[
 _SHAPES: dict[str, tuple[str, ...] | None] = {}  # component list text -> names (None: not fast)
 _SHAPES_KEPT: Final = 64  # a service sees a handful of shapes; more are not remembered
 _DEVICE_COMPONENTS: Final = ("@method", "@target-uri", "content-digest")  # what devices sign
+_DEVICE_INNER: Final = '"@method" "@target-uri" "content-digest"'  # those, as a component list
 _UNKNOWN: Final = ("not yet seen",)  # a shape not in _SHAPES
 
 
@@ -513,9 +515,7 @@ def _shape(inner: str) -> tuple[str, ...] | None:
     """The component names of a fast request shape (``@method``, ``@target-uri``, fields; each once)."""
     names: tuple[str, ...] | None = tuple(item[1:-1] for item in inner.split(" ")) if inner else ()
     assert names is not None
-    if names == _DEVICE_COMPONENTS:
-        names = _DEVICE_COMPONENTS
-    elif len(set(names)) != len(names) or not all(
+    if len(set(names)) != len(names) or not all(
         n in ("@method", "@target-uri") or _FIELD_NAME.fullmatch(n) for n in names
     ):
         names = None
@@ -546,35 +546,56 @@ def fast_signature_base(request: HttpRequest) -> FastSignature | None:
         or type(url) is not str
     ):
         return None
-    parsed = _sf_fast.request_signature(text, signature_text)
-    if parsed is None:
+    signed = _sf_fast.REQUEST_SIGNATURE.fullmatch(signature_text)
+    if signed is None:
         return None
-    label, raw, inner, created, expires, keyid, nonce, alg, signature = parsed
-    names = _SHAPES.get(inner, _UNKNOWN)
-    if names is _UNKNOWN:
-        names = _shape(inner)
-    if names is _DEVICE_COMPONENTS:  # the shape devices sign, written out in one go
+    parsed = _sf_fast.DEVICE_INPUT.fullmatch(text)  # the label and components of devices, read quickly
+    if parsed is not None:
+        label, inner = "sig1", _DEVICE_INNER
+        raw, created, expires, keyid, nonce, alg, _ = parsed.groups()
+    else:
+        parsed = _sf_fast.REQUEST_INPUT.fullmatch(text)
+        if parsed is None:
+            return None
+        label, raw, inner, created, expires, keyid, nonce, alg, _ = parsed.groups()
+    signed_label, encoded = signed.groups()
+    if label != signed_label:
+        return None
+    try:  # the expression checked the alphabet: this is b64decode(validate=True)
+        signature = binascii.a2b_base64(encoded)
+    except binascii.Error:
+        return None
+    if inner == _DEVICE_INNER:  # the shape devices sign, written out in one go
         try:
             digest = headers["content-digest"]
         except KeyError:
             return None
+        if "\n" in method or "\n" in url or "\n" in digest:
+            return None  # a value with a line break: refused by signature_base
+        names: tuple[str, ...] = _DEVICE_COMPONENTS
         base = (
             f'"@method": {method}\n"@target-uri": {url}\n"content-digest": {digest}\n'
             f'"@signature-params": {raw}'
         )
-    elif names is None:
-        return None
     else:
+        shape = _SHAPES.get(inner, _UNKNOWN)
+        if shape is _UNKNOWN:
+            shape = _shape(inner)
+        if shape is None:
+            return None
+        names = shape
         lines = []
         for name in names:
             value = method if name == "@method" else url if name == "@target-uri" else headers.get(name)
-            if value is None:
+            if value is None or "\n" in value:
                 return None
             lines.append(f'"{name}": {value}')
         lines.append(f'"@signature-params": {raw}')
         base = "\n".join(lines)
-    if base.count("\n") != len(names) or "\r" in base or not base.isascii():
-        return None  # a value with a line break or a non-ASCII character: refused by signature_base
+    if "\r" in base or not base.isascii():
+        # a value with a carriage return or a non-ASCII character: refused by signature_base (the names
+        # and the parameters, read by the expressions, hold neither, nor a line feed)
+        return None
     return (
         names,
         label,

@@ -170,6 +170,27 @@ def test_fast_signature_base_of_edited_headers_never_disagrees(
         assert fast == _full_base(edited)
 
 
+@settings(max_examples=500, deadline=None)
+@given(edits=EDITS)
+def test_the_device_expression_reads_as_the_general_one(edits: list[tuple[int, str, str]]) -> None:
+    """Where the expression for a device's ``Signature-Input`` matches, the general one matches too,
+    with the same groups (the label and the component list being those it spells out)."""
+    request = HttpRequest("POST", "https://svc.example/x", {"content-type": "a"}, b"hi")
+    headers = sign_request(
+        request, key=KEY, keyid="did:trellis:t:z6Mk#key-1", created=1_700_000_000, expires=1_700_000_060,
+        nonce="abc", tag="t",
+    )  # fmt: skip
+    for text in (headers["Signature-Input"], _edit(headers["Signature-Input"], edits)):
+        device = _sf_fast.DEVICE_INPUT.fullmatch(text)
+        if device is None:
+            assert text != headers["Signature-Input"]
+            continue
+        general = _sf_fast.REQUEST_INPUT.fullmatch(text)
+        assert general is not None
+        raw, *params = device.groups()
+        assert general.groups() == ("sig1", raw, '"@method" "@target-uri" "content-digest"', *params)
+
+
 def test_non_canonical_signature_input_is_left_to_the_full_path() -> None:
     """Parameters out of the signer's order, repeated, spaced or with leading zeros are not fast."""
     request = HttpRequest("POST", "https://svc.example/x", {"content-type": "a"}, b"hi")
