@@ -187,9 +187,8 @@ class RoundRobin(EngineCore):
         except (ValueError, DidRegistryError):
             self._drop("invalid-block")
             return
-        problem = (
-            self._proposal_problem(proposal.block) if self._round == 0 else None
-        )  # later: may be a re-offer
+        # Only round 0's block is surely fresh; a later round may offer again one accepted before.
+        problem = self._proposal_problem(proposal.block) if self._round == 0 else None
         if problem is not None:
             self._drop(problem)
             return
