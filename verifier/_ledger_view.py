@@ -96,13 +96,20 @@ class LedgerView:
         """Catch ``cache`` up when it is older than ``max_staleness``; refuse past ``offline_max_staleness``.
 
         When the nodes answered a catch-up less than :data:`CATCH_UP_INTERVAL` ago and the cache is
-        still stale (their newest block is too old), they are not asked again yet: a stalled or hiding
-        network must not have every request fan out to every node."""
+        stale because their newest block is too old (its age less ``max_block_age`` is past
+        ``max_staleness``), they are not asked again yet: a stalled or hiding network must not have
+        every request fan out to every node. Stale for any other reason, the cache catches up at once."""
         if cache.staleness() <= self.policy.max_staleness:
             return
         why = None
-        answered = cache.caught_up_at
-        if answered is None or not 0 <= cache.clock() - answered < CATCH_UP_INTERVAL:
+        answered, age, allowed = cache.caught_up_at, cache.block_age(), self.policy.max_block_age
+        if (
+            answered is None
+            or age is None
+            or allowed is None
+            or age - allowed <= self.policy.max_staleness  # stale for another reason: ask at once
+            or not 0 <= cache.clock() - answered < CATCH_UP_INTERVAL
+        ):
             try:
                 cache.catch_up()
             except (

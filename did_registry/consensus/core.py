@@ -86,6 +86,7 @@ class EngineCore:
         self._certificates: dict[int, CommitCertificate] = {}  # checked, for heights above ours
         self._ahead: dict[str, int] = {}  # the highest height each validator claims to have reached
         self._head_at: float | None = None  # when the head was reached (from the first tick on)
+        self._head_by_commit = False  # reached by executing a block (not by starting or state transfer)
 
     # -- read-only state ------------------------------------------------------------------------
     @property
@@ -165,8 +166,8 @@ class EngineCore:
             self._certificate = certificate
             self._pool.retain(self._app.check)
             self._state_asked = None
-            self._head_reached()
             self._transferred()
+            self._head_reached(by_commit=False)
         return self._end()
 
     # -- the call cycle --------------------------------------------------------------------------
@@ -278,10 +279,11 @@ class EngineCore:
         self._head_reached()
 
     # -- freshness (docs/consensus.md § Freshness) ------------------------------------------------
-    def _head_reached(self) -> None:
+    def _head_reached(self, *, by_commit: bool = True) -> None:
         """The head moved (a commit or a state transfer): the next block is due one interval from now."""
         if self._head_at is not None:
             self._head_at = self._now
+            self._head_by_commit = by_commit
 
     def _freshness_due(self) -> bool:
         """Whether a block is due, with or without requests: ``freshness_interval`` has passed since
@@ -292,9 +294,14 @@ class EngineCore:
     def _empty_block_acceptable(self) -> bool:
         """Whether a freshly proposed empty block may be accepted: one is due, give or take half an
         interval (the proposer reached the head a little before or after this validator). Earlier
-        ones could keep resetting the progress timer while a request is left out (censorship)."""
+        ones could keep resetting the progress timer while a request is left out (censorship). A
+        validator that reached its head by starting or by state transfer, not by executing a block,
+        cannot tell when the others reached it: it accepts the first empty block (or a restart would
+        cost the network a view change)."""
         interval = self._config.freshness_interval
-        return interval > 0 and self._head_at is not None and self._now >= self._head_at + interval / 2
+        if interval <= 0 or self._head_at is None:
+            return False
+        return not self._head_by_commit or self._now >= self._head_at + interval / 2
 
     def _proposal_problem(self, block: bytes) -> str | None:
         """Why a freshly proposed ``block`` (not one offered again) is refused, or ``None``: dated far

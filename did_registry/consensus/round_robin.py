@@ -209,11 +209,8 @@ class RoundRobin(EngineCore):
         height = self._height + 1
         if self.proposer != self._id or self._round in self._proposed or height <= self._proven:
             return
-        # A round-0 proposal from before a restart may be out there: never offer a second one. Later
-        # rounds offer only what a quorum of ROUND-CHANGEs allows, so a network restarted all at once
-        # still moves on.
-        if height == self._abstain and self._round == 0:
-            return
+        if height == self._abstain:
+            return  # a proposal from before a restart may be out there: never offer a second one
         block = None
         if self._round > 0:
             changes = self._round_changes.get(self._round, {})

@@ -111,3 +111,18 @@ def test_a_stalled_network_is_not_asked_for_its_head_on_every_request(ledger: Le
         with pytest.raises(Refused):
             _admit(verifier, ledger, device)
         assert hiding.head_asked - asked == 2
+
+
+def test_stale_for_another_reason_the_cache_catches_up_at_once(ledger: Ledger) -> None:  # noqa: F811
+    """The wait between catch-ups is only for a network whose newest block is too old: with a short
+    max_staleness, a live network is asked again as soon as the cache is stale, and a revocation
+    committed meanwhile is seen."""
+    device = ledger.enrol()
+    node = Hiding(ledger)  # never hides here: an honest, live node
+    with _verifier(ledger, node, Policy(max_staleness=0.2)) as verifier:
+        _admit(verifier, ledger, device)
+        ledger.revoke(device)
+        ledger.clock.advance(0.5)  # past max_staleness, within CATCH_UP_INTERVAL of the last catch-up
+        with pytest.raises(Refused) as refused:
+            _admit(verifier, ledger, device)
+        assert refused.value.reason is Reason.REVOKED
