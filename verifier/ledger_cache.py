@@ -130,12 +130,17 @@ def block_time(block: Block) -> float:
     return parse_timestamp(block.header.time).timestamp()
 
 
+def _nodes_in_order(client: LedgerClient, first: str | None) -> list[str]:
+    """The nodes of ``client``, ``first`` (when given) asked first."""
+    return list(client.nodes) if first is None else [first, *(n for n in client.nodes if n != first)]
+
+
 def fetch_blocks(client: LedgerClient, after: int, *, first: str | None = None) -> list[Block]:
     """The certified blocks after height ``after`` that a node has, a page of them (``GET /sync/blocks``),
     each checked against its certificate and its header, at consecutive heights: from the first node
     of ``client`` (``first`` asked first) that has at least one."""
     errors: list[str] = []
-    nodes = client.nodes if first is None else [first, *(n for n in client.nodes if n != first)]
+    nodes = _nodes_in_order(client, first)
     for node in nodes:
         try:
             _, blocks = sync_blocks(client, node, after)
@@ -153,7 +158,7 @@ def fetch_block(client: LedgerClient, height: int, *, first: str | None = None) 
     """Block ``height`` from any node (``first`` asked first): its certificate checked, its transactions
     checked against its header."""
     errors: list[str] = []
-    nodes = client.nodes if first is None else [first, *(n for n in client.nodes if n != first)]
+    nodes = _nodes_in_order(client, first)
     for node in nodes:
         try:
             response = client._http.get(f"{node.rstrip('/')}/blocks/{height}")
