@@ -2,7 +2,8 @@
 
 Every answer the client returns is checked: state values come with a sparse-Merkle proof against a
 block header, and the header with a commit certificate from a quorum of the validator set the client
-trusts (the genesis validators, from the network's ``genesis.json``). A node that lies about a
+trusts at its height (the genesis validators, from the network's ``genesis.json``, and the sets they
+handed over to). A node that lies about a
 value, a path, a header or a signature is caught (:class:`~did_registry.errors.InvalidProof`) and
 the client moves on to the next node it knows. Submissions go to any node; the client waits for
 commitment by polling transaction status.
@@ -13,9 +14,12 @@ state) is passed over for another node's, waiting up to ``behind_wait`` for one 
 is trusted for nothing unproven: a transaction reported committed is checked for inclusion in a
 certified block before :meth:`LedgerClient.submit_and_wait` says so.
 
-Validator-set changes: a header certified by a set the client does not yet trust is refused with
-:class:`UntrustedValidatorSet`; call :meth:`LedgerClient.trust_validators` with a set learned out of
-band. (Following set changes through the chain is part of the consensus work.)
+Validator-set changes are followed through the chain (:mod:`did_registry.validator_trust`): a
+header naming a set the client does not trust at its height makes it ask the nodes for the changes
+since the newest it knows (``GET /validators/changes``), each proven against a header certified by
+the set before it. A set no node proves is refused with :class:`UntrustedValidatorSet` (and not
+asked about again for :data:`RELEARN_INTERVAL`); :meth:`LedgerClient.trust_validators` adds a set
+learned out of band, trusted at every height.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,14 +52,21 @@ from did_registry.identity.resolution import (
 from did_registry.identity.timestamps import parse_timestamp
 from did_registry.ledger import merkle
 from did_registry.ledger.block import BlockHeader, CommitCertificate, InvalidCertificate
-from did_registry.ledger.genesis import Genesis, genesis_state
+from did_registry.ledger.genesis import Genesis
 from did_registry.ledger.proofs import StateProof
-from did_registry.ledger.smt import MapProof, MemoryNodeStore, SparseMerkleMap
-from did_registry.ledger.state import value_hash
+from did_registry.ledger.smt import MapProof
 from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.ledger.validators import ValidatorSet
+from did_registry.validator_trust import ValidatorTrust, genesis_root
 
-__all__ = ["FAILURES_KEPT", "LedgerClient", "LedgerUnavailable", "TrellisResolver", "UntrustedValidatorSet"]
+__all__ = [
+    "FAILURES_KEPT",
+    "RELEARN_INTERVAL",
+    "LedgerClient",
+    "LedgerUnavailable",
+    "TrellisResolver",
+    "UntrustedValidatorSet",
+]
 
 
 class LedgerUnavailable(DidRegistryError):
@@ -71,13 +83,11 @@ _STREAM_READ_TIMEOUT = 30.0  # a header stream silent this long (no heartbeat ei
 _STALL_CHECK = 15.0  # a stream with no new header this long is compared with the other nodes' heads
 FAILURES_KEPT = 1000
 """How many of the latest failures (node and what went wrong) a client keeps in ``failures``."""
-
-
-def _genesis_root(genesis: Genesis) -> str:
-    view = genesis_state(genesis)
-    changes = {k: v for k, v in view.changes.items() if v is not None}
-    root = SparseMerkleMap(MemoryNodeStore()).update({k.encode(): value_hash(v) for k, v in changes.items()})
-    return root.hex()
+RELEARN_INTERVAL = 1.0
+"""Seconds before the client asks the nodes again about a validator set none of them could prove
+(a node showing headers of a set nobody proves costs one round of questions a second, not one each)."""
+_CHANGE_PAGES = 100  # pages of validator set changes asked of one node in one go (100 changes each)
+_UNPROVEN_KEPT = 64  # validator set hashes remembered as unproven
 
 
 @contextmanager
@@ -124,9 +134,11 @@ class LedgerClient:
         ):
             raise ValueError(f"behind_wait must be a finite number of seconds, not {behind_wait!r}")
         self._http = httpx.Client(timeout=timeout, transport=transport)
-        genesis_set = ValidatorSet.from_json(self.genesis.validators)
-        self._validators: dict[str, ValidatorSet] = {genesis_set.hash(): genesis_set}
-        self._genesis_root = _genesis_root(self.genesis)
+        self._genesis_root = genesis_root(self.genesis)
+        self._trust = ValidatorTrust(self.genesis, self._genesis_root)
+        self._out_of_band: dict[str, ValidatorSet] = {}  # trust_validators: trusted at every height
+        self._unproven: OrderedDict[str, float] = OrderedDict()  # set hash -> when no node proved it
+        self._learning = threading.Lock()
         self._certified: OrderedDict[bytes, None] = OrderedDict()  # headers whose certificate checked out
         self._seen = 0  # the highest certified height any answer showed: reads never go back before it
         # what went wrong with which node, newest last
@@ -146,8 +158,19 @@ class LedgerClient:
         self.close()
 
     def trust_validators(self, validators: ValidatorSet) -> None:
-        """Trust another validator set (learned out of band) for certificates."""
-        self._validators[validators.hash()] = validators
+        """Trust another validator set (learned out of band) for certificates, at every height."""
+        self._out_of_band[validators.hash()] = validators
+
+    def validator_changes(self) -> list[dict[str, Any]]:
+        """The proven validator set changes this client has learned, oldest first (the answer format of
+        ``GET /validators/changes``), for a reader that must start without asking a node (a snapshot)."""
+        return self._trust.changes()
+
+    def learn_validator_changes(self, changes: Any) -> int:
+        """Check and trust proven validator set changes (:meth:`validator_changes` of another client of
+        this network); return how many were new. Raise :class:`InvalidProof` at the first that does not
+        check out (the ones before it are kept)."""
+        return self._trust.learn(ValidatorTrust.parse(changes))
 
     # -- plumbing ---------------------------------------------------------------------------
     def _get(self, path: str, params: Mapping[str, Any] | None = None) -> tuple[str, httpx.Response]:
@@ -170,13 +193,59 @@ class LedgerClient:
         raise LedgerUnavailable("; ".join(errors) or "no node answered")
 
     def _validators_for(self, header: BlockHeader) -> ValidatorSet:
-        validators = self._validators.get(header.validators_hash)
-        if validators is None:
-            raise UntrustedValidatorSet(
-                "certificate",
-                f"block {header.height} names validator set {header.validators_hash[:16]}…, not trusted",
+        """The set that certifies ``header``: the one this client trusts at its height, learning the
+        changes since the newest it knows when the header names another."""
+        wanted = header.validators_hash
+        validators, trusted = self._trust.at(header.height)
+        if wanted == trusted:
+            return validators
+        out_of_band = self._out_of_band.get(wanted)
+        if out_of_band is not None:
+            return out_of_band
+        if header.height > self._trust.newest_change and self._learn_changes(wanted, header.height):
+            return self._trust.at(header.height)[0]
+        raise UntrustedValidatorSet(
+            "certificate",
+            f"block {header.height} names validator set {wanted[:16]}…, not the one trusted there "
+            f"({trusted[:16]}…), and no node proved a change to it",
+        )
+
+    def _learn_changes(self, wanted: str, height: int) -> bool:
+        """Ask the nodes in turn for the validator set changes since the newest this client knows, until
+        the set trusted at ``height`` is ``wanted``; whether it is."""
+        failed = self._unproven.get(wanted)
+        if failed is not None and time.monotonic() - failed < RELEARN_INTERVAL:
+            return False
+        with self._learning:
+            for node in self.nodes:
+                if self._trust.at(height)[1] == wanted:
+                    return True
+                try:
+                    self._learn_from(node)
+                except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
+                    self.failures.append(f"{node}: validator set changes: {exc}")
+            if self._trust.at(height)[1] == wanted:
+                return True
+            self._unproven[wanted] = time.monotonic()
+            self._unproven.move_to_end(wanted)
+            if len(self._unproven) > _UNPROVEN_KEPT:
+                self._unproven.popitem(last=False)
+            return False
+
+    def _learn_from(self, node: str) -> None:
+        for _ in range(_CHANGE_PAGES):
+            response = self._http.get(
+                node.rstrip("/") + "/validators/changes", params={"after": self._trust.newest_change}
             )
-        return validators
+            response.raise_for_status()
+            data = response.json()
+            if not isinstance(data, dict):
+                raise ValueError("the answer is not a JSON object")
+            if (
+                not self._trust.learn(ValidatorTrust.parse(data.get("changes")))
+                or data.get("more") is not True
+            ):
+                return
 
     @property
     def seen_height(self) -> int:

@@ -17,9 +17,15 @@ a quiet network, whose last block is old, it looks as old as that block). Once n
 longer than the policy's ``offline_max_staleness`` it refuses with ``too_stale``. When nodes are
 reachable it catches up from the snapshot's height, dropping what the blocks since then changed.
 
+Validator set changes since genesis travel with the snapshot: ``validator_changes`` holds the
+proofs the saver's client learned them by (``GET /validators/changes``), and loading checks each
+against the set before it, from the genesis set up (:class:`did_registry.validator_trust.ValidatorTrust`),
+so a snapshot taken after the validators changed loads offline with only the genesis as trust anchor.
+
 The file is JSON: ``{"format": "trellis-verifier-snapshot/1", "networks": [{"network",
-"genesis_hash", "confirmed_at", "sections": [{"header", "certificate", "records": [{"key",
-"value", "proof"}]}]}]}``.
+"genesis_hash", "confirmed_at", "validator_changes": [state proof…], "sections": [{"header",
+"certificate", "records": [{"key", "value", "proof"}]}]}]}`` (``validator_changes`` may be left
+out when there are none).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from did_registry.identity.timestamps import parse_timestamp
 from did_registry.ledger.block import BlockHeader, CommitCertificate
 from did_registry.ledger.proofs import StateProof
 from did_registry.ledger.smt import MapProof
-from did_registry.ledger.validators import ValidatorSet
+from did_registry.validator_trust import ValidatorTrust
 from verifier.errors import ConfigurationError
 from verifier.policy import NetworkTrust
 
@@ -107,12 +113,14 @@ def save_snapshot(verifier: Verifier, path: str | Path) -> None:
             raise ConfigurationError(f"network {name!r} has no nodes: nothing can be proven afresh")
         confirmed_at = verifier.clock()
         keys = cache.keys() or ["network"]
+        sections = _prove_sections(cache.client, keys)  # learns any set change up to the head first
         networks.append(
             {
                 "network": name,
                 "genesis_hash": verifier.networks[name].genesis.hash.hex(),
                 "confirmed_at": confirmed_at,
-                "sections": _prove_sections(cache.client, keys),
+                "validator_changes": cache.client.validator_changes(),
+                "sections": sections,
             }
         )
     target = Path(path)
@@ -121,13 +129,21 @@ def save_snapshot(verifier: Verifier, path: str | Path) -> None:
     os.replace(temporary, target)
 
 
-def _verified_values(section: Any, header: BlockHeader, trust: NetworkTrust) -> dict[str, Any]:
+def _verified_values(
+    section: Any, header: BlockHeader, trust: NetworkTrust, sets: ValidatorTrust
+) -> dict[str, Any]:
     if header.network != trust.network or header.height < 1:
         raise InvalidSnapshot(f"a header of the snapshot is not a certified block of {trust.network}")
     if section["certificate"] is None:
         raise InvalidSnapshot(f"block {header.height} of the snapshot has no certificate")
     certificate = CommitCertificate.from_json(section["certificate"])
-    certificate.verify(header, ValidatorSet.from_json(trust.genesis.validators))
+    validators, trusted = sets.at(header.height)
+    if header.validators_hash != trusted:
+        raise InvalidSnapshot(
+            f"block {header.height} of the snapshot names validator set {header.validators_hash[:16]}…, "
+            f"not the one its proven validator changes put in force there ({trusted[:16]}…)"
+        )
+    certificate.verify(header, validators)
     values = {}
     for record in section["records"]:
         key = record["key"]
@@ -138,7 +154,9 @@ def _verified_values(section: Any, header: BlockHeader, trust: NetworkTrust) -> 
     return values
 
 
-def _verified_head(sections: Any, trust: NetworkTrust) -> tuple[BlockHeader, dict[str, Any]]:
+def _verified_head(
+    sections: Any, trust: NetworkTrust, sets: ValidatorTrust
+) -> tuple[BlockHeader, dict[str, Any]]:
     """The one certified header every section is proven against, and the values proven."""
     if not isinstance(sections, list) or not sections:
         raise InvalidSnapshot(f"the snapshot of {trust.network} proves nothing against a certified block")
@@ -151,7 +169,7 @@ def _verified_head(sections: Any, trust: NetworkTrust) -> tuple[BlockHeader, dic
         )
     values: dict[str, Any] = {}
     for section, header in zip(sections, headers, strict=True):
-        values.update(_verified_values(section, header, trust))
+        values.update(_verified_values(section, header, trust, sets))
     return headers[0], values
 
 
@@ -164,9 +182,14 @@ def _load_network(verifier: Verifier, item: Any, trust: NetworkTrust) -> None:
         raise InvalidSnapshot(f"the snapshot of {trust.network} has no confirmation time")
     if confirmed_at > verifier.clock() + skew:
         raise InvalidSnapshot(f"the snapshot of {trust.network} claims to be from the future")
-    header, values = _verified_head(item["sections"], trust)
+    sets = ValidatorTrust(trust.genesis)
+    changes = item.get("validator_changes", [])
+    sets.learn(ValidatorTrust.parse(changes))
+    header, values = _verified_head(item["sections"], trust, sets)
     certified = parse_timestamp(header.time).timestamp() + skew  # no fresher than the head it proves
     cache = verifier.caches[trust.network]
+    if cache.client is not None:
+        cache.client.learn_validator_changes(changes)
     cache.load(values, header.height)
     cache.confirm(header.height, at=min(confirmed_at, certified), time=certified - skew)
 

@@ -10,7 +10,7 @@ applied at the start of the block at their ``height``. A block is final with sig
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,9 @@ __all__ = [
     "ValidatorSetError",
     "activate",
     "current",
+    "record_at",
     "schedule",
+    "set_at",
     "valid_address",
 ]
 
@@ -160,18 +162,77 @@ def schedule(view: StateView, action: str, change: Mapping[str, Any], height: in
     view.put("validators", record)
 
 
-def activate(view: StateView, height: int) -> bool:
-    """Apply the changes due at or before ``height``; return whether the set changed."""
-    record = view.get_json("validators")
+def _due(record: Mapping[str, Any], height: int) -> list[dict[str, Any]] | None:
+    """The members of ``record``'s set once the changes due at or before ``height`` are applied, or
+    ``None`` when none is due."""
     due = sorted((p for p in record["pending"] if p["height"] <= height), key=lambda p: p["height"])
     if not due:
-        return False
+        return None
     members = record["set"]
     for pending in due:
         try:
             members = _apply(members, pending["action"], pending["change"])
         except ValidatorSetError:
             continue  # a change made moot by an earlier one is dropped, the same way on every node
+    return list(members)
+
+
+def activate(view: StateView, height: int) -> bool:
+    """Apply the changes due at or before ``height``; return whether the set changed."""
+    record = view.get_json("validators")
+    members = _due(record, height)
+    if members is None:
+        return False
     record = {"set": members, "pending": [p for p in record["pending"] if p["height"] > height]}
     view.put("validators", record)
     return True
+
+
+def set_at(record: Any, height: int) -> ValidatorSet:
+    """The set in force at ``height`` by the ``validators`` state record of a block before it: its set
+    with the pending changes due by then applied, as :func:`activate` applies them. A reader holding
+    that record proven against a certified header learns the set that certifies later blocks (until
+    a change scheduled after that header falls due)."""
+    if not isinstance(record, Mapping) or not isinstance(record.get("set"), list):
+        raise ValidatorSetError("a validators record is {set: [...], pending: [...]}")
+    pending = record.get("pending")
+    if not isinstance(pending, list) or not all(
+        isinstance(p, Mapping) and type(p.get("height")) is int and isinstance(p.get("change"), Mapping)
+        for p in pending
+    ):
+        raise ValidatorSetError("a validators record's pending changes are {height, action, change}")
+    members = _due(record, height)
+    return ValidatorSet.from_json(record["set"] if members is None else members)
+
+
+class _NoState:
+    def get(self, key: str) -> bytes | None:
+        return None
+
+
+def record_at(
+    genesis_record: Mapping[str, Any],
+    events: Iterable[tuple[int, str, Mapping[str, Any], int]],
+    height: int,
+) -> Any:
+    """The ``validators`` state record as of block ``height`` (once that block is executed), replayed
+    from block 0's record and the validator changes committed since.
+
+    ``events`` are the committed ``validator.*`` transactions in block order, each as ``(block height,
+    action, change, effective_height)`` where ``change`` is the transaction body without
+    ``effective_height``; those of blocks after ``height`` are ignored. Each block with events first
+    applies the changes due at its start (:func:`activate`), then schedules its events in order
+    (:func:`schedule`), as the rules do; the changes due at the start of block ``height`` are applied
+    last. Raises :class:`ValidatorSetError` when an event does not replay (it was never committed so).
+    """
+    view = StateView(_NoState())
+    view.put("validators", dict(genesis_record))
+    for block, action, change, effective_height in events:
+        if block > height:
+            break
+        if action not in {"add", "remove", "rotate_key"}:
+            raise ValidatorSetError(f"unknown validator action {action!r}")
+        activate(view, block)
+        schedule(view, action, change, effective_height)
+    activate(view, height)
+    return view.get_json("validators")

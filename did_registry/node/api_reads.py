@@ -39,6 +39,7 @@ __all__ = [
     "MAX_SYNC_PAGE",
     "MAX_SYNC_WAIT",
     "MAX_AUDIT_PAGE",
+    "MAX_CHANGES_PAGE",
     "reads_bp",
 ]
 
@@ -54,6 +55,8 @@ MAX_SYNC_WAIT: Final = 30.0
 """The longest ``GET /sync/blocks?wait=`` holds a request open for the next block."""
 MAX_AUDIT_PAGE: Final = 500
 """The most transactions one ``GET /audit/txns`` page holds."""
+MAX_CHANGES_PAGE: Final = 100
+"""The most validator set changes one ``GET /validators/changes`` page holds."""
 
 _AUDIT_WALK: Final = 10_000  # blocks one memory-store audit page may walk before answering
 _END_OF_BLOCK: Final = 2**31  # a cursor index after every transaction of its block
@@ -206,6 +209,19 @@ def validators() -> Response:
     with service.lock:
         raw = service.app.store.get("validators")
     return Response(raw or b"null", mimetype="application/json")
+
+
+@reads_bp.get("/validators/changes")
+def validator_changes() -> Response:
+    """The validator set changes after height ``after`` (default 0), oldest first, at most ``limit``:
+    for each height ``x`` whose header names another set than header ``x - 1``, the ``validators``
+    record as of block ``x - 1`` proven against certified header ``x - 1`` (a state proof, as
+    ``GET /proofs/state`` answers). ``more`` says whether changes after the last one listed exist."""
+    after = int_arg("after", 0)
+    limit = int_arg("limit", MAX_CHANGES_PAGE, low=1, high=MAX_CHANGES_PAGE)
+    assert after is not None and limit is not None
+    head, changes, more = node_service().validator_changes(after, limit)
+    return json_response({"head": head, "changes": [change.to_json() for change in changes], "more": more})
 
 
 @reads_bp.get("/genesis")

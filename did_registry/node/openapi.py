@@ -191,6 +191,11 @@ def _paths() -> dict[str, Any]:
             "One DID's quarantine report", _json({"$ref": "#/components/schemas/QuarantineEntry"}, "The report"),
             400, 404, params=[_path("did", _DID, "The DID")]),
         "/validators": _get("The validator set and scheduled changes", _json(_OBJECT, "The set")),
+        "/validators/changes": _get(
+            "Each validator set change after a height: the validators record of the block before it, proven",
+            _json(_OBJECT, "{head, changes: [StateProof of key validators at height x - 1], more}"), 400,
+            params=[_query("after", _HEIGHT, "Only changes taking effect above this height"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Most changes")]),
         "/genesis": _get("The genesis document", _json(_OBJECT, "The genesis document")),
         "/audit/txns": _get(
             "Committed transactions matching every filter, a page at a time",

@@ -10,29 +10,53 @@ block or none of it.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import queue
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.timestamps import format_timestamp
 from did_registry.ledger.application import Executed, LedgerApplication
 from did_registry.ledger.block import BlockHeader, CommitCertificate
+from did_registry.ledger.genesis import genesis_state
 from did_registry.ledger.proofs import StateProof
 from did_registry.ledger.state import decode_value
 from did_registry.ledger.txn import Transaction, TxnRejected
+from did_registry.ledger.validators import record_at, set_at
 
 __all__ = ["NodeService", "Runner", "TxnStatus"]
 
 _log = logging.getLogger("did_registry.node")
 
 _REJECTED_KEPT = 100_000
+_VALIDATOR_TXNS = ("validator.add", "validator.remove", "validator.rotate_key")
+_TXN_PAGE = 1000  # the most transactions one indexed read of a SQL store returns (its audit MAX_PAGE)
+
+_ChangeEvent = tuple[int, str, dict[str, Any], int]
+"""A committed validator transaction: (block height, action, change, effective height)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ChangeIndex:
+    """Where the validator set changed, as far as a node has looked (the chain is final: it only grows).
+
+    ``scanned``: blocks 1 to it are read. ``events``: their validator transactions in block order.
+    ``heights``: the heights ``x <= scanned`` whose header names another set than header ``x - 1``,
+    ascending; ``headers[x]`` is header ``x - 1`` with its certificate and header ``x``'s set hash.
+    """
+
+    scanned: int = 0
+    events: tuple[_ChangeEvent, ...] = ()
+    heights: tuple[int, ...] = ()
+    headers: dict[int, tuple[BlockHeader, CommitCertificate | None, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +142,10 @@ class NodeService:
         self.halted: str | None = None
         """Why the node stopped working (see :meth:`halt`), or ``None``."""
         self._halt_listeners: list[Callable[[str], None]] = []
+        self._changes_lock = threading.Lock()  # one validator_changes computation at a time
+        self._change_index = _ChangeIndex()
+        self._change_proofs: dict[int, StateProof] = {}  # verified answers, by change height
+        self._genesis_validators: Any = None
 
     # -- failing ----------------------------------------------------------------------------
     def halt(self, reason: str) -> None:
@@ -274,6 +302,127 @@ class NodeService:
                 value = None if raw is None else decode_value(raw)
                 proofs.append(StateProof(key, value, header, certificate, state.prove(key.encode())))
         return header, certificate, proofs
+
+    # -- validator set changes ----------------------------------------------------------------
+    def validator_changes(self, after: int, limit: int) -> tuple[int, list[StateProof], bool]:
+        """The validator set changes after height ``after``: ``(head, proofs, more)``.
+
+        One :class:`StateProof` per height ``x`` (``after < x <= head``) whose header names another
+        validator set than header ``x - 1``, ascending, at most ``limit``: the ``validators`` record as
+        of block ``x - 1`` proven against certified header ``x - 1`` (``set_at(value, x)`` is the set in
+        force from ``x``). ``more`` says whether changes after the last one listed exist. Each proof is
+        checked before it is served; one that does not check out is logged and ends the list there.
+
+        The heights come from the ``effective_height`` of committed validator transactions (read once:
+        the chain only grows), the records by replaying those transactions from the genesis record
+        (the store keeps only the head's values); proofs served are kept (history does not change).
+        """
+        with self._changes_lock:
+            index = self._update_change_index()
+            head = index.scanned
+            start = bisect.bisect_right(index.heights, after)
+            wanted = index.heights[start : start + limit]
+            proofs: list[StateProof] = []
+            for height in wanted:
+                proof = self._change_proofs.get(height) or self._prove_change(index, height)
+                if proof is None:
+                    break
+                self._change_proofs[height] = proof
+                proofs.append(proof)
+            more = start + len(proofs) < len(index.heights)
+        return head, proofs, more
+
+    def _update_change_index(self) -> _ChangeIndex:
+        """The change index brought up to the head (reads under the lock, a short read at a time)."""
+        index = self._change_index
+        with self.lock:
+            head = self.app.height
+        if head <= index.scanned:
+            return index
+        events = index.events + tuple(self._validator_events(index.scanned + 1, head))
+        heights = list(index.heights)
+        headers = dict(index.headers)
+        for height in sorted({e[3] for e in events if index.scanned < e[3] <= head}):
+            before, certificate, set_hash = self._header_pair(height)
+            if before.validators_hash != set_hash:
+                heights.append(height)
+                headers[height] = (before, certificate, set_hash)
+        self._change_index = _ChangeIndex(head, events, tuple(heights), headers)
+        return self._change_index
+
+    def _validator_events(self, first: int, last: int) -> list[_ChangeEvent]:
+        """The validator transactions of blocks ``first`` to ``last``, in block order."""
+        store = self.app.store
+        query = cast(
+            Callable[..., tuple[list[dict[str, Any]], str | None]] | None, getattr(store, "txns", None)
+        )
+        found: list[tuple[int, int, str, dict[str, Any]]] = []
+        if callable(query):  # the SQL store: its index on type
+            for txn_type in _VALIDATOR_TXNS:
+                cursor: str | None = None
+                while True:
+                    with self.lock:
+                        page, cursor = query(
+                            type=txn_type, from_height=first, to_height=last, limit=_TXN_PAGE, cursor=cursor
+                        )
+                    found.extend((t["height"], t["index"], txn_type, t["transaction"]["body"]) for t in page)
+                    if cursor is None:
+                        break
+        else:  # the memory store: walk the blocks
+            for height in range(first, last + 1):
+                with self.lock:
+                    block = store.block(height)
+                assert block is not None
+                found.extend(
+                    (height, index, txn.type, dict(txn.body))
+                    for index, txn in enumerate(block[0].txns)
+                    if txn.type in _VALIDATOR_TXNS
+                )
+        found.sort(key=lambda t: (t[0], t[1]))
+        return [
+            (
+                height,
+                txn_type.removeprefix("validator."),
+                {k: v for k, v in body.items() if k != "effective_height"},
+                body["effective_height"],
+            )
+            for height, _, txn_type, body in found
+        ]
+
+    def _header_pair(self, height: int) -> tuple[BlockHeader, CommitCertificate | None, str]:
+        """Header ``height - 1`` with its certificate, and header ``height``'s validator set hash (read
+        without the blocks' transactions where the store allows)."""
+        store = self.app.store
+        page = getattr(store, "blocks", None)
+        with self.lock:
+            if callable(page):
+                rows = cast(list[dict[str, Any]], page(height - 1, 2))
+                assert len(rows) == 2
+                before = BlockHeader.from_json(rows[0]["header"])
+                raw = rows[0]["certificate"]
+                certificate = None if raw is None else CommitCertificate.from_json(raw)
+                return before, certificate, str(rows[1]["header"]["validators_hash"])
+            previous, following = store.block(height - 1), store.block(height)
+        assert previous is not None and following is not None
+        return previous[0].header, previous[1], following[0].header.validators_hash
+
+    def _prove_change(self, index: _ChangeIndex, height: int) -> StateProof | None:
+        """The proof of the change at ``height``, checked; ``None`` (logged) when it does not check out."""
+        header, certificate, set_hash = index.headers[height]
+        try:
+            if self._genesis_validators is None:
+                self._genesis_validators = genesis_state(self.app.genesis).get_json("validators")
+            record = record_at(self._genesis_validators, index.events, height - 1)
+            with self.lock:
+                path = self.app.state_map(bytes.fromhex(header.state_root)).prove(b"validators")
+            proof = StateProof("validators", record, header, certificate, path)
+            proof.verify_path()
+            if set_at(record, height).hash() != set_hash:
+                raise DidRegistryError(f"the replayed record does not give block {height}'s validator set")
+        except (DidRegistryError, ValueError, KeyError, TypeError) as exc:
+            _log.error("cannot prove the validator set change at height %d: %s", height, exc)
+            return None
+        return proof
 
     # -- blocks (solo engine) ---------------------------------------------------------------
     def produce_block(self, *, empty: bool = False) -> BlockHeader | None:

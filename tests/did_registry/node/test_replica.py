@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from did_registry.client import LedgerClient
 from did_registry.identity.multikey import encode_ed25519_public_key
 from did_registry.ledger.txn import Transaction
 from tests.did_registry.ledger.conftest import creates
@@ -96,6 +97,8 @@ def test_an_observer_follows_and_serves_proven_reads(cluster: Cluster) -> None:
 
 
 def test_a_validator_added_by_transaction_starts_voting_at_its_height(cluster: Cluster) -> None:
+    """node-5 joins at the height its validator.add names and its votes count; a reader anchored in
+    genesis follows the change and reads blocks node-5 certified."""
     joiner = cluster.add_observer("node-5")
     head = cluster.nodes["node-1"].service.app.height  # type: ignore[union-attr]
     effective = head + 4
@@ -125,6 +128,9 @@ def test_a_validator_added_by_transaction_starts_voting_at_its_height(cluster: C
     cluster.wait_for(lambda: committed_everywhere(cluster, more), what="committed with node-5's votes")
     certificate = cluster.nodes["node-1"].service.head[1]  # type: ignore[union-attr]
     assert certificate is not None and "node-5" in certificate.signatures
+    with LedgerClient([cluster.nodes["node-1"].url], cluster.genesis) as reader:  # anchored in genesis only
+        value, header = reader.prove("validators")
+    assert header.height > effective and "node-5" in [v["id"] for v in value["set"]]
 
 
 def test_a_validator_whose_store_fails_at_commit_halts_and_the_others_go_on() -> None:
