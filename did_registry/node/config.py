@@ -34,6 +34,7 @@ opens the keystore passes the decrypted key to :func:`build_service`.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tomllib
 from collections.abc import Mapping
@@ -49,6 +50,7 @@ from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.multikey import encode_ed25519_public_key
 from did_registry.ledger.application import InvalidBlock, LedgerApplication
 from did_registry.ledger.genesis import Genesis
+from did_registry.ledger.state import decode_value
 from did_registry.ledger.storage.base import LedgerStore
 from did_registry.ledger.storage.memory import MemoryLedgerStore
 from did_registry.ledger.validators import valid_address
@@ -71,6 +73,8 @@ __all__ = [
     "open_store",
     "build_service",
 ]
+
+_log = logging.getLogger("did_registry.node")
 
 RUNNABLE_ENGINES: Final = frozenset({"solo", "pbft", "round_robin"})
 """Consensus engines this build can run."""
@@ -316,6 +320,45 @@ def open_store(database: str) -> LedgerStore:
         raise InvalidConfig(f"database {database!r}: {exc}") from None
 
 
+def _check_key(
+    config: NodeConfig, genesis: Genesis, application: LedgerApplication, validator_key: Ed25519PrivateKey
+) -> None:
+    """Refuse a key file that cannot be this validator's: neither its key in genesis nor one the ledger
+    as stored names for it (in force or rotated to by a pending ``validator.rotate_key``). A node of a
+    multi-validator network whose store has no block yet cannot tell a rotated key from a wrong one: it
+    starts if it has peers to follow, warns, and votes only once the ledger puts its key in force
+    (until then it follows, as any node whose key is not in force does)."""
+    key = encode_ed25519_public_key(validator_key.public_key)
+    named = {v.get("public_key") for v in genesis.validators if v.get("id") == config.id}
+    if not named or key in named:
+        return
+    record = decode_value(application.store.get("validators") or b"{}")
+    for member in record.get("set", []):
+        if member.get("id") == config.id:
+            named.add(member.get("public_key"))
+    for pending in record.get("pending", []):
+        change = pending.get("change", {})
+        if change.get("id") == config.id or change.get("validator", {}).get("id") == config.id:
+            named.add(change.get("public_key") or change.get("validator", {}).get("public_key"))
+    if key in named:
+        return
+    if (
+        application.height == 0
+        and genesis.consensus.get("engine") != "solo"
+        and any(p.api for p in config.peers)
+    ):
+        _log.warning(
+            "the key in %s is not validator %s's key in genesis: following until the ledger puts it in force",
+            config.key_file,
+            config.id,
+        )
+        return
+    raise InvalidConfig(
+        f"the key in {config.key_file} is not validator {config.id}'s key in genesis, nor one the ledger "
+        f"(height {application.height}) names for it, in force or pending"
+    )
+
+
 def build_service(
     config: NodeConfig,
     validator_key: Ed25519PrivateKey,
@@ -327,12 +370,11 @@ def build_service(
     validator). Multi-validator engines and observers get a :class:`Replica` as the service's runner."""
     genesis = check_runnable(config)
     entry = next((v for v in genesis.validators if v.get("id") == config.id), None)
-    if entry is not None and entry.get("public_key") != encode_ed25519_public_key(validator_key.public_key):
-        raise InvalidConfig(f"the key in {config.key_file} is not validator {config.id}'s key in genesis")
     try:
         application = LedgerApplication(store if store is not None else open_store(config.database), genesis)
     except InvalidBlock as exc:
         raise InvalidConfig(f"database {config.database!r}: {exc}") from None
+    _check_key(config, genesis, application, validator_key)
     service = NodeService(
         application,
         validator_id=config.id,

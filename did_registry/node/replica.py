@@ -270,7 +270,16 @@ class Replica:
         self._validators = validators
         member = validators.by_id(self._id)
         if member is not None and member.key != self._key.public_key:
-            raise DidRegistryError(f"the validator set holds another key for {self._id}")
+            # validator.rotate_key: the set holds another key for this id (the new one while this node
+            # still runs with the old, or the old one until the change this node's new key awaits
+            # falls due). Its votes would not count: it follows, and votes once run with the key in force.
+            _log.warning(
+                "%s: the validator set from height %d holds another key for it: following, not voting, "
+                "until this node runs with that key",
+                self._id,
+                height + 1,
+            )
+            member = None
         if member is not None and self._transport is None:
             self._transport = Transport(
                 self._id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from did_registry.node.config import (
 )
 from did_registry.node.server import DEFAULT_MAX_WAITS
 from tests.did_registry.ledger.conftest import make_genesis, new_actor
+from tests.did_registry.validator_chain import SetChangeChain
 
 
 @pytest.fixture
@@ -137,6 +139,36 @@ class TestBuilding:
         directory, _, _ = network
         with pytest.raises(InvalidConfig, match="not validator node-1's key"):
             build_service(_config(directory), Ed25519PrivateKey.generate())
+
+    def test_a_key_the_ledger_rotated_the_validator_to_is_accepted(self, tmp_path: Path) -> None:
+        """A validator restarted with the key a committed validator.rotate_key names (pending here)."""
+        chain = SetChangeChain(1)
+        rotate = chain.rotate("v1", 5)
+        chain.block(rotate)
+        (tmp_path / "genesis.json").write_text(json.dumps(chain.genesis.to_json()))
+        new_key = chain.keys[rotate.body["public_key"]]
+        service = build_service(_config(tmp_path, id="v1"), new_key, store=chain.app.store)
+        assert service.app.height == 1
+
+    def test_a_key_neither_genesis_nor_the_ledger_names_is_refused(self, tmp_path: Path) -> None:
+        """Once the store holds blocks, a key the ledger never named for the validator is refused."""
+        chain = SetChangeChain(1)
+        chain.block(chain.rotate("v1", 5))
+        (tmp_path / "genesis.json").write_text(json.dumps(chain.genesis.to_json()))
+        with pytest.raises(InvalidConfig, match="nor one the ledger"):
+            build_service(_config(tmp_path, id="v1"), Ed25519PrivateKey.generate(), store=chain.app.store)
+
+    def test_a_new_node_of_a_multi_validator_network_follows_with_a_key_it_cannot_check_yet(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With no block yet and peers to follow, a key that is not the genesis key may be a rotated one:
+        the node is built (it votes only once the ledger puts its key in force), with a warning."""
+        chain = SetChangeChain(4)
+        (tmp_path / "genesis.json").write_text(json.dumps(chain.genesis.to_json()))
+        peers = (Peer("v1", "127.0.0.1:7001", "http://127.0.0.1:7700"),)
+        with caplog.at_level(logging.WARNING, logger="did_registry.node"):
+            service = build_service(_config(tmp_path, id="v2", peers=peers), Ed25519PrivateKey.generate())
+        assert service.app.height == 0 and "not validator v2's key in genesis" in caplog.text
 
     def test_unknown_validator_is_refused(self, network: tuple[Path, Ed25519PrivateKey, Genesis]) -> None:
         """A configuration naming a validator genesis does not know is refused."""

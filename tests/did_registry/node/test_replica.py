@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from did_registry.client import LedgerClient
+from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.multikey import encode_ed25519_public_key
 from did_registry.ledger.txn import Transaction
 from tests.did_registry.ledger.conftest import creates
@@ -131,6 +132,56 @@ def test_a_validator_added_by_transaction_starts_voting_at_its_height(cluster: C
     with LedgerClient([cluster.nodes["node-1"].url], cluster.genesis) as reader:  # anchored in genesis only
         value, header = reader.prove("validators")
     assert header.height > effective and "node-5" in [v["id"] for v in value["set"]]
+
+
+def test_a_validator_restarted_with_its_rotated_key_follows_then_votes_from_the_rotation(
+    cluster: Cluster,
+) -> None:
+    """node-2 is restarted with a new key as soon as its rotation is committed: until the rotation's
+    height it follows (the set in force holds its old key), from it it votes: with node-4 stopped,
+    blocks need node-2's new signature."""
+    new_key = Ed25519PrivateKey.generate()
+    head = cluster.nodes["node-1"].service.app.height  # type: ignore[union-attr]
+    effective = head + 6
+    public = encode_ed25519_public_key(new_key.public_key)
+    rotate = cluster.trustee.txn(
+        "validator.rotate_key", {"id": "node-2", "public_key": public, "effective_height": effective}
+    )
+    submit(cluster.nodes["node-1"].url, [rotate])
+    cluster.wait_for(lambda: committed_everywhere(cluster, [rotate]), what="the rotation")
+    cluster.stop("node-2")
+    cluster.nodes["node-2"].key = new_key
+    cluster.start("node-2")
+    assert cluster.nodes["node-2"].replica.status()["role"] == "observer"  # type: ignore[union-attr]
+    for txn in creates(cluster.trustee, 30):  # one block each, until the effective height has passed
+        submit(cluster.nodes["node-1"].url, [txn])
+        cluster.wait_for(lambda t=txn: committed_everywhere(cluster, [t]), what="filler")  # type: ignore[misc]
+        if cluster.nodes["node-1"].service.app.height > effective:  # type: ignore[union-attr]
+            break
+    cluster.stop("node-4")  # f = 1: the three left include node-2, whose new signature is needed
+    more = creates(cluster.trustee, 10)
+    submit(cluster.nodes["node-3"].url, more)
+    cluster.wait_for(lambda: committed_everywhere(cluster, more), what="committed with node-2's new key")
+    certificate = cluster.nodes["node-1"].service.head[1]  # type: ignore[union-attr]
+    assert certificate is not None and "node-2" in certificate.signatures
+
+
+def test_a_validator_still_running_with_its_old_key_follows_past_its_rotation(cluster: Cluster) -> None:
+    """node-2's key is rotated while it runs with the old one: from the rotation's height it stops
+    voting and follows, and the others go on."""
+    head = cluster.nodes["node-1"].service.app.height  # type: ignore[union-attr]
+    effective = head + 3
+    public = encode_ed25519_public_key(Ed25519PrivateKey.generate().public_key)
+    rotate = cluster.trustee.txn(
+        "validator.rotate_key", {"id": "node-2", "public_key": public, "effective_height": effective}
+    )
+    submit(cluster.nodes["node-1"].url, [rotate])
+    for txn in creates(cluster.trustee, 30):  # one block each, committed by all four, node-2 following
+        submit(cluster.nodes["node-1"].url, [txn])
+        cluster.wait_for(lambda t=txn: committed_everywhere(cluster, [t]), what="filler")  # type: ignore[misc]
+        if cluster.nodes["node-2"].service.app.height > effective + 1:  # type: ignore[union-attr]
+            break
+    assert cluster.nodes["node-2"].replica.status()["role"] == "observer"  # type: ignore[union-attr]
 
 
 def test_a_validator_whose_store_fails_at_commit_halts_and_the_others_go_on() -> None:
