@@ -17,8 +17,9 @@ certified block before :meth:`LedgerClient.submit_and_wait` says so.
 Validator-set changes are followed through the chain (:mod:`did_registry.validator_trust`): a
 header naming a set the client does not trust at its height makes it ask the nodes for the changes
 since the newest it knows (``GET /validators/changes``), each proven against a header certified by
-the set before it. A set no node proves is refused with :class:`UntrustedValidatorSet` (and not
-asked about again for :data:`RELEARN_INTERVAL`); :meth:`LedgerClient.trust_validators` adds a set
+the set before it. A set no node proves is refused with :class:`UntrustedValidatorSet` (after a
+round of questions that learned nothing, none is asked for :data:`RELEARN_INTERVAL`);
+:meth:`LedgerClient.trust_validators` adds a set
 learned out of band, trusted at every height.
 """
 
@@ -84,10 +85,14 @@ _STALL_CHECK = 15.0  # a stream with no new header this long is compared with th
 FAILURES_KEPT = 1000
 """How many of the latest failures (node and what went wrong) a client keeps in ``failures``."""
 RELEARN_INTERVAL = 1.0
-"""Seconds before the client asks the nodes again about a validator set none of them could prove
-(a node showing headers of a set nobody proves costs one round of questions a second, not one each)."""
+"""Seconds after a round of questions about validator set changes that learned nothing before the
+client asks again (a node showing headers of sets nobody proves costs one round a second, whatever
+sets it names, not a round per answer)."""
 _CHANGE_PAGES = 100  # pages of validator set changes asked of one node in one go (100 changes each)
-_UNPROVEN_KEPT = 64  # validator set hashes remembered as unproven
+_CHANGES_TIMEOUT = 2.0  # seconds one node has to answer GET /validators/changes
+_ANSWER_ERRORS = (httpx.HTTPError, ValueError, KeyError, TypeError, RecursionError, InvalidProof)
+"""What a node's answer may raise when read and checked: that node failed (JSON nested too deeply
+raises RecursionError), the next one is asked."""
 
 
 @contextmanager
@@ -137,8 +142,9 @@ class LedgerClient:
         self._genesis_root = genesis_root(self.genesis)
         self._trust = ValidatorTrust(self.genesis, self._genesis_root)
         self._out_of_band: dict[str, ValidatorSet] = {}  # trust_validators: trusted at every height
-        self._unproven: OrderedDict[str, float] = OrderedDict()  # set hash -> when no node proved it
-        self._learning = threading.Lock()
+        self._learning = threading.Lock()  # one round of questions about set changes at a time
+        self._rounds = 0  # rounds of questions about set changes run so far
+        self._fruitless = -math.inf  # when the last round that learned nothing ended
         self._certified: OrderedDict[bytes, None] = OrderedDict()  # headers whose certificate checked out
         self._seen = 0  # the highest certified height any answer showed: reads never go back before it
         # what went wrong with which node, newest last
@@ -212,30 +218,36 @@ class LedgerClient:
 
     def _learn_changes(self, wanted: str, height: int) -> bool:
         """Ask the nodes in turn for the validator set changes since the newest this client knows, until
-        the set trusted at ``height`` is ``wanted``; whether it is."""
-        failed = self._unproven.get(wanted)
-        if failed is not None and time.monotonic() - failed < RELEARN_INTERVAL:
-            return False
+        the set trusted at ``height`` is ``wanted``; whether it is. One round runs at a time: a thread
+        that waited for another's round takes its outcome rather than asking again, and after a round
+        that learned nothing, none runs for :data:`RELEARN_INTERVAL`."""
+        rounds = self._rounds
         with self._learning:
-            for node in self.nodes:
-                if self._trust.at(height)[1] == wanted:
-                    return True
-                try:
-                    self._learn_from(node)
-                except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
-                    self.failures.append(f"{node}: validator set changes: {exc}")
             if self._trust.at(height)[1] == wanted:
                 return True
-            self._unproven[wanted] = time.monotonic()
-            self._unproven.move_to_end(wanted)
-            if len(self._unproven) > _UNPROVEN_KEPT:
-                self._unproven.popitem(last=False)
-            return False
+            if self._rounds != rounds or time.monotonic() - self._fruitless < RELEARN_INTERVAL:
+                return False
+            newest = self._trust.newest_change
+            try:
+                for node in self.nodes:
+                    try:
+                        self._learn_from(node)
+                    except _ANSWER_ERRORS as exc:
+                        self.failures.append(f"{node}: validator set changes: {exc}")
+                    if self._trust.at(height)[1] == wanted:
+                        return True
+                if self._trust.newest_change == newest:
+                    self._fruitless = time.monotonic()
+                return False
+            finally:
+                self._rounds += 1
 
     def _learn_from(self, node: str) -> None:
         for _ in range(_CHANGE_PAGES):
             response = self._http.get(
-                node.rstrip("/") + "/validators/changes", params={"after": self._trust.newest_change}
+                node.rstrip("/") + "/validators/changes",
+                params={"after": self._trust.newest_change},
+                timeout=_CHANGES_TIMEOUT,
             )
             response.raise_for_status()
             data = response.json()
@@ -317,7 +329,7 @@ class LedgerClient:
                     behind = True
                     continue
                 return (answer.verify_path(), answer.header), False
-            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
+            except _ANSWER_ERRORS as exc:
                 errors.append(f"{node}: {exc}")
         return None, behind
 
@@ -365,7 +377,7 @@ class LedgerClient:
                     for item in items
                 ]
                 return (values, header), False
-            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
+            except _ANSWER_ERRORS as exc:
                 errors.append(f"{node}: {exc}")
         return None, behind
 
@@ -394,7 +406,7 @@ class LedgerClient:
                 )
                 self.failures.extend(errors)
                 return txn, header
-            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof, TxnRejected) as exc:
+            except (*_ANSWER_ERRORS, TxnRejected) as exc:
                 errors.append(f"{node}: {exc}")
         self.failures.extend(errors)
         raise LedgerUnavailable("; ".join(errors))
@@ -447,7 +459,7 @@ class LedgerClient:
                     behind = True
                     continue
                 return header, False
-            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
+            except _ANSWER_ERRORS as exc:
                 errors.append(f"{node}: {exc}")
         return None, behind
 
@@ -659,7 +671,7 @@ class LedgerClient:
                         seen += 1
                         if max_events is not None and seen >= max_events:
                             return
-            except (httpx.HTTPError, ValueError, KeyError, TypeError, InvalidProof) as exc:
+            except _ANSWER_ERRORS as exc:
                 self.failures.append(f"{node}: {exc}")
                 heard = False
             if delivered or (heard and not stalled):  # a live stream the node ended (its lifetime): resume

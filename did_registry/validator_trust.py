@@ -7,9 +7,11 @@ before it, so the ``validators`` state record as of block ``x - 1`` (its set and
 says which set certifies block ``x``. A node proves that record against header ``x - 1``
 (``GET /validators/changes``: one :class:`~did_registry.ledger.proofs.StateProof` per change, oldest
 first), and the reader accepts it only when header ``x - 1`` is certified by the set the reader
-already trusts at ``x - 1``. Each change so learned rests on the one before it, down to genesis: a
+already trusts at ``x - 1`` and the record's ``since`` (the height that set took effect) is the
+reader's newest known change, so no change was left out between (a set that went A, B, A would
+otherwise let a node skip B). Each change so learned rests on the one before it, down to genesis: a
 node can withhold a change (the reader then refuses the newer headers and asks another node), never
-make the reader trust a set the chain did not put in force.
+make the reader trust a set at a height where the chain put another in force.
 
 Each set is trusted for the heights from its change up to the next change the reader knows of. Past
 the newest change it knows, a reader trusts the newest set: like every light client of a
@@ -55,24 +57,29 @@ class ValidatorTrust:
         first = ValidatorSet.from_json(genesis.validators)
         self.network = genesis.network
         self._genesis_root = genesis_root(genesis) if root is None else root
-        self._heights: tuple[int, ...] = (0,)
-        self._sets: tuple[tuple[ValidatorSet, str], ...] = ((first, first.hash()),)
-        self._changes: tuple[StateProof, ...] = ()
+        # (heights each set is in force from, the sets with their hashes, the proofs): replaced whole,
+        # never changed, so a reader without the lock sees one consistent state
+        self._state: tuple[tuple[int, ...], tuple[tuple[ValidatorSet, str], ...], tuple[StateProof, ...]] = (
+            (0,),
+            ((first, first.hash()),),
+            (),
+        )
         self._lock = threading.Lock()
 
     def at(self, height: int) -> tuple[ValidatorSet, str]:
         """The set (and its hash) this reader trusts to certify block ``height``."""
-        return self._sets[bisect.bisect_right(self._heights, height) - 1]
+        heights, sets, _ = self._state
+        return sets[bisect.bisect_right(heights, height) - 1]
 
     @property
     def newest_change(self) -> int:
         """The height from which the newest set this reader knows of is in force (0: genesis)."""
-        return self._heights[-1]
+        return self._state[0][-1]
 
     def changes(self) -> list[dict[str, Any]]:
         """The proofs of every change learned so far, oldest first, as a node serves them: another
         reader of the same genesis can :meth:`learn` them without asking a node (a snapshot)."""
-        return [change.to_json() for change in self._changes]
+        return [change.to_json() for change in self._state[2]]
 
     def learn(self, changes: Iterable[StateProof]) -> int:
         """Check and trust each change in turn (oldest first); return how many were new.
@@ -84,12 +91,15 @@ class ValidatorTrust:
         learned = 0
         with self._lock:
             for change in changes:
-                if change.header.height + 1 <= self._heights[-1]:
+                heights, sets, proofs = self._state
+                if change.header.height + 1 <= heights[-1]:
                     continue
                 validators = self._check(change)
-                self._heights = (*self._heights, change.header.height + 1)
-                self._sets = (*self._sets, (validators, validators.hash()))
-                self._changes = (*self._changes, change)
+                self._state = (
+                    (*heights, change.header.height + 1),
+                    (*sets, (validators, validators.hash())),
+                    (*proofs, change),
+                )
                 learned += 1
         return learned
 
@@ -100,7 +110,9 @@ class ValidatorTrust:
             raise InvalidProof("validators", f"{where}: proves {change.key!r}, not {CHANGES_KEY!r}")
         if header.network != self.network:
             raise InvalidProof("validators", f"{where}: a block of network {header.network!r}")
-        trusted, trusted_hash = self.at(header.height)
+        heights, sets, _ = self._state
+        newest = heights[-1]
+        trusted, trusted_hash = sets[-1]  # header.height >= newest: the newest set is the one trusted there
         if header.validators_hash != trusted_hash:
             raise InvalidProof(
                 "validators",
@@ -108,6 +120,15 @@ class ValidatorTrust:
                 f"not the one trusted there ({trusted_hash[:16]}…): an earlier change is missing",
             )
         record = change.verify(trusted, genesis_root=self._genesis_root)
+        since = record.get("since") if isinstance(record, dict) else None
+        if type(since) is not int or since != newest:
+            # the set came back to one it was before (A, B, A): the header names the trusted set, but
+            # the changes between are missing, and the sets of their heights would be trusted wrongly
+            raise InvalidProof(
+                "validators",
+                f"{where}: the set in force at block {header.height} took effect at block {since}, not at "
+                f"block {newest} where this reader's newest known change put it: a change between is missing",
+            )
         try:
             validators = set_at(record, header.height + 1)
         except (ValidatorSetError, KeyError, TypeError, ValueError) as exc:

@@ -135,5 +135,5 @@ def genesis_state(genesis: Genesis, base: StateReader | None = None) -> StateVie
         view.put(f"didv:{did}:1", record)
         view.put(f"role:{did}", ["trustee"])
     view.put("trustees", trustees)
-    view.put("validators", {"set": [dict(v) for v in genesis.validators], "pending": []})
+    view.put("validators", {"set": [dict(v) for v in genesis.validators], "pending": [], "since": 0})
     return view

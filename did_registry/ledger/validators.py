@@ -1,7 +1,8 @@
 """The validator set: who certifies blocks, and changes to it that take effect at a named height.
 
-State key ``validators`` holds ``{"set": [validator…], "pending": [{"height", "action", "change"}…]}``
-where a validator is ``{"id", "public_key" (Multikey), "address" ("host:port")}``. Changes are made by
+State key ``validators`` holds ``{"set": [validator…], "pending": [{"height", "action", "change"}…],
+"since": height}`` (``since``: the height from which the set has been in force, 0 for genesis; a
+reader learning the changes one by one checks with it that none was left out) where a validator is ``{"id", "public_key" (Multikey), "address" ("host:port")}``. Changes are made by
 ``validator.add`` / ``validator.remove`` / ``validator.rotate_key`` transactions (m-of-n trustees) and
 applied at the start of the block at their ``height``. A block is final with signatures of a quorum
 ``n - f`` of the set in force at its height, where ``f = (n - 1) // 3`` (so ``2f + 1`` when ``n = 3f + 1``).
@@ -183,7 +184,12 @@ def activate(view: StateView, height: int) -> bool:
     members = _due(record, height)
     if members is None:
         return False
-    record = {"set": members, "pending": [p for p in record["pending"] if p["height"] > height]}
+    since = height if members != record["set"] else record["since"]  # a moot change changes nothing
+    record = {
+        "set": members,
+        "pending": [p for p in record["pending"] if p["height"] > height],
+        "since": since,
+    }
     view.put("validators", record)
     return True
 
@@ -221,9 +227,9 @@ def record_at(
     ``events`` are the committed ``validator.*`` transactions in block order, each as ``(block height,
     action, change, effective_height)`` where ``change`` is the transaction body without
     ``effective_height``; those of blocks after ``height`` are ignored. Each block with events first
-    applies the changes due at its start (:func:`activate`), then schedules its events in order
-    (:func:`schedule`), as the rules do; the changes due at the start of block ``height`` are applied
-    last. Raises :class:`ValidatorSetError` when an event does not replay (it was never committed so).
+    applies the changes due by its start, each at its own height (:func:`activate`), then schedules
+    its events in order (:func:`schedule`), as the rules do; the changes due by block ``height`` are
+    applied last. Raises :class:`ValidatorSetError` when an event does not replay (it was never committed so).
     """
     view = StateView(_NoState())
     view.put("validators", dict(genesis_record))
@@ -232,7 +238,17 @@ def record_at(
             break
         if action not in {"add", "remove", "rotate_key"}:
             raise ValidatorSetError(f"unknown validator action {action!r}")
-        activate(view, block)
+        _activate_through(view, block)
         schedule(view, action, change, effective_height)
-    activate(view, height)
+    _activate_through(view, height)
     return view.get_json("validators")
+
+
+def _activate_through(view: StateView, height: int) -> None:
+    """:func:`activate` at each height up to ``height`` where a change falls due, as the blocks did
+    (each change at its own height, which the record's ``since`` keeps)."""
+    while True:
+        due = [p["height"] for p in view.get_json("validators")["pending"] if p["height"] <= height]
+        if not due:
+            return
+        activate(view, min(due))

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -42,6 +45,15 @@ class TwoNodes(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         return (self._liar if request.url.host == "liar" else self._honest).handle_request(request)
+
+
+def liar_then_honest(chain: SetChangeChain, liar: httpx.BaseTransport) -> LedgerClient:
+    """A client asking ``http://liar`` (through ``liar``) first, then the chain's node."""
+    return LedgerClient(
+        ["http://liar", "http://honest"],
+        chain.genesis,
+        transport=TwoNodes(liar, httpx.WSGITransport(app=chain.wsgi)),
+    )
 
 
 def withhold(answer: dict[str, Any]) -> dict[str, Any]:
@@ -105,12 +117,7 @@ def test_a_node_that_withholds_the_changes_leaves_the_new_headers_refused(chain:
 
 def test_an_honest_node_proves_what_a_withholding_one_did_not(chain: SetChangeChain) -> None:
     liar = Rewriting(chain, "/validators/changes", withhold)
-    client = LedgerClient(
-        ["http://liar", "http://honest"],
-        chain.genesis,
-        transport=TwoNodes(liar, httpx.WSGITransport(app=chain.wsgi)),
-    )
-    _, header = client.prove("validators")
+    _, header = liar_then_honest(chain, liar).prove("validators")
     assert header.height == 9
     assert liar.asked >= 1
 
@@ -154,3 +161,82 @@ def test_changes_learned_by_one_client_are_trusted_by_another_without_asking(cha
     assert found is not None
     second.verify_header(found[0].header, found[1])
     assert counting.asked == 0
+
+
+def random_set(header: BlockHeader) -> BlockHeader:
+    return dataclasses.replace(header, validators_hash=secrets.token_hex(32))
+
+
+def test_headers_naming_new_sets_each_time_cost_one_round_of_questions_a_second(
+    chain: SetChangeChain,
+) -> None:
+    """A node showing a different unproven set in every answer is asked about none of them again
+    within RELEARN_INTERVAL of a round that proved nothing."""
+    counting = Rewriting(chain, "/validators/changes", lambda answer: answer)
+    client = chain.client(counting)
+    client.prove("validators")  # learns the three changes: one round
+    asked = counting.asked
+    found = chain.app.store.block(9)
+    assert found is not None
+    for _ in range(5):
+        with pytest.raises(UntrustedValidatorSet):
+            client.verify_header(random_set(found[0].header), found[1])
+    assert counting.asked == asked + 1
+
+
+class Slow(httpx.BaseTransport):
+    """The chain's node, answering ``/validators/changes`` after ``delay`` seconds; counts those."""
+
+    def __init__(self, chain: SetChangeChain, delay: float) -> None:
+        self._inner = httpx.WSGITransport(app=chain.wsgi)
+        self._delay, self.asked = delay, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/validators/changes":
+            self.asked += 1
+            time.sleep(self._delay)
+        return self._inner.handle_request(request)
+
+
+def test_threads_meeting_one_unproven_set_share_one_round_of_questions(chain: SetChangeChain) -> None:
+    """Eight request threads meet a header naming a set no node proves while a round is under way:
+    they wait for that round and take its outcome, instead of each asking every node in turn."""
+    slow = Slow(chain, 0.2)
+    client = chain.client(slow)
+    client.prove("validators")
+    asked = slow.asked
+    found = chain.app.store.block(9)
+    assert found is not None
+    header = random_set(found[0].header)
+
+    def verify(_: int) -> bool:
+        try:
+            client.verify_header(header, found[1])
+        except UntrustedValidatorSet:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert not any(pool.map(verify, range(8)))
+    assert slow.asked == asked + 1
+
+
+class Raw(httpx.BaseTransport):
+    """Answers ``path`` with ``body`` (raw bytes), anything else as the chain's node."""
+
+    def __init__(self, chain: SetChangeChain, path: str, body: bytes) -> None:
+        self._inner = httpx.WSGITransport(app=chain.wsgi)
+        self._path, self._body = path, body
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == self._path:
+            return httpx.Response(200, content=self._body, headers={"content-type": "application/json"})
+        return self._inner.handle_request(request)
+
+
+@pytest.mark.parametrize("path", ["/validators/changes", "/proofs/state"])
+def test_an_answer_nested_too_deeply_to_read_passes_over_that_node(chain: SetChangeChain, path: str) -> None:
+    """JSON nested past the parser's depth raises RecursionError: that node failed, the next answers."""
+    hostile = Raw(chain, path, b"[" * 100_000 + b"]" * 100_000)
+    _, header = liar_then_honest(chain, hostile).prove("validators")
+    assert header.height == 9

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+import threading
 
 import pytest
 
@@ -112,3 +114,54 @@ def test_changes_round_trip_through_json_to_another_reader(chain: SetChangeChain
 def test_changes_that_are_not_a_list_are_refused() -> None:
     with pytest.raises(InvalidProof, match="list"):
         ValidatorTrust.parse({"changes": []})
+
+
+def test_a_change_that_skips_a_set_the_chain_left_and_came_back_to_is_refused() -> None:
+    """v5 joins at 3 and leaves at 6 (the set is genesis's again), v6 joins at 9: block 8 names the
+    genesis set, but a reader given only the change at 9 would trust genesis's set for blocks 3 to 5."""
+    chain = SetChangeChain()
+    chain.block(chain.add("v5", 3))
+    chain.block()
+    to_b = chain.proof()
+    chain.block(chain.remove("v5", 6))
+    chain.empty_blocks(2)
+    back_to_a = chain.proof()
+    chain.block(chain.add("v6", 9))
+    chain.empty_blocks(2)
+    to_c = chain.proof()
+    trust = ValidatorTrust(chain.genesis)
+    with pytest.raises(InvalidProof, match="a change between is missing"):
+        trust.learn([to_c])
+    assert trust.learn([to_b, back_to_a, to_c]) == 3
+    assert trust.at(4)[1] == chain.header(4).validators_hash != chain.header(8).validators_hash
+
+
+def test_a_reader_never_sees_a_half_learned_change() -> None:
+    """at() from another thread while a change is learned gives the set before it or after it."""
+    chain = SetChangeChain()
+    chain.block(chain.add("v5", 3))
+    chain.block()
+    proof = chain.proof()
+    errors: list[BaseException] = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # thread switches as often as a busy server may make them
+    try:
+        for _ in range(200):
+            trust, done = ValidatorTrust(chain.genesis), threading.Event()
+
+            def read(trust: ValidatorTrust = trust, done: threading.Event = done) -> None:
+                while not done.is_set():
+                    try:
+                        trust.at(5)
+                    except Exception as exc:  # an IndexError, before
+                        errors.append(exc)
+                        return
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            trust.learn([proof])
+            done.set()
+            reader.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
