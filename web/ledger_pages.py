@@ -1,6 +1,7 @@
 """The ``ledger`` blueprint: what the ledger's nodes report, read-only, for every role.
 
-``/ledger/blocks`` (recent blocks, newest first, paged with ``?before=<height>``),
+``/ledger/blocks`` (recent blocks, newest first, paged with ``?before=<height>``; empty blocks, the
+freshness blocks an idle network commits, left out and counted unless ``?empty=show``),
 ``/ledger/blocks/<h>`` (header, commit certificate, transactions), ``/ledger/validators`` (the set and
 each node's ``/health``), ``/ledger/trust`` (the trust registry) and ``/ledger/quarantine``. Every
 read goes to the configured node URLs (``PortalConfig.node_urls``) with :class:`NodeReader` and short
@@ -11,6 +12,7 @@ These pages show what a node reports; the device pages read through the proving 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
@@ -23,12 +25,31 @@ from web.organisation import PortalError
 from web.portal import portal
 from web.security import role_required
 
-__all__ = ["NODE_TIMEOUT", "BLOCK_PAGE", "NodesUnavailable", "NodeReader", "node_reader", "bp"]
+__all__ = [
+    "NODE_TIMEOUT",
+    "BLOCK_PAGE",
+    "SCAN_CHUNK",
+    "SCAN_LIMIT",
+    "EMPTY_CHOICES",
+    "NodesUnavailable",
+    "NodeReader",
+    "node_reader",
+    "BlockScan",
+    "scan_blocks",
+    "bp",
+]
 
 NODE_TIMEOUT: Final = 3.0
 """Seconds to wait for one node's answer (connect and read)."""
 BLOCK_PAGE: Final = 20
 """Blocks per page of ``/ledger/blocks``."""
+SCAN_CHUNK: Final = 100
+"""Headers per node read while skipping empty blocks (at most the node's ``MAX_BLOCK_PAGE``)."""
+SCAN_LIMIT: Final = 1000
+"""Headers one request of ``/ledger/blocks`` reads at most while skipping empty blocks (about 2 h 45 min
+of an idle network's freshness blocks); past it the page offers to continue from where it stopped."""
+EMPTY_CHOICES: Final = ("hide", "show")
+"""Values of ``/ledger/blocks?empty=``: leave out blocks without transactions (the default), or list them."""
 
 bp = Blueprint("ledger", __name__, url_prefix="/ledger")
 """The ledger pages."""
@@ -134,25 +155,113 @@ def _height_arg(name: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
+def _empty_arg() -> str:
+    raw = request.args.get("empty", "")
+    if raw and raw not in EMPTY_CHOICES:
+        abort(
+            400,
+            "The query parameter 'empty' must be 'hide' (leave out blocks without transactions) or 'show'.",
+        )
+    return raw or EMPTY_CHOICES[0]
+
+
+def _is_empty(item: Mapping[str, Any]) -> bool:
+    """A block after genesis whose header says it carries no transactions (a freshness block)."""
+    header = item.get("header")
+    if not isinstance(header, dict):
+        return False
+    count = header.get("txn_count")
+    return header.get("height") != 0 and isinstance(count, int) and not isinstance(count, bool) and count == 0
+
+
+def _headers(reader: NodeReader, first: int, last: int) -> list[dict[str, Any]]:
+    """Headers and certificates ``first`` to ``last`` from a node, ascending; every height or an error."""
+    answer = reader.get("/blocks", {"from": first, "limit": last - first + 1})
+    items = answer.get("blocks") if isinstance(answer, dict) else None
+    heights = [
+        item["header"].get("height")
+        if isinstance(item, dict) and isinstance(item.get("header"), dict)
+        else None
+        for item in items or []
+    ]
+    if heights != list(range(first, last + 1)):
+        # with empty blocks left out, a block missing from the answer would vanish without a trace
+        raise NodesUnavailable(f"the node's answer for blocks {first} to {last} did not list each of them")
+    return list(items or [])
+
+
+@dataclass
+class BlockScan:
+    """What one request of ``/ledger/blocks`` read: heights ``low`` to ``last``, newest first."""
+
+    last: int
+    low: int
+    items: list[dict[str, Any]] = field(default_factory=list)
+    """The blocks to show, newest first (at most :data:`BLOCK_PAGE`)."""
+    skipped: int = 0
+    """Empty blocks in ``low`` to ``last`` that were left out."""
+    read: int = 0
+    """Headers read from the node."""
+
+    @property
+    def older(self) -> int | None:
+        """The ``before`` of the next page: the lowest height read (``None`` once genesis was read)."""
+        return self.low if self.low > 0 else None
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the read stopped at :data:`SCAN_LIMIT` before filling the page or reaching genesis."""
+        return self.low > 0 and len(self.items) < BLOCK_PAGE
+
+
+def scan_blocks(reader: NodeReader, last: int, *, hide_empty: bool) -> BlockScan:
+    """Blocks from ``last`` down, newest first, until :data:`BLOCK_PAGE` are found or genesis is read;
+    with ``hide_empty``, empty blocks are counted instead of listed, and at most :data:`SCAN_LIMIT`
+    headers are read. ``low`` is the last height looked at, so the next page (``before=low``)
+    neither repeats nor misses a block."""
+    scan = BlockScan(last=last, low=last + 1)
+    while scan.low > 0 and len(scan.items) < BLOCK_PAGE:
+        if hide_empty:
+            if scan.read >= SCAN_LIMIT:
+                break
+            size = min(SCAN_CHUNK, SCAN_LIMIT - scan.read)
+        else:
+            size = BLOCK_PAGE - len(scan.items)
+        first = max(0, scan.low - size)
+        chunk = _headers(reader, first, scan.low - 1)
+        scan.read += len(chunk)
+        for item in reversed(chunk):
+            if len(scan.items) == BLOCK_PAGE:
+                break
+            scan.low = int(item["header"]["height"])
+            if hide_empty and _is_empty(item):
+                scan.skipped += 1
+            else:
+                scan.items.append(item)
+    return scan
+
+
 @bp.get("/blocks")
 @role_required()
 def blocks() -> ResponseReturnValue:
-    """Recent blocks, newest first: proposer, transaction count, certificate signers (``?before=<h>``)."""
+    """Recent blocks, newest first: proposer, transaction count, certificate signers (``?before=<h>``);
+    empty blocks left out and counted (``?empty=hide``, the default) or listed (``?empty=show``)."""
     reader = node_reader()
     before = _height_arg("before")
+    empty = _empty_arg()
+    context: dict[str, Any] = {"empty": empty, "before": before, "head": None, "scan": None}
     try:
         head = reader.get("/blocks/head")
         top = int(head["block"]["header"]["height"]) if head else 0
         last = top if before is None else min(top, before - 1)
-        start = max(0, last - BLOCK_PAGE + 1)
-        page = reader.get("/blocks", {"from": start, "limit": last - start + 1}) if last >= 0 else None
+        scan = scan_blocks(reader, last, hide_empty=empty == "hide")
     except NodesUnavailable as exc:
-        return _unavailable("ledger_blocks.html", exc, items=[], older=None, head=None)
-    items = list(reversed(page["blocks"])) if page else []
-    for item in items:
+        return _unavailable("ledger_blocks.html", exc, items=[], older=None, **context)
+    for item in scan.items:
         item["check"] = certificate_check(item.get("header"), item.get("certificate"))
+    context.update(head=top, scan=scan)
     return render_template(
-        "ledger_blocks.html", items=items, older=start if start > 0 else None, head=top, unavailable=None
+        "ledger_blocks.html", items=scan.items, older=scan.older, unavailable=None, **context
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 from argon2.profiles import CHEAPEST
 from flask import Flask
 
+from tests.did_registry.ledger.conftest import new_actor
 from tests.web.support import Browser, db, portal
 from tests.web.test_devices_pages import Network, connected, enrol, start_network
 from web.app import create_app
@@ -219,3 +220,160 @@ def test_device_change_without_a_ledger_is_a_503_and_changes_nothing(app: Flask,
     with db(app) as session:
         row = session.get(DeviceRow, did)
     assert row is not None and row.status == "active"
+
+
+# -- empty blocks (the freshness blocks of an idle network) ------------------------------------
+BLOCK_LINK = re.compile(r'href="/ledger/blocks/(\d+)"')
+
+
+def listed(page: str) -> list[int]:
+    """The heights a block list shows, in page order."""
+    return [int(h) for h in BLOCK_LINK.findall(page)]
+
+
+def commit_empty(network: Network, count: int) -> list[int]:
+    """Commit ``count`` empty blocks, as an idle network's freshness does; their heights."""
+    return [network.server.service.produce_block(empty=True).height for _ in range(count)]  # type: ignore[union-attr]
+
+
+def commit_a_transaction(network: Network) -> int:
+    """Commit a block with one transaction (a new DID); its height."""
+    actor = new_actor()
+    with network.client() as client:
+        client.submit_and_wait([actor.txn("did.create", {"document": actor.document()}, network.trustee)])
+    return network.server.service.app.height
+
+
+def heights_with_transactions(network: Network) -> list[int]:
+    """Every height whose block carries transactions, newest first, and genesis (always listed)."""
+    store, head = network.server.service.app.store, network.server.service.app.height
+    with_txns = [h for h in range(1, head + 1) if store.block(h)[0].header.txn_count]  # type: ignore[index]
+    return [*reversed(with_txns), 0]
+
+
+def test_blocks_page_leaves_out_empty_blocks_and_says_how_many(app: Flask, network: Network,
+                                                               signed_in: Signed) -> None:  # fmt: skip
+    """By default only blocks with transactions are listed; the page counts the empty ones it left out."""
+    empty = commit_empty(network, 3)
+    page = signed_in(Role.AUDITOR).get("/ledger/blocks")
+    assert page.status_code == 200
+    assert listed(page.text) == heights_with_transactions(network)
+    assert not set(empty) & set(listed(page.text))
+    skipped = empty[-1] + 1 - len(heights_with_transactions(network))  # 3, and any freshness block
+    assert f"Blocks 0 to {empty[-1]}: {skipped} empty blocks (no transactions" in page.text
+
+
+def test_blocks_page_lists_empty_blocks_with_empty_show(
+    app: Flask, network: Network, signed_in: Signed
+) -> None:
+    """``?empty=show`` lists every block, empty ones too, each checked by the portal."""
+    empty = commit_empty(network, 3)
+    page = signed_in(Role.AUDITOR).get("/ledger/blocks?empty=show")
+    assert listed(page.text)[:3] == list(reversed(empty))
+    assert page.text.count(">verified<") == len(listed(page.text))
+    assert "left out" not in page.text
+
+
+def test_left_out_count_links_to_the_same_range_with_empty_blocks(app: Flask, network: Network,
+                                                                  signed_in: Signed) -> None:  # fmt: skip
+    """The "show empty blocks" link keeps the page's ``before``; the pager keeps ``empty=show``."""
+    empty = commit_empty(network, 2)
+    browser = signed_in(Role.AUDITOR)
+    hidden = browser.get(f"/ledger/blocks?before={empty[-1]}").text
+    assert f'href="/ledger/blocks?before={empty[-1]}&amp;empty=show">Show empty blocks</a>' in hidden
+    shown = browser.get(f"/ledger/blocks?before={empty[-1]}&empty=show").text
+    assert listed(shown)[0] == empty[0]
+    assert 'href="/ledger/blocks?empty=show">Newest blocks</a>' in shown
+
+
+def test_blocks_page_reaches_an_older_block_across_a_long_run_of_empty_blocks(
+    app: Flask, network: Network, signed_in: Signed
+) -> None:
+    """150 empty blocks (more than one node read) between two blocks with transactions: one page
+    lists both, and the count covers the whole run."""
+    below = heights_with_transactions(network)[0]
+    commit_empty(network, 150)
+    above = commit_a_transaction(network)
+    page = signed_in(Role.AUDITOR).get("/ledger/blocks").text
+    assert listed(page)[:2] == [above, below]
+    skipped = above + 1 - len(heights_with_transactions(network))
+    assert skipped >= 150 and f"Blocks 0 to {above}: {skipped} empty blocks" in page
+
+
+def test_blocks_page_reads_at_most_its_bound_and_offers_to_continue(
+    app: Flask, network: Network, signed_in: Signed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``SCAN_LIMIT`` headers without a block with transactions, the page stops and links to
+    ``before=`` the lowest height it read."""
+    from web import ledger_pages
+
+    monkeypatch.setattr(ledger_pages, "SCAN_LIMIT", 50)
+    reads: list[object] = []
+    real_get = ledger_pages.NodeReader.get
+
+    def counting_get(self: ledger_pages.NodeReader, path: str, params: object = None) -> object:
+        reads.append(params)
+        return real_get(self, path, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger_pages.NodeReader, "get", counting_get)
+    empty = commit_empty(network, 120)
+    page = signed_in(Role.AUDITOR).get("/ledger/blocks").text
+    lowest = empty[-1] - 49
+    assert listed(page) == []
+    assert (
+        f"Blocks {lowest} to {empty[-1]}: 50 empty blocks" in page
+        and "stopped after reading 50 blocks" in page
+    )
+    assert f'href="/ledger/blocks?before={lowest}" rel="next">Continue with blocks below {lowest}</a>' in page
+    assert len(reads) == 2  # the head, then one read of 50 headers
+
+
+def test_following_older_links_lists_each_block_with_transactions_once(
+    app: Flask, network: Network, signed_in: Signed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small pages, reads and bounds: the pager's links, followed to the end, list every block with
+    transactions exactly once, newest first, and stop at genesis."""
+    from web import ledger_pages
+
+    monkeypatch.setattr(ledger_pages, "BLOCK_PAGE", 2)
+    monkeypatch.setattr(ledger_pages, "SCAN_CHUNK", 7)
+    monkeypatch.setattr(ledger_pages, "SCAN_LIMIT", 30)
+    commit_empty(network, 45)
+    commit_a_transaction(network)
+    commit_empty(network, 5)
+    commit_a_transaction(network)
+    commit_empty(network, 3)
+    browser, path, seen, pages = signed_in(Role.AUDITOR), "/ledger/blocks", [], 0
+    while path and pages < 100:
+        page = browser.get(path).text
+        seen += listed(page)
+        pages += 1
+        found = re.search(r'href="(/ledger/blocks\?before=\d+)" rel="next"', page)
+        path = found.group(1) if found else ""
+    assert seen == heights_with_transactions(network)
+
+
+def test_an_unknown_empty_value_is_a_400(app: Flask, network: Network, signed_in: Signed) -> None:
+    """``?empty=`` takes ``hide`` or ``show``; anything else is refused, naming both."""
+    page = signed_in(Role.AUDITOR).get("/ledger/blocks?empty=yes")
+    assert page.status_code == 400 and "&#39;hide&#39;" in page.text and "&#39;show&#39;" in page.text
+
+
+def test_a_node_answer_missing_a_block_is_not_taken_for_the_range(
+    app: Flask, network: Network, signed_in: Signed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With empty blocks left out a dropped block would vanish unseen: an answer without every height
+    asked for is a 503 saying so."""
+    from web.ledger_pages import NodeReader
+
+    real_get = NodeReader.get
+
+    def dropping_get(self: NodeReader, path: str, params: object = None) -> object:
+        answer = real_get(self, path, params)  # type: ignore[arg-type]
+        if path == "/blocks" and isinstance(answer, dict):
+            del answer["blocks"][1]
+        return answer
+
+    monkeypatch.setattr(NodeReader, "get", dropping_get)
+    page = signed_in(Role.AUDITOR).get("/ledger/blocks")
+    assert page.status_code == 503 and "did not list each of them" in page.text
