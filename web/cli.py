@@ -14,6 +14,7 @@ from did_registry.cli import did_group
 from wallet.cli import key_group, vc_group
 from wallet.enroll_cli import device_group
 from wallet.network_cli import network_group, node_group
+from wallet.validator_cli import validator_group
 
 if TYPE_CHECKING:
     from web.config import PortalConfig
@@ -140,3 +141,4 @@ main.add_command(network_group)
 main.add_command(node_group)
 main.add_command(web_group)
 main.add_command(device_group)
+main.add_command(validator_group)

@@ -21,6 +21,7 @@ from did_registry.ledger.application import LedgerApplication
 from did_registry.ledger.genesis import Genesis
 from did_registry.ledger.storage.base import LedgerStore
 from did_registry.ledger.storage.memory import MemoryLedgerStore
+from did_registry.ledger.txn import Transaction
 from did_registry.node.replica import Replica, ReplicaConfig
 from did_registry.node.server import NodeServer
 from did_registry.node.service import NodeService
@@ -154,6 +155,14 @@ class Cluster:
         raise AssertionError(
             f"timed out after {timeout} s waiting for {what or predicate}: {self.describe()}"
         )
+
+    def committed_everywhere(self, txns: list[Transaction]) -> bool:
+        """Whether every running node has committed every one of ``txns``."""
+        for node in self.running():
+            assert node.service is not None
+            if any(node.service.app.store.locate(t.id) is None for t in txns):
+                return False
+        return True
 
     def heights(self) -> dict[str, int]:
         return {n.id: n.service.app.height for n in self.running() if n.service is not None}

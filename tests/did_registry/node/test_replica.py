@@ -20,14 +20,6 @@ def submit(url: str, txns: list[Transaction]) -> None:
     assert answer.status_code == 202, answer.text
 
 
-def committed_everywhere(cluster: Cluster, txns: list[Transaction]) -> bool:
-    for node in cluster.running():
-        assert node.service is not None
-        if any(node.service.app.store.locate(t.id) is None for t in txns):
-            return False
-    return True
-
-
 def state_roots(cluster: Cluster) -> set[str]:
     roots = set()
     for node in cluster.running():
@@ -48,7 +40,7 @@ def test_transactions_sent_to_any_validator_are_committed_by_all(cluster: Cluste
     txns = creates(cluster.trustee, 60)
     for k, node in enumerate(cluster.nodes.values()):
         submit(node.url, txns[k * 15 : (k + 1) * 15])
-    cluster.wait_for(lambda: committed_everywhere(cluster, txns), what="all committed everywhere")
+    cluster.wait_for(lambda: cluster.committed_everywhere(txns), what="all committed everywhere")
     cluster.wait_for(lambda: len(set(cluster.heights().values())) == 1, what="equal heights")
     assert len(state_roots(cluster)) == 1
 
@@ -58,16 +50,16 @@ def test_a_stopped_validator_does_not_stop_the_others_and_catches_up(cluster: Cl
     """node-1 is the first primary (PBFT view 0, round-robin height 1's leader); node-3 a backup."""
     first = creates(cluster.trustee, 20)
     submit(cluster.nodes["node-2"].url, first)
-    cluster.wait_for(lambda: committed_everywhere(cluster, first), what="first batch")
+    cluster.wait_for(lambda: cluster.committed_everywhere(first), what="first batch")
     cluster.stop(victim)
     second = creates(cluster.trustee, 40)
     submit(cluster.nodes["node-2"].url, second[:20])
     submit(cluster.nodes["node-4"].url, second[20:])
-    cluster.wait_for(lambda: committed_everywhere(cluster, second), what="committed without the victim")
+    cluster.wait_for(lambda: cluster.committed_everywhere(second), what="committed without the victim")
     cluster.start(victim)
     third = creates(cluster.trustee, 10)
     submit(cluster.nodes["node-2"].url, third)
-    cluster.wait_for(lambda: committed_everywhere(cluster, first + second + third), what="victim caught up")
+    cluster.wait_for(lambda: cluster.committed_everywhere(first + second + third), what="victim caught up")
     cluster.wait_for(lambda: len(set(cluster.heights().values())) == 1, what="equal heights")
     assert len(state_roots(cluster)) == 1
 
@@ -75,15 +67,15 @@ def test_a_stopped_validator_does_not_stop_the_others_and_catches_up(cluster: Cl
 def test_an_observer_follows_and_serves_proven_reads(cluster: Cluster) -> None:
     txns = creates(cluster.trustee, 10)
     submit(cluster.nodes["node-1"].url, txns)
-    cluster.wait_for(lambda: committed_everywhere(cluster, txns), what="committed")
+    cluster.wait_for(lambda: cluster.committed_everywhere(txns), what="committed")
     observer = cluster.add_observer("observer-1")
-    cluster.wait_for(lambda: committed_everywhere(cluster, txns), what="observer caught up")
+    cluster.wait_for(lambda: cluster.committed_everywhere(txns), what="observer caught up")
     more = creates(cluster.trustee, 5)
     submit(cluster.nodes["node-3"].url, more)
-    cluster.wait_for(lambda: committed_everywhere(cluster, more), what="observer follows")
+    cluster.wait_for(lambda: cluster.committed_everywhere(more), what="observer follows")
     forwarded = creates(cluster.trustee, 5)
     submit(observer.url, forwarded)  # an observer forwards what it is sent to a validator
-    cluster.wait_for(lambda: committed_everywhere(cluster, forwarded), what="forwarded by the observer")
+    cluster.wait_for(lambda: cluster.committed_everywhere(forwarded), what="forwarded by the observer")
     assert observer.service is not None
     assert observer.service.wait_for([t.id for t in forwarded], 10)[0].status == "committed"
     assert observer.replica is not None
@@ -120,13 +112,13 @@ def test_a_validator_added_by_transaction_starts_voting_at_its_height(cluster: C
         submit(cluster.nodes["node-2"].url, [txn])
         if cluster.nodes["node-2"].service.app.height > effective:  # type: ignore[union-attr]
             break
-        cluster.wait_for(lambda t=txn: committed_everywhere(cluster, [t]), what="filler")  # type: ignore[misc]
+        cluster.wait_for(lambda t=txn: cluster.committed_everywhere([t]), what="filler")  # type: ignore[misc]
     cluster.wait_for(lambda: joiner.replica is not None and joiner.replica.status()["role"] == "validator",
                      what="node-5 votes")  # fmt: skip
     cluster.stop("node-4")  # 5 validators, f = 1: the four left include node-5, whose votes are needed
     more = creates(cluster.trustee, 10)
     submit(cluster.nodes["node-3"].url, more)
-    cluster.wait_for(lambda: committed_everywhere(cluster, more), what="committed with node-5's votes")
+    cluster.wait_for(lambda: cluster.committed_everywhere(more), what="committed with node-5's votes")
     certificate = cluster.nodes["node-1"].service.head[1]  # type: ignore[union-attr]
     assert certificate is not None and "node-5" in certificate.signatures
     with LedgerClient([cluster.nodes["node-1"].url], cluster.genesis) as reader:  # anchored in genesis only
@@ -148,20 +140,20 @@ def test_a_validator_restarted_with_its_rotated_key_follows_then_votes_from_the_
         "validator.rotate_key", {"id": "node-2", "public_key": public, "effective_height": effective}
     )
     submit(cluster.nodes["node-1"].url, [rotate])
-    cluster.wait_for(lambda: committed_everywhere(cluster, [rotate]), what="the rotation")
+    cluster.wait_for(lambda: cluster.committed_everywhere([rotate]), what="the rotation")
     cluster.stop("node-2")
     cluster.nodes["node-2"].key = new_key
     cluster.start("node-2")
     assert cluster.nodes["node-2"].replica.status()["role"] == "observer"  # type: ignore[union-attr]
     for txn in creates(cluster.trustee, 30):  # one block each, until the effective height has passed
         submit(cluster.nodes["node-1"].url, [txn])
-        cluster.wait_for(lambda t=txn: committed_everywhere(cluster, [t]), what="filler")  # type: ignore[misc]
+        cluster.wait_for(lambda t=txn: cluster.committed_everywhere([t]), what="filler")  # type: ignore[misc]
         if cluster.nodes["node-1"].service.app.height > effective:  # type: ignore[union-attr]
             break
     cluster.stop("node-4")  # f = 1: the three left include node-2, whose new signature is needed
     more = creates(cluster.trustee, 10)
     submit(cluster.nodes["node-3"].url, more)
-    cluster.wait_for(lambda: committed_everywhere(cluster, more), what="committed with node-2's new key")
+    cluster.wait_for(lambda: cluster.committed_everywhere(more), what="committed with node-2's new key")
     certificate = cluster.nodes["node-1"].service.head[1]  # type: ignore[union-attr]
     assert certificate is not None and "node-2" in certificate.signatures
 
@@ -178,7 +170,7 @@ def test_a_validator_still_running_with_its_old_key_follows_past_its_rotation(cl
     submit(cluster.nodes["node-1"].url, [rotate])
     for txn in creates(cluster.trustee, 30):  # one block each, committed by all four, node-2 following
         submit(cluster.nodes["node-1"].url, [txn])
-        cluster.wait_for(lambda t=txn: committed_everywhere(cluster, [t]), what="filler")  # type: ignore[misc]
+        cluster.wait_for(lambda t=txn: cluster.committed_everywhere([t]), what="filler")  # type: ignore[misc]
         if cluster.nodes["node-2"].service.app.height > effective + 1:  # type: ignore[union-attr]
             break
     assert cluster.nodes["node-2"].replica.status()["role"] == "observer"  # type: ignore[union-attr]

@@ -14,7 +14,7 @@ from did_registry.node.service import NodeService
 from did_registry.transport import Transport, TransportConfig
 from tests.did_registry.ledger.conftest import creates
 from tests.did_registry.node.cluster import Cluster
-from tests.did_registry.node.test_replica import committed_everywhere, submit
+from tests.did_registry.node.test_replica import submit
 
 POISON = (
     b'\x01{"height": 1e999}',  # a float that overflows int()
@@ -65,12 +65,12 @@ def test_unreadable_beacons_from_one_validator_do_not_stop_the_others() -> None:
     try:
         first = creates(cluster.trustee, 5)
         submit(cluster.nodes["node-2"].url, first)
-        cluster.wait_for(lambda: committed_everywhere(cluster, first), what="first batch")
+        cluster.wait_for(lambda: cluster.committed_everywhere(first), what="first batch")
         cluster.stop("node-1")
         _send_as(cluster, "node-1", POISON)
         second = creates(cluster.trustee, 5)
         submit(cluster.nodes["node-3"].url, second)
-        cluster.wait_for(lambda: committed_everywhere(cluster, second), timeout=15, what="second batch")
+        cluster.wait_for(lambda: cluster.committed_everywhere(second), timeout=15, what="second batch")
         replica = cluster.nodes["node-2"].replica
         assert replica is not None
         assert replica.status()["dropped"].get("replica_unreadable_beacon", 0) >= 1
