@@ -68,9 +68,13 @@ class EngineCore:
         self._timestamp = timestamp
         self._height = 0
         self._certificate: CommitCertificate | None = None
-        if resume is not None:  # certified by the set before a change, when the set just changed
-            (self._q if resume_validators is None else Quorum(resume_validators)).check_certificate(resume)
+        # the set that certified the head this engine resumes at (the set before a change, when the set
+        # just changed): certificates of heights up to it, in VIEW-CHANGEs say, are that set's
+        self._resume_q = self._q if resume_validators is None else Quorum(resume_validators)
+        if resume is not None:
+            self._resume_q.check_certificate(resume)
             self._height, self._certificate = resume.height, resume
+        self._resume_height = self._height
         self._settled = self._height
         self._restarted = resume is not None if restarted is None else restarted
         self._known = self._height
@@ -87,6 +91,11 @@ class EngineCore:
         self._ahead: dict[str, int] = {}  # the highest height each validator claims to have reached
         self._head_at: float | None = None  # when the head was reached (from the first tick on)
         self._head_by_commit = False  # reached by executing a block (not by starting or state transfer)
+
+    def _certifying(self, height: int) -> Quorum:
+        """The quorum whose certificates are valid for block ``height``: the set this engine resumed
+        under for heights up to its resume height, its own set above."""
+        return self._resume_q if height <= self._resume_height else self._q
 
     # -- read-only state ------------------------------------------------------------------------
     @property

@@ -18,6 +18,8 @@ retransmission and help for lagging peers are described in the docs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from did_registry.consensus.base import BlockApp, Broadcast
 from did_registry.consensus.core import EngineCore
 from did_registry.consensus.errors import InvalidMessage
@@ -82,13 +84,20 @@ def check_prepared_certificate(
         raise _bad_view_change(f"{len(senders)} prepares; a prepared certificate needs {quorum.size - 1}")
 
 
-def check_view_change(message: ViewChange, quorum: Quorum, app: BlockApp) -> int:
-    """Check a VIEW-CHANGE's certificate and P set; return the height it proves executed."""
+def check_view_change(
+    message: ViewChange, quorum: Quorum, app: BlockApp, certifying: Callable[[int], Quorum] | None = None
+) -> int:
+    """Check a VIEW-CHANGE's certificate and P set; return the height it proves executed.
+
+    ``certifying(height)`` is the quorum whose certificates are valid at a height (``quorum``'s by
+    default): the certificate of the block a set change took effect after is the previous set's."""
     quorum.authenticate(message)
     height = 0
     if message.executed is not None:
         try:
-            quorum.check_certificate(message.executed)
+            (quorum if certifying is None else certifying(message.executed.height)).check_certificate(
+                message.executed
+            )
         except InvalidCertificate as exc:
             raise _bad_view_change(f"executed certificate: {exc}") from None
         height = message.executed.height
@@ -114,8 +123,11 @@ def plan_new_view(view_changes: tuple[ViewChange, ...]) -> tuple[int, PrePrepare
     return max_h, max(candidates, key=lambda p: (p.view, p.digest))
 
 
-def check_new_view(message: NewView, quorum: Quorum, app: BlockApp) -> int:
-    """Check a NEW-VIEW against the VIEW-CHANGEs it encloses; return ``max_h``; raise :class:`InvalidMessage`."""
+def check_new_view(
+    message: NewView, quorum: Quorum, app: BlockApp, certifying: Callable[[int], Quorum] | None = None
+) -> int:
+    """Check a NEW-VIEW against the VIEW-CHANGEs it encloses (``certifying`` as for
+    :func:`check_view_change`); return ``max_h``; raise :class:`InvalidMessage`."""
 
     def bad(reason: str) -> InvalidMessage:
         return InvalidMessage("invalid-new-view", reason)
@@ -132,7 +144,7 @@ def check_new_view(message: NewView, quorum: Quorum, app: BlockApp) -> int:
         if change.view != message.view:
             raise bad(f"a view-change for view {change.view} in new-view {message.view}")
         try:
-            check_view_change(change, quorum, app)
+            check_view_change(change, quorum, app, certifying)
         except InvalidMessage as exc:
             raise bad(f"view-change from {change.sender}: {exc.reason}") from None
     max_h, chosen = plan_new_view(message.view_changes)
@@ -241,7 +253,7 @@ class ViewChanges(EngineCore):
         """Triggered by: a VIEW-CHANGE from a validator whose timer expired, that joined a view change
         on ``f + 1`` VIEW-CHANGEs, or that resends one. A sender in an older view is helped along."""
         try:
-            check_view_change(message, self._q, self._app)
+            check_view_change(message, self._q, self._app, self._certifying)
         except InvalidMessage as exc:
             self._drop(exc.code)
             return
@@ -315,7 +327,7 @@ class ViewChanges(EngineCore):
             self._drop("stale")
             return
         try:
-            check_new_view(message, self._q, self._app)
+            check_new_view(message, self._q, self._app, self._certifying)
         except InvalidMessage as exc:
             self._drop(exc.code)
             return

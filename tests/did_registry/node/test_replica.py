@@ -176,6 +176,23 @@ def test_a_validator_still_running_with_its_old_key_follows_past_its_rotation(cl
     assert cluster.nodes["node-2"].replica.status()["role"] == "observer"  # type: ignore[union-attr]
 
 
+def test_the_first_proposer_s_key_rotated_while_it_runs_the_others_go_on(cluster: Cluster) -> None:
+    """node-1, the first primary (proposer of round 0), keeps its old key past its rotation: the three
+    others replace it (a view or round change whose messages carry the last block of the old set,
+    certified by node-1's old key) and go on committing."""
+    head = cluster.nodes["node-3"].service.app.height  # type: ignore[union-attr]
+    public = encode_ed25519_public_key(Ed25519PrivateKey.generate().public_key)
+    rotate = cluster.trustee.txn(
+        "validator.rotate_key", {"id": "node-1", "public_key": public, "effective_height": head + 3}
+    )
+    submit(cluster.nodes["node-3"].url, [rotate])
+    cluster.wait_for(lambda: cluster.committed_everywhere([rotate]), what="the rotation")
+    for txn in creates(cluster.trustee, 6):  # past the rotation, each committed by all four
+        submit(cluster.nodes["node-3"].url, [txn])
+        cluster.wait_for(lambda t=txn: cluster.committed_everywhere([t]), timeout=30, what="filler")  # type: ignore[misc]
+    assert cluster.nodes["node-3"].service.app.height > head + 3  # type: ignore[union-attr]
+
+
 def test_a_validator_whose_store_fails_at_commit_halts_and_the_others_go_on() -> None:
     """A store that refuses a block consensus committed (a full disk) halts its node: it stops voting,
     /health says halted and why, instead of lagging silently with its engine ahead of its store; the
