@@ -61,6 +61,7 @@ from did_registry.ledger.validators import ValidatorSet
 from did_registry.validator_trust import ValidatorTrust, genesis_root
 
 __all__ = [
+    "ANSWER_ERRORS",
     "FAILURES_KEPT",
     "RELEARN_INTERVAL",
     "LedgerClient",
@@ -90,7 +91,7 @@ client asks again (a node showing headers of sets nobody proves costs one round 
 sets it names, not a round per answer)."""
 _CHANGE_PAGES = 100  # pages of validator set changes asked of one node in one go (100 changes each)
 _CHANGES_TIMEOUT = 2.0  # seconds one node has to answer GET /validators/changes
-_ANSWER_ERRORS = (httpx.HTTPError, ValueError, KeyError, TypeError, RecursionError, InvalidProof)
+ANSWER_ERRORS = (httpx.HTTPError, ValueError, KeyError, TypeError, RecursionError, InvalidProof)
 """What a node's answer may raise when read and checked: that node failed (JSON nested too deeply
 raises RecursionError), the next one is asked."""
 
@@ -232,7 +233,7 @@ class LedgerClient:
                 for node in self.nodes:
                     try:
                         self._learn_from(node)
-                    except _ANSWER_ERRORS as exc:
+                    except ANSWER_ERRORS as exc:
                         self.failures.append(f"{node}: validator set changes: {exc}")
                     if self._trust.at(height)[1] == wanted:
                         return True
@@ -329,7 +330,7 @@ class LedgerClient:
                     behind = True
                     continue
                 return (answer.verify_path(), answer.header), False
-            except _ANSWER_ERRORS as exc:
+            except ANSWER_ERRORS as exc:
                 errors.append(f"{node}: {exc}")
         return None, behind
 
@@ -377,7 +378,7 @@ class LedgerClient:
                     for item in items
                 ]
                 return (values, header), False
-            except _ANSWER_ERRORS as exc:
+            except ANSWER_ERRORS as exc:
                 errors.append(f"{node}: {exc}")
         return None, behind
 
@@ -406,7 +407,7 @@ class LedgerClient:
                 )
                 self.failures.extend(errors)
                 return txn, header
-            except (*_ANSWER_ERRORS, TxnRejected) as exc:
+            except (*ANSWER_ERRORS, TxnRejected) as exc:
                 errors.append(f"{node}: {exc}")
         self.failures.extend(errors)
         raise LedgerUnavailable("; ".join(errors))
@@ -459,7 +460,7 @@ class LedgerClient:
                     behind = True
                     continue
                 return header, False
-            except _ANSWER_ERRORS as exc:
+            except ANSWER_ERRORS as exc:
                 errors.append(f"{node}: {exc}")
         return None, behind
 
@@ -671,7 +672,7 @@ class LedgerClient:
                         seen += 1
                         if max_events is not None and seen >= max_events:
                             return
-            except _ANSWER_ERRORS as exc:
+            except ANSWER_ERRORS as exc:
                 self.failures.append(f"{node}: {exc}")
                 heard = False
             if delivered or (heard and not stalled):  # a live stream the node ended (its lifetime): resume
