@@ -323,33 +323,39 @@ def open_store(database: str) -> LedgerStore:
 def _check_key(
     config: NodeConfig, genesis: Genesis, application: LedgerApplication, validator_key: Ed25519PrivateKey
 ) -> None:
-    """Refuse a key file that cannot be this validator's: neither its key in genesis nor one the ledger
-    as stored names for it (in force or rotated to by a pending ``validator.rotate_key``). A node of a
-    multi-validator network whose store has no block yet cannot tell a rotated key from a wrong one: it
-    starts if it has peers to follow, warns, and votes only once the ledger puts its key in force
-    (until then it follows, as any node whose key is not in force does)."""
+    """Refuse a key file that cannot be this node's. Genesis and the ledger as stored name keys for
+    validator ids (in force, or pending from a ``validator.add`` or ``validator.rotate_key``): a key
+    they name for another id is refused (key files swapped); one they name for this id, or any key for
+    an id they name none for (an observer), is taken. A key they do not name for an id they name other
+    keys for may be a rotation this store has not seen yet: a node of a multi-validator network with
+    peers to follow starts with a warning, and votes only once the ledger puts its key in force (until
+    then it follows, as any node whose key is not in force does); any other node is refused."""
     key = encode_ed25519_public_key(validator_key.public_key)
-    named = {v.get("public_key") for v in genesis.validators if v.get("id") == config.id}
-    if not named or key in named:
-        return
+    named: dict[str, set[str]] = {}  # key -> the ids genesis or the ledger name it for
+
+    def name(member: Any) -> None:
+        if isinstance(member, Mapping) and isinstance(member.get("id"), str):
+            named.setdefault(str(member.get("public_key")), set()).add(member["id"])
+
+    for member in genesis.validators:
+        name(member)
     record = decode_value(application.store.get("validators") or b"{}")
     for member in record.get("set", []):
-        if member.get("id") == config.id:
-            named.add(member.get("public_key"))
+        name(member)
     for pending in record.get("pending", []):
         change = pending.get("change", {})
-        if change.get("id") == config.id or change.get("validator", {}).get("id") == config.id:
-            named.add(change.get("public_key") or change.get("validator", {}).get("public_key"))
-    if key in named:
+        name(change.get("validator") if "validator" in change else change)
+    others = sorted(named.get(key, set()) - {config.id})
+    if others:
+        raise InvalidConfig(f"the key in {config.key_file} is validator {others[0]}'s key, not {config.id}'s")
+    if config.id in named.get(key, set()) or not any(config.id in ids for ids in named.values()):
         return
-    if (
-        application.height == 0
-        and genesis.consensus.get("engine") != "solo"
-        and any(p.api for p in config.peers)
-    ):
+    if genesis.consensus.get("engine") != "solo" and any(p.api for p in config.peers):
         _log.warning(
-            "the key in %s is not validator %s's key in genesis: following until the ledger puts it in force",
+            "the key in %s is not one genesis or the ledger as stored (height %d) names for validator %s: "
+            "following until the ledger puts it in force",
             config.key_file,
+            application.height,
             config.id,
         )
         return

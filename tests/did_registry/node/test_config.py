@@ -168,7 +168,31 @@ class TestBuilding:
         peers = (Peer("v1", "127.0.0.1:7001", "http://127.0.0.1:7700"),)
         with caplog.at_level(logging.WARNING, logger="did_registry.node"):
             service = build_service(_config(tmp_path, id="v2", peers=peers), Ed25519PrivateKey.generate())
-        assert service.app.height == 0 and "not validator v2's key in genesis" in caplog.text
+        assert service.app.height == 0 and "names for validator v2: following" in caplog.text
+
+    def test_another_validator_s_key_is_refused_even_with_peers(self, tmp_path: Path) -> None:
+        """Key files swapped between two validators are refused: genesis names the key for another id."""
+        chain = SetChangeChain(4)
+        (tmp_path / "genesis.json").write_text(json.dumps(chain.genesis.to_json()))
+        peers = (Peer("v1", "127.0.0.1:7001", "http://127.0.0.1:7700"),)
+        v1_key = chain.keys[chain.genesis.validators[0]["public_key"]]
+        with pytest.raises(InvalidConfig, match="is validator v1's key, not v2's"):
+            build_service(_config(tmp_path, id="v2", peers=peers), v1_key)
+
+    def test_a_validator_added_later_is_refused_another_s_key(self, tmp_path: Path) -> None:
+        """An id genesis does not name but the ledger adds: a key the ledger names for another id is
+        refused, the key it names for this id is taken."""
+        chain = SetChangeChain(1)
+        add = chain.add("v2", 5)
+        chain.block(add)
+        (tmp_path / "genesis.json").write_text(json.dumps(chain.genesis.to_json()))
+        peers = (Peer("v1", "127.0.0.1:7001", "http://127.0.0.1:7700"),)
+        v1_key = chain.keys[chain.genesis.validators[0]["public_key"]]
+        config = _config(tmp_path, id="v2", peers=peers)
+        with pytest.raises(InvalidConfig, match="is validator v1's key, not v2's"):
+            build_service(config, v1_key, store=chain.app.store)
+        v2_key = chain.keys[add.body["validator"]["public_key"]]
+        assert build_service(config, v2_key, store=chain.app.store).app.height == 1
 
     def test_unknown_validator_is_refused(self, network: tuple[Path, Ed25519PrivateKey, Genesis]) -> None:
         """A configuration naming a validator genesis does not know is refused."""
