@@ -28,7 +28,6 @@ from __future__ import annotations
 import gc
 import json
 import math
-import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -90,7 +89,8 @@ RELEARN_INTERVAL = 1.0
 client asks again (a node showing headers of sets nobody proves costs one round a second, whatever
 sets it names, not a round per answer)."""
 _CHANGE_PAGES = 100  # pages of validator set changes asked of one node in one go (100 changes each)
-_CHANGES_TIMEOUT = 2.0  # seconds one node has to answer GET /validators/changes
+_CHANGES_TIMEOUT = 2.0  # seconds one node has to answer GET /validators/changes, whole
+_CHANGES_MAX_BYTES = 16 * 1024 * 1024  # the most one such answer may hold
 ANSWER_ERRORS = (httpx.HTTPError, ValueError, KeyError, TypeError, RecursionError, InvalidProof)
 """What a node's answer may raise when read and checked: that node failed (JSON nested too deeply
 raises RecursionError), the next one is asked."""
@@ -124,11 +124,14 @@ class LedgerClient:
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         behind_wait: float = 2.0,
+        trust: ValidatorTrust | None = None,
     ) -> None:
         """``behind_wait``: how long a read that needs a height (``min_height``) waits for a node that
         answers, but is behind it, to reach it; nodes commit a block moments apart, and one that has
         it may just have gone down. (The round of requests under way when it runs out is finished:
-        each node may still take up to ``timeout``.)"""
+        each node may still take up to ``timeout``.) ``trust``: the validator sets to trust, shared
+        with other clients of the network (what one learns, all trust); a new one from the genesis
+        by default."""
         self.genesis = genesis if isinstance(genesis, Genesis) else Genesis.from_json(genesis)
         self.nodes = [nodes] if isinstance(nodes, str) else list(nodes)
         if not self.nodes:
@@ -141,11 +144,9 @@ class LedgerClient:
             raise ValueError(f"behind_wait must be a finite number of seconds, not {behind_wait!r}")
         self._http = httpx.Client(timeout=timeout, transport=transport)
         self._genesis_root = genesis_root(self.genesis)
-        self._trust = ValidatorTrust(self.genesis, self._genesis_root)
-        self._out_of_band: dict[str, ValidatorSet] = {}  # trust_validators: trusted at every height
-        self._learning = threading.Lock()  # one round of questions about set changes at a time
-        self._rounds = 0  # rounds of questions about set changes run so far
-        self._fruitless = -math.inf  # when the last round that learned nothing ended
+        if trust is not None and trust.network != self.genesis.network:
+            raise ValueError(f"a trust in network {trust.network!r} for a client of {self.genesis.network!r}")
+        self._trust = ValidatorTrust(self.genesis, self._genesis_root) if trust is None else trust
         self._certified: OrderedDict[bytes, None] = OrderedDict()  # headers whose certificate checked out
         self._seen = 0  # the highest certified height any answer showed: reads never go back before it
         # what went wrong with which node, newest last
@@ -165,8 +166,14 @@ class LedgerClient:
         self.close()
 
     def trust_validators(self, validators: ValidatorSet) -> None:
-        """Trust another validator set (learned out of band) for certificates, at every height."""
-        self._out_of_band[validators.hash()] = validators
+        """Trust another validator set (learned out of band) for certificates, at every height (every
+        client sharing this client's trust trusts it too)."""
+        self._trust.trust_out_of_band(validators)
+
+    @property
+    def trust(self) -> ValidatorTrust:
+        """The validator sets this client trusts (pass it to another client of the network to share)."""
+        return self._trust
 
     def validator_changes(self) -> list[dict[str, Any]]:
         """The proven validator set changes this client has learned, oldest first (the answer format of
@@ -206,7 +213,7 @@ class LedgerClient:
         validators, trusted = self._trust.at(header.height)
         if wanted == trusted:
             return validators
-        out_of_band = self._out_of_band.get(wanted)
+        out_of_band = self._trust.out_of_band(wanted)
         if out_of_band is not None:
             return out_of_band
         if header.height > self._trust.newest_change and self._learn_changes(wanted, header.height):
@@ -219,14 +226,18 @@ class LedgerClient:
 
     def _learn_changes(self, wanted: str, height: int) -> bool:
         """Ask the nodes in turn for the validator set changes since the newest this client knows, until
-        the set trusted at ``height`` is ``wanted``; whether it is. One round runs at a time: a thread
-        that waited for another's round takes its outcome rather than asking again, and after a round
-        that learned nothing, none runs for :data:`RELEARN_INTERVAL`."""
-        rounds = self._rounds
-        with self._learning:
+        the set trusted at ``height`` is ``wanted``; whether it is. One round runs at a time among the
+        clients sharing this trust: a thread that waited for another's round takes its outcome rather
+        than asking again (and waits at most as long as a round may take), and after a round that
+        learned nothing, none runs for :data:`RELEARN_INTERVAL`."""
+        rounds = self._trust.rounds
+        seen = rounds.count
+        if not rounds.lock.acquire(timeout=2 * _CHANGES_TIMEOUT * len(self.nodes) + 1):
+            return False
+        try:
             if self._trust.at(height)[1] == wanted:
                 return True
-            if self._rounds != rounds or time.monotonic() - self._fruitless < RELEARN_INTERVAL:
+            if rounds.count != seen or time.monotonic() - rounds.fruitless < RELEARN_INTERVAL:
                 return False
             newest = self._trust.newest_change
             try:
@@ -238,20 +249,18 @@ class LedgerClient:
                     if self._trust.at(height)[1] == wanted:
                         return True
                 if self._trust.newest_change == newest:
-                    self._fruitless = time.monotonic()
+                    rounds.fruitless = time.monotonic()
                 return False
             finally:
-                self._rounds += 1
+                rounds.count += 1
+        finally:
+            rounds.lock.release()
 
     def _learn_from(self, node: str) -> None:
         for _ in range(_CHANGE_PAGES):
-            response = self._http.get(
-                node.rstrip("/") + "/validators/changes",
-                params={"after": self._trust.newest_change},
-                timeout=_CHANGES_TIMEOUT,
+            data = self._get_json_within(
+                node.rstrip("/") + "/validators/changes", {"after": self._trust.newest_change}
             )
-            response.raise_for_status()
-            data = response.json()
             if not isinstance(data, dict):
                 raise ValueError("the answer is not a JSON object")
             if (
@@ -259,6 +268,22 @@ class LedgerClient:
                 or data.get("more") is not True
             ):
                 return
+
+    def _get_json_within(self, url: str, params: Mapping[str, Any]) -> Any:
+        """A node's JSON answer, read whole within :data:`_CHANGES_TIMEOUT` (httpx's timeout bounds each
+        read, so a node sending a byte at a time could hold the caller for ever) and at most
+        :data:`_CHANGES_MAX_BYTES`; raise ``httpx.TimeoutException`` or ``ValueError`` otherwise."""
+        deadline = time.monotonic() + _CHANGES_TIMEOUT
+        body = bytearray()
+        with self._http.stream("GET", url, params=params, timeout=_CHANGES_TIMEOUT) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > _CHANGES_MAX_BYTES:
+                    raise ValueError(f"the answer is over {_CHANGES_MAX_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"the answer took over {_CHANGES_TIMEOUT} s")
+        return json.loads(body)
 
     @property
     def seen_height(self) -> int:

@@ -23,6 +23,7 @@ follows the header stream, so it learns each change from the block that brings i
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -34,7 +35,7 @@ from did_registry.ledger.smt import MemoryNodeStore, SparseMerkleMap
 from did_registry.ledger.state import value_hash
 from did_registry.ledger.validators import ValidatorSet, ValidatorSetError, set_at
 
-__all__ = ["CHANGES_KEY", "ValidatorTrust", "genesis_root"]
+__all__ = ["CHANGES_KEY", "LearningRounds", "ValidatorTrust", "genesis_root"]
 
 CHANGES_KEY: Final = "validators"
 """The state key whose proven record says which set certifies the next blocks."""
@@ -49,8 +50,23 @@ def genesis_root(genesis: Genesis) -> str:
     return root.hex()
 
 
+class LearningRounds:
+    """The state of the rounds of questions about set changes that the readers sharing one
+    :class:`ValidatorTrust` ask the nodes (``LedgerClient``): one round at a time, whichever reader
+    runs it, so that several clients of one verifier do not each ask every node."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        """Held by the reader running a round."""
+        self.count = 0
+        """Rounds run so far."""
+        self.fruitless = -math.inf
+        """When the last round that learned nothing ended (``time.monotonic``)."""
+
+
 class ValidatorTrust:
-    """The sets a reader of one network trusts, each from the height its change took effect."""
+    """The sets a reader of one network trusts, each from the height its change took effect. Several
+    readers of one network may share one (a verifier's clients do): what one learns, all trust."""
 
     def __init__(self, genesis: Genesis, root: str | None = None) -> None:
         """``root``: :func:`genesis_root` of ``genesis``, when the caller has it already."""
@@ -65,6 +81,17 @@ class ValidatorTrust:
             (),
         )
         self._lock = threading.Lock()
+        self._out_of_band: dict[str, ValidatorSet] = {}
+        self.rounds = LearningRounds()
+        """The rounds of questions the readers sharing this trust ask."""
+
+    def trust_out_of_band(self, validators: ValidatorSet) -> None:
+        """Trust ``validators`` at every height (learned out of band, the operator's decision)."""
+        self._out_of_band = {**self._out_of_band, validators.hash(): validators}
+
+    def out_of_band(self, validators_hash: str) -> ValidatorSet | None:
+        """The set trusted out of band whose hash is ``validators_hash``, if any."""
+        return self._out_of_band.get(validators_hash)
 
     def at(self, height: int) -> tuple[ValidatorSet, str]:
         """The set (and its hash) this reader trusts to certify block ``height``."""

@@ -109,9 +109,12 @@ class Verifier:
                 trust.network, None, clock=self.clock, max_block_age=self.policy.max_block_age
             )
         else:
-            client = LedgerClient(list(trust.nodes), trust.genesis, transport=trust.transport)
-            follower = LedgerClient(list(trust.nodes), trust.genesis, transport=trust.transport, timeout=30)
-            watcher = LedgerClient(list(trust.nodes), trust.genesis, transport=trust.transport, timeout=2)
+            # one trust in the validator sets for the three: a change one learns (or a set trusted out
+            # of band) holds for all, so none goes on trusting a set another has seen replaced
+            nodes, transport = list(trust.nodes), trust.transport
+            client = LedgerClient(nodes, trust.genesis, transport=transport)
+            follower = LedgerClient(nodes, trust.genesis, transport=transport, timeout=30, trust=client.trust)
+            watcher = LedgerClient(nodes, trust.genesis, transport=transport, timeout=2, trust=client.trust)
             self._clients.append(client)
             cache = LedgerCache(
                 trust.network,

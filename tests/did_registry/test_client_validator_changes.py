@@ -7,15 +7,17 @@ import dataclasses
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
+from did_registry import client as client_module
 from did_registry.client import LedgerClient, LedgerUnavailable, UntrustedValidatorSet
 from did_registry.ledger.block import BlockHeader, CommitCertificate
+from did_registry.ledger.validators import set_at
 from tests.did_registry.validator_chain import SetChangeChain
 
 Rewrite = Callable[[dict[str, Any]], dict[str, Any]]
@@ -92,20 +94,25 @@ def test_headers_before_a_change_are_still_checked_against_the_set_of_their_heig
         client.verify_header(found[0].header, found[1])
 
 
-def test_the_old_set_cannot_certify_a_block_past_a_change_the_client_knows(chain: SetChangeChain) -> None:
-    """v1..v4 (v1 and v2's old key since replaced) sign a block 10 naming their old set: refused."""
-    client = chain.client()
-    client.prove("validators")
-    genuine = chain.header(9)
-    forged = dataclasses.replace(genuine, height=10, validators_hash=chain.header(1).validators_hash)
+def forged_by_the_genesis_set(chain: SetChangeChain) -> tuple[BlockHeader, CommitCertificate]:
+    """A block 10 naming the genesis set, signed by v1..v4's genesis keys (v1 since removed, v2's key
+    since replaced)."""
+    forged = dataclasses.replace(chain.header(9), height=10, validators_hash=chain.header(1).validators_hash)
     old_keys = [chain.keys[v["public_key"]] for v in chain.genesis.validators]
     certificate = CommitCertificate(
         10,
         forged.hash.hex(),
         {f"v{i}": CommitCertificate.sign(forged.hash, key) for i, key in enumerate(old_keys, start=1)},
     )
+    return forged, certificate
+
+
+def test_the_old_set_cannot_certify_a_block_past_a_change_the_client_knows(chain: SetChangeChain) -> None:
+    """v1..v4 (v1 and v2's old key since replaced) sign a block 10 naming their old set: refused."""
+    client = chain.client()
+    client.prove("validators")
     with pytest.raises(UntrustedValidatorSet):
-        client.verify_header(forged, certificate)
+        client.verify_header(*forged_by_the_genesis_set(chain))
 
 
 def test_a_node_that_withholds_the_changes_leaves_the_new_headers_refused(chain: SetChangeChain) -> None:
@@ -240,3 +247,59 @@ def test_an_answer_nested_too_deeply_to_read_passes_over_that_node(chain: SetCha
     hostile = Raw(chain, path, b"[" * 100_000 + b"]" * 100_000)
     _, header = liar_then_honest(chain, hostile).prove("validators")
     assert header.height == 9
+
+
+def test_clients_sharing_a_trust_both_refuse_the_old_set_once_one_learned_the_change(
+    chain: SetChangeChain,
+) -> None:
+    """A verifier's clients share one trust: after one learned the changes, another that never read
+    past them refuses a block the replaced set certifies (alone, it would trust the genesis set)."""
+    first = chain.client()
+    first.prove("validators")
+    second = chain.client(trust=first.trust)
+    with pytest.raises(UntrustedValidatorSet):
+        second.verify_header(*forged_by_the_genesis_set(chain))
+
+
+def test_a_set_trusted_out_of_band_holds_for_every_client_sharing_the_trust(chain: SetChangeChain) -> None:
+    withholding = Rewriting(chain, "/validators/changes", withhold)
+    first = chain.client(withholding)
+    second = chain.client(withholding, trust=first.trust)
+    found = chain.app.store.block(9)
+    assert found is not None
+    record = json.loads(chain.app.store.get("validators") or b"null")
+    first.trust_validators(set_at(record, 9))
+    second.verify_header(found[0].header, found[1])
+
+
+class Trickling(httpx.BaseTransport):
+    """``/validators/changes`` answered a byte every ``pause`` seconds; anything else by the chain."""
+
+    def __init__(self, chain: SetChangeChain, pause: float) -> None:
+        self._inner = httpx.WSGITransport(app=chain.wsgi)
+        self._pause = pause
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/validators/changes":
+            return self._inner.handle_request(request)
+        pause = self._pause
+
+        class Stream(httpx.SyncByteStream):
+            def __iter__(self) -> Iterator[bytes]:
+                for byte in b'{"changes": [], "more": false}' * 10:
+                    time.sleep(pause)
+                    yield bytes([byte])
+
+        return httpx.Response(200, stream=Stream(), headers={"content-type": "application/json"})
+
+
+def test_a_node_trickling_its_answer_is_given_up_within_the_time_an_answer_has(
+    chain: SetChangeChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node sending its set changes a byte at a time holds a read for its answer's time (0.3 s
+    here), not for as long as it goes on; the honest node then answers."""
+    monkeypatch.setattr(client_module, "_CHANGES_TIMEOUT", 0.3)
+    client = liar_then_honest(chain, Trickling(chain, 0.05))  # 300 bytes: 15 s at that pace
+    started = time.monotonic()
+    _, header = client.prove("validators")
+    assert header.height == 9 and time.monotonic() - started < 5

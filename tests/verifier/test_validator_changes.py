@@ -97,3 +97,12 @@ def test_a_snapshot_taken_after_the_change_runs_offline_from_genesis_alone(
     offline = NetworkTrust("testnet", (), ledger.genesis)
     with Verifier.from_snapshot(path, [offline], clock=ledger.clock) as edge:
         assert authenticate(ledger, edge, device) == device.did
+
+
+def test_a_verifier_s_clients_of_one_network_share_one_trust(ledger: ChainLedger) -> None:
+    """The request client, the follower and the watcher trust one set of validator sets: a change the
+    follower learns from the header stream holds for the reads that prove cache misses."""
+    with ledger.verifier() as verifier:
+        cache = verifier.caches["testnet"]
+        assert cache.client is not None and cache.follower is not None and cache.watcher is not None
+        assert cache.client.trust is cache.follower.trust is cache.watcher.trust
