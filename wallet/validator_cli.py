@@ -45,7 +45,7 @@ from wallet.errors import KeystoreError
 from wallet.keystore import Keystore, passphrase_from_env_or_prompt
 from wallet.ledger_cli import signer_of, signer_on_ledger
 
-__all__ = ["DEFAULT_MARGIN", "public_multikey", "validator_group"]
+__all__ = ["DEFAULT_MARGIN", "MAX_HEIGHT", "public_multikey", "validator_group"]
 
 DEFAULT_MARGIN = 5
 """Blocks after the head at which a change takes effect when neither ``--at`` nor ``--in`` is given.
@@ -54,6 +54,8 @@ The transaction commits in a later block than the head it was built at (at the e
 one), and a change must take effect after the block that commits it: five leaves room for the blocks
 other transactions (or the empty blocks of an idle network, one every ``freshness_interval``) add
 meanwhile. When it is not enough, the ledger refuses the transaction (``malformed``) and nothing changes."""
+MAX_HEIGHT = 2**53 - 1
+"""The highest ``--at`` / ``--in`` (and effective height) a transaction can carry: JSON's safe integers."""
 _FC = TypeVar("_FC", bound=Callable[..., Any])
 _TIMEOUT = 60.0  # how long a command waits for its transaction to commit
 
@@ -129,7 +131,10 @@ def _height(header: BlockHeader, at: int | None, within: int | None) -> int:
     """The effective height ``--at``/``--in`` name, checked against the head ``header``."""
     head = header.height
     if at is None:
-        return head + (DEFAULT_MARGIN if within is None else within)
+        height = head + (DEFAULT_MARGIN if within is None else within)
+        if height > MAX_HEIGHT:
+            _fail(f"--in {within}: block {head} + {within} is past the highest height, {MAX_HEIGHT}")
+        return height
     if at <= head:
         _fail(f"--at {at} is not above the head, block {head}: a change takes effect at a future block")
     if at == head + 1:
@@ -206,12 +211,15 @@ _signer_options = [
         help="Another trustee's keystore, when rules.validator_quorum needs more signatures (repeatable).",
     ),
     click.option(
-        "--at", "at", type=click.IntRange(min=1), help="The block height the change takes effect at."
+        "--at",
+        "at",
+        type=click.IntRange(min=1, max=MAX_HEIGHT),
+        help="The block height the change takes effect at.",
     ),
     click.option(
         "--in",
         "within",
-        type=click.IntRange(min=2),
+        type=click.IntRange(min=2, max=MAX_HEIGHT),
         help=f"Take effect this many blocks after the head (default {DEFAULT_MARGIN}).",
     ),
 ]
@@ -312,10 +320,11 @@ def _change(
     try:
         [status] = client.wait([txn.id], timeout=_TIMEOUT)
         if status.get("status") == "rejected":
-            _fail(f"the ledger refused the transaction: {status.get('code')}: {status.get('detail', '')}")
-        if status.get("status") != "committed":
+            committed = _settle_refusal(client, txn, status)
+        elif status.get("status") != "committed":
             raise LedgerUnavailable(f"not committed within {_TIMEOUT:.0f} s")
-        _, committed = client.txn_proof(txn.id)  # a node's word is not enough
+        else:
+            _, committed = client.txn_proof(txn.id)  # a node's word is not enough
     except DidRegistryError as exc:
         _fail(
             f"transaction {txn.id} was submitted, but its commit is not proven: {exc}. It may still commit "
@@ -327,6 +336,39 @@ def _change(
         f"faulty): {', '.join(v.id for v in after.validators)}"
     )
     return height
+
+
+def _settle_refusal(client: LedgerClient, txn: Transaction, status: dict[str, Any]) -> BlockHeader:
+    """What became of ``txn`` when a node's ``/txns/status`` says it was rejected: that is one node's
+    word, so it is checked with proven reads. The header of the block that committed it when a node
+    proves it on the ledger; exit 1 saying it was refused when the submitter's nonce was proven used
+    by another transaction (a lower nonce can then never commit); otherwise
+    :class:`LedgerUnavailable` (the caller says it may still commit)."""
+    said = f"{status.get('code')}: {status.get('detail', '')}"
+    key = f"nonce:{txn.submitter}"
+    try:  # first, so a commit after this read is still found by the inclusion proof below
+        last, header = client.prove(key)
+    except DidRegistryError as exc:
+        last, header, unread = None, None, str(exc)
+    try:
+        return client.txn_proof(txn.id)[1]  # a node lied about the rejection: it committed
+    except DidRegistryError:
+        pass
+    if header is not None and type(last) is int and last >= txn.nonce:
+        _fail(
+            f"the ledger refused the transaction: {said} (proven as of block {header.height}: nonce "
+            f"{txn.nonce} of {txn.submitter} went to another transaction, the last used is {last}, so "
+            "this one can no longer commit)"
+        )
+    proven = (
+        f"nonce {txn.nonce} of {txn.submitter} is not used as of block {header.height}"
+        if header is not None
+        else f"its nonce cannot be read: {unread}"
+    )
+    raise LedgerUnavailable(
+        f"a node says the ledger refused it ({said}), but that is not proven (no node proves it on the "
+        f"ledger, and {proven})"
+    )
 
 
 @validator_group.command("add")

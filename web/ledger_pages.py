@@ -30,6 +30,7 @@ __all__ = [
     "BLOCK_PAGE",
     "SCAN_CHUNK",
     "SCAN_LIMIT",
+    "MAX_HEIGHT",
     "EMPTY_CHOICES",
     "NodesUnavailable",
     "NodeReader",
@@ -48,6 +49,8 @@ SCAN_CHUNK: Final = 100
 SCAN_LIMIT: Final = 1000
 """Headers one request of ``/ledger/blocks`` reads at most while skipping empty blocks (about 2 h 45 min
 of an idle network's freshness blocks); past it the page offers to continue from where it stopped."""
+MAX_HEIGHT: Final = 2**53 - 1
+"""The highest block height a node's answer may name (JSON's safe integers)."""
 EMPTY_CHOICES: Final = ("hide", "show")
 """Values of ``/ledger/blocks?empty=``: leave out blocks without transactions (the default), or list them."""
 
@@ -87,7 +90,7 @@ class NodeReader:
                         return None
                     response.raise_for_status()
                     return response.json()
-                except (httpx.HTTPError, ValueError) as exc:
+                except (httpx.HTTPError, ValueError, RecursionError) as exc:  # JSON nested too deeply
                     errors.append(f"{node}: {exc or type(exc).__name__}")
         raise NodesUnavailable("no ledger node answered: " + "; ".join(errors))
 
@@ -103,7 +106,7 @@ class NodeReader:
                     if not isinstance(data, dict):
                         raise ValueError("the answer is not a JSON object")
                     answers.append({"url": node, "reachable": True, **data})
-                except (httpx.HTTPError, ValueError) as exc:
+                except (httpx.HTTPError, ValueError, RecursionError) as exc:
                     answers.append({"url": node, "reachable": False, "error": str(exc) or type(exc).__name__})
         heights = [a["height"] for a in answers if isinstance(a.get("height"), int)]
         for answer in answers:
@@ -174,6 +177,21 @@ def _is_empty(item: Mapping[str, Any]) -> bool:
     return header.get("height") != 0 and isinstance(count, int) and not isinstance(count, bool) and count == 0
 
 
+def _head_height(answer: Any) -> int:
+    """The height of a node's ``/blocks/head`` answer; :class:`NodesUnavailable` saying why when the
+    answer does not name one (a node always has a head: genesis at least)."""
+    block = answer.get("block") if isinstance(answer, dict) else None
+    header = block.get("header") if isinstance(block, dict) else None
+    height = header.get("height") if isinstance(header, dict) else None
+    if type(height) is not int or not 0 <= height <= MAX_HEIGHT:
+        shown = "no answer (404)" if answer is None else f"block.header.height {height!r}"[:80]
+        raise NodesUnavailable(
+            f"the node's /blocks/head answer does not name the head block's height (a whole number from "
+            f"0 to {MAX_HEIGHT}): {shown}"
+        )
+    return height
+
+
 def _headers(reader: NodeReader, first: int, last: int) -> list[dict[str, Any]]:
     """Headers and certificates ``first`` to ``last`` from a node, ascending; every height or an error."""
     answer = reader.get("/blocks", {"from": first, "limit": last - first + 1})
@@ -199,7 +217,12 @@ class BlockScan:
     items: list[dict[str, Any]] = field(default_factory=list)
     """The blocks to show, newest first (at most :data:`BLOCK_PAGE`)."""
     skipped: int = 0
-    """Empty blocks in ``low`` to ``last`` that were left out."""
+    """Empty blocks in ``low`` to ``last`` that were left out (each checked first, see ``unchecked``)."""
+    flagged: int = 0
+    """Blocks whose header says they are empty but whose certificate the check refused: listed (with
+    the reason) rather than left out, since their ``txn_count`` cannot be trusted."""
+    unchecked: str | None = None
+    """Why the left-out blocks could not be checked (no ledger client); ``None`` when each was."""
     read: int = 0
     """Headers read from the node."""
 
@@ -218,7 +241,13 @@ def scan_blocks(reader: NodeReader, last: int, *, hide_empty: bool) -> BlockScan
     """Blocks from ``last`` down, newest first, until :data:`BLOCK_PAGE` are found or genesis is read;
     with ``hide_empty``, empty blocks are counted instead of listed, and at most :data:`SCAN_LIMIT`
     headers are read. ``low`` is the last height looked at, so the next page (``before=low``)
-    neither repeats nor misses a block."""
+    neither repeats nor misses a block.
+
+    Every block looked at has its certificate checked (``item["check"]``, :func:`certificate_check`)
+    before it is left out or listed: ``txn_count`` is part of the certified header, so a node that
+    rewrote it to hide a block fails the check, and such a block is listed with the reason
+    (``flagged``) instead of vanishing. When no check can be made (no ledger client), empty blocks are
+    left out as the node's headers say and ``unchecked`` says why."""
     scan = BlockScan(last=last, low=last + 1)
     while scan.low > 0 and len(scan.items) < BLOCK_PAGE:
         if hide_empty:
@@ -234,7 +263,15 @@ def scan_blocks(reader: NodeReader, last: int, *, hide_empty: bool) -> BlockScan
             if len(scan.items) == BLOCK_PAGE:
                 break
             scan.low = int(item["header"]["height"])
+            item["check"] = certificate_check(item.get("header"), item.get("certificate"))
             if hide_empty and _is_empty(item):
+                verified, reason = item["check"]
+                if verified is False:  # the header is not the certified one: its txn_count is no evidence
+                    scan.flagged += 1
+                    scan.items.append(item)
+                    continue
+                if verified is None and scan.unchecked is None:
+                    scan.unchecked = reason
                 scan.skipped += 1
             else:
                 scan.items.append(item)
@@ -251,14 +288,11 @@ def blocks() -> ResponseReturnValue:
     empty = _empty_arg()
     context: dict[str, Any] = {"empty": empty, "before": before, "head": None, "scan": None}
     try:
-        head = reader.get("/blocks/head")
-        top = int(head["block"]["header"]["height"]) if head else 0
+        top = _head_height(reader.get("/blocks/head"))
         last = top if before is None else min(top, before - 1)
         scan = scan_blocks(reader, last, hide_empty=empty == "hide")
     except NodesUnavailable as exc:
         return _unavailable("ledger_blocks.html", exc, items=[], older=None, **context)
-    for item in scan.items:
-        item["check"] = certificate_check(item.get("header"), item.get("certificate"))
     context.update(head=top, scan=scan)
     return render_template(
         "ledger_blocks.html", items=scan.items, older=scan.older, unavailable=None, **context

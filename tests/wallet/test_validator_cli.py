@@ -285,3 +285,133 @@ def test_an_unreachable_node_is_a_clear_error(shared: Network) -> None:
                     str(shared.folder / "trustee.key"), "--id", "node-4")  # fmt: skip
     assert code == 1
     assert "error: cannot read the ledger" in out
+
+
+# -- a node's word on a rejection is checked ---------------------------------------------------
+def _rejecting(real: Any) -> Any:
+    """``LedgerClient._statuses`` of a node that says ``rejected`` where the real answer is settled."""
+
+    def statuses(self: LedgerClient, ids: list[str], wait: float) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = real(self, ids, wait)
+        return [
+            {"id": s["id"], "status": "rejected", "code": "conflict", "detail": "made up by the node"}
+            if s.get("status") in ("committed", "rejected")
+            else s
+            for s in answer
+        ]
+
+    return statuses
+
+
+def test_a_rejection_a_node_made_up_for_a_committed_change_is_not_believed(
+    shared: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node saying ``rejected`` for a transaction that committed: the command proves it on the
+    ledger and reports the commit (exit 0), not a refusal."""
+    monkeypatch.setattr(LedgerClient, "_statuses", _rejecting(LedgerClient._statuses))
+    new = encode_ed25519_public_key(Ed25519PrivateKey.generate().public_key)
+    code, out = run("rotate-key", *shared.signer(), "--id", "node-2", "--key", new, "--in", "1000")
+    assert code == 0, out
+    assert "refused" not in out
+    assert re.search(r"committed transaction [0-9a-f]{64} in block \d+", out)
+    record, _ = shared.state()
+    assert any(p["change"] == {"id": "node-2", "public_key": new} for p in record["pending"])
+
+
+def test_a_rejection_is_unknown_while_the_nonce_is_unused(
+    shared: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node saying ``rejected`` for a transaction that is not on the ledger while the trustee's
+    nonce is unused (here it never reached a node): not said to be refused, since it may still commit."""
+    submitted: list[Transaction] = []
+
+    def swallow(self: LedgerClient, txns: Any) -> list[str]:
+        submitted.append(txns)
+        return [txns.id]
+
+    def rejected(self: LedgerClient, ids: list[str], wait: float) -> list[dict[str, Any]]:
+        return [{"id": i, "status": "rejected", "code": "conflict", "detail": "made up"} for i in ids]
+
+    monkeypatch.setattr(LedgerClient, "submit", swallow)
+    monkeypatch.setattr(LedgerClient, "_statuses", rejected)
+    before = shared.state()
+    new = encode_ed25519_public_key(Ed25519PrivateKey.generate().public_key)
+    code, out = run("rotate-key", *shared.signer(), "--id", "node-4", "--key", new, "--in", "1000")
+    assert code == 1
+    [txn] = submitted
+    height = txn.body["effective_height"]
+    assert "error: the ledger refused the transaction" not in out
+    assert f"transaction {txn.id} was submitted, but its commit is not proven" in out
+    assert "a node says the ledger refused it (conflict: made up), but that is not proven" in out
+    assert f"nonce {txn.nonce} of {shared.cluster.trustee.did} is not used as of block" in out
+    assert f"It may still commit (at most until block {height - 1}): see `trellis validator list`" in out
+    assert shared.state() == before
+
+
+def test_a_rejection_is_confirmed_when_the_nonce_went_to_another_transaction(
+    shared: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the trustee's nonce is proven used by another transaction (here one built with the same
+    nonce, committed instead), the transaction can never commit: the command says it was refused."""
+    real_submit = LedgerClient.submit
+    trustee = shared.cluster.trustee
+    used: list[Transaction] = []
+
+    def race(self: LedgerClient, txns: Any) -> list[str]:
+        other = Transaction.build(
+            txns.type,
+            network=txns.network,
+            submitter=txns.submitter,
+            nonce=txns.nonce,
+            body={**txns.body, "effective_height": txns.body["effective_height"] + 1},
+        ).signed(trustee.key, trustee.method)
+        real_submit(self, other)
+        shared.cluster.wait_for(lambda: shared.cluster.committed_everywhere([other]), what="the other")
+        used.append(txns)
+        return [txns.id]
+
+    def rejected(self: LedgerClient, ids: list[str], wait: float) -> list[dict[str, Any]]:
+        return [{"id": i, "status": "rejected", "code": "replay", "detail": "nonce used"} for i in ids]
+
+    monkeypatch.setattr(LedgerClient, "submit", race)
+    monkeypatch.setattr(LedgerClient, "_statuses", rejected)
+    new = encode_ed25519_public_key(Ed25519PrivateKey.generate().public_key)
+    code, out = run("rotate-key", *shared.signer(), "--id", "node-1", "--key", new, "--in", "1000")
+    assert code == 1
+    [txn] = used
+    assert "error: the ledger refused the transaction: replay: nonce used (proven as of block" in out
+    assert f"nonce {txn.nonce} of {trustee.did} went to another transaction" in out
+    assert "may still commit" not in out
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--at", str(2**60)), ("--at", str(2**53)), ("--in", str(2**53)), ("--in", str(10**30))],
+)
+def test_heights_past_json_safe_integers_are_a_usage_error(shared: Network, option: str, value: str) -> None:
+    """``--at``/``--in`` beyond 2**53-1 cannot go into a transaction: click refuses them (exit 2)
+    before anything is read or submitted, with no traceback."""
+    before = shared.state()
+    key = encode_ed25519_public_key(Ed25519PrivateKey.generate().public_key)
+    result = CliRunner().invoke(
+        main, ["validator", "rotate-key", *shared.signer(), "--id", "node-3", "--key", key, option, value],
+        env=ENV,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert f"Invalid value for '{option}'" in result.output and f"{2**53 - 1}" in result.output
+    assert shared.state() == before
+
+
+def test_in_reaching_past_the_highest_height_fails(shared: Network) -> None:
+    """``--in 2**53-1`` is in range, but added to the head it is not: a clear error, nothing submitted."""
+    before = shared.state()
+    key = encode_ed25519_public_key(Ed25519PrivateKey.generate().public_key)
+    result = CliRunner().invoke(
+        main, ["validator", "rotate-key", *shared.signer(), "--id", "node-3", "--key", key,
+               "--in", str(2**53 - 1)],
+        env=ENV,
+    )  # fmt: skip
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"is past the highest height, {2**53 - 1}" in result.output
+    assert shared.state() == before

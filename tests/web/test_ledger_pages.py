@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2.profiles import CHEAPEST
@@ -377,3 +381,146 @@ def test_a_node_answer_missing_a_block_is_not_taken_for_the_range(
     monkeypatch.setattr(NodeReader, "get", dropping_get)
     page = signed_in(Role.AUDITOR).get("/ledger/blocks")
     assert page.status_code == 503 and "did not list each of them" in page.text
+
+
+# -- a node's headers are not taken on trust ---------------------------------------------------
+def test_a_block_whose_header_a_node_rewrote_to_empty_is_listed_not_verified(
+    app: Flask, network: Network, signed_in: Signed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node rewriting a block's ``txn_count`` to 0 cannot hide it: the default view checks each
+    header before leaving it out, and lists the block with the check's NOT VERIFIED reason."""
+    from web.ledger_pages import NodeReader
+
+    target = commit_a_transaction(network)
+    commit_empty(network, 2)
+    real_get = NodeReader.get
+
+    def hiding_get(self: NodeReader, path: str, params: object = None) -> object:
+        answer = real_get(self, path, params)  # type: ignore[arg-type]
+        if path == "/blocks" and isinstance(answer, dict):
+            for item in answer["blocks"]:
+                if item["header"]["height"] == target:
+                    item["header"]["txn_count"] = 0
+        return answer
+
+    monkeypatch.setattr(NodeReader, "get", hiding_get)
+    page = signed_in(Role.AUDITOR).get("/ledger/blocks")
+    assert page.status_code == 200, page.text
+    assert target in listed(page.text)
+    row = page.text.split(f'href="/ledger/blocks/{target}"', 1)[1].split("</tr>", 1)[0]
+    assert "NOT VERIFIED" in row and "device-status revoked" in row
+    assert "1 block whose header says it has no transactions failed the portal's check" in page.text
+    assert "were not checked" not in page.text
+
+
+def test_left_out_blocks_are_said_to_be_unchecked_without_a_ledger_client(
+    app: Flask, network: Network, signed_in: Signed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the portal cannot check certificates (no ledger client: here no organisation passphrase),
+    empty blocks are still left out as the node's headers say, and the page says they were not checked."""
+    services = portal(app).services
+    monkeypatch.setattr(services, "config", replace(services.config, organisation_passphrase=None))
+    commit_empty(network, 2)
+    page = signed_in(Role.AUDITOR).get("/ledger/blocks")
+    assert page.status_code == 200, page.text
+    assert listed(page.text) == heights_with_transactions(network)
+    assert "The empty blocks left out were not checked by the portal (not checked: " in page.text
+    assert "TRELLIS_WEB_ORG_PASSPHRASE" in page.text
+
+
+def test_each_left_out_block_is_checked_and_150_stay_fast(
+    app: Flask, network: Network, signed_in: Signed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every header left out has its certificate checked (through the portal's ledger client) first;
+    150 of them cost well under a second, and a second look at the same page hits the client's cache."""
+    from did_registry.client import LedgerClient
+
+    commit_empty(network, 150)
+    checked: list[int] = []
+    real_verify = LedgerClient.verify_header
+
+    def counting_verify(self: LedgerClient, header: Any, certificate: Any) -> None:
+        checked.append(header.height)
+        real_verify(self, header, certificate)
+
+    monkeypatch.setattr(LedgerClient, "verify_header", counting_verify)
+    browser = signed_in(Role.AUDITOR)
+    started = time.perf_counter()
+    page = browser.get("/ledger/blocks").text
+    elapsed = time.perf_counter() - started
+    head = network.server.service.app.height
+    assert set(checked) == set(range(head + 1))  # every header read, left out or listed
+    assert ">verified<" in page and "NOT VERIFIED" not in page and "were not checked" not in page
+    assert elapsed < 3.0, f"{elapsed:.2f} s for {head + 1} headers"
+    started = time.perf_counter()
+    browser.get("/ledger/blocks")
+    assert time.perf_counter() - started < 3.0
+
+
+# -- hostile head answers ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "head",
+    [
+        {"block": {"header": {"height": "x"}}},
+        {"nope": 1},
+        {"block": {"header": {"height": 1.5}}},
+        {"block": {"header": {"height": True}}},
+        {"block": {"header": {"height": -1}}},
+        {"block": {"header": {"height": 10**30}}},
+        {"block": []},
+        [],
+        "head",
+        None,
+    ],
+)
+def test_a_head_answer_without_a_height_is_a_503_saying_so(
+    app: Flask, network: Network, signed_in: Signed, monkeypatch: pytest.MonkeyPatch, head: object
+) -> None:
+    """A ``/blocks/head`` answer that names no whole, non-negative height is the node failing (503 with
+    the reason), not a 500; ``[]`` or a 404 is not taken for height 0."""
+    from web.ledger_pages import NodeReader
+
+    real_get = NodeReader.get
+
+    def hostile_get(self: NodeReader, path: str, params: object = None) -> object:
+        return head if path == "/blocks/head" else real_get(self, path, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NodeReader, "get", hostile_get)
+    browser = signed_in(Role.AUDITOR)
+    for query in ("", "?empty=show"):
+        page = browser.get("/ledger/blocks" + query)
+        assert page.status_code == 503, (query, page.status_code)
+        assert "/blocks/head answer does not name the head block&#39;s height" in page.text
+        assert listed(page.text) == []
+
+
+def test_a_node_answer_nested_too_deeply_is_that_node_failing(tmp_path: Path) -> None:
+    """JSON nested past the parser's recursion limit raises RecursionError when read: the node failed,
+    the next is asked, and with none left the reader raises NodesUnavailable (a 503), not a 500."""
+    from web.ledger_pages import NodeReader, NodesUnavailable
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = deep if self.path.startswith("/deep") else b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(NodesUnavailable, match=r"no ledger node answered: .*recursion depth"):
+            NodeReader([url]).get("/deep")
+        assert NodeReader([url + "/deep", url]).get("") == {"ok": True}
+    finally:
+        server.shutdown()
+        server.server_close()
