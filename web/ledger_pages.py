@@ -309,7 +309,10 @@ def block(height: int) -> ResponseReturnValue:
         return _unavailable("ledger_block.html", exc, height=height, found=None)
     if found is None:
         abort(404, f"The ledger has no block {height} yet.")
-    block = found.get("block") or {}
+    block = found.get("block") if isinstance(found, dict) else None
+    if not isinstance(block, dict) or not isinstance(block.get("header"), dict):
+        error = NodesUnavailable(f"the node's answer for block {height} holds no block header")
+        return _unavailable("ledger_block.html", error, height=height, found=None)
     check = certificate_check(block.get("header"), found.get("certificate"), block.get("txns"))
     return render_template("ledger_block.html", height=height, found=found, check=check, unavailable=None)
 
@@ -331,8 +334,16 @@ def validators() -> ResponseReturnValue:
 
 def _paged(path: str, key: str) -> tuple[list[Any], str | None]:
     after = request.args.get("after", "")
-    answer = node_reader().get(path, {"after": after} if after else None) or {}
-    return list(answer.get(key, [])), answer.get("next")
+    answer = node_reader().get(path, {"after": after} if after else None)
+    if answer is None:  # a 404: nothing there
+        answer = {}
+    items = answer.get(key, []) if isinstance(answer, dict) else None
+    following = answer.get("next") if isinstance(answer, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise NodesUnavailable(f"the node's {path} answer does not hold a list of {key}")
+    if following is not None and not isinstance(following, str):
+        raise NodesUnavailable(f"the node's {path} answer names its next page with {following!r}"[:200])
+    return items, following
 
 
 @bp.get("/trust")

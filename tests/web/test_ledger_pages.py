@@ -524,3 +524,36 @@ def test_a_node_answer_nested_too_deeply_is_that_node_failing(tmp_path: Path) ->
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("page", "path", "answer"),
+    [
+        ("/ledger/trust", "/trust-registry", []),
+        ("/ledger/trust", "/trust-registry", {"issuers": "x"}),
+        ("/ledger/trust", "/trust-registry", {"issuers": [1]}),
+        ("/ledger/quarantine", "/quarantine", {"entries": [], "next": 5}),
+        ("/ledger/blocks/1", "/blocks/1", []),
+        ("/ledger/blocks/1", "/blocks/1", {"block": "x"}),
+    ],
+)
+def test_a_ledger_page_whose_node_answer_has_the_wrong_shape_is_a_503(
+    app: Flask,
+    network: Network,
+    signed_in: Signed,
+    monkeypatch: pytest.MonkeyPatch,
+    page: str,
+    path: str,
+    answer: object,
+) -> None:
+    """The trust registry, quarantine and block pages treat an answer of the wrong shape as the node
+    failing (503), not as a 500."""
+    from web.ledger_pages import NodeReader
+
+    real_get = NodeReader.get
+
+    def hostile_get(self: NodeReader, asked: str, params: object = None) -> object:
+        return answer if asked == path else real_get(self, asked, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NodeReader, "get", hostile_get)
+    assert signed_in(Role.AUDITOR).get(page).status_code == 503
