@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Final
 
 import httpx
 
-from did_registry.client import LedgerClient, LedgerUnavailable
+from did_registry.client import ANSWER_ERRORS, LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FOLLOW_ERRORS", "Follower", "sync_blocks"]
 
-FOLLOW_ERRORS: Final = (LedgerUnavailable, DidRegistryError, ValueError, KeyError, TypeError, httpx.HTTPError)
+FOLLOW_ERRORS: Final = (LedgerUnavailable, DidRegistryError, *ANSWER_ERRORS)
 """What a node's failing or lying answer raises while following."""
 _PAGES: Final = 10  # pages of blocks one poll applies at most (the stream catches up further)
 

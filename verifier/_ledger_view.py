@@ -17,10 +17,8 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-import httpx
-
 from did_registry.bounded_cache import BoundedCache, remember
-from did_registry.client import LedgerUnavailable
+from did_registry.client import ANSWER_ERRORS, LedgerUnavailable
 from did_registry.errors import DidRegistryError, InvalidDID
 from did_registry.identity.crypto import Ed25519PublicKey
 from did_registry.identity.did import parse_did
@@ -35,6 +33,10 @@ __all__ = ["CATCH_UP_INTERVAL", "KEYS_KEPT", "REREADS_KEPT", "LedgerView"]
 
 CATCH_UP_INTERVAL: Final = 1.0
 """Seconds (verifier clock) after nodes answered a catch-up before a still-stale cache asks them again."""
+
+_LEDGER_ERRORS: Final = (DidRegistryError, *ANSWER_ERRORS)
+"""What reading the ledger may raise (a node failing or lying, nested too deep, a record unusable): a
+ledger failure, refused as ``ledger_unavailable``, never as the device's ``malformed``."""
 
 REREADS_KEPT: Final = 16_384
 """DIDs whose last re-read time (and whose network) is remembered (the oldest forgotten first)."""
@@ -112,14 +114,7 @@ class LedgerView:
         ):
             try:
                 cache.catch_up()
-            except (
-                LedgerUnavailable,
-                DidRegistryError,
-                ValueError,
-                KeyError,
-                TypeError,
-                httpx.HTTPError,
-            ) as exc:
+            except _LEDGER_ERRORS as exc:
                 why = f"no node answers ({exc})"
         stale = cache.staleness()
         if stale > self.policy.offline_max_staleness:
@@ -146,7 +141,7 @@ class LedgerView:
                 (found,) = cache.dids([did])
             except LedgerUnavailable as exc:
                 raise Refused(Reason.LEDGER_UNAVAILABLE, str(exc), did=did) from None
-            except ValueError as exc:
+            except _LEDGER_ERRORS as exc:
                 raise Refused(Reason.LEDGER_UNAVAILABLE, f"unusable ledger record: {exc}", did=did) from None
             if found is None:
                 raise Refused(Reason.DID_NOT_FOUND, f"{did} is not on the ledger", did=did)
@@ -180,6 +175,10 @@ class LedgerView:
             return cache.issuer(did)
         except LedgerUnavailable as exc:
             raise Refused(Reason.LEDGER_UNAVAILABLE, str(exc), did=did) from None
+        except _LEDGER_ERRORS as exc:
+            raise Refused(
+                Reason.LEDGER_UNAVAILABLE, f"unusable trust registry record: {exc}", did=did
+            ) from None
 
     def status_list(self, issuer: str, name: str) -> tuple[StatusEntry | None, int]:
         """Status list ``name`` of ``issuer`` and the height it is valid at."""
@@ -188,7 +187,7 @@ class LedgerView:
             entry = cache.status_list(issuer, name)
         except LedgerUnavailable as exc:
             raise Refused(Reason.LEDGER_UNAVAILABLE, str(exc), did=issuer) from None
-        except ValueError as exc:
+        except _LEDGER_ERRORS as exc:
             raise Refused(Reason.LEDGER_UNAVAILABLE, f"unusable status list: {exc}", did=issuer) from None
         return entry, 0 if entry is None else entry.height
 
@@ -254,7 +253,7 @@ class LedgerView:
             self.rereads += 1
         try:
             fresh = cache.reread(did)
-        except (LedgerUnavailable, DidRegistryError, ValueError, httpx.HTTPError):
+        except _LEDGER_ERRORS:
             return entry  # the key is refused as not authorized, as the cached document says
         return entry if fresh is None else fresh
 
@@ -273,5 +272,5 @@ class LedgerView:
             try:
                 self.ensure_fresh(cache, None)
                 cache.dids(group)
-            except (Refused, LedgerUnavailable, ValueError):
+            except (Refused, *_LEDGER_ERRORS):
                 continue  # each item is then refused on its own, with its own reason

@@ -6,12 +6,17 @@ each remembers the height it is valid at. A background thread follows the certif
 of one node, and another asks the other nodes in turn for blocks it lacks (:mod:`verifier._follower`);
 for each new block it fetches the block, checks its transactions against the certified
 ``txn_root``, and drops every entry the transactions touch, then tells the listeners (the verifier
-ends sessions of devices that changed). :meth:`LedgerCache.staleness` is the time since the cache
-was last confirmed at the head (never while a node has shown a certified header it has not applied),
-and at least how much the newest certified block time it has applied is older than ``max_block_age``:
-validators commit a block at least every freshness interval (``docs/consensus.md`` § Freshness), so a
-node that keeps answering "nothing newer" cannot keep a verifier looking fresh while it hides a
-revocation.
+ends sessions of devices that changed). Blocks are applied only on the chain the cache stands on:
+the cache remembers the hash of the certified header at its height (a snapshot's, a jump's, the last
+block applied), and block ``h + 1`` must name it as its ``previous_hash``. A certified block that
+does not means the header the cache stood on is not on the chain the nodes prove (a snapshot
+certified by validators removed since, whose removal the cache had not seen): every entry is
+dropped and the cache starts over on that block, as when it falls too far behind.
+:meth:`LedgerCache.staleness` is the time since the cache was last confirmed at the head (never
+while a node has shown a certified header it has not applied), and at least how much the newest
+certified block time it has applied is older than ``max_block_age``: validators commit a block at
+least every freshness interval (``docs/consensus.md`` § Freshness), so a node that keeps answering
+"nothing newer" cannot keep a verifier looking fresh while it hides a revocation.
 """
 
 from __future__ import annotations
@@ -21,9 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-import httpx
-
-from did_registry.client import LedgerClient, LedgerUnavailable
+from did_registry.client import ANSWER_ERRORS, LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
 from did_registry.identity.timestamps import parse_timestamp
 from did_registry.ledger.block import Block, CommitCertificate
@@ -45,6 +48,7 @@ __all__ = [
 MAX_CATCH_UP: Final = 1000
 """Blocks a cache replays to catch up; further behind, it drops everything and starts afresh."""
 _BATCH: Final = 1000  # keys per proven read (the node's limit)
+_NODE_ERRORS: Final = (*ANSWER_ERRORS, DidRegistryError)  # a node's answer failing or lying: ask the next
 
 
 class LedgerSource(Protocol):
@@ -144,7 +148,7 @@ def fetch_blocks(client: LedgerClient, after: int, *, first: str | None = None) 
     for node in nodes:
         try:
             _, blocks = sync_blocks(client, node, after)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, RecursionError, DidRegistryError) as exc:
+        except _NODE_ERRORS as exc:
             errors.append(f"{node}: {exc}")
             continue
         if blocks:
@@ -172,7 +176,7 @@ def fetch_block(client: LedgerClient, height: int, *, first: str | None = None) 
             if block.header.height != height:
                 raise ValueError(f"asked for block {height}, got {block.header.height}")
             return block
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, DidRegistryError) as exc:
+        except _NODE_ERRORS as exc:
             errors.append(f"{node}: {exc}")
     client.failures.extend(errors)
     raise LedgerUnavailable("; ".join(errors) or "no node")
@@ -203,6 +207,11 @@ class LedgerCache:
         self.clock = clock
         self.live = live  # the source is always current (an in-memory ledger): never stale
         self.height: int | None = None  # every block up to here has been applied to the cache
+        self.base: str | None = None
+        """The hash (hex) of the certified header at :attr:`height` (``None`` when unknown): block
+        ``height + 1`` must name it as its ``previous_hash``."""
+        self.restarts = 0
+        """How many times a block did not follow :attr:`base` and the cache started over on it."""
         self.known_head: int | None = None  # the highest certified height any node has shown
         self.seen_at: float | None = None  # when the cache was last confirmed at the head
         self.head_time: float | None = None  # the newest certified block time applied (Unix seconds)
@@ -260,19 +269,27 @@ class LedgerCache:
         """Remember why following or catching up failed (the last 100 reasons are kept)."""
         self.errors = [*self.errors[-99:], error]
 
-    def confirm(self, height: int, at: float | None = None, *, time: float | None = None) -> None:
+    def confirm(
+        self, height: int, at: float | None = None, *, time: float | None = None, base: str | None = None
+    ) -> None:
         """Note that every block up to ``height`` is applied and no node has shown anything newer (as
         of ``at``, default now); behind a higher certified height already shown, nothing is confirmed.
-        ``time`` is block ``height``'s certified time, when the caller applied no block (a snapshot)."""
+        ``time`` and ``base`` are block ``height``'s certified time and header hash (hex), when the
+        caller applied no block (a snapshot): the next block applied must follow that header."""
         with self._lock:
             self._confirm(height, at)
-            if time is not None and self.height == height:
-                self._note_time(time)
+            if self.height == height:
+                if time is not None:
+                    self._note_time(time)
+                if base is not None:
+                    self.base = base
 
     def _note_time(self, time: float) -> None:  # (under the lock)
         self.head_time = time if self.head_time is None else max(self.head_time, time)
 
     def _confirm(self, height: int, at: float | None = None) -> None:
+        if self.height is None or height > self.height:
+            self.base = None  # no block was applied up to there: its header's hash is not known here
         self.height = height if self.height is None else max(self.height, height)
         self.known_head = self.height if self.known_head is None else max(self.known_head, self.height)
         if self.height >= self.known_head:
@@ -301,15 +318,7 @@ class LedgerCache:
         (``first`` asked first); more than :data:`MAX_CATCH_UP` behind, start afresh at ``target``."""
         with self._advance_lock:
             if self.height is None or target - self.height > MAX_CATCH_UP:
-                skipped = self.height is not None
-                time = block_time(fetch_block(client, target, first=first))
-                with self._lock:  # one step: a read in flight at the old height cannot land between
-                    self._clear()
-                    self._confirm(target)
-                    self._note_time(time)
-                if skipped:
-                    for listener in list(self.listeners):
-                        listener(Changes(target, everything=True, time=time))
+                self._start_over(fetch_block(client, target, first=first), skipped=self.height is not None)
                 return
             while self.height < target:  # a page of blocks per round trip (at least one each time)
                 for block in fetch_blocks(client, self.height, first=first):
@@ -327,14 +336,51 @@ class LedgerCache:
                     self.apply(block)
                     self.confirm(height)
 
+    def _start_over(self, block: Block, *, skipped: bool, why: str | None = None) -> None:
+        """Drop every entry and stand on the certified ``block`` (under the advance lock); tell the
+        listeners that anything may have changed when the cache stood somewhere before."""
+        time = block_time(block)
+        height = block.header.height
+        with self._lock:  # one step: a read in flight at the old height cannot land between
+            self._clear()
+            self._confirm(height)
+            self.base = block.header.hash.hex()
+            self.head_time = None
+            self._note_time(time)
+        if why is not None:
+            self.restarts += 1
+            self.note_error(why)
+        if skipped:
+            for listener in list(self.listeners):
+                listener(Changes(height, everything=True, time=time))
+
     def apply(self, block: Block) -> Changes:
-        """Drop what ``block`` touched, advance to its height, and tell the listeners."""
+        """Drop what ``block`` touched, advance to its height, and tell the listeners.
+
+        ``block`` (certified, at the height after the cache's) must name the header the cache stands
+        on (:attr:`base`) as its ``previous_hash``. When it does not, that header is not on the chain
+        the nodes prove: every entry is dropped and the cache starts over on ``block``."""
+        header = block.header
+        with self._lock:
+            base, height = self.base, self.height
+        if base is not None and height is not None and header.previous_hash != base:
+            why = (
+                f"network {self.network}: block {header.height} follows header "
+                f"{header.previous_hash[:16]}…, not the block {height} the cache stands on ({base[:16]}…): "
+                "that block is not on the chain the nodes prove; every entry is dropped, starting over "
+                f"at block {header.height}"
+            )
+            self._start_over(block, skipped=True, why=why)
+            return Changes(header.height, everything=True, time=block_time(block))
         changes = changes_of(block)
-        self.invalidate(changes)
+        self._invalidate(changes, header.hash.hex())
         return changes
 
     def invalidate(self, changes: Changes) -> None:
         """Drop the entries ``changes`` touch, advance to its height, and tell the listeners."""
+        self._invalidate(changes, None)
+
+    def _invalidate(self, changes: Changes, base: str | None) -> None:
         with self._lock:
             for did in changes.dids:
                 if self._dids.pop(did, None) is not None:
@@ -348,6 +394,7 @@ class LedgerCache:
             if changes.dids or changes.status_set or changes.issuers or changes.everything:
                 self.generation += 1
             self.height = changes.height
+            self.base = base
             if changes.time is not None:
                 self._note_time(changes.time)
         for listener in list(self.listeners):

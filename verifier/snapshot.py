@@ -37,9 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import httpx
-
-from did_registry.client import LedgerClient, LedgerUnavailable
+from did_registry.client import ANSWER_ERRORS, LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
 from did_registry.identity.timestamps import parse_timestamp
 from did_registry.ledger.block import BlockHeader, CommitCertificate
@@ -86,7 +84,7 @@ def _prove_batch(client: LedgerClient, batch: list[str]) -> dict[str, Any]:
             response = client._http.post(node.rstrip("/") + "/proofs/state", json={"keys": batch})
             response.raise_for_status()
             return _check_section(response.json(), batch, client)
-        except (httpx.HTTPError, ValueError, KeyError, TypeError, DidRegistryError) as exc:
+        except (*ANSWER_ERRORS, DidRegistryError) as exc:  # failing or lying (nested too deep): the next
             errors.append(f"{node}: {exc}")
     raise LedgerUnavailable("; ".join(errors))
 
@@ -105,8 +103,32 @@ def _check_section(data: Any, keys: list[str], client: LedgerClient) -> dict[str
     return {"header": header.to_json(), "certificate": certificate, "records": records}
 
 
+def _check_loadable(
+    trust: NetworkTrust, changes: list[dict[str, Any]], sections: list[dict[str, Any]]
+) -> None:
+    """Refuse to write a section :func:`load_snapshot` would refuse: its header must name the set that
+    the genesis and the proven ``changes`` (what the snapshot carries) put in force at its height. A
+    set the saver's client trusts out of band (``LedgerClient.trust_validators``) and no node proved a
+    change to does not travel with the snapshot."""
+    sets = ValidatorTrust(trust.genesis)
+    sets.learn(ValidatorTrust.parse(changes))
+    for section in sections:
+        header = BlockHeader.from_json(section["header"])
+        _, trusted = sets.at(header.height)
+        if header.validators_hash != trusted:
+            raise ConfigurationError(
+                f"network {trust.network!r}: block {header.height}, the head the snapshot would prove its "
+                f"records against, names validator set {header.validators_hash[:16]}…, which is trusted "
+                "only out of band (no node proved the change to it): a verifier loading the snapshot "
+                f"from the genesis would refuse it ({trusted[:16]}… is the set the proven changes put in "
+                "force there); nothing was written"
+            )
+
+
 def save_snapshot(verifier: Verifier, path: str | Path) -> None:
-    """Write a certified snapshot of every network's cache to ``path`` (atomically)."""
+    """Write a certified snapshot of every network's cache to ``path`` (atomically). Nothing is written
+    when a network's head is certified by a set trusted only out of band (``ConfigurationError``): the
+    file would not load."""
     networks = []
     for name, cache in verifier.caches.items():
         if cache.client is None:
@@ -114,12 +136,14 @@ def save_snapshot(verifier: Verifier, path: str | Path) -> None:
         confirmed_at = verifier.clock()
         keys = cache.keys() or ["network"]
         sections = _prove_sections(cache.client, keys)  # learns any set change up to the head first
+        changes = cache.client.validator_changes()
+        _check_loadable(verifier.networks[name], changes, sections)
         networks.append(
             {
                 "network": name,
                 "genesis_hash": verifier.networks[name].genesis.hash.hex(),
                 "confirmed_at": confirmed_at,
-                "validator_changes": cache.client.validator_changes(),
+                "validator_changes": changes,
                 "sections": sections,
             }
         )
@@ -191,7 +215,9 @@ def _load_network(verifier: Verifier, item: Any, trust: NetworkTrust) -> None:
     if cache.client is not None:
         cache.client.learn_validator_changes(changes)
     cache.load(values, header.height)
-    cache.confirm(header.height, at=min(confirmed_at, certified), time=certified - skew)
+    cache.confirm(
+        header.height, at=min(confirmed_at, certified), time=certified - skew, base=header.hash.hex()
+    )
 
 
 def _check_once_each(items: Any) -> None:
@@ -230,7 +256,7 @@ def load_snapshot(
     except InvalidSnapshot:
         verifier.close()
         raise
-    except (OSError, ValueError, KeyError, TypeError, DidRegistryError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, DidRegistryError) as exc:
         verifier.close()
         raise InvalidSnapshot(f"snapshot {path}: {exc}") from None
     if follow:
