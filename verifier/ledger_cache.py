@@ -306,6 +306,15 @@ class LedgerCache:
             raise LedgerUnavailable(f"no node of network {self.network} to ask")
         head = self.client.highest_head().height  # not one node's word: one lagging or lying holds back
         self.note_head(head)
+        if self.height is not None and head < self.height:
+            # no node proves the block the cache stands on (a snapshot certified past the chain's head
+            # by validators since removed, or every node that has it down): nothing is confirmed, so
+            # the cache grows stale as when no node answers
+            self.note_error(
+                f"network {self.network}: the nodes' highest certified head is block {head}, below block "
+                f"{self.height} the cache stands on: not confirmed"
+            )
+            return
         self.advance(self.client, max(head, self.known_head or 0))
         self.caught_up_at = self.clock()
 

@@ -226,3 +226,32 @@ def test_a_catch_up_from_a_forged_base_starts_over_on_the_nodes_chain(tmp_path: 
         verifier.caches["testnet"].catch_up()
         assert verifier.caches["testnet"].restarts == 1
     assert "/sync/blocks" in asked
+
+
+def test_a_snapshot_certified_past_every_node_s_head_is_not_confirmed_online(tmp_path: Path) -> None:
+    """A snapshot re-signed by removed validators at a height no node has reached: once online, the
+    nodes prove no block there, so the cache is not confirmed and grows stale (too_stale past the
+    offline limit) instead of looking fresh until the chain gets there."""
+    ledger = hand_chain()
+    chain = ledger.hand
+    honest = tmp_path / "honest.json"
+    device = _honest_snapshot(ledger, honest)
+    replace_quorum(chain)
+    ledger.revoke(device)
+    data = json.loads(honest.read_text())
+    item = data["networks"][0]
+    ahead = chain.height + 50
+    for section in item["sections"]:
+        section["header"], section["certificate"] = forge(
+            section["header"], genesis_keys(chain), height=ahead, time=chain.header(chain.height).time
+        )
+    item["confirmed_at"] = ledger.clock()
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(data))
+    trust = ledger.trust()
+    with Verifier.from_snapshot(forged, [trust], clock=ledger.clock, follow=False) as verifier:
+        ledger.clock.advance(verifier.policy.offline_max_staleness + 1)
+        with pytest.raises(Refused) as refused:
+            authenticate(ledger, verifier, device)
+        assert refused.value.reason in (Reason.TOO_STALE, Reason.REVOKED)
+        assert "below block" in " ".join(verifier.caches["testnet"].errors)
