@@ -69,6 +69,7 @@ __all__ = ["ReplicaConfig", "Replica"]
 _CONSENSUS: Final = b"\x00"
 _STATUS: Final = b"\x01"
 _BEACON_INTERVAL: Final = 1.0
+_ALONE_CHECK: Final = 5.0  # seconds without a word from any peer before a validator asks the nodes' APIs
 _SWEEP_INTERVAL: Final = 2.0
 _FOLLOW_WAIT: Final = 5.0
 _RESTART_DELAY: Final = 1.0
@@ -526,8 +527,11 @@ class Replica:
     async def _beacon(self) -> None:
         """Tell the peers our height once a second; and if peers have been ahead of us for two
         beacons while the engine asked for nothing, fetch the blocks (a safety net: the blocks are
-        verified as any others, so a peer lying about its height only costs one request)."""
+        verified as any others, so a peer lying about its height only costs one request). A validator
+        that hears no peer at all for :data:`_ALONE_CHECK` asks the nodes' APIs too: peers that moved
+        past a change of its key refuse its handshakes, so nothing else would tell it it is behind."""
         behind_since: float | None = None
+        alone_since: float | None = None
         while True:
             now = time.monotonic()
             ahead = [h for h, seen in self._peer_heights.values() if now - seen < 3 * _BEACON_INTERVAL]
@@ -539,6 +543,17 @@ class Replica:
                     behind_since = None
             else:
                 behind_since = None
+            # No peer heard at all: ask the nodes' APIs for blocks now and then. A validator whose
+            # peers moved past a change of its own key (or of their set) refuses its handshakes, so
+            # it hears nothing over the transport however far behind it is.
+            if not ahead and self._engine is not None and self.source.urls:
+                alone_since = alone_since if alone_since is not None else now
+                if now - alone_since >= _ALONE_CHECK and not self._syncing:
+                    self._syncing = True
+                    self._spawn(self._transfer(self.service.app.height + 1), "state transfer")
+                    alone_since = None
+            else:
+                alone_since = None
             transport = self._transport
             if transport is not None:
                 body = json.dumps({"height": self.service.app.height}).encode()

@@ -193,6 +193,30 @@ def test_the_first_proposer_s_key_rotated_while_it_runs_the_others_go_on(cluster
     assert cluster.nodes["node-3"].service.app.height > head + 3  # type: ignore[union-attr]
 
 
+def test_a_validator_left_behind_a_rotation_of_its_own_key_catches_up(cluster: Cluster) -> None:
+    """node-1 is down while its key is rotated and restarted with the old key after the others passed
+    the rotation: its peers refuse its handshakes, so it hears nothing; it asks the nodes' APIs, catches
+    up and follows."""
+    head = cluster.nodes["node-2"].service.app.height  # type: ignore[union-attr]
+    public = encode_ed25519_public_key(Ed25519PrivateKey.generate().public_key)
+    effective = head + 3
+    rotate = cluster.trustee.txn(
+        "validator.rotate_key", {"id": "node-1", "public_key": public, "effective_height": effective}
+    )
+    submit(cluster.nodes["node-2"].url, [rotate])
+    cluster.wait_for(lambda: cluster.committed_everywhere([rotate]), what="the rotation")
+    cluster.stop("node-1")
+    for txn in creates(cluster.trustee, 6):  # the three others pass the rotation
+        submit(cluster.nodes["node-2"].url, [txn])
+        cluster.wait_for(lambda t=txn: cluster.committed_everywhere([t]), timeout=30, what="filler")  # type: ignore[misc]
+    assert cluster.nodes["node-2"].service.app.height > effective  # type: ignore[union-attr]
+    cluster.start("node-1")  # still with the old key
+    more = creates(cluster.trustee, 1)
+    submit(cluster.nodes["node-2"].url, more)
+    cluster.wait_for(lambda: cluster.committed_everywhere(more), timeout=30, what="node-1 caught up")
+    assert cluster.nodes["node-1"].replica.status()["role"] == "observer"  # type: ignore[union-attr]
+
+
 def test_a_validator_whose_store_fails_at_commit_halts_and_the_others_go_on() -> None:
     """A store that refuses a block consensus committed (a full disk) halts its node: it stops voting,
     /health says halted and why, instead of lagging silently with its engine ahead of its store; the
