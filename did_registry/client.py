@@ -144,8 +144,14 @@ class LedgerClient:
             raise ValueError(f"behind_wait must be a finite number of seconds, not {behind_wait!r}")
         self._http = httpx.Client(timeout=timeout, transport=transport)
         self._genesis_root = genesis_root(self.genesis)
-        if trust is not None and trust.network != self.genesis.network:
-            raise ValueError(f"a trust in network {trust.network!r} for a client of {self.genesis.network!r}")
+        if trust is not None and (trust.network, trust.genesis_root) != (
+            self.genesis.network,
+            self._genesis_root,
+        ):
+            raise ValueError(
+                f"a trust in network {trust.network!r} from another genesis than this client's "
+                f"({self.genesis.network!r}): a name is not a chain"
+            )
         self._trust = ValidatorTrust(self.genesis, self._genesis_root) if trust is None else trust
         self._certified: OrderedDict[bytes, None] = OrderedDict()  # headers whose certificate checked out
         self._seen = 0  # the highest certified height any answer showed: reads never go back before it

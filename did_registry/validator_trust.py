@@ -85,6 +85,11 @@ class ValidatorTrust:
         self.rounds = LearningRounds()
         """The rounds of questions the readers sharing this trust ask."""
 
+    @property
+    def genesis_root(self) -> str:
+        """The state root of block 0 of the chain this trust starts from (it names the genesis)."""
+        return self._genesis_root
+
     def trust_out_of_band(self, validators: ValidatorSet) -> None:
         """Trust ``validators`` at every height (learned out of band, the operator's decision)."""
         self._out_of_band = {**self._out_of_band, validators.hash(): validators}

@@ -323,28 +323,33 @@ def open_store(database: str) -> LedgerStore:
 def _check_key(
     config: NodeConfig, genesis: Genesis, application: LedgerApplication, validator_key: Ed25519PrivateKey
 ) -> None:
-    """Refuse a key file that cannot be this node's. Genesis and the ledger as stored name keys for
-    validator ids (in force, or pending from a ``validator.add`` or ``validator.rotate_key``): a key
-    they name for another id is refused (key files swapped); one they name for this id, or any key for
-    an id they name none for (an observer), is taken. A key they do not name for an id they name other
+    """Refuse a key file that cannot be this node's. The ledger as stored (genesis's set at block 0)
+    names keys for validator ids (in force, or pending from a ``validator.add`` or
+    ``validator.rotate_key``): a key it names for another id is refused (key files swapped); one it
+    names for this id, or any key for an id it names none for (an observer), is taken. A key they do not name for an id they name other
     keys for may be a rotation this store has not seen yet: a node of a multi-validator network with
     peers to follow starts with a warning, and votes only once the ledger puts its key in force (until
     then it follows, as any node whose key is not in force does); any other node is refused."""
     key = encode_ed25519_public_key(validator_key.public_key)
-    named: dict[str, set[str]] = {}  # key -> the ids genesis or the ledger name it for
+    named: dict[str, set[str]] = {}  # key -> the ids the ledger as stored names it for
 
     def name(member: Any) -> None:
         if isinstance(member, Mapping) and isinstance(member.get("id"), str):
             named.setdefault(str(member.get("public_key")), set()).add(member["id"])
 
-    for member in genesis.validators:
-        name(member)
-    record = decode_value(application.store.get("validators") or b"{}")
-    for member in record.get("set", []):
-        name(member)
-    for pending in record.get("pending", []):
-        change = pending.get("change", {})
-        name(change.get("validator") if "validator" in change else change)
+    # the stored record only: it holds genesis's set at block 0, and later a key the set no longer
+    # holds may be given to another id (a rotation away frees it)
+    try:
+        record = decode_value(application.store.get("validators") or b"null")
+        for member in record["set"]:
+            name(member)
+        for pending in record["pending"]:
+            change = pending["change"]
+            name(change.get("validator", change))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InvalidConfig(
+            f"database {config.database!r}: the validators record is malformed: {exc!r}"
+        ) from None
     others = sorted(named.get(key, set()) - {config.id})
     if others:
         raise InvalidConfig(f"the key in {config.key_file} is validator {others[0]}'s key, not {config.id}'s")

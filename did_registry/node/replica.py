@@ -488,6 +488,9 @@ class Replica:
                 if not blocks:
                     return
                 if certificate is None:
+                    if self.service.app.height <= height:  # blocks it already has: no progress, stop
+                        _log.warning("%s: state transfer: a node answered with no new block", self._id)
+                        return
                     continue
                 if self._set_changed():
                     self._reconfigure()

@@ -303,3 +303,11 @@ def test_a_node_trickling_its_answer_is_given_up_within_the_time_an_answer_has(
     started = time.monotonic()
     _, header = client.prove("validators")
     assert header.height == 9 and time.monotonic() - started < 5
+
+
+def test_a_trust_from_another_genesis_of_the_same_name_is_refused(chain: SetChangeChain) -> None:
+    """Sharing a trust across networks is refused by genesis, not by name: two test networks called
+    alike are two chains."""
+    other = SetChangeChain()  # the same network name, other validators
+    with pytest.raises(ValueError, match="another genesis"):
+        chain.client(trust=other.client().trust)

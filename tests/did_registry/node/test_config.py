@@ -243,3 +243,34 @@ class TestBuilding:
         """A database the store cannot run on is an InvalidConfig naming it."""
         with pytest.raises(InvalidConfig, match="database"):
             open_store(url)
+
+
+class TestStoredKeys:
+    def test_a_key_given_to_another_id_after_its_rotation_away_is_taken(self, tmp_path: Path) -> None:
+        """v1 rotates away from its genesis key, and v2 rotates to it (the ledger allows it once no
+        member holds it): v2 starts with the key the ledger has in force for it."""
+        chain = SetChangeChain(4)
+        v1_genesis = chain.genesis.validators[0]["public_key"]
+        chain.block(chain.rotate("v1", 3))
+        chain.block()
+        rotate = chain.trustee.txn(
+            "validator.rotate_key", {"id": "v2", "public_key": v1_genesis, "effective_height": 5}
+        )
+        chain.block(rotate)
+        chain.empty_blocks(2)
+        (tmp_path / "genesis.json").write_text(json.dumps(chain.genesis.to_json()))
+        service = build_service(_config(tmp_path, id="v2"), chain.keys[v1_genesis], store=chain.app.store)
+        assert service.app.height == 5
+
+    def test_a_malformed_stored_validators_record_is_a_configuration_error(self, tmp_path: Path) -> None:
+        chain = SetChangeChain(1)
+        (tmp_path / "genesis.json").write_text(json.dumps(chain.genesis.to_json()))
+        store = chain.app.store
+        original = store.get
+
+        def broken(key: str) -> bytes | None:
+            return b'{"set": [], "pending": ["x"]}' if key == "validators" else original(key)
+
+        store.get = broken  # type: ignore[method-assign]
+        with pytest.raises(InvalidConfig, match="validators record is malformed"):
+            build_service(_config(tmp_path, id="v1"), Ed25519PrivateKey.generate(), store=store)

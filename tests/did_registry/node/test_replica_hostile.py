@@ -9,8 +9,10 @@ import threading
 import pytest
 
 from did_registry.ledger.application import LedgerApplication
+from did_registry.ledger.block import CommitCertificate
 from did_registry.node.replica import Replica, ReplicaConfig, beacon_height
 from did_registry.node.service import NodeService
+from did_registry.node.sync import CertifiedBlock
 from did_registry.transport import Transport, TransportConfig
 from tests.did_registry.ledger.conftest import creates
 from tests.did_registry.node.cluster import Cluster
@@ -124,5 +126,37 @@ def test_a_failing_replica_loop_is_logged_and_restarted(caplog: pytest.LogCaptur
     assert len(runs) == 3
     assert replica.status()["restarts"] == {"flaky": 2}
     assert sum("flaky loop failed" in r.getMessage() for r in caplog.records) == 2
+    replica.app.close()
+    replica.source.close()
+
+
+def test_a_state_transfer_answered_only_with_blocks_it_has_ends() -> None:
+    """A node answering /sync/blocks with a block the validator already has (no progress) ends the
+    transfer, so later transfers (NeedState, the beacons' and the alone check's) can run: it looped
+    for ever before, with the transfer flag set."""
+    cluster = Cluster.create("pbft", 1)
+    node = cluster.nodes["node-1"]
+    service = NodeService(
+        LedgerApplication(node.store, cluster.genesis), validator_id=node.id, validator_key=node.key
+    )
+    replica = Replica(service, node.key, ReplicaConfig(sync_urls=("http://hostile",)))
+    genesis_block = service.app.store.block(0)
+    assert genesis_block is not None
+    asked: list[int] = []
+
+    def known(start: int, wait: float = 0.0) -> list[CertifiedBlock]:
+        asked.append(start)
+        certificate = CommitCertificate(0, genesis_block[0].header.hash.hex(), {})
+        return [CertifiedBlock(genesis_block[0], certificate)]
+
+    replica.source.fetch = known  # type: ignore[method-assign]
+
+    async def main() -> None:
+        replica._syncing = True
+        async with asyncio.timeout(5):
+            await replica._transfer(1)
+
+    asyncio.run(main())
+    assert replica._syncing is False and len(asked) == 1
     replica.app.close()
     replica.source.close()
