@@ -31,13 +31,12 @@ from did_registry.errors import DidRegistryError
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.multikey import decode_ed25519_public_key, encode_ed25519_public_key
 from did_registry.ledger.block import BlockHeader
-from did_registry.ledger.state import StateView
 from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.ledger.validators import (
     Validator,
     ValidatorSet,
     ValidatorSetError,
-    schedule,
+    scheduled,
     set_at,
     valid_address,
 )
@@ -63,11 +62,6 @@ _TIMEOUT = 60.0  # how long a command waits for its transaction to commit
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     raise SystemExit(1)
-
-
-class _NoState:
-    def get(self, key: str) -> bytes | None:
-        return None
 
 
 @click.group("validator")
@@ -272,11 +266,8 @@ def _change(
                 f"no validator {target!r} in the set at block {height} (its validators: "
                 f"{', '.join(v.id for v in then.validators)}); nothing submitted"
             )
-    view = StateView(_NoState())
-    view.put("validators", record)
     try:  # the check the ledger makes: the change against the set and the changes pending by then
-        schedule(view, action, change, height)
-        after = set_at(view.get_json("validators"), height)
+        after = set_at(scheduled(record, action, change, height), height)
     except ValidatorSetError as exc:
         _fail(f"the change conflicts with the validator set: {exc}; nothing submitted")
 

@@ -28,6 +28,7 @@ __all__ = [
     "current",
     "record_at",
     "schedule",
+    "scheduled",
     "set_at",
     "valid_address",
 ]
@@ -216,6 +217,21 @@ class _NoState:
         return None
 
 
+def _record_view(record: Mapping[str, Any]) -> StateView:
+    """A state view holding only ``record`` under ``validators``, to run the rules' functions on."""
+    view = StateView(_NoState())
+    view.put("validators", dict(record))
+    return view
+
+
+def scheduled(record: Mapping[str, Any], action: str, change: Mapping[str, Any], height: int) -> Any:
+    """``record`` with ``change`` scheduled at ``height`` as :func:`schedule` does (``record`` itself is
+    left as it is); raise :class:`ValidatorSetError` when the ledger would refuse the change."""
+    view = _record_view(record)
+    schedule(view, action, change, height)
+    return view.get_json("validators")
+
+
 def record_at(
     genesis_record: Mapping[str, Any],
     events: Iterable[tuple[int, str, Mapping[str, Any], int]],
@@ -231,8 +247,7 @@ def record_at(
     its events in order (:func:`schedule`), as the rules do; the changes due by block ``height`` are
     applied last. Raises :class:`ValidatorSetError` when an event does not replay (it was never committed so).
     """
-    view = StateView(_NoState())
-    view.put("validators", dict(genesis_record))
+    view = _record_view(genesis_record)
     for block, action, change, effective_height in events:
         if block > height:
             break

@@ -133,27 +133,7 @@ def head() -> Response:
 
 def headers_from(service: NodeService, start: int, limit: int) -> list[dict[str, Any]]:
     """Up to ``limit`` committed ``{"header", "certificate"}`` items from height ``start`` up."""
-    store = service.app.store
-    page = getattr(store, "blocks", None)
-    with service.lock:
-        end = min(service.app.height + 1, start + limit)
-        if start >= end:
-            return []
-        if callable(page):  # the SQL store reads headers without their transactions
-            rows = cast(list[dict[str, Any]], page(start, end - start))
-            return [{"header": row["header"], "certificate": row["certificate"]} for row in rows]
-        items = []
-        for height in range(start, end):
-            found = store.block(height)
-            assert found is not None
-            certificate = found[1]
-            items.append(
-                {
-                    "header": found[0].header.to_json(),
-                    "certificate": None if certificate is None else certificate.to_json(),
-                }
-            )
-        return items
+    return service.headers(start, limit)
 
 
 @reads_bp.get("/blocks")

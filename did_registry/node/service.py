@@ -389,22 +389,41 @@ class NodeService:
             for height, _, txn_type, body in found
         ]
 
-    def _header_pair(self, height: int) -> tuple[BlockHeader, CommitCertificate | None, str]:
-        """Header ``height - 1`` with its certificate, and header ``height``'s validator set hash (read
-        without the blocks' transactions where the store allows)."""
+    def headers(self, start: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` committed ``{"header", "certificate"}`` items (JSON) from height ``start`` up,
+        read without the blocks' transactions where the store allows."""
         store = self.app.store
         page = getattr(store, "blocks", None)
         with self.lock:
-            if callable(page):
-                rows = cast(list[dict[str, Any]], page(height - 1, 2))
-                assert len(rows) == 2
-                before = BlockHeader.from_json(rows[0]["header"])
-                raw = rows[0]["certificate"]
-                certificate = None if raw is None else CommitCertificate.from_json(raw)
-                return before, certificate, str(rows[1]["header"]["validators_hash"])
-            previous, following = store.block(height - 1), store.block(height)
-        assert previous is not None and following is not None
-        return previous[0].header, previous[1], following[0].header.validators_hash
+            end = min(self.app.height + 1, start + limit)
+            if start >= end:
+                return []
+            if callable(page):  # the SQL store reads headers without their transactions
+                rows = cast(list[dict[str, Any]], page(start, end - start))
+                return [{"header": row["header"], "certificate": row["certificate"]} for row in rows]
+            items = []
+            for height in range(start, end):
+                found = store.block(height)
+                assert found is not None
+                certificate = found[1]
+                items.append(
+                    {
+                        "header": found[0].header.to_json(),
+                        "certificate": None if certificate is None else certificate.to_json(),
+                    }
+                )
+            return items
+
+    def _header_pair(self, height: int) -> tuple[BlockHeader, CommitCertificate | None, str]:
+        """Header ``height - 1`` with its certificate, and header ``height``'s validator set hash."""
+        before, following = self.headers(height - 1, 2)
+        raw = before["certificate"]
+        certificate = None if raw is None else CommitCertificate.from_json(raw)
+        return (
+            BlockHeader.from_json(before["header"]),
+            certificate,
+            str(following["header"]["validators_hash"]),
+        )
 
     def _prove_change(self, index: _ChangeIndex, height: int) -> StateProof | None:
         """The proof of the change at ``height``, checked; ``None`` (logged) when it does not check out."""

@@ -179,7 +179,7 @@ def test_a_change_the_ledger_refuses_prints_its_code_and_detail(
     shared: Network, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the command's own check of the change skipped, the ledger's refusal is printed."""
-    monkeypatch.setattr(validator_cli, "schedule", lambda *_: None)
+    monkeypatch.setattr(validator_cli, "scheduled", lambda record, *_: record)
     before = shared.state()
     key = encode_ed25519_public_key(Ed25519PrivateKey.generate().public_key)
     code, out = run("add", *shared.signer(), "--id", "node-1", "--key", key, "--address", "127.0.0.1:7000")
