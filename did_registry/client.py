@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from did_registry.bounded_http import BOUNDS, BoundedTransport, bounded_lines
 from did_registry.errors import DidRegistryError, InvalidDID, InvalidProof
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_trellis import parse_trellis_did
@@ -62,6 +63,7 @@ from did_registry.validator_trust import ValidatorTrust, genesis_root
 __all__ = [
     "ANSWER_ERRORS",
     "FAILURES_KEPT",
+    "MAX_EVENT_BYTES",
     "RELEARN_INTERVAL",
     "LedgerClient",
     "LedgerUnavailable",
@@ -81,6 +83,9 @@ class UntrustedValidatorSet(InvalidProof):
 _T = TypeVar("_T")
 _STATUS_CHUNK = 1000  # transaction ids per POST /txns/status
 _STREAM_READ_TIMEOUT = 30.0  # a header stream silent this long (no heartbeat either) is given up
+MAX_EVENT_BYTES = 1 << 20
+"""The longest line of a node's header stream a reader takes (an event is a header and its
+certificate: a few kilobytes)."""
 _STALL_CHECK = 15.0  # a stream with no new header this long is compared with the other nodes' heads
 FAILURES_KEPT = 1000
 """How many of the latest failures (node and what went wrong) a client keeps in ``failures``."""
@@ -142,7 +147,10 @@ class LedgerClient:
             or not 0 <= behind_wait < math.inf
         ):
             raise ValueError(f"behind_wait must be a finite number of seconds, not {behind_wait!r}")
-        self._http = httpx.Client(timeout=timeout, transport=transport)
+        # Each exchange with a node ends within ``timeout`` and holds at most MAX_ANSWER_BYTES (one
+        # node must not hold a reader or fill its memory); proxies from the environment would bypass
+        # these bounds, so nodes are reached directly.
+        self._http = httpx.Client(timeout=timeout, transport=BoundedTransport(transport), trust_env=False)
         self._genesis_root = genesis_root(self.genesis)
         if trust is not None and (trust.network, trust.genesis_root) != (
             self.genesis.network,
@@ -276,20 +284,13 @@ class LedgerClient:
                 return
 
     def _get_json_within(self, url: str, params: Mapping[str, Any]) -> Any:
-        """A node's JSON answer, read whole within :data:`_CHANGES_TIMEOUT` (httpx's timeout bounds each
-        read, so a node sending a byte at a time could hold the caller for ever) and at most
+        """A node's JSON answer, read whole within :data:`_CHANGES_TIMEOUT` and at most
         :data:`_CHANGES_MAX_BYTES`; raise ``httpx.TimeoutException`` or ``ValueError`` otherwise."""
-        deadline = time.monotonic() + _CHANGES_TIMEOUT
-        body = bytearray()
-        with self._http.stream("GET", url, params=params, timeout=_CHANGES_TIMEOUT) as response:
-            response.raise_for_status()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > _CHANGES_MAX_BYTES:
-                    raise ValueError(f"the answer is over {_CHANGES_MAX_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout(f"the answer took over {_CHANGES_TIMEOUT} s")
-        return json.loads(body)
+        response = self._http.get(
+            url, params=params, extensions={BOUNDS: (_CHANGES_TIMEOUT, _CHANGES_MAX_BYTES)}
+        )
+        response.raise_for_status()
+        return response.json()
 
     @property
     def seen_height(self) -> int:
@@ -676,10 +677,11 @@ class LedgerClient:
                     node.rstrip("/") + "/events",
                     headers=headers,
                     timeout=httpx.Timeout(10.0, read=_STREAM_READ_TIMEOUT),
+                    extensions={BOUNDS: (None, None)},  # the stream lasts; each line is bounded
                 ) as stream:
                     stream.raise_for_status()  # a 503 (the node serves enough streams) is no stream
                     quiet_since = time.monotonic()
-                    for line in stream.iter_lines():
+                    for line in bounded_lines(stream, MAX_EVENT_BYTES):
                         heard = True
                         if not line.startswith("data:"):
                             if time.monotonic() - quiet_since > _STALL_CHECK:

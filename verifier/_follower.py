@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Final
 
 import httpx
 
-from did_registry.client import ANSWER_ERRORS, LedgerClient, LedgerUnavailable
+from did_registry.bounded_http import BOUNDS, bounded_lines
+from did_registry.client import ANSWER_ERRORS, MAX_EVENT_BYTES, LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 
@@ -160,14 +161,18 @@ class Follower:
         delivered = False
         url = node.rstrip("/") + "/events"
         with client._http.stream(
-            "GET", url, headers=headers, timeout=httpx.Timeout(10.0, read=None)
+            "GET",
+            url,
+            headers=headers,
+            timeout=httpx.Timeout(10.0, read=None),
+            extensions={BOUNDS: (None, None)},
         ) as stream:
             stream.raise_for_status()
             with self._lock:
                 self.streamed, self.streamed_height, self._response = node, cache.height or 0, stream
             cache.prefer(node)
             try:
-                for line in stream.iter_lines():
+                for line in bounded_lines(stream, MAX_EVENT_BYTES):
                     if self._stop.is_set() or self._switch_to is not None:
                         break
                     if not line.startswith("data:"):

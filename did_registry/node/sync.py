@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import httpx
 
+from did_registry.bounded_http import BoundedTransport
 from did_registry.errors import DidRegistryError
 from did_registry.ledger.application import InvalidBlock
 from did_registry.ledger.block import Block, CommitCertificate
@@ -80,7 +81,12 @@ class BlockSource:
 
     def __init__(self, urls: Sequence[str], *, timeout: float = 10.0) -> None:
         self.urls = [u.rstrip("/") for u in urls]
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=2.0))
+        self.timeout = timeout
+        """Seconds a node has for its whole answer (beyond the ``wait`` a fetch grants it)."""
+        # A peer's answer ends within its timeout and holds at most MAX_ANSWER_BYTES (bounded_http).
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=2.0), transport=BoundedTransport(), trust_env=False
+        )
         self._next = 0
         self.heads: dict[str, int] = {}
         """The head height each node reported in its last answer."""
@@ -120,7 +126,7 @@ class BlockSource:
                 answer = self._client.get(
                     f"{url}/sync/blocks",
                     params={"from": start, "limit": limit, "wait": wait},
-                    timeout=wait + 10.0,
+                    timeout=httpx.Timeout(wait + self.timeout, connect=2.0),
                 )
                 answer.raise_for_status()
                 data = answer.json()
