@@ -20,7 +20,7 @@ from did_registry.identity.timestamps import InvalidTimestamp, format_timestamp,
 from did_registry.ledger import validators as validator_set
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from did_registry.ledger.genesis import Genesis, genesis_state
-from did_registry.ledger.rules import BlockContext, committed, did_of, execute, preverify
+from did_registry.ledger.rules import BlockContext, committed, did_of, execute, forget, preverify
 from did_registry.ledger.smt import EMPTY_ROOT, NodeStore, SparseMerkleMap
 from did_registry.ledger.state import StateView, value_hash
 from did_registry.ledger.storage.base import Commit, LedgerStore
@@ -184,6 +184,10 @@ class LedgerApplication:
         for txn in txns:
             preverify(view, txn)
 
+    def forget(self, txns: Sequence[Transaction]) -> None:
+        """``txns`` will not be executed (refused at the door): drop what :meth:`preverify` kept of them."""
+        forget(txns)
+
     def propose(self, txns: Sequence[Transaction], *, time: str, proposer: str) -> Executed:
         """Build the next block from ``txns``: accepted ones in order, rejected ones set apart."""
         height = self.height + 1
@@ -223,6 +227,7 @@ class LedgerApplication:
         self.store.append(Commit(executed.block, certificate, executed.changes, executed.nodes))
         self._head = executed.block.header
         committed(executed.block.txns)
+        forget(txn for txn, _ in executed.rejected)
 
     # -- internals --------------------------------------------------------------------------
     def _context(self, height: int, time: str) -> BlockContext:

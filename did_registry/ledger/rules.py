@@ -49,6 +49,7 @@ __all__ = [
     "committed",
     "execute",
     "did_of",
+    "forget",
     "preverify",
 ]
 
@@ -220,6 +221,13 @@ class _ParsedDocuments:
 _PARSED = _ParsedDocuments(20_000)
 _COMMITTED: BoundedCache[bytes, None] = BoundedCache(20_000)  # ids committed last: as many as a node's
 # queue of checks ahead holds (node.preverify)
+
+
+def forget(txns: Iterable[Transaction]) -> None:
+    """``txns`` will not be executed again (refused at the door, or rejected): forget what
+    :func:`preverify` remembered of them (their parsed documents). Kept, a refused ``did.create`` of
+    a quarter of a megabyte held some 800 KB, and anyone may send one."""
+    _PARSED.forget(txns)
 
 
 def committed(txns: Sequence[Transaction]) -> None:

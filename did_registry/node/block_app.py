@@ -270,6 +270,7 @@ class LedgerBlockApp:
             try:
                 service.app.check(txn)
             except TxnRejected:
+                service.app.forget([txn])  # dropped from the pool: what checking it ahead kept goes too
                 return False
             self._checked[request] = service.app.height
         return True

@@ -31,6 +31,7 @@ from did_registry.ledger.proofs import StateProof
 from did_registry.ledger.state import decode_value
 from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.ledger.validators import record_at, set_at
+from did_registry.node.mempool import MAX_PENDING_BYTES, MAX_SUBMITTER_BYTES, Mempool
 
 __all__ = ["NodeService", "Runner", "TxnStatus"]
 
@@ -111,6 +112,8 @@ class NodeService:
         validator_key: Ed25519PrivateKey,
         max_batch: int = 2000,
         max_pending: int = 100_000,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+        max_submitter_bytes: int = MAX_SUBMITTER_BYTES,
         block_interval: float = 0.02,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         freshness_interval: float = 10.0,
@@ -125,7 +128,7 @@ class NodeService:
         self._clock = clock
         self._head_reached = time.monotonic()  # when the last block was committed (or the service made)
         self.lock = threading.RLock()
-        self._pending: OrderedDict[str, Transaction] = OrderedDict()
+        self._pending = Mempool(max_pending, max_pending_bytes, max_submitter_bytes)
         self._rejected: OrderedDict[str, TxnRejected] = OrderedDict()
         self._wakeup = threading.Event()
         self._committed = threading.Condition(self.lock)
@@ -180,14 +183,20 @@ class NodeService:
         """
         self.app.preverify(txns)
         with self.lock:
-            for txn in txns:
-                if txn.id in self._pending:
-                    raise TxnRejected("replay", f"transaction {txn.id} was already submitted", txn_id=txn.id)
-                self._admit(txn)
-            if len(self._pending) + len(txns) > self.max_pending:
-                raise TxnRejected("overloaded", f"{len(self._pending)} transactions are waiting; try again")
-            for txn in txns:
-                self._pending[txn.id] = txn
+            try:
+                for txn in txns:
+                    if txn.id in self._pending:
+                        raise TxnRejected(
+                            "replay", f"transaction {txn.id} was already submitted", txn_id=txn.id
+                        )
+                    self._admit(txn)
+                self._pending.check_room(txns)
+            except TxnRejected:
+                # What checking them ahead remembered (parsed documents) goes with them: a refused
+                # transaction leaves nothing behind.
+                self.app.forget([t for t in txns if t.id not in self._pending])
+                raise
+            self._pending.add(txns)
             self.counters["txns_submitted"] += len(txns)
             if self.runner is not None:  # under the lock: the head they were checked on still stands
                 self.runner.submit(txns)
@@ -208,7 +217,7 @@ class NodeService:
     def pending_txns(self) -> list[Transaction]:
         """The transactions waiting for a block, oldest first."""
         with self.lock:
-            return list(self._pending.values())
+            return self._pending.values()
 
     def sweep_pending(self) -> int:
         """Settle transactions consensus left out: any still pending since the last sweep that the
@@ -222,7 +231,8 @@ class NodeService:
                 try:
                     self._admit(txn)
                 except TxnRejected as exc:
-                    del self._pending[txn_id]
+                    self._pending.discard(txn_id)
+                    self.app.forget([txn])
                     self._rejected[txn_id] = exc
                     rejected += 1
             self._suspects = set(self._pending)
@@ -450,7 +460,7 @@ class NodeService:
         with self.lock:
             if not self._pending and not empty:
                 return None
-            batch = [self._pending[k] for k in list(self._pending)[: self.max_batch]]
+            batch = self._pending.oldest(self.max_batch)
             executed = self.app.propose(
                 batch, time=format_timestamp(self._clock()), proposer=self.validator_id
             )
@@ -472,9 +482,9 @@ class NodeService:
             self._head = (executed.block.header, certificate)
             self._head_reached = time.monotonic()
             for txn in proposed:
-                self._pending.pop(txn.id, None)
+                self._pending.discard(txn.id)
             for txn, rejection in executed.rejected:
-                self._pending.pop(txn.id, None)
+                self._pending.discard(txn.id)
                 self._rejected[txn.id] = rejection
                 if len(self._rejected) > _REJECTED_KEPT:
                     self._rejected.popitem(last=False)
