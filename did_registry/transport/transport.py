@@ -43,6 +43,31 @@ from did_registry.transport.stream import FrameStream, split_address
 __all__ = ["Transport"]
 
 _log = logging.getLogger("did_registry.transport")
+INBOUND_WARNINGS_PER_MINUTE = 10
+"""Refused inbound connections logged at WARNING per minute at most; the rest are counted
+(``handshake_failures``), logged at DEBUG, and summed up in the next warning. Anyone can open
+connections that send a junk hello: they must not flood the log."""
+
+
+class _LogBudget:
+    """At most ``per_minute`` warnings in any minute (from the first of it); how many were held back."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._since, self._spent, self.held_back = -60.0, 0, 0
+
+    def take(self, now: float) -> int | None:
+        """``None`` when this one must be held back; else how many were held back before it."""
+        if now - self._since >= 60.0:
+            self._since, self._spent = now, 0
+        if self._spent >= self.per_minute:
+            self.held_back += 1
+            return None
+        self._spent += 1
+        held, self.held_back = self.held_back, 0
+        return held
+
+
 _HANDSHAKE_ERRORS = (TransportError, TimeoutError, OSError)
 
 
@@ -87,6 +112,7 @@ class Transport:
         self._server: asyncio.Server | None = None
         self._state = "new"
         self._admission = Admission(self._config.max_handshakes, self._config.max_handshakes_per_ip)
+        self._inbound_warnings = _LogBudget(INBOUND_WARNINGS_PER_MINUTE)
         self.update_validators(validators)
 
     @property
@@ -230,13 +256,22 @@ class Transport:
         never sent its hello, so a flood of them cannot flood the log)."""
         self._count(peer, "handshake_failures")
         reason = "handshake timed out" if isinstance(exc, TimeoutError) else str(exc)
-        _log.log(
-            logging.DEBUG if quiet else logging.WARNING,
-            "refused %s connection %s: %s",
-            direction,
-            who,
-            reason,
-        )
+        if quiet:
+            _log.debug("refused %s connection %s: %s", direction, who, reason)
+        elif direction == "inbound":
+            self._warn_inbound("refused inbound connection %s: %s", who, reason)
+        else:  # outbound: paced by the dialer's back-off
+            _log.warning("refused %s connection %s: %s", direction, who, reason)
+
+    def _warn_inbound(self, message: str, *args: object) -> None:
+        """Log at WARNING, at most :data:`INBOUND_WARNINGS_PER_MINUTE` a minute (DEBUG beyond)."""
+        held = self._inbound_warnings.take(time.monotonic())
+        if held is None:
+            _log.debug(message, *args)
+        elif held:
+            _log.warning(message + " (and %d more refused inbound connections not logged)", *args, held)
+        else:
+            _log.warning(message, *args)
 
     async def _dial_loop(self, peer: PeerState) -> None:
         attempt = 0
@@ -287,7 +322,7 @@ class Transport:
         if entry is None:
             self._count(None, "handshake_failures")
             why = "too many handshakes at once" if self._state == "running" else "stopping"
-            _log.warning("refused inbound connection from %s: %s", stream.peer, why)
+            self._warn_inbound("refused inbound connection from %s: %s", stream.peer, why)
             stream.close()
             return
         self._spawn(self._serve_inbound(entry), f"inbound {stream.peer}")

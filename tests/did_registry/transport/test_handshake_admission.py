@@ -7,12 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import time
 from dataclasses import replace
+
+import pytest
 
 from did_registry.identity.crypto import X25519PrivateKey
 from did_registry.transport.handshake import HANDSHAKE_MAX_FRAME, Hello, network_hash
 from did_registry.transport.stream import FrameStream
+from did_registry.transport.transport import INBOUND_WARNINGS_PER_MINUTE
 from tests.did_registry.transport.helpers import (
     HOST,
     NETWORK,
@@ -166,3 +170,29 @@ def test_a_handshake_stuck_after_its_hello_gives_its_slot_to_a_newcomer_after_th
                     await stream.aclose()
 
     run(main())
+
+
+def test_junk_hellos_cannot_flood_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """Anyone may connect and send a junk hello: each is counted, but at most
+    INBOUND_WARNINGS_PER_MINUTE are logged at WARNING a minute, the next one summing up the rest."""
+    net = Net.of(("a", "b"))
+    junk = 3 * INBOUND_WARNINGS_PER_MINUTE
+
+    async def main() -> int:
+        b = net.transport("b")
+        async with started(b):
+            for _ in range(junk):
+                reader, writer = await asyncio.open_connection(HOST, net.ports["b"])
+                writer.write(b"\x00\x00\x00\x01x")  # a one-byte frame: not a hello
+                await writer.drain()
+                await reader.read()  # closed by the validator
+                writer.close()
+            await eventually(lambda: b.stats().counters.handshake_failures >= junk)
+            return b.stats().counters.handshake_failures
+
+    with caplog.at_level(logging.DEBUG, logger="did_registry.transport"):
+        failures = run(main())
+    assert failures == junk
+    refused = [r for r in caplog.records if "not a Trellis transport hello" in r.getMessage()]
+    assert len(refused) == junk
+    assert sum(r.levelno == logging.WARNING for r in refused) == INBOUND_WARNINGS_PER_MINUTE
