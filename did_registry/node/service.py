@@ -233,7 +233,7 @@ class NodeService:
                 except TxnRejected as exc:
                     self._pending.discard(txn_id)
                     self.app.forget([txn])
-                    self._rejected[txn_id] = exc
+                    self._settle_rejected(txn_id, exc)
                     rejected += 1
             self._suspects = set(self._pending)
             self.counters["txns_rejected"] += rejected
@@ -485,15 +485,19 @@ class NodeService:
                 self._pending.discard(txn.id)
             for txn, rejection in executed.rejected:
                 self._pending.discard(txn.id)
-                self._rejected[txn.id] = rejection
-                if len(self._rejected) > _REJECTED_KEPT:
-                    self._rejected.popitem(last=False)
+                self._settle_rejected(txn.id, rejection)
             self.counters["txns_committed"] += len(executed.block.txns)
             self.counters["txns_rejected"] += len(executed.rejected)
             self.counters["blocks_committed"] += 1
             self._committed.notify_all()
             header = executed.block.header
         self._publish(header)
+
+    def _settle_rejected(self, txn_id: str, rejection: TxnRejected) -> None:
+        """Remember why ``txn_id`` was rejected (for its status), the latest :data:`_REJECTED_KEPT` only."""
+        self._rejected[txn_id] = rejection
+        if len(self._rejected) > _REJECTED_KEPT:
+            self._rejected.popitem(last=False)
 
     # -- header stream ----------------------------------------------------------------------
     def subscribe(self, maxsize: int = 1024) -> queue.Queue[BlockHeader | None]:

@@ -11,6 +11,7 @@ import pytest
 from did_registry.identity.did_document_builder import DIDDocumentBuilder
 from did_registry.ledger import rules
 from did_registry.ledger.txn import Transaction, TxnRejected
+from did_registry.node import service as service_module
 from did_registry.node.mempool import Mempool
 from tests.did_registry.ledger.conftest import NETWORK, Actor, new_actor
 from tests.did_registry.node.conftest import Node, make_node
@@ -162,3 +163,16 @@ class TestRefusedLeaveNothing:
         ]
         assert node.submit(*txns).status_code == 403
         assert all(t.id_bytes not in rules._PARSED._parsed for t in txns)
+
+
+def test_the_sweep_keeps_at_most_the_latest_rejections(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rejections the sweep settles are remembered within the same bound as a block's."""
+    monkeypatch.setattr(service_module, "_REJECTED_KEPT", 2)
+    unendorsed = []
+    for _ in range(3):
+        device = new_actor()
+        unendorsed.append(device.txn("did.create", {"document": device.document()}))  # no endorser
+    node.service._pending.add(unendorsed)  # as if the head had admitted them before it moved on
+    node.service.sweep_pending()  # the first sweep only marks them
+    assert node.service.sweep_pending() == 3
+    assert [node.service.status(t.id).status for t in unendorsed] == ["unknown", "rejected", "rejected"]
