@@ -130,8 +130,11 @@ class BlockSource:
                 )
                 answer.raise_for_status()
                 data = answer.json()
-                self.heads[url] = int(data["head"])
+                head = data["head"]
+                if type(head) is not int or head < 0:
+                    raise SyncError(f"the head it claims is not a height: {head!r}"[:200])
                 blocks = [CertifiedBlock.from_json(item) for item in data["blocks"]]
+                self.heads[url] = head  # (a claim, from an answer that reads)
             except Exception as exc:
                 errors.append(f"{url}: {exc!r}"[:500])  # (RecursionError, OverflowError: hostile JSON)
                 continue

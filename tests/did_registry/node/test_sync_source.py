@@ -13,8 +13,22 @@ GOOD = "http://good.test"
 
 @pytest.mark.parametrize(
     "answer",
-    [b"[" * 100_000, b'{"head": 1e999, "blocks": []}', b'{"head": 3, "blocks": [[[[]]]]}'],
-    ids=["nested too deeply", "head beyond any integer", "blocks that are not blocks"],
+    [
+        b"[" * 100_000,
+        b'{"head": 1e999, "blocks": []}',
+        b'{"head": 3, "blocks": [[[[]]]]}',
+        '{"head": "١٢", "blocks": []}'.encode(),
+        b'{"head": 12.5, "blocks": []}',
+        b'{"head": true, "blocks": []}',
+    ],
+    ids=[
+        "nested too deeply",
+        "head beyond any integer",
+        "blocks that are not blocks",
+        "head in other digits",
+        "head not whole",
+        "head not a number",
+    ],
 )
 def test_an_unreadable_answer_passes_to_the_next_node(answer: bytes) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
@@ -27,6 +41,6 @@ def test_an_unreadable_answer_passes_to_the_next_node(answer: bytes) -> None:
     source._client = httpx.Client(transport=httpx.MockTransport(handler))
     try:
         assert source.fetch(1) == []
-        assert source.heads[GOOD] == 7
+        assert source.heads == {GOOD: 7}
     finally:
         source.close()
