@@ -2,8 +2,10 @@
 
 The app holds a :class:`~web.portal.Portal` (configuration, database engine, password hasher) under
 ``app.extensions``, signs sessions with the instance's secret key, checks the session and the CSRF
-token before every page request, adds security headers to every answer, and registers one blueprint
-per area: ``auth``, ``dashboard``, ``admin`` and the JSON ``api`` with its ``/openapi.json``.
+token before every page request and refuses a NUL in any request's path, query or form
+(:mod:`web.input_guard`), takes route numbers as ASCII digits within the id columns' range
+(:mod:`web.converters`), adds security headers to every answer, and registers one blueprint per
+area: ``auth``, ``dashboard``, ``admin`` and the JSON ``api`` with its ``/openapi.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from web import admin, api, auth, dashboard
 from web.config import PortalConfig, load_secret_key
+from web.converters import RowIdConverter
 from web.db import open_engine
 from web.devices_pages import api_bp as devices_api_bp
 from web.devices_pages import bp as devices_bp
@@ -23,6 +26,7 @@ from web.enrol_api import bp as tokens_api_bp
 from web.enrol_api import device_bp as enrol_api_bp
 from web.enrol_pages import bp as enrol_bp
 from web.error_pages import register_error_handlers
+from web.input_guard import refuse_nul
 from web.ledger_pages import bp as ledger_bp
 from web.models import Role, iso_utc
 from web.passwords import Passwords
@@ -77,6 +81,7 @@ def create_app(config: PortalConfig | None = None) -> Flask:
     instance = config.instance_path.resolve()
     instance.mkdir(mode=0o700, parents=True, exist_ok=True)
     app = Flask(__name__, instance_path=str(instance))
+    app.url_map.converters["int"] = RowIdConverter  # before any route: ASCII digits within range
     app.json = _JSON(app)
     app.config.update(
         SECRET_KEY=load_secret_key(config.secret_key_path),
@@ -96,6 +101,7 @@ def create_app(config: PortalConfig | None = None) -> Flask:
         hops = config.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.before_request(load_session_operator)
+    app.before_request(refuse_nul)  # before any view reads the path, query or form
     app.before_request(check_csrf)
     app.after_request(_security_headers)
     if config.secure_cookies:

@@ -4,7 +4,8 @@
   no cookies, so it needs no CSRF token. Refusals (unknown, used or expired token, a transaction that
   proves no key) are counted per client address in the sign-in failure table (:mod:`web.ratelimit`,
   key ``enrol:<address>``): after :data:`ENROL_MAX_FAILURES` within the portal's ``login_window``
-  that address gets 429 with ``Retry-After`` until the failures age out.
+  that address gets 429 with ``Retry-After`` until the failures age out. Each request is counted
+  before its token is checked (as a sign-in is), so requests sent together cannot all be checked.
 - ``POST /api/v1/enrol/batch`` (admin, operator, API token): a factory line's gateway hands in many
   devices' ``{token, txn}`` at once; they are anchored in batched ledger writes
   (:meth:`~web.enrolment.Enrolment.enrol_many`), and each item gets its own result or problem.
@@ -66,34 +67,58 @@ def _body() -> dict[str, Any]:
     return body
 
 
+def _begin_attempt(keys: Sequence[str]) -> list[int]:
+    """Count an enrolment attempt under ``keys`` before its token is checked: the attempt's rows (to
+    forget unless it is refused); a 429 problem, nothing counted, when a key is over its limit with
+    the attempts counted before it (:func:`web.ratelimit.begin_attempt`, as the sign-in form)."""
+    window, now = portal().config.login_window, utcnow()
+    with db_session() as db:
+        wait = ratelimit.retry_after(db, keys, max_failures=ENROL_MAX_FAILURES, window=window, now=now)
+        if wait is None:
+            attempt = ratelimit.begin_attempt(
+                db, keys, max_failures=ENROL_MAX_FAILURES, window=window, now=now
+            )
+            if attempt is not None:
+                return attempt
+            # others were counted first (requests sent together): over the limit now
+            wait = ratelimit.retry_after(db, keys, max_failures=ENROL_MAX_FAILURES, window=window, now=now)
+    seconds = wait or max(1, int(window.total_seconds()))
+    raise ApiProblem(429, "too_many_requests", f"too many refused or repeated enrolments; retry in {seconds} s",
+                     headers={"Retry-After": str(seconds)})  # fmt: skip
+
+
 @device_bp.post("/enrol")
 @public
 def enrol() -> ResponseReturnValue:
-    """Enrol a device: ``{"token", "txn"}`` → 201 ``{"did", "credential"}``, or a problem."""
-    config = portal().config
+    """Enrol a device: ``{"token", "txn"}`` → 201 ``{"did", "credential"}``, or a problem.
+
+    The attempt is counted against the address *before* the token is checked
+    (:func:`web.ratelimit.begin_attempt`), so requests sent together cannot all be checked; it stays
+    counted when the token or transaction is refused or the enrolment is repeated, and is forgotten
+    otherwise (enrolled, a malformed body, the ledger unavailable)."""
     keys = [f"enrol:{(request.remote_addr or 'unknown')[:150]}"]
-    with db_session() as db:
-        wait = ratelimit.retry_after(
-            db, keys, max_failures=ENROL_MAX_FAILURES, window=config.login_window, now=utcnow()
-        )
-    if wait is not None:
-        raise ApiProblem(429, "too_many_requests", f"too many refused or repeated enrolments; retry in {wait} s",
-                         headers={"Retry-After": str(wait)})  # fmt: skip
-    body = _body()
-    token, txn = body.get("token"), body.get("txn")
-    if not isinstance(token, str) or not isinstance(txn, dict):
-        raise ApiProblem(400, "malformed", 'the body must be {"token": <string>, "txn": <object>}')
+    attempt = _begin_attempt(keys)
+    failed = False  # whether the attempt stays counted, as a refusal
     try:
-        result = portal().services.enrolment.enrol(token, txn)
-    except (InvalidToken, InvalidEnrolmentRequest):
-        with db_session() as db:
-            ratelimit.record_failure(db, keys, window=config.login_window, now=utcnow())
-        raise
-    except LedgerUnavailable as exc:
-        raise ApiProblem(503, "ledger_unavailable", f"the ledger cannot be reached: {exc}") from None
-    if result.repeated:  # the same answer again: counted like a refusal (anyone holding the printed
-        with db_session() as db:  # token and the public transaction can ask), and not audited again
-            ratelimit.record_failure(db, keys, window=config.login_window, now=utcnow())
+        body = _body()
+        token, txn = body.get("token"), body.get("txn")
+        if not isinstance(token, str) or not isinstance(txn, dict):
+            raise ApiProblem(400, "malformed", 'the body must be {"token": <string>, "txn": <object>}')
+        try:
+            result = portal().services.enrolment.enrol(token, txn)
+        except (InvalidToken, InvalidEnrolmentRequest):
+            failed = True
+            raise
+        except LedgerUnavailable as exc:
+            raise ApiProblem(503, "ledger_unavailable", f"the ledger cannot be reached: {exc}") from None
+        # a repeat gets the same answer again: counted like a refusal (anyone holding the printed
+        # token and the public transaction can ask), and not audited again
+        failed = result.repeated
+    finally:
+        if not failed:
+            with db_session() as db:
+                ratelimit.forget_attempt(db, attempt)
+    if result.repeated:
         return _json(result.to_json(), 201)
     token_id = hashlib.sha256(token.encode("ascii", errors="replace")).hexdigest()
     txn_id = Transaction.from_json(txn).id

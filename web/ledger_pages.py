@@ -299,7 +299,7 @@ def blocks() -> ResponseReturnValue:
     )
 
 
-@bp.get("/blocks/<int:height>")
+@bp.get(f"/blocks/<int(max={MAX_HEIGHT}):height>")
 @role_required()
 def block(height: int) -> ResponseReturnValue:
     """One block: its header, commit certificate and transactions."""

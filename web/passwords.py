@@ -29,7 +29,19 @@ def password_problem(password: str) -> str | None:
         return f"The password must be at most {MAX_PASSWORD_LENGTH} characters long."
     if not password.strip():
         return "The password must not be only spaces."
+    if not _encodable(password):
+        return "The password holds a character that is not text (a lone surrogate); type it again."
     return None
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8 (which the hash needs): no lone surrogate, such as a
+    JSON ``"\\ud800"`` or an environment variable's undecodable byte, in it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Passwords:
@@ -46,10 +58,11 @@ class Passwords:
         return self._hasher.hash(password)
 
     def verify(self, stored: str, password: str) -> bool:
-        """Whether ``password`` matches the hash ``stored`` (a malformed hash matches nothing)."""
+        """Whether ``password`` matches the hash ``stored`` (a malformed hash, or a password that is not
+        text, matches nothing)."""
         try:
             return self._hasher.verify(stored, password)
-        except (VerificationError, InvalidHashError):
+        except (VerificationError, InvalidHashError, UnicodeEncodeError):
             return False
 
     def verify_nobody(self, password: str) -> None:

@@ -4,8 +4,9 @@
 step of :meth:`web.organisation.Organisation.status`. To do the missing steps the admin uploads a
 trustee's keystore (the ``trellis-keystore`` file, e.g. ``trustee.key`` of ``trellis network init``)
 with its passphrase; the portal decrypts it in memory only (it is never saved), checks that its DID
-is a trustee on the ledger, and runs :meth:`~web.organisation.Organisation.setup`. A wrong passphrase,
-a keystore that is not a trustee's, or an unreachable ledger is refused before anything changes.
+is a trustee on the ledger and that it holds a key the DID's document there lets sign, and runs
+:meth:`~web.organisation.Organisation.setup`. A wrong passphrase, a keystore that is not a trustee's
+(or only names one), or an unreachable ledger is refused before anything changes.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from flask import Blueprint, request
 from flask.templating import render_template
 from flask.typing import ResponseReturnValue
 
-from did_registry.client import LedgerUnavailable
+from did_registry.client import LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
+from did_registry.identity.did_document import DIDDocument
 from wallet.errors import KeystoreError, WrongPassphrase
 from wallet.keystore import Keystore
-from wallet.ledger_cli import signer_of
+from wallet.ledger_cli import signer_of, signer_on_ledger
 from web import audit
 from web.models import Role
 from web.organisation import (
@@ -29,6 +31,7 @@ from web.organisation import (
     PortalError,
     SetupStatus,
     SetupStep,
+    Signer,
 )
 from web.portal import portal
 from web.security import role_required
@@ -134,6 +137,23 @@ def _trustee_keystore() -> Keystore | tuple[str, str]:
     return keystore
 
 
+def _trustee_on_ledger(ledger: LedgerClient, keystore: Keystore) -> Signer | str:
+    """The uploaded keystore's trustee as the ledger knows it, or why it is none: its DID must hold the
+    ``trustee`` role, and the keystore a key that the DID's document on the ledger lets sign
+    (:func:`~wallet.ledger_cli.signer_on_ledger`), read with proofs. A keystore that only names a
+    trustee's DID is refused here, before the organisation's keystore is written."""
+    did, _, _ = signer_of(keystore)
+    (record, roles), _ = ledger.prove_many([f"did:{did}", f"role:{did}"])
+    if "trustee" not in (roles or []):
+        return f"{did} is not a trustee of this network"
+    if not isinstance(record, dict) or record.get("deactivated"):
+        return f"{did} has no active DID document on the ledger"
+    try:
+        return Signer(*signer_on_ledger(keystore, DIDDocument.from_json(record["document"])))
+    except KeystoreError:
+        return f"this keystore holds no key that {did}'s document on the ledger lets sign"
+
+
 @bp.post("/setup")
 @role_required(Role.ADMIN)
 def run() -> ResponseReturnValue:
@@ -151,11 +171,13 @@ def run() -> ResponseReturnValue:
         before = organisation.status(ledger)
         if before.complete:
             return _page(200, done="The organisation is set up already; nothing was changed.")
-        if before.needs_trustee:
-            roles, _ = ledger.prove(f"role:{trustee}")
-            if "trustee" not in (roles or []):
-                return _page(400, errors={"keystore": f"{trustee} is not a trustee of this network"})
-        after = organisation.setup(ledger, keystore)
+        signer: Keystore | Signer = keystore
+        if before.needs_trustee:  # the trustee signs: refused here unless the ledger would take its key
+            on_ledger = _trustee_on_ledger(ledger, keystore)
+            if isinstance(on_ledger, str):
+                return _page(400, errors={"keystore": on_ledger})
+            signer = on_ledger
+        after = organisation.setup(ledger, signer)
     except (LedgerUnavailable, LedgerUnreachable) as exc:
         _audit_partial(before, trustee)
         return _page(503, problem=f"The ledger cannot be reached: {exc}")

@@ -169,6 +169,7 @@ def test_only_admins_create_operators_through_the_api(
     [
         ({"username": "Frank!", "password": PASSWORD, "role": "operator"}, "username"),
         ({"username": "frank", "password": "short", "role": "operator"}, "password"),
+        ({"username": "frank", "password": PASSWORD + "\ud800", "role": "operator"}, "password"),
         ({"username": "frank", "password": PASSWORD, "role": "king"}, "role"),
         ({"username": "frank", "password": 12, "role": "operator"}, "password"),
         ({"password": PASSWORD, "role": "operator"}, "username"),

@@ -60,10 +60,14 @@ def test_create_admin_prompts_twice(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("username", "password", "message"),
-    [("root", "short", "at least 12"), ("Root!", PASSWORD, "username must be")],
+    [
+        ("root", "short", "at least 12"),
+        ("Root!", PASSWORD, "username must be"),
+        ("root", PASSWORD + "\udcff", "not text"),  # the environment held a byte UTF-8 cannot decode
+    ],
 )
 def test_create_admin_refuses_bad_input(tmp_path: Path, username: str, password: str, message: str) -> None:
-    """A weak password or a bad name exits 1 with the reason and creates nothing."""
+    """A weak password, one that is not text, or a bad name exits 1 with the reason and creates nothing."""
     instance = tmp_path / "instance"
     result = CliRunner().invoke(
         main, ["web", "create-admin", "--username", username, "--instance", str(instance)],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,6 +172,53 @@ def test_refused_enrolments_are_rate_limited(ledger: LedgerPortal, client: Flask
     limited = enrol_request(client, "B" * 43, network)
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 0
     assert limited.get_json()["code"] == "too_many_requests"
+
+
+def test_refusals_sent_together_are_checked_no_more_than_the_limit(
+    ledger: LedgerPortal, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twice the allowed number of forged tokens posted at the same moment from one address: at most
+    ``ENROL_MAX_FAILURES`` are checked (403), the others are refused unchecked (429). Each check takes
+    50 ms so that the requests overlap (they were all checked: the limit was read before any counted)."""
+    enrolment = portal(app).services.enrolment
+    check, checked = enrolment.enrol, []
+
+    def slow_check(token: str, txn: Any) -> Any:
+        checked.append(token)
+        time.sleep(0.05)
+        return check(token, txn)
+
+    monkeypatch.setattr(enrolment, "enrol", slow_check)
+    txn = enrolment_transaction(ledger.client.genesis.network, Ed25519PrivateKey.generate()).to_json()
+    start, answers = threading.Barrier(2 * ENROL_MAX_FAILURES), []
+
+    def forge(n: int) -> None:
+        client = app.test_client()
+        start.wait()
+        answers.append(client.post("/api/v1/enrol", json={"token": f"forged-{n}", "txn": txn}).status_code)
+
+    threads = [threading.Thread(target=forge, args=(n,)) for n in range(2 * ENROL_MAX_FAILURES)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == 2 * ENROL_MAX_FAILURES and set(answers) == {403, 429}
+    assert answers.count(403) == len(checked) <= ENROL_MAX_FAILURES
+
+
+def test_enrolments_that_succeed_or_are_malformed_are_not_counted(
+    ledger: LedgerPortal, client: FlaskClient, token_of: Callable[[Role], str]
+) -> None:
+    """With one refusal short of the limit, an address enrols a device and sends a malformed body: the
+    next refusal is still checked (403), and only then is the address limited (429)."""
+    network = ledger.client.genesis.network
+    for _ in range(ENROL_MAX_FAILURES - 1):
+        assert enrol_request(client, "B" * 43, network).status_code == 403
+    made = new_tokens(client, token_of(Role.OPERATOR))[0]
+    assert enrol_request(client, made["token"], network).status_code == 201
+    assert client.post("/api/v1/enrol", json={"token": "x"}).status_code == 400
+    assert enrol_request(client, "B" * 43, network).status_code == 403
+    assert enrol_request(client, "B" * 43, network).status_code == 429
 
 
 def test_a_repeated_enrolment_is_answered_again_but_audited_once_and_limited(

@@ -40,6 +40,12 @@ def test_a_malformed_hash_matches_nothing() -> None:
     assert not Passwords(CHEAPEST).verify("plain-text", "plain-text")
 
 
+def test_a_password_that_is_not_text_matches_nothing() -> None:
+    """A password holding a lone surrogate is checked as wrong instead of raising."""
+    passwords = Passwords(CHEAPEST)
+    assert not passwords.verify(passwords.hash(PASSWORD), PASSWORD + "\ud800")
+
+
 def test_other_argon2_variants_are_refused() -> None:
     """Only Argon2id parameters are accepted."""
     with pytest.raises(ValueError, match="Argon2id"):
@@ -64,10 +70,12 @@ def test_sign_in_upgrades_a_hash_made_at_another_cost(app: Flask, make_operator:
         ("a" * (MIN_PASSWORD_LENGTH - 1), "at least"),
         ("a" * (MAX_PASSWORD_LENGTH + 1), "at most"),
         (" " * MIN_PASSWORD_LENGTH, "spaces"),
+        (PASSWORD + "\ud800", "not text"),
     ],
 )
 def test_password_rules(password: str, reason: str) -> None:
-    """Too short, too long and blank passwords are refused with a reason."""
+    """Too short, too long and blank passwords, and ones holding a lone surrogate (no UTF-8 encodes
+    it, so it cannot be hashed), are refused with a reason."""
     problem = password_problem(password)
     assert problem is not None
     assert reason in problem

@@ -131,6 +131,22 @@ def test_non_trustee_keystore_changes_nothing(
     assert unchanged(ledger, height)
 
 
+def test_keystore_naming_a_trustee_but_holding_another_key_changes_nothing(
+    signed_in: Callable[[Role], Browser], ledger: LedgerPortal
+) -> None:
+    """A keystore that names the trustee's DID but holds a key its document on the ledger does not list
+    is refused (400) before anything is written: no organisation keystore, no transaction, no audit
+    entry (the organisation's keystore was written, and the setup audited, before the ledger refused)."""
+    forged = Keystore.new(
+        Ed25519PrivateKey.generate(), metadata={"did": ledger.node.trustee.did}, params=KDF_TESTING
+    ).encrypt(TRUSTEE_PASSPHRASE)
+    height = ledger.height()
+    status, page = upload(signed_in(Role.ADMIN), forged, TRUSTEE_PASSPHRASE)
+    assert status == 400 and "holds no key that" in page
+    assert unchanged(ledger, height)
+    assert [a for a in audit_actions(ledger.app) if a[1].startswith("organisation.")] == []
+
+
 def test_setup_needs_csrf(signed_in: Callable[[Role], Browser], ledger: LedgerPortal) -> None:
     """Without the CSRF token the request is refused before the view runs."""
     height = ledger.height()
