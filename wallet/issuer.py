@@ -289,15 +289,33 @@ class Issuer:
 
     def withdraw_undelivered(self, credential_ids: Sequence[str]) -> None:
         """Forget credentials issued but never handed to their holders (the step after issuing
-        failed): their rows go; their status indices stay allocated, never to be given again."""
+        failed): their rows go; their status indices stay allocated, never to be given again.
+        An id with no row is passed over; one another issuer issued is refused, and nothing goes."""
         if not credential_ids:
             return
         with self._writing, Session(self.engine) as session:
+            rows = []
             for credential_id in credential_ids:
                 row = session.get(IssuedCredentialRow, credential_id)
                 if row is not None:
-                    session.delete(row)
+                    rows.append(self._check_own(session, row))
+            for row in rows:
+                session.delete(row)
             session.commit()
+
+    def _check_own(self, session: Session, row: IssuedCredentialRow) -> IssuedCredentialRow:
+        """Return ``row`` if this issuer issued it, or raise :class:`IssuerError`.
+
+        A credential's row names no issuer: it is the issuer of the credential's status lists
+        (several issuers may share one database)."""
+        urls = (row.revocation_list, row.suspension_list)
+        lists = [session.get(StatusListRow, url) for url in urls]
+        if any(list_row is not None and list_row.issuer != self.did for list_row in lists):
+            raise IssuerError(f"no credential {row.id} issued by {self.did}")
+        for url, list_row in zip(urls, lists, strict=True):
+            if list_row is None:  # no foreign key ties a credential's row to its list
+                raise IssuerError(f"credential {row.id} names status list {url}, which is missing")
+        return row
 
     # -- status changes ---------------------------------------------------------------------
     def _set_status(
@@ -312,6 +330,7 @@ class Issuer:
                 row = session.get(IssuedCredentialRow, credential_id)
                 if row is None:
                     raise IssuerError(f"no credential {credential_id} issued by {self.did}")
+                self._check_own(session, row)
                 if revoked is not None and row.revoked:
                     raise IssuerError(f"credential {credential_id} {revoked}")
                 rows.append(row)
@@ -404,4 +423,4 @@ class Issuer:
             row = session.get(IssuedCredentialRow, credential_id)
             if row is None:
                 raise IssuerError(f"no credential {credential_id} issued by {self.did}")
-            return self._status(row)
+            return self._status(self._check_own(session, row))

@@ -344,3 +344,56 @@ def test_an_undelivered_credential_is_withdrawn_and_its_index_never_given_again(
         issuer.status(first["id"])
     again = [issuer.status(issuer.issue({"id": f"did:example:{i}"})["id"]).index for i in range(30)]
     assert index not in again
+
+
+def _two_issuers_on_one_database(keyring: KeyRing) -> tuple[Issuer, Issuer]:
+    engine = open_engine("sqlite://")
+
+    def issuer(name: str) -> Issuer:
+        identity = keyring.new()
+        return Issuer(
+            did=identity.did,
+            key=identity.key,
+            verification_method=identity.method,
+            engine=engine,
+            status_base_url=f"https://{name}.example/status",
+        )
+
+    return issuer("a"), issuer("b")
+
+
+@pytest.mark.parametrize("change", ["revoke", "suspend", "reinstate"])
+def test_an_issuer_cannot_change_the_status_of_another_issuers_credential(
+    keyring: KeyRing, change: str
+) -> None:
+    """On a shared database, revoke / suspend / reinstate of another issuer's credential is refused
+    naming the credential and the issuer, and changes no bit and no row."""
+    mallory, issuer = _two_issuers_on_one_database(keyring)
+    credential = issuer.issue({"id": "did:example:device-1"})
+    if change == "reinstate":
+        issuer.suspend(credential["id"])
+    before = issuer.status(credential["id"])
+    bits = {url: issuer.status_list(url).to_bytes() for url in issuer.status_list_urls()}
+    with pytest.raises(IssuerError, match=f"no credential {credential['id']} issued by {mallory.did}"):
+        getattr(mallory, change)(credential["id"])
+    assert issuer.status(credential["id"]) == before
+    assert {url: issuer.status_list(url).to_bytes() for url in issuer.status_list_urls()} == bits
+
+
+def test_an_issuer_cannot_read_the_status_of_another_issuers_credential(keyring: KeyRing) -> None:
+    """status() of a credential another issuer issued on the same database is refused."""
+    mallory, issuer = _two_issuers_on_one_database(keyring)
+    credential = issuer.issue({"id": "did:example:device-1"})
+    with pytest.raises(IssuerError, match=f"no credential {credential['id']} issued by {mallory.did}"):
+        mallory.status(credential["id"])
+
+
+def test_an_issuer_cannot_withdraw_another_issuers_credential(keyring: KeyRing) -> None:
+    """withdraw_undelivered with one id of another issuer is refused and withdraws nothing."""
+    mallory, issuer = _two_issuers_on_one_database(keyring)
+    own = mallory.issue({"id": "did:example:device-1"})
+    theirs = issuer.issue({"id": "did:example:device-2"})
+    with pytest.raises(IssuerError, match=f"no credential {theirs['id']} issued by {mallory.did}"):
+        mallory.withdraw_undelivered([own["id"], theirs["id"]])
+    assert mallory.status(own["id"]).credential_id == own["id"]
+    assert issuer.status(theirs["id"]).credential_id == theirs["id"]
