@@ -2,9 +2,9 @@
 (``created``, ``expires``) and DID Resolution metadata use them: an ISO 8601 date and time that
 must carry a time zone. Trellis writes them in UTC with a ``Z`` and whole seconds.
 
-Read as XML Schema 1.1 defines them: a zone offset is at most 14:00 either way, and ``24:00:00`` is
-midnight at the end of the day (the next day's ``00:00:00``). Years beyond 9999 (valid in XML Schema)
-are refused: no date in this system lies that far."""
+Read as XML Schema 1.1 defines them: a zone offset is at most 14:00 either way, with minutes 00 to
+59, and ``24:00:00`` is midnight at the end of the day (the next day's ``00:00:00``). Years beyond
+9999 (valid in XML Schema) are refused: no date in this system lies that far."""
 
 from __future__ import annotations
 
@@ -29,8 +29,12 @@ def parse_timestamp(value: object) -> datetime:
         raise InvalidTimestamp(f"{value!r} is not a dateTimeStamp (e.g. 2026-01-31T12:00:00Z)")
     date, _, time = value.partition("T")
     clock, zone = (time[:-1], "Z") if time.endswith("Z") else (time[:-6], time[-6:])
-    if zone != "Z" and zone[1:] > "14:00":
-        raise InvalidTimestamp(f"{value!r} has a time zone offset beyond 14:00")
+    if zone != "Z":  # timezoneFrag: (0d|1[0-3]):[0-5]d or 14:00, compared as numbers
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if minutes > 59:
+            raise InvalidTimestamp(f"{value!r} has a time zone offset with minutes beyond 59")
+        if (hours, minutes) > (14, 0):
+            raise InvalidTimestamp(f"{value!r} has a time zone offset beyond 14:00")
     try:
         if clock.startswith("24:"):  # XML Schema 1.1: 24:00:00 is the first instant of the next day
             if clock[:8] != "24:00:00" or clock[9:].strip("0"):

@@ -53,3 +53,21 @@ def test_twenty_four_hundred_is_the_end_of_the_day() -> None:
     assert parse_timestamp("2026-01-01T24:00:00.000+02:00") == parse_timestamp("2026-01-02T00:00:00+02:00")
     with pytest.raises(InvalidTimestamp, match="hour 24"):
         parse_timestamp("2026-01-01T24:00:01Z")
+
+
+@pytest.mark.parametrize(
+    "value", ["2026-06-01T12:00:00+13:99", "2026-06-01T12:00:00+00:99", "2026-06-01T12:00:00-00:60"]
+)
+def test_refuses_zone_offsets_with_minutes_beyond_fifty_nine(value: str) -> None:
+    """XML Schema's timezoneFrag allows minutes 00 to 59 only, whatever the hours."""
+    with pytest.raises(InvalidTimestamp, match="minutes beyond 59"):
+        parse_timestamp(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "offset"),
+    [("2026-06-01T12:00:00+14:00", 14 * 60), ("2026-06-01T12:00:00-13:59", -(13 * 60 + 59))],
+)
+def test_accepts_zone_offsets_up_to_fourteen_hours(value: str, offset: int) -> None:
+    """The largest offsets XML Schema allows are read as they are written."""
+    assert parse_timestamp(value).utcoffset() == timedelta(minutes=offset)
