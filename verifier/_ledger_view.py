@@ -159,7 +159,9 @@ class LedgerView:
         if result.error == "notFound":
             raise Refused(Reason.DID_NOT_FOUND, result.error_message or f"{did} not found", did=did)
         if result.error is not None or result.did_document is None:
-            reason = Reason.MALFORMED if result.error == "invalidDid" else Reason.LEDGER_UNAVAILABLE
+            # the DID itself is wrong (invalidDid, invalidPublicKey...): malformed; else the resolver failed
+            malformed = result.error is not None and result.error.startswith(("invalid", "unsupported"))
+            reason = Reason.MALFORMED if malformed else Reason.LEDGER_UNAVAILABLE
             raise Refused(reason, f"resolving {did}: {result.error}: {result.error_message}", did=did)
         return did_entry_from_document(
             result.did_document,

@@ -117,6 +117,13 @@ class Ed25519PublicKey:
         except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
             raise BadSignature(f"Ed25519 verification failed: {exc}") from None
 
+    def is_valid_point(self) -> bool:
+        """Whether the key is a usable Ed25519 public key: the canonical encoding of a point on the
+        curve, in its prime-order subgroup and not of small order (libsodium
+        ``crypto_core_ed25519_is_valid_point``). Every key an :class:`Ed25519PrivateKey` makes is
+        one; no key generation makes any other, and none other has an X25519 form (:meth:`to_x25519`)."""
+        return bool(nacl.bindings.crypto_core_ed25519_is_valid_point(self._key))
+
     def to_x25519(self) -> X25519PublicKey:
         """Map this key to its X25519 (Montgomery) form for key agreement."""
         try:

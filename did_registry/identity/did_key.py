@@ -17,7 +17,9 @@ Three representations are produced, each member for member as published:
 * ``jwk-2020``: ``JsonWebKey2020`` with ``publicKeyJwk``, as in the same vectors (seed 5).
 
 Only the bare form ``did:key:<mb>`` is accepted (no version segment, no other key type): a wrong
-prefix, codec or length raises :class:`~did_registry.errors.InvalidDID` saying which.
+prefix, codec or length raises :class:`~did_registry.errors.InvalidDID` saying which (a value longer
+than an ed25519-pub key's is refused before it is decoded), and 32 bytes that are not a point of the
+Ed25519 curve's prime-order subgroup raise its subclass :class:`InvalidPublicKey`.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from multiformats import multicodec, varint
 
 from did_registry.errors import InvalidDID, InvalidKey, InvalidMultikey
 from did_registry.identity import multibase, multikey
-from did_registry.identity.crypto import Ed25519PublicKey
+from did_registry.identity.crypto import ED25519_PUBLIC_KEY_SIZE, Ed25519PublicKey
 from did_registry.identity.did import DID, parse_did
 from did_registry.identity.did_document import DID_CONTEXT_V1, MULTIKEY_CONTEXT_V1, DIDDocument
 from did_registry.identity.verification_method import MULTIKEY, VerificationMethod
 
 __all__ = [
     "METHOD",
+    "InvalidPublicKey",
     "Representation",
     "did_key",
     "public_key_from_did_key",
@@ -46,6 +49,13 @@ __all__ = [
 
 METHOD: Final = "key"
 """The DID method name."""
+
+_MULTIKEY_SIZE: Final = len(multikey.ED25519_PUB_HEADER) + ED25519_PUBLIC_KEY_SIZE
+
+
+class InvalidPublicKey(InvalidDID):
+    """A did:key whose 32 key bytes are not a valid Ed25519 public key: the did:key method's
+    ``invalidPublicKey`` error ("Signature Method Creation Algorithm")."""
 
 
 class Representation(StrEnum):
@@ -99,7 +109,8 @@ def _codec_name(raw: bytes) -> str:
 
 
 def public_key_from_did_key(did: DID | str) -> Ed25519PublicKey:
-    """Return the Ed25519 key a did:key encodes; raise :class:`InvalidDID` saying what is wrong."""
+    """Return the Ed25519 key a did:key encodes; raise :class:`InvalidDID` saying what is wrong
+    (:class:`InvalidPublicKey` when the key bytes are no valid Ed25519 public key)."""
     parsed = did if isinstance(did, DID) else parse_did(did)
     text, value = str(parsed), parsed.method_specific_id
     if parsed.method != METHOD:
@@ -109,15 +120,18 @@ def public_key_from_did_key(did: DID | str) -> Ed25519PublicKey:
     if not value.startswith("z"):
         raise InvalidDID(text, "a did:key must be multibase base58btc (start with 'z')")
     try:
-        raw = multibase.decode_base58btc(value)
+        raw = multibase.decode_base58btc(value, max_size=_MULTIKEY_SIZE)
     except multibase.MultibaseError as exc:
-        raise InvalidDID(text, str(exc)) from None
+        raise InvalidDID(text, f"not an ed25519-pub key: {exc}") from None
     if not raw.startswith(multikey.ED25519_PUB_HEADER):
         raise InvalidDID(text, f"unsupported multicodec {_codec_name(raw)}: only ed25519-pub (0xed)")
     try:
-        return multikey.decode_ed25519_public_key(value)
+        key = multikey.decode_ed25519_public_key(value)
     except (InvalidMultikey, InvalidKey) as exc:
         raise InvalidDID(text, getattr(exc, "reason", str(exc))) from None
+    if not key.is_valid_point():  # the codec and the length are right: the key itself is not
+        raise InvalidPublicKey(text, multikey.NOT_A_VALID_POINT)
+    return key
 
 
 def verification_method_id(did: DID | str) -> str:

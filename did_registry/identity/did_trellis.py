@@ -90,7 +90,10 @@ def _check_id(value: str, did: str, offset: int) -> None:
     for i, char in enumerate(value):
         if char not in _BASE58_ALPHABET:
             raise InvalidDID(did, f"character {char!r} at position {offset + i} is not base58btc")
-    size = len(multibase.decode_base58btc("z" + value))
+    try:
+        size = len(multibase.decode_base58btc("z" + value, max_size=ID_SIZE))
+    except multibase.MultibaseError as exc:  # refused unread: longer than 16 bytes can be
+        raise InvalidDID(did, f"the id must encode {ID_SIZE} bytes: {exc}") from None
     if size != ID_SIZE:
         raise InvalidDID(did, f"the id must encode {ID_SIZE} bytes, it encodes {size}")
 

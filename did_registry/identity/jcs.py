@@ -53,6 +53,8 @@ def canonicalize_reference(value: Any) -> bytes:
         return rfc8785.dumps(value)
     except rfc8785.CanonicalizationError as exc:
         raise CanonicalizationError(str(exc)) from None
+    except UnicodeEncodeError as exc:  # rfc8785 sorts keys by their UTF-16: a lone surrogate fails there
+        raise CanonicalizationError(f"a lone surrogate in {exc.object[:40]!r} is not Unicode text") from None
     except (TypeError, RecursionError) as exc:
         raise CanonicalizationError(f"not a JSON value: {exc}") from None
 

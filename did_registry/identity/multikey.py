@@ -3,8 +3,8 @@
 A Multikey value is multibase base58btc (``z``) of the multicodec header followed by the raw key:
 ``ed25519-pub`` (0xed, varint ``ed 01``) for Ed25519 and ``x25519-pub`` (0xec, varint ``ec 01``) for
 X25519. The codes are looked up once in the :mod:`multiformats` codec table. Decoding refuses a wrong
-multibase prefix, an unexpected codec, and a key of the wrong length, with
-:class:`~did_registry.errors.InvalidMultikey`.
+multibase prefix, an unexpected codec and a key of the wrong length (a value longer than the longest
+key is refused before it is decoded), with :class:`~did_registry.errors.InvalidMultikey`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ __all__ = [
     "ED25519_PUB_HEADER",
     "X25519_PUB_HEADER",
     "ED25519_PRIV_HEADER",
+    "NOT_A_VALID_POINT",
     "encode_ed25519_public_key",
     "decode_ed25519_public_key",
     "encode_x25519_public_key",
@@ -46,6 +47,8 @@ X25519_PUB_HEADER = _header("x25519-pub")
 """Varint multicodec header of an X25519 public key: ``ec 01``."""
 ED25519_PRIV_HEADER = _header("ed25519-priv")
 """Varint multicodec header of an Ed25519 private key (seed): ``80 26``."""
+NOT_A_VALID_POINT = "not a valid Ed25519 public key (a point of the curve's prime-order subgroup)"
+"""The reason given for 32 bytes that are no Ed25519 public key."""
 
 
 def _decode(value: str, header: bytes, codec: str, size: int) -> bytes:
@@ -54,7 +57,7 @@ def _decode(value: str, header: bytes, codec: str, size: int) -> bytes:
     if not value.startswith("z"):
         raise InvalidMultikey(value, "publicKeyMultibase must be base58btc (start with 'z')")
     try:
-        raw = multibase.decode_base58btc(value)
+        raw = multibase.decode_base58btc(value, max_size=len(header) + size)
     except ValueError as exc:
         raise InvalidMultikey(value, str(exc)) from None
     if not raw.startswith(header):
@@ -72,7 +75,11 @@ def encode_ed25519_public_key(key: Ed25519PublicKey) -> str:
 
 @lru_cache(maxsize=65536)
 def decode_ed25519_public_key(value: str) -> Ed25519PublicKey:
-    """Parse an Ed25519 ``publicKeyMultibase``; raise :class:`InvalidMultikey` when it is not one."""
+    """Parse an Ed25519 ``publicKeyMultibase``; raise :class:`InvalidMultikey` when it is not one.
+
+    Whether the 32 bytes are a point of the curve is not checked here (it costs as much as a
+    signature check, on every new device's document on every validator and verifier): bytes that are
+    none can verify no signature. A did:key checks it (:func:`did_key.public_key_from_did_key`)."""
     return Ed25519PublicKey(_decode(value, ED25519_PUB_HEADER, "ed25519-pub", ED25519_PUBLIC_KEY_SIZE))
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "NOT_FOUND",
     "METHOD_NOT_SUPPORTED",
     "REPRESENTATION_NOT_SUPPORTED",
+    "INVALID_PUBLIC_KEY",
     "INVALID_OPTIONS",
     "INTERNAL_ERROR",
     "ResolutionOptions",
@@ -58,6 +59,8 @@ METHOD_NOT_SUPPORTED: Final = "methodNotSupported"
 """Error: the resolver does not know the DID's method."""
 REPRESENTATION_NOT_SUPPORTED: Final = "representationNotSupported"
 """Error: the ``accept`` option asks for a representation the resolver cannot produce."""
+INVALID_PUBLIC_KEY: Final = "invalidPublicKey"
+"""Error (did:key): the key the DID encodes is not a valid public key of its type."""
 INVALID_OPTIONS: Final = "invalidOptions"
 """Error: a resolution option has a value the resolver cannot use."""
 INTERNAL_ERROR: Final = "internalError"
@@ -258,6 +261,8 @@ class DIDKeyResolver:
 
     Options: ``accept`` (only ``application/did+ld+json``), ``publicKeyFormat`` (``Multikey``,
     ``Ed25519VerificationKey2018`` or ``JsonWebKey2020``) and ``enableEncryptionKeyDerivation``.
+    A malformed did:key gives ``invalidDid``; one whose 32 key bytes are no valid Ed25519 public key,
+    ``invalidPublicKey`` (did:key v0.7, "Signature Method Creation Algorithm").
     """
 
     def __init__(
@@ -277,7 +282,8 @@ class DIDKeyResolver:
             return refused
         representation = self._representation
         if "publicKeyFormat" in options:
-            chosen = _KEY_FORMATS.get(options["publicKeyFormat"])
+            requested = options["publicKeyFormat"]
+            chosen = _KEY_FORMATS.get(requested) if isinstance(requested, str) else None
             if chosen is None:
                 return ResolutionResult.failure(
                     INVALID_OPTIONS,
@@ -298,6 +304,8 @@ class DIDKeyResolver:
             document = did_key.resolve_did_key(
                 parsed, representation=representation, enable_encryption_key_derivation=derive
             )
+        except did_key.InvalidPublicKey as exc:
+            return ResolutionResult.failure(INVALID_PUBLIC_KEY, exc.reason)
         except InvalidDID as exc:
             return ResolutionResult.failure(INVALID_DID, exc.reason)
         return ResolutionResult.success(document)

@@ -31,7 +31,12 @@ from typing import Any, Final
 
 from did_registry.errors import InvalidDID, InvalidDIDDocument, InvalidKey, InvalidMultikey
 from did_registry.identity import multibase, multikey
-from did_registry.identity.crypto import Ed25519PublicKey, X25519PublicKey
+from did_registry.identity.crypto import (
+    ED25519_PUBLIC_KEY_SIZE,
+    X25519_KEY_SIZE,
+    Ed25519PublicKey,
+    X25519PublicKey,
+)
 from did_registry.identity.did import DID, is_did, parse_did_url, resolve_relative
 
 __all__ = [
@@ -63,6 +68,11 @@ SUPPORTED_TYPES: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
 """Verification method types Trellis reads: type → (material property, key kinds it may hold)."""
 
 _BASE64URL_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+_RAW_KEY_SIZE: Final = max(ED25519_PUBLIC_KEY_SIZE, X25519_KEY_SIZE)
+_MULTIKEY_MAX_SIZE: Final = (
+    max(len(multikey.ED25519_PUB_HEADER), len(multikey.X25519_PUB_HEADER)) + _RAW_KEY_SIZE
+)
+"""The longest value a supported Multikey decodes to; longer text is refused before decoding."""
 
 
 def _kind(key: PublicKey) -> str:
@@ -76,7 +86,10 @@ def _decode_multikey(value: str) -> PublicKey:
         return multikey.decode_ed25519_public_key(value)
     if value.startswith("z6LS"):
         return multikey.decode_x25519_public_key(value)
-    raw = multibase.decode_base58btc(value)
+    try:
+        raw = multibase.decode_base58btc(value, max_size=_MULTIKEY_MAX_SIZE)
+    except multibase.MultibaseError as exc:
+        raise InvalidMultikey(value, f"not an ed25519-pub or x25519-pub key: {exc}") from None
     if raw.startswith(multikey.X25519_PUB_HEADER):
         return multikey.decode_x25519_public_key(value)
     if raw.startswith(multikey.ED25519_PUB_HEADER):
@@ -103,7 +116,7 @@ def _from_base58(value: object, kinds: frozenset[str], path: str) -> PublicKey:
     if not isinstance(value, str):
         raise InvalidDIDDocument("publicKeyBase58 must be a string", path=path)
     try:
-        raw = multibase.decode_base58btc("z" + value)
+        raw = multibase.decode_base58btc("z" + value, max_size=_RAW_KEY_SIZE)
         return Ed25519PublicKey(raw) if _ED in kinds else X25519PublicKey(raw)
     except (multibase.MultibaseError, InvalidKey) as exc:
         raise InvalidDIDDocument(str(exc), path=path) from None
@@ -123,7 +136,10 @@ def _from_jwk(value: object, path: str) -> PublicKey:
         raw = base64.urlsafe_b64decode(x + "=")
     except binascii.Error as exc:  # pragma: no cover - the pattern above already rules this out
         raise InvalidDIDDocument(f"bad base64url: {exc}", path=f"{path}.x") from None
-    return Ed25519PublicKey(raw) if value["crv"] == _ED else X25519PublicKey(raw)
+    try:
+        return Ed25519PublicKey(raw) if value["crv"] == _ED else X25519PublicKey(raw)
+    except InvalidKey as exc:
+        raise InvalidDIDDocument(str(exc), path=f"{path}.x") from None
 
 
 @dataclass(frozen=True, slots=True)

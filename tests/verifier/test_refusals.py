@@ -413,3 +413,17 @@ def test_an_entry_wider_than_one_bit_is_refused(world: World) -> None:
     with pytest.raises(Refused) as refused:
         world.verifier.authenticate_presentation(world.present(credentials=[credential]), AUDIENCE)
     assert refused.value.reason is Reason.CREDENTIAL_INVALID and "statusSize" in refused.value.detail
+
+
+def test_a_did_key_that_is_no_valid_point_is_malformed(world: World) -> None:
+    """A did:key whose key bytes are off the curve is the device's mistake, not the ledger's: refused
+    malformed (invalidPublicKey), not ledger_unavailable."""
+    from did_registry.identity.crypto import Ed25519PublicKey
+    from did_registry.identity.multikey import encode_ed25519_public_key
+
+    did = "did:key:" + encode_ed25519_public_key(Ed25519PublicKey((2).to_bytes(32, "little")))
+    world.did = did
+    with pytest.raises(Refused) as refused:
+        world.verifier.authenticate_presentation(world.present(method=f"{did}#{did[8:]}"), AUDIENCE)
+    assert refused.value.reason is Reason.MALFORMED, refused.value
+    assert "invalidPublicKey" in refused.value.detail

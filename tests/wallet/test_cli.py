@@ -131,3 +131,13 @@ def test_issue_refuses_bad_claims(runner: CliRunner, tmp_path: Path, claims: str
     )
     assert result.exit_code == 1
     assert "--claims" in result.output
+
+
+def test_verify_refuses_a_lone_surrogate_in_a_claim_name(runner: CliRunner, tmp_path: Path) -> None:
+    """A credential whose JSON names a claim ``"\\ud800"`` exits 1 with 'malformed', never a traceback."""
+    path, _, _ = _issue(runner, tmp_path, "--claims", '{"model": "TH-1"}')
+    path.write_text(path.read_text().replace('"model"', '"\\ud800"'))
+    result = runner.invoke(main, ["vc", "verify", str(path)])
+    assert result.exit_code == 1
+    assert "malformed" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -158,6 +158,15 @@ def test_malformed_credentials_are_refused(keyring: KeyRing, field: str, value: 
         verify_credential(broken, keyring.lookup, now=NOW)
 
 
+def test_a_lone_surrogate_in_a_claim_name_is_malformed(keyring: KeyRing) -> None:
+    """A claim named with a lone surrogate (JSON's ``"\\ud800"``) is refused as malformed."""
+    credential, _, _ = _issue(keyring)
+    broken = copy.deepcopy(credential)
+    broken["credentialSubject"]["\ud800"] = 1
+    with pytest.raises(MalformedDocument):
+        verify_credential(broken, keyring.lookup, now=NOW)
+
+
 def test_valid_until_before_valid_from_is_malformed(keyring: KeyRing) -> None:
     """A validity period that ends before it starts is malformed."""
     with pytest.raises(MalformedDocument):

@@ -176,6 +176,18 @@ def test_proof_defects_name_the_check(
         verify_proof(tampered, _lookup_for(vectors), expected_purpose="assertionMethod")
 
 
+@pytest.mark.parametrize("length", [89, 10_000])
+def test_a_proof_value_longer_than_any_signature_is_refused_undecoded(
+    vectors: dict[str, Any], length: int
+) -> None:
+    """A proofValue of more base58 characters than 64 bytes can take (88) fails with bad_signature,
+    refused for its length before it is decoded."""
+    tampered = copy.deepcopy(vectors["signed"])
+    tampered["proof"]["proofValue"] = "z" + "2" * length
+    with pytest.raises(InvalidSignature, match=f"{length} base58btc characters encode more than 64 bytes"):
+        verify_proof(tampered, _lookup_for(vectors), expected_purpose="assertionMethod")
+
+
 def test_missing_proof_and_proof_sets_are_malformed(vectors: dict[str, Any]) -> None:
     """A document without a proof, or with a list of proofs, is refused as malformed."""
     with pytest.raises(MalformedDocument):

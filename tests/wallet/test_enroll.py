@@ -73,7 +73,12 @@ class PortalRoute:
         if self.fail_next:  # the answer is lost on the way back
             self.fail_next = False
             raise httpx.ReadError("connection reset")
-        return httpx.Response(201, json=result.to_json())
+        # json.dumps escapes every non-ASCII character, so a tampered answer may carry lone surrogates
+        return httpx.Response(
+            201,
+            content=json.dumps(result.to_json()).encode("ascii"),
+            headers={"Content-Type": "application/json"},
+        )
 
     def client(self) -> httpx.Client:
         """An HTTP client whose requests reach this route."""
@@ -390,6 +395,32 @@ def test_a_credential_that_does_not_verify_is_not_kept(
 
     route.tamper = altered
     with pytest.raises(EnrollmentError, match="does not verify"):
+        enroll(
+            new_payload(portal).encode(),
+            tmp_path / "device",
+            PASSPHRASE,
+            http=route.client(),
+            params=KDF_TESTING,
+            allow_http=True,  # the test portal's node is http://node-1
+            ledger_transport=route.portal.transport,
+        )
+    assert DeviceWallet.open(tmp_path / "device", PASSPHRASE).credentials() == []
+
+
+def test_a_credential_with_a_lone_surrogate_claim_name_is_not_kept(
+    portal: Portal, route: PortalRoute, tmp_path: Path
+) -> None:
+    """An answer whose credential names a claim ``"\\ud800"`` is an EnrollmentError; nothing is kept."""
+
+    def altered(result: EnrolmentResult) -> EnrolmentResult:
+        credential = json.loads(json.dumps(result.credential))
+        credential["credentialSubject"]["\ud800"] = "TH-9000"
+        return EnrolmentResult(
+            result.did, credential, result.credential_id, result.status_index, result.enrolled
+        )
+
+    route.tamper = altered
+    with pytest.raises(EnrollmentError, match="does not verify: malformed"):
         enroll(
             new_payload(portal).encode(),
             tmp_path / "device",

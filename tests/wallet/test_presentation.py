@@ -73,6 +73,22 @@ def test_refuses_other_domain(keyring: KeyRing) -> None:
         )
 
 
+def test_a_lone_surrogate_challenge_is_a_wrong_challenge(keyring: KeyRing) -> None:
+    """A proof whose challenge is a lone surrogate (JSON's ``"\\ud800"``) fails with wrong_challenge."""
+    presentation = _present(keyring)
+    presentation["proof"]["challenge"] = "\ud800"
+    with pytest.raises(ChallengeMismatch):
+        verify_presentation(presentation, keyring.lookup, challenge=CHALLENGE, domain=DOMAIN, now=NOW)
+
+
+def test_a_lone_surrogate_challenge_asked_for_is_malformed(keyring: KeyRing) -> None:
+    """Asked to check the lone surrogate a proof carries, verification refuses it as malformed."""
+    presentation = _present(keyring)
+    presentation["proof"]["challenge"] = "\ud800"
+    with pytest.raises(MalformedDocument):
+        verify_presentation(presentation, keyring.lookup, challenge="\ud800", domain=DOMAIN, now=NOW)
+
+
 def test_refuses_presentation_without_challenge(keyring: KeyRing) -> None:
     """A proof that carries no challenge fails with wrong_challenge, not a crash."""
     presentation = _present(keyring)

@@ -3,8 +3,9 @@
 Implements W3C *Data Integrity EdDSA Cryptosuites v1.0* §3.3 (eddsa-jcs-2022): the document and the
 proof configuration are canonicalized with RFC 8785 (JCS), each hashed with SHA-256, and Ed25519
 signs ``hash(proofConfig) ‖ hash(document)``; ``proofValue`` is the signature in multibase
-base58btc. Proof options follow W3C *Verifiable Credential Data Integrity 1.0* §2.1 (``created``,
-``expires``, ``challenge``, ``domain``, ``nonce``). Only single proofs are produced and accepted.
+base58btc (a value longer than 64 bytes can encode is refused before it is decoded). Proof options
+follow W3C *Verifiable Credential Data Integrity 1.0* §2.1 (``created``, ``expires``, ``challenge``,
+``domain``, ``nonce``). Only single proofs are produced and accepted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from did_registry.errors import BadSignature, CanonicalizationError
-from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey, sha256
+from did_registry.identity.crypto import ED25519_SIGNATURE_SIZE, Ed25519PrivateKey, Ed25519PublicKey, sha256
 from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multibase import decode_base58btc, encode_base58btc
 from did_registry.identity.signature_memo import SignatureMemo
@@ -130,6 +131,12 @@ def _optional_str(proof: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8, lone surrogates (which JSON's ``\\ud800`` escapes can carry) included, so
+    that comparing two strings never fails; canonicalization refuses such a string later."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _domain(proof: Mapping[str, Any]) -> str | tuple[str, ...] | None:
     """``domain``: "either a string, or an unordered set of strings" (Data Integrity §2.1)."""
     value = proof.get("domain")
@@ -190,7 +197,7 @@ def verify_proof(
     proof_challenge = _optional_str(proof, "challenge")
     proof_domain = _domain(proof)
     if challenge is not None and (
-        proof_challenge is None or not hmac.compare_digest(proof_challenge.encode(), challenge.encode())
+        proof_challenge is None or not hmac.compare_digest(_utf8(proof_challenge), _utf8(challenge))
     ):
         raise ChallengeMismatch("proof challenge is missing or not the one issued", subject=method)
     if domain is not None and not (
@@ -217,7 +224,7 @@ def verify_proof(
 
     key = lookup(method, purpose)
     try:
-        signature = decode_base58btc(proof_value)
+        signature = decode_base58btc(proof_value, max_size=ED25519_SIGNATURE_SIZE)
     except ValueError as exc:
         raise InvalidSignature(f"proofValue is not multibase base58btc: {exc}", subject=method) from None
     data = _hash_data(document, config)

@@ -62,3 +62,33 @@ def test_public_keys_compare_by_value() -> None:
     again = Ed25519PublicKey(bytes(raw))
     assert raw == again
     assert hash(raw) == hash(again)
+
+
+OFF_CURVE = (2).to_bytes(32, "little")
+"""y = 2: (y² - 1) / (d·y² + 1) is no square, so no x makes a point of the curve."""
+NEUTRAL = (1).to_bytes(32, "little")
+"""y = 1, x = 0: the neutral element, a point of order 1."""
+ORDER_FOUR = bytes(32)
+"""y = 0: a point of order 4."""
+MIXED_ORDER = (3).to_bytes(32, "little")
+"""y = 3: a point of the curve outside its prime-order subgroup."""
+
+
+def test_generated_keys_are_valid_points() -> None:
+    """Every public key a seed gives, and the RFC 8032 one, is a valid point."""
+    seed = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+    assert Ed25519PrivateKey(seed).public_key.is_valid_point()
+    assert all(Ed25519PrivateKey.generate().public_key.is_valid_point() for _ in range(32))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [OFF_CURVE, NEUTRAL, ORDER_FOUR, MIXED_ORDER],
+    ids=["off-curve", "neutral", "order-4", "mixed-order"],
+)
+def test_bytes_off_the_prime_order_subgroup_are_no_valid_point(raw: bytes) -> None:
+    """Off-curve, small-order and mixed-order bytes are not valid points, and have no X25519 form."""
+    key = Ed25519PublicKey(raw)
+    assert not key.is_valid_point()
+    with pytest.raises(InvalidKey):
+        key.to_x25519()

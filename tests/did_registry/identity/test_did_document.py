@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from did_registry.errors import (
+    BadSignature,
     InvalidDIDDocument,
     KeyNotAuthorized,
     VerificationMethodNotFound,
@@ -28,6 +29,7 @@ from did_registry.identity.did_document import (
 )
 from did_registry.identity.did_document_builder import DIDDocumentBuilder
 from did_registry.identity.verification_method import SUPPORTED_TYPES, VerificationMethod
+from tests.did_registry.identity.test_crypto import OFF_CURVE
 
 DID = "did:example:123"
 KEY = Ed25519PrivateKey(bytes([7] * 32)).public_key
@@ -296,7 +298,7 @@ INVALID = [
         "mb codec",
         _set(f"{VM}.0.publicKeyMultibase", multibase.encode_base58btc(b"\x80\x24" + bytes(33))),
         f"{VM}[0].publicKeyMultibase",
-        "unsupported multicodec 0x8024",
+        "not an ed25519-pub or x25519-pub key: 48 base58btc characters encode more than 34 bytes",
     ),
 ]
 
@@ -445,6 +447,7 @@ class TestVerificationMethodRepresentations:
                 "32 bytes",
             ),
             ("JsonWebKey2020", "publicKeyJwk", "x", "JSON object"),
+            ("Ed25519VerificationKey2018", "publicKeyBase58", "2" * 100_000, "encode more than 32 bytes"),
         ],
     )
     def test_refuses_bad_material(self, type_: str, prop: str, value: Any, reason: str) -> None:
@@ -454,6 +457,30 @@ class TestVerificationMethodRepresentations:
             VerificationMethod.from_json(data, base=DIDDocument({"id": DID}).id, path="vm")
         assert reason in info.value.reason
         assert info.value.path.startswith("vm.")
+
+    @pytest.mark.parametrize(
+        ("type_", "prop", "value"),
+        [
+            ("Multikey", "publicKeyMultibase", multibase.encode_base58btc(b"\xed\x01" + OFF_CURVE)),
+            (
+                "Ed25519VerificationKey2020",
+                "publicKeyMultibase",
+                multibase.encode_base58btc(b"\xed\x01" + OFF_CURVE),
+            ),
+            ("Ed25519VerificationKey2018", "publicKeyBase58", b58(OFF_CURVE)),
+            ("JsonWebKey2020", "publicKeyJwk", {"kty": "OKP", "crv": "Ed25519", "x": b64url(OFF_CURVE)}),
+        ],
+        ids=["Multikey", "Ed25519VerificationKey2020", "Ed25519VerificationKey2018", "JsonWebKey2020"],
+    )
+    def test_ed25519_bytes_off_the_curve_verify_nothing(self, type_: str, prop: str, value: Any) -> None:
+        """An Ed25519 key whose 32 bytes are off the curve reads, in every representation (the point
+        check costs a signature check per new key; only did:key resolution makes it), and verifies
+        no signature."""
+        data = {"id": "#k", "type": type_, "controller": DID, prop: value}
+        method = VerificationMethod.from_json(data, base=DIDDocument({"id": DID}).id, path="vm")
+        assert isinstance(method.public_key, Ed25519PublicKey) and not method.public_key.is_valid_point()
+        with pytest.raises(BadSignature):
+            method.public_key.verify(b"message", bytes(64))
 
     def test_constructor_refuses_mismatched_key(self) -> None:
         """If a method is constructed with a key its type cannot hold, it is refused."""

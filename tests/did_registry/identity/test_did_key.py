@@ -17,12 +17,14 @@ from did_registry.identity import multibase, multikey
 from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey, X25519PrivateKey
 from did_registry.identity.did import parse_did
 from did_registry.identity.did_key import (
+    InvalidPublicKey,
     Representation,
     did_key,
     public_key_from_did_key,
     resolve_did_key,
     verification_method_id,
 )
+from tests.did_registry.identity.test_crypto import MIXED_ORDER, NEUTRAL, OFF_CURVE
 
 
 def _load(conformance_dir: Path, name: str) -> Any:
@@ -158,12 +160,15 @@ INVALID = [
     ("did:key:u7QE7aie8zrakLWKjqNAqbw1zZTIVdx3iQ6Y6wEihi1naKQ", "start with 'z'"),
     ("did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooW0", "base58btc alphabet"),
     ("did:key:" + _multibase(b"\xec\x01", 32), "x25519-pub (0xec)"),
-    ("did:key:" + _multibase(b"\x80\x24", 33), "p256-pub (0x1200)"),
+    ("did:key:" + _multibase(b"\x80\x24", 32), "p256-pub (0x1200)"),
+    ("did:key:" + _multibase(b"\x80\x24", 33), "48 base58btc characters encode more than 34 bytes"),
     ("did:key:" + _multibase(b"\xed\x01", 31), "32 bytes, got 31"),
-    ("did:key:" + _multibase(b"\xed\x01", 33), "32 bytes, got 33"),
-    ("did:key:" + _multibase(b"\xff\xff\xff\xff\x7f", 32), "unsupported multicodec"),
+    ("did:key:" + _multibase(b"\xed\x01", 33), "not an ed25519-pub key: 48 base58btc characters"),
+    ("did:key:" + _multibase(b"\xff\xff\xff\x7f", 30), "unsupported multicodec"),
+    ("did:key:" + _multibase(b"\xff\xff\xff\xff\x7f", 32), "encode more than 34 bytes"),
     ("did:key:" + _multibase(b"\xff", 0), "unsupported multicodec"),
     ("did:key:z", "unsupported multicodec"),
+    ("did:key:z6Mk" + "2" * 100_000, "100003 base58btc characters encode more than 34 bytes"),
 ]
 
 
@@ -175,6 +180,20 @@ def test_refuses_malformed_did_key(did: str, reason: str) -> None:
     assert reason in info.value.reason
     with pytest.raises(InvalidDID):
         resolve_did_key(did)
+
+
+@pytest.mark.parametrize(
+    "raw", [OFF_CURVE, NEUTRAL, MIXED_ORDER], ids=["off-curve", "neutral", "mixed-order"]
+)
+@pytest.mark.parametrize("derive", [True, False])
+def test_refuses_a_key_that_is_no_valid_point(raw: bytes, derive: bool) -> None:
+    """If a did:key's 32 bytes are no valid Ed25519 point, InvalidPublicKey (the spec's invalidPublicKey)
+    is raised, whether or not the X25519 key is derived."""
+    did = "did:key:" + multibase.encode_base58btc(multikey.ED25519_PUB_HEADER + raw)
+    with pytest.raises(InvalidPublicKey, match="not a valid Ed25519 public key"):
+        public_key_from_did_key(did)
+    with pytest.raises(InvalidPublicKey):
+        resolve_did_key(did, enable_encryption_key_derivation=derive)
 
 
 def test_refuses_unknown_representation() -> None:

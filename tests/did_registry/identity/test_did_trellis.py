@@ -88,6 +88,7 @@ INVALID = [
     ("did:trellis:main:" + base58.b58encode(bytes(15)).decode(), "encode 16 bytes, it encodes 15"),
     ("did:trellis:main:" + base58.b58encode(b"\x01" * 17).decode(), "encode 16 bytes, it encodes 17"),
     ("did:trellis:main:zzzzzzzzzzzzzzzzzzzzzz", "encode 16 bytes, it encodes 17"),
+    ("did:trellis:main:" + "2" * 100_000, "100000 base58btc characters encode more than 16 bytes"),
 ]
 
 

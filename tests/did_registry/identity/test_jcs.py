@@ -59,6 +59,14 @@ def test_refuses_values_jcs_cannot_express(value: object) -> None:
         canonicalize(value)
 
 
+@pytest.mark.parametrize("value", [{"\ud800": 1}, {"a": [{"b": 2, "\udfff": 1}]}], ids=["high", "low"])
+def test_refuses_a_lone_surrogate_in_an_object_key(value: object) -> None:
+    """A lone surrogate in a key (valid JSON text, as in ``{"\\ud800": 1}``) is a CanonicalizationError."""
+    for function in (canonicalize, canonicalize_reference):
+        with pytest.raises(CanonicalizationError, match="surrogate"):
+            function(value)
+
+
 def test_refuses_non_json_types() -> None:
     """A value with no JSON form (bytes, a set) raises CanonicalizationError, not TypeError."""
     for value in (b"x", {1, 2}, {"a": object()}):

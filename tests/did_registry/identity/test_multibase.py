@@ -38,6 +38,27 @@ def test_fast_base58_decoder_equals_library(data: bytes) -> None:
     assert multibase.decode_base58btc("z" + text) == base58.b58decode(text) == data
 
 
+@given(st.binary(max_size=100))
+def test_base58_length_is_the_longest_encoding_of_a_size(data: bytes) -> None:
+    """No bytes encode longer than base58_length of their size, and all-0xff bytes reach it."""
+    assert len(base58.b58encode(data)) <= multibase.base58_length(len(data))
+    assert len(base58.b58encode(b"\xff" * len(data))) == multibase.base58_length(len(data))
+
+
+def test_base58_lengths_of_a_signature_and_a_multikey() -> None:
+    """64 bytes (an Ed25519 signature) take at most 88 characters; 34 (a Multikey) at most 47."""
+    assert (multibase.base58_length(64), multibase.base58_length(34)) == (88, 47)
+
+
+def test_decoding_refuses_text_longer_than_max_size_unread() -> None:
+    """Text too long for ``max_size`` bytes is refused for its length before any character is read."""
+    longest = multibase.encode_base58btc(b"\xff" * 64)
+    assert multibase.decode_base58btc(longest, max_size=64) == b"\xff" * 64
+    for text in (longest + "1", "z" + "2" * 200_000 + "0"):
+        with pytest.raises(multibase.MultibaseError, match="characters encode more than 64 bytes"):
+            multibase.decode_base58btc(text, max_size=64)
+
+
 @given(st.binary(max_size=64), st.sampled_from(["z", "u"]))
 def test_round_trip(data: bytes, base: str) -> None:
     """encode then decode gives the bytes back, in both bases."""

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multiformats import varint
 
-from did_registry.errors import InvalidMultikey
+from did_registry.errors import BadSignature, InvalidMultikey
 from did_registry.identity.crypto import Ed25519PrivateKey, Ed25519PublicKey, X25519PublicKey
 from did_registry.identity.multikey import (
     ED25519_PUB_HEADER,
@@ -24,6 +24,7 @@ from did_registry.identity.multikey import (
     encode_ed25519_public_key,
     encode_x25519_public_key,
 )
+from tests.did_registry.identity.test_crypto import MIXED_ORDER, NEUTRAL, OFF_CURVE, ORDER_FOUR
 
 
 def test_published_key_pair(conformance_dir: Path) -> None:
@@ -42,10 +43,24 @@ def test_ed25519_values_start_z6mk_and_x25519_z6ls() -> None:
 
 
 @given(st.binary(min_size=32, max_size=32))
-def test_ed25519_round_trip(raw: bytes) -> None:
-    """Any 32-byte Ed25519 key encodes and decodes back to itself."""
-    key = Ed25519PublicKey(raw)
+def test_ed25519_round_trip(seed: bytes) -> None:
+    """Any Ed25519 public key encodes and decodes back to itself."""
+    key = Ed25519PrivateKey(seed).public_key
     assert decode_ed25519_public_key(encode_ed25519_public_key(key)) == key
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [OFF_CURVE, NEUTRAL, ORDER_FOUR, MIXED_ORDER],
+    ids=["off-curve", "neutral", "order-4", "mixed-order"],
+)
+def test_ed25519_bytes_that_are_no_valid_point_decode_but_verify_nothing(raw: bytes) -> None:
+    """32 bytes off the curve or outside its prime-order subgroup decode (checking the point costs
+    a signature check; only did:key resolution pays it) but no signature verifies under them."""
+    key = decode_ed25519_public_key(encode_ed25519_public_key(Ed25519PublicKey(raw)))
+    assert not key.is_valid_point()
+    with pytest.raises(BadSignature):
+        key.verify(b"message", bytes(64))
 
 
 @given(st.binary(min_size=32, max_size=32))
@@ -65,9 +80,10 @@ def _z(data: bytes) -> str:
         ("u7QE" + "A" * 43, "base58btc"),
         (_z(b"\xec\x01" + bytes(32)), "multicodec ed25519-pub"),
         (_z(b"\xed\x01" + bytes(31)), "32 bytes, got 31"),
-        (_z(b"\xed\x01" + bytes(33)), "32 bytes, got 33"),
+        (_z(b"\xed\x01" + bytes(33)), "48 base58btc characters encode more than 34 bytes"),
         (_z(b"\xed"), "multicodec"),
         ("z0OIl", "alphabet"),
+        ("z" + "2" * 100_000, "100000 base58btc characters encode more than 34 bytes"),
         ("", "base58btc"),
     ],
 )

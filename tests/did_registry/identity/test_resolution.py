@@ -20,10 +20,13 @@ from did_registry.errors import (
 )
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_key import resolve_did_key
+from did_registry.identity.multibase import encode_base58btc
+from did_registry.identity.multikey import ED25519_PUB_HEADER
 from did_registry.identity.resolution import (
     DID_LD_JSON,
     INVALID_DID,
     INVALID_OPTIONS,
+    INVALID_PUBLIC_KEY,
     METHOD_NOT_SUPPORTED,
     NOT_FOUND,
     REPRESENTATION_NOT_SUPPORTED,
@@ -36,6 +39,7 @@ from did_registry.identity.resolution import (
     Resolver,
 )
 from did_registry.identity.timestamps import InvalidTimestamp
+from tests.did_registry.identity.test_crypto import OFF_CURVE
 
 DID_KEY = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
 EXAMPLE = "did:example:123"
@@ -112,6 +116,8 @@ class TestDIDKeyResolver:
         ("options", "code"),
         [
             ({"publicKeyFormat": "RsaVerificationKey2018"}, INVALID_OPTIONS),
+            ({"publicKeyFormat": ["Multikey"]}, INVALID_OPTIONS),
+            ({"publicKeyFormat": {"Multikey": 1}}, INVALID_OPTIONS),
             ({"enableEncryptionKeyDerivation": "yes"}, INVALID_OPTIONS),
             ({"accept": "application/did+cbor"}, REPRESENTATION_NOT_SUPPORTED),
         ],
@@ -119,6 +125,16 @@ class TestDIDKeyResolver:
     def test_bad_options(self, options: dict[str, Any], code: str) -> None:
         """If an option cannot be honoured, the result says which error."""
         assert DIDKeyResolver().resolve(DID_KEY, options).error == code
+
+    @pytest.mark.parametrize("derive", [True, False])
+    def test_a_key_that_is_no_valid_point_is_an_invalid_public_key_result(self, derive: bool) -> None:
+        """If a did:key's 32 bytes are off the curve, the result is invalidPublicKey (did:key spec),
+        not an exception, whether or not the X25519 key is derived."""
+        did = "did:key:" + encode_base58btc(ED25519_PUB_HEADER + OFF_CURVE)
+        result = DIDKeyResolver(enable_encryption_key_derivation=derive).resolve(did)
+        assert result.error == INVALID_PUBLIC_KEY
+        assert "not a valid Ed25519 public key" in result.error_message
+        assert result.did_document is None
 
     def test_accept_json_ld(self) -> None:
         """If the caller accepts application/did+ld+json, resolution succeeds."""
