@@ -96,7 +96,7 @@ def _blob(value: Any, key: str) -> bytes:
 @lru_cache(maxsize=8192)
 def signature_bytes(text: str) -> bytes:
     """Decode a multibase base58btc signature (cached: one signature is read several times)."""
-    return multibase.decode_base58btc(text)
+    return multibase.decode_base58btc(text, max_size=ED25519_SIGNATURE_SIZE)
 
 
 def _signature(value: Any, key: str) -> str:

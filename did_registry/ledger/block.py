@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from did_registry.errors import BadSignature, DidRegistryError
-from did_registry.identity.crypto import Ed25519PrivateKey, sha256
+from did_registry.identity.crypto import ED25519_SIGNATURE_SIZE, Ed25519PrivateKey, sha256
 from did_registry.identity.jcs import canonicalize
 from did_registry.identity.multibase import decode_base58btc, encode_base58btc
 from did_registry.ledger import merkle
@@ -175,7 +175,7 @@ class CommitCertificate:
             if validator is None:
                 raise InvalidCertificate(f"{validator_id!r} is not a validator at height {header.height}")
             try:
-                validator.key.verify(message, decode_base58btc(signature))
+                validator.key.verify(message, decode_base58btc(signature, max_size=ED25519_SIGNATURE_SIZE))
             except (BadSignature, ValueError) as exc:
                 raise InvalidCertificate(f"bad signature by validator {validator_id}: {exc}") from None
             good += 1

@@ -8,7 +8,7 @@ import pytest
 
 from did_registry.errors import InvalidProof
 from did_registry.identity.crypto import Ed25519PrivateKey
-from did_registry.ledger.block import CommitCertificate
+from did_registry.ledger.block import CommitCertificate, InvalidCertificate
 from did_registry.ledger.proofs import StateProof
 from did_registry.node.service import NodeService
 from tests.did_registry.ledger.conftest import Network, new_actor
@@ -71,6 +71,18 @@ def test_forged_certificate_is_caught(net: Network, service: NodeService) -> Non
     )
     with pytest.raises(InvalidProof):
         StateProof(proof.key, proof.value, proof.header, forged, proof.proof).verify(net.app.validators())
+
+
+def test_an_overlong_certificate_signature_is_refused_unread(net: Network, service: NodeService) -> None:
+    """A certificate signature longer than any Ed25519 signature's base58btc form is refused before it
+    is decoded (decoding base58 takes time quadratic in its length: a node could make a reader spin)."""
+    device = net.onboard()
+    proof = service.prove(f"did:{device.did}")
+    overlong = CommitCertificate(
+        proof.header.height, proof.header.hash.hex(), {"node-1": "z" + "2" * 200_000}
+    )
+    with pytest.raises(InvalidCertificate, match="encode more than 64 bytes"):
+        overlong.verify(proof.header, net.app.validators())
 
 
 def test_forged_header_is_caught(net: Network, service: NodeService) -> None:
