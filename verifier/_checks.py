@@ -1,7 +1,8 @@
 """The checks a device's credential goes through, each refusal mapped to its :class:`Reason`.
 
 In order: a credential of an accepted type about the device; its issuer accredited (the policy's
-list, or the ledger's trust registry for that type, with the issuer role still held); its
+list, or the ledger's trust registry for each accepted type the credential claims, with the issuer
+role still held); its
 ``eddsa-jcs-2022`` proof by a key in the issuer's ``assertionMethod``; its validity period (with
 the policy's clock skew); every status entry on a ledger status list of the issuer, with neither
 the revocation nor the suspension bit set (and, unless the policy says otherwise, at least one
@@ -60,6 +61,8 @@ class CredentialSummary:
 
     id: str | None
     types: tuple[str, ...]
+    """``VerifiableCredential`` and the types the policy accepts and the issuer is trusted for: the
+    credential's other types are not vouched for, so not reported."""
     issuer: str
     status: tuple[tuple[str, str, int], ...] = ()
     """The ``(issuer, list, index)`` of each of its ledger status entries."""
@@ -160,10 +163,11 @@ def _check_issuer(
         if refused.reason in (Reason.LEDGER_UNAVAILABLE, Reason.TOO_STALE):
             raise
         raise Refused(Reason.ISSUER_NOT_ACCREDITED, f"{issuer}: {refused.detail}", did=did) from None
-    if not entry.issuer_role or not entry.types.intersection(accepted):
+    missing = [t for t in accepted if t not in entry.types]
+    if not entry.issuer_role or missing:  # each accepted type the credential claims must be vouched for
         raise Refused(
             Reason.ISSUER_NOT_ACCREDITED,
-            f"{issuer} is not accredited for {' or '.join(accepted)} in the trust registry",
+            f"{issuer} is not accredited for {' and '.join(missing or accepted)} in the trust registry",
             did=did,
         )
 
@@ -389,7 +393,8 @@ def check_credential_verified(
     except MalformedDocument as exc:
         raise Refused(Reason.CREDENTIAL_INVALID, str(exc), did=holder) from None
     verified = proof.verified
+    vouched = tuple(t for t in verified.types if t == "VerifiableCredential" or t in accepted)
     summary = CredentialSummary(
-        verified.id if isinstance(verified.id, str) else None, verified.types, issuer, tuple(refs)
+        verified.id if isinstance(verified.id, str) else None, vouched, issuer, tuple(refs)
     )
     return Checked(summary, height, credential, verified, proof.key, accepted, proof.expires)

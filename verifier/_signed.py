@@ -339,6 +339,8 @@ def dids_in(items: Sequence[Any]) -> list[str]:
     dids: list[str] = []
     for item in items:
         credentials: list[Any] = []
+        if isinstance(item, tuple) and item and isinstance(item[0], HttpRequest):
+            item = item[0]  # (request, audience)
         if isinstance(item, HttpRequest):
             try:
                 signatures = parse_signatures(item.headers)

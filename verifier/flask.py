@@ -39,7 +39,7 @@ from typing import Final, ParamSpec, TypeVar
 
 import flask
 
-from verifier.errors import Refused, StoreUnavailable
+from verifier.errors import Reason, Refused, StoreUnavailable
 from verifier.reporting import AuthenticationReporter
 from verifier.verifier import AuthenticatedDevice, Verifier
 from verifier.wsgi import (
@@ -84,12 +84,20 @@ class DeviceAuth:
             self.init_app(app)
 
     def init_app(self, app: flask.Flask) -> None:
-        """Register this extension with ``app``."""
+        """Register this extension with ``app``, and have each request to a :meth:`device_required`
+        view keep its body before any other ``before_request`` function runs: one that reads the form
+        first (a CSRF extension, say) would leave the stream empty, and the digest be checked against
+        an empty body while the view reads the form."""
         app.extensions[EXTENSION] = self
+        app.before_request_funcs.setdefault(None, []).insert(0, _keep_body)
 
     def authenticate(self) -> AuthenticatedDevice:
         """Authenticate the current request; the :class:`~verifier.AuthenticatedDevice`, or raise ``Refused``."""
         request = flask.request
+        if getattr(request, "_cached_data", None) is None and "form" in request.__dict__:
+            # The form was parsed before the body was kept: what the view reads is not what can be
+            # checked now. Refused rather than checked against what is left (nothing).
+            raise Refused(Reason.MALFORMED, "the request's body was read before the device check")
         message = request_from_environ(request.environ, request.get_data(cache=True))
         return self.verifier.authenticate_request(message, self.audience)
 
@@ -118,4 +126,16 @@ class DeviceAuth:
                 self.reporter.observe(flask.g.device)
             return view(*args, **kwargs)
 
+        setattr(wrapper, _DEVICE_REQUIRED, True)  # a mark that _keep_body reads
         return wrapper
+
+
+_DEVICE_REQUIRED: Final = "_trellis_device_required"
+
+
+def _keep_body() -> None:
+    """Before any other ``before_request`` function: read and keep the body of a request whose view
+    is :meth:`DeviceAuth.device_required` (later reads, the form's among them, read the kept bytes)."""
+    view = flask.current_app.view_functions.get(flask.request.endpoint or "")
+    if getattr(view, _DEVICE_REQUIRED, False):
+        flask.request.get_data(cache=True, parse_form_data=False)

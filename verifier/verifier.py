@@ -317,9 +317,11 @@ class Verifier:
 
     # -- gateways ---------------------------------------------------------------------------
     def authenticate_many(
-        self, items: Sequence[tuple[Any, str] | HttpRequest]
+        self, items: Sequence[tuple[Any, str] | HttpRequest], *, audience: str | None = None
     ) -> list[AuthenticatedDevice | Refused]:
-        """Authenticate a batch: ``(presentation, audience)`` pairs and signed requests.
+        """Authenticate a batch: ``(presentation, audience)`` pairs, ``(request, audience)`` pairs and
+        signed requests, each checked against ``audience`` (as :meth:`authenticate_request` does: a
+        request signed for another service is refused ``wrong_audience``).
 
         Every DID of the batch (devices and issuers) is read in one proven round trip per network
         first; then each item is checked on its own, and refused items yield their :class:`Refused`.
@@ -329,10 +331,13 @@ class Verifier:
         for item in items:
             try:
                 if isinstance(item, HttpRequest):
-                    results.append(self.authenticate_request(item))
+                    results.append(self.authenticate_request(item, audience))
+                elif isinstance(item, tuple) and item and isinstance(item[0], HttpRequest):
+                    request, for_audience = item
+                    results.append(self.authenticate_request(request, for_audience))
                 else:
-                    presentation, audience = item
-                    results.append(self.authenticate_presentation(presentation, audience))
+                    presentation, for_audience = item
+                    results.append(self.authenticate_presentation(presentation, for_audience))
             except Refused as refused:
                 results.append(refused)
         return results

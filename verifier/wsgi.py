@@ -254,7 +254,9 @@ class DeviceAuthMiddleware:
         self._challenge = challenge_headers(self.audience)
 
     def _protects(self, environ: _Environ) -> bool:
-        path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+        # An empty path is the root: a request line's absolute-form target with no path (``POST
+        # http://host``) reaches the app with PATH_INFO "", which starts with no prefix.
+        path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", "")) or "/"
         return any(path.startswith(prefix) for prefix in self.paths)
 
     def __call__(self, environ: _Environ, start_response: _StartResponse) -> Iterable[bytes]:

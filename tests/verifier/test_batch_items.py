@@ -56,3 +56,16 @@ def test_reading_a_batch_ahead_leaves_out_an_item_whose_credential_fails_to_deco
     bad = HttpRequest("POST", URL, {CREDENTIAL_HEADER: DEEP}, b"")
     monkeypatch.setattr(_signed, "_decode_credential", decode)
     assert _signed.dids_in([bad, world.request()]) == [world.device, world.issuer]
+
+
+def test_a_batch_checks_each_request_against_its_audience() -> None:
+    """A gateway's batch checks requests against the audience it names, for all or per item: a
+    request signed for service.example is refused wrong_audience by another service's batch."""
+    world = make_world()
+    verifier = world.verifier(sessions=False)
+    for_all = verifier.authenticate_many([world.request()], audience="gateway.example")
+    per_item = verifier.authenticate_many([(world.request(), "gateway.example")])
+    right = verifier.authenticate_many([(world.request(), "service.example"), world.request()])
+    for refused in (*for_all, *per_item):
+        assert isinstance(refused, Refused) and refused.reason is Reason.WRONG_AUDIENCE, refused
+    assert all(isinstance(device, AuthenticatedDevice) for device in right)

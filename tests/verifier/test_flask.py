@@ -213,3 +213,70 @@ def test_a_path_is_checked_as_the_device_sent_it(
     response = app.test_client().post(raw_target, base_url=BASE, headers=headers, data=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["did"] == device.did
+
+
+def test_a_form_read_before_the_check_cannot_replace_the_signed_body(
+    ledger: Ledger,  # noqa: F811
+    verifier: Verifier,
+) -> None:
+    """A before_request function reading the form (a CSRF extension, say) must not leave the digest
+    to be checked against an empty body: a request signed over no body, with a form added in
+    flight, is refused digest_mismatch, and its view is not reached."""
+    device = ledger.enrol()
+    app = flask.Flask(__name__)
+
+    @app.before_request
+    def read_the_form() -> None:  # registered before the extension, so it would run first
+        flask.request.form.to_dict()
+
+    auth = DeviceAuth(app, verifier=verifier, audience="service.example")
+    reached: list[dict[str, str]] = []
+
+    @app.post("/readings")
+    @auth.device_required
+    def readings() -> str:
+        reached.append(flask.request.form.to_dict())
+        return "in"
+
+    header = encode_device_credential(device.credential)
+    signed = HttpRequest("POST", BASE + "/readings", {"device-credential": header}, b"")
+    created = int(ledger.clock())
+    added = sign_request(
+        signed, key=device.actor.key, keyid=f"{device.did}#key-1",
+        components=("@method", "@target-uri", "content-digest"), created=created, expires=created + 60,
+        nonce=secrets.token_urlsafe(16), alg="ed25519",
+    )  # fmt: skip
+    answer = app.test_client().post(
+        "/readings", base_url=BASE, headers={**signed.headers, **added}, data=b"cmd=unlock",
+        content_type="application/x-www-form-urlencoded",
+    )  # fmt: skip
+    assert answer.status_code == 401, answer.get_data(as_text=True)
+    assert answer.get_json()["reason"] == "digest_mismatch"
+    assert reached == []
+
+
+def test_a_form_parsed_before_the_extension_was_set_up_is_refused(
+    ledger: Ledger,  # noqa: F811
+    verifier: Verifier,
+) -> None:
+    """If the form was parsed before the body could be kept at all (here by the view's own code, before
+    it calls authenticate), the check refuses, saying so: it cannot see the bytes the form came from."""
+    app = flask.Flask(__name__)
+    auth = DeviceAuth(app, verifier=verifier, audience="service.example")
+
+    @app.post("/manual")
+    def manual() -> tuple[str, int]:
+        _ = flask.request.form
+        try:
+            auth.authenticate()
+        except Exception as exc:  # the refusal
+            return f"{getattr(exc, 'reason', '?').value}: {getattr(exc, 'detail', exc)}", 401
+        return "in", 200
+
+    answer = app.test_client().post(
+        "/manual", base_url=BASE, data=b"cmd=unlock", content_type="application/x-www-form-urlencoded"
+    )
+    assert (answer.status_code, answer.get_data(as_text=True)) == (
+        401,
+        "malformed: the request's body was read before the device check",
+    )

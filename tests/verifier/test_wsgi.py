@@ -210,3 +210,19 @@ def test_a_request_signed_for_another_service_is_refused(
         response = client.signed_request("POST", "/readings", json={"t": 21})
     assert response.status_code == 401 and response.json()["reason"] == "wrong_audience"
     assert calls == []
+
+
+def test_a_request_with_no_path_is_checked_as_the_root(verifier: Verifier) -> None:
+    """A request line's absolute-form target without a path (``POST http://host``) reaches the app
+    with an empty PATH_INFO; under the default prefix "/", it is checked like any other."""
+    app = DeviceAuthMiddleware(echo, verifier, audience=BASE)
+    environ = {
+        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": "", "QUERY_STRING": "",
+        "SERVER_NAME": "service.example", "SERVER_PORT": "443", "wsgi.url_scheme": "https",
+        "CONTENT_LENGTH": "10", "wsgi.input": __import__("io").BytesIO(b"cmd=unlock"),
+        "wsgi.errors": __import__("io").StringIO(),
+    }  # fmt: skip
+    answers: list[str] = []
+    body = b"".join(app(environ, lambda status, headers, *_: answers.append(status)))
+    assert answers[0].startswith("401"), body
+    assert json.loads(body)["reason"] == "malformed"
