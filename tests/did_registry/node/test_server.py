@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from did_registry.node.api import MAX_BODY_BYTES
 from did_registry.node.server import NodeServer, serve, serving_collector
 from tests.did_registry.ledger.conftest import new_actor
 from tests.did_registry.node.conftest import Node, make_node
@@ -28,6 +29,13 @@ def served() -> Iterator[tuple[Node, NodeServer]]:
     server.start()
     yield node, server
     server.stop()
+
+
+def _raw(server: NodeServer, request: bytes, timeout: float = 10.0) -> bytes:
+    """The first bytes of the answer to ``request`` sent on a fresh connection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout) as sock:
+        sock.sendall(request)
+        return sock.recv(65536)
 
 
 def _get(url: str, timeout: float = 10) -> Any:
@@ -146,3 +154,34 @@ def test_serve_returns_when_the_node_halts() -> None:
     assert not thread.is_alive()
     health = node.app.test_client().get("/health").get_json()
     assert (health["status"], health["halted"]) == ("halted", "block 7 could not be stored: disk full")
+
+
+class TestRequestSize:
+    def test_a_body_over_the_api_limit_is_refused_before_it_is_sent(
+        self, served: tuple[Node, NodeServer]
+    ) -> None:
+        """A Content-Length over the API's limit is answered 413 from the headers alone, without
+        waiting for (and spooling) the body."""
+        _, server = served
+        head = (
+            b"POST /txns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (64 << 20)
+        )
+        assert _raw(server, head, timeout=5).startswith(b"HTTP/1.1 413")
+
+    def test_a_body_at_the_api_limit_reaches_the_app(self, served: tuple[Node, NodeServer]) -> None:
+        """A body of exactly the API's limit is not refused by the server: the app reads it."""
+        _, server = served
+        head = (
+            b"POST /txns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % MAX_BODY_BYTES
+        )
+        answer = _raw(server, head + b"[" + b" " * (MAX_BODY_BYTES - 1), timeout=30)
+        assert answer.startswith(b"HTTP/1.1 400") and b"application/problem+json" in answer
+
+    def test_headers_over_64_kib_are_refused(self, served: tuple[Node, NodeServer]) -> None:
+        """Headers over 64 KiB (``MAX_HEADER_BYTES``; waitress's default is 256 KiB) are answered 431."""
+        _, server = served
+        padding = b"X-Pad: " + b"a" * (100 * 1024) + b"\r\n"
+        answer = _raw(server, b"GET /health HTTP/1.1\r\nHost: x\r\n" + padding + b"\r\n")
+        assert answer.split(b" ", 2)[1] == b"431"
