@@ -3,7 +3,8 @@
 Metrics are read from the service when scraped (height, pending transactions and the service's
 counters) plus ``trellis_http_requests_total{method,path,status}``, counted per route template
 (``/blocks/<int:height>``, never the raw path, so hostile paths cannot grow the label set; a path
-no route matches counts as ``unmatched``). Each app keeps its own registry.
+no route matches counts as ``unmatched``) and per method, any outside :data:`HTTP_METHODS` (a client
+may send any token as a method) counting as ``other``. Each app keeps its own registry.
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ from did_registry.node.api_support import json_response, node_service
 from did_registry.node.openapi import openapi_document
 from did_registry.node.service import NodeService
 
-__all__ = ["METRICS", "NodeCollector", "install_ops"]
+__all__ = ["HTTP_METHODS", "METRICS", "NodeCollector", "install_ops"]
 
 METRICS: Final = "trellis.metrics"
 """Key under ``app.extensions`` holding the app's Prometheus registry."""
+HTTP_METHODS: Final = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+"""The methods counted under their own name (RFC 9110 §9 and PATCH); any other counts as ``other``."""
 
 _REQUESTS: Final = "trellis.http_requests"
 
@@ -84,7 +89,8 @@ class NodeCollector(Collector):
 def _count_request(response: Response) -> Response:
     rule = request.url_rule
     path = rule.rule if rule is not None else "unmatched"
-    current_app.extensions[_REQUESTS].labels(request.method, path, str(response.status_code)).inc()
+    method = request.method if request.method in HTTP_METHODS else "other"
+    current_app.extensions[_REQUESTS].labels(method, path, str(response.status_code)).inc()
     return response
 
 

@@ -66,6 +66,19 @@ def test_metrics_count_requests_by_route_template(node: Node) -> None:
     assert not any("/no/such/path" in str(labels) for _, labels in samples)
 
 
+def test_metrics_count_made_up_methods_as_other(node: Node) -> None:
+    """Methods outside HTTP's own are counted under one ``other`` label, so clients inventing
+    methods cannot grow the label set."""
+    for n in range(20):
+        node.client.open("/health", method=f"X{n:03d}")
+    node.client.open("/health", method="DELETE")
+    samples = _samples(node)
+    methods = {dict(labels)["method"] for name, labels in samples if name == "trellis_http_requests_total"}
+    assert methods == {"DELETE", "other"}
+    assert samples[("trellis_http_requests_total", (("method", "other"), ("path", "unmatched"),
+                                                    ("status", "405")))] == 20  # fmt: skip
+
+
 def test_openapi_describes_every_route_and_only_routes(node: Node) -> None:
     """Every Flask route (and method) is in the OpenAPI document, and every documented path is a route."""
     document = node.client.get("/openapi.json").get_json()
