@@ -6,6 +6,10 @@ problem (:mod:`did_registry.node.api_support`), except on the DID resolver path,
 DID Resolution results as the W3C DID Resolution HTTP(S) binding asks. This module holds the
 factory and the transaction routes; reads, resolution, the header stream and operations live in
 ``api_reads``, ``api_registry``, ``api_resolution``, ``api_events`` and ``api_ops``.
+
+Two rules hold for every route: a path or query holding U+0000 (NUL) is refused before any view
+runs, and an ``<int:...>`` route parameter is 1 to 18 ASCII digits
+(:class:`~did_registry.node.api_support.AsciiIntegerConverter`), as integer query parameters are.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Final
 
 from flask import Blueprint, Flask, Response, request
 
+from did_registry.identity.resolution import INVALID_DID, INVALID_OPTIONS
 from did_registry.ledger import merkle
 from did_registry.ledger.block import Block
 from did_registry.ledger.txn import Transaction, TxnRejected
@@ -22,12 +27,13 @@ from did_registry.node.api_events import MAX_STREAM_S, events_bp
 from did_registry.node.api_ops import install_ops
 from did_registry.node.api_reads import reads_bp
 from did_registry.node.api_registry import registry_bp
-from did_registry.node.api_resolution import resolution_bp
+from did_registry.node.api_resolution import resolution_bp, resolution_failure
 from did_registry.node.api_support import (
     DEFAULT_MAX_STREAMS,
     DEFAULT_MAX_WAITS,
     EXTENSION,
     ApiProblem,
+    AsciiIntegerConverter,
     float_arg,
     json_body,
     json_response,
@@ -67,12 +73,29 @@ def create_app(
     app.config["TRELLIS_SSE_HEARTBEAT"] = heartbeat_s
     app.config["TRELLIS_SSE_LIFETIME"] = stream_lifetime_s
     app.extensions[EXTENSION] = service
+    app.url_map.converters["int"] = AsciiIntegerConverter  # before any route is added
     limit_held_threads(app, streams=DEFAULT_MAX_STREAMS, waits=DEFAULT_MAX_WAITS)
     register_error_handlers(app)
+    app.before_request(_refuse_nul)
     for blueprint in (txns_bp, resolution_bp, reads_bp, registry_bp, events_bp):
         app.register_blueprint(blueprint)
     install_ops(app, service)
     return app
+
+
+def _refuse_nul() -> Response | None:
+    """Refuse U+0000 anywhere in the path or the query before any view sees it: no key, DID or
+    cursor holds one, and PostgreSQL text cannot (a query with one fails). 400 ``malformed``; on the
+    resolver path, a DID Resolution result (``invalidDid`` / ``invalidOptions``), as that path answers."""
+    in_path = "\x00" in request.path
+    if not in_path and not any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+        return None
+    where = "path" if in_path else "query"
+    if request.blueprint == resolution_bp.name:
+        return resolution_failure(
+            INVALID_DID if in_path else INVALID_OPTIONS, f"the {where} holds U+0000 (NUL)"
+        )
+    raise ApiProblem(400, "malformed", f"the {where} holds U+0000 (NUL)")
 
 
 def _is_json(mimetype: str) -> bool:

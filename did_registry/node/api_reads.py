@@ -70,9 +70,7 @@ reads_bp = Blueprint("reads", __name__)
 def state_proof() -> Response:
     """The head's value under ``key`` (``null`` when absent) with its proof."""
     key = str_arg("key", max_length=MAX_KEY_LENGTH, required=True)
-    assert key is not None
-    if "\x00" in key:  # no state key holds one (transactions refuse it); PostgreSQL cannot hold one
-        raise ApiProblem(400, "malformed", "the key holds U+0000 (NUL)")
+    assert key is not None  # a NUL in it was refused before this view (api._refuse_nul)
     return json_response(node_service().prove(key).to_json())
 
 

@@ -39,7 +39,7 @@ from did_registry.ledger.storage.base import LedgerStore
 from did_registry.node.api_support import node_service
 from did_registry.node.service import NodeService
 
-__all__ = ["RESOLUTION_MEDIA_TYPE", "MAX_DID_LENGTH", "resolution_bp", "resolve_did"]
+__all__ = ["RESOLUTION_MEDIA_TYPE", "MAX_DID_LENGTH", "resolution_bp", "resolution_failure", "resolve_did"]
 
 RESOLUTION_MEDIA_TYPE: Final = 'application/ld+json;profile="https://w3id.org/did-resolution"'
 """The media type of a DID Resolution result."""
@@ -152,9 +152,18 @@ def resolve_did(service: NodeService, did: str, options: Mapping[str, str]) -> t
     return result, 410 if metadata.deactivated else 200
 
 
+def _answer(result: ResolutionResult, status: int) -> Response:
+    body = json.dumps(result.to_json(), ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status=status, content_type=RESOLUTION_MEDIA_TYPE)
+
+
+def resolution_failure(code: str, message: str) -> Response:
+    """The resolver path's answer to a request refused before resolving: a DID Resolution result
+    with error ``code`` (``invalidDid``, ``invalidOptions``, ...) and its HTTP status."""
+    return _answer(ResolutionResult.failure(code, message), _HTTP_STATUS[code])
+
+
 @resolution_bp.get("/1.0/identifiers/<did>")
 def resolve(did: str) -> Response:
     """A W3C DID Resolution result for ``did`` (``versionId`` / ``versionTime`` honoured)."""
-    result, status = resolve_did(node_service(), did, request.args)
-    body = json.dumps(result.to_json(), ensure_ascii=False, separators=(",", ":"))
-    return Response(body, status=status, content_type=RESOLUTION_MEDIA_TYPE)
+    return _answer(*resolve_did(node_service(), did, request.args))

@@ -27,6 +27,7 @@ from typing import Any, Final, Literal, cast
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from did_registry.errors import DidRegistryError
 from did_registry.ledger.txn import TxnRejected
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_MAX_WAITS",
     "RETRY_AFTER_S",
     "ApiProblem",
+    "AsciiIntegerConverter",
     "HeldThreads",
     "limit_held_threads",
     "held_threads",
@@ -97,6 +99,13 @@ _HTTP_CODES: Final = {
 _STATUS_OF: Final = {"overloaded": 503}
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _DECIMAL = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
+
+
+class AsciiIntegerConverter(IntegerConverter):
+    """The node API's ``<int:...>`` route parameter: 1 to 18 ASCII digits, as the query parameters
+    take (:func:`int_arg`); Werkzeug's own converter matches ``\\d``, any Unicode decimal digit."""
+
+    regex = _DIGITS.pattern
 
 
 class ApiProblem(DidRegistryError):
