@@ -187,6 +187,7 @@ def node_start(config_file: Path, port: int | None) -> None:
             threads=settings["threads"],
             max_streams=settings["max_streams"],
             max_waits=settings["max_waits"],
+            limits=config.connection_limits(),
         )
     except ValueError as exc:  # [api] caps that leave too few threads
         _fail(f"{config_file}: [api]: {exc}")

@@ -21,6 +21,10 @@
     threads = 16                                    # in all
     max_streams = 6                                 # held by header streams at most
     max_waits = 4                                   # held by waiting requests at most
+    connections = 1000                              # open connections at most
+    per_address = 100                               # from one client address (behind a proxy: = connections)
+    request_timeout = 30.0                          # seconds for a request to arrive, however slowly
+    idle_timeout = 60.0                             # seconds a kept-alive connection may idle
 
 A node whose ``id`` is a validator of the set in force votes; any other node is an *observer*: it
 follows the chain from its peers' ``api`` (verifying every block and certificate) and serves reads,
@@ -54,7 +58,7 @@ from did_registry.ledger.state import decode_value
 from did_registry.ledger.storage.base import LedgerStore
 from did_registry.ledger.storage.memory import MemoryLedgerStore
 from did_registry.ledger.validators import valid_address
-from did_registry.node.server import DEFAULT_MAX_STREAMS, DEFAULT_MAX_WAITS, DEFAULT_THREADS
+from did_registry.node.server import DEFAULT_MAX_STREAMS, DEFAULT_MAX_WAITS, DEFAULT_THREADS, ConnectionLimits
 from did_registry.node.service import NodeService
 from did_registry.transport import TransportConfig
 
@@ -85,7 +89,11 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _KEYS: Final = frozenset(
     {"id", "host", "port", "database", "key_file", "genesis", "peers", "consensus", "api"}
 )
-_API_KEYS: Final = frozenset({"threads", "max_streams", "max_waits"})
+_API_THREAD_KEYS: Final = frozenset({"threads", "max_streams", "max_waits"})
+_API_LIMIT_KEYS: Final = frozenset({"connections", "per_address", "request_timeout", "idle_timeout"})
+_API_KEYS: Final = _API_THREAD_KEYS | _API_LIMIT_KEYS
+_MAX_CONNECTIONS: Final = 1_000_000
+_MAX_TIMEOUT_S: Final = 86_400.0
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]{1,253}(/[A-Za-z0-9._~/-]*)?")
 
 
@@ -119,9 +127,11 @@ class NodeConfig:
     host: str = "127.0.0.1"
     peers: tuple[Peer, ...] = field(default=())
     consensus: Mapping[str, Any] = field(default_factory=dict)
-    api: Mapping[str, int] = field(default_factory=dict)
+    api: Mapping[str, int | float] = field(default_factory=dict)
     """Settings of the HTTP server (:class:`~did_registry.node.server.NodeServer`): ``threads``,
-    ``max_streams``, ``max_waits``; absent ones take the server's defaults."""
+    ``max_streams``, ``max_waits``, and its :class:`~did_registry.node.server.ConnectionLimits`
+    (``connections``, ``per_address``, ``request_timeout``, ``idle_timeout``); absent ones take the
+    server's defaults."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID.fullmatch(self.id):
@@ -154,8 +164,21 @@ class NodeConfig:
         if unknown_api:
             raise InvalidConfig(f"unknown [api] settings {sorted(unknown_api)}; they are {sorted(_API_KEYS)}")
         for name, value in self.api.items():
-            if type(value) is not int or not 0 <= value <= 1024:
+            if name in _API_THREAD_KEYS and (type(value) is not int or not 0 <= value <= 1024):
                 raise InvalidConfig(f"[api] {name} must be an integer from 0 to 1024, not {value!r}")
+            if name in ("connections", "per_address") and (
+                type(value) is not int or not 1 <= value <= _MAX_CONNECTIONS
+            ):
+                raise InvalidConfig(
+                    f"[api] {name} must be an integer from 1 to {_MAX_CONNECTIONS}, not {value!r}"
+                )
+            if name in ("request_timeout", "idle_timeout") and (
+                type(value) not in (int, float) or not 0 < value <= _MAX_TIMEOUT_S
+            ):
+                raise InvalidConfig(
+                    f"[api] {name} must be seconds above 0, at most {_MAX_TIMEOUT_S:.0f}, not {value!r}"
+                )
+        self.connection_limits()
         if len(set(ids)) != len(ids) or self.id in ids:
             raise InvalidConfig("peer ids must be distinct and differ from this node's id")
 
@@ -198,10 +221,24 @@ class NodeConfig:
         """The ``[api]`` settings as :func:`~did_registry.node.server.serve` takes them (absent ones:
         the server's defaults)."""
         return {
-            "threads": self.api.get("threads", DEFAULT_THREADS),
-            "max_streams": self.api.get("max_streams", DEFAULT_MAX_STREAMS),
-            "max_waits": self.api.get("max_waits", DEFAULT_MAX_WAITS),
+            "threads": int(self.api.get("threads", DEFAULT_THREADS)),
+            "max_streams": int(self.api.get("max_streams", DEFAULT_MAX_STREAMS)),
+            "max_waits": int(self.api.get("max_waits", DEFAULT_MAX_WAITS)),
         }
+
+    def connection_limits(self) -> ConnectionLimits:
+        """The ``[api]`` connection limits (absent ones: the server's defaults); raise
+        :class:`InvalidConfig` when they do not fit together."""
+        api, default = self.api, ConnectionLimits()
+        try:
+            return ConnectionLimits(
+                connections=int(api.get("connections", default.connections)),
+                per_address=int(api.get("per_address", default.per_address)),
+                request_timeout_s=float(api.get("request_timeout", default.request_timeout_s)),
+                idle_timeout_s=float(api.get("idle_timeout", default.idle_timeout_s)),
+            )
+        except ValueError as exc:
+            raise InvalidConfig(f"[api]: {exc}") from None
 
     def consensus_config(self) -> ConsensusConfig:
         """The engine settings: defaults, overridden by the ``[consensus]`` table."""

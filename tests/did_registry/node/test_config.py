@@ -26,7 +26,7 @@ from did_registry.node.config import (
     open_store,
     write_config,
 )
-from did_registry.node.server import DEFAULT_MAX_WAITS
+from did_registry.node.server import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_WAITS, ConnectionLimits
 from tests.did_registry.ledger.conftest import make_genesis, new_actor
 from tests.did_registry.validator_chain import SetChangeChain
 
@@ -66,6 +66,18 @@ class TestToml:
         assert loaded == config
         assert loaded.server_settings() == {"threads": 32, "max_streams": 12, "max_waits": DEFAULT_MAX_WAITS}
 
+    def test_the_api_table_sets_the_connection_limits(self, tmp_path: Path) -> None:
+        """[api] connection limits round-trip and reach the server (a node behind a proxy takes as many
+        connections from the proxy's address as in all); absent ones take its defaults."""
+        config = _config(tmp_path, api={"connections": 5000, "per_address": 5000, "request_timeout": 10.5})
+        write_config(config, tmp_path / "node-1.toml")
+        loaded = load_config(tmp_path / "node-1.toml")
+        assert loaded == config
+        assert loaded.connection_limits() == ConnectionLimits(
+            connections=5000, per_address=5000, request_timeout_s=10.5, idle_timeout_s=DEFAULT_IDLE_TIMEOUT_S
+        )
+        assert _config(tmp_path).connection_limits() == ConnectionLimits()
+
     def test_defaults(self, tmp_path: Path) -> None:
         """Host defaults to loopback and the database to sqlite beside the file."""
         (tmp_path / "n.toml").write_text('id = "node-3"\nport = 0\nkey_file = "k"\ngenesis = "g.json"\n')
@@ -100,6 +112,13 @@ class TestToml:
             ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nthread = 4\n', "unknown [api]"),
             ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nthreads = "16"\n', "[api] threads"),
             ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nmax_waits = -1\n', "[api] max_waits"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nconnections = 0\n', "[api] connections"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nper_address = 1.5\n', "[api] per_address"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nconnections = 10\nper_address = 20\n',
+             "per_address \\(20\\) must be from 1 to connections \\(10\\)"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nrequest_timeout = 0\n', "[api] request_timeout"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nidle_timeout = "60"\n', "[api] idle_timeout"),
+            ('id = "n"\nport = 1\nkey_file = "k"\ngenesis = "g"\n[api]\nidle_timeout = inf\n', "[api] idle_timeout"),
             ("id = ", "is not TOML"),
         ],
     )  # fmt: skip

@@ -24,6 +24,7 @@ from did_registry.identity.multikey import encode_ed25519_public_key
 from did_registry.ledger.genesis import Genesis
 from did_registry.ledger.txn import Transaction
 from did_registry.node.config import load_config
+from did_registry.node.server import ConnectionLimits
 from wallet.keystore import Keystore
 from web.cli import main
 
@@ -115,6 +116,22 @@ class TestStartRefusals:
             env={"TRELLIS_PASSPHRASE": "nope"},
         )
         assert result.exit_code == 1 and "validator key" in result.output and "passphrase" in result.output
+
+
+def test_start_serves_with_the_configured_connection_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The [api] table's connection limits reach the server `trellis node start` runs."""
+    import wallet.network_cli
+
+    assert _init(tmp_path, "--validators", "1").exit_code == 0
+    config = tmp_path / "node-1.toml"
+    config.write_text(config.read_text() + "\n[api]\nconnections = 64\nper_address = 64\nidle_timeout = 5\n")
+    served: list[dict[str, Any]] = []
+    monkeypatch.setattr(wallet.network_cli, "serve", lambda service, **options: served.append(options))
+    result = CliRunner().invoke(main, ["node", "start", "--config", str(config)], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert served[0]["limits"] == ConnectionLimits(connections=64, per_address=64, idle_timeout_s=5.0)
 
 
 def _lines(stream: Any, into: queue.Queue[str]) -> None:
