@@ -577,33 +577,48 @@ class LedgerClient:
 
     # -- writes -----------------------------------------------------------------------------
     def submit(self, txns: Sequence[Transaction] | Transaction) -> list[str]:
-        """Submit transactions (all or nothing); return their ids. Raises :class:`TxnRejected`."""
+        """Submit transactions (all or nothing); return their ids. Raises :class:`TxnRejected`.
+
+        A node's refusal is not taken on its word while another node may admit them: the next node
+        is asked, and the first refusal is raised only once every node has refused or failed (one
+        lying node cannot keep a client's transactions out). A 503 ``overloaded`` is the network
+        asking for a pause, raised at once."""
         batch = [txns] if isinstance(txns, Transaction) else list(txns)
         body = [t.to_json() for t in batch]
         errors: list[str] = []
+        refused: TxnRejected | None = None
         for node in self.nodes:
             try:
                 response = self._http.post(
                     node.rstrip("/") + "/txns", json=body if len(body) != 1 else body[0]
                 )
-            except httpx.HTTPError as exc:
+                if response.status_code == 202:
+                    ids = [str(item["id"]) for item in response.json()["txns"]]
+                    self.failures.extend(errors)  # nodes that failed or refused what another admitted
+                    return ids
+            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
                 errors.append(f"{node}: {exc}")
                 continue
-            if response.status_code == 202:
-                return [item["id"] for item in response.json()["txns"]]
             if response.status_code >= 500 and response.status_code != 503:
                 errors.append(f"{node}: HTTP {response.status_code}")
                 continue
             try:
                 problem = response.json()
             except ValueError:
-                problem = {}
-            raise TxnRejected(
+                problem = None
+            problem = problem if isinstance(problem, dict) else {}
+            rejection = TxnRejected(
                 str(problem.get("code", "malformed")),
                 str(problem.get("detail", response.text[:200])),
-                txn_id=problem.get("txn"),
+                txn_id=problem.get("txn") if isinstance(problem.get("txn"), str) else None,
             )
+            if response.status_code == 503:
+                raise rejection
+            errors.append(f"{node}: refused: {rejection.code}: {rejection.detail}"[:500])
+            refused = refused or rejection
         self.failures.extend(errors)
+        if refused is not None:
+            raise refused
         raise LedgerUnavailable("; ".join(errors))
 
     def wait(self, txn_ids: Sequence[str], timeout: float = 30.0) -> list[dict[str, Any]]:

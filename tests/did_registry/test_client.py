@@ -504,3 +504,56 @@ def test_the_highest_head_does_not_wait_for_a_node_that_does_not_answer(node: No
     started = time.monotonic()
     assert client.highest_head(deadline=0.3).height == node.service.app.height
     assert time.monotonic() - started < 2
+
+
+def _liar_then(node: Node, refusal: httpx.Response) -> httpx.MockTransport:
+    """A transport on which node http://liar answers every submission with ``refusal`` and
+    http://node-1 is ``node``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "liar" and request.url.path == "/txns":
+            return refusal
+        return httpx.WSGITransport(app=node.app).handle_request(request)
+
+    return httpx.MockTransport(handler)
+
+
+def test_a_refusal_by_one_node_is_not_the_last_word(node: Node) -> None:
+    """A node refusing a good transaction (lying, or behind) does not keep it out: the next node is
+    asked, admits it, and the refusal is kept among the client's failures."""
+    device = new_actor()
+    txn = device.txn("did.create", {"document": device.document()}, node.trustee)
+    forged = httpx.Response(403, json={"code": "forbidden", "detail": "no such endorser", "txn": txn.id})
+    client = LedgerClient(
+        ["http://liar", "http://node-1"], node.service.app.genesis, transport=_liar_then(node, forged)
+    )
+    assert client.submit(txn) == [txn.id]
+    assert any(f.startswith("http://liar: refused: forbidden") for f in client.failures)
+
+
+def test_a_refusal_every_node_gives_is_raised(node: Node) -> None:
+    """When every node refuses, the first refusal is raised with its code."""
+    device = new_actor()
+    unendorsed = device.txn("did.create", {"document": device.document()})
+    forged = httpx.Response(400, json={"code": "malformed", "detail": "no", "txn": unendorsed.id})
+    client = LedgerClient(
+        ["http://liar", "http://node-1"], node.service.app.genesis, transport=_liar_then(node, forged)
+    )
+    with pytest.raises(TxnRejected) as refused:
+        client.submit(unendorsed)
+    assert (refused.value.code, refused.value.detail) == ("malformed", "no")
+    assert any("forbidden" in f for f in client.failures)  # the honest node's own refusal, noted
+
+
+def test_overloaded_is_raised_at_once(node: Node) -> None:
+    """A 503 overloaded is the network asking for a pause: raised without asking the next node."""
+    device = new_actor()
+    txn = device.txn("did.create", {"document": device.document()}, node.trustee)
+    busy = httpx.Response(503, json={"code": "overloaded", "detail": "try again"})
+    client = LedgerClient(
+        ["http://liar", "http://node-1"], node.service.app.genesis, transport=_liar_then(node, busy)
+    )
+    with pytest.raises(TxnRejected) as refused:
+        client.submit(txn)
+    assert refused.value.code == "overloaded"
+    assert node.service.status(txn.id).status == "unknown"
