@@ -39,7 +39,7 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from verifier._signed import REQUIRED_COMPONENTS
-from verifier.errors import ConfigurationError, Refused, StoreUnavailable
+from verifier.errors import ConfigurationError, Reason, Refused, StoreUnavailable
 from verifier.verifier import Verifier
 from wallet.http_signatures import HttpRequest
 
@@ -192,11 +192,36 @@ def target_uri(environ: _Environ) -> str:
             if raw.startswith("/"):
                 return _origin(environ) + raw
             if _ABSOLUTE_FORM.match(raw):
+                _check_host(environ, raw)
                 return raw
             break  # asterisk-form or authority-form: rebuilt below
     path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
     query = environ.get("QUERY_STRING")
     return _origin(environ) + _quote_path(path or "/") + (f"?{query}" if query else "")
+
+
+def _authority(scheme: str, authority: str) -> str:
+    """``authority`` lowercased, without the scheme's default port."""
+    authority = authority.lower()
+    default = ":443" if scheme == "https" else ":80"
+    return authority[: -len(default)] if authority.endswith(default) else authority
+
+
+def _check_host(environ: _Environ, target: str) -> None:
+    """Refuse an absolute-form request target whose authority is not the ``Host`` sent with it: the
+    signature and the audience are checked against the target, while the application (Werkzeug, for
+    one) reads ``Host``, so the two must name one service (RFC 9112 §3.2.2 has a server take the
+    target's; many do not)."""
+    host = environ.get("HTTP_HOST")
+    if not host:
+        return
+    parts = urlsplit(target)
+    scheme = parts.scheme.lower()
+    if _authority(scheme, parts.netloc) != _authority(scheme, str(host)):
+        raise Refused(
+            Reason.MALFORMED,
+            f"the request target names {parts.netloc[:100]!r} but its Host header {str(host)[:100]!r}",
+        )
 
 
 def request_from_environ(environ: _Environ, body: bytes) -> HttpRequest:
@@ -262,8 +287,9 @@ class DeviceAuthMiddleware:
     def __call__(self, environ: _Environ, start_response: _StartResponse) -> Iterable[bytes]:
         """Authenticate the request (if its path is protected), then pass it on or answer the refusal."""
         if self._protects(environ):
-            request = request_from_environ(environ, _read_body(environ))
+            body = _read_body(environ)
             try:
+                request = request_from_environ(environ, body)
                 environ[DEVICE_KEY] = self.verifier.authenticate_request(request, self.audience)
             except Refused as refused:
                 challenge = self._challenge if refused.status == 401 else []

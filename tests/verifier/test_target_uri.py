@@ -17,6 +17,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from tests.verifier.conftest_ledger import Device, Ledger, ledger  # noqa: F401
+from verifier import Reason, Refused
 from verifier.wsgi import DEVICE_KEY, DeviceAuthMiddleware, request_from_environ
 from wallet.device import DeviceWallet
 from wallet.device_client import DeviceClient
@@ -64,9 +65,27 @@ def test_raw_uri_is_the_target_as_sent(raw_target: str) -> None:
 
 
 def test_an_absolute_form_target_is_the_target_uri() -> None:
-    """A request target in absolute form is the target URI itself (RFC 9112 §3.3), Host aside."""
-    environ = environ_for("/a%2Fb?q=1", REQUEST_URI="https://svc.example:8443/a%2Fb?q=1")
+    """A request target in absolute form is the target URI itself (RFC 9112 §3.3)."""
+    environ = environ_for(
+        "/a%2Fb?q=1", REQUEST_URI="https://svc.example:8443/a%2Fb?q=1", HTTP_HOST="svc.example:8443"
+    )
     assert request_from_environ(environ, b"").url == "https://svc.example:8443/a%2Fb?q=1"
+
+
+@pytest.mark.parametrize("host", ["SVC.example", "svc.example:443"])
+def test_an_absolute_form_target_may_name_its_host_in_any_case_or_with_the_default_port(host: str) -> None:
+    environ = environ_for("/r", REQUEST_URI="https://svc.example/r", HTTP_HOST=host)
+    assert request_from_environ(environ, b"").url == "https://svc.example/r"
+
+
+@pytest.mark.parametrize("host", ["other.example", "svc.example:8443", "svc.example.evil"])
+def test_an_absolute_form_target_naming_another_host_than_host_is_refused(host: str) -> None:
+    """The signature and audience are checked against the target, the application reads Host (as
+    Werkzeug does): a request naming two services is refused, not let in for the one the app sees."""
+    environ = environ_for("/r", REQUEST_URI="https://svc.example/r", HTTP_HOST=host)
+    with pytest.raises(Refused) as refused:
+        request_from_environ(environ, b"")
+    assert refused.value.reason is Reason.MALFORMED and "Host" in refused.value.detail
 
 
 def test_without_a_raw_target_a_path_keeps_its_colons_and_at_signs() -> None:

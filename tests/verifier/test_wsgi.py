@@ -226,3 +226,19 @@ def test_a_request_with_no_path_is_checked_as_the_root(verifier: Verifier) -> No
     body = b"".join(app(environ, lambda status, headers, *_: answers.append(status)))
     assert answers[0].startswith("401"), body
     assert json.loads(body)["reason"] == "malformed"
+
+
+def test_a_target_naming_another_service_than_its_host_is_refused_not_crashed(verifier: Verifier) -> None:
+    """An absolute-form target whose authority is not the Host the app will read gets a 401 problem."""
+    app = DeviceAuthMiddleware(echo, verifier, audience=BASE)
+    environ = {
+        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": "/readings", "QUERY_STRING": "",
+        "REQUEST_URI": "https://service.example/readings", "HTTP_HOST": "tenant-b.example",
+        "SERVER_NAME": "tenant-b.example", "SERVER_PORT": "443", "wsgi.url_scheme": "https",
+        "CONTENT_LENGTH": "2", "wsgi.input": __import__("io").BytesIO(b"{}"),
+        "wsgi.errors": __import__("io").StringIO(),
+    }  # fmt: skip
+    answers: list[str] = []
+    body = b"".join(app(environ, lambda status, headers, *_: answers.append(status)))
+    assert answers[0].startswith("401"), body
+    assert json.loads(body)["reason"] == "malformed" and "Host" in json.loads(body)["detail"]
