@@ -30,9 +30,22 @@ from did_registry.identity.timestamps import format_timestamp
 from did_registry.ledger.block import CommitCertificate, InvalidCertificate
 from did_registry.ledger.validators import ValidatorSet
 
-__all__ = ["EngineCore", "utc_timestamp"]
+__all__ = ["EngineCore", "max_block_bytes", "utc_timestamp"]
 
 M = TypeVar("M", bound=Message)
+_COPY_OVERHEAD = 1024  # bytes a copy of a block costs in a NEW-VIEW beyond its encoding: its
+# PRE-PREPARE's fields and signature; and per validator (below) a PREPARE of its prepared
+# certificate and a signature of its VIEW-CHANGE's commit certificate
+_PER_VALIDATOR_OVERHEAD = 400
+_BLOCK_ROOM = 1024  # a first guess at what a block holds besides its requests (header, framing)
+
+
+def max_block_bytes(max_message_bytes: int, n: int) -> int:
+    """The largest block a PRE-PREPARE may carry among ``n`` validators: a NEW-VIEW holds it up to
+    ``n + 1`` times (in O, and in each VIEW-CHANGE's prepared certificate), base64url-encoded, and
+    must still fit ``max_message_bytes``, or no view change could ever re-issue it."""
+    per_copy = max_message_bytes // (n + 1) - _COPY_OVERHEAD - _PER_VALIDATOR_OVERHEAD * n
+    return max(0, per_copy * 3 // 4)
 
 
 def utc_timestamp(now: float) -> str:
@@ -238,7 +251,7 @@ class EngineCore:
         kept even when the pool is full."""
         candidates: dict[bytes, None] = {}
         for request in requests:
-            if not isinstance(request, bytes) or not 0 < len(request) <= self._config.max_request_bytes:
+            if not isinstance(request, bytes) or not 0 < len(request) <= self._max_request:
                 self._drop("bad-request")
             elif request not in self._pool:
                 candidates[request] = None
@@ -312,9 +325,55 @@ class EngineCore:
             return False
         return not self._head_by_commit or self._now >= self._head_at + interval / 2
 
+    @property
+    def _max_block(self) -> int:
+        """The largest block proposed or accepted in the set in force (:func:`max_block_bytes`)."""
+        return max_block_bytes(self._config.max_message_bytes, self._q.n)
+
+    @property
+    def _max_request(self) -> int:
+        """The largest request taken: ``max_request_bytes``, and no larger than a block can hold."""
+        return min(self._config.max_request_bytes, self._max_block - _BLOCK_ROOM)
+
+    def _proposal_payload(self, requests: Sequence[bytes]) -> list[bytes]:
+        """The oldest of ``requests`` (in order) a block can hold: their bytes within the block size.
+        A request no block can hold (taken while the set was smaller) leaves the pool."""
+        room = self._max_block - _BLOCK_ROOM
+        too_big = [r for r in requests if len(r) > room]
+        if too_big:
+            self._pool.discard(too_big)
+            self._drop("oversized-request")
+            requests = [r for r in requests if len(r) <= room]
+        return _leading_within(requests, room)
+
+    def _propose_within(
+        self, height: int, requests: list[bytes], time: str
+    ) -> tuple[bytes | None, list[bytes]]:
+        """The application's block of (the oldest of) ``requests`` at ``height``, no larger than
+        :attr:`_max_block`, and the requests it was made of: halved until the block fits (the
+        application's encoding is its own). A request whose block alone does not fit leaves the pool."""
+        batch = self._proposal_payload(requests)
+        while True:
+            block = self._app.propose(height, batch, time)
+            if block is None or len(block) <= self._max_block:
+                return block, batch
+            if len(batch) <= 1:  # (an empty block too large: max_message_bytes leaves no room)
+                self._pool.discard(batch)
+                self._drop("oversized-request" if batch else "oversized-block")
+                return None, []
+            batch = batch[: len(batch) // 2]
+
+    def _forwardable(self, count: int) -> tuple[bytes, ...]:
+        """Up to ``count`` of the oldest pending requests, as many as one REQUEST message carries."""
+        room = (self._config.max_message_bytes - _BLOCK_ROOM) * 3 // 4  # base64url on the wire
+        return tuple(_leading_within(self._pool.batch(count), room))
+
     def _proposal_problem(self, block: bytes) -> str | None:
-        """Why a freshly proposed ``block`` (not one offered again) is refused, or ``None``: dated far
-        from this validator's clock, or empty before one is due."""
+        """Why a freshly proposed ``block`` (not one offered again) is refused, or ``None``: larger
+        than a NEW-VIEW could carry again, dated far from this validator's clock, or empty before one
+        is due."""
+        if len(block) > self._max_block:
+            return "oversized-block"
         if not self._app.timely(block):
             return "untimely-block"
         if not self._app.requests(block) and not self._empty_block_acceptable():
@@ -371,3 +430,14 @@ class EngineCore:
 
     def _after(self) -> None:
         """End of a call: propose, validate buffered blocks, set timers."""
+
+
+def _leading_within(requests: Sequence[bytes], room: int) -> list[bytes]:
+    """The leading ``requests`` whose bytes add up to at most ``room``."""
+    batch = []
+    for request in requests:
+        room -= len(request)
+        if room < 0:
+            break
+        batch.append(request)
+    return batch

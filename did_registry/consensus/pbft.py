@@ -436,8 +436,9 @@ class PBFT(ViewChanges):
         self._propose_block(seq, self._pool.batch(self._config.batch_size))
 
     def _propose_block(self, seq: int, batch: list[bytes]) -> None:
-        """Build block ``seq`` from ``batch`` (possibly empty) and send its PRE-PREPARE."""
-        block = self._app.propose(seq, batch, self._timestamp(self._now))
+        """Build block ``seq`` from ``batch`` (possibly empty; its oldest requests a block can hold)
+        and send its PRE-PREPARE."""
+        block, batch = self._propose_within(seq, batch, self._timestamp(self._now))
         included = set(self._app.requests(block)) if block is not None else set()
         self._pool.discard([r for r in batch if r not in included and not self._app.check(r)])
         if block is None:

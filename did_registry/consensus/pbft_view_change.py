@@ -212,10 +212,14 @@ class ViewChanges(EngineCore):
                 self._drop("wrong-view")
                 return
             kept.clear()
-        if len(kept) < _KEPT_PER_SENDER:
-            kept.append(message)
-        else:
+        if len(kept) >= _KEPT_PER_SENDER or (
+            isinstance(message, PrePrepare)
+            and sum(len(m.block) for m in kept if isinstance(m, PrePrepare)) + len(message.block)
+            > self._config.max_kept_block_bytes // self._q.n  # each sender's share of the budget
+        ):
             self._drop("wrong-view")
+            return
+        kept.append(message)
 
     def _start_view_change(self, view: int) -> None:
         """Leave the current view for ``view``: send VIEW-CHANGE(view, C, P) and wait for NEW-VIEW."""
@@ -244,9 +248,7 @@ class ViewChanges(EngineCore):
         if own is not None:
             self._out.append(Broadcast(own))
         if self._pool:
-            self._broadcast(
-                Request(sender=self._id, requests=tuple(self._pool.batch(4 * self._config.batch_size)))
-            )
+            self._broadcast(Request(sender=self._id, requests=self._forwardable(4 * self._config.batch_size)))
         self._timers.set("view-change", self._now + self._config.backoff(self._failures))
 
     def view_change(self, message: ViewChange) -> None:
@@ -269,6 +271,9 @@ class ViewChanges(EngineCore):
                     if view > message.view:
                         return
                     del changes[message.sender]
+            # A view nobody asks for any more is forgotten: else one validator naming view after
+            # view would leave an entry for each, for ever, and every VIEW-CHANGE walks them all.
+            self._view_changes = {v: c for v, c in self._view_changes.items() if c or v <= self._view}
         changes = self._view_changes.setdefault(message.view, {})
         new_sender = message.sender not in changes
         changes[message.sender] = message
@@ -353,5 +358,5 @@ class ViewChanges(EngineCore):
         for early in later:
             self._handle(early)
         if self.primary != self._id and self._pool:
-            forward = Request(sender=self._id, requests=tuple(self._pool.batch(4 * self._config.batch_size)))
+            forward = Request(sender=self._id, requests=self._forwardable(4 * self._config.batch_size))
             self._send(self.primary, forward.signed(self._key))

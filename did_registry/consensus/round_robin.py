@@ -173,7 +173,7 @@ class RoundRobin(EngineCore):
         )
         self._round_changes.setdefault(round_, {})[self._id] = self._broadcast(change)
         if self.proposer != self._id and self._pool:
-            forward = Request(sender=self._id, requests=tuple(self._pool.batch(4 * self._config.batch_size)))
+            forward = Request(sender=self._id, requests=self._forwardable(4 * self._config.batch_size))
             self._send(self.proposer, forward.signed(self._key))
 
     def _accept(self) -> None:
@@ -242,7 +242,7 @@ class RoundRobin(EngineCore):
             return None
         else:
             batch = self._pool.batch(self._config.batch_size)
-        block = self._app.propose(height, batch, self._timestamp(self._now))
+        block, batch = self._propose_within(height, batch, self._timestamp(self._now))
         included = set(self._app.requests(block)) if block is not None else set()
         self._pool.discard([r for r in batch if r not in included and not self._app.check(r)])
         if block is None:

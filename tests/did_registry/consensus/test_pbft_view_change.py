@@ -276,3 +276,27 @@ def test_peer_behind_in_height_gets_our_certificate(net4: Net) -> None:
     [answer] = sent(engine.on_message("v3", late), Certificate)
     assert answer.certificate == engine.certificate and answer.certificate.height == 1
     assert engine.view == 0 and engine.active
+
+
+def test_view_changes_for_view_after_view_leave_one_entry_per_sender(net4: Net) -> None:
+    """One validator naming view after view (each VIEW-CHANGE valid) leaves only its highest: the
+    views it left are forgotten, so honest VIEW-CHANGEs do not get slower with each one it sends."""
+    engine = net4.pbft("v1")
+    engine.on_tick(0.0)
+    for view in range(1, 301):
+        engine.on_message("v3", net4.sign(ViewChange(sender="v3", view=view, executed=None, prepared=None)))
+    assert {v: sorted(c) for v, c in engine._view_changes.items() if v > engine.view} == {300: ["v3"]}
+    assert len(engine._view_changes) <= 2  # that one, and the current view's
+
+
+def test_pre_prepares_of_a_future_view_are_kept_within_the_block_budget(net4: Net) -> None:
+    """PRE-PREPAREs of a view not entered yet are kept for when its NEW-VIEW comes, but within the
+    sender's share of max_kept_block_bytes, not sixteen blocks of any size."""
+    config = replace(TESTING, max_kept_block_bytes=4 * 1000)  # 1,000 bytes per validator
+    engine = net4.pbft("v2", config)
+    engine.on_tick(0.0)
+    big = make_block(1, [b"b" * 450])  # hex in the fake block: over 900 bytes
+    engine.on_message("v1", pre_prepare(net4, big, view=1, seq=1))
+    engine.on_message("v1", pre_prepare(net4, make_block(2, [b"c" * 450]), view=1, seq=2))
+    assert engine.dropped["wrong-view"] == 1
+    assert [m.seq for m in engine._later["v1"]] == [1]
