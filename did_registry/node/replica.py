@@ -417,7 +417,10 @@ class Replica:
                             _log.debug("%s: not sent to %s: %s", self._id, to, exc)
                 case Broadcast(message=message):
                     if self._transport is not None:
-                        self._transport.broadcast(_CONSENSUS + encode(message))
+                        try:
+                            self._transport.broadcast(_CONSENSUS + encode(message))
+                        except TransportError as exc:  # (too large a frame): the outputs after it still run
+                            _log.warning("%s: %s not broadcast: %s", self._id, type(message).__name__, exc)
                 case SetTimer(name=name, at=at):
                     old = self._timers.pop(name, None)
                     if old is not None:

@@ -160,3 +160,38 @@ def test_a_state_transfer_answered_only_with_blocks_it_has_ends() -> None:
     assert replica._syncing is False and len(asked) == 1
     replica.app.close()
     replica.source.close()
+
+
+def test_a_broadcast_the_transport_refuses_does_not_lose_the_outputs_after_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A broadcast the transport refuses (a frame too large) is logged; the engine's outputs after it
+    (a timer here) still run, as after a refused send."""
+    from did_registry.consensus.base import Broadcast, SetTimer
+    from did_registry.consensus.messages import Request
+    from did_registry.errors import InvalidFrame
+
+    cluster = Cluster.create("pbft", 1)
+    node = cluster.nodes["node-1"]
+    service = NodeService(
+        LedgerApplication(node.store, cluster.genesis), validator_id=node.id, validator_key=node.key
+    )
+    replica = Replica(service, node.key, ReplicaConfig())
+
+    class Refusing:
+        def broadcast(self, payload: bytes) -> None:
+            raise InvalidFrame("too large")
+
+    async def main() -> None:
+        replica._loop = asyncio.get_running_loop()
+        replica._transport = Refusing()  # type: ignore[assignment]
+        message = Request(sender=node.id, requests=(b"x",))
+        replica._apply([Broadcast(message), SetTimer("progress", replica._loop.time() + 60)])
+        assert "progress" in replica._timers
+        replica._timers.pop("progress").cancel()
+
+    with caplog.at_level(logging.WARNING, logger="did_registry.replica"):
+        asyncio.run(main())
+    assert any("not broadcast" in r.getMessage() for r in caplog.records)
+    replica.app.close()
+    replica.source.close()
