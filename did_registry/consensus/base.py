@@ -194,6 +194,9 @@ class ConsensusConfig:
     max_pending: int = 100_000
     """Requests kept waiting at most; more are dropped (a primary also keeps up to this many per backup
     that the backup sent again as overtaken: ``docs/consensus.md`` § Censorship)."""
+    max_pending_bytes: int = 256 << 20
+    """Bytes of requests kept waiting at most (a validator forwarding large junk cannot fill the
+    others' memory within ``max_pending`` requests)."""
     max_request_bytes: int = 1 << 20
     """Largest request accepted."""
     max_message_bytes: int = 64 << 20
@@ -251,6 +254,10 @@ class ConsensusConfig:
             (self.retransmit_interval > 0, "retransmit_interval must be positive"),
             (self.max_pending >= self.batch_size, "max_pending must be >= batch_size"),
             (self.max_request_bytes >= 1, "max_request_bytes must be positive"),
+            (
+                self.max_pending_bytes >= self.max_request_bytes,
+                "max_pending_bytes must be >= max_request_bytes",
+            ),
             (self.max_message_bytes >= 1024, "max_message_bytes must be at least 1024"),
             (self.max_kept_block_bytes >= 0, "max_kept_block_bytes must not be negative"),
             (

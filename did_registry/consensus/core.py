@@ -93,7 +93,7 @@ class EngineCore:
         self._known = self._height
         self._proven = self._height
         self._now = 0.0
-        self._pool = RequestPool(self._config.max_pending)
+        self._pool = RequestPool(self._config.max_pending, self._config.max_pending_bytes)
         self._timers = Deadlines()
         self._out: list[Output] = []
         self._dropped: Counter[str] = Counter()

@@ -23,9 +23,12 @@ __all__ = ["Deadlines", "Overtaking", "RequestPool"]
 class RequestPool:
     """Requests waiting to be committed, in arrival order, each with its arrival time."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self, limit: int, max_bytes: int | None = None) -> None:
+        """At most ``limit`` requests and ``max_bytes`` of them (``None``: no byte bound)."""
+        self.limit, self.max_bytes = limit, max_bytes
         self._items: dict[bytes, float] = {}
+        self.bytes = 0
+        """The size of the pending requests."""
 
     def __len__(self) -> int:
         return len(self._items)
@@ -36,9 +39,16 @@ class RequestPool:
     def add(self, request: bytes, now: float, *, beyond_limit: bool = False) -> bool:
         """Keep ``request`` (arrived at ``now``, so last in line); ``False`` when it is known already or
         the pool is full (unless ``beyond_limit``: the caller bounds those itself)."""
-        if request in self._items or (len(self._items) >= self.limit and not beyond_limit):
+        if request in self._items or (
+            not beyond_limit
+            and (
+                len(self._items) >= self.limit
+                or (self.max_bytes is not None and self.bytes + len(request) > self.max_bytes)
+            )
+        ):
             return False
         self._items[request] = now
+        self.bytes += len(request)
         return True
 
     def full(self) -> bool:
@@ -56,7 +66,8 @@ class RequestPool:
     def discard(self, requests: Iterable[bytes]) -> None:
         """Forget ``requests`` (committed, or no longer valid)."""
         for request in requests:
-            self._items.pop(request, None)
+            if self._items.pop(request, None) is not None:
+                self.bytes -= len(request)
 
     def oldest(self) -> float | None:
         """When the oldest pending request arrived, or ``None`` when there is none."""
@@ -69,6 +80,7 @@ class RequestPool:
     def retain(self, keep: Callable[[bytes], bool]) -> None:
         """Drop every request for which ``keep`` is false (re-checking after the head moved)."""
         self._items = {r: t for r, t in self._items.items() if keep(r)}
+        self.bytes = sum(len(r) for r in self._items)
 
 
 @dataclass(slots=True)

@@ -9,13 +9,14 @@ import pytest
 
 from did_registry.consensus import ENGINES, ConsensusConfig, InvalidConsensusConfig, create_engine
 from did_registry.consensus.base import CancelTimer, SetTimer
+from did_registry.consensus.messages import Request
 from did_registry.consensus.pool import Deadlines, RequestPool
 from did_registry.consensus.quorum import Quorum
 from did_registry.identity.crypto import sha256
 from did_registry.identity.multikey import encode_ed25519_public_key
 from did_registry.ledger.block import BlockHeader, CommitCertificate, InvalidCertificate
 from did_registry.ledger.validators import Validator, ValidatorSet
-from tests.did_registry.consensus.conftest import Net, make_net
+from tests.did_registry.consensus.conftest import TESTING, Net, make_net
 from tests.did_registry.consensus.fake_app import FakeApp
 
 
@@ -110,6 +111,24 @@ class TestPoolAndDeadlines:
         pool.discard([b"a"])
         pool.retain(lambda r: r != b"c")
         assert pool.batch(5) == [b"b"] and pool.oldest() == 2.0 and len(pool) == 1
+
+    def test_pool_holds_at_most_its_bytes(self) -> None:
+        """Past ``max_bytes`` of pending requests the pool refuses more, until some leave."""
+        pool = RequestPool(limit=100, max_bytes=10)
+        assert [pool.add(r, 1.0) for r in (b"aaaa", b"bbbb", b"ccc", b"dd")] == [True, True, False, True]
+        assert pool.bytes == 10
+        pool.discard([b"aaaa"])
+        assert pool.add(b"ccc", 2.0) and pool.bytes == 9
+        pool.retain(lambda r: r != b"bbbb")
+        assert pool.bytes == 5
+
+    def test_an_engine_pool_is_bounded_by_the_configured_bytes(self, net4: Net) -> None:
+        """Requests a peer forwards count against max_pending_bytes: past it, they are dropped."""
+        engine = net4.pbft("v1", replace(TESTING, max_pending_bytes=600, max_request_bytes=256))
+        engine.on_tick(0.0)
+        for i in range(5):
+            engine.on_message("v2", net4.sign(Request(sender="v2", requests=(b"%d" % i + b"x" * 199,))))
+        assert engine.dropped["pool-full"] == 2
 
     def test_deadlines_announce_changes_only(self) -> None:
         """Deadlines yield SetTimer when set or moved, CancelTimer when cleared, nothing otherwise."""
