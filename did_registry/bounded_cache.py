@@ -8,11 +8,12 @@ memo: a race costs a recomputation, never a wrong answer.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Generic, TypeVar
 
-__all__ = ["BoundedCache", "GenerationalCache", "remember"]
+__all__ = ["BoundedCache", "GenerationalCache", "WeightedCache", "remember"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -42,6 +43,53 @@ class BoundedCache(Generic[K, V]):
     def discard(self, key: K) -> None:
         """Forget what is kept under ``key``, if anything."""
         self._items.pop(key, None)
+
+
+class WeightedCache(Generic[K, V]):
+    """At most ``size`` entries weighing ``max_weight`` in all (each put with its weight, such as the
+    size of what it was made from); putting more forgets the oldest. For memos of values whose
+    size a sender chooses: counting entries alone would let a few large ones take any memory.
+    Thread-safe (one lock: the weights must add up)."""
+
+    def __init__(self, size: int, max_weight: int) -> None:
+        self.size, self.max_weight = size, max_weight
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.weight = 0
+        """What the kept entries weigh."""
+
+    def get(self, key: K) -> V | None:
+        """The value kept under ``key``, or ``None``."""
+        found = self._items.get(key)
+        return None if found is None else found[0]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, key: K, value: V, weight: int) -> None:
+        """Keep ``value`` (weighing ``weight``) under ``key``, forgetting the oldest entries beyond
+        the bounds; one heavier than ``max_weight`` alone is not kept."""
+        if weight > self.max_weight:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.weight -= old[1]
+            self._items[key] = (value, weight)
+            self.weight += weight
+            while len(self._items) > self.size or self.weight > self.max_weight:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.weight -= dropped
+
+    def discard(self, key: K) -> None:
+        """Forget what is kept under ``key``, if anything."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.weight -= old[1]
 
 
 class GenerationalCache(Generic[K, V]):

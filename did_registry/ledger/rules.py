@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from did_registry.bounded_cache import BoundedCache
+from did_registry.bounded_cache import BoundedCache, WeightedCache
 from did_registry.errors import BadSignature, DidRegistryError, InvalidDID, InvalidStatusList
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.did_trellis import check_self_certifying, parse_trellis_did
@@ -199,8 +199,8 @@ class _ParsedDocuments:
     so it names the document exactly). A transaction is executed several times on each node
     (admission, forwarding, proposal, validation); its document is parsed once."""
 
-    def __init__(self, size: int) -> None:
-        self._parsed: BoundedCache[bytes, DIDDocument] = BoundedCache(size)
+    def __init__(self, size: int, max_bytes: int) -> None:
+        self._parsed: WeightedCache[bytes, DIDDocument] = WeightedCache(size, max_bytes)
 
     def get(self, txn: Transaction) -> DIDDocument:
         document = self._parsed.get(txn.id_bytes)
@@ -210,7 +210,7 @@ class _ParsedDocuments:
             document = DIDDocument.from_json(txn.body.get("document"))  # type: ignore[arg-type]
         except (DidRegistryError, TypeError, AttributeError) as exc:
             raise _reject("malformed", f"body.document: {exc}") from None
-        self._parsed.put(txn.id_bytes, document)
+        self._parsed.put(txn.id_bytes, document, len(txn.canonical))
         return document
 
     def forget(self, txns: Iterable[Transaction]) -> None:
@@ -218,7 +218,8 @@ class _ParsedDocuments:
             self._parsed.discard(txn.id_bytes)
 
 
-_PARSED = _ParsedDocuments(20_000)
+_PARSED = _ParsedDocuments(20_000, 64 << 20)  # and at most 64 MiB of transactions' documents (a
+# parsed document takes a few times its JSON): a sender chooses the size
 _COMMITTED: BoundedCache[bytes, None] = BoundedCache(20_000)  # ids committed last: as many as a node's
 # queue of checks ahead holds (node.preverify)
 

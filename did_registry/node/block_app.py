@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from did_registry.bounded_cache import BoundedCache
+from did_registry.bounded_cache import WeightedCache
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import sha256
 from did_registry.identity.jcs import canonicalize
@@ -65,6 +65,7 @@ _U32: Final = struct.Struct(">I")
 _NOT_A_BLOCK: Final = b"trellis/not-a-block/v1\x00"
 _KEPT: Final = 64  # executed blocks kept waiting for their commit (a few views' worth)
 _PARSED_KEPT: Final = 8_192  # parsed requests kept (~7 KB each): the pool and the blocks in flight
+_PARSED_BYTES: Final = 64 << 20  # and at most 64 MiB of them (a peer chooses their size)
 
 
 def request_bytes(txn: Transaction) -> bytes:
@@ -123,7 +124,7 @@ class LedgerBlockApp:
         self._digests: dict[bytes, bytes] = {}
         self._checked: dict[bytes, int] = {}  # request -> the head height it was admitted on
         self._glanced: set[bytes] = set()  # forwarded requests admitted on their form only
-        self._parsed: BoundedCache[bytes, Transaction] = BoundedCache(_PARSED_KEPT)
+        self._parsed: WeightedCache[bytes, Transaction] = WeightedCache(_PARSED_KEPT, _PARSED_BYTES)
         self.preverifier = Preverifier(service.app)
 
     def close(self) -> None:
@@ -147,7 +148,7 @@ class LedgerBlockApp:
         if txn is None:
             txn = Transaction.from_bytes(request)
             if request_bytes(txn) == request:
-                self._parsed.put(request, txn)
+                self._parsed.put(request, txn, len(request))
         return txn
 
     # -- the BlockApp protocol ---------------------------------------------------------------

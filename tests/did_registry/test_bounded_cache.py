@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from did_registry.bounded_cache import BoundedCache, GenerationalCache
+from did_registry.bounded_cache import BoundedCache, GenerationalCache, WeightedCache
 
 
 def test_a_bounded_cache_forgets_its_oldest_entries_and_what_is_discarded() -> None:
@@ -58,3 +58,25 @@ def test_a_large_batch_is_kept_whole_until_the_next_turn() -> None:
 def test_a_generational_cache_too_small_to_turn_is_refused(size: int) -> None:
     with pytest.raises(ValueError, match="at least 2"):
         GenerationalCache(size)
+
+
+def test_a_weighted_cache_forgets_the_oldest_past_its_weight() -> None:
+    """Past ``max_weight`` the oldest entries go, however few they are; one heavier than the whole
+    bound is not kept at all."""
+    cache: WeightedCache[str, str] = WeightedCache(100, max_weight=10)
+    cache.put("a", "A", 4)
+    cache.put("b", "B", 4)
+    cache.put("c", "C", 4)  # 12 > 10: "a" goes
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (None, "B", "C") and cache.weight == 8
+    cache.put("huge", "H", 11)
+    assert "huge" not in cache and cache.weight == 8
+    cache.put("b", "B2", 1)  # put again: its weight is replaced
+    cache.discard("c")
+    assert cache.get("b") == "B2" and cache.weight == 1 and len(cache) == 1
+
+
+def test_a_weighted_cache_also_holds_at_most_its_size() -> None:
+    cache: WeightedCache[int, int] = WeightedCache(3, max_weight=1000)
+    for n in range(5):
+        cache.put(n, n, 1)
+    assert [cache.get(n) for n in range(5)] == [None, None, 2, 3, 4]

@@ -192,6 +192,21 @@ class TestPreverify:
             assert net.reject(txn).code == "bad_signature"
         assert net.app.store.get(f"did:{device.did}") is None
 
+    def test_parsed_documents_are_kept_within_their_bytes(
+        self, net: Network, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The memo of parsed documents holds at most its bytes of transactions (a sender chooses
+        their size): past them, the oldest are forgotten."""
+        monkeypatch.setattr(rules, "_PARSED", rules._ParsedDocuments(100, 2_500))
+        txns = []
+        for _ in range(3):
+            device = new_actor()
+            txns.append(device.txn("did.create", {"document": device.document()}, net.trustee))
+            preverify(StateView(net.app.store), txns[-1])
+        assert len(txns[0].canonical) > 800  # so three do not fit
+        kept = [t.id_bytes in rules._PARSED._parsed for t in txns]
+        assert kept[-1] and not kept[0]
+
     def test_a_committed_document_is_forgotten_and_a_late_check_ahead_passes_it_by(
         self, net: Network, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -158,3 +158,17 @@ def test_a_fresh_proposal_is_timely_only_when_dated_near_the_validator_s_clock(
 
 def test_bytes_that_are_no_block_are_not_timely(pair: Pair) -> None:
     assert pair.validator.timely(b"\x00\x00\x00\x02{}") is False
+
+
+def test_parsed_requests_are_kept_within_their_bytes(pair: Pair) -> None:
+    """The memo of parsed requests holds at most its bytes (peers choose the size of what they
+    forward): past them the oldest are parsed again when next needed."""
+    from did_registry.bounded_cache import WeightedCache
+
+    pair.validator._parsed = WeightedCache(100, max_weight=2 * 1700)
+    requests = pair.creates(3)
+    assert all(1100 < len(r) <= 1700 for r in requests)
+    for request in requests:
+        pair.validator.parse(request)
+    assert [r in pair.validator._parsed for r in requests] == [False, True, True]
+    assert pair.validator._parsed.weight <= 2 * 1700
