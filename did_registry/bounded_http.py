@@ -5,8 +5,13 @@ seconds, in the status line, the headers or the body, holds a reader for as long
 body is read into memory however large it grows. A reader that trusts no single node must not let
 one node hold it or fill its memory either. Through :class:`BoundedTransport`, a request's read
 timeout bounds the whole exchange (the connection, the request, the status line, the headers and the
-body, all together), and a body holds at most ``max_bytes``; past either, the exchange fails as a
-timeout (``httpx.ReadTimeout``) or an :class:`AnswerTooLarge`, and the caller asks the next node.
+body, all together), extended by one second for each :data:`MIN_RATE` bytes received (an honest
+node sending a large page over a slow link gets it through; one trickling gets nothing more), and a
+body holds at most ``max_bytes``; past either, the exchange fails as a timeout
+(``httpx.ReadTimeout``) or an :class:`AnswerTooLarge`, and the caller asks the next node. Answers
+are asked for and read uncompressed (``Accept-Encoding: identity``; a ``Content-Encoding`` the node
+sends anyway is not decoded): a few kilobytes of gzip would otherwise expand to gigabytes past the
+bound, which counts the bytes that arrive.
 
 A request may set other bounds with the extension :data:`BOUNDS`. A long-lived stream (Server-Sent
 Events: the header stream) sets ``(None, None)``, no deadline and no size bound, and reads its lines
@@ -25,7 +30,7 @@ from typing import Any, Final
 import httpcore
 import httpx
 
-__all__ = ["BOUNDS", "MAX_ANSWER_BYTES", "AnswerTooLarge", "BoundedTransport", "bounded_lines"]
+__all__ = ["BOUNDS", "MAX_ANSWER_BYTES", "MIN_RATE", "AnswerTooLarge", "BoundedTransport", "bounded_lines"]
 
 BOUNDS: Final = "trellis.bounds"
 """Request extension: ``(seconds, max_bytes)`` for this exchange, either ``None`` for no bound (by
@@ -33,33 +38,55 @@ default: the request's read timeout, and the transport's ``max_bytes``)."""
 MAX_ANSWER_BYTES: Final = 64 << 20
 """The most a node's answer holds by default. The largest a node gives is a page of blocks: 8 MiB,
 and one block more, which a frame of the validators' transport carries (16 MiB by default)."""
+MIN_RATE: Final = 256 * 1024
+"""Bytes a second: an exchange's deadline moves one second later for each this many bytes received."""
 _EOL: Final = re.compile(rb"\r\n|\r(?!$)|\n")  # a line ends at CRLF, LF or CR; a CR last may start a CRLF
-_local = threading.local()  # the deadline (time.monotonic) of the exchange this thread is in, or None
+_local = threading.local()  # the _Exchange this thread is in (its deadline), or None
 
 
 class AnswerTooLarge(httpx.DecodingError):
     """A node's answer (or one line of its stream) is larger than the reader accepts."""
 
 
+class _Exchange:
+    """One exchange's deadline: ``seconds`` after it began, one more per :data:`MIN_RATE` bytes
+    received."""
+
+    __slots__ = ("began", "received", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.began, self.seconds, self.received = time.monotonic(), seconds, 0
+
+    def left(self) -> float:
+        return self.began + self.seconds + self.received / MIN_RATE - time.monotonic()
+
+
 @contextmanager
-def _until(deadline: float | None) -> Iterator[None]:
-    before = getattr(_local, "deadline", None)
-    _local.deadline = deadline
+def _within(exchange: _Exchange | None) -> Iterator[None]:
+    before = getattr(_local, "exchange", None)
+    _local.exchange = exchange
     try:
         yield
     finally:
-        _local.deadline = before
+        _local.exchange = before
 
 
 def _left(timeout: float | None) -> float | None:
     """``timeout`` cut to what is left of the current exchange's deadline; a timeout once it is past."""
-    deadline: float | None = getattr(_local, "deadline", None)
-    if deadline is None:
+    exchange: _Exchange | None = getattr(_local, "exchange", None)
+    if exchange is None:
         return timeout
-    left: float = deadline - time.monotonic()
+    left = exchange.left()
     if left <= 0:
         raise httpcore.ReadTimeout("the node's answer took longer than the reader allows")
     return left if timeout is None else min(timeout, left)
+
+
+def _received(data: bytes) -> bytes:
+    exchange: _Exchange | None = getattr(_local, "exchange", None)
+    if exchange is not None:
+        exchange.received += len(data)
+    return data
 
 
 class _Stream(httpcore.NetworkStream):
@@ -69,7 +96,7 @@ class _Stream(httpcore.NetworkStream):
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _left(timeout))
+        return _received(self._inner.read(max_bytes, _left(timeout)))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._inner.write(buffer, _left(timeout))
@@ -129,21 +156,30 @@ class _Body(httpx.SyncByteStream):
     """A response body read under its exchange's deadline, and at most ``max_bytes``."""
 
     def __init__(
-        self, inner: httpx.SyncByteStream, deadline: float | None, max_bytes: int | None, url: httpx.URL
+        self,
+        inner: httpx.SyncByteStream,
+        exchange: _Exchange | None,
+        max_bytes: int | None,
+        url: httpx.URL,
+        network: bool,
     ) -> None:
-        self._inner, self._deadline, self._max_bytes, self._url = inner, deadline, max_bytes, url
+        self._inner, self._exchange, self._max_bytes, self._url = inner, exchange, max_bytes, url
+        self._network = network  # whether the connection counts what arrives (else the chunks do)
 
     def __iter__(self) -> Iterator[bytes]:
         read = 0
         chunks = iter(self._inner)
+        exchange = self._exchange
         while True:
-            with _until(self._deadline):
+            with _within(exchange):
                 chunk = next(chunks, None)
             if chunk is None:
                 return
-            if self._deadline is not None and time.monotonic() > self._deadline:  # a transport not the
-                # network's reads outside the deadline: it is checked between its chunks
-                raise httpx.ReadTimeout(f"the answer of {self._url} took longer than the reader allows")
+            if exchange is not None:  # a transport not the network's reads outside the deadline:
+                if not self._network:  # it is checked between its chunks
+                    exchange.received += len(chunk)
+                if exchange.left() <= 0:
+                    raise httpx.ReadTimeout(f"the answer of {self._url} took longer than the reader allows")
             read += len(chunk)
             if self._max_bytes is not None and read > self._max_bytes:
                 raise AnswerTooLarge(f"the answer of {self._url} is over {self._max_bytes} bytes")
@@ -164,6 +200,7 @@ class BoundedTransport(httpx.BaseTransport):
     ) -> None:
         if max_bytes is not None and (type(max_bytes) is not int or max_bytes < 1):
             raise ValueError(f"max_bytes must be a positive integer or None, not {max_bytes!r}")
+        self._network = inner is None
         self._inner = _network_transport() if inner is None else inner
         self.max_bytes = max_bytes
 
@@ -173,9 +210,10 @@ class BoundedTransport(httpx.BaseTransport):
             deadline, max_bytes = request.extensions.get("timeout", {}).get("read"), self.max_bytes
         else:
             deadline, max_bytes = bounds
-        until = None if deadline is None else time.monotonic() + deadline
+        exchange = None if deadline is None else _Exchange(deadline)
+        request.headers["Accept-Encoding"] = "identity"
         try:
-            with _until(until):
+            with _within(exchange):
                 response = self._inner.handle_request(request)
         except httpcore.ReadTimeout as exc:  # a deadline past in a transport that does not map it
             raise httpx.ReadTimeout(str(exc), request=request) from None
@@ -186,9 +224,11 @@ class BoundedTransport(httpx.BaseTransport):
                 raise AnswerTooLarge(
                     f"the answer of {request.url} is over {max_bytes} bytes", request=request
                 )
+        if "content-encoding" in response.headers:  # sent though not asked for: read as it came
+            del response.headers["content-encoding"]
         stream = response.stream
         assert isinstance(stream, httpx.SyncByteStream)
-        response.stream = _Body(stream, until, max_bytes, request.url)
+        response.stream = _Body(stream, exchange, max_bytes, request.url, self._network)
         return response
 
     def close(self) -> None:

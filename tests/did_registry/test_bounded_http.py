@@ -5,6 +5,7 @@ bytes at a time, one sends a body without end, one an event stream whose line ne
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
@@ -97,6 +98,27 @@ def _slow_events(conn: socket.socket) -> None:
         conn.sendall(b"%x\r\n%s\r\n" % (len(line), line))
         time.sleep(0.3)
     conn.sendall(b"0\r\n\r\n")
+
+
+def _gzip_bomb(conn: socket.socket) -> None:
+    """A 400 MB body of zeros in some 400 KB of gzip, whatever the request asked for."""
+    bomb = gzip.compress(bytes(8 << 20), compresslevel=9) * 50  # concatenated members: 400 MB
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(bomb)
+    )
+    conn.sendall(bomb)
+
+
+def _slow_honest(conn: socket.socket) -> None:
+    """A 3 MiB body at about 1 MiB a second: longer than the timeout, steady all along."""
+    body = b"[" + b"0," * (3 << 19) + b"0]"
+    conn.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    for start in range(0, len(body), 64 * 1024):
+        conn.sendall(body[start : start + 64 * 1024])
+        time.sleep(1 / 16)
 
 
 @pytest.fixture
@@ -247,3 +269,35 @@ def test_state_transfer_passes_over_a_peer_that_holds_it(
         source.close()
     assert [block.block.header.height for block in outcome] == [1, 2]  # type: ignore[attr-defined]
     assert took < 10.0
+
+
+@pytest.mark.parametrize("hostile", [_gzip_bomb], indirect=True)
+def test_a_compressed_answer_is_not_expanded_past_the_bound(hostile: str) -> None:
+    """Answers are asked for uncompressed, and a Content-Encoding sent anyway is not decoded: the
+    bound counts what arrives, so 400 KB of gzip must not become 400 MB in memory."""
+    with httpx.Client(transport=BoundedTransport(max_bytes=1 << 20), timeout=10.0) as client:
+        response = client.get(hostile + "/blocks/head")
+    assert len(response.content) < 1 << 20  # the gzip as it came, not 400 MB of zeros
+    with pytest.raises(ValueError):
+        response.json()
+
+
+def test_answers_are_asked_for_uncompressed() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("accept-encoding", ""))
+        return httpx.Response(200, json={})
+
+    with httpx.Client(transport=BoundedTransport(httpx.MockTransport(handler))) as client:
+        client.get("http://node/blocks/head")
+    assert seen == ["identity"]
+
+
+@pytest.mark.parametrize("hostile", [_slow_honest], indirect=True)
+def test_a_large_answer_arriving_steadily_gets_through_past_the_timeout(hostile: str) -> None:
+    """The deadline moves on with what arrives (MIN_RATE): a 3 MiB page at 1 MiB/s over a 1 s timeout
+    is read whole, where a trickle of the same length in time would not be."""
+    with httpx.Client(transport=BoundedTransport(), timeout=1.0) as client:
+        response = client.get(hostile + "/sync/blocks")
+    assert response.status_code == 200 and len(response.json()) == (3 << 19) + 1
