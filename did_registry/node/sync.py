@@ -108,8 +108,12 @@ class BlockSource:
             except httpx.HTTPError as exc:
                 _log.warning("forwarding to %s failed: %s", url, exc)
                 continue
-            if answer.status_code == 202 or answer.status_code == 409:  # admitted, or known already
-                return True
+            if answer.status_code == 202 or (answer.status_code == 409 and _code(answer) == "replay"):
+                return True  # admitted, or known already
+            if len(requests) > 1 and 400 <= answer.status_code < 500:
+                # A batch is taken whole or not at all: one refused (a nonce another transaction
+                # holds, say) must not keep the others out. Each is handed in on its own.
+                return all([self.submit([request]) for request in requests])
             _log.warning("forwarding to %s refused: %s %s", url, answer.status_code, answer.text[:200])
         return False
 
@@ -145,3 +149,13 @@ class BlockSource:
             _log.warning("state transfer: no node answered: %s", "; ".join(errors))
         self._next = (self._next + 1) % len(self.urls)
         return []
+
+
+def _code(answer: httpx.Response) -> str | None:
+    """The ``code`` of a problem answer, or ``None``."""
+    try:
+        problem = answer.json()
+    except ValueError:
+        return None
+    code = problem.get("code") if isinstance(problem, dict) else None
+    return code if isinstance(code, str) else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -42,5 +44,41 @@ def test_an_unreadable_answer_passes_to_the_next_node(answer: bytes) -> None:
     try:
         assert source.fetch(1) == []
         assert source.heads == {GOOD: 7}
+    finally:
+        source.close()
+
+
+def test_a_batch_refused_for_one_transaction_is_forwarded_one_by_one() -> None:
+    """A validator takes a batch whole or not at all: when it refuses one (a nonce another waiting
+    transaction holds), the observer hands the others in on their own rather than losing them."""
+    posted: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        batch = json.loads(request.content)
+        posted.append([t["id"] for t in batch])
+        if any(t["id"] == "A" for t in batch):
+            return httpx.Response(409, json={"code": "conflict", "detail": "nonce 5 is taken"})
+        return httpx.Response(202, json={"txns": [{"id": t["id"], "status": "pending"} for t in batch]})
+
+    source = BlockSource([GOOD])
+    source._client.close()
+    source._client = httpx.Client(transport=httpx.MockTransport(handler))
+    try:
+        admitted = source.submit([b'{"id":"A"}', b'{"id":"B"}'])
+    finally:
+        source.close()
+    assert posted == [["A", "B"], ["A"], ["B"]]
+    assert admitted is False  # A was refused; B went in
+
+
+def test_a_known_transaction_counts_as_forwarded() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(409, json={"code": "replay", "detail": "already submitted"})
+
+    source = BlockSource([GOOD])
+    source._client.close()
+    source._client = httpx.Client(transport=httpx.MockTransport(handler))
+    try:
+        assert source.submit([b'{"id":"A"}', b'{"id":"B"}']) is True
     finally:
         source.close()
