@@ -231,9 +231,10 @@ class NodeConfig:
         :class:`InvalidConfig` when they do not fit together."""
         api, default = self.api, ConnectionLimits()
         try:
+            connections = int(api.get("connections", default.connections))
             return ConnectionLimits(
-                connections=int(api.get("connections", default.connections)),
-                per_address=int(api.get("per_address", default.per_address)),
+                connections=connections,
+                per_address=int(api.get("per_address", min(default.per_address, connections))),
                 request_timeout_s=float(api.get("request_timeout", default.request_timeout_s)),
                 idle_timeout_s=float(api.get("idle_timeout", default.idle_timeout_s)),
             )

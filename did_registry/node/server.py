@@ -72,6 +72,7 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT_S",
     "FD_RESERVE",
     "MAX_HEADER_BYTES",
+    "MIN_UPLOAD_RATE",
     "ConnectionLimits",
     "DEFAULT_THREADS",
     "DEFAULT_MAX_STREAMS",
@@ -99,6 +100,9 @@ DEFAULT_IDLE_TIMEOUT_S: Final = 60.0
 """Seconds a kept-alive connection may stay idle between requests."""
 FD_RESERVE: Final = 256
 """File descriptors kept for everything but client connections (stores, peers, logs, spooled bodies)."""
+MIN_UPLOAD_RATE: Final = 64 * 1024
+"""Bytes a second: a request's deadline moves one second later for each this many bytes received (a
+large body over a slow uplink still arrives; a trickle does not)."""
 MAX_HEADER_BYTES: Final = 64 * 1024
 """The largest request line plus headers waitress takes (431 beyond; its default is 256 KiB)."""
 
@@ -118,6 +122,7 @@ class ConnectionLimits:
     connections: int = DEFAULT_CONNECTIONS
     per_address: int = DEFAULT_PER_ADDRESS
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    """Seconds a request has to arrive, one more for each :data:`MIN_UPLOAD_RATE` bytes of it received."""
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
 
     def __post_init__(self) -> None:
@@ -188,6 +193,7 @@ class _Channel(HTTPChannel):
         super().__init__(server, sock, addr, adj, map)
         self.began = self.idle_since = self.creation_time
         self.served = False
+        self.arrived = 0  # bytes of the request arriving (its deadline moves on with them)
         self._timed: object | None = None
         self._host = _host(addr)
         self._counted = server.count_in(self._host)
@@ -197,8 +203,10 @@ class _Channel(HTTPChannel):
         taken = super().received(data)
         if self.request is not None and self.request is not self._timed:
             self._timed = self.request
+            self.arrived = 0
             if self.served:
                 self.began = time.time()
+        self.arrived += len(data)
         return taken
 
     def service(self) -> None:
@@ -222,7 +230,7 @@ class _Channel(HTTPChannel):
             self.began = self.idle_since = now
             return
         if self.request is not None or not self.served:  # a request (or the first) is arriving
-            if now - self.began > limits.request_timeout_s:
+            if now - self.began > limits.request_timeout_s + self.arrived / MIN_UPLOAD_RATE:
                 _log.info("closing a connection from %s: its request is overdue", self._host)
                 self.will_close = True
         elif now - self.idle_since > limits.idle_timeout_s:

@@ -78,6 +78,12 @@ class TestToml:
         )
         assert _config(tmp_path).connection_limits() == ConnectionLimits()
 
+    def test_a_connections_limit_alone_caps_the_share_of_one_address(self, tmp_path: Path) -> None:
+        """With only ``connections`` set below the default share, one address may take them all."""
+        assert _config(tmp_path, api={"connections": 50}).connection_limits() == ConnectionLimits(
+            connections=50, per_address=50
+        )
+
     def test_defaults(self, tmp_path: Path) -> None:
         """Host defaults to loopback and the database to sqlite beside the file."""
         (tmp_path / "n.toml").write_text('id = "node-3"\nport = 0\nkey_file = "k"\ngenesis = "g.json"\n')

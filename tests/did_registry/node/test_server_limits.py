@@ -94,6 +94,25 @@ class TestRequestDeadline:
                 closed = _closed(sock, 0.25)
             assert closed and time.monotonic() - started < 5
 
+    def test_a_body_arriving_steadily_gets_through_past_the_deadline(
+        self, serve_with: ServeWith, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The deadline moves on with the bytes that arrive (MIN_UPLOAD_RATE): a large body over a
+        slow uplink is answered, not cut at request_timeout_s."""
+        monkeypatch.setattr(server_module, "MIN_UPLOAD_RATE", 16 * 1024)
+        server = serve_with(ConnectionLimits(request_timeout_s=1.0))
+        body = b"[" + b" " * (60 * 1024) + b"]"  # 60 KiB at 24 KiB/s: 2.5 s, the deadline 1 s + 3.75 s
+        with socket.create_connection(("127.0.0.1", server.port), 10) as sock:
+            sock.sendall(
+                b"POST /txns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body)
+            )
+            for start in range(0, len(body), 4096):
+                sock.sendall(body[start : start + 4096])
+                time.sleep(4096 / (24 * 1024))
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 4"), answer[:100]  # an answer (the empty batch refused)
+
     def test_a_silent_connection_is_closed_at_the_request_deadline(self, serve_with: ServeWith) -> None:
         """A connection that never sends a byte is closed at the request deadline, not the idle one."""
         server = serve_with(ConnectionLimits(request_timeout_s=1.0, idle_timeout_s=60))
