@@ -46,6 +46,13 @@ memo's dict is at its steady size (8,192 slots) by the time it is full; a 4,096-
 table once more after a few thousand replacements (about 170 KB more, bounded but late)."""
 
 
+_DID_ERRORS: Final = frozenset(
+    {"invalidDid", "invalidDidUrl", "invalidPublicKey", "invalidPublicKeyLength", "invalidPublicKeyType",
+     "unsupportedPublicKeyType"}
+)  # fmt: skip
+"""DID Resolution errors that say the DID itself is wrong (the device's mistake, not the resolver's)."""
+
+
 class LedgerView:
     """Reads for the checks, over the trusted networks' caches and the other methods' resolvers."""
 
@@ -159,9 +166,8 @@ class LedgerView:
         if result.error == "notFound":
             raise Refused(Reason.DID_NOT_FOUND, result.error_message or f"{did} not found", did=did)
         if result.error is not None or result.did_document is None:
-            # the DID itself is wrong (invalidDid, invalidPublicKey...): malformed; else the resolver failed
-            malformed = result.error is not None and result.error.startswith(("invalid", "unsupported"))
-            reason = Reason.MALFORMED if malformed else Reason.LEDGER_UNAVAILABLE
+            # the DID itself is wrong: malformed; else the resolver failed (invalidOptions included)
+            reason = Reason.MALFORMED if result.error in _DID_ERRORS else Reason.LEDGER_UNAVAILABLE
             raise Refused(reason, f"resolving {did}: {result.error}: {result.error_message}", did=did)
         return did_entry_from_document(
             result.did_document,

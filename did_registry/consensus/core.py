@@ -353,6 +353,8 @@ class EngineCore:
         :attr:`_max_block`, and the requests it was made of: halved until the block fits (the
         application's encoding is its own). A request whose block alone does not fit leaves the pool."""
         batch = self._proposal_payload(requests)
+        if requests and not batch:  # none of them fits a block now: no block (not an empty one)
+            return None, []
         while True:
             block = self._app.propose(height, batch, time)
             if block is None or len(block) <= self._max_block:

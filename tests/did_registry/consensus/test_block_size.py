@@ -96,3 +96,14 @@ def test_a_request_no_block_can_hold_is_refused(net4: Net) -> None:
     assert sent(engine.on_request(b"x" * max_block_bytes(40_000, 4)), Request) == []
     assert engine.dropped["bad-request"] == 1
     assert len(sent(engine.on_request(b"x" * 100), Request)) == 1
+
+
+def test_a_pool_of_requests_no_block_can_hold_proposes_nothing(net4: Net) -> None:
+    """Requests taken while the set was smaller, now over the block budget, leave the pool; the
+    primary proposes no block for them (an empty block would be refused by its backups)."""
+    config = replace(TESTING, max_message_bytes=40_000)
+    engine = net4.pbft("v0", config)
+    engine.on_tick(0.0)
+    engine._pool.add(b"x" * max_block_bytes(40_000, 4), 0.0)  # as if taken under a larger budget
+    assert sent(engine.on_tick(TESTING.batch_timeout), PrePrepare) == []
+    assert engine.dropped["oversized-request"] == 1 and len(engine._pool) == 0
