@@ -13,7 +13,7 @@ import click
 from did_registry.cli import default_resolver, genesis_option, node_option, optional_client
 from wallet import ledger_cli  # noqa: F401  (adds did create/update/deactivate to the did group)
 from wallet.credential import build_credential, issue_credential, verify_credential
-from wallet.errors import KeystoreError, VerificationFailed, WalletError
+from wallet.errors import KeystoreError, KeystoreExists, VerificationFailed, WalletError
 from wallet.holder import did_key_identity
 from wallet.keystore import (
     KDF_INTERACTIVE,
@@ -29,6 +29,7 @@ from wallet.status import StatusListChecker
 __all__ = ["key_group", "vc_group"]
 
 _KDF = {"interactive": KDF_INTERACTIVE, "moderate": KDF_MODERATE, "sensitive": KDF_SENSITIVE}
+_MAX_VALID_DAYS = 100 * 366  # a credential valid longer than a century is a mistake (and dates end in 9999)
 
 
 def _fail(message: str) -> None:
@@ -64,7 +65,9 @@ def key_new(out: Path, kdf: str, force: bool) -> None:
         did, _ = did_key_identity(keystore.current_key)
         keystore.metadata["did"] = did
         keystore.save(out, passphrase, overwrite=force)
-    except KeystoreError as exc:
+    except KeystoreExists:
+        _fail(f"error: {out} exists already (--force replaces it)")
+    except (KeystoreError, OSError) as exc:
         _fail(f"error: {exc}")
     click.echo(did)
 
@@ -81,15 +84,20 @@ def vc_group() -> None:
 @click.option("--subject", required=True, help="The subject's DID.")
 @click.option("--type", "types", multiple=True, help="Credential type (repeatable).")
 @click.option("--claims", default="{}", help="JSON object of claims about the subject.")
-@click.option("--valid-days", type=click.IntRange(min=1), default=None, help="Validity period in days.")
+@click.option(
+    "--valid-days",
+    type=click.IntRange(min=1, max=_MAX_VALID_DAYS),
+    default=None,
+    help="Validity period in days.",
+)
 def vc_issue(
     key_file: Path, subject: str, types: tuple[str, ...], claims: str, valid_days: int | None
 ) -> None:
     """Print a credential about SUBJECT signed with the keystore's key."""
     try:
         extra = json.loads(claims)
-    except json.JSONDecodeError as exc:
-        _fail(f"error: --claims is not JSON: {exc}")
+    except (json.JSONDecodeError, RecursionError) as exc:
+        _fail(f"error: --claims is not JSON (or nested too deeply): {exc}")
     if not isinstance(extra, dict) or "id" in extra:
         _fail("error: --claims must be a JSON object without an 'id' (use --subject)")
     try:
@@ -116,7 +124,7 @@ def vc_issue(
 def _load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         _fail(f"refused: malformed: cannot read {path}: {exc}")
 
 
@@ -174,7 +182,7 @@ def _verify(
 ) -> str:
     """Verify and return the one-line summary."""
     types = document.get("type", []) if isinstance(document, dict) else []
-    if "VerifiablePresentation" in types:
+    if types == "VerifiablePresentation" or (isinstance(types, list) and "VerifiablePresentation" in types):
         proof = document.get("proof") if isinstance(document.get("proof"), dict) else {}
         unchecked = challenge is None or domain is None
         result = verify_presentation(

@@ -208,7 +208,8 @@ def read_qr_image(image: Path | bytes) -> str:
                 formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode),
                 text_mode=zxingcpp.TextMode.Plain,
             )
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # (a corrupt header is a ValueError or SyntaxError in Pillow; a huge one a decompression bomb)
         raise EnrollmentError(f"cannot read an image from {where}: {exc}") from None
     if not found:
         raise EnrollmentError(f"no QR code found in {where}")
@@ -344,6 +345,14 @@ def _exchange(
         raise EnrollmentError(f"cannot reach {what}: {exc}") from None
 
 
+def _printable(text: str, limit: int = 300) -> str:
+    """``text`` from a server, safe to print on a terminal: control characters (escape sequences
+    among them, which could retitle the terminal or fake the output) shown escaped, and cut to
+    ``limit`` characters."""
+    shown = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text[:limit])
+    return shown + ("…" if len(text) > limit else "")
+
+
 def _refusal(answer: _Answer) -> EnrollmentError:
     try:
         problem = json.loads(answer.body)
@@ -351,8 +360,12 @@ def _refusal(answer: _Answer) -> EnrollmentError:
         problem = {}
     if not isinstance(problem, Mapping):
         problem = {}
-    detail = str(
-        problem.get("detail") or problem.get("title") or answer.body[:200].decode("utf-8", errors="replace")
+    detail = _printable(
+        str(
+            problem.get("detail")
+            or problem.get("title")
+            or answer.body[:200].decode("utf-8", errors="replace")
+        )
     )
     code = problem.get("code")
     return EnrollmentError(

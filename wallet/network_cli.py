@@ -87,7 +87,7 @@ def network_init(
         _fail(f"--base-port {base_port} leaves no room for {count} validators")
     directory = directory.resolve()
     ids = [f"node-{i}" for i in range(1, count + 1)]
-    files = ["genesis.json", "trustee.key", *(f"{i}{ext}" for i in ids for ext in (".toml", ".key"))]
+    files = ["genesis.json", "trustee.key", *(f"{i}{ext}" for i in ids for ext in (".toml", ".key", ".db"))]
     taken = [name for name in files if (directory / name).exists()]
     if taken:
         _fail(f"{directory} already holds a network ({', '.join(taken)}); choose an empty folder")

@@ -10,6 +10,7 @@ area: ``auth``, ``dashboard``, ``admin`` and the JSON ``api`` with its ``/openap
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 from flask import Flask, Response, request
@@ -80,6 +81,10 @@ def create_app(config: PortalConfig | None = None) -> Flask:
     config = config if config is not None else PortalConfig.from_env()
     instance = config.instance_path.resolve()
     instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:  # an existing folder too: it holds the database (password hashes) and the keys
+        instance.chmod(0o700)
+    except OSError as exc:  # (not this user's folder): said, not fatal
+        logging.getLogger(__name__).warning("cannot make %s private (0700): %s", instance, exc)
     app = Flask(__name__, instance_path=str(instance))
     app.url_map.converters["int"] = RowIdConverter  # before any route: ASCII digits within range
     app.json = _JSON(app)

@@ -17,6 +17,8 @@ from wallet.network_cli import network_group, node_group
 from wallet.validator_cli import validator_group
 
 if TYPE_CHECKING:
+    from flask import Flask
+
     from web.config import PortalConfig
 
 __all__ = ["ADMIN_PASSWORD_ENV", "main", "web_group"]
@@ -41,12 +43,23 @@ def _fail(message: str) -> NoReturn:
 def _config(**overrides: Any) -> PortalConfig:
     from web.config import PortalConfig
 
-    config = PortalConfig.from_env()
     given = {name: value for name, value in overrides.items() if value not in (None, ())}
     try:
-        return dataclasses.replace(config, **given)
-    except ValueError as exc:
+        return dataclasses.replace(PortalConfig.from_env(), **given)
+    except (ValueError, OverflowError) as exc:  # (an environment variable that is no setting)
         _fail(str(exc))
+
+
+def _app(config: PortalConfig) -> Flask:
+    """The portal app of ``config``, or a clear error when its instance or database cannot be had."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from web.app import create_app
+
+    try:
+        return create_app(config)
+    except (OSError, ValueError, SQLAlchemyError) as exc:
+        _fail(f"cannot open the portal's instance or database: {exc}")
 
 
 _instance_option = click.option(
@@ -73,7 +86,6 @@ def create_admin(username: str, instance_path: Path | None, database_url: str | 
     """Create an admin account (password from $TRELLIS_ADMIN_PASSWORD, else asked twice)."""
     from web import audit
     from web.accounts import InvalidInput, create_operator
-    from web.app import create_app
     from web.db import session
     from web.models import Role
     from web.portal import portal
@@ -81,7 +93,7 @@ def create_admin(username: str, instance_path: Path | None, database_url: str | 
     password = os.environ.get(ADMIN_PASSWORD_ENV) or click.prompt(
         "Password", hide_input=True, confirmation_prompt=True
     )
-    app = create_app(_config(instance_path=instance_path, database_url=database_url))
+    app = _app(_config(instance_path=instance_path, database_url=database_url))
     with app.app_context(), session() as db:
         try:
             operator = create_operator(db, portal().passwords, username, password, Role.ADMIN)
@@ -119,7 +131,6 @@ def serve_command(
     secure_cookies: bool | None,
 ) -> None:
     """Serve the portal with waitress until interrupted."""
-    from web.app import create_app
     from web.server import serve
 
     config = _config(
@@ -131,7 +142,11 @@ def serve_command(
     )
     if host not in _LOOPBACK and not config.secure_cookies:
         click.echo("warning: serving beyond loopback without --secure-cookies; put TLS in front", err=True)
-    serve(create_app(config), host, port)
+    app = _app(config)
+    try:
+        serve(app, host, port)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 main.add_command(key_group)
