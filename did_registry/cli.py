@@ -50,8 +50,8 @@ def optional_client(nodes: tuple[str, ...], genesis_file: Path | None) -> Iterat
         return
     try:
         client = ledger_client(nodes, genesis_file)
-    except (httpx.HTTPError, ValueError, DidRegistryError) as exc:
-        click.echo(f"error: cannot reach {nodes[0]}: {exc}", err=True)
+    except (httpx.HTTPError, ValueError, RecursionError, DidRegistryError) as exc:
+        click.echo(f"error: cannot reach {nodes[0]} (or read the genesis): {exc}", err=True)
         raise SystemExit(1) from None
     with client:
         yield client

@@ -119,3 +119,47 @@ def test_network_init_refuses_a_folder_holding_a_node_database(tmp_path: Path) -
         _run("network", "init", "--dir", str(tmp_path), "--validators", "1", "--kdf", "interactive")
     )
     assert "node-1.db" in out
+
+
+def test_did_create_with_a_did_key_endorser_is_a_clear_error(tmp_path: Path) -> None:
+    """An endorser keystore of a did:key (no did:trellis DID to endorse with) is refused, not a traceback."""
+    key = str(tmp_path / "k.key")
+    assert _run("key", "new", "--out", key, "--kdf", "interactive").exit_code == 0
+    out = _clear_error(
+        _run(
+            "did",
+            "create",
+            "--node",
+            "http://127.0.0.1:1",
+            "--endorser",
+            key,
+            "--out",
+            str(tmp_path / "n.key"),
+        )
+    )
+    assert out.startswith("error:") and "did:trellis" in out
+
+
+def test_did_deactivate_with_no_node_answering_is_a_clear_error(tmp_path: Path) -> None:
+    """Nothing listens on the node's port: an error naming the failure, not a traceback."""
+    key = str(tmp_path / "k.key")
+    assert _run("key", "new", "--out", key, "--kdf", "interactive").exit_code == 0
+    out = _clear_error(_run("did", "deactivate", "--yes", "--node", "http://127.0.0.1:1", "--key", key))
+    assert out.startswith("error:")
+
+
+def test_did_resolve_with_a_genesis_nested_too_deeply_is_a_clear_error(tmp_path: Path) -> None:
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(DEEP)
+    out = _clear_error(
+        _run(
+            "did",
+            "resolve",
+            "did:trellis:testnet:x",
+            "--node",
+            "http://127.0.0.1:1",
+            "--genesis",
+            str(genesis),
+        )
+    )
+    assert out.startswith("error:")

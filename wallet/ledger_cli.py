@@ -6,12 +6,15 @@ themselves to the ``did`` group that :mod:`did_registry.cli` defines.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, ParamSpec
 
 import click
+import httpx
 
 from did_registry.cli import did_group, genesis_option, ledger_client, node_option
 from did_registry.client import LedgerClient, LedgerUnavailable
@@ -22,7 +25,7 @@ from did_registry.identity.did_document_builder import DIDDocumentBuilder
 from did_registry.identity.did_trellis import initial_document, trellis_did
 from did_registry.identity.verification_method import PublicKey
 from did_registry.ledger.txn import Transaction, TxnRejected
-from wallet.errors import KeystoreError
+from wallet.errors import KeystoreError, KeystoreExists
 from wallet.keystore import Keystore, passphrase_from_env_or_prompt
 from wallet.rotation import rotated_document
 
@@ -42,9 +45,28 @@ _POLL = 2.0  # how long one question to a node about a transaction it holds wait
 _PROVE_CHUNK = 1000  # keys per proven read (LedgerClient.prove_many)
 
 
+P = ParamSpec("P")
+
+
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     raise SystemExit(1)
+
+
+def _clear_errors(command: Callable[P, None]) -> Callable[P, None]:
+    """Run ``command`` with what a keystore, a file, the network or the ledger raises printed as an
+    error (exit 1), not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except KeystoreExists as exc:
+            _fail(f"{exc}; refusing to overwrite a keystore")
+        except (KeystoreError, DidRegistryError, httpx.HTTPError, OSError, ValueError, RecursionError) as exc:
+            _fail(str(exc) or type(exc).__name__)
+
+    return wrapper
 
 
 def signer_of(keystore: Keystore) -> tuple[str, Ed25519PrivateKey, str]:
@@ -212,6 +234,7 @@ def _run(client: LedgerClient, txn: Transaction) -> None:
 
 
 @did_group.command("create")
+@_clear_errors
 @node_option
 @genesis_option
 @click.option(
@@ -246,6 +269,7 @@ def create(nodes: tuple[str, ...], genesis_file: Path | None, endorser_file: Pat
 
 
 @did_group.command("update")
+@_clear_errors
 @node_option
 @genesis_option
 @click.option(
@@ -356,6 +380,7 @@ def update(
 
 
 @did_group.command("deactivate")
+@_clear_errors
 @node_option
 @genesis_option
 @click.option(
