@@ -250,8 +250,9 @@ class EngineCore:
         (asked about them all in one call); return the ones kept. Up to ``beyond_limit`` of them are
         kept even when the pool is full."""
         candidates: dict[bytes, None] = {}
+        largest = self._max_request  # (worked out once per batch, not per request)
         for request in requests:
-            if not isinstance(request, bytes) or not 0 < len(request) <= self._max_request:
+            if not isinstance(request, bytes) or not 0 < len(request) <= largest:
                 self._drop("bad-request")
             elif request not in self._pool:
                 candidates[request] = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from typing import Final
 
 from did_registry.ledger.txn import Transaction, TxnRejected
@@ -63,12 +64,7 @@ class Mempool:
 
     def oldest(self, count: int) -> list[Transaction]:
         """Up to ``count`` of the oldest waiting transactions."""
-        batch: list[Transaction] = []
-        for txn in self._txns.values():
-            if len(batch) == count:
-                break
-            batch.append(txn)
-        return batch
+        return list(islice(self._txns.values(), count))
 
     def check_room(self, txns: Sequence[Transaction]) -> None:
         """Raise :class:`TxnRejected` (naming the transaction) unless ``txns``, none waiting yet, can all

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -212,33 +213,44 @@ def test_a_request_signed_for_another_service_is_refused(
     assert calls == []
 
 
+def _environ(body: bytes, **fields: str) -> dict[str, Any]:
+    """A WSGI environ of an https POST of ``body`` to port 443, with ``fields`` (the path, Host...)."""
+    return {
+        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "QUERY_STRING": "", "SERVER_PORT": "443",
+        "wsgi.url_scheme": "https", "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(), **fields,
+    }  # fmt: skip
+
+
+def _call(app: Any, environ: dict[str, Any]) -> tuple[str, bytes]:
+    """The status line and body ``app`` answers ``environ`` with."""
+    statuses: list[str] = []
+    body = b"".join(app(environ, lambda status, headers, *_: statuses.append(status)))
+    return statuses[0], body
+
+
 def test_a_request_with_no_path_is_checked_as_the_root(verifier: Verifier) -> None:
     """A request line's absolute-form target without a path (``POST http://host``) reaches the app
     with an empty PATH_INFO; under the default prefix "/", it is checked like any other."""
-    app = DeviceAuthMiddleware(echo, verifier, audience=BASE)
-    environ = {
-        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": "", "QUERY_STRING": "",
-        "SERVER_NAME": "service.example", "SERVER_PORT": "443", "wsgi.url_scheme": "https",
-        "CONTENT_LENGTH": "10", "wsgi.input": __import__("io").BytesIO(b"cmd=unlock"),
-        "wsgi.errors": __import__("io").StringIO(),
-    }  # fmt: skip
-    answers: list[str] = []
-    body = b"".join(app(environ, lambda status, headers, *_: answers.append(status)))
-    assert answers[0].startswith("401"), body
+    status, body = _call(
+        DeviceAuthMiddleware(echo, verifier, audience=BASE),
+        _environ(b"cmd=unlock", PATH_INFO="", SERVER_NAME="service.example"),
+    )
+    assert status.startswith("401"), body
     assert json.loads(body)["reason"] == "malformed"
 
 
 def test_a_target_naming_another_service_than_its_host_is_refused_not_crashed(verifier: Verifier) -> None:
     """An absolute-form target whose authority is not the Host the app will read gets a 401 problem."""
-    app = DeviceAuthMiddleware(echo, verifier, audience=BASE)
-    environ = {
-        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": "/readings", "QUERY_STRING": "",
-        "REQUEST_URI": "https://service.example/readings", "HTTP_HOST": "tenant-b.example",
-        "SERVER_NAME": "tenant-b.example", "SERVER_PORT": "443", "wsgi.url_scheme": "https",
-        "CONTENT_LENGTH": "2", "wsgi.input": __import__("io").BytesIO(b"{}"),
-        "wsgi.errors": __import__("io").StringIO(),
-    }  # fmt: skip
-    answers: list[str] = []
-    body = b"".join(app(environ, lambda status, headers, *_: answers.append(status)))
-    assert answers[0].startswith("401"), body
+    status, body = _call(
+        DeviceAuthMiddleware(echo, verifier, audience=BASE),
+        _environ(
+            b"{}",
+            PATH_INFO="/readings",
+            REQUEST_URI="https://service.example/readings",
+            HTTP_HOST="tenant-b.example",
+            SERVER_NAME="tenant-b.example",
+        ),
+    )
+    assert status.startswith("401"), body
     assert json.loads(body)["reason"] == "malformed" and "Host" in json.loads(body)["detail"]

@@ -381,20 +381,21 @@ def test_enrolment_result_answer_shape() -> None:
     assert result.to_json() == {"did": "did:trellis:testnet:x", "credential": {"id": "urn:x"}}
 
 
-def test_a_credential_that_does_not_verify_is_not_kept(
-    portal: Portal, route: PortalRoute, tmp_path: Path
+def _enrol_with_subject_claim(
+    portal: Portal, route: PortalRoute, tmp_path: Path, name: str, expected: str
 ) -> None:
-    """An answer whose credential was altered fails the ledger check; the wallet keeps nothing."""
+    """Enrol through a portal whose answer's credential gets subject claim ``name`` set after it
+    was signed: ``expected`` EnrollmentError, and the wallet keeps nothing."""
 
     def altered(result: EnrolmentResult) -> EnrolmentResult:
         credential = json.loads(json.dumps(result.credential))
-        credential["credentialSubject"]["model"] = "TH-9000"
+        credential["credentialSubject"][name] = "TH-9000"
         return EnrolmentResult(
             result.did, credential, result.credential_id, result.status_index, result.enrolled
         )
 
     route.tamper = altered
-    with pytest.raises(EnrollmentError, match="does not verify"):
+    with pytest.raises(EnrollmentError, match=expected):
         enroll(
             new_payload(portal).encode(),
             tmp_path / "device",
@@ -405,32 +406,20 @@ def test_a_credential_that_does_not_verify_is_not_kept(
             ledger_transport=route.portal.transport,
         )
     assert DeviceWallet.open(tmp_path / "device", PASSPHRASE).credentials() == []
+
+
+def test_a_credential_that_does_not_verify_is_not_kept(
+    portal: Portal, route: PortalRoute, tmp_path: Path
+) -> None:
+    """An answer whose credential was altered fails the ledger check; the wallet keeps nothing."""
+    _enrol_with_subject_claim(portal, route, tmp_path, "model", "does not verify")
 
 
 def test_a_credential_with_a_lone_surrogate_claim_name_is_not_kept(
     portal: Portal, route: PortalRoute, tmp_path: Path
 ) -> None:
     """An answer whose credential names a claim ``"\\ud800"`` is an EnrollmentError; nothing is kept."""
-
-    def altered(result: EnrolmentResult) -> EnrolmentResult:
-        credential = json.loads(json.dumps(result.credential))
-        credential["credentialSubject"]["\ud800"] = "TH-9000"
-        return EnrolmentResult(
-            result.did, credential, result.credential_id, result.status_index, result.enrolled
-        )
-
-    route.tamper = altered
-    with pytest.raises(EnrollmentError, match="does not verify: malformed"):
-        enroll(
-            new_payload(portal).encode(),
-            tmp_path / "device",
-            PASSPHRASE,
-            http=route.client(),
-            params=KDF_TESTING,
-            allow_http=True,  # the test portal's node is http://node-1
-            ledger_transport=route.portal.transport,
-        )
-    assert DeviceWallet.open(tmp_path / "device", PASSPHRASE).credentials() == []
+    _enrol_with_subject_claim(portal, route, tmp_path, "\ud800", "does not verify: malformed")
 
 
 def test_a_payload_with_another_genesis_is_not_trusted(
