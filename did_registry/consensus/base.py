@@ -148,6 +148,12 @@ class Engine(Protocol):
         """How many inputs were dropped, by reason (malformed, bad-signature, wrong-view, …)."""
         ...
 
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest request this engine takes now (``max_request_bytes``, within what a block of
+        the set in force can hold): a larger one is dropped, so a node refuses it at its door."""
+        ...
+
     def on_request(self, request: bytes) -> list[Output]:
         """A client request (transaction) reached this validator."""
         ...

@@ -336,6 +336,11 @@ class EngineCore:
         """The largest request taken: ``max_request_bytes``, and no larger than a block can hold."""
         return min(self._config.max_request_bytes, self._max_block - _BLOCK_ROOM)
 
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest request this engine takes in the set in force (:attr:`Engine.max_request_bytes`)."""
+        return max(0, self._max_request)
+
     def _proposal_payload(self, requests: Sequence[bytes]) -> list[bytes]:
         """The oldest of ``requests`` (in order) a block can hold: their bytes within the block size.
         A request no block can hold (taken while the set was smaller) leaves the pool."""

@@ -68,8 +68,9 @@ class TxnRejected(DidRegistryError):
     """A transaction is malformed, badly signed, not permitted, a replay or a conflict.
 
     ``code`` is one of ``malformed`` (HTTP 400), ``bad_signature`` (401), ``forbidden`` (403),
-    ``replay`` and ``conflict`` (409), ``not_found`` (404 for the thing it refers to), ``overloaded``
-    (503: the mempool is full).
+    ``replay`` and ``conflict`` (409), ``not_found`` (404 for the thing it refers to),
+    ``payload_too_large`` (413: larger than the network's consensus takes), ``overloaded`` (503: the
+    mempool is full).
     """
 
     HTTP_STATUS: ClassVar[dict[str, int]] = {
@@ -77,6 +78,7 @@ class TxnRejected(DidRegistryError):
         "bad_signature": 401,
         "forbidden": 403,
         "not_found": 404,
+        "payload_too_large": 413,
     }
 
     def __init__(self, code: str, detail: str, *, txn_id: str | None = None) -> None:

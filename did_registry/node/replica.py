@@ -57,7 +57,7 @@ from did_registry.identity.timestamps import format_timestamp
 from did_registry.ledger import validators as validator_set
 from did_registry.ledger.block import CommitCertificate
 from did_registry.ledger.state import StateView
-from did_registry.ledger.txn import Transaction
+from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.ledger.validators import ValidatorSet
 from did_registry.node.block_app import LedgerBlockApp, request_bytes
 from did_registry.node.service import NodeService
@@ -160,6 +160,11 @@ class Replica:
         self.app.admitted(requests, self.service.app.height)
         with contextlib.suppress(RuntimeError):  # stopping
             loop.call_soon_threadsafe(self._on_requests, requests)
+
+    def max_request_bytes(self) -> int | None:
+        """What the engine takes now (:attr:`Engine.max_request_bytes`); ``None`` for an observer."""
+        engine = self._engine
+        return None if engine is None else engine.max_request_bytes
 
     def status(self) -> dict[str, Any]:
         """Engine, role, view, primary, transport peers and how far behind each one is."""
@@ -524,8 +529,15 @@ class Replica:
                 self._reconfigure()
 
     async def _forward(self, requests: list[bytes]) -> None:
-        if not await asyncio.get_running_loop().run_in_executor(None, self.source.submit, requests):
+        forwarded = await asyncio.get_running_loop().run_in_executor(None, self.source.forward, requests)
+        if not forwarded.admitted:
             _log.warning("%s: no validator admitted %d forwarded transaction(s)", self._id, len(requests))
+        if forwarded.refused:  # no validator will order them: their clients learn it, and why
+            rejections = {
+                self.app.parse(request).id: TxnRejected(code, f"every validator refused it: {detail}")
+                for request, (code, detail) in forwarded.refused.items()
+            }
+            self.service.reject_pending(rejections)
 
     def _follow_fetch(self, start: int) -> list[CertifiedBlock]:
         return self.source.fetch(start, wait=_FOLLOW_WAIT)

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -94,6 +94,11 @@ class Runner(Protocol):
 
     def status(self) -> dict[str, Any]:
         """Where consensus stands, for ``/health``: engine, role, view, primary, peers and their lag."""
+        ...
+
+    def max_request_bytes(self) -> int | None:
+        """The largest request (:func:`~did_registry.node.block_app.request_bytes`) consensus takes
+        now, or ``None`` when this node does not order blocks itself (an observer)."""
         ...
 
 
@@ -208,6 +213,13 @@ class NodeService:
         """Raise :class:`TxnRejected` (naming ``txn``) unless ``txn`` could go into a block on the head."""
         if self.app.store.locate(txn.id) is not None:
             raise TxnRejected("replay", f"transaction {txn.id} is already on the ledger", txn_id=txn.id)
+        largest = None if self.runner is None else self.runner.max_request_bytes()
+        if largest is not None and len(txn.leaf) > largest:  # consensus would drop it: it would wait for ever
+            raise TxnRejected(
+                "payload_too_large",
+                f"transaction is {len(txn.leaf)} bytes, more than the {largest} a block of this network takes",
+                txn_id=txn.id,
+            )
         try:
             self.app.check(txn)
         except TxnRejected as exc:
@@ -236,6 +248,24 @@ class NodeService:
                     self._settle_rejected(txn_id, exc)
                     rejected += 1
             self._suspects = set(self._pending)
+            self.counters["txns_rejected"] += rejected
+            if rejected:
+                self._committed.notify_all()
+        return rejected
+
+    def reject_pending(self, rejections: Mapping[str, TxnRejected]) -> int:
+        """Settle waiting transactions as rejected (an observer's, which every validator refused:
+        none will order them); returns how many were still waiting."""
+        rejected = 0
+        with self.lock:
+            for txn_id, rejection in rejections.items():
+                txn = self._pending.discard(txn_id)
+                if txn is None:
+                    continue
+                self.app.forget([txn])
+                rejection.txn_id = txn_id
+                self._settle_rejected(txn_id, rejection)
+                rejected += 1
             self.counters["txns_rejected"] += rejected
             if rejected:
                 self._committed.notify_all()

@@ -22,12 +22,14 @@ from did_registry.ledger.application import InvalidBlock
 from did_registry.ledger.block import Block, CommitCertificate
 from did_registry.node.service import NodeService
 
-__all__ = ["SYNC_PAGE_BYTES", "SyncError", "CertifiedBlock", "BlockSource", "install"]
+__all__ = ["SYNC_PAGE_BYTES", "SyncError", "CertifiedBlock", "BlockSource", "Forwarded", "install"]
 
 SYNC_PAGE_BYTES: Final = 8 << 20
 """A page of ``/sync/blocks`` stops once its blocks pass this many bytes of JSON (at least one block)."""
 
 _log = logging.getLogger("did_registry.sync")
+_TRY_AGAIN: Final = (408, 429)  # 4xx answers that refuse nothing for good
+_DETAIL_KEPT: Final = 500  # characters of a node's refusal kept (it is another node's text)
 
 
 class SyncError(DidRegistryError):
@@ -76,6 +78,17 @@ def install(service: NodeService, blocks: Iterable[CertifiedBlock]) -> CommitCer
     return last
 
 
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """What :meth:`BlockSource.forward` achieved."""
+
+    admitted: bool
+    """Every request was admitted by a node (or was known to one already)."""
+    refused: dict[bytes, tuple[str, str]]
+    """Requests every node refused (a 4xx problem answer from each, no failure), with the first
+    refusal's ``code`` and ``detail``: no validator will order them."""
+
+
 class BlockSource:
     """Other nodes' HTTP APIs, asked in turn for certified blocks (thread-safe; one client each)."""
 
@@ -97,8 +110,14 @@ class BlockSource:
 
     def submit(self, requests: Sequence[bytes]) -> bool:
         """Hand signed transactions (their JSON bytes) to the first node that admits them (an
-        observer forwards what its clients send); ``False`` when none did."""
+        observer forwards what its clients send); ``False`` when not every one was admitted."""
+        return self.forward(requests).admitted
+
+    def forward(self, requests: Sequence[bytes]) -> Forwarded:
+        """:meth:`submit`, also saying which requests every node refused, and why."""
         body = b"[" + b",".join(requests) + b"]"
+        first_refusal: tuple[str, str] | None = None
+        definite = True  # every node answered with a refusal (not a failure, not a pause)
         for attempt in range(len(self.urls)):
             url = self.urls[(self._next + attempt) % len(self.urls)]
             try:
@@ -107,15 +126,25 @@ class BlockSource:
                 )
             except httpx.HTTPError as exc:
                 _log.warning("forwarding to %s failed: %s", url, exc)
+                definite = False
                 continue
-            if answer.status_code == 202 or (answer.status_code == 409 and _code(answer) == "replay"):
-                return True  # admitted, or known already
+            code, detail = _problem(answer)
+            if answer.status_code == 202 or (answer.status_code == 409 and code == "replay"):
+                return Forwarded(True, {})  # admitted, or known already
             if len(requests) > 1 and 400 <= answer.status_code < 500:
                 # A batch is taken whole or not at all: one refused (a nonce another transaction
                 # holds, say) must not keep the others out. Each is handed in on its own.
-                return all([self.submit([request]) for request in requests])
+                each = [self.forward([request]) for request in requests]
+                refused = {r: why for f in each for r, why in f.refused.items()}
+                return Forwarded(all(f.admitted for f in each), refused)
             _log.warning("forwarding to %s refused: %s %s", url, answer.status_code, answer.text[:200])
-        return False
+            if 400 <= answer.status_code < 500 and answer.status_code not in _TRY_AGAIN and code:
+                first_refusal = first_refusal or (code, detail)
+            else:
+                definite = False
+        if definite and first_refusal is not None and len(requests) == 1 and self.urls:
+            return Forwarded(False, {requests[0]: first_refusal})
+        return Forwarded(False, {})
 
     def fetch(self, start: int, *, wait: float = 0.0, limit: int = 256) -> list[CertifiedBlock]:
         """Blocks from height ``start`` on, from the first node that has some (``[]`` when none has).
@@ -151,11 +180,16 @@ class BlockSource:
         return []
 
 
-def _code(answer: httpx.Response) -> str | None:
-    """The ``code`` of a problem answer, or ``None``."""
+def _problem(answer: httpx.Response) -> tuple[str | None, str]:
+    """The ``code`` and ``detail`` of a problem answer (``None`` and ``""`` when it has none)."""
     try:
         problem = answer.json()
-    except ValueError:
-        return None
-    code = problem.get("code") if isinstance(problem, dict) else None
-    return code if isinstance(code, str) else None
+    except (ValueError, RecursionError):  # (JSON nested too deeply: a hostile node)
+        return None, ""
+    if not isinstance(problem, dict):
+        return None, ""
+    code, detail = problem.get("code"), problem.get("detail")
+    return (
+        code[:100] if isinstance(code, str) else None,
+        detail[:_DETAIL_KEPT] if isinstance(detail, str) else "",
+    )

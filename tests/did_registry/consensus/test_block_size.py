@@ -107,3 +107,19 @@ def test_a_pool_of_requests_no_block_can_hold_proposes_nothing(net4: Net) -> Non
     engine._pool.add(b"x" * max_block_bytes(40_000, 4), 0.0)  # as if taken under a larger budget
     assert sent(engine.on_tick(TESTING.batch_timeout), PrePrepare) == []
     assert engine.dropped["oversized-request"] == 1 and len(engine._pool) == 0
+
+
+def test_an_engine_says_the_largest_request_it_takes(net4: Net) -> None:
+    """Nodes refuse larger transactions at their door with what ``max_request_bytes`` says: exactly
+    the largest the engine keeps (within a block's budget, and within the configured bound)."""
+    config = replace(TESTING, max_message_bytes=40_000)
+    engine = net4.pbft("v0", config)
+    engine.on_tick(0.0)
+    largest = engine.max_request_bytes
+    assert 0 < largest < max_block_bytes(40_000, 4)
+    engine.on_request(b"y" * (largest + 1))
+    assert engine.dropped["bad-request"] == 1
+    engine.on_request(b"y" * largest)  # taken, then left to the application (which wants 256 at most)
+    assert engine.dropped["bad-request"] == 1 and engine.dropped["rejected-request"] == 1
+    bounded = net4.pbft("v1", replace(config, max_request_bytes=1_000))
+    assert bounded.max_request_bytes == 1_000

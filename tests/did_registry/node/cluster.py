@@ -106,6 +106,11 @@ class Cluster:
             )
         return cluster
 
+    @staticmethod
+    def fast_config() -> ConsensusConfig:
+        """The consensus settings clusters use unless given others."""
+        return _fast_config()
+
     def start(self, node_id: str | None = None) -> None:
         """Start one node, or all."""
         for node in [self.nodes[node_id]] if node_id else list(self.nodes.values()):

@@ -177,3 +177,65 @@ def test_the_sweep_keeps_at_most_the_latest_rejections(node: Node, monkeypatch: 
     assert node.service.sweep_pending() == 3
     statuses = sorted(node.service.status(t.id).status for t in unendorsed)  # (swept in no set order)
     assert statuses == ["rejected", "rejected", "unknown"]
+
+
+class _Consensus:
+    """A runner whose engine takes requests of at most ``largest`` bytes (``None``: an observer's)."""
+
+    def __init__(self, largest: int | None) -> None:
+        self.largest = largest
+        self.handed: list[Transaction] = []
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def submit(self, txns: Any) -> None:
+        self.handed.extend(txns)
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    def max_request_bytes(self) -> int | None:
+        return self.largest
+
+
+class TestLargerThanConsensusTakes:
+    """A transaction the engine would drop as larger than a block of the network holds is refused at
+    the door: admitted, it would wait in the mempool for ever (the sweep finds nothing wrong)."""
+
+    def test_it_is_refused_413_and_nothing_waits(self, node: Node) -> None:
+        device = node.onboard()
+        txn = _update(device, 2, services=20)
+        consensus = _Consensus(len(txn.leaf) - 1)
+        node.service.runner = consensus
+        body = _problem(node.submit(txn), 413, "payload_too_large")
+        assert body["txn"] == txn.id and str(len(txn.leaf) - 1) in body["detail"]
+        assert node.service.pending_count == 0 and consensus.handed == []
+
+    def test_one_that_fits_is_admitted_and_handed_on(self, node: Node) -> None:
+        device = node.onboard()
+        txn = _update(device, 2, services=20)
+        node.service.runner = consensus = _Consensus(len(txn.leaf))
+        assert node.submit(txn).status_code == 202
+        assert consensus.handed == [txn]
+
+    def test_an_observer_sets_no_bound_of_its_own(self, node: Node) -> None:
+        device = node.onboard()
+        node.service.runner = _Consensus(None)  # the validators it forwards to decide
+        assert node.submit(_update(device, 2, services=20)).status_code == 202
+
+    def test_the_sweep_rejects_one_admitted_before_the_bound_shrank(self, node: Node) -> None:
+        """The set grew since (more validators: a NEW-VIEW must carry more copies of a block)."""
+        device = node.onboard()
+        txn = _update(device, 2, services=20)
+        node.service.runner = consensus = _Consensus(None)
+        assert node.submit(txn).status_code == 202
+        consensus.largest = len(txn.leaf) - 1
+        node.service.sweep_pending()  # the first sweep only marks it
+        assert node.service.sweep_pending() == 1
+        status = node.service.status(txn.id)
+        assert (status.status, status.code) == ("rejected", "payload_too_large")
+        assert node.service.pending_count == 0

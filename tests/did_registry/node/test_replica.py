@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ from did_registry.client import LedgerClient
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.multikey import encode_ed25519_public_key
 from did_registry.ledger.txn import Transaction
-from tests.did_registry.ledger.conftest import creates
+from tests.did_registry.ledger.conftest import creates, new_actor
 from tests.did_registry.node.cluster import Cluster
 
 
@@ -81,6 +82,9 @@ def test_an_observer_follows_and_serves_proven_reads(cluster: Cluster) -> None:
     assert observer.replica is not None
     status = observer.replica.status()
     assert status["role"] == "observer"
+    assert observer.replica.max_request_bytes() is None  # the validators it forwards to bound requests
+    validator = cluster.nodes["node-1"].replica
+    assert validator is not None and 0 < (validator.max_request_bytes() or 0) <= 1 << 20
     node_1 = cluster.nodes["node-1"].service
     assert node_1 is not None
     cluster.wait_for(  # (an empty block may land between the two reads: docs/consensus.md § 9a)
@@ -254,5 +258,35 @@ def test_a_validator_whose_store_fails_at_commit_halts_and_the_others_go_on() ->
             ),
             what="later transactions committed without node-3",
         )
+    finally:
+        cluster.close()
+
+
+def test_an_observer_settles_what_every_validator_refuses_for_good() -> None:
+    """A transaction larger than the validators' consensus takes is refused 413 at a validator's door;
+    an observer (which sets no bound of its own) forwards it, every validator refuses it, and the
+    observer reports it rejected with their reason rather than keeping it pending for ever."""
+    cluster = Cluster.create("pbft", 4, consensus=replace(Cluster.fast_config(), max_request_bytes=3_000))
+    cluster.start()
+    try:
+        observer = cluster.add_observer("observer-1")
+        actor = new_actor()
+        document = actor.document()
+        document["service"] = [
+            {"id": f"{actor.did}#s{n}", "type": "LinkedDomains", "serviceEndpoint": f"https://s{n}.example/"}
+            for n in range(40)
+        ]
+        big = actor.txn("did.create", {"document": document}, cluster.trustee)
+        assert len(big.leaf) > 3_000
+        refused = httpx.post(f"{cluster.nodes['node-2'].url}/txns", json=[big.to_json()], timeout=10)
+        assert refused.status_code == 413 and refused.json()["code"] == "payload_too_large"
+        submit(observer.url, [big])
+        assert observer.service is not None
+        [status] = observer.service.wait_for([big.id], 15)
+        assert (status.status, status.code) == ("rejected", "payload_too_large")
+        assert "every validator refused it" in (status.detail or "")
+        small = creates(cluster.trustee, 1)
+        submit(observer.url, small)  # the observer still forwards what fits
+        cluster.wait_for(lambda: cluster.committed_everywhere(small), what="a small one committed")
     finally:
         cluster.close()

@@ -82,3 +82,85 @@ def test_a_known_transaction_counts_as_forwarded() -> None:
         assert source.submit([b'{"id":"A"}', b'{"id":"B"}']) is True
     finally:
         source.close()
+
+
+def _source(handler: object, urls: list[str]) -> BlockSource:
+    source = BlockSource(urls)
+    source._client.close()
+    source._client = httpx.Client(transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
+    return source
+
+
+def _too_large(request: httpx.Request) -> httpx.Response:
+    """A validator that refuses request A for good, and admits any other."""
+    batch = json.loads(request.content)
+    if any(t["id"] == "A" for t in batch):
+        return httpx.Response(413, json={"code": "payload_too_large", "detail": "more than a block takes"})
+    return httpx.Response(202, json={"txns": []})
+
+
+def test_a_request_every_validator_refuses_is_reported_with_the_refusal() -> None:
+    """An observer can then settle it as rejected: no validator will ever order it."""
+    source = _source(_too_large, [GOOD, HOSTILE])
+    try:
+        forwarded = source.forward([b'{"id":"A"}', b'{"id":"B"}'])
+    finally:
+        source.close()
+    assert forwarded.admitted is False
+    assert forwarded.refused == {b'{"id":"A"}': ("payload_too_large", "more than a block takes")}
+
+
+def test_a_refusal_is_not_final_while_another_validator_failed_to_answer() -> None:
+    """One validator's refusal (it may be byzantine, or behind) settles nothing while another could
+    not be asked."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "hostile.test":
+            raise httpx.ConnectError("refused")
+        return _too_large(request)
+
+    source = _source(handler, [GOOD, HOSTILE])
+    try:
+        forwarded = source.forward([b'{"id":"A"}'])
+    finally:
+        source.close()
+    assert forwarded.admitted is False and forwarded.refused == {}
+
+
+def test_a_request_one_validator_admits_is_not_refused() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "hostile.test":  # a lying validator
+            return httpx.Response(403, json={"code": "forbidden", "detail": "no"})
+        return httpx.Response(202, json={"txns": []})
+
+    source = _source(handler, [HOSTILE, GOOD])
+    try:
+        forwarded = source.forward([b'{"id":"A"}'])
+    finally:
+        source.close()
+    assert forwarded.admitted is True and forwarded.refused == {}
+
+
+@pytest.mark.parametrize("status", [408, 429, 503])
+def test_answers_asking_to_try_again_refuse_nothing_for_good(status: int) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"code": "overloaded", "detail": "later"})
+
+    source = _source(handler, [GOOD])
+    try:
+        forwarded = source.forward([b'{"id":"A"}'])
+    finally:
+        source.close()
+    assert forwarded.admitted is False and forwarded.refused == {}
+
+
+def test_a_refusal_nested_too_deeply_is_no_refusal() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(409, content=b"[" * 100_000, headers={"Content-Type": "application/json"})
+
+    source = _source(handler, [GOOD])
+    try:
+        forwarded = source.forward([b'{"id":"A"}'])  # (it raised RecursionError before)
+    finally:
+        source.close()
+    assert forwarded.admitted is False and forwarded.refused == {}
