@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from did_registry.bounded_cache import BoundedCache
 from did_registry.errors import InvalidStatusList
@@ -50,9 +50,17 @@ __all__ = [
     "check_credential_verified",
     "check_issuer_standing",
     "check_validity",
+    "candidate_credentials",
+    "MAX_CANDIDATES",
     "proof_refusal",
     "credential_refusal",
 ]
+
+
+MAX_CANDIDATES: Final = 4
+"""Credentials of an accepted type about the device checked in turn, at most (each may cost a proof
+check and ledger reads; a device holds one or two)."""
+_LEDGER_REASONS: Final = frozenset({Reason.LEDGER_UNAVAILABLE, Reason.TOO_STALE})
 
 
 @dataclass(frozen=True)
@@ -129,23 +137,27 @@ def _issuer(credential: Mapping[str, Any]) -> str | None:
     return issuer if isinstance(issuer, str) else None
 
 
-def choose_credential(
+def candidate_credentials(
     credentials: Sequence[object], holder: str, policy: Policy
-) -> tuple[Mapping[str, Any], tuple[str, ...]]:
-    """The first credential about ``holder`` of a type the policy accepts, and its accepted types."""
+) -> list[tuple[Mapping[str, Any], tuple[str, ...]]]:
+    """The credentials about ``holder`` of a type the policy accepts, in the order presented (at most
+    :data:`MAX_CANDIDATES`), each with its accepted types."""
     about_holder = [c for c in credentials if isinstance(c, Mapping) and holder in _subjects(c)]
     if not about_holder:
         raise Refused(Reason.CREDENTIAL_MISSING, f"no credential about {holder} is presented", did=holder)
+    found = []
     for credential in about_holder:
         accepted = tuple(t for t in _types(credential) if t in policy.credential_types)
         if accepted:
-            return credential, accepted
-    shown = sorted({t for c in about_holder for t in _types(c)} - {"VerifiableCredential"})
-    raise Refused(
-        Reason.CREDENTIAL_TYPE_NOT_ACCEPTED,
-        f"credential types {shown} are not among {list(policy.credential_types)}",
-        did=holder,
-    )
+            found.append((credential, accepted))
+    if not found:
+        shown = sorted({t for c in about_holder for t in _types(c)} - {"VerifiableCredential"})
+        raise Refused(
+            Reason.CREDENTIAL_TYPE_NOT_ACCEPTED,
+            f"credential types {shown} are not among {list(policy.credential_types)}",
+            did=holder,
+        )
+    return found[:MAX_CANDIDATES]
 
 
 def _check_issuer(
@@ -364,8 +376,29 @@ def check_credential_verified(
     policy: Policy,
     now: datetime,
 ) -> Checked:
-    """:func:`check_credential`, also giving the credential chosen and what its verification found."""
-    credential, accepted = choose_credential(credentials, holder, policy)
+    """:func:`check_credential`, also giving the credential chosen and what its verification found.
+
+    The candidates (:func:`candidate_credentials`) are checked in turn and the first that passes is
+    chosen: a device presenting a revoked credential and a valid one is let in on the valid one.
+    When none passes, the first refusal that is the ledger's (unavailable, too stale) is raised, since
+    another credential might pass once the ledger answers; otherwise the first one's refusal."""
+    refusals: list[Refused] = []
+    for credential, accepted in candidate_credentials(credentials, holder, policy):
+        try:
+            return _check_one(ledger, credential, accepted, holder, policy, now)
+        except Refused as refused:
+            refusals.append(refused)
+    raise next((r for r in refusals if r.reason in _LEDGER_REASONS), refusals[0])
+
+
+def _check_one(
+    ledger: LedgerView,
+    credential: Mapping[str, Any],
+    accepted: tuple[str, ...],
+    holder: str,
+    policy: Policy,
+    now: datetime,
+) -> Checked:
     issuer = _issuer(credential)
     if issuer is None:
         raise Refused(Reason.CREDENTIAL_INVALID, "credential has no issuer id", did=holder)

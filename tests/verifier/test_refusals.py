@@ -56,11 +56,12 @@ class World:
         now = datetime.fromtimestamp(self.clock(), UTC)
         issuer = changes.pop("issuer", self.issuer)
         issuer_key = changes.pop("issuer_key", self.issuer_key)
+        index = changes.pop("index", self.index)
         status = [
             {
                 "type": "BitstringStatusListEntry",
                 "statusPurpose": purpose,
-                "statusListIndex": str(self.index),
+                "statusListIndex": str(index),
                 "statusListCredential": f"https://ledger.test/status-lists/{issuer}/{name}/credential",
             }
             for name, purpose in (("rev", "revocation"), ("sus", "suspension"))
@@ -427,3 +428,79 @@ def test_a_did_key_that_is_no_valid_point_is_malformed(world: World) -> None:
         world.verifier.authenticate_presentation(world.present(method=f"{did}#{did[8:]}"), AUDIENCE)
     assert refused.value.reason is Reason.MALFORMED, refused.value
     assert "invalidPublicKey" in refused.value.detail
+
+
+class TestSeveralCredentials:
+    """A device may present more than one credential of an accepted type: it is let in on the first
+    that passes every check, and refused with the first one's reason when none does."""
+
+    def test_a_revoked_credential_then_a_valid_one_lets_the_device_in(self, world: World) -> None:
+        revoked, valid = world.credential(), world.credential(index=(world.index + 1) % 131_072)
+        world.ledger.set_status(world.issuer, "rev", world.index)
+        device = world.verifier.authenticate_presentation(
+            world.present(credentials=[revoked, valid]), AUDIENCE
+        )
+        assert device.credential.id == valid["id"]
+
+    def test_when_none_passes_the_first_ones_refusal_is_raised(self, world: World) -> None:
+        revoked = world.credential()
+        forged = {**world.credential(index=(world.index + 1) % 131_072), "id": "urn:x:tampered"}
+        world.ledger.set_status(world.issuer, "rev", world.index)
+        with pytest.raises(Refused) as raised:
+            _by_presentation(world, world.present(credentials=[revoked, forged]))
+        assert raised.value.reason is Reason.REVOKED
+        with pytest.raises(Refused) as raised:
+            _by_presentation(world, world.present(credentials=[forged, revoked]))
+        assert raised.value.reason is Reason.CREDENTIAL_INVALID  # (its proof does not verify)
+
+    def _other_issuer(self, world: World) -> tuple[str, Ed25519PrivateKey]:
+        """A second accredited issuer with its lists, not yet read by the verifier."""
+        key = Ed25519PrivateKey.generate()
+        issuer = world.ledger.add_issuer(key)
+        world.ledger.create_status_list(issuer, "rev", "revocation")
+        world.ledger.create_status_list(issuer, "sus", "suspension")
+        return issuer, key
+
+    def test_a_credential_the_ledger_cannot_check_now_does_not_keep_a_valid_one_out(
+        self, world: World
+    ) -> None:
+        world.verifier.authenticate_presentation(world.present(), AUDIENCE)  # this issuer is cached
+        issuer, key = self._other_issuer(world)
+        unreadable, valid = world.credential(issuer=issuer, issuer_key=key), world.credential()
+        world.ledger.go_offline()
+        device = world.verifier.authenticate_presentation(
+            world.present(credentials=[unreadable, valid]), AUDIENCE
+        )
+        assert device.credential.id == valid["id"]
+
+    def test_when_none_passes_a_ledger_failure_is_raised_before_a_definite_refusal(
+        self, world: World
+    ) -> None:
+        """The ledger might let the unreadable one in once it answers: the device is told to retry,
+        not that it is revoked."""
+        world.ledger.set_status(world.issuer, "rev", world.index)
+        other = world.credential(index=(world.index + 1) % 131_072)
+        world.verifier.authenticate_presentation(world.present(credentials=[other]), AUDIENCE)  # cached
+        issuer, key = self._other_issuer(world)
+        unreadable, revoked = world.credential(issuer=issuer, issuer_key=key), world.credential()
+        world.ledger.go_offline()
+        with pytest.raises(Refused) as raised:
+            _by_presentation(world, world.present(credentials=[revoked]))
+        assert raised.value.reason is Reason.REVOKED  # (what the cache knows, offline)
+        with pytest.raises(Refused) as raised:
+            _by_presentation(world, world.present(credentials=[revoked, unreadable]))
+        assert raised.value.reason is Reason.LEDGER_UNAVAILABLE
+
+    def test_at_most_max_candidates_are_checked(self, world: World) -> None:
+        from verifier._checks import MAX_CANDIDATES
+
+        world.ledger.set_status(world.issuer, "rev", world.index)
+        revoked = [world.credential() for _ in range(MAX_CANDIDATES)]
+        valid = world.credential(index=(world.index + 1) % 131_072)
+        with pytest.raises(Refused) as raised:  # the valid one comes too late to be looked at
+            _by_presentation(world, world.present(credentials=[*revoked, valid]))
+        assert raised.value.reason is Reason.REVOKED
+        device = world.verifier.authenticate_presentation(
+            world.present(credentials=[*revoked[1:], valid]), AUDIENCE
+        )
+        assert device.credential.id == valid["id"]
