@@ -14,6 +14,7 @@ import httpx
 
 from did_registry.client import LedgerClient, TrellisResolver
 from did_registry.errors import DidRegistryError
+from did_registry.genesis_file import GenesisFileError, read_genesis_file
 from did_registry.identity.resolution import DIDKeyResolver, MultiResolver, Resolver
 
 __all__ = ["did_group", "default_resolver", "ledger_client", "optional_client"]
@@ -23,11 +24,13 @@ def ledger_client(nodes: tuple[str, ...] | list[str], genesis_file: Path | None)
     """A client for ``nodes``, anchored in ``genesis_file`` or else in the first node's genesis.
 
     Fetching the genesis from a node trusts that node once (trust on first use): pass the
-    network's ``genesis.json`` to trust nobody.
+    network's ``genesis.json`` to trust nobody. A genesis file that is missing, no JSON or no
+    genesis raises :class:`~did_registry.genesis_file.GenesisFileError` (naming it) before any node
+    is asked.
     """
     genesis: Any
     if genesis_file is not None:
-        genesis = json.loads(genesis_file.read_text(encoding="utf-8"))
+        genesis = read_genesis_file(genesis_file)
     else:
         genesis = httpx.get(nodes[0].rstrip("/") + "/genesis", timeout=10).raise_for_status().json()
         print(f"note: trusting the genesis served by {nodes[0]} (pass --genesis to pin it)", file=sys.stderr)
@@ -50,8 +53,11 @@ def optional_client(nodes: tuple[str, ...], genesis_file: Path | None) -> Iterat
         return
     try:
         client = ledger_client(nodes, genesis_file)
+    except GenesisFileError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
     except (httpx.HTTPError, ValueError, RecursionError, DidRegistryError) as exc:
-        click.echo(f"error: cannot reach {nodes[0]} (or read the genesis): {exc}", err=True)
+        click.echo(f"error: cannot get a valid genesis from {nodes[0]}: {exc}", err=True)
         raise SystemExit(1) from None
     with client:
         yield client
@@ -80,7 +86,8 @@ def did_group() -> None:
 def resolve(did: str, nodes: tuple[str, ...], genesis_file: Path | None, version_id: str | None) -> None:
     """Print the W3C DID Resolution result for DID (exit 1 when resolution fails)."""
     with optional_client(nodes, genesis_file) as client:
-        result = default_resolver(client).resolve(did, {"versionId": version_id} if version_id else None)
+        options = None if version_id is None else {"versionId": version_id}
+        result = default_resolver(client).resolve(did, options)
     click.echo(json.dumps(result.to_json(), indent=2))
     if result.error is not None:
         raise SystemExit(1)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,6 +45,7 @@ from did_registry.identity.did_trellis import parse_trellis_did
 from did_registry.identity.jcs import canonicalize
 from did_registry.identity.resolution import (
     INVALID_DID,
+    INVALID_OPTIONS,
     METHOD_NOT_SUPPORTED,
     NOT_FOUND,
     DocumentMetadata,
@@ -67,6 +69,7 @@ __all__ = [
     "RELEARN_INTERVAL",
     "LedgerClient",
     "LedgerUnavailable",
+    "RefusedByEveryNode",
     "TrellisResolver",
     "UntrustedValidatorSet",
 ]
@@ -76,12 +79,19 @@ class LedgerUnavailable(DidRegistryError):
     """No node gave a usable answer (all unreachable, failing, or caught lying)."""
 
 
+class RefusedByEveryNode(TxnRejected):
+    """Every node asked refused the submission with a 4xx answer (none failed, timed out or was
+    overloaded): no node said it took the transactions. ``code``, ``detail`` and ``txn_id`` are the
+    first refusal's. (A node's word proves nothing: a hostile node may still hold them.)"""
+
+
 class UntrustedValidatorSet(InvalidProof):
     """A header is certified by a validator set this client has not been given to trust."""
 
 
 _T = TypeVar("_T")
 _STATUS_CHUNK = 1000  # transaction ids per POST /txns/status
+_VERSION_ID = re.compile(r"[1-9][0-9]{0,17}")  # a versionId option: a DID's version, as the nodes take it
 _STREAM_READ_TIMEOUT = 30.0  # a header stream silent this long (no heartbeat either) is given up
 MAX_EVENT_BYTES = 1 << 20
 """The longest line of a node's header stream a reader takes (an event is a header and its
@@ -569,8 +579,10 @@ class LedgerClient:
             return refused
         version = None
         if version_id is not None:
-            if not (version_id.isascii() and version_id.isdigit() and len(version_id) <= 18):
-                return ResolutionResult.failure(INVALID_DID, "versionId is a decimal version number")
+            if not _VERSION_ID.fullmatch(version_id):  # a bad resolution option, not a bad DID
+                return ResolutionResult.failure(
+                    INVALID_OPTIONS, "versionId is a decimal version number from 1"
+                )
             version = int(version_id)
         record, _ = self.resolve_record(did, version)
         return self._result(did, record)
@@ -581,12 +593,14 @@ class LedgerClient:
 
         A node's refusal is not taken on its word while another node may admit them: the next node
         is asked, and the first refusal is raised only once every node has refused or failed (one
-        lying node cannot keep a client's transactions out). A 503 ``overloaded`` is the network
-        asking for a pause, raised at once."""
+        lying node cannot keep a client's transactions out), as :class:`RefusedByEveryNode` when
+        every node refused (4xx) and none failed. A 503 ``overloaded`` is the network asking for a
+        pause, raised at once."""
         batch = [txns] if isinstance(txns, Transaction) else list(txns)
         body = [t.to_json() for t in batch]
         errors: list[str] = []
         refused: TxnRejected | None = None
+        refusals = 0  # nodes that answered with a 4xx refusal
         for node in self.nodes:
             try:
                 response = self._http.post(
@@ -616,7 +630,10 @@ class LedgerClient:
                 raise rejection
             errors.append(f"{node}: refused: {rejection.code}: {rejection.detail}"[:500])
             refused = refused or rejection
+            refusals += 400 <= response.status_code < 500
         self.failures.extend(errors)
+        if refused is not None and refusals == len(self.nodes):
+            raise RefusedByEveryNode(refused.code, refused.detail, txn_id=refused.txn_id)
         if refused is not None:
             raise refused
         raise LedgerUnavailable("; ".join(errors))

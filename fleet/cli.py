@@ -15,11 +15,18 @@ from pathlib import Path
 
 import click
 
-from fleet.errors import FleetError
-from fleet.simulation import SimulationConfig, simulate
+from fleet.errors import FleetError, UnusableInput
+from fleet.simulation import MAX_DURATION, MIN_DURATION, SimulationConfig, simulate
 from web.cli import main
 
 __all__ = ["main", "simulate_command"]
+
+
+def _duration(ctx: click.Context, param: click.Parameter, seconds: float) -> float:
+    """``--duration``: from :data:`MIN_DURATION` to :data:`MAX_DURATION` seconds (not inf, not nan)."""
+    if not MIN_DURATION <= seconds <= MAX_DURATION:  # NaN compares false
+        raise click.BadParameter(f"{seconds:g} is not from {MIN_DURATION:g} to {MAX_DURATION:g} seconds")
+    return seconds
 
 
 @click.command("simulate")
@@ -31,7 +38,14 @@ __all__ = ["main", "simulate_command"]
     default=None,
     help="Consensus engine (default: solo for one validator, else pbft).",
 )
-@click.option("--duration", type=float, default=30.0, show_default=True, help="Seconds of mixed workload.")
+@click.option(
+    "--duration",
+    type=float,
+    callback=_duration,
+    default=30.0,
+    show_default=True,
+    help="Seconds of mixed workload.",
+)
 @click.option(
     "--faults",
     default="",
@@ -78,7 +92,8 @@ def simulate_command(
 ) -> None:
     """Run a simulated fleet against the whole platform, with faults, and check the invariants.
 
-    Exits 0 when every invariant holds, 1 when one does not, 2 on bad options.
+    Exits 0 when every invariant holds, 1 when one does not, 2 on bad options or a genesis or
+    trustee keystore that cannot be used.
     """
     from fleet.report import InvalidFigures, summary_text, write_report
 
@@ -102,6 +117,9 @@ def simulate_command(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         figures = simulate(config)
+    except UnusableInput as exc:  # one line, no usage text: the options were right, a file is not
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except (FleetError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     if report_dir is not None:

@@ -36,8 +36,9 @@ from typing import Any, Final
 
 from did_registry.client import LedgerClient
 from did_registry.errors import DidRegistryError
+from did_registry.genesis_file import GenesisFileError, read_genesis_file
 from fleet.devices import SimulatedDevice
-from fleet.errors import FleetError
+from fleet.errors import FleetError, UnusableInput
 from fleet.external import ExternalNetwork
 from fleet.faults import FaultInjector, parse_faults
 from fleet.invariants import Judgement, Verdict, check_roots, check_writes, judge_decisions
@@ -46,14 +47,19 @@ from fleet.network import FleetNetwork
 from fleet.operator import ENROL_BATCH, Operator
 from fleet.service_process import ServiceProcess
 from fleet.traffic import RENEWAL_REASONS, Endpoint, Traffic
+from wallet.errors import KeystoreError
 from wallet.keystore import Keystore
 from wallet.localnet import free_base_port
 from web.organisation import PortalError
 
-__all__ = ["SERVICES", "SimulationConfig", "simulate"]
+__all__ = ["MAX_DURATION", "MIN_DURATION", "SERVICES", "SimulationConfig", "simulate"]
 
 SERVICES: Final = ("telemetry", "firmware")
 """The example services the devices authenticate to."""
+MIN_DURATION: Final = 5.0
+"""The shortest workload (seconds) worth a run."""
+MAX_DURATION: Final = 7 * 24 * 3600.0
+"""The longest workload (seconds): a week."""
 _NETWORK: Final = "fleet"
 _PASSPHRASE: Final = "trellis-fleet-simulation"  # noqa: S105 - a throwaway local network
 
@@ -89,8 +95,8 @@ class SimulationConfig:
             raise FleetError("--devices must be at least 10")
         if not self.nodes and not 1 <= self.validators <= 16:
             raise FleetError("--validators must be between 1 and 16")
-        if self.duration < 5:
-            raise FleetError("--duration must be at least 5 seconds")
+        if not MIN_DURATION <= self.duration <= MAX_DURATION:  # (not NaN either)
+            raise FleetError(f"--duration must be from {MIN_DURATION:g} to {MAX_DURATION:g} seconds")
         if self.nodes and (self.genesis is None or self.trustee is None):
             raise FleetError("--node needs --genesis and --trustee (the network's trustee keystore)")
         if self.nodes and self.faults.strip() not in ("", "none"):
@@ -141,8 +147,7 @@ class _Run:
         network: FleetNetwork | ExternalNetwork
         if config.nodes:
             network = ExternalNetwork(config.nodes)
-            genesis = json.loads(Path(config.genesis or "").read_text())
-            trustee = Keystore.open(Path(config.trustee or ""), config.passphrase)
+            genesis, trustee = self._given_files()
         else:
             self.say(f"starting {config.validators} {config.engine} validators")
             network = FleetNetwork(
@@ -189,6 +194,20 @@ class _Run:
             if not config.nodes:
                 network.stop()
         return figures
+
+    def _given_files(self) -> tuple[dict[str, Any], Keystore]:
+        """The genesis and the trustee keystore of a network given by URL; :class:`UnusableInput`,
+        naming the file and why, when one cannot be used."""
+        config = self.config
+        try:
+            genesis = read_genesis_file(Path(config.genesis or "")).to_json()
+        except GenesisFileError as exc:
+            raise UnusableInput(str(exc)) from None
+        try:
+            trustee = Keystore.open(Path(config.trustee or ""), config.passphrase)
+        except KeystoreError as exc:
+            raise UnusableInput(f"the trustee keystore does not open: {exc}") from None
+        return genesis, trustee
 
     def _workload(
         self,

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.did_trellis import trellis_did
+from did_registry.node.config import build_service, load_config
+from did_registry.node.server import NodeServer
+from fleet.cli import main  # the `trellis` command (web.cli's, with `simulate` added)
 from wallet.enroll import EnrollmentError, _Answer, _refusal, read_qr_image
-from web.cli import main
+from wallet.keystore import Keystore
 
 ENV = {
     "TRELLIS_PASSPHRASE": "correct horse battery staple",
@@ -163,3 +172,183 @@ def test_did_resolve_with_a_genesis_nested_too_deeply_is_a_clear_error(tmp_path:
         )
     )
     assert out.startswith("error:")
+
+
+def _network_files(folder: Path) -> Path:
+    """`trellis network init` of one validator (network ``hostile``) into ``folder``."""
+    result = _run(
+        "network",
+        "init",
+        "--validators",
+        "1",
+        "--network",
+        "hostile",
+        "--dir",
+        str(folder),
+        "--kdf",
+        "interactive",
+    )
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A one-validator network's folder and its node serving on a free loopback port."""
+    folder = _network_files(tmp_path / "net")
+    config = load_config(folder / "node-1.toml")
+    server = NodeServer(
+        build_service(config, Keystore.open(config.key_file, ENV["TRELLIS_PASSPHRASE"]).current_key)
+    )
+    server.start()
+    yield folder, server.url
+    server.stop()
+
+
+@pytest.fixture
+def sigterm_kept() -> Iterator[None]:
+    """`trellis simulate` makes SIGTERM exit; the test process gets its own handler back."""
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _create(folder: Path, url: str, endorser: str, out: str) -> Result:
+    return _run(
+        "did",
+        "create",
+        "--node",
+        url,
+        "--genesis",
+        str(folder / "genesis.json"),
+        "--endorser",
+        str(folder / endorser),
+        "--out",
+        str(folder / out),
+    )
+
+
+def test_a_create_every_node_refuses_leaves_no_keystore(node: tuple[Path, str]) -> None:
+    """A did:trellis DID without an endorsing role endorses: every node refuses (403), so the new
+    keystore, whose key belongs to no DID, is removed and the error says so."""
+    folder, url = node
+    assert _create(folder, url, "trustee.key", "a.key").exit_code == 0
+    out = _clear_error(_create(folder, url, "a.key", "b.key"))
+    assert "forbidden" in out and "removed" in out
+    assert not (folder / "b.key").exists()
+
+
+def test_a_create_whose_answer_is_lost_keeps_the_keystore_and_says_where(
+    node: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node takes the create but its answer is lost: the DID may yet be created (here it is), so
+    the new keystore stays, and the error names it and the DID."""
+    folder, url = node
+    real_post = httpx.Client.post
+
+    def lost(self: httpx.Client, target: str, *args: Any, **kwargs: Any) -> httpx.Response:
+        response = real_post(self, target, *args, **kwargs)
+        if str(target).endswith("/txns"):
+            raise httpx.ReadTimeout("the answer was lost", request=response.request)
+        return response
+
+    monkeypatch.setattr(httpx.Client, "post", lost)
+    out = _clear_error(_create(folder, url, "trustee.key", "d.key"))
+    did = Keystore.open(folder / "d.key", ENV["TRELLIS_PASSPHRASE"]).did
+    assert did is not None and did in out and str(folder / "d.key") in out
+
+
+def test_a_create_no_node_answers_writes_no_keystore(tmp_path: Path) -> None:
+    """With the genesis given and no node answering, `did create` fails before it writes a keystore."""
+    folder = _network_files(tmp_path)
+    assert _create(folder, "http://127.0.0.1:1", "trustee.key", "n.key").exit_code == 1
+    assert not (folder / "n.key").exists()
+
+
+def test_simulate_with_a_wrong_passphrase_is_a_one_line_error(tmp_path: Path, sigterm_kept: None) -> None:
+    folder = _network_files(tmp_path)
+    result = _run(
+        "simulate",
+        "--node",
+        "http://127.0.0.1:1",
+        "--genesis",
+        str(folder / "genesis.json"),
+        "--trustee",
+        str(folder / "trustee.key"),
+        env={"TRELLIS_PASSPHRASE": "not the passphrase"},
+    )
+    out = _clear_error(result)
+    assert out.startswith("error:") and "passphrase" in out and str(folder / "trustee.key") in out
+    assert len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("duration", ["inf", "nan", "-1", "0"])
+def test_simulate_refuses_a_duration_that_is_no_time_span(duration: str, sigterm_kept: None) -> None:
+    result = _run("simulate", "--duration", duration)
+    assert result.exit_code == 2 and "--duration" in result.output
+
+
+@pytest.mark.parametrize("genesis", [None, "not json", "{}"], ids=["missing", "not json", "no genesis"])
+def test_web_serve_with_a_genesis_it_cannot_use_does_not_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, genesis: str | None
+) -> None:
+    """The portal reads its genesis at first use: serve checks it first, and starts nothing."""
+    path = tmp_path / "genesis.json"
+    if genesis is not None:
+        path.write_text(genesis)
+    served: list[object] = []
+    monkeypatch.setattr("web.server.serve", lambda *args, **kwargs: served.append(args))
+    out = _clear_error(
+        _run("web", "serve", "--port", "0", "--instance", str(tmp_path / "i"), "--genesis", str(path))
+    )
+    assert out.startswith("error:") and str(path) in out
+    assert served == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("did", "resolve", "did:trellis:hostile:x", "--node", "http://127.0.0.1:1"),
+        ("validator", "list", "--node", "http://127.0.0.1:1"),
+        ("vc", "verify", "DOCUMENT", "--node", "http://127.0.0.1:1"),
+        ("simulate", "--node", "http://127.0.0.1:1", "--trustee", __file__),
+    ],
+    ids=["did resolve", "validator list", "vc verify", "simulate"],
+)
+def test_a_malformed_genesis_file_is_named_not_taken_for_an_unreachable_node(
+    tmp_path: Path, command: tuple[str, ...], sigterm_kept: None
+) -> None:
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text('{"network": "hostile"')
+    document = tmp_path / "document.json"
+    document.write_text("{}")
+    args = [str(document) if arg == "DOCUMENT" else arg for arg in command]
+    out = _clear_error(_run(*args, "--genesis", str(genesis)))
+    assert f"bad genesis file {genesis}: not JSON" in out and "cannot reach" not in out
+
+
+def test_key_help_promises_only_what_key_does() -> None:
+    """`trellis key` has one subcommand, `new`: its help promises no inspecting."""
+    out = _run("key", "--help").output
+    assert "inspect" not in out.lower() and "new" in out
+
+
+@pytest.mark.parametrize("version_id", ["abc", "0", ""])
+def test_a_version_id_that_is_no_version_is_invalid_options(tmp_path: Path, version_id: str) -> None:
+    """DID Resolution: a bad resolution option is `invalidOptions` (not `invalidDid`, nor ignored)."""
+    folder = _network_files(tmp_path)
+    did = str(trellis_did("hostile", Ed25519PrivateKey.generate().public_key))
+    result = _run(
+        "did",
+        "resolve",
+        did,
+        "--version-id",
+        version_id,
+        "--node",
+        "http://127.0.0.1:1",
+        "--genesis",
+        str(folder / "genesis.json"),
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.output)["didResolutionMetadata"]["error"] == "invalidOptions"

@@ -39,7 +39,7 @@ def _fail(message: str) -> None:
 
 @click.group("key")
 def key_group() -> None:
-    """Create and inspect encrypted keystores."""
+    """Create an encrypted keystore holding a new Ed25519 key (`trellis key new`)."""
 
 
 @key_group.command("new")

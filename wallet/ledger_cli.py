@@ -17,7 +17,7 @@ import click
 import httpx
 
 from did_registry.cli import did_group, genesis_option, ledger_client, node_option
-from did_registry.client import LedgerClient, LedgerUnavailable
+from did_registry.client import LedgerClient, LedgerUnavailable, RefusedByEveryNode
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.did_document import RELATIONSHIPS, DIDDocument
@@ -242,14 +242,26 @@ def _run(client: LedgerClient, txn: Transaction) -> None:
 )
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 def create(nodes: tuple[str, ...], genesis_file: Path | None, endorser_file: Path, out: Path) -> None:
-    """Create a key and its did:trellis DID on the ledger, endorsed by ENDORSER; print the DID."""
+    """Create a key and its did:trellis DID on the ledger, endorsed by ENDORSER; print the DID.
+
+    The new keystore OUT is written before the transaction is sent, so the key cannot be lost. When
+    every node refuses the transaction OUT is removed again; when the outcome is unknown (no answer,
+    a timeout) it is kept, and the error says where, since the DID may still be created.
+    """
     if not nodes:
         _fail("--node is required")
     if out.exists():
         _fail(f"{out} exists; refusing to overwrite a keystore")
     endorser, _ = _open(endorser_file)
-    _, endorser_key, endorser_method = signer_of(endorser)
+    endorser_did, endorser_key, endorser_method = signer_of(endorser)
     client = _client(nodes, genesis_file)
+    try:  # a proven read first: a ledger that does not answer fails here, before a keystore is written
+        endorser_record, _ = client.resolve_record(endorser_did)
+    except LedgerUnavailable as exc:
+        _fail(f"no node gives a proven answer, so nothing was written or sent: {exc}")
+        return
+    if endorser_record is None:
+        _fail(f"the endorser {endorser_did} is not on the ledger")
     key = Ed25519PrivateKey.generate()
     did = str(trellis_did(client.genesis.network, key.public_key))
     document = initial_document(did, key.public_key).to_json()
@@ -264,8 +276,35 @@ def create(nodes: tuple[str, ...], genesis_file: Path | None, endorser_file: Pat
         _fail(str(exc))
         return
     keystore.save(out, passphrase, overwrite=False)  # the key is safe before it is used
-    _run(client, txn)
+    _submit_create(client, txn, out)
     click.echo(did)
+
+
+def _submit_create(client: LedgerClient, txn: Transaction, out: Path) -> None:
+    """Submit ``txn``, the ``did.create`` of the key just saved in the new keystore ``out``, and wait
+    for it to commit. When every node refuses it (a 4xx each, none saying it holds it), ``out`` is
+    removed: its key belongs to no DID. On any other failure the DID may still be created (a lost
+    answer, a timeout, a node's word that it was rejected), so ``out`` stays and the error says so."""
+    did = txn.submitter
+    kept = (
+        f"its key stays in {out}. `trellis did resolve {did} --node URL` shows whether the DID was "
+        f"created: once it resolves, {out} is its keystore; if it never does, {out} can be deleted"
+    )
+    try:
+        client.submit_and_wait(txn, timeout=_TIMEOUT)
+    except RefusedByEveryNode as exc:
+        if exc.code in ("replay", "conflict"):  # a node holds it, or the DID is there: it may commit
+            _fail(f"{did} may or may not be created (the ledger answered {exc}); {kept}")
+            return
+        out.unlink(missing_ok=True)
+        _fail(
+            f"the ledger refused the transaction: {exc}; the new keystore {out} is removed (no DID has its key)"
+        )
+    except (DidRegistryError, httpx.HTTPError, OSError, ValueError, RecursionError) as exc:
+        _fail(f"{did} may or may not be created ({str(exc) or type(exc).__name__}); {kept}")
+    except BaseException:  # interrupted, or a failure no one foresaw: the key must not be lost unseen
+        click.echo(f"note: {did} may or may not be created; {kept}", err=True)
+        raise
 
 
 @did_group.command("update")

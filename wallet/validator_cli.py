@@ -28,6 +28,7 @@ import httpx
 from did_registry.cli import genesis_option, ledger_client, node_option
 from did_registry.client import LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
+from did_registry.genesis_file import GenesisFileError
 from did_registry.identity.did_document import DIDDocument
 from did_registry.identity.multikey import decode_ed25519_public_key, encode_ed25519_public_key
 from did_registry.ledger.block import BlockHeader
@@ -75,6 +76,8 @@ def _client(nodes: tuple[str, ...], genesis_file: Path | None) -> LedgerClient:
         _fail("--node is required")
     try:
         client = ledger_client(nodes, genesis_file)
+    except GenesisFileError as exc:
+        _fail(str(exc))
     except (httpx.HTTPError, OSError, ValueError, DidRegistryError) as exc:
         _fail(f"cannot reach {nodes[0]}: {exc}")
     click.get_current_context().call_on_close(client.close)

@@ -62,6 +62,17 @@ def _app(config: PortalConfig) -> Flask:
         _fail(f"cannot open the portal's instance or database: {exc}")
 
 
+def _check_genesis(config: PortalConfig) -> None:
+    """A clear error now for a genesis file the portal could not use (it reads it at first use)."""
+    from did_registry.genesis_file import GenesisFileError, read_genesis_file
+
+    if config.genesis_path is not None:
+        try:
+            read_genesis_file(config.genesis_path)
+        except GenesisFileError as exc:
+            _fail(str(exc))
+
+
 _instance_option = click.option(
     "--instance",
     "instance_path",
@@ -130,7 +141,7 @@ def serve_command(
     genesis_path: Path | None,
     secure_cookies: bool | None,
 ) -> None:
-    """Serve the portal with waitress until interrupted."""
+    """Serve the portal with waitress until interrupted (a genesis file that is no genesis stops it first)."""
     from web.server import serve
 
     config = _config(
@@ -140,6 +151,7 @@ def serve_command(
         genesis_path=genesis_path,
         secure_cookies=secure_cookies,
     )
+    _check_genesis(config)
     if host not in _LOOPBACK and not config.secure_cookies:
         click.echo("warning: serving beyond loopback without --secure-cookies; put TLS in front", err=True)
     app = _app(config)

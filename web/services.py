@@ -9,14 +9,14 @@ organisation's keys live in the encrypted keystore ``<instance>/organisation.key
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy.engine import Engine
 
 from did_registry.client import LedgerClient
+from did_registry.genesis_file import read_genesis_file
 from web.config import PortalConfig
 from web.enrolment import Enrolment
 from web.enrolment_records import create_tables
@@ -75,7 +75,7 @@ class LedgerServices:
             if self._ledger is None:
                 self._require()
                 assert self.config.genesis_path is not None
-                genesis: Any = json.loads(self.config.genesis_path.read_text(encoding="utf-8"))
+                genesis = read_genesis_file(self.config.genesis_path)  # GenesisFileError names the file
                 self._ledger = LedgerClient(list(self.config.node_urls), genesis)
             return self._ledger
 

@@ -469,7 +469,7 @@ def test_submit_and_wait_does_not_take_a_node_s_word_for_a_commit(node: Node) ->
 
 
 def test_a_version_id_in_other_digits_is_invalid(node: Node) -> None:
-    assert client_for(node).resolve(new_actor().did, version_id="\u00b2").error == "invalidDid"
+    assert client_for(node).resolve(new_actor().did, version_id="\u00b2").error == "invalidOptions"
 
 
 def test_follow_resumes_a_stream_the_node_ends_while_nothing_is_committed(node: Node) -> None:
