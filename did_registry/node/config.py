@@ -37,7 +37,6 @@ opens the keystore passes the decrypted key to :func:`build_service`.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import tomllib
@@ -50,6 +49,7 @@ import tomli_w
 
 from did_registry.consensus import ConsensusConfig, ConsensusError
 from did_registry.errors import DidRegistryError
+from did_registry.genesis_file import GenesisFileError, read_genesis_file
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.multikey import encode_ed25519_public_key
 from did_registry.ledger.application import InvalidBlock, LedgerApplication
@@ -310,17 +310,12 @@ def write_config(config: NodeConfig, path: str | Path) -> None:
 
 
 def load_genesis(path: str | Path) -> Genesis:
-    """Read and check a ``genesis.json``."""
+    """Read and check a ``genesis.json`` (:func:`~did_registry.genesis_file.read_genesis_file`);
+    raise :class:`InvalidConfig` naming the file and the problem."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidConfig(f"cannot read genesis {path}: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise InvalidConfig(f"genesis {path} is not JSON: {exc}") from None
-    try:
-        return Genesis.from_json(data)
-    except ValueError as exc:
-        raise InvalidConfig(f"genesis {path}: {exc}") from None
+        return read_genesis_file(Path(path))
+    except GenesisFileError as exc:
+        raise InvalidConfig(str(exc)) from None
 
 
 def check_runnable(config: NodeConfig) -> Genesis:
