@@ -216,6 +216,19 @@ class LedgerView:
             raise Refused(Reason.QUARANTINED, f"{did} is on the quarantine list", did=did)
         return entry
 
+    def entry_stands(self, did: str, entry: DIDEntry) -> bool:
+        """Whether ``entry`` is still the cached entry of ``did``: no block touched the DID (its
+        document, deactivation or quarantine) since it was read. A DID of another method never changes."""
+        if not did.startswith("did:trellis:"):
+            return True
+        cache = self._cache_of.get(did)
+        if cache is None:
+            try:
+                cache = self.caches.get(parse_trellis_did(did).network)
+            except InvalidDID:
+                return False
+        return cache is not None and cache.cached_did(did) is entry
+
     def remembered_key(self, key_id: str) -> tuple[str, DIDEntry, Ed25519PublicKey] | None:
         """``(did, entry, key)`` as :meth:`authentication_key` last gave them for ``key_id``, if the
         cache (made fresh enough first) still holds that very entry; else ``None``."""

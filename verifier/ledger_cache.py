@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from did_registry.client import ANSWER_ERRORS, LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
@@ -48,6 +48,8 @@ __all__ = [
 MAX_CATCH_UP: Final = 1000
 """Blocks a cache replays to catch up; further behind, it drops everything and starts afresh."""
 _BATCH: Final = 1000  # keys per proven read (the node's limit)
+_READ_ATTEMPTS: Final = 3  # reads overtaken by a block applied meanwhile, before giving up
+_T = TypeVar("_T")
 _NODE_ERRORS: Final = (*ANSWER_ERRORS, DidRegistryError)  # a node's answer failing or lying: ask the next
 
 
@@ -450,17 +452,32 @@ class LedgerCache:
                 client.close()
 
     # -- reads ------------------------------------------------------------------------------
-    def _fetch(self, keys: Sequence[str]) -> tuple[list[Any], int]:
-        if self.source is None:
-            raise LedgerUnavailable(f"network {self.network} runs offline and has no such record")
-        values, height = self.source.fetch(keys, self.height)
-        if self.height is not None and height < self.height:
-            # Certified, but older than a head already applied: it may predate a revocation.
-            raise LedgerUnavailable(f"a node answered as of block {height}, behind block {self.height}")
-        return values, height
-
     def _keep(self, height: int) -> bool:
         return self.height is None or height >= self.height
+
+    def _read(
+        self, keys: Sequence[str], parse: Callable[[list[Any], int], _T], keep: Callable[[_T], None]
+    ) -> _T:
+        """``parse`` the values of ``keys`` proven as of the cache's height or later, and ``keep`` what
+        it gives (under the lock). Values proven as of an older block may predate a block the cache
+        has applied (a revocation, say), whether the node was behind or the cache applied a block
+        while they were read: they are never used, but read again (as of the cache's new height)."""
+        if self.source is None:
+            raise LedgerUnavailable(f"network {self.network} runs offline and has no such record")
+        for _ in range(_READ_ATTEMPTS):
+            asked = self.height
+            values, height = self.source.fetch(keys, asked)
+            if asked is not None and height < asked:  # the node is behind: no use asking again
+                raise LedgerUnavailable(f"a node answered as of block {height}, behind block {asked}")
+            if self._keep(height):
+                parsed = parse(values, height)
+                with self._lock:
+                    if self._keep(height):
+                        keep(parsed)
+                        return parsed
+        raise LedgerUnavailable(
+            f"network {self.network}: blocks were applied while its records were read, {_READ_ATTEMPTS} times"
+        )
 
     def cached_did(self, did: str) -> DIDEntry | None:
         """The cached entry of ``did``, without reading the ledger (``None`` when not cached)."""
@@ -472,30 +489,34 @@ class LedgerCache:
             found: list[DIDEntry | None] = [self._dids.get(d) for d in dids]
         missing = sorted({d for d, e in zip(dids, found, strict=True) if e is None})
         if missing:
-            values, height = self._fetch([k for d in missing for k in (f"did:{d}", f"quarantine:{d}")])
-            fresh: dict[str, DIDEntry] = {}
-            for number, did in enumerate(missing):
-                record = values[2 * number]
-                if record is not None:
-                    fresh[did] = did_entry(record, values[2 * number + 1], height)
-            with self._lock:
-                if self._keep(height):
-                    self._dids.update(fresh)
+
+            def parse(values: list[Any], height: int) -> dict[str, DIDEntry]:
+                fresh: dict[str, DIDEntry] = {}
+                for number, did in enumerate(missing):
+                    record = values[2 * number]
+                    if record is not None:
+                        fresh[did] = did_entry(record, values[2 * number + 1], height)
+                return fresh
+
+            keys = [k for d in missing for k in (f"did:{d}", f"quarantine:{d}")]
+            fresh = self._read(keys, parse, self._dids.update)
             found = [e if e is not None else fresh.get(d) for d, e in zip(dids, found, strict=True)]
         return found
 
     def reread(self, did: str) -> DIDEntry | None:
         """Read the entry of ``did`` from the ledger again, past the cache: proven, not older than the
         cache's height (possibly newer: a block the cache has not applied yet); it replaces the cached one."""
-        (record, quarantine), height = self._fetch([f"did:{did}", f"quarantine:{did}"])
-        if record is None:
-            return None
-        entry = did_entry(record, quarantine, height)
-        with self._lock:
-            if self._keep(height):
+
+        def parse(values: list[Any], height: int) -> DIDEntry | None:
+            record, quarantine = values
+            return None if record is None else did_entry(record, quarantine, height)
+
+        def keep(entry: DIDEntry | None) -> None:
+            if entry is not None:
                 self.generation += 1
                 self._dids[did] = entry
-        return entry
+
+        return self._read([f"did:{did}", f"quarantine:{did}"], parse, keep)
 
     def status_list(self, issuer: str, name: str) -> StatusEntry | None:
         """The status list ``name`` of ``issuer`` (``None`` when it is not on the ledger)."""
@@ -503,13 +524,16 @@ class LedgerCache:
         with self._lock:
             entry = self._status.get(key)
         if entry is None:
-            (value,), height = self._fetch([f"status:{issuer}:{name}"])
-            if value is None:
-                return None
-            entry = status_entry(value, height)
-            with self._lock:
-                if self._keep(height):
+
+            def keep(entry: StatusEntry | None) -> None:
+                if entry is not None:
                     self._status[key] = entry
+
+            entry = self._read(
+                [f"status:{issuer}:{name}"],
+                lambda values, height: None if values[0] is None else status_entry(values[0], height),
+                keep,
+            )
         return entry
 
     def issuer(self, did: str) -> IssuerEntry:
@@ -517,11 +541,15 @@ class LedgerCache:
         with self._lock:
             entry = self._issuers.get(did)
         if entry is None:
-            (trust, roles), height = self._fetch([f"trust:{did}", f"role:{did}"])
-            entry = issuer_entry(trust, roles, height)
-            with self._lock:
-                if self._keep(height):
-                    self._issuers[did] = entry
+
+            def keep(entry: IssuerEntry) -> None:
+                self._issuers[did] = entry
+
+            entry = self._read(
+                [f"trust:{did}", f"role:{did}"],
+                lambda values, height: issuer_entry(values[0], values[1], height),
+                keep,
+            )
         return entry
 
     # -- snapshots --------------------------------------------------------------------------

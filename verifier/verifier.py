@@ -32,7 +32,7 @@ from verifier import _fast, _signed
 from verifier._admissions import Admissions
 from verifier._checks import AuthenticatedDevice, CredentialSummary, proof_refusal
 from verifier._ledger_view import LedgerView
-from verifier._records import DIDEntry
+from verifier._records import AUTHENTICATION, DIDEntry
 from verifier._report import ReportNonces
 from verifier.challenge import issue_challenge, redeem_challenge
 from verifier.errors import ConfigurationError, Reason, Refused, StoreUnavailable
@@ -234,6 +234,8 @@ class Verifier:
         remember: bool = False,
     ) -> AuthenticatedDevice:
         admitted = self._admissions.check(credentials, did, now, remember=remember)
+        if not self.ledger.entry_stands(did, entry):  # a block touched the device while it was checked
+            entry = self._still_authorised(did, entry, key_id)
         summary, height = admitted.summary, max(admitted.height, entry.height)
         offer: dict[str, str] | None = None
         agreement = None if self.sessions is None else entry.agreement_key()
@@ -261,6 +263,20 @@ class Verifier:
                 self._watch(did, summary, session.id, session.expires_at)
                 offer = opened
         return AuthenticatedDevice(did, key_id, summary, height, offer)
+
+    def _still_authorised(self, did: str, entry: DIDEntry, key_id: str) -> DIDEntry:
+        """``did``'s entry as it stands now, refused as the device's checks would refuse it (deactivated,
+        quarantined) or when ``key_id`` no longer names, for authentication, the key ``entry`` gave:
+        a request already under way when a block disabled its device is not let in as of that block."""
+        current = self.ledger.device_entry(did)
+        fragment = key_id.partition("#")[2]
+        if current.key(fragment, AUTHENTICATION) != entry.key(fragment, AUTHENTICATION):
+            raise Refused(
+                Reason.KEY_NOT_AUTHORIZED,
+                f"{key_id} stopped authenticating {did} while it was checked",
+                did=did,
+            )
+        return current
 
     def _keep(self, session: Session) -> bool:
         """Store ``session`` and note when it expires; False (and no session) when a store cannot take
