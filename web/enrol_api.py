@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from datetime import timedelta
@@ -23,12 +22,14 @@ from typing import Any, Final
 
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.engine import Connection
+from sqlmodel import Session
 
 from did_registry.client import LedgerUnavailable
-from did_registry.ledger.txn import Transaction
 from web import audit, ratelimit
 from web.db import session as db_session
 from web.enrol_forms import FormError, parse_count, parse_hours, parse_profile
+from web.enrolment import Enrolled
 from web.enrolment_records import EnrolmentResult, InvalidEnrolmentRequest, InvalidToken, ProvisioningToken
 from web.models import Role, iso_utc, utcnow
 from web.portal import portal
@@ -105,26 +106,36 @@ def enrol() -> ResponseReturnValue:
         if not isinstance(token, str) or not isinstance(txn, dict):
             raise ApiProblem(400, "malformed", 'the body must be {"token": <string>, "txn": <object>}')
         try:
-            result = portal().services.enrolment.enrol(token, txn)
+            result = portal().services.enrolment.enrol(token, txn, on_enrolled=_audited(DEVICE_ACTOR))
         except (InvalidToken, InvalidEnrolmentRequest):
             failed = True
             raise
         except LedgerUnavailable as exc:
             raise ApiProblem(503, "ledger_unavailable", f"the ledger cannot be reached: {exc}") from None
         # a repeat gets the same answer again: counted like a refusal (anyone holding the printed
-        # token and the public transaction can ask), and not audited again
+        # token and the public transaction can ask), and not audited again (the enrolment was, with
+        # its device's row)
         failed = result.repeated
     finally:
         if not failed:
             with db_session() as db:
                 ratelimit.forget_attempt(db, attempt)
-    if result.repeated:
-        return _json(result.to_json(), 201)
-    token_id = hashlib.sha256(token.encode("ascii", errors="replace")).hexdigest()
-    txn_id = Transaction.from_json(txn).id
-    audit.record("device.enrol", result.did, txn_id=txn_id, actor=DEVICE_ACTOR,
-                 detail={"token": token_id, "credential": result.credential_id})  # fmt: skip
     return _json(result.to_json(), 201)
+
+
+def _audited(actor: str | None, **more: Any) -> Enrolled:
+    """The enrolment's hook auditing each device it records as ``device.enrol`` (by ``actor``, the
+    signed-in operator when ``None``; ``more`` added to the detail), in the same database
+    transaction as the device's row: an enrolment stands audited, or not at all."""
+
+    def audited(connection: Connection, enrolled: Sequence[tuple[EnrolmentResult, str, str]]) -> None:
+        with Session(bind=connection) as db:  # joins the transaction recording the devices
+            for result, token_hash, txn_id in enrolled:
+                audit.record("device.enrol", result.did, txn_id=txn_id, actor=actor, db=db,
+                             detail={"token": token_hash, "credential": result.credential_id, **more})  # fmt: skip
+            db.flush()
+
+    return audited
 
 
 @bp.post("/enrol/batch")
@@ -145,16 +156,9 @@ def enrol_batch() -> ResponseReturnValue:
             400, "malformed", f'the body must be {{"items": [1 to {MAX_ENROL_BATCH} {{"token", "txn"}}]}}'
         )
 
-    def audited(enrolled: Sequence[tuple[EnrolmentResult, str, str]]) -> None:
-        with db_session() as db:  # as each chunk is recorded: a later chunk's failure leaves these audited
-            for result, token_hash, txn_id in enrolled:
-                audit.record("device.enrol", result.did, txn_id=txn_id, db=db,
-                             detail={"token": token_hash, "credential": result.credential_id, "batch": True})  # fmt: skip
-            db.commit()
-
-    try:
+    try:  # each chunk's devices audited as they are recorded: a later chunk's failure leaves them audited
         outcomes = portal().services.enrolment.enrol_many(
-            [(i["token"], i["txn"]) for i in items], on_enrolled=audited
+            [(i["token"], i["txn"]) for i in items], on_enrolled=_audited(None, batch=True)
         )
     except LedgerUnavailable as exc:
         raise ApiProblem(503, "ledger_unavailable", f"the ledger cannot be reached: {exc}") from None

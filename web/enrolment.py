@@ -14,6 +14,15 @@ wins), co-signs the transaction as endorser, waits for the ledger to commit it, 
 records the device. If the ledger refuses, the claim is released. :meth:`Enrolment.enrol_many`
 does the same for a factory line with batched ledger writes. Suspension, reinstatement and
 revocation flip bits in the organisation's status lists on the ledger, one transaction per list.
+
+If the portal's process dies while it holds a claim, the claim is abandoned: once it is older than
+``claim_timeout`` the same device (the holder of the key that signed the creation the token is
+reserved for) takes it over by enrolling again, and the enrolment completes as any retry does (a
+creation already on the ledger is recognised as this very transaction). The credential the dead
+process may have issued is withdrawn first: its id derives from the token and the claim
+(:func:`_credential_id`), so no other credential is touched. Marking the token used (with the
+device's row, in one database transaction) and giving it back are conditional on the claim still
+being the enrolment's own, so a process taken over, if alive after all, records nothing.
 """
 
 from __future__ import annotations
@@ -21,18 +30,20 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeAlias
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from did_registry.client import LedgerClient, LedgerUnavailable
 from did_registry.ledger.txn import Transaction, TxnRejected
 from wallet.enroll import EnrollmentError, check_enrolment_transaction
 from wallet.issuer import IssuedStatus, Issuer
+from wallet.storage import IssuedCredentialRow, StatusListRow
 from web.device_status import DeviceStatus
 from web.enrolment_records import (
     DeviceRow,
@@ -53,13 +64,26 @@ from web.organisation import (
     PortalError,
     submit,
 )
-from web.provisioning import IN_CHUNK, ProvisioningTokens
+from web.provisioning import CLAIM_TIMEOUT_FLOOR, IN_CHUNK, ProvisioningTokens, new_claim_id
 
-__all__ = ["BULK_CHUNK", "Enrolment"]
+__all__ = ["BULK_CHUNK", "Enrolled", "Enrolment"]
 
 BULK_CHUNK: Final = 1000
 """Most did.create transactions in one ``POST /txns`` of :meth:`Enrolment.enrol_many`."""
 _log = logging.getLogger("web.enrolment")
+_CREDENTIAL_IDS: Final = uuid.UUID("5c0b8a53-5f0e-4c1e-9d55-0b1f5a1d7e21")
+"""The namespace of the credential ids :func:`_credential_id` derives."""
+
+Enrolled: TypeAlias = Callable[[Connection, Sequence[tuple[EnrolmentResult, str, str]]], None]
+"""Told of devices as they are recorded, each with its token's hash and its transaction id, inside
+the database transaction that records them (on its connection): what it writes there commits with
+the devices, and if it raises, nothing of it or of them is recorded (where an audit is kept)."""
+
+
+def _credential_id(token_hash: str, claim: str) -> str:
+    """The id of the credential an enrolment holding claim ``claim`` of a token issues: a dead
+    process's credential is found again from the claim it held."""
+    return f"urn:uuid:{uuid.uuid5(_CREDENTIAL_IDS, f'{token_hash}/{claim}')}"
 
 
 # -- the service -------------------------------------------------------------------------------
@@ -74,7 +98,12 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
 
     ``store`` is the portal database's engine (its enrolment and issuer tables are created if
     missing); ``ledger`` a client of the network; ``portal_url`` the base URL devices post to;
-    ``nodes`` the node URLs put in QR payloads (default: the client's).
+    ``nodes`` the node URLs put in QR payloads (default: the client's). ``timeout`` bounds each wait
+    for the ledger. ``claim_timeout`` is how old a token's claim is when it counts as abandoned (its
+    enrolment died with its process): by default five times ``timeout``, and at least
+    :data:`~web.provisioning.CLAIM_TIMEOUT_FLOOR` (10 minutes), well beyond what a live enrolment
+    takes between claiming and recording (two ledger waits: the creation and, rarely, a new pair of
+    status lists) or a batch between renewing its claims (one chunk).
     """
 
     STATES: ClassVar[tuple[str, ...]] = ("active", "suspended", "revoked")
@@ -90,6 +119,7 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
         credential_validity: timedelta | None = timedelta(days=365),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timeout: float = 60.0,
+        claim_timeout: timedelta | None = None,
     ) -> None:
         self.organisation = organisation
         self.engine = store
@@ -100,6 +130,14 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
         self.credential_validity = credential_validity
         self.clock = clock
         self.timeout = timeout
+        self.claim_timeout = (
+            claim_timeout
+            if claim_timeout is not None
+            else max(CLAIM_TIMEOUT_FLOOR, timedelta(seconds=5 * timeout))
+        )
+        if self.claim_timeout <= timedelta(0):
+            raise ValueError("claim_timeout must be positive")
+        self._time_untimed_claims()
         self._issuer: Issuer | None = None
         self._changing = threading.Lock()  # one status change at a time: see _change
 
@@ -188,16 +226,21 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
                 repeated=True,
             )
 
-    def enrol(self, token: str, txn_json: Mapping[str, Any]) -> EnrolmentResult:
+    def enrol(
+        self, token: str, txn_json: Mapping[str, Any], *, on_enrolled: Enrolled | None = None
+    ) -> EnrolmentResult:
         """Enrol the device whose self-signed did.create is ``txn_json``, with provisioning ``token``.
+        ``on_enrolled`` (:data:`Enrolled`) hears of the device in the transaction that records it.
 
-        The same device repeating its enrolment with the same token gets the same answer again.
+        The same device repeating its enrolment with the same token gets the same answer again; the
+        same device enrolling again after an enrolment cut short (its claim abandoned) completes it.
         """
         repeated = self._repeated(token, txn_json)
         if repeated is not None:
             return repeated
         row, txn = self._prepare(token, txn_json)
-        self._claim(row.token_hash, txn.submitter)
+        claim = new_claim_id()
+        self._claim(row, txn.submitter, claim)
         reserved = True  # until a refusal says the creation is not on the ledger: kept for this device
         try:
             try:
@@ -206,27 +249,32 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
                 if exc.rejection.code not in ("conflict", "replay") or not self._anchored_before(txn):
                     reserved = _may_be_anchored(exc)
                     raise
-            return self._complete([(row, txn)])[0]
+            [result] = self._complete([(row, txn)], claim, on_enrolled)
+            if isinstance(result, PortalError):
+                raise result
+            return result
         except BaseException:
-            self._release([row.token_hash], reserved=reserved)  # once: a second could undo another's claim
+            self._release([row.token_hash], claim, reserved=reserved)  # only while the claim is ours
             raise
 
     def enrol_many(
         self,
         items: Sequence[tuple[str, Mapping[str, Any]]],
         *,
-        on_enrolled: Callable[[Sequence[tuple[EnrolmentResult, str, str]]], None] | None = None,
+        on_enrolled: Enrolled | None = None,
     ) -> list[EnrolmentResult | PortalError]:
         """Enrol many devices with batched ledger writes; one result or error per item, in order.
-        ``on_enrolled`` hears each chunk's devices as they are recorded (each with its token's hash
-        and its transaction id), also when a later chunk fails: where an audit is kept.
+        ``on_enrolled`` (:data:`Enrolled`) hears each chunk's devices in the transaction that records
+        them, so they stay recorded (and heard of) when a later chunk fails.
 
         Every item is checked (the batch's tokens and devices read in a few queries) and the tokens
         are claimed in one database transaction. The endorsed did.create transactions go to the
         ledger in chunks of :data:`BULK_CHUNK` (a transaction the ledger refuses at the door is
         dropped from its chunk, which is sent again); while the ledger orders one chunk, the
         credentials of the chunk before it, committed by then, are issued, so the portal's work and
-        the ledger's overlap. Tokens of devices not enrolled are released.
+        the ledger's overlap. Tokens of devices not enrolled are released. The batch renews its claims
+        before each further chunk, so they never look abandoned while it goes on; a token whose claim
+        was abandoned is taken over for the device it is reserved for, as by :meth:`enrol`.
         """
         results: list[EnrolmentResult | PortalError | None] = [None] * len(items)
         candidates: list[tuple[int, ProvisioningTokenRow, Transaction]] = []
@@ -241,7 +289,14 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
             else:
                 dids.add(prepared[1].submitter)
                 candidates.append((position, *prepared))
-        won = self._claim_many([(row.token_hash, txn.submitter) for _, row, txn in candidates])
+        claim = new_claim_id()
+        won = self._claim_many(
+            [(row.token_hash, txn.submitter) for _, row, txn in candidates],
+            claim=claim,
+            abandoned={
+                row.token_hash: row.claim_id or "" for _, row, _ in candidates if row.status == "claimed"
+            },
+        )
         claimed: dict[str, tuple[int, ProvisioningTokenRow, Transaction]] = {}
         for (position, row, txn), taken in zip(candidates, won, strict=True):
             if taken:
@@ -251,14 +306,19 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
         sent: set[str] = set()  # transactions a node admitted: their DIDs may reach the ledger
         try:
             queue = [txn for _, _, txn in claimed.values()]
+            held = [row.token_hash for _, row, _ in claimed.values()]
             in_flight: list[str] = []
             for start in range(0, len(queue), BULK_CHUNK):
+                if start:
+                    self._renew(held, claim)  # those recorded already are used: left alone
                 chunk = queue[start : start + BULK_CHUNK]
                 sent.update(t.id for t in chunk)  # from the moment it is sent (an answer can be lost)
                 submitted = self._submit_chunk(chunk, claimed, results)
-                self._settle(in_flight, claimed, results, on_enrolled)
+                self._settle(in_flight, claimed, results, claim, on_enrolled)
                 in_flight = submitted
-            self._settle(in_flight, claimed, results, on_enrolled)
+            if len(queue) > BULK_CHUNK:
+                self._renew(held, claim)
+            self._settle(in_flight, claimed, results, claim, on_enrolled)
         except BaseException:
             free = [  # never sent, or refused in a way that says it is not on the ledger
                 row.token_hash
@@ -266,16 +326,18 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
                 if txn_id not in sent
                 or (isinstance(results[position], PortalError) and not _may_be_anchored(results[position]))
             ]
-            self._release(free, reserved=False)
+            self._release(free, claim, reserved=False)
             freed = set(free)
-            self._release(row.token_hash for _, row, _ in claimed.values() if row.token_hash not in freed)
+            self._release(
+                (row.token_hash for _, row, _ in claimed.values() if row.token_hash not in freed), claim
+            )
             raise
         failed = [(row, results[position]) for position, row, _ in claimed.values()]
         failed = [(row, result) for row, result in failed if not isinstance(result, EnrolmentResult)]
         self._release(
-            [row.token_hash for row, result in failed if not _may_be_anchored(result)], reserved=False
+            [row.token_hash for row, result in failed if not _may_be_anchored(result)], claim, reserved=False
         )
-        self._release(row.token_hash for row, result in failed if _may_be_anchored(result))
+        self._release((row.token_hash for row, result in failed if _may_be_anchored(result)), claim)
         return [r if r is not None else EnrolmentError("not enrolled") for r in results]
 
     def _submit_chunk(
@@ -309,7 +371,8 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
         submitted: Sequence[str],
         claimed: Mapping[str, tuple[int, ProvisioningTokenRow, Transaction]],
         results: list[EnrolmentResult | PortalError | None],
-        on_enrolled: Callable[[Sequence[tuple[EnrolmentResult, str, str]]], None] | None = None,
+        claim: str,
+        on_enrolled: Enrolled | None = None,
     ) -> None:
         """Wait for the creations ``submitted``; complete the committed ones and record the others."""
         if not submitted:
@@ -328,43 +391,93 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
                 results[claimed[status["id"]][0]] = LedgerRefused(
                     f"the creation of {txn.submitter}", rejection
                 )
-        done = self._complete([(claimed[i][1], claimed[i][2]) for i in committed])
+        done = self._complete([(claimed[i][1], claimed[i][2]) for i in committed], claim, on_enrolled)
         for txn_id, result in zip(committed, done, strict=True):
             results[claimed[txn_id][0]] = result
-        if on_enrolled is not None and done:
-            on_enrolled([(r, claimed[i][1].token_hash, i) for i, r in zip(committed, done, strict=True)])
 
     def _complete(
-        self, anchored: Sequence[tuple[ProvisioningTokenRow, Transaction]]
-    ) -> list[EnrolmentResult]:
+        self,
+        anchored: Sequence[tuple[ProvisioningTokenRow, Transaction]],
+        claim: str,
+        on_enrolled: Enrolled | None = None,
+    ) -> list[EnrolmentResult | PortalError]:
         """Issue the credentials of devices now on the ledger, and record them with their tokens used
-        (one database transaction for the devices and tokens)."""
+        (one database transaction for the devices and tokens); ``anchored`` pairs each token's row,
+        as read before claim ``claim`` took it, with the device's creation. A device whose token is
+        no longer held by ``claim`` (taken over since) is not recorded: :class:`TokenUsed`."""
         if not anchored:
             return []
+        self._withdraw_abandoned([row for row, _ in anchored if row.status == "claimed"])
         now = self.clock()
         valid_until = now + self.credential_validity if self.credential_validity is not None else None
         issued_all = self.issuer.issue_many(
             [profile_of(row).claims(txn.submitter) for row, txn in anchored],
             types=[DEVICE_CREDENTIAL],
             valid_until=valid_until,
+            credential_ids=[_credential_id(row.token_hash, claim) for row, _ in anchored],
             now=now,
         )
         try:
-            return self._record_enrolled(anchored, issued_all, now)
+            results = self._record_enrolled(anchored, issued_all, now, claim, on_enrolled)
         except BaseException:  # no device holds these credentials: nothing may claim they were given
-            try:
-                self.issuer.withdraw_undelivered([issued.credential_id for _, issued in issued_all])
-            except Exception:  # the failure that brought us here is the one to report
-                _log.exception("could not withdraw %d undelivered credentials", len(issued_all))
+            self._withdraw([issued.credential_id for _, issued in issued_all])
             raise
+        self._withdraw(
+            [
+                issued.credential_id
+                for result, (_, issued) in zip(results, issued_all, strict=True)
+                if not isinstance(result, EnrolmentResult)
+            ]
+        )
+        return results
+
+    def _withdraw(self, credential_ids: Sequence[str]) -> None:
+        """Withdraw credentials no device was given; a failure is logged (the caller's outcome stands)."""
+        try:
+            self.issuer.withdraw_undelivered(credential_ids)
+        except Exception:
+            _log.exception("could not withdraw %d undelivered credentials", len(credential_ids))
+
+    def _withdraw_abandoned(self, rows: Sequence[ProvisioningTokenRow]) -> None:
+        """Withdraw what the enrolments whose abandoned claims were just taken over may have issued
+        (``rows`` as read before the takeover): no device was given it, since the token was never
+        marked used, and its enrolment can no longer record it. A claim with an id issued the
+        credential whose id derives from it; for a claim of an earlier version, whose credentials had
+        random ids, these are the device credentials of its DID issued by the organisation before the
+        claim was timed (:meth:`_time_untimed_claims`) that no device row holds."""
+        ids = [_credential_id(row.token_hash, row.claim_id) for row in rows if row.claim_id]
+        earlier = [row for row in rows if not row.claim_id and row.device_did and row.claimed_at]
+        if earlier:
+            issued = col(IssuedCredentialRow.id)
+            with Session(self.engine) as session:
+                for row in earlier:
+                    query = (
+                        select(IssuedCredentialRow.id)
+                        .join(
+                            StatusListRow, col(StatusListRow.url) == col(IssuedCredentialRow.revocation_list)
+                        )
+                        .where(
+                            col(StatusListRow.issuer) == self.issuer.did,
+                            col(IssuedCredentialRow.subject) == row.device_did,
+                            col(IssuedCredentialRow.types).contains(f'"{DEVICE_CREDENTIAL}"'),
+                            col(IssuedCredentialRow.issued_at) <= row.claimed_at,
+                            issued.not_in(select(DeviceRow.credential_id)),
+                        )
+                    )
+                    ids.extend(session.exec(query).all())
+        if ids:
+            self.issuer.withdraw_undelivered(ids)
 
     def _record_enrolled(
         self,
         anchored: Sequence[tuple[ProvisioningTokenRow, Transaction]],
         issued_all: Sequence[tuple[dict[str, Any], IssuedStatus]],
         now: datetime,
-    ) -> list[EnrolmentResult]:
-        """Publish the credentials' status lists, then record the devices with their tokens used."""
+        claim: str,
+        on_enrolled: Enrolled | None = None,
+    ) -> list[EnrolmentResult | PortalError]:
+        """Publish the credentials' status lists, then, in one database transaction, mark used the
+        tokens claim ``claim`` still holds, record their devices and tell ``on_enrolled``."""
         lists = {url for _, issued in issued_all for url in (issued.revocation_list, issued.suspension_list)}
         self.organisation.ensure_status_lists(
             self.ledger, {url.rpartition("/")[2] for url in lists}, timeout=self.timeout
@@ -373,29 +486,56 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
             EnrolmentResult(txn.submitter, credential, credential["id"], issued.index, now)
             for (_, txn), (credential, issued) in zip(anchored, issued_all, strict=True)
         ]
-        devices = [
-            {
-                "did": result.did,
-                "model": row.model,
-                "firmware": row.firmware,
-                "attributes": row.attributes,
-                "token_hash": row.token_hash,
-                "credential_id": result.credential_id,
-                "credential": json.dumps(result.credential),
-                "status_index": result.status_index,
-                "revocation_list": issued.revocation_list,
-                "suspension_list": issued.suspension_list,
-                "status": "active",
-                "enrolled_at": now,
-            }
-            for (row, _), result, (_, issued) in zip(anchored, results, issued_all, strict=True)
-        ]
         used = (
             update(ProvisioningTokenRow)
-            .where(col(ProvisioningTokenRow.token_hash) == bindparam("used_hash"))
+            .where(
+                col(ProvisioningTokenRow.token_hash) == bindparam("used_hash"),
+                col(ProvisioningTokenRow.status) == "claimed",
+                col(ProvisioningTokenRow.claim_id) == bindparam("claim"),
+            )
             .values(status="used", used_at=now)
         )
-        with self.engine.begin() as connection:
-            connection.execute(insert(DeviceRow), devices)
-            connection.execute(used, [{"used_hash": row.token_hash} for row, _ in anchored])
-        return results
+        kept: dict[int, bool] = {}
+        with self.engine.begin() as connection:  # in token order, as claims are taken
+            for position in sorted(range(len(anchored)), key=lambda p: anchored[p][0].token_hash):
+                params = {"used_hash": anchored[position][0].token_hash, "claim": claim}
+                kept[position] = connection.execute(used, params).rowcount == 1
+            recorded = [p for p in range(len(anchored)) if kept[p]]
+            if recorded:
+                connection.execute(
+                    insert(DeviceRow),
+                    [_device_row(anchored[p][0], results[p], issued_all[p][1], now) for p in recorded],
+                )
+                if on_enrolled is not None:
+                    on_enrolled(
+                        connection,
+                        [(results[p], anchored[p][0].token_hash, anchored[p][1].id) for p in recorded],
+                    )
+        return [
+            result
+            if kept[position]
+            else TokenUsed(
+                "this provisioning token is no longer held by this enrolment (taken over, or expired)"
+            )
+            for position, result in enumerate(results)
+        ]
+
+
+def _device_row(
+    row: ProvisioningTokenRow, result: EnrolmentResult, issued: IssuedStatus, now: datetime
+) -> dict[str, Any]:
+    """The device row of ``result``, enrolled with the token of ``row``."""
+    return {
+        "did": result.did,
+        "model": row.model,
+        "firmware": row.firmware,
+        "attributes": row.attributes,
+        "token_hash": row.token_hash,
+        "credential_id": result.credential_id,
+        "credential": json.dumps(result.credential),
+        "status_index": result.status_index,
+        "revocation_list": issued.revocation_list,
+        "suspension_list": issued.suspension_list,
+        "status": "active",
+        "enrolled_at": now,
+    }

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Index
+from sqlalchemy import Index, Table, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Field, SQLModel
 
 from did_registry.errors import CanonicalizationError
@@ -66,6 +67,8 @@ class ProvisioningTokenRow(SQLModel, table=True):
     status: str = Field(default="issued", index=True)
     device_did: str | None = None
     used_at: datetime | None = None
+    claimed_at: datetime | None = None  # while claimed: when (renewed as a batch goes on)
+    claim_id: str | None = None  # while claimed: the claim's own random id (see web.provisioning)
 
 
 class DeviceRow(SQLModel, table=True):
@@ -93,11 +96,38 @@ class DeviceRow(SQLModel, table=True):
 
 
 def create_tables(engine: Engine) -> None:
-    """Create the enrolment tables and the issuer's (status lists, issued credentials) that are missing."""
+    """Create the enrolment tables and the issuer's (status lists, issued credentials) that are
+    missing, and add to a token table made by an earlier version the columns it lacks."""
     rows = (StatusListRow, IssuedCredentialRow, ProvisioningTokenRow, DeviceRow)
     SQLModel.metadata.create_all(
         engine, tables=[SQLModel.metadata.tables[str(r.__tablename__)] for r in rows]
     )
+    _add_columns(engine, SQLModel.metadata.tables[str(ProvisioningTokenRow.__tablename__)], _ADDED_COLUMNS)
+
+
+_ADDED_COLUMNS: Final = ("claimed_at", "claim_id")
+"""Nullable columns of the token table that earlier versions did not have."""
+
+
+def _add_columns(engine: Engine, table: Table, names: tuple[str, ...]) -> None:
+    """Add the nullable columns ``names`` of ``table`` that the database's table lacks."""
+    missing = [name for name in names if name not in _columns(engine, table.name)]
+    quote = engine.dialect.identifier_preparer.quote
+    for name in missing:
+        column = table.columns[name]
+        ddl = (
+            f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} {column.type.compile(engine.dialect)}"
+        )
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(ddl))
+        except DBAPIError:  # another process added it at the same moment: fine if it is there now
+            if name not in _columns(engine, table.name):
+                raise
+
+
+def _columns(engine: Engine, table: str) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns(table)}
 
 
 def open_store(url: str = "sqlite://") -> Engine:

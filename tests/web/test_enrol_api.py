@@ -183,10 +183,10 @@ def test_refusals_sent_together_are_checked_no_more_than_the_limit(
     enrolment = portal(app).services.enrolment
     check, checked = enrolment.enrol, []
 
-    def slow_check(token: str, txn: Any) -> Any:
+    def slow_check(token: str, txn: Any, **options: Any) -> Any:
         checked.append(token)
         time.sleep(0.05)
-        return check(token, txn)
+        return check(token, txn, **options)
 
     monkeypatch.setattr(enrolment, "enrol", slow_check)
     txn = enrolment_transaction(ledger.client.genesis.network, Ed25519PrivateKey.generate()).to_json()

@@ -530,9 +530,9 @@ def test_bulk_enrolment_in_chunks_overlaps_the_ledger_and_survives_a_refusal(
     issued: list[int] = []
     complete = portal.enrolment._complete
 
-    def watched(anchored: Any) -> Any:
+    def watched(anchored: Any, *rest: Any) -> Any:
         issued.append(len(portal.transport.posts))
-        return complete(anchored)
+        return complete(anchored, *rest)
 
     monkeypatch.setattr(portal.enrolment, "_complete", watched)
     portal.transport.posts.clear()
