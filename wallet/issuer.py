@@ -16,6 +16,12 @@ starts with a write (a no-op ``UPDATE`` of the issuer's list rows) before it rea
 takes the database's write lock, so a second writer waits (``busy_timeout``) until the first has
 committed and then reads its change, or fails with :class:`~wallet.errors.IssuerError` once the wait
 runs out.
+
+A caller that keeps more than the issuer's tables in the same database (the portal: its device rows
+and audit log) makes its own writes in the issuer's transaction: :meth:`Issuer.changing` holds the
+locks and hands out the session, :meth:`Issuer.set_status` changes bits in it, and everything is
+committed together, or nothing is. :meth:`Issuer.set_status` brings bits to a value (a bit already
+so is left as it is), so repeating a change that was made already changes nothing and is no error.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +55,7 @@ from wallet.storage import IssuedCredentialRow, StatusListRow
 __all__ = ["DEFAULT_LIST_LENGTH", "Issuer", "IssuedStatus"]
 
 DEFAULT_LIST_LENGTH = 131_072
+_IN_CHUNK = 500  # ids in one ``IN (…)`` of a read
 _WRITERS: dict[tuple[str, str], threading.Lock] = {}  # (database URL, issuer DID) -> its changes' lock
 _WRITERS_GUARD = threading.Lock()
 
@@ -109,6 +117,28 @@ class Issuer:
             raise IssuerError(
                 f"cannot change the status lists of {self.did}: another writer holds the database ({exc.orig})"
             ) from exc
+
+    @contextmanager
+    def changing(self) -> Iterator[Session]:
+        """One change to this issuer's lists, made in the session this yields: the writers' lock is
+        held and (on SQLite) the database's write lock taken before the session is handed out, and the
+        session is committed when the block ends (rolled back if it raises). The caller may write its
+        own rows of the same database in the session, to be committed with the issuer's; it changes
+        the issuer's bits with :meth:`set_status`. Raises :class:`~wallet.errors.IssuerError` when
+        another writer keeps the database past its wait."""
+        with self._writing, Session(self.engine) as session:
+            self._begin_change(session)
+            yield session
+            session.commit()
+
+    def check_writable(self) -> None:
+        """Raise :class:`~wallet.errors.IssuerError` unless a change to this issuer's lists could be
+        made now: on SQLite the database's write lock is taken (waiting as a change would) and given
+        back at once, changing nothing. For a caller about to do something it cannot undo (a ledger
+        transaction) before it changes the lists: a database held by another writer is found first."""
+        with self._writing, Session(self.engine) as session:
+            self._begin_change(session)
+            session.rollback()
 
     def _new_list(self, session: Session, purpose: StatusPurpose, number: int) -> StatusListRow:
         row = StatusListRow(
@@ -318,41 +348,88 @@ class Issuer:
         return row
 
     # -- status changes ---------------------------------------------------------------------
+    def _own_rows(self, session: Session, credential_ids: Sequence[str]) -> list[IssuedCredentialRow]:
+        """The rows of ``credential_ids`` (each once, in order), read in a few queries; raises
+        :class:`IssuerError` for one this issuer did not issue."""
+        wanted = list(dict.fromkeys(credential_ids))
+        found: dict[str, IssuedCredentialRow] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            query = select(IssuedCredentialRow).where(
+                col(IssuedCredentialRow.id).in_(wanted[start : start + _IN_CHUNK])
+            )
+            found.update((row.id, row) for row in session.exec(query).all())
+        rows = []
+        for credential_id in wanted:
+            row = found.get(credential_id)
+            if row is None:
+                raise IssuerError(f"no credential {credential_id} issued by {self.did}")
+            rows.append(self._check_own(session, row))
+        return rows
+
+    def _flip(
+        self, session: Session, rows: Sequence[IssuedCredentialRow], purpose: StatusPurpose, value: bool
+    ) -> None:
+        """Bring the ``purpose`` bit of each credential of ``rows`` to ``value`` in ``session`` (a bit
+        already so is left alone; a list none of whose bits change is not written)."""
+        revocation = purpose is StatusPurpose.REVOCATION
+        if revocation and not value and any(row.revoked for row in rows):
+            revoked = next(row for row in rows if row.revoked)
+            raise IssuerError(f"credential {revoked.id} is revoked; revocation is final")
+        lists: dict[str, tuple[StatusListRow, BitstringStatusList]] = {}
+        changed: set[str] = set()
+        for row in rows:
+            url = row.revocation_list if revocation else row.suspension_list
+            if url not in lists:
+                list_row = session.get(StatusListRow, url, with_for_update=True)
+                if list_row is None:  # no foreign key ties a credential's row to its list
+                    raise IssuerError(f"credential {row.id} names status list {url}, which is missing")
+                lists[url] = (list_row, BitstringStatusList.from_bytes(list_row.bits))
+            bits = lists[url][1]
+            if bits.get(row.status_index) != int(value):
+                bits.set(row.status_index, int(value))
+                changed.add(url)
+            if (row.revoked if revocation else row.suspended) is not value:
+                if revocation:
+                    row.revoked = value
+                else:
+                    row.suspended = value
+                session.add(row)
+        for url in changed:
+            list_row, bits = lists[url]
+            list_row.bits = bits.to_bytes()
+            list_row.updated_at = datetime.now(UTC)
+            session.add(list_row)
+        session.flush()
+
+    def set_status(
+        self, session: Session, credential_ids: Sequence[str], purpose: StatusPurpose, value: bool
+    ) -> list[IssuedStatus]:
+        """Bring the ``purpose`` bit of each credential to ``value`` in the caller's change (``session``
+        from :meth:`changing`, which commits it): a bit already so stays as it is, so repeating a change
+        is no error. Clearing a revocation bit is refused (revocation is final), as is a credential this
+        issuer did not issue; the caller's transaction then rolls back, and nothing changes."""
+        rows = self._own_rows(session, credential_ids)
+        self._flip(session, rows, purpose, value)
+        return [self._status(row) for row in rows]
+
+    def statuses(self, credential_ids: Sequence[str]) -> list[IssuedStatus]:
+        """Where each credential's status lives and what it is now, in order, read in a few queries;
+        raises :class:`IssuerError` for one this issuer did not issue."""
+        with Session(self.engine) as session:
+            return [self._status(row) for row in self._own_rows(session, credential_ids)]
+
     def _set_status(
         self, credential_ids: Sequence[str], purpose: StatusPurpose, value: bool, revoked: str | None = None
     ) -> list[IssuedStatus]:
         """Set the ``purpose`` bit of each credential to ``value``, all or none; ``revoked``, when given,
         refuses a credential already revoked (checked with the change, under the writers' lock)."""
-        with self._writing, Session(self.engine) as session:
-            self._begin_change(session)
-            rows = []
-            for credential_id in credential_ids:
-                row = session.get(IssuedCredentialRow, credential_id)
-                if row is None:
-                    raise IssuerError(f"no credential {credential_id} issued by {self.did}")
-                self._check_own(session, row)
-                if revoked is not None and row.revoked:
-                    raise IssuerError(f"credential {credential_id} {revoked}")
-                rows.append(row)
-            lists: dict[str, tuple[StatusListRow, BitstringStatusList]] = {}
-            for row in rows:
-                url = row.revocation_list if purpose is StatusPurpose.REVOCATION else row.suspension_list
-                if url not in lists:
-                    list_row = session.get(StatusListRow, url, with_for_update=True)
-                    if list_row is None:  # no foreign key ties a credential's row to its list
-                        raise IssuerError(f"credential {row.id} names status list {url}, which is missing")
-                    lists[url] = (list_row, BitstringStatusList.from_bytes(list_row.bits))
-                lists[url][1].set(row.status_index, int(value))
-                if purpose is StatusPurpose.REVOCATION:
-                    row.revoked = value
-                else:
-                    row.suspended = value
-                session.add(row)
-            for list_row, bits in lists.values():
-                list_row.bits = bits.to_bytes()
-                list_row.updated_at = datetime.now(UTC)
-                session.add(list_row)
-            session.commit()
+        with self.changing() as session:
+            rows = self._own_rows(session, credential_ids)
+            if revoked is not None:
+                for row in rows:
+                    if row.revoked:
+                        raise IssuerError(f"credential {row.id} {revoked}")
+            self._flip(session, rows, purpose, value)
             return [self._status(row) for row in rows]
 
     @staticmethod

@@ -5,8 +5,16 @@ enrolment dates; keyset paging, newest first) and each device's page (its proven
 ledger history, its credential with the current status bits, its quarantine report). Admins and
 operators suspend, reinstate and revoke, one device or every device of the current filter (at most
 :data:`BULK_CAP`), always after a confirmation page; the change is anchored on the ledger by
-:class:`~web.enrolment.Enrolment` and audited with the ledger transaction that made it. Revocation is
-final: reinstating a revoked device is refused and changes nothing.
+:class:`~web.enrolment.Enrolment` and audited with the ledger transaction that made it, the audit
+entries written in the same database transaction as the devices' new status (both are there, or
+neither). Revocation is final: reinstating a revoked device is refused and changes nothing.
+
+The ledger is where a device's status is; the portal's record follows it. A change the ledger made
+that the portal did not record (its answer timed out, the database failed) is recorded when it is
+found: by the next change of the device (repeating the action completes it) or when the device's
+page shows bits proven on the ledger that its record does not. Such a record is audited like the
+change it records, with no transaction id and ``found_on_ledger`` in its detail, by the operator who
+repeated the action or, when the portal found it on its own, by ``portal``.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +39,8 @@ from did_registry.client import LedgerUnavailable
 from did_registry.identity.status_list import BitstringStatusList
 from web import audit, authentications
 from web.db import session as db_session
-from web.enrolment_records import DeviceRow, DeviceStateConflict, UnknownDevice
+from web.device_status import Recorder, StatusEvent
+from web.enrolment_records import DeviceRow, UnknownDevice
 from web.ledger_pages import node_reader
 from web.models import Role, iso_utc
 from web.organisation import PortalError
@@ -38,7 +48,17 @@ from web.portal import portal
 from web.problems import ApiProblem
 from web.security import load_token_operator, role_required
 
-__all__ = ["BULK_CAP", "PAGE_SIZE", "ACTIONS", "DeviceQuery", "device_page", "change_devices", "bp", "api_bp"]
+__all__ = [
+    "BULK_CAP",
+    "PAGE_SIZE",
+    "ACTIONS",
+    "RECONCILER",
+    "DeviceQuery",
+    "device_page",
+    "change_devices",
+    "bp",
+    "api_bp",
+]
 
 BULK_CAP: Final = 10_000
 """Most devices one bulk action changes."""
@@ -50,9 +70,12 @@ ACTIONS: Final[Mapping[str, frozenset[str]]] = {
     "revoke": frozenset({"active", "suspended"}),
 }
 """Each action and the device states it applies to."""
+RECONCILER: Final = "portal"
+"""The actor of the audit entries of changes the portal found made on the ledger on its own."""
 _PAST: Final = {"suspend": "suspended", "reinstate": "reinstated", "revoke": "revoked"}
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CHANGERS: Final = (Role.ADMIN, Role.OPERATOR)
+_log = logging.getLogger(__name__)
 
 bp = Blueprint("devices", __name__, url_prefix="/devices")
 """The device pages."""
@@ -171,48 +194,63 @@ def _targets(db: Session, query: DeviceQuery, action: str) -> tuple[list[str], i
 
 
 # -- changing devices ----------------------------------------------------------------------------
-def _expected_bodies(rows: Sequence[DeviceRow], action: str) -> dict[str, list[str]]:
-    """Which status list each device's bit is in for ``action``: list name -> DIDs."""
-    by_list: dict[str, list[str]] = {}
-    for row in rows:
-        url = row.revocation_list if action == "revoke" else row.suspension_list
-        by_list.setdefault(url.rpartition("/")[2], []).append(row.did)
-    return by_list
+def _auditor(bulk: bool = False) -> Recorder:
+    """What writes the audit entries of a change's events, in the change's own database transaction."""
+
+    def record(db: Session, events: Sequence[StatusEvent]) -> None:
+        for event in events:
+            detail: dict[str, Any] = {"list": event.list}
+            if bulk and event.requested:
+                detail["bulk"] = True
+            if event.found is not None:
+                detail["found_on_ledger"] = event.found.to_json()
+            actor = None if event.requested else RECONCILER
+            audit.record(
+                f"device.{event.action}", event.did, txn_id=event.txn, detail=detail, actor=actor, db=db
+            )
+
+    return record
 
 
 def change_devices(dids: Sequence[str], action: str, *, bulk: bool = False) -> dict[str, str | None]:
-    """Apply ``action`` to ``dids`` on the ledger and audit each; return each DID's ledger transaction id.
+    """Apply ``action`` to ``dids`` on the ledger and audit each; return each DID's ledger transaction id
+    (``None`` for a device whose change was found made on the ledger already, and recorded now).
 
-    Raises :class:`~web.enrolment_records.DeviceStateConflict` (nothing changed) when a device's state does
-    not admit the action.
+    Raises :class:`~web.enrolment_records.DeviceStateConflict` (409, nothing sent to the ledger) when a
+    device's state, in the portal's record and as proven on the ledger, does not admit the action;
+    :class:`~web.device_status.StatusStoreBusy` (503, nothing changed) when the database cannot be
+    written; :class:`~web.organisation.LedgerUnreachable` or ``LedgerRefused`` when the ledger fails or
+    refuses; :class:`~web.device_status.StatusNotRecorded` (503) when the ledger made the change but the
+    portal could not record it (repeating the action records it).
     """
-    services = portal().services
-    enrolment = services.enrolment
-    wanted = list(dict.fromkeys(dids))
-    with Session(portal().engine) as db:
-        found = {
-            row.did: row for row in db.exec(select(DeviceRow).where(col(DeviceRow.did).in_(wanted))).all()
-        }
-    for did in wanted:
-        row = found.get(did)
-        if row is None:
-            raise UnknownDevice(f"no enrolled device {did}")
-        if row.status not in ACTIONS[action]:
-            final = "; revocation is final" if row.status == "revoked" else ""
-            raise DeviceStateConflict(f"{did} is {row.status}{final}: it cannot be {_PAST[action]}")
-    present = [found[did] for did in wanted]
-    by_list = _expected_bodies(present, action)
-    change = enrolment.change(action, [row.did for row in present], allowed=ACTIONS[action])
-    txns = {name: str(status["id"]) for name, status in change.txns.items()}
+    enrolment = portal().services.enrolment
     result: dict[str, str | None] = {}
-    with Session(portal().engine) as db:
-        for name, members in by_list.items():
-            for did in members:
-                result[did] = txns.get(name)
-                detail = {"list": name, **({"bulk": True} if bulk else {})}
-                audit.record(f"device.{action}", did, txn_id=txns.get(name), detail=detail, db=db)
-        db.commit()
+    auditor = _auditor(bulk)
+
+    def record(db: Session, events: Sequence[StatusEvent]) -> None:
+        auditor(db, events)
+        result.update((event.did, event.txn) for event in events if event.requested)
+
+    enrolment.change(action, list(dict.fromkeys(dids)), allowed=ACTIONS[action], record=record)
     return result
+
+
+def _in_line(row: DeviceRow) -> DeviceRow:
+    """``row`` after the portal's record of it was brought in line with the ledger (a change made there
+    and not recorded); ``row`` itself when the ledger cannot be read or the record cannot be written."""
+    try:
+        portal().services.enrolment.reconcile([row.did], record=_auditor())
+    except (PortalError, LedgerUnavailable) as exc:
+        _log.warning("could not bring the record of %s in line with the ledger: %s", row.did, exc)
+        return row
+    return _device_row(row.did)
+
+
+def _proven_state(bits: Mapping[str, int]) -> str | None:
+    """A device's state from its bits proven on the ledger, or ``None`` when they are not known."""
+    if "revocation" not in bits or "suspension" not in bits:
+        return None
+    return "revoked" if bits["revocation"] else "suspended" if bits["suspension"] else "active"
 
 
 # -- reading one device --------------------------------------------------------------------------
@@ -303,6 +341,8 @@ def device(did: str) -> ResponseReturnValue:
         ledger = _ledger_view(row, credential)
     except (PortalError, LedgerUnavailable) as exc:
         ledger_error = str(exc)
+    if ledger is not None and _proven_state(ledger["bits"]) not in (None, row.status):
+        row = _in_line(row)  # a change the ledger made and the portal did not record: recorded now
     with db_session() as db:
         seen = authentications.recent(db, row.did)
     return render_template(
@@ -331,6 +371,8 @@ def device_action(did: str, action: str) -> ResponseReturnValue:
     """Confirm (GET) and then (POST) suspend, reinstate or revoke one device."""
     _check_action(action)
     row = _device_row(did)
+    if row.status not in ACTIONS[action] and row.status != "revoked":
+        row = _in_line(row)  # the ledger may have made a change the portal did not record
     refusal = None
     if row.status not in ACTIONS[action]:
         final = " Revocation is final." if row.status == "revoked" else ""

@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from tests.did_registry.node.conftest import make_node
 from tests.web.support import Browser, db, portal
 from wallet.enroll import enrolment_transaction
 from wallet.keystore import KDF_TESTING
+from web import audit
 from web.app import create_app
 from web.config import PortalConfig
 from web.devices_pages import DeviceQuery, device_page
@@ -384,3 +386,105 @@ def test_a_suspension_racing_a_revocation_never_undoes_it(
             thread.join(60)
         assert answers["revoke"] == 200 and answers["suspend"] in (200, 409)
         assert status_of(app, did) == "revoked" and bit(app, did, "revocation") == 1
+
+
+# -- a change the portal failed to record ------------------------------------------------------
+def _time_out_once(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next wait for a commit ends as a timeout does: the transaction admitted, still pending."""
+    ledger = portal(app).services.ledger
+    real, calls = ledger.wait, []
+
+    def slow(ids: Any, timeout: float = 30.0) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            return [{"id": i, "status": "pending"} for i in ids]
+        return real(ids, timeout)
+
+    monkeypatch.setattr(ledger, "wait", slow)
+
+
+def _settle(app: Flask, did: str, purpose: str, want: int) -> None:
+    """Wait until the ledger has committed the pending change of the device's bit."""
+    for _ in range(500):
+        if bit(app, did, purpose) == want:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the pending change never committed")
+
+
+def _audit_rows(app: Flask) -> list[AuditEntry]:
+    with db(app) as session:
+        return [
+            r
+            for r in session.exec(select(AuditEntry).order_by(col(AuditEntry.id))).all()
+            if r.action.startswith("device.")
+        ]
+
+
+def test_api_revocation_whose_audit_fails_is_a_503_and_the_retry_records_and_audits_it(
+    app: Flask, token_of: Callable[[Role], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit entry is written in the transaction of the device's new status: when it fails the API
+    says the ledger committed the change (503 ``status_not_recorded``, not a 500), nothing is recorded,
+    and the retry records the revocation found on the ledger with its audit entry."""
+    [did] = enrol(app)
+    headers = {"Authorization": f"Bearer {token_of(Role.OPERATOR)}"}
+    real, failed = audit.record, list[str]()
+
+    def flaky(action: str, *args: Any, **kwargs: Any) -> Any:
+        if action == "device.revoke" and not failed:
+            failed.append(action)
+            raise RuntimeError("database is locked (audit insert)")
+        return real(action, *args, **kwargs)
+
+    monkeypatch.setattr(audit, "record", flaky)
+    client = app.test_client()
+    first = client.post(f"/api/v1/devices/{did}/revoke", headers=headers)
+    problem = first.get_json()
+    assert first.status_code == 503 and first.mimetype == "application/problem+json", first.text
+    assert problem["code"] == "status_not_recorded" and "the ledger committed the change" in problem["detail"]
+    assert status_of(app, did) == "active" and bit(app, did, "revocation") == 1 and device_audit(app) == []
+    again = client.post(f"/api/v1/devices/{did}/revoke", headers=headers)
+    assert again.status_code == 200 and again.get_json()["status"] == "revoked", again.text
+    assert status_of(app, did) == "revoked"
+    [entry] = _audit_rows(app)
+    assert (entry.action, entry.target, entry.txn_id, entry.actor) == ("device.revoke", did, None, "operator")
+    assert json.loads(entry.detail)["found_on_ledger"]["portal_status"] == "active"
+
+
+def test_the_device_page_records_a_suspension_the_ledger_made_after_a_timeout(
+    app: Flask, signed_in: Signed, token_of: Callable[[Role], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The suspension's answer timed out (503) and the ledger committed it later: the device's page
+    shows it suspended, offers to reinstate it, and the audit log says the portal found it there."""
+    [did] = enrol(app)
+    _time_out_once(app, monkeypatch)
+    headers = {"Authorization": f"Bearer {token_of(Role.OPERATOR)}"}
+    timed_out = app.test_client().post(f"/api/v1/devices/{did}/suspend", headers=headers)
+    assert timed_out.status_code == 503 and timed_out.get_json()["code"] == "ledger_unavailable"
+    assert "may still make the change" in timed_out.get_json()["detail"]
+    _settle(app, did, "suspension", 1)
+    assert status_of(app, did) == "active"
+    page = signed_in(Role.AUDITOR).get(f"/devices/{did}")
+    assert page.status_code == 200 and status_of(app, did) == "suspended"
+    assert '<span class="device-status suspended">suspended</span>' in page.text
+    [entry] = _audit_rows(app)
+    assert (entry.action, entry.target, entry.txn_id, entry.actor) == ("device.suspend", did, None, "portal")
+    assert signed_in(Role.OPERATOR).get(f"/devices/{did}/reinstate").status_code == 200
+
+
+def test_reinstating_a_suspension_the_ledger_made_after_a_timeout_is_allowed(
+    app: Flask, signed_in: Signed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Straight to the reinstate confirmation after a timed-out suspension that committed: it is offered
+    (not refused as 'active'), and the POST reinstates the device on the ledger."""
+    [did] = enrol(app)
+    browser = signed_in(Role.OPERATOR)
+    _time_out_once(app, monkeypatch)
+    assert browser.post(f"/devices/{did}/suspend").status_code == 503
+    _settle(app, did, "suspension", 1)
+    confirm = browser.get(f"/devices/{did}/reinstate")
+    assert confirm.status_code == 200, confirm.text
+    assert browser.post(f"/devices/{did}/reinstate").status_code == 302
+    assert status_of(app, did) == "active" and bit(app, did, "suspension") == 0
+    assert [(a, t) for a, t, _ in device_audit(app)] == [("device.suspend", did), ("device.reinstate", did)]
