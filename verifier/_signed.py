@@ -321,11 +321,16 @@ def remember_session(
 
 
 def _refuse_gone_session(verifier: Verifier, session_id: str) -> NoReturn:
-    raw = verifier.nonces.take(SESSION_NAMESPACE, session_id)
+    peek = getattr(verifier.nonces, "peek", None)  # (a store of the first NonceStore protocol has none)
+    if peek is not None:
+        raw = peek(SESSION_NAMESPACE, session_id)  # left held: a request at the same time reads it too
+    else:
+        raw = verifier.nonces.take(SESSION_NAMESPACE, session_id)
     if raw is None:
         raise Refused(Reason.SESSION_UNKNOWN, "no such session")
     note = json.loads(raw)
-    remember_session(verifier, session_id, float(note["expires_at"]), note["ended"])
+    if peek is None:  # given back (another request between the two finds nothing: session_unknown)
+        remember_session(verifier, session_id, float(note["expires_at"]), note["ended"])
     if note["ended"] is not None:
         raise Refused(Reason.SESSION_ENDED, f"session ended: {note['ended']}")
     if verifier.clock() >= float(note["expires_at"]):

@@ -233,6 +233,11 @@ class LedgerCache:
         self._dropped_issuers: set[str] = set()
         self._lock = threading.Lock()
         self._advance_lock = threading.Lock()
+        self._catch_up_lock = threading.Lock()
+        self._catch_up_round = (
+            0  # catch-up rounds run (a waiter that sees it move takes that round's outcome)
+        )
+        self._catch_up_failure: str | None = None  # why the last round failed
         self._following: Follower | None = None
 
     # -- freshness --------------------------------------------------------------------------
@@ -303,7 +308,27 @@ class LedgerCache:
             self.client.nodes = [node, *(n for n in self.client.nodes if n != node)]
 
     def catch_up(self) -> None:
-        """Ask a node for the head and apply every block up to it (or to a higher one already shown)."""
+        """Ask a node for the head and apply every block up to it (or to a higher one already shown).
+
+        One round at a time: requests finding the cache stale together (a burst after a quiet spell)
+        wait for the round under way and take its outcome, rather than each asking every node."""
+        round_seen = self._catch_up_round
+        with self._catch_up_lock:
+            if self._catch_up_round != round_seen:  # a round ran while this one waited: it stands
+                if self._catch_up_failure is not None:
+                    raise LedgerUnavailable(self._catch_up_failure)
+                return
+            try:
+                self._catch_up_now()
+            except Exception as exc:
+                self._catch_up_failure = f"{exc}" or type(exc).__name__
+                raise
+            else:
+                self._catch_up_failure = None
+            finally:
+                self._catch_up_round += 1
+
+    def _catch_up_now(self) -> None:
         if self.client is None:
             raise LedgerUnavailable(f"no node of network {self.network} to ask")
         head = self.client.highest_head().height  # not one node's word: one lagging or lying holds back

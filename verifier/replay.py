@@ -5,7 +5,10 @@ A :class:`NonceStore` answers two questions atomically, even across the processe
 * :meth:`~NonceStore.use` records a value and says whether this is its first use (RFC 9421 §7.2.2: a
   ``nonce`` signature parameter seen again before it expires is a replay);
 * :meth:`~NonceStore.put` and :meth:`~NonceStore.take` hold an issued challenge with its data until it is
-  answered, and hand it out exactly once (get-and-delete).
+  answered, and hand it out exactly once (get-and-delete). Both stores here also have ``peek``, which
+  reads what is held without taking it (a gone session's note, read by many requests at once); a
+  store of one's own may leave it out, at the cost of a concurrent request being told
+  ``session_unknown`` rather than why the session ended.
 
 Times are wall-clock Unix seconds. A record may be forgotten once its ``expires_at`` has passed, so the
 caller must also refuse anything whose own expiry has passed (``created``/``expires`` of a signature, a
@@ -201,6 +204,15 @@ class MemoryNonceStore:
                 return None
             return data
 
+    def peek(self, namespace: str, value: str) -> bytes | None:
+        """The data held under ``value``, left held; None if none is held or it expired."""
+        key = (_ISSUED, _check_namespace(namespace), value)
+        with self._lock:
+            expires_at = self._expiry.get(key)
+            if expires_at is None or expires_at <= self._clock():
+                return None
+            return self._data.get(key)
+
     def _list(self, key: _Key, expires_at: float, now: float) -> None:
         """List ``key`` under the second it expires in (the record itself is already in ``_expiry``)."""
         second = math.floor(expires_at)
@@ -322,6 +334,15 @@ class RedisNonceStore:
         if data is None or isinstance(data, bytes):
             return data
         raise StoreUnavailable(f"Redis answered GETDEL with {type(data).__name__}, not bytes")
+
+    def peek(self, namespace: str, value: str) -> bytes | None:
+        """The data held under ``value``, left held (``GET``); None if none is held."""
+        key = self._key(_ISSUED, namespace, value)
+        with _redis_errors(f"reading an issued {namespace}"):
+            data = self._client.get(key)
+        if data is None or isinstance(data, bytes):
+            return data
+        raise StoreUnavailable(f"Redis answered GET with {type(data).__name__}, not bytes")
 
     def _key(self, kind: str, namespace: str, value: str) -> bytes:
         # surrogatepass: a value decoded from hostile JSON may hold lone surrogates; each string still

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -504,3 +506,44 @@ class TestSeveralCredentials:
             world.present(credentials=[*revoked[1:], valid]), AUDIENCE
         )
         assert device.credential.id == valid["id"]
+
+
+def test_requests_at_once_in_an_ended_session_are_each_told_why() -> None:
+    """A gone session's note is read, not taken and given back: requests at the same moment each find
+    it (with a take, the others between the take and the give-back were told session_unknown)."""
+    from verifier import MemoryNonceStore
+
+    class SlowStore(MemoryNonceStore):  # a store a round trip away: a take takes a while
+        def take(self, namespace: str, value: str) -> bytes | None:
+            data = super().take(namespace, value)
+            time.sleep(0.05)
+            return data
+
+    ledger, clock = StaticLedger(), Clock()
+    issuer_key, key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    issuer = ledger.add_issuer(issuer_key)
+    ledger.create_status_list(issuer, "rev", "revocation")
+    ledger.create_status_list(issuer, "sus", "suspension")
+    did = ledger.add_device(key)
+    verifier = ledger.verifier(
+        Policy(), clock=clock, sessions=MemorySessionStore(clock=clock), nonces=SlowStore(clock=clock)
+    )
+    world = World(ledger, clock, verifier, issuer_key, issuer, key, did, 7)
+    offer = verifier.authenticate_request(world.signed(), AUDIENCE).session
+    assert offer is not None
+    verifier.end_sessions(did, "ended by the operator")
+    requests = [world.session_request(offer) for _ in range(4)]
+    barrier, reasons = threading.Barrier(len(requests)), []
+
+    def send(request: HttpRequest) -> None:
+        barrier.wait()
+        with pytest.raises(Refused) as refused:
+            verifier.authenticate_request(request, AUDIENCE)
+        reasons.append(refused.value.reason)
+
+    threads = [threading.Thread(target=send, args=(r,)) for r in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert reasons == [Reason.SESSION_ENDED] * len(requests)

@@ -435,3 +435,13 @@ def test_redis_keeps_values_with_lone_surrogates_apart(redis_prefix: tuple[str, 
     assert store.use("challenge", "\ud800", expires)
     assert not store.use("challenge", "\ud800", expires)
     assert store.use("challenge", "\ud801", expires)
+
+
+def test_peek_reads_what_is_held_and_leaves_it(nonce_store: Store) -> None:
+    store = nonce_store.store
+    store.put("session", "s-1", b"note", nonce_store.now() + LIFETIME)
+    assert store.peek("session", "s-1") == b"note"
+    assert store.peek("session", "s-1") == b"note"
+    assert store.take("session", "s-1") == b"note"
+    assert store.peek("session", "s-1") is None
+    assert store.peek("session", "never-held") is None
