@@ -82,7 +82,14 @@ class LedgerUnavailable(DidRegistryError):
 class RefusedByEveryNode(TxnRejected):
     """Every node asked refused the submission with a 4xx answer (none failed, timed out or was
     overloaded): no node said it took the transactions. ``code``, ``detail`` and ``txn_id`` are the
-    first refusal's. (A node's word proves nothing: a hostile node may still hold them.)"""
+    first refusal's, ``codes`` every node's, in order. (A node's word proves nothing: a hostile node
+    may still hold them, and one node's ``replay`` means it holds them already.)"""
+
+    def __init__(
+        self, code: str, detail: str, *, txn_id: str | None = None, codes: Sequence[str] = ()
+    ) -> None:
+        super().__init__(code, detail, txn_id=txn_id)
+        self.codes = tuple(codes) or (code,)
 
 
 class UntrustedValidatorSet(InvalidProof):
@@ -600,7 +607,7 @@ class LedgerClient:
         body = [t.to_json() for t in batch]
         errors: list[str] = []
         refused: TxnRejected | None = None
-        refusals = 0  # nodes that answered with a 4xx refusal
+        codes: list[str] = []  # the code of each node that answered with a 4xx refusal
         for node in self.nodes:
             try:
                 response = self._http.post(
@@ -610,15 +617,15 @@ class LedgerClient:
                     ids = [str(item["id"]) for item in response.json()["txns"]]
                     self.failures.extend(errors)  # nodes that failed or refused what another admitted
                     return ids
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                errors.append(f"{node}: {exc}")
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, RecursionError) as exc:
+                errors.append(f"{node}: {exc!r}"[:500])
                 continue
             if response.status_code >= 500 and response.status_code != 503:
                 errors.append(f"{node}: HTTP {response.status_code}")
                 continue
             try:
                 problem = response.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 problem = None
             problem = problem if isinstance(problem, dict) else {}
             rejection = TxnRejected(
@@ -630,10 +637,11 @@ class LedgerClient:
                 raise rejection
             errors.append(f"{node}: refused: {rejection.code}: {rejection.detail}"[:500])
             refused = refused or rejection
-            refusals += 400 <= response.status_code < 500
+            if 400 <= response.status_code < 500:
+                codes.append(rejection.code)
         self.failures.extend(errors)
-        if refused is not None and refusals == len(self.nodes):
-            raise RefusedByEveryNode(refused.code, refused.detail, txn_id=refused.txn_id)
+        if refused is not None and len(codes) == len(self.nodes):
+            raise RefusedByEveryNode(refused.code, refused.detail, txn_id=refused.txn_id, codes=codes)
         if refused is not None:
             raise refused
         raise LedgerUnavailable("; ".join(errors))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -352,3 +353,64 @@ def test_a_version_id_that_is_no_version_is_invalid_options(tmp_path: Path, vers
     )
     assert result.exit_code == 1
     assert json.loads(result.output)["didResolutionMetadata"]["error"] == "invalidOptions"
+
+
+def _relaying_hostile_node(monkeypatch: pytest.MonkeyPatch, url: str) -> str:
+    """A hostile node (the URL returned) that passes every request on to the real node at ``url``,
+    and answers a submission with a 400 once the real node has committed it."""
+    real_send = httpx.Client.send
+    real = httpx.URL(url)
+
+    def send(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        if request.url.port != 1:
+            return real_send(self, request, **kwargs)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        moved = httpx.Request(
+            request.method, request.url.copy_with(host=real.host, port=real.port), headers=headers,
+            content=request.content,
+        )  # fmt: skip
+        answer = real_send(self, moved, **kwargs)
+        if request.method != "POST" or request.url.path != "/txns":
+            return answer
+        txn_id = json.loads(answer.read())["txns"][0]["id"]
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{url}/txns/{txn_id}").json().get("status") != "committed":
+            assert time.monotonic() < deadline, "the relayed create did not commit"
+            time.sleep(0.05)
+        return httpx.Response(400, json={"code": "malformed", "detail": "no such thing"}, request=request)
+
+    monkeypatch.setattr(httpx.Client, "send", send)
+    return "http://127.0.0.1:1"
+
+
+def _create_at(folder: Path, out: str, *nodes: str) -> Result:
+    options = [part for node in nodes for part in ("--node", node)]
+    return _run("did", "create", *options, "--genesis", str(folder / "genesis.json"),
+                "--endorser", str(folder / "trustee.key"), "--out", str(folder / out))  # fmt: skip
+
+
+def test_a_create_one_node_refuses_but_another_holds_keeps_the_keystore(
+    node: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reviewer's hostile node passed the create on, then answered 400; the honest node answered
+    409 replay (it holds it). Every node refused, but the DID was created: the keystore, its only key,
+    must stay (it was removed)."""
+    folder, url = node
+    hostile = _relaying_hostile_node(monkeypatch, url)
+    result = _create_at(folder, "h.key", hostile, url)
+    assert (folder / "h.key").exists(), result.output
+    did = Keystore.open(folder / "h.key", ENV["TRELLIS_PASSPHRASE"]).did
+    assert did is not None and did in result.output
+
+
+def test_a_create_refused_by_every_node_yet_on_the_ledger_succeeds(
+    node: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every node refused with a 400, yet the ledger proves the DID created: it is, and the keystore
+    is its own (a node's refusal proves nothing)."""
+    folder, url = node
+    hostile = _relaying_hostile_node(monkeypatch, url)
+    result = _create_at(folder, "r.key", hostile)
+    assert result.exit_code == 0, result.output
+    did = Keystore.open(folder / "r.key", ENV["TRELLIS_PASSPHRASE"]).did
+    assert did is not None and did in result.output

@@ -286,6 +286,9 @@ def _check_session(verifier: Verifier, session: Session) -> AuthenticatedDevice:
             if status is not None and status.get(index):
                 reason = Reason.REVOKED if status.purpose == "revocation" else Reason.SUSPENDED
                 raise Refused(reason, f"{status.purpose} bit {index} of {name} is set", did=session.did)
+        if not verifier.ledger.entry_stands(session.did, entry):  # a block touched the device meanwhile
+            entry = verifier.ledger.device_entry(session.did)
+            check_authorized(session.did, entry, session.key_id)
     except Refused as refused:
         if refused.reason in (Reason.LEDGER_UNAVAILABLE, Reason.TOO_STALE):
             raise

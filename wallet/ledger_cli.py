@@ -282,8 +282,8 @@ def create(nodes: tuple[str, ...], genesis_file: Path | None, endorser_file: Pat
 
 def _submit_create(client: LedgerClient, txn: Transaction, out: Path) -> None:
     """Submit ``txn``, the ``did.create`` of the key just saved in the new keystore ``out``, and wait
-    for it to commit. When every node refuses it (a 4xx each, none saying it holds it), ``out`` is
-    removed: its key belongs to no DID. On any other failure the DID may still be created (a lost
+    for it to commit. When every node refuses it (a 4xx each, none saying it holds it) and the ledger
+    proves the DID absent, ``out`` is removed: its key belongs to no DID. On any other failure the DID may still be created (a lost
     answer, a timeout, a node's word that it was rejected), so ``out`` stays and the error says so."""
     did = txn.submitter
     kept = (
@@ -293,8 +293,15 @@ def _submit_create(client: LedgerClient, txn: Transaction, out: Path) -> None:
     try:
         client.submit_and_wait(txn, timeout=_TIMEOUT)
     except RefusedByEveryNode as exc:
-        if exc.code in ("replay", "conflict"):  # a node holds it, or the DID is there: it may commit
+        if {"replay", "conflict"} & set(exc.codes):  # a node holds it, or the DID is there: it may commit
             _fail(f"{did} may or may not be created (the ledger answered {exc}); {kept}")
+            return
+        try:  # a node's refusal proves nothing (one may have passed it on): the ledger must prove it absent
+            record, _ = client.resolve_record(did)
+        except (DidRegistryError, httpx.HTTPError, ValueError, RecursionError) as read:
+            _fail(f"{did} may or may not be created (the ledger answered {exc}, then: {read}); {kept}")
+            return
+        if record is not None:  # created all the same: the keystore is its own
             return
         out.unlink(missing_ok=True)
         _fail(

@@ -129,8 +129,11 @@ class BlockSource:
                 definite = False
                 continue
             code, detail = _problem(answer)
-            if answer.status_code == 202 or (answer.status_code == 409 and code == "replay"):
-                return Forwarded(True, {})  # admitted, or known already
+            if answer.status_code == 202 or (
+                answer.status_code == 409 and code == "replay" and len(requests) == 1
+            ):
+                return Forwarded(True, {})  # admitted, or known already (a batch's replay is one of them:
+                # the node took none of it, so the others are handed in on their own below)
             if len(requests) > 1 and 400 <= answer.status_code < 500:
                 # A batch is taken whole or not at all: one refused (a nonce another transaction
                 # holds, say) must not keep the others out. Each is handed in on its own.

@@ -163,3 +163,40 @@ def test_a_block_keeping_the_devices_key_lets_it_in_as_of_that_block() -> None:
     outcome = world.during_status_read(add_service)
     assert isinstance(outcome, AuthenticatedDevice)
     assert outcome.height == world.verifier.caches["testnet"].height
+
+
+def test_a_session_request_in_flight_when_its_device_is_quarantined_is_refused() -> None:
+    """The same for a request in a session: its remembered checks run again on the device's new entry."""
+    from tests.verifier.lifetime_world import LIST, make_world
+
+    world = make_world()
+    verifier = world.verifier()
+    offer = verifier.authenticate_request(world.request()).session
+    assert offer is not None
+    world.ledger.set_status(world.issuer, LIST, 3)  # another device's bit: the shared list is read again
+    reading, applied = threading.Event(), threading.Event()
+    fetch = world.ledger.fetch
+
+    def slow_fetch(keys: Sequence[str], min_height: int | None = None) -> tuple[list[Any], int]:
+        if any(k.startswith("status:") for k in keys) and not reading.is_set():
+            reading.set()
+            applied.wait(5)
+        return fetch(keys, min_height)
+
+    world.ledger.fetch = slow_fetch  # type: ignore[method-assign]
+    outcome: list[AuthenticatedDevice | Refused] = []
+
+    def authenticate() -> None:
+        try:
+            outcome.append(verifier.authenticate_request(world.session_request(offer)))
+        except Refused as refused:
+            outcome.append(refused)
+
+    thread = threading.Thread(target=authenticate)
+    thread.start()
+    assert reading.wait(5)
+    world.ledger.quarantine(world.device)
+    applied.set()
+    thread.join(10)
+    assert isinstance(outcome[0], Refused) and outcome[0].reason.value == "session_ended"
+    assert "quarantine" in outcome[0].detail

@@ -164,3 +164,25 @@ def test_a_refusal_nested_too_deeply_is_no_refusal() -> None:
     finally:
         source.close()
     assert forwarded.admitted is False and forwarded.refused == {}
+
+
+def test_a_batch_refused_as_a_replay_of_one_hands_the_others_in() -> None:
+    """A validator takes a batch whole or not at all: a 409 replay for one transaction (committed
+    already, its client retrying) means it took none of them. Before, the observer counted the batch
+    as forwarded, and the others stayed pending for ever."""
+    posted: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        batch = json.loads(request.content)
+        posted.append([t["id"] for t in batch])
+        if any(t["id"] == "A" for t in batch):
+            return httpx.Response(409, json={"code": "replay", "detail": "A is already on the ledger"})
+        return httpx.Response(202, json={"txns": []})
+
+    source = _source(handler, [GOOD])
+    try:
+        forwarded = source.forward([b'{"id":"A"}', b'{"id":"B"}'])
+    finally:
+        source.close()
+    assert posted == [["A", "B"], ["A"], ["B"]]
+    assert forwarded.admitted is True and forwarded.refused == {}
