@@ -15,6 +15,7 @@ from did_registry.client import (
     FAILURES_KEPT,
     LedgerClient,
     LedgerUnavailable,
+    RefusedByEveryNode,
     TrellisResolver,
     UntrustedValidatorSet,
 )
@@ -557,3 +558,28 @@ def test_overloaded_is_raised_at_once(node: Node) -> None:
         client.submit(txn)
     assert refused.value.code == "overloaded"
     assert node.service.status(txn.id).status == "unknown"
+
+
+@pytest.mark.parametrize("status", [202, 400])
+def test_an_answer_nested_too_deeply_is_that_node_failing(node: Node, status: int) -> None:
+    """A hostile node's submission answer nested too deeply passes to the next node (it raised
+    RecursionError out of submit)."""
+    device = new_actor()
+    txn = device.txn("did.create", {"document": device.document()}, node.trustee)
+    deep = httpx.Response(status, content=b"[" * 100_000, headers={"Content-Type": "application/json"})
+    client = LedgerClient(
+        ["http://liar", "http://node-1"], node.service.app.genesis, transport=_liar_then(node, deep)
+    )
+    assert client.submit(txn) == [txn.id]
+
+
+def test_every_nodes_refusal_code_is_kept(node: Node) -> None:
+    device = new_actor()
+    unendorsed = device.txn("did.create", {"document": device.document()})
+    forged = httpx.Response(400, json={"code": "malformed", "detail": "no"})
+    client = LedgerClient(
+        ["http://liar", "http://node-1"], node.service.app.genesis, transport=_liar_then(node, forged)
+    )
+    with pytest.raises(RefusedByEveryNode) as refused:
+        client.submit(unendorsed)
+    assert refused.value.codes == ("malformed", "forbidden")
