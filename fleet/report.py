@@ -168,6 +168,11 @@ _SUMMARY_ROWS: tuple[tuple[str, str, str, _Check], ...] = (
     ("wrong_decisions", "Wrong decisions", "", _count),
 )
 _MUST_BE_ZERO = {"lost_writes", "wrong_decisions"}
+_WRITE_SAMPLE = (
+    "one sample per write waited for, handed over to committed: an enrolment batch "
+    "(whatever its size), a status change, a quarantine, a key rotation"
+)
+"""What a write latency sample is (:mod:`fleet.operator` records them), said on the page and in the summary."""
 
 _SCHEMA = _record(
     {
@@ -285,7 +290,8 @@ def _summary_section(summary: Mapping[str, Any]) -> str:
         attrs = f' class="{css}" data-key="{html.escape(key)}" data-value="{html.escape(json.dumps(value))}"'
         cells.append([f"<th>{html.escape(label)}</th>", _td(_number(value), attrs), _td(unit)])
     head = "<tr><th>Figure</th><th>Value</th><th>Unit</th></tr>"
-    return f'<section id="summary"><h2>Summary</h2><table>{head}{_rows(cells)}</table></section>'
+    note = f'<p class="meta" id="write-latency-note">Write latency: {html.escape(_WRITE_SAMPLE)}.</p>'
+    return f'<section id="summary"><h2>Summary</h2><table>{head}{_rows(cells)}</table>{note}</section>'
 
 
 def _invariants_section(invariants: Sequence[Mapping[str, Any]]) -> str:
@@ -407,6 +413,7 @@ def summary_text(figures: Mapping[str, Any]) -> str:
         f"  ledger          {_number(s['ledger_txn_per_s'])} txn/s, write latency p50 "
         f"{_number(s['write_latency_ms_p50'])} ms, p99 {_number(s['write_latency_ms_p99'])} ms, "
         f"height {s['final_height']}",
+        f"                  write latency: {_WRITE_SAMPLE}",
         f"  integrity       {s['lost_writes']} lost writes, {s['wrong_decisions']} wrong decisions",
         f"  faults          {len(figures['faults'])} injected" + (f" ({', '.join(kinds)})" if kinds else ""),
     ]

@@ -9,8 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
 from did_registry.cli import default_resolver, genesis_option, node_option, optional_client
+from did_registry.client import LedgerClient
+from did_registry.errors import DidRegistryError
+from did_registry.identity.crypto import Ed25519PrivateKey
+from did_registry.identity.did_document import DIDDocument
 from wallet import ledger_cli  # noqa: F401  (adds did create/update/deactivate to the did group)
 from wallet.credential import build_credential, issue_credential, verify_credential
 from wallet.errors import KeystoreError, KeystoreExists, VerificationFailed, WalletError
@@ -90,10 +95,23 @@ def vc_group() -> None:
     default=None,
     help="Validity period in days.",
 )
+@node_option
+@genesis_option
 def vc_issue(
-    key_file: Path, subject: str, types: tuple[str, ...], claims: str, valid_days: int | None
+    key_file: Path,
+    subject: str,
+    types: tuple[str, ...],
+    claims: str,
+    valid_days: int | None,
+    nodes: tuple[str, ...],
+    genesis_file: Path | None,
 ) -> None:
-    """Print a credential about SUBJECT signed with the keystore's key."""
+    """Print a credential about SUBJECT signed with the keystore's key.
+
+    A did:key keystore issues as its did:key, offline. A did:trellis keystore (`trellis did
+    create`) issues as its DID and needs --node: the credential is signed with the kept key that the
+    DID's document on the ledger (read with proofs) lists for assertionMethod.
+    """
     try:
         extra = json.loads(claims)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -104,7 +122,18 @@ def vc_issue(
         keystore = Keystore.open(key_file, passphrase_from_env_or_prompt(key_file))
     except (KeystoreError, OSError) as exc:
         _fail(f"error: {exc}")
-    issuer, method = did_key_identity(keystore.current_key)
+    if keystore.did is not None and keystore.did.startswith("did:trellis:"):
+        if not nodes:
+            _fail(
+                f"error: {key_file} holds the keys of {keystore.did}: pass --node URL (and --genesis) "
+                "to sign with the key its DID document on the ledger lists for assertionMethod"
+            )
+        with optional_client(nodes, genesis_file) as client:
+            assert client is not None  # nodes were given
+            issuer, key, method = _trellis_issuer(client, keystore, keystore.did)
+    else:
+        key = keystore.current_key
+        issuer, method = did_key_identity(key)
     now = datetime.now(UTC)
     credential = build_credential(
         issuer=issuer,
@@ -115,10 +144,49 @@ def vc_issue(
         valid_until=now + timedelta(days=valid_days) if valid_days else None,
     )
     try:
-        signed = issue_credential(credential, keystore.current_key, method, created=now)
+        signed = issue_credential(credential, key, method, created=now)
     except WalletError as exc:
         _fail(f"error: {exc}")
     click.echo(json.dumps(signed, indent=2))
+
+
+def _trellis_issuer(client: LedgerClient, keystore: Keystore, did: str) -> tuple[str, Ed25519PrivateKey, str]:
+    """The DID, key and verification method a did:trellis keystore issues with: its DID's document
+    on the ledger, read with proofs, must be there and active, and list one of the keystore's keys
+    for ``assertionMethod``. The current key when it does, else the newest kept key it lists (a
+    rotation whose update never committed leaves the current key unknown to the ledger; see
+    :func:`wallet.ledger_cli.signer_on_ledger`, which picks the ``capabilityInvocation`` key the
+    same way). The keystore's own key ids are not trusted to name the method: the ledger decides."""
+    try:
+        document = client.resolve(did).document_or_raise(did)
+    except (DidRegistryError, httpx.HTTPError, ValueError, RecursionError) as exc:
+        _fail(f"error: cannot issue as {did}: {str(exc) or type(exc).__name__}")
+        raise AssertionError from exc  # unreachable
+    return did, *_assertion_signer(keystore, did, document)
+
+
+def _assertion_signer(keystore: Keystore, did: str, document: DIDDocument) -> tuple[Ed25519PrivateKey, str]:
+    """The newest kept key of ``keystore`` that ``document`` lists for ``assertionMethod``, with the
+    id of the method that lists it (``did#<key id>`` first, else any of the document's own)."""
+    listed: list[str] = []
+    for method_id in document.relationship("assertionMethod"):
+        if method_id.partition("#")[0] == did:  # another DID's method cannot sign as this issuer
+            listed.append(method_id)
+    for kept in sorted(
+        keystore.keys, key=lambda k: (k.retired is None, k.retired or k.created), reverse=True
+    ):
+        preferred = f"{did}#{kept.id}"
+        for method_id in sorted(listed, key=lambda m: m != preferred):
+            try:
+                if document.public_key_for(method_id, "assertionMethod") == kept.public_key:
+                    return kept.private_key, method_id
+            except DidRegistryError:
+                continue
+    _fail(
+        f"error: the document of {did} on the ledger lists none of the keys in the keystore for "
+        "assertionMethod, so no credential it signs would verify"
+    )
+    raise AssertionError  # unreachable
 
 
 def _load_json(path: Path) -> Any:

@@ -503,6 +503,20 @@ def test_summary_text_gives_the_key_figures_and_not_the_report() -> None:
     assert "report.html" not in text and "report.json" not in text
 
 
+def test_the_report_says_what_a_write_latency_sample_is() -> None:
+    """Both the page and the printed summary say a write latency sample is one write waited for (an
+    enrolment batch counts once, whatever its size), next to the figures."""
+    figures = make_figures(points=12)
+    text = summary_text(figures)
+    ledger = text.splitlines().index(next(line for line in text.splitlines() if "write latency p50" in line))
+    assert "one sample per write" in text.splitlines()[ledger + 1]
+    assert "an enrolment batch (whatever its size)" in text
+    note = re.search(r'<p class="meta" id="write-latency-note">([^<]*)</p>', render_html(figures))
+    assert note is not None
+    assert "Write latency: one sample per write" in note.group(1)
+    assert "enrolment batch (whatever its size)" in note.group(1)
+
+
 def test_summary_text_refuses_invalid_figures() -> None:
     """summary_text checks the figures as write_report does."""
     figures = make_figures(points=12)
