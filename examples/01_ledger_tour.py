@@ -16,6 +16,10 @@ enrolled through the portal's bulk path authenticate to two example services for
 the issuer revokes and suspends, a device rotates its key and a rogue device is quarantined; its
 report lands in ``.demo/fleet-report/report.html``. With ``--keep-running`` the network stays up
 afterwards with the portal (Ctrl-C to stop); ``--validators 1`` runs one.
+
+Ctrl-C, SIGTERM and SIGHUP (the terminal closed) stop the tour the same way: the portal, the
+simulation and the validators are stopped before it exits. The processes it starts also stop by
+themselves when it is killed outright (:func:`wallet.localnet.tied_command`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from did_registry.ledger.txn import Transaction
 from wallet.credential import build_credential, issue_credential, verify_credential
 from wallet.errors import VerificationFailed
 from wallet.keystore import Keystore
-from wallet.localnet import LocalNetwork
+from wallet.localnet import LocalNetwork, tied_command
 from wallet.resolver import ResolverKeyLookup
 from wallet.status import LedgerStatusCheck
 
@@ -81,8 +85,26 @@ def new_identity(network: str) -> Signer:
     return Signer(key, str(trellis_did(network, key.public_key)), network)
 
 
+def stop_on_signals() -> None:
+    """Make SIGTERM and SIGHUP (the terminal closed) stop the tour as Ctrl-C does: KeyboardInterrupt,
+    so ``main`` stops the portal, the simulation and the nodes. Once one came, the next are ignored
+    until the tour exits, so that nothing cuts that clean-up short. A signal ignored when the tour
+    started (``nohup``, a background job's SIGINT) stays ignored."""
+    numbers = [
+        n for n in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(n) != signal.SIG_IGN
+    ]
+
+    def stop(signum: int, frame: object) -> None:
+        for number in numbers:
+            signal.signal(number, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for number in numbers:
+        signal.signal(number, stop)
+
+
 def main() -> int:
-    """Run the tour; exit 0 when everything behaved as expected."""
+    """Run the tour; exit 0 when everything behaved as expected (or it was stopped by a signal)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dir", type=Path, default=ROOT / ".demo", help="Where the network lives.")
     parser.add_argument("--keep-running", action="store_true", help="Leave the network running afterwards.")
@@ -93,13 +115,15 @@ def main() -> int:
         "--simulate", type=int, default=0, metavar="N", help="Then simulate a fleet of N devices."
     )
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the nodes and the portal on SIGTERM too
+    stop_on_signals()
     passphrase = os.environ.get("TRELLIS_PASSPHRASE") or secrets.token_urlsafe(12)
     shutil.rmtree(args.dir, ignore_errors=True)
 
     step(0, f"A {args.validators}-validator network in {args.dir} (SQLite), each node a separate process.")
-    net = LocalNetwork(args.dir, args.validators, network="demo", passphrase=passphrase)
+    net: LocalNetwork | None = None
     try:
+        net = LocalNetwork(args.dir, args.validators, network="demo", passphrase=passphrase)
+        print(f"   its keys (trustee.key, node-N.key) are sealed with the passphrase {passphrase!r}")
         net.start()
         url = net.urls[-1]  # any node: requests reach the primary through it
         health = net.health("node-1")["consensus"]
@@ -116,22 +140,25 @@ def main() -> int:
             print(
                 f"\nThe network keeps running ({', '.join(net.urls)}); its data is in {args.dir}.\n"
                 f"The portal runs at {PORTAL_URL}: sign in as admin / {DEMO_ADMIN_PASSWORD}; on Setup,\n"
-                f"upload {args.dir / 'trustee.key'} with the passphrase {passphrase!r}. Ctrl-C stops everything."
+                f"upload {args.dir / 'trustee.key'} with the passphrase {passphrase!r}.\n"
+                f"Ctrl-C stops everything. The node keys are sealed with the same passphrase: to start\n"
+                f"validator N again on its files, TRELLIS_PASSPHRASE={passphrase!r} \\\n"
+                f"  {Path(sys.executable).parent / 'trellis'} node start --config {args.dir / 'node-N.toml'}"
             )
             try:
                 while net.running() and portal.poll() is None:
                     time.sleep(1)
             finally:
-                portal.terminate()
-                portal.wait(timeout=20)
+                stop_process(portal, 20)
             if portal.returncode not in (0, -signal.SIGTERM):  # it stopped by itself: say so
                 print(f"\nThe portal stopped (exit {portal.returncode}); the network was stopped too.")
                 return 1
         return 0 if ok else 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (stop_on_signals)
         return 0
     finally:
-        net.stop()
+        if net is not None:
+            net.stop()
 
 
 PORTAL_URL = "http://127.0.0.1:8000"
@@ -141,12 +168,30 @@ DEMO_ADMIN_PASSWORD = "trellis-demo-admin"  # noqa: S105 - a local demonstration
 def simulate(devices: int, nodes: list[str], directory: Path, passphrase: str) -> bool:
     """Step 6: ``trellis simulate`` against this network; True when every invariant held."""
     step(6, f"A fleet of {devices} devices for 20 s: enrolment, authentication, revocations, a quarantine.")
-    command = [sys.executable, "-c", "from fleet.cli import main; main()", "simulate", "--devices", str(devices),
-               "--duration", "20", "--genesis", str(directory / "genesis.json"),
-               "--trustee", str(directory / "trustee.key"), "--report", str(directory / "fleet-report"),
-               *[arg for node in nodes for arg in ("--node", node)]]  # fmt: skip
-    result = subprocess.run(command, env={**os.environ, "TRELLIS_PASSPHRASE": passphrase}, check=False)
-    return result.returncode == 0
+    command = tied_command("fleet.cli", "simulate", "--devices", str(devices), "--duration", "20",
+                           "--genesis", str(directory / "genesis.json"), "--trustee", str(directory / "trustee.key"),
+                           "--report", str(directory / "fleet-report"),
+                           *[arg for node in nodes for arg in ("--node", node)])  # fmt: skip
+    # Its own session, so that a signal from the terminal reaches only the tour, which stops it (SIGTERM:
+    # it stops what it started) rather than SIGKILL as subprocess.run would on Ctrl-C.
+    process = subprocess.Popen(
+        command, env={**os.environ, "TRELLIS_PASSPHRASE": passphrase}, start_new_session=True
+    )
+    try:
+        return process.wait() == 0
+    finally:
+        stop_process(process, 60)
+
+
+def stop_process(process: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM ``process`` if it still runs, SIGKILL after ``timeout`` seconds, and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def port_free(port: int) -> bool:
@@ -173,7 +218,9 @@ def start_portal(directory: Path, nodes: list[str], passphrase: str) -> subproce
     }
     subprocess.run([*trellis, "web", "create-admin", "--username", "admin"], env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
-    return subprocess.Popen([*trellis, "web", "serve", "--port", "8000"], env=env, text=True)
+    return subprocess.Popen(
+        tied_command("web.cli", "web", "serve", "--port", "8000"), env=env, text=True, start_new_session=True
+    )
 
 
 def tour(url: str, directory: Path, passphrase: str) -> bool:

@@ -4,6 +4,10 @@
 network), then one ``trellis node start`` process per validator, each with its own SQLite file, and
 waits until every node serves. Nodes can be killed with SIGKILL and started again on the same
 files, as an operator (or a crash) would. Everything listens on 127.0.0.1 only.
+
+The node processes never outlive the process that started them, however it ends (Ctrl-C, SIGTERM,
+SIGHUP, SIGKILL): each runs through :func:`tied_command`, which watches its parent and stops itself
+(SIGTERM, then exit) once the parent is gone. ``trellis node start`` run by an operator is untouched.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ import httpx
 
 from wallet.errors import WalletError
 
-__all__ = ["LocalNetwork", "LocalNetworkError", "free_base_port"]
+__all__ = ["LocalNetwork", "LocalNetworkError", "free_base_port", "tied_command"]
 
 _START_TIMEOUT: Final = 60.0
+_WATCH_INTERVAL: Final = 0.2  # how often a tied process looks whether its parent is still there
+_ORPHAN_GRACE: Final = 15.0  # how long a tied process whose parent is gone has to stop on SIGTERM
 
 
 class LocalNetworkError(WalletError):
@@ -111,8 +117,7 @@ class LocalNetwork:
         for node in chosen:
             if node.process is not None and node.process.poll() is None:
                 continue
-            command = [sys.executable, "-c", "from web.cli import main; main()", "node", "start",
-                       "--config", str(node.config)]  # fmt: skip
+            command = tied_command("web.cli", "node", "start", "--config", str(node.config))
             node.process = subprocess.Popen(  # noqa: S603 - our own interpreter and CLI
                 command,
                 cwd=self.directory,
@@ -201,6 +206,39 @@ class LocalNetwork:
         )
         if result.returncode != 0:
             raise LocalNetworkError(f"trellis {' '.join(args[:2])} failed: {result.stdout}{result.stderr}")
+
+
+def tied_command(module: str, *args: str) -> list[str]:
+    """The command running ``MODULE.main()`` with ``args`` (``tied_command("web.cli", "node", "start",
+    ...)`` is ``trellis node start ...``) in a child of this process that stops when this process ends.
+
+    The child gets this process's id and, before anything else, checks that it is still its parent
+    (it may have ended while the child started) and starts a thread that looks again every 0.2 s;
+    once the parent is gone (ended in any way, SIGKILL included) the child sends itself SIGTERM, its
+    clean shutdown, and exits regardless 15 s later. Its own parent *process* is watched, not the
+    thread that started it (as ``PR_SET_PDEATHSIG`` would), so a node started again from a thread that
+    ends later, as the fleet simulation's faults do, keeps running. Start it directly (``Popen``, no
+    shell in between: a child whose parent is not this process exits at once).
+    """
+    code = f"from wallet.localnet import _watch_parent; _watch_parent(); from {module} import main; main()"
+    return [sys.executable, "-c", code, str(os.getpid()), *args]
+
+
+def _watch_parent() -> None:
+    """In a child started by :func:`tied_command`: take the parent's id from ``sys.argv`` and stop
+    with it."""
+    parent = int(sys.argv.pop(1))
+    if os.getppid() != parent:  # it ended before this process got here
+        raise SystemExit(f"the process that started this one ({parent}) has ended")
+    threading.Thread(target=_stop_when_orphaned, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_WATCH_INTERVAL)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(_ORPHAN_GRACE)
+    os._exit(1)
 
 
 def _port_of(config: Path) -> int:
