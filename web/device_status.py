@@ -6,26 +6,34 @@ caller's own rows (its audit entries, through ``record``) in **one** database tr
 in one database), so the portal's record of a change is all there or not there at all.
 
 The ledger is where a change is made; the portal's record follows it. Before a change, the devices'
-bits are read from the ledger with proofs (no older than the highest certified block a node gives),
-so a change the ledger made that the portal failed to record (the answer timed out, the database was
-busy, the process stopped) is found and recorded: a change found made already on the ledger is
-completed without another ledger transaction, and an action the proven state admits is allowed even
-when the portal's record (not yet in line) does not. Before anything is sent to the ledger, the
-portal's database must be writable (:meth:`~wallet.issuer.Issuer.check_writable`), so a busy
-database refuses the change with nothing changed, and a failure to record a committed change is
-reported as such (:class:`StatusNotRecorded`, 503), never as a refusal. :class:`web.enrolment.Enrolment`
-is built on this class.
+bits are read from the ledger with proofs (no older than the highest certified block a node gives,
+nor than the height each device's record stands on), so a change the ledger made that the portal
+failed to record (the answer timed out, the database was busy, the process stopped) is found and
+recorded, and an action the proven state admits is allowed even when the portal's record (not yet in
+line) does not. A change asked for is **always** sent to the ledger (``status_list.update`` brings bits
+to a value, so sending one made already changes nothing there): what was found on the ledger may allow
+an action, never stand in for its transaction. A revocation is sent even when the proven read fails
+(it is one-way and must not wait for proofs); a suspension or reinstatement is then refused (503).
+
+Each device's record keeps the ledger height it stands on (``DeviceRow.status_height``: the block that
+committed the change recorded, or the block read when a change was found there), and a record is
+never brought in line with a state read at a lower height, nor overwritten by a change committed
+below it: a node that is behind (or a process that read before another recorded) cannot move a
+record backwards. A revocation, final, is recorded whatever the height. Before anything is sent to the
+ledger, the portal's database must be writable (:meth:`~wallet.issuer.Issuer.check_writable`), so a
+busy database refuses the change with nothing changed, and a failure to record a committed change is
+reported as such (:class:`StatusNotRecorded`, 503), never as a refusal.
+:class:`web.enrolment.Enrolment` is built on this class.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, NoReturn
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
@@ -44,7 +52,8 @@ from web.enrolment_records import (
     record_of,
 )
 from web.organisation import LedgerUnreachable, Organisation, PortalError
-from web.status_on_ledger import FoundOnLedger, ProvenStatus, list_name, proven_status
+from web.status_on_ledger import FoundOnLedger, ProvenStatus, commit_height, list_name, proven_status
+from web.status_plans import Plan, Recorder, StatusEvent, in_line, standing, usable
 
 __all__ = [
     "DeviceStatus",
@@ -62,7 +71,6 @@ _ACTIONS: Final = {
     "revoke": ("revocation", True),
 }
 _PAST: Final = {"suspend": "suspended", "reinstate": "reinstated", "revoke": "revoked"}
-_INTO: Final = {"revoked": "revoke", "suspended": "suspend", "active": "reinstate"}  # state -> action
 _IN_CHUNK: Final = 500
 _NAMED: Final = 5  # refused devices a refusal names
 
@@ -78,8 +86,9 @@ class StatusStoreBusy(PortalError):
 
 class StatusNotRecorded(PortalError):
     """The ledger made the change (``txns``: the committed transactions, by list) but the portal could
-    not record it: the devices keep their former status in the portal until it is. Repeating the action,
-    or opening the device's page, records it (found on the ledger, nothing is sent again)."""
+    not record it: the devices keep their former status in the portal until it is. Repeating the action
+    (its transaction is sent again, which changes nothing on the ledger) or opening the device's page
+    records it."""
 
     status = 503
     code = "status_not_recorded"
@@ -88,44 +97,6 @@ class StatusNotRecorded(PortalError):
         self.dids = tuple(dids)
         self.txns = dict(txns)
         super().__init__(message)
-
-
-@dataclass(frozen=True, slots=True)
-class StatusEvent:
-    """One change of one device's state as the portal records it (one audit entry): ``action`` is
-    ``suspend``, ``reinstate`` or ``revoke``; ``list`` the ledger name of the list holding the bit;
-    ``txn`` the ledger transaction this change committed, ``None`` when it was ``found`` made already on
-    the ledger; ``requested`` whether it is the change asked for (else the portal brought its record in
-    line with the ledger on the way)."""
-
-    did: str
-    action: str
-    list: str
-    txn: str | None
-    requested: bool
-    found: FoundOnLedger | None = None
-
-
-Recorder = Callable[[Session, Sequence[StatusEvent]], None]
-"""Writes the caller's rows for the events (its audit entries) in the session of the change, which the
-change commits: called once per recorded change, with every event of it. Raising rolls the record
-back (the portal's record of the change then stays as before, and :class:`StatusNotRecorded` says so)."""
-
-
-@dataclass
-class _Plan:
-    """What one device's record becomes: its bits and state, and the events that say why."""
-
-    row: DeviceRow
-    revoked: bool
-    suspended: bool
-    events: list[StatusEvent]
-
-    @property
-    def state(self) -> str:
-        if self.row.status == "revoked":  # a revoked device's row never goes back
-            return "revoked"
-        return "revoked" if self.revoked else "suspended" if self.suspended else "active"
 
 
 # -- the service -------------------------------------------------------------------------------
@@ -173,14 +144,16 @@ class DeviceStatus:
         record: Recorder | None = None,
     ) -> StatusChange:
         """``suspend``, ``reinstate`` or ``revoke`` devices on the ledger (one transaction per list);
-        the devices as they are now and the committed transaction of each list (a list whose devices
-        all had the change made on the ledger already has none).
+        the devices as they are now and the committed transaction of each list. The transaction is
+        sent even for a device the ledger shows changed already (it changes nothing there).
 
         With ``allowed``, every device must be in one of those states, in the portal's record or as
         proven on the ledger, or nothing changes (:class:`DeviceStateConflict`; the portal's record of
         a device found otherwise on the ledger is brought in line first). A revoked device is refused
         always. ``record`` writes the caller's rows for the events in the same database transaction as
-        the change's record."""
+        the change's record. When the proven state cannot be read, a revocation is sent all the same
+        (checked against the portal's record alone); a suspension or reinstatement is refused
+        (:class:`~web.organisation.LedgerUnreachable`)."""
         purpose, value = _ACTIONS[action]
         wanted = None if allowed is None else frozenset(allowed)
         with self._changing:  # check, ledger and record as one step: see _change
@@ -199,8 +172,10 @@ class DeviceStatus:
     def reconcile(self, dids: Sequence[str], *, record: Recorder | None = None) -> list[DeviceRecord]:
         """Bring the portal's record of devices (their rows and the issuer's bits) in line with their
         bits proven on the ledger, recording an event for each state found changed (``record``); the
-        devices as they are now. Raises :class:`~web.organisation.LedgerUnreachable` when the ledger
-        cannot be read and :class:`StatusStoreBusy` when the record cannot be written (nothing changed)."""
+        devices as they are now. A record is never brought back to a state read at a lower height than
+        the one it stands on (a revocation excepted: it is final). Raises
+        :class:`~web.organisation.LedgerUnreachable` when the ledger cannot be read as of those heights
+        and :class:`StatusStoreBusy` when the record cannot be written (nothing changed)."""
         with self._changing:
             rows = self._rows(dids)
             issued = self._issued(rows)
@@ -229,12 +204,19 @@ class DeviceStatus:
         target = "revoked" if purpose == "revocation" else "suspended" if value else "active"
         rows = self._rows(dids)
         issued = self._issued(rows)
-        proven = self._proven(rows)
+        try:
+            proven = self._proven(rows)
+        except LedgerUnreachable as exc:
+            if purpose != "revocation":
+                raise
+            # one-way and idempotent on the ledger: sent, checked against the portal's record alone
+            _log.warning("revoking %d device(s) without their proven status: %s", len(rows), exc)
+            proven = {}
         refusals: list[str] = []
-        plans: list[_Plan] = []
-        to_send: list[_Plan] = []
+        to_send: list[Plan] = []
+        found: dict[str, FoundOnLedger] = {}
         for row in rows:
-            mine, seen = issued[row.credential_id], proven.get(row.did)
+            mine, seen = issued[row.credential_id], usable(row, proven.get(row.did))
             state = seen.state if seen is not None else row.status
             if row.status == "revoked":
                 refusals.append(f"{row.did} is revoked; revocation is final: it cannot be {_PAST[action]}")
@@ -246,48 +228,44 @@ class DeviceStatus:
                     f"it cannot be {_PAST[action]}"
                 )
                 continue
-            landed = seen is not None and state == target and row.status != target
-            if allowed is not None and not landed and row.status not in allowed and state not in allowed:
+            if allowed is not None and row.status not in allowed and state not in allowed:
                 ledger = f" (and {state} on the ledger)" if state != row.status else ""
                 refusals.append(f"{row.did} is {row.status}{ledger}: it cannot be {_PAST[action]}")
                 continue
-            plan = self._in_line(row, mine, seen) or _Plan(row, mine.revoked, mine.suspended, [])
+            plan = in_line(row, mine, seen) or Plan(row, mine.revoked, mine.suspended, [])
             if purpose == "revocation":
                 plan.revoked = True
             else:
                 plan.suspended = value
-            name = list_name(row.revocation_list if purpose == "revocation" else row.suspension_list)
-            if landed:  # made on the ledger already, not recorded: recorded now, with no transaction
-                assert seen is not None
-                plan.events = [StatusEvent(row.did, action, name, None, True, seen.found(row.status))]
-            else:
-                to_send.append(plan)
-            plans.append(plan)
+            if seen is not None and state == target and row.status != target:
+                # made on the ledger already, not recorded: sent again all the same (a node behind, or
+                # lying, must never stand in for the transaction), and its event says what was found
+                found[row.did] = seen.found(row.status)
+                plan.events = []
+            to_send.append(plan)
         if refusals:
             self._refuse(rows, issued, proven, refusals, record)
-        txns: dict[str, dict[str, Any]] = {}
-        if to_send:
-            txns = self._send(to_send, action, purpose, value)
+        txns = self._send(to_send, action, purpose, value) if to_send else {}
         for plan in to_send:
             name = list_name(
                 plan.row.revocation_list if purpose == "revocation" else plan.row.suspension_list
             )
-            plan.events.append(StatusEvent(plan.row.did, action, name, str(txns[name]["id"]), True))
+            plan.height = commit_height(self.ledger, txns[name])
+            event = StatusEvent(
+                plan.row.did, action, name, str(txns[name]["id"]), True, found.get(plan.row.did)
+            )
+            plan.events.append(event)
         try:
-            self._record(plans, record)
+            self._record(to_send, record)
         except Exception as exc:
             _log.exception("the ledger made a status change the portal could not record")
             committed = {name: str(status["id"]) for name, status in txns.items()}
-            done = (
-                f"the ledger committed the change (transaction {', '.join(sorted(committed.values()))})"
-                if committed
-                else "the ledger shows the change made already"
-            )
             raise StatusNotRecorded(
-                f"{done}, but the portal could not record it: {_why(exc)}. The device(s) keep their former "
-                f"status in the portal until it is recorded: repeat the action (a change found made on the "
-                f"ledger is recorded without another ledger transaction) or open the device's page",
-                [plan.row.did for plan in plans],
+                f"the ledger committed the change (transaction {', '.join(sorted(committed.values()))}), "
+                f"but the portal could not record it: {_why(exc)}. The device(s) keep their former status "
+                f"in the portal until it is recorded: repeat the action (its transaction is sent again, "
+                f"which changes nothing on the ledger) or open the device's page",
+                [plan.row.did for plan in to_send],
                 committed,
             ) from exc
         return StatusChange(self._fresh(rows), txns)
@@ -316,7 +294,7 @@ class DeviceStatus:
         raise DeviceStateConflict(message)
 
     def _send(
-        self, plans: Sequence[_Plan], action: str, purpose: str, value: bool
+        self, plans: Sequence[Plan], action: str, purpose: str, value: bool
     ) -> dict[str, dict[str, Any]]:
         """Submit the change of ``plans``' devices to the ledger, one ``status_list.update`` per list, once
         the portal's database is known writable; each list's committed status."""
@@ -348,44 +326,55 @@ class DeviceStatus:
             ) from None
         return dict(zip(by_list, statuses, strict=True))
 
-    def _record(self, plans: Sequence[_Plan], record: Recorder | None) -> None:
+    def _record(self, plans: Sequence[Plan], record: Recorder | None) -> None:
         """Write ``plans``: the issuer's bits, the devices' rows and ``record``'s rows, in one database
         transaction (two when the issuer keeps its lists in another database: the issuer's first; each
-        write brings bits to a value, so a record cut short between the two is completed next time)."""
-        events = [event for plan in plans for event in plan.events]
+        write brings bits to a value, so a record cut short between the two is completed next time).
+        A plan whose device's record stands by now on a higher height than the plan's (another process
+        recorded a later state meanwhile) is left out, but for the events of the change asked for (it
+        was made on the ledger, and is audited)."""
         shared = self.issuer.engine is self.engine
+        kept, events = list(plans), [event for plan in plans for event in plan.events]
+        if not shared:
+            with Session(self.engine) as own:
+                kept, events = standing(own, plans)
         with self.issuer.changing() as session:
+            if shared:  # read under the database's write lock (SQLite) or the rows' (FOR UPDATE)
+                kept, events = standing(session, plans)
             ids = {
-                (StatusPurpose.REVOCATION, True): [p.row.credential_id for p in plans if p.revoked],
-                (StatusPurpose.SUSPENSION, True): [p.row.credential_id for p in plans if p.suspended],
-                (StatusPurpose.SUSPENSION, False): [p.row.credential_id for p in plans if not p.suspended],
+                (StatusPurpose.REVOCATION, True): [p.row.credential_id for p in kept if p.revoked],
+                (StatusPurpose.SUSPENSION, True): [p.row.credential_id for p in kept if p.suspended],
+                (StatusPurpose.SUSPENSION, False): [p.row.credential_id for p in kept if not p.suspended],
             }
             for (purpose, value), credential_ids in ids.items():
                 if credential_ids:
                     self.issuer.set_status(session, credential_ids, purpose, value)
             if shared:
-                self._write_rows(session, plans, events, record)
+                self._write_rows(session, kept, events, record)
         if not shared:
             with Session(self.engine) as own:
-                self._write_rows(own, plans, events, record)
+                self._write_rows(own, kept, events, record)
                 own.commit()
 
     @staticmethod
     def _write_rows(
-        session: Session, plans: Sequence[_Plan], events: Sequence[StatusEvent], record: Recorder | None
+        session: Session, plans: Sequence[Plan], events: Sequence[StatusEvent], record: Recorder | None
     ) -> None:
-        by_state: dict[str, list[str]] = {}
+        by_state: dict[tuple[str, int], list[str]] = {}
         for plan in plans:
-            by_state.setdefault(plan.state, []).append(plan.row.did)
-        for state, dids in by_state.items():
+            by_state.setdefault((plan.state, plan.height), []).append(plan.row.did)
+        for (state, height), dids in by_state.items():
             for start in range(0, len(dids), _IN_CHUNK):
                 changed = (
                     update(DeviceRow)
                     .where(col(DeviceRow.did).in_(dids[start : start + _IN_CHUNK]))
-                    .values(status=state)
+                    .values(status=state, status_height=height)
                 )
                 if state != "revoked":  # a revocation made meanwhile by another process stands: it is final
-                    changed = changed.where(col(DeviceRow.status) != "revoked")
+                    stored = col(DeviceRow.status_height)
+                    changed = changed.where(
+                        col(DeviceRow.status) != "revoked", or_(stored.is_(None), stored <= height)
+                    )
                 session.execute(changed)
         if record is not None and events:
             record(session, events)
@@ -421,30 +410,13 @@ class DeviceStatus:
         rows: Sequence[DeviceRow],
         issued: Mapping[str, IssuedStatus],
         proven: Mapping[str, ProvenStatus],
-    ) -> list[_Plan]:
+    ) -> list[Plan]:
         """What brings the record of each device not in line with its bits proven on the ledger in line."""
         return [
             plan
             for row in rows
-            if (plan := self._in_line(row, issued[row.credential_id], proven.get(row.did))) is not None
+            if (plan := in_line(row, issued[row.credential_id], usable(row, proven.get(row.did)))) is not None
         ]
-
-    @staticmethod
-    def _in_line(row: DeviceRow, issued: IssuedStatus, seen: ProvenStatus | None) -> _Plan | None:
-        """What brings the record of ``row`` in line with ``seen`` (its bits proven on the ledger), with
-        an event for a state found changed there; ``None`` when it is in line (or nothing is proven)."""
-        if seen is None:
-            return None
-        plan = _Plan(row, seen.revoked or issued.revoked, seen.suspended, [])
-        if plan.state != row.status:
-            list_url = row.revocation_list if plan.state == "revoked" else row.suspension_list
-            event = StatusEvent(
-                row.did, _INTO[plan.state], list_name(list_url), None, False, seen.found(row.status)
-            )
-            plan.events.append(event)
-        elif (plan.revoked, plan.suspended) == (issued.revoked, issued.suspended):
-            return None
-        return plan
 
     def _fresh(self, rows: Sequence[DeviceRow]) -> list[DeviceRecord]:
         with Session(self.engine) as session:

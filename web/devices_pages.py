@@ -11,10 +11,12 @@ neither). Revocation is final: reinstating a revoked device is refused and chang
 
 The ledger is where a device's status is; the portal's record follows it. A change the ledger made
 that the portal did not record (its answer timed out, the database failed) is recorded when it is
-found: by the next change of the device (repeating the action completes it) or when the device's
-page shows bits proven on the ledger that its record does not. Such a record is audited like the
-change it records, with no transaction id and ``found_on_ledger`` in its detail, by the operator who
-repeated the action or, when the portal found it on its own, by ``portal``.
+found: by the next change of the device (repeating the action completes it, its transaction sent
+again, which changes nothing on the ledger) or when the device's page shows bits proven on the ledger
+that its record does not, read no older than the ledger height the record stands on (a node behind
+cannot take a record back). A state the portal found on its own is audited by ``portal`` with no
+transaction id and ``found_on_ledger`` in its detail; a change repeated is audited by its operator with
+its transaction, and ``found_on_ledger`` when the ledger showed it made already.
 """
 
 from __future__ import annotations
@@ -214,13 +216,14 @@ def _auditor(bulk: bool = False) -> Recorder:
 
 def change_devices(dids: Sequence[str], action: str, *, bulk: bool = False) -> dict[str, str | None]:
     """Apply ``action`` to ``dids`` on the ledger and audit each; return each DID's ledger transaction id
-    (``None`` for a device whose change was found made on the ledger already, and recorded now).
+    (a change asked for is always sent, even when the ledger shows it made already).
 
     Raises :class:`~web.enrolment_records.DeviceStateConflict` (409, nothing sent to the ledger) when a
     device's state, in the portal's record and as proven on the ledger, does not admit the action;
     :class:`~web.device_status.StatusStoreBusy` (503, nothing changed) when the database cannot be
     written; :class:`~web.organisation.LedgerUnreachable` or ``LedgerRefused`` when the ledger fails or
-    refuses; :class:`~web.device_status.StatusNotRecorded` (503) when the ledger made the change but the
+    refuses (a revocation is sent even when the proven state cannot be read; a suspension or a
+    reinstatement is then refused with ``LedgerUnreachable``); :class:`~web.device_status.StatusNotRecorded` (503) when the ledger made the change but the
     portal could not record it (repeating the action records it).
     """
     enrolment = portal().services.enrolment
@@ -268,7 +271,8 @@ def _ledger_view(row: DeviceRow, credential: Mapping[str, Any]) -> dict[str, Any
     entries = [e for e in credential.get("credentialStatus", []) if isinstance(e, Mapping)]
     issuer = _issuer_of(credential)
     keys = [f"status:{issuer}:{str(e.get('statusListCredential', '')).rpartition('/')[2]}" for e in entries]
-    values, _ = ledger.prove_many([*keys, f"quarantine:{row.did}"])
+    # no older than the height the device's record stands on: a node behind cannot show it undone
+    values, _ = ledger.prove_many([*keys, f"quarantine:{row.did}"], min_height=row.status_height)
     for entry, value in zip(entries, values, strict=False):
         if isinstance(value, Mapping):
             bits = BitstringStatusList.from_bytes(base64.urlsafe_b64decode(value["bits"]))

@@ -20,9 +20,11 @@ If the portal's process dies while it holds a claim, the claim is abandoned: onc
 reserved for) takes it over by enrolling again, and the enrolment completes as any retry does (a
 creation already on the ledger is recognised as this very transaction). The credential the dead
 process may have issued is withdrawn first: its id derives from the token and the claim
-(:func:`_credential_id`), so no other credential is touched. Marking the token used (with the
-device's row, in one database transaction) and giving it back are conditional on the claim still
-being the enrolment's own, so a process taken over, if alive after all, records nothing.
+(:func:`web.undelivered.credential_id`), so no other credential is touched; so is the credential of a
+claim left on a token that expired, when the token is expired or when its device enrols with another
+token (:mod:`web.undelivered`). Marking the token used (with the device's row, in one database
+transaction) and giving it back are conditional on the claim still being the enrolment's own, so a
+process taken over, if alive after all, records nothing.
 """
 
 from __future__ import annotations
@@ -30,8 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, TypeAlias
 
@@ -43,7 +44,6 @@ from did_registry.client import LedgerClient, LedgerUnavailable
 from did_registry.ledger.txn import Transaction, TxnRejected
 from wallet.enroll import EnrollmentError, check_enrolment_transaction
 from wallet.issuer import IssuedStatus, Issuer
-from wallet.storage import IssuedCredentialRow, StatusListRow
 from web.device_status import DeviceStatus
 from web.enrolment_records import (
     DeviceRow,
@@ -65,25 +65,17 @@ from web.organisation import (
     submit,
 )
 from web.provisioning import CLAIM_TIMEOUT_FLOOR, IN_CHUNK, ProvisioningTokens, new_claim_id
+from web.undelivered import UndeliveredCredentials, credential_id
 
 __all__ = ["BULK_CHUNK", "Enrolled", "Enrolment"]
 
 BULK_CHUNK: Final = 1000
 """Most did.create transactions in one ``POST /txns`` of :meth:`Enrolment.enrol_many`."""
 _log = logging.getLogger("web.enrolment")
-_CREDENTIAL_IDS: Final = uuid.UUID("5c0b8a53-5f0e-4c1e-9d55-0b1f5a1d7e21")
-"""The namespace of the credential ids :func:`_credential_id` derives."""
-
 Enrolled: TypeAlias = Callable[[Connection, Sequence[tuple[EnrolmentResult, str, str]]], None]
 """Told of devices as they are recorded, each with its token's hash and its transaction id, inside
 the database transaction that records them (on its connection): what it writes there commits with
 the devices, and if it raises, nothing of it or of them is recorded (where an audit is kept)."""
-
-
-def _credential_id(token_hash: str, claim: str) -> str:
-    """The id of the credential an enrolment holding claim ``claim`` of a token issues: a dead
-    process's credential is found again from the claim it held."""
-    return f"urn:uuid:{uuid.uuid5(_CREDENTIAL_IDS, f'{token_hash}/{claim}')}"
 
 
 # -- the service -------------------------------------------------------------------------------
@@ -93,7 +85,7 @@ def _may_be_anchored(outcome: object) -> bool:
     return not (isinstance(outcome, LedgerRefused) and outcome.rejection.code not in ("conflict", "replay"))
 
 
-class Enrolment(ProvisioningTokens, DeviceStatus):
+class Enrolment(UndeliveredCredentials, ProvisioningTokens, DeviceStatus):
     """Provisioning tokens, enrolment and device status for one organisation on one network.
 
     ``store`` is the portal database's engine (its enrolment and issuer tables are created if
@@ -303,8 +295,12 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
                 claimed[txn.id] = (position, row, txn)
             else:
                 results[position] = TokenUsed("this provisioning token was used already")
-        sent: set[str] = set()  # transactions a node admitted: their DIDs may reach the ledger
+        # a token reserved for its DID, or whose abandoned claim was taken over: its creation may be on
+        # the ledger from an earlier run (it counts as sent: never freed for another device)
+        reserved = [txn for _, row, txn in claimed.values() if row.device_did is not None]
+        sent = {txn.id for txn in reserved}  # and those a node admitted: their DIDs may reach the ledger
         try:
+            anchored = self._anchored(reserved)  # one proven read per 500: not sent again
             queue = [txn for _, _, txn in claimed.values()]
             held = [row.token_hash for _, row, _ in claimed.values()]
             in_flight: list[str] = []
@@ -313,7 +309,7 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
                     self._renew(held, claim)  # those recorded already are used: left alone
                 chunk = queue[start : start + BULK_CHUNK]
                 sent.update(t.id for t in chunk)  # from the moment it is sent (an answer can be lost)
-                submitted = self._submit_chunk(chunk, claimed, results)
+                submitted = self._submit_chunk(chunk, claimed, results, anchored)
                 self._settle(in_flight, claimed, results, claim, on_enrolled)
                 in_flight = submitted
             if len(queue) > BULK_CHUNK:
@@ -340,31 +336,75 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
         self._release((row.token_hash for row, result in failed if _may_be_anchored(result)), claim)
         return [r if r is not None else EnrolmentError("not enrolled") for r in results]
 
+    def _anchored(self, txns: Sequence[Transaction]) -> set[str]:
+        """The ids of the creations ``txns`` already committed (each DID's proven record names its
+        transaction), read in batched proven reads of :data:`~web.provisioning.IN_CHUNK` DIDs."""
+        found: set[str] = set()
+        for start in range(0, len(txns), IN_CHUNK):
+            part = txns[start : start + IN_CHUNK]
+            try:
+                records, _ = self.ledger.prove_many([f"did:{txn.submitter}" for txn in part])
+            except LedgerUnavailable as exc:
+                raise LedgerUnreachable(f"reading which device creations are on the ledger: {exc}") from None
+            found.update(
+                txn.id
+                for txn, record in zip(part, records, strict=True)
+                if isinstance(record, Mapping) and record.get("txn") == txn.id
+            )
+        return found
+
     def _submit_chunk(
         self,
         chunk: Sequence[Transaction],
         claimed: Mapping[str, tuple[int, ProvisioningTokenRow, Transaction]],
         results: list[EnrolmentResult | PortalError | None],
+        anchored: Collection[str] = (),
     ) -> list[str]:
-        """Endorse and submit one chunk of creations; the ids the ledger admitted (a refused one is
-        recorded in ``results`` and the rest sent again)."""
-        batch = [self._endorsed(txn) for txn in chunk]
-        anchored: list[str] = []
-        while batch:
+        """Endorse and submit one chunk of creations, but for those ``anchored`` (committed already);
+        the ids the ledger admitted or has committed. The ledger refuses a batch for its first bad
+        transaction: that one is recorded in ``results`` and the rest sent again, whole after the
+        first refusal and in halves after each further one (a few refusals cost a few requests, many
+        a logarithmic number each, never the rest of the chunk each). At the first conflict or replay,
+        one batched proven read finds every creation of the chunk committed already (a chunk sent
+        again), and none of them is sent again."""
+        done = [txn.id for txn in chunk if txn.id in anchored]
+        parts = [[self._endorsed(txn) for txn in chunk if txn.id not in anchored]]
+        read, refusals = False, 0
+        while parts:
+            part = parts.pop()
+            if not part:
+                continue
             try:
-                return [*anchored, *self.ledger.submit(batch)]
+                done.extend(self.ledger.submit(part))
+                continue
             except LedgerUnavailable as exc:
                 raise LedgerUnreachable(f"a batch of device creations: {exc}") from None
             except TxnRejected as exc:
-                if exc.txn_id is None or exc.txn_id not in claimed:
+                if exc.txn_id is None or exc.txn_id not in {t.id for t in part}:
                     raise LedgerRefused("a batch of device creations", exc) from None
-                txn = claimed[exc.txn_id][2]
-                batch = [t for t in batch if t.id != exc.txn_id]
-                if exc.code in ("conflict", "replay") and self._anchored_before(txn):
-                    anchored.append(txn.id)  # a retry after the answer was lost: complete it
+                rejection, refused = exc, exc.txn_id
+            txn = claimed[refused][2]
+            rest = [t for t in part if t.id != txn.id]
+            if rejection.code in ("conflict", "replay"):
+                if not read:  # every creation of the chunk not admitted yet, in one read
+                    read = True
+                    found = self._anchored([claimed[t.id][2] for p in (part, *parts) for t in p])
+                    done.extend(found)
+                    parts = [[t for t in p if t.id not in found] for p in parts]
+                    rest = [t for t in rest if t.id not in found]
+                    anchored_now = txn.id in found
+                else:
+                    anchored_now = self._anchored_before(txn)
+                    if anchored_now:
+                        done.append(txn.id)
+                if anchored_now:  # a retry after the answer was lost: complete it
+                    parts.append(rest)
                     continue
-                results[claimed[exc.txn_id][0]] = LedgerRefused(f"the creation of {txn.submitter}", exc)
-        return anchored
+            results[claimed[txn.id][0]] = LedgerRefused(f"the creation of {txn.submitter}", rejection)
+            refusals += 1
+            half = len(rest) // 2 if refusals > 1 else 0
+            parts.extend((rest[half:], rest[:half]))  # the first half is sent first
+        return done
 
     def _settle(
         self,
@@ -408,13 +448,14 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
         if not anchored:
             return []
         self._withdraw_abandoned([row for row, _ in anchored if row.status == "claimed"])
+        self._withdraw_strays({txn.submitter for _, txn in anchored}, {row.token_hash for row, _ in anchored})
         now = self.clock()
         valid_until = now + self.credential_validity if self.credential_validity is not None else None
         issued_all = self.issuer.issue_many(
             [profile_of(row).claims(txn.submitter) for row, txn in anchored],
             types=[DEVICE_CREDENTIAL],
             valid_until=valid_until,
-            credential_ids=[_credential_id(row.token_hash, claim) for row, _ in anchored],
+            credential_ids=[credential_id(row.token_hash, claim) for row, _ in anchored],
             now=now,
         )
         try:
@@ -430,43 +471,6 @@ class Enrolment(ProvisioningTokens, DeviceStatus):
             ]
         )
         return results
-
-    def _withdraw(self, credential_ids: Sequence[str]) -> None:
-        """Withdraw credentials no device was given; a failure is logged (the caller's outcome stands)."""
-        try:
-            self.issuer.withdraw_undelivered(credential_ids)
-        except Exception:
-            _log.exception("could not withdraw %d undelivered credentials", len(credential_ids))
-
-    def _withdraw_abandoned(self, rows: Sequence[ProvisioningTokenRow]) -> None:
-        """Withdraw what the enrolments whose abandoned claims were just taken over may have issued
-        (``rows`` as read before the takeover): no device was given it, since the token was never
-        marked used, and its enrolment can no longer record it. A claim with an id issued the
-        credential whose id derives from it; for a claim of an earlier version, whose credentials had
-        random ids, these are the device credentials of its DID issued by the organisation before the
-        claim was timed (:meth:`_time_untimed_claims`) that no device row holds."""
-        ids = [_credential_id(row.token_hash, row.claim_id) for row in rows if row.claim_id]
-        earlier = [row for row in rows if not row.claim_id and row.device_did and row.claimed_at]
-        if earlier:
-            issued = col(IssuedCredentialRow.id)
-            with Session(self.engine) as session:
-                for row in earlier:
-                    query = (
-                        select(IssuedCredentialRow.id)
-                        .join(
-                            StatusListRow, col(StatusListRow.url) == col(IssuedCredentialRow.revocation_list)
-                        )
-                        .where(
-                            col(StatusListRow.issuer) == self.issuer.did,
-                            col(IssuedCredentialRow.subject) == row.device_did,
-                            col(IssuedCredentialRow.types).contains(f'"{DEVICE_CREDENTIAL}"'),
-                            col(IssuedCredentialRow.issued_at) <= row.claimed_at,
-                            issued.not_in(select(DeviceRow.credential_id)),
-                        )
-                    )
-                    ids.extend(session.exec(query).all())
-        if ids:
-            self.issuer.withdraw_undelivered(ids)
 
     def _record_enrolled(
         self,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Index, Table, inspect, text
+from sqlalchemy import BigInteger, Index, Table, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Field, SQLModel
@@ -65,7 +65,7 @@ class ProvisioningTokenRow(SQLModel, table=True):
     created_at: datetime
     expires_at: datetime = Field(index=True)
     status: str = Field(default="issued", index=True)
-    device_did: str | None = None
+    device_did: str | None = Field(default=None, index=True)  # the DID a claim or reservation is for
     used_at: datetime | None = None
     claimed_at: datetime | None = None  # while claimed: when (renewed as a batch goes on)
     claim_id: str | None = None  # while claimed: the claim's own random id (see web.provisioning)
@@ -93,20 +93,30 @@ class DeviceRow(SQLModel, table=True):
     suspension_list: str
     status: str = Field(default="active", index=True)  # active | suspended | revoked
     enrolled_at: datetime = Field(index=True)
+    status_height: int | None = Field(default=None, sa_type=BigInteger)
+    """The ledger height ``status`` stands on: the block that committed the change recorded, or the
+    block read when the change was found there; ``None`` while no change was recorded (or it was
+    recorded by an earlier version). The record never goes back to a state read at a lower height."""
 
 
 def create_tables(engine: Engine) -> None:
     """Create the enrolment tables and the issuer's (status lists, issued credentials) that are
-    missing, and add to a token table made by an earlier version the columns it lacks."""
+    missing, and add to token and device tables made by an earlier version the columns and indexes
+    they lack."""
     rows = (StatusListRow, IssuedCredentialRow, ProvisioningTokenRow, DeviceRow)
     SQLModel.metadata.create_all(
         engine, tables=[SQLModel.metadata.tables[str(r.__tablename__)] for r in rows]
     )
-    _add_columns(engine, SQLModel.metadata.tables[str(ProvisioningTokenRow.__tablename__)], _ADDED_COLUMNS)
+    for table, names in _ADDED_COLUMNS.items():
+        _add_columns(engine, SQLModel.metadata.tables[table], names)
+        _add_indexes(engine, SQLModel.metadata.tables[table])
 
 
-_ADDED_COLUMNS: Final = ("claimed_at", "claim_id")
-"""Nullable columns of the token table that earlier versions did not have."""
+_ADDED_COLUMNS: Final = {
+    str(ProvisioningTokenRow.__tablename__): ("claimed_at", "claim_id"),
+    str(DeviceRow.__tablename__): ("status_height",),
+}
+"""Nullable columns of the token and device tables that earlier versions did not have."""
 
 
 def _add_columns(engine: Engine, table: Table, names: tuple[str, ...]) -> None:
@@ -123,6 +133,19 @@ def _add_columns(engine: Engine, table: Table, names: tuple[str, ...]) -> None:
                 connection.execute(text(ddl))
         except DBAPIError:  # another process added it at the same moment: fine if it is there now
             if name not in _columns(engine, table.name):
+                raise
+
+
+def _add_indexes(engine: Engine, table: Table) -> None:
+    """Create the indexes of ``table`` that the database's table lacks (made by an earlier version)."""
+    present = {index["name"] for index in inspect(engine).get_indexes(table.name)}
+    for index in sorted(table.indexes, key=lambda i: str(i.name)):
+        if index.name in present:
+            continue
+        try:
+            index.create(engine)
+        except DBAPIError:  # another process made it at the same moment: fine if it is there now
+            if index.name not in {found["name"] for found in inspect(engine).get_indexes(table.name)}:
                 raise
 
 

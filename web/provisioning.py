@@ -22,7 +22,7 @@ import base64
 import json
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -186,15 +186,21 @@ class ProvisioningTokens:
 
     def expire_tokens(self) -> int:
         """Mark issued tokens past their expiry, and those whose claim was abandoned, as ``expired``;
-        return how many."""
+        return how many. An abandoned claim's id stays on its token until the credential its enrolment
+        may have issued is withdrawn (:meth:`_withdraw_expired_claims`, done here)."""
         now = self.clock()
         with self.engine.begin() as connection:
             result = connection.execute(
                 update(ProvisioningTokenRow)
                 .where(self._waiting(now), col(ProvisioningTokenRow.expires_at) <= now)
-                .values(status="expired", claimed_at=None, claim_id=None)
+                .values(status="expired")
             )
+        self._withdraw_expired_claims()
         return int(result.rowcount)
+
+    def _withdraw_expired_claims(self, dids: Collection[str] | None = None) -> None:
+        """Withdraw what the enrolments of claims left on expired tokens issued: tokens issue nothing,
+        so nothing here (:class:`web.undelivered.UndeliveredCredentials` does)."""
 
     def _check_token(self, token: object) -> ProvisioningTokenRow:
         """The row of a usable token; a typed error (and no change) otherwise."""

@@ -1,7 +1,8 @@
 """A portal's devices' status as proven on the ledger: the bits of the organisation's status lists
-read with proofs, as of a block no older than the highest certified one any node gives, so a node
-that is behind cannot show a change undone. :class:`web.device_status.DeviceStatus` checks and brings
-its record in line with them."""
+read with proofs, as of a block no older than the highest certified one any node gives nor than any
+height the devices' records stand on (``DeviceRow.status_height``), so a node that is behind cannot
+show a change undone. :class:`web.device_status.DeviceStatus` checks and brings its record in line
+with them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from did_registry.identity.status_list import BitstringStatusList
 from web.enrolment_records import DeviceRow
 from web.organisation import LedgerUnreachable
 
-__all__ = ["FoundOnLedger", "ProvenStatus", "list_name", "proven_status"]
+__all__ = ["FoundOnLedger", "ProvenStatus", "commit_height", "list_name", "proven_status"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,15 @@ def list_name(url: str) -> str:
     return url.rpartition("/")[2]
 
 
+def commit_height(ledger: LedgerClient, status: Mapping[str, Any]) -> int:
+    """The height a committed transaction's status (a node's answer) names, never above the highest
+    certified height ``ledger`` has seen (the commit was proven included in a certified block by then,
+    so a node naming a height far ahead cannot make the portal wait for blocks that never come)."""
+    height = status.get("height")
+    seen = ledger.seen_height
+    return min(height, seen) if type(height) is int and height >= 0 else seen
+
+
 def _list_bits(value: object) -> tuple[BitstringStatusList, int | None] | None:
     """A proven status list's bits and the height of its last change, or ``None`` if it cannot be read."""
     if not isinstance(value, Mapping) or not isinstance(value.get("bits"), str):
@@ -71,15 +81,16 @@ def _list_bits(value: object) -> tuple[BitstringStatusList, int | None] | None:
 
 def proven_status(ledger: LedgerClient, issuer: str, rows: Sequence[DeviceRow]) -> dict[str, ProvenStatus]:
     """The devices' bits proven on the ledger, as of a block no older than the highest certified one
-    a node gives (a node behind cannot show a change undone); a device whose lists cannot be read
-    there is left out."""
+    a node gives, nor than the height any of their records stands on (a node behind cannot show a
+    change undone, even when it is the only one answering); a device whose lists cannot be read there
+    is left out. :class:`~web.organisation.LedgerUnreachable` when no node answers as of that block."""
     names = sorted(
         {list_name(row.revocation_list) for row in rows} | {list_name(row.suspension_list) for row in rows}
     )
     if not names:
         return {}
     try:
-        floor = ledger.highest_head().height
+        floor = max([ledger.highest_head().height, *(row.status_height or 0 for row in rows)])
         values, header = ledger.prove_many([f"status:{issuer}:{name}" for name in names], min_height=floor)
     except LedgerUnavailable as exc:
         raise LedgerUnreachable(

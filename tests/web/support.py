@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session, col, select
@@ -91,3 +93,11 @@ def fail_third_submit(monkeypatch: Any, ledger: Any, *, admitted: bool = False) 
 
     monkeypatch.setattr(ledger, "submit", third_fails)
     return cast(Callable[..., Any], submit)
+
+
+def old_database_url(tmp_path: Path, request: pytest.FixtureRequest, database: str) -> str:
+    """A database to make as an earlier version would have: a SQLite file, or the throwaway PostgreSQL."""
+    if database == "sqlite":
+        return f"sqlite:///{tmp_path / 'old.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

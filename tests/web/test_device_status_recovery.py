@@ -108,8 +108,9 @@ def test_a_failure_recording_a_revocation_changes_nothing_locally_and_a_retry_co
     portal: Portal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The record fails after the ledger committed: 503 ``status_not_recorded`` naming the transaction,
-    and neither the issuer's bit nor the row changed (one transaction). The retry records it, found on
-    the ledger, without another ledger transaction (it used to be refused with 409 for ever)."""
+    and neither the issuer's bit nor the row changed (one transaction). The retry records it (it used
+    to be refused with 409 for ever): its transaction is sent again (a change asked for always is; it
+    changes nothing on the ledger) and its event says the ledger showed it made already."""
     [device] = enrolled(portal)
     fail_row_update_once(monkeypatch)
     with pytest.raises(StatusNotRecorded) as failed:
@@ -125,11 +126,12 @@ def test_a_failure_recording_a_revocation_changes_nothing_locally_and_a_retry_co
     change = portal.enrolment.change(
         "revoke", [device.did], allowed=ACTIONS["revoke"], record=events_into(events)
     )
-    assert [d.status for d in change.devices] == ["revoked"] and change.txns == {}
-    assert portal.transport.posts == []  # nothing sent again
+    [again] = change.txns.values()
+    assert [d.status for d in change.devices] == ["revoked"] and again["id"] != txn
+    assert portal.transport.posts == [1]  # sent again: the ledger's state is never taken for the change
     assert recorded(portal, device) == ("revoked", True, False)
     [done] = events
-    assert (done.action, done.txn, done.requested) == ("revoke", None, True)
+    assert (done.action, done.txn, done.requested) == ("revoke", again["id"], True)
     assert done.found is not None and done.found.portal_status == "active"
 
 
@@ -155,7 +157,7 @@ def test_a_bulk_change_whose_record_fails_says_which_devices_the_ledger_changed(
     portal: Portal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bulk revoke whose record fails names every device and transaction the ledger committed; none
-    is recorded half-way; repeating the bulk revoke records them all, sending nothing again."""
+    is recorded half-way; repeating the bulk revoke records them all (its one transaction sent again)."""
     devices = enrolled(portal, 3)
     dids = [d.did for d in devices]
     fail_row_update_once(monkeypatch)
@@ -165,7 +167,7 @@ def test_a_bulk_change_whose_record_fails_says_which_devices_the_ledger_changed(
     assert all(recorded(portal, d) == ("active", False, False) for d in devices)
     portal.transport.posts.clear()
     change = portal.enrolment.change("revoke", dids, allowed=ACTIONS["revoke"])
-    assert [d.status for d in change.devices] == ["revoked"] * 3 and portal.transport.posts == []
+    assert [d.status for d in change.devices] == ["revoked"] * 3 and portal.transport.posts == [1]
     assert all(recorded(portal, d) == ("revoked", True, False) for d in devices)
 
 
@@ -184,7 +186,9 @@ def test_a_failing_record_hook_rolls_back_the_whole_record(portal: Portal) -> No
     events: list[StatusEvent] = []
     portal.enrolment.change("suspend", [device.did], allowed=ACTIONS["suspend"], record=events_into(events))
     assert recorded(portal, device) == ("suspended", False, True)
-    assert [(e.action, e.txn, e.requested) for e in events] == [("suspend", None, True)]
+    [event] = events
+    assert (event.action, event.requested) == ("suspend", True) and event.txn is not None
+    assert event.found is not None and event.found.portal_status == "active"
 
 
 # -- a busy database ----------------------------------------------------------------------------
@@ -282,7 +286,8 @@ def test_a_timed_out_suspension_that_committed_can_be_reinstated(
 def test_a_timed_out_change_repeated_completes_without_another_transaction(
     portal: Portal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Repeating a timed-out suspension after it committed records it; nothing is sent again."""
+    """Repeating a timed-out suspension after it committed records it; its transaction is sent again
+    (it used to be recorded from the ledger's state alone, which a node behind could fake)."""
     [device] = enrolled(portal)
     time_out_once(portal, monkeypatch)
     with pytest.raises(LedgerUnreachable):
@@ -290,8 +295,8 @@ def test_a_timed_out_change_repeated_completes_without_another_transaction(
     settle(portal, "1-suspension", device.status_index, 1)
     portal.transport.posts.clear()
     change = portal.enrolment.change("suspend", [device.did], allowed=ACTIONS["suspend"])
-    assert [d.status for d in change.devices] == ["suspended"] and portal.transport.posts == []
-    assert recorded(portal, device) == ("suspended", False, True)
+    assert [d.status for d in change.devices] == ["suspended"] and portal.transport.posts == [1]
+    assert recorded(portal, device) == ("suspended", False, True) and change.txns["1-suspension"]["id"]
 
 
 def test_a_timed_out_reinstatement_that_committed_can_be_suspended_again(

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from argon2.profiles import CHEAPEST
 from flask import Flask
@@ -25,12 +26,13 @@ from did_registry.node.server import NodeServer
 from tests.did_registry.ledger.conftest import Actor, new_actor
 from tests.did_registry.node.conftest import make_node
 from tests.web.support import Browser, db, portal
+from tests.web.test_status_heights import Lagging
 from wallet.enroll import enrolment_transaction
 from wallet.keystore import KDF_TESTING
 from web import audit
 from web.app import create_app
 from web.config import PortalConfig
-from web.devices_pages import DeviceQuery, device_page
+from web.devices_pages import ACTIONS, DeviceQuery, device_page
 from web.enrolment_records import DeviceProfile, DeviceRow
 from web.models import AuditEntry, Role
 from web.organisation import Organisation, Signer
@@ -426,7 +428,8 @@ def test_api_revocation_whose_audit_fails_is_a_503_and_the_retry_records_and_aud
 ) -> None:
     """The audit entry is written in the transaction of the device's new status: when it fails the API
     says the ledger committed the change (503 ``status_not_recorded``, not a 500), nothing is recorded,
-    and the retry records the revocation found on the ledger with its audit entry."""
+    and the retry records the revocation (its transaction sent again) with its audit entry, which says
+    the ledger showed it made already."""
     [did] = enrol(app)
     headers = {"Authorization": f"Bearer {token_of(Role.OPERATOR)}"}
     real, failed = audit.record, list[str]()
@@ -447,8 +450,14 @@ def test_api_revocation_whose_audit_fails_is_a_503_and_the_retry_records_and_aud
     again = client.post(f"/api/v1/devices/{did}/revoke", headers=headers)
     assert again.status_code == 200 and again.get_json()["status"] == "revoked", again.text
     assert status_of(app, did) == "revoked"
+    txn = again.get_json()["txn"]  # sent again: a change asked for always is (it changes nothing there)
     [entry] = _audit_rows(app)
-    assert (entry.action, entry.target, entry.txn_id, entry.actor) == ("device.revoke", did, None, "operator")
+    assert txn and (entry.action, entry.target, entry.txn_id, entry.actor) == (
+        "device.revoke",
+        did,
+        txn,
+        "operator",
+    )
     assert json.loads(entry.detail)["found_on_ledger"]["portal_status"] == "active"
 
 
@@ -488,3 +497,34 @@ def test_reinstating_a_suspension_the_ledger_made_after_a_timeout_is_allowed(
     assert browser.post(f"/devices/{did}/reinstate").status_code == 302
     assert status_of(app, did) == "active" and bit(app, did, "suspension") == 0
     assert [(a, t) for a, t, _ in device_audit(app)] == [("device.suspend", did), ("device.reinstate", did)]
+
+
+def test_a_device_page_read_through_a_lagging_node_never_takes_a_suspension_back(
+    app: Flask, signed_in: Signed, network: Network
+) -> None:
+    """A portal process that has seen nothing yet, whose first node is behind the block of a recorded
+    suspension (the up-to-date node slow to give its head): the device's page shows the suspension and
+    leaves the record as it is (it used to read the lagging node's bits, take the record back to active
+    and audit that as found on the ledger by 'portal')."""
+    [did] = enrol(app)
+    services = portal(app).services
+    issuer = services.organisation.did
+    lists = [f"status:{issuer}:1-revocation", f"status:{issuer}:1-suspension"]
+    router = Lagging(httpx.HTTPTransport(), network.url)
+    router.capture(lists, [*lists, f"quarantine:{did}"], single=[f"did:{did}"])  # it shows: active
+    services.enrolment.change("suspend", [did], allowed=ACTIONS["suspend"])
+    assert status_of(app, did) == "suspended"
+    genesis = services.ledger.genesis
+    services.close()  # another process: a client that has seen no block, the lagging node first
+    services._ledger = LedgerClient(["http://node-stale", network.url], genesis, transport=router)
+    services._enrolment = None
+    router.slow_head = 2.5
+    try:
+        page = signed_in(Role.AUDITOR).get(f"/devices/{did}")
+    finally:
+        router.slow_head = 0.0
+        services.close()
+        router.close()  # the client's transport does not close what it wraps
+    assert page.status_code == 200 and status_of(app, did) == "suspended"
+    assert '<span class="device-status suspended">suspended</span>' in page.text
+    assert [(a, t) for a, t, _ in device_audit(app)] == []  # the suspension was made here without audit

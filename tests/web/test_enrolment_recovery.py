@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import inspect, text, update
 from sqlmodel import Session, col, select
 
+from tests.web.support import old_database_url
 from tests.web.test_enrolment import PORTAL, PROFILE, Portal, make_portal, new_device
 from wallet.storage import IssuedCredentialRow
 from web.enrolment import Enrolment
@@ -298,11 +299,7 @@ def test_a_token_table_of_an_earlier_version_gets_the_claim_columns(
 ) -> None:
     """A database made by an earlier version has no claim columns: opening it adds them and keeps
     the rows."""
-    url = (
-        f"sqlite:///{tmp_path / 'old.db'}"
-        if database == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+    url = old_database_url(tmp_path, request, database)
     engine = open_store(url)
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE portal_provisioning_token"))
