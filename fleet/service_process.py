@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import IO, Any, Final
 import httpx
 
 from fleet.errors import FleetError
+from wallet.localnet import tied_command
 
 __all__ = ["ServiceFailed", "ServiceProcess"]
 
@@ -50,9 +50,10 @@ class ServiceProcess:
 
     def start(self, *, from_snapshot: bool = False) -> None:
         """Start the process and wait until it serves."""
-        command = [sys.executable, "-m", "fleet.service", "--name", self.name, "--port", str(self.port),
-                   "--trust", str(self.trust), "--snapshot", str(self.snapshot),
-                   "--snapshot-every", str(self.snapshot_every)]  # fmt: skip
+        # tied: the service stops once the process that started it is gone, however that ended
+        command = tied_command("fleet.service", "--name", self.name, "--port", str(self.port),
+                               "--trust", str(self.trust), "--snapshot", str(self.snapshot),
+                               "--snapshot-every", str(self.snapshot_every))  # fmt: skip
         if from_snapshot:
             command.append("--from-snapshot")
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
