@@ -234,8 +234,8 @@ class NodeService:
     def sweep_pending(self) -> int:
         """Settle transactions consensus left out: any still pending since the last sweep that the
         head no longer admits is rejected with the reason. Returns how many were rejected."""
-        rejected = 0
         with self.lock:
+            refused: dict[str, TxnRejected] = {}
             for txn_id in self._suspects:
                 txn = self._pending.get(txn_id)
                 if txn is None:
@@ -243,19 +243,13 @@ class NodeService:
                 try:
                     self._admit(txn)
                 except TxnRejected as exc:
-                    self._pending.discard(txn_id)
-                    self.app.forget([txn])
-                    self._settle_rejected(txn_id, exc)
-                    rejected += 1
-            self._suspects = set(self._pending)
-            self.counters["txns_rejected"] += rejected
-            if rejected:
-                self._committed.notify_all()
-        return rejected
+                    refused[txn_id] = exc
+            self._suspects = set(self._pending) - refused.keys()
+            return self.reject_pending(refused)
 
     def reject_pending(self, rejections: Mapping[str, TxnRejected]) -> int:
-        """Settle waiting transactions as rejected (an observer's, which every validator refused:
-        none will order them); returns how many were still waiting."""
+        """Settle waiting transactions as rejected, each with its reason (the sweep's, or an observer's
+        that every validator refused: none will order them); returns how many were still waiting."""
         rejected = 0
         with self.lock:
             for txn_id, rejection in rejections.items():
