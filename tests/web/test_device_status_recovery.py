@@ -103,6 +103,18 @@ def settle(portal: Portal, list_name: str, index: int, want: int) -> None:
         time.sleep(0.02)
 
 
+def committed_after_a_timeout(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch, action: str, list_name: str, devices: list[Any]
+) -> None:
+    """``action`` each of ``devices`` with its answer timing out, then wait until the ledger committed it."""
+    for device in devices:
+        time_out_once(portal, monkeypatch)
+        with pytest.raises(LedgerUnreachable):
+            portal.enrolment.change(action, [device.did], allowed=ACTIONS[action])
+        settle(portal, list_name, device.status_index, 1)
+        monkeypatch.undo()
+
+
 # -- a change cut short after the ledger committed it --------------------------------------------
 def test_a_failure_recording_a_revocation_changes_nothing_locally_and_a_retry_completes_it(
     portal: Portal, monkeypatch: pytest.MonkeyPatch
@@ -262,12 +274,7 @@ def test_a_timed_out_suspension_that_committed_can_be_reinstated(
     """The suspension's answer timed out and the ledger committed it later: the record still says
     active, yet reinstating is allowed by the proven state, and the events say what was found."""
     first, second = enrolled(portal, 2)
-    for device in (first, second):
-        time_out_once(portal, monkeypatch)
-        with pytest.raises(LedgerUnreachable):
-            portal.enrolment.change("suspend", [device.did], allowed=ACTIONS["suspend"])
-        settle(portal, "1-suspension", device.status_index, 1)
-        monkeypatch.undo()
+    committed_after_a_timeout(portal, monkeypatch, "suspend", "1-suspension", [first, second])
     assert recorded(portal, first) == ("active", False, False)
     change = portal.enrolment.change("reinstate", [first.did], allowed=ACTIONS["reinstate"])
     assert [d.status for d in change.devices] == ["active"]
@@ -322,12 +329,7 @@ def test_a_timed_out_revocation_refuses_a_suspension_and_is_recorded(
     """A revocation that committed after its answer timed out: suspending is refused (revocation is
     final) with nothing sent, and the portal's record is brought in line (revoked, audited by the hook)."""
     first, second = enrolled(portal, 2)
-    for device in (first, second):
-        time_out_once(portal, monkeypatch)
-        with pytest.raises(LedgerUnreachable):
-            portal.enrolment.change("revoke", [device.did], allowed=ACTIONS["revoke"])
-        settle(portal, "1-revocation", device.status_index, 1)
-        monkeypatch.undo()
+    committed_after_a_timeout(portal, monkeypatch, "revoke", "1-revocation", [first, second])
     height = portal.height()
     with pytest.raises(DeviceStateConflict, match="revoked on the ledger") as refused:
         portal.enrolment.change("suspend", [first.did], allowed=ACTIONS["suspend"])
