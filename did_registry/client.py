@@ -671,6 +671,17 @@ class LedgerClient:
                 time.sleep(0.05)  # unknown to the node yet (forwarded elsewhere): do not spin
         return [results[i] for i in txn_ids]
 
+    def statuses(self, txn_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """What the first node that answers says of each transaction now, without waiting: its
+        ``status`` is ``pending``, ``committed``, ``rejected`` or ``unknown`` (also for one the node
+        does not name). A node's word, not proven: :meth:`wait_committed` proves a commit."""
+        ids, said = list(dict.fromkeys(txn_ids)), {}
+        for start in range(0, len(ids), _STATUS_CHUNK):
+            for status in self._statuses(ids[start : start + _STATUS_CHUNK], 0.0):
+                if isinstance(status, dict) and isinstance(status.get("id"), str):
+                    said[status["id"]] = status
+        return [said.get(i) or {"id": i, "status": "unknown"} for i in txn_ids]
+
     def _statuses(self, txn_ids: Sequence[str], wait: float) -> list[dict[str, Any]]:
         """``POST /txns/status`` at the first node that answers."""
         node, response = self._request(
@@ -686,7 +697,14 @@ class LedgerClient:
         self, txns: Sequence[Transaction] | Transaction, timeout: float = 30.0
     ) -> list[dict[str, Any]]:
         """Submit, then wait for every transaction; raise :class:`TxnRejected` for a rejected one."""
-        statuses = self.wait(self.submit(txns), timeout)
+        return self.wait_committed(self.submit(txns), timeout)
+
+    def wait_committed(self, txn_ids: Sequence[str], timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait for every transaction of ``txn_ids`` to commit, each proven in a certified block;
+        raise :class:`TxnRejected` for a rejected one and :class:`LedgerUnavailable` for one not
+        committed within ``timeout``. For transactions submitted earlier (a node answered
+        ``replay``: it holds them already)."""
+        statuses = self.wait(txn_ids, timeout)
         for status in statuses:
             if status.get("status") == "rejected":
                 raise TxnRejected(

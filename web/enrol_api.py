@@ -142,7 +142,9 @@ def _audited(actor: str | None, **more: Any) -> Enrolled:
 @role_required(Role.ADMIN, Role.OPERATOR)
 def enrol_batch() -> ResponseReturnValue:
     """Enrol many devices: ``{"items": [{"token", "txn"}, ...]}`` → 200 ``{"results": [...]}``, one
-    ``{"did", "credential"}`` or problem object per item, in order."""
+    ``{"did", "credential"}`` or problem object per item, in order. An item repeating a completed
+    enrolment (the same token and device: a batch sent again after its answer was lost) gets the same
+    answer again."""
     items = _body().get("items")
     if (
         not isinstance(items, list)
@@ -163,15 +165,17 @@ def enrol_batch() -> ResponseReturnValue:
     except LedgerUnavailable as exc:
         raise ApiProblem(503, "ledger_unavailable", f"the ledger cannot be reached: {exc}") from None
     results: list[dict[str, Any]] = []
-    enrolled = 0
+    enrolled = repeated = 0  # a device repeating its completed enrolment gets the same answer again
     for outcome in outcomes:
         if isinstance(outcome, Exception):
             results.append({"status": outcome.status, "code": outcome.code, "detail": str(outcome)})
         else:
             results.append(outcome.to_json())
-            enrolled += 1
+            repeated += outcome.repeated
+            enrolled += not outcome.repeated
     audit.record("device.enrol_batch", f"{enrolled} of {len(items)}",
-                 detail={"enrolled": enrolled, "refused": len(items) - enrolled})  # fmt: skip
+                 detail={"enrolled": enrolled, "repeated": repeated,
+                         "refused": len(items) - enrolled - repeated})  # fmt: skip
     return _json({"results": results})
 
 

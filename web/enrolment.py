@@ -62,6 +62,7 @@ from web.organisation import (
     LedgerUnreachable,
     Organisation,
     PortalError,
+    committed,
     submit,
 )
 from web.provisioning import CLAIM_TIMEOUT_FLOOR, IN_CHUNK, ProvisioningTokens, new_claim_id
@@ -79,6 +80,15 @@ the devices, and if it raises, nothing of it or of them is recorded (where an au
 
 
 # -- the service -------------------------------------------------------------------------------
+def _signed_by(txn_json: object, network: str, did: str | None) -> bool:
+    """Whether ``txn_json`` is a valid enrolment transaction of ``did`` on ``network`` (its signature
+    proves the device's key again; the transaction alone is public on the ledger)."""
+    try:
+        return did is not None and check_enrolment_transaction(txn_json, network).submitter == did
+    except EnrollmentError:
+        return False
+
+
 def _may_be_anchored(outcome: object) -> bool:
     """Whether a device's creation may be on the ledger after ``outcome``: anything but a refusal
     that says it is not (a conflict or replay may be the same creation, still pending or committed)."""
@@ -150,7 +160,9 @@ class Enrolment(UndeliveredCredentials, ProvisioningTokens, DeviceStatus):
         return found
 
     # -- enrolment --------------------------------------------------------------------------
-    def _prepare(self, token: object, txn_json: object) -> tuple[ProvisioningTokenRow, Transaction]:
+    def _prepare(
+        self, token: object, txn_json: object
+    ) -> tuple[ProvisioningTokenRow, Transaction] | EnrolmentResult:
         prepared = self._prepare_many([(token, txn_json)])[0]
         if isinstance(prepared, EnrolmentError):
             raise prepared
@@ -158,32 +170,70 @@ class Enrolment(UndeliveredCredentials, ProvisioningTokens, DeviceStatus):
 
     def _prepare_many(
         self, items: Sequence[tuple[object, object]]
-    ) -> list[tuple[ProvisioningTokenRow, Transaction] | EnrolmentError]:
+    ) -> list[tuple[ProvisioningTokenRow, Transaction] | EnrolmentResult | EnrolmentError]:
         """Each item's usable token row and checked transaction, or the error naming what is wrong
-        with it (the token first, then the transaction, then a device enrolled already); nothing
-        is changed. The rows are read in a few queries for the whole batch."""
+        with it (the token first, then the transaction, then a device enrolled already), or, for a
+        device repeating its completed enrolment with the same token, the earlier result (its answer
+        was lost); nothing is changed. The rows are read in a few queries for the whole batch."""
         hashes = [token_hash(token) if isinstance(token, str) and token else "" for token, _ in items]
         rows = self._token_rows(h for h in hashes if h)
         network = self.ledger.genesis.network
-        prepared: list[tuple[ProvisioningTokenRow, Transaction] | EnrolmentError] = []
+        prepared: list[tuple[ProvisioningTokenRow, Transaction] | EnrolmentResult | EnrolmentError] = []
+        repeats: dict[int, ProvisioningTokenRow] = {}  # position -> its used token's row
         for (token, txn_json), hashed in zip(items, hashes, strict=True):
+            found = rows.get(hashed)
             try:
-                row = self._usable(token, rows.get(hashed))
+                row = self._usable(token, found)
                 try:
                     txn = check_enrolment_transaction(txn_json, network)
                 except EnrollmentError as exc:
                     raise InvalidEnrolmentRequest(exc.detail) from None
+            except TokenUsed as exc:
+                if (
+                    found is not None
+                    and found.status == "used"
+                    and _signed_by(txn_json, network, found.device_did)
+                ):
+                    repeats[len(prepared)] = found  # the same device again, if its row says so
+                prepared.append(exc)
+                continue
             except EnrolmentError as exc:
                 prepared.append(exc)
                 continue
             prepared.append((row, txn))
-        enrolled = self._enrolled(p[1].submitter for p in prepared if not isinstance(p, EnrolmentError))
+        for position, result in self._earlier_results(repeats).items():
+            prepared[position] = result
+        enrolled = self._enrolled(p[1].submitter for p in prepared if isinstance(p, tuple))
         return [
             InvalidEnrolmentRequest(f"{p[1].submitter} is enrolled already")
-            if not isinstance(p, EnrolmentError) and p[1].submitter in enrolled
+            if isinstance(p, tuple) and p[1].submitter in enrolled
             else p
             for p in prepared
         ]
+
+    def _earlier_results(self, repeats: Mapping[int, ProvisioningTokenRow]) -> dict[int, EnrolmentResult]:
+        """The earlier results of the completed enrolments ``repeats`` (used token rows whose device
+        signed the item's creation again), by position: those whose device row was recorded with
+        that token. The device rows are read in a few queries."""
+        dids = [row.device_did for row in repeats.values() if row.device_did is not None]
+        devices: dict[str, DeviceRow] = {}
+        with Session(self.engine) as session:
+            for start in range(0, len(dids), IN_CHUNK):
+                query = select(DeviceRow).where(col(DeviceRow.did).in_(dids[start : start + IN_CHUNK]))
+                devices.update((device.did, device) for device in session.exec(query).all())
+        results = {}
+        for position, row in repeats.items():
+            device = devices.get(row.device_did or "")
+            if device is not None and device.token_hash == row.token_hash:
+                results[position] = EnrolmentResult(
+                    device.did,
+                    json.loads(device.credential),
+                    device.credential_id,
+                    device.status_index,
+                    device.enrolled_at,
+                    repeated=True,
+                )
+        return results
 
     def _endorsed(self, txn: Transaction) -> Transaction:
         me = self.organisation.signer
@@ -194,29 +244,14 @@ class Enrolment(UndeliveredCredentials, ProvisioningTokens, DeviceStatus):
         record, _ = self.ledger.resolve_record(txn.submitter)
         return record is not None and record.get("txn") == txn.id
 
-    def _repeated(self, token: object, txn_json: object) -> EnrolmentResult | None:
-        """The earlier result when a device repeats its own successful enrolment (its answer was lost)."""
-        if not isinstance(token, str):
-            return None
-        with Session(self.engine) as session:
-            row = session.get(ProvisioningTokenRow, token_hash(token))
-            if row is None or row.status != "used" or row.device_did is None:
-                return None
-            try:  # the signature proves the key again; the transaction alone is public on the ledger
-                txn = check_enrolment_transaction(txn_json, self.ledger.genesis.network)
-            except EnrollmentError:
-                return None
-            device = session.get(DeviceRow, row.device_did)
-            if txn.submitter != row.device_did or device is None or device.token_hash != row.token_hash:
-                return None
-            return EnrolmentResult(
-                device.did,
-                json.loads(device.credential),
-                device.credential_id,
-                device.status_index,
-                device.enrolled_at,
-                repeated=True,
-            )
+    def _held(self, txn: Transaction) -> bool:
+        """Whether a node holds ``txn`` itself, pending or committed: what its ``replay`` refusal means
+        unless the device's nonce was used by another transaction."""
+        try:
+            [status] = self.ledger.statuses([txn.id])
+        except LedgerUnavailable as exc:
+            raise LedgerUnreachable(f"the creation of {txn.submitter}: {exc}") from None
+        return status.get("status") in ("pending", "committed")
 
     def enrol(
         self, token: str, txn_json: Mapping[str, Any], *, on_enrolled: Enrolled | None = None
@@ -227,10 +262,10 @@ class Enrolment(UndeliveredCredentials, ProvisioningTokens, DeviceStatus):
         The same device repeating its enrolment with the same token gets the same answer again; the
         same device enrolling again after an enrolment cut short (its claim abandoned) completes it.
         """
-        repeated = self._repeated(token, txn_json)
-        if repeated is not None:
-            return repeated
-        row, txn = self._prepare(token, txn_json)
+        prepared = self._prepare(token, txn_json)
+        if isinstance(prepared, EnrolmentResult):
+            return prepared
+        row, txn = prepared
         claim = new_claim_id()
         self._claim(row, txn.submitter, claim)
         reserved = True  # until a refusal says the creation is not on the ledger: kept for this device
@@ -238,7 +273,13 @@ class Enrolment(UndeliveredCredentials, ProvisioningTokens, DeviceStatus):
             try:
                 submit(self.ledger, f"the creation of {txn.submitter}", [self._endorsed(txn)], self.timeout)
             except LedgerRefused as exc:
-                if exc.rejection.code not in ("conflict", "replay") or not self._anchored_before(txn):
+                if exc.rejection.code == "replay" and self._held(txn):
+                    try:  # the ledger holds this very creation (a retry racing it): wait for it
+                        committed(self.ledger, f"the creation of {txn.submitter}", [txn.id], self.timeout)
+                    except LedgerRefused as rejected:
+                        reserved = _may_be_anchored(rejected)
+                        raise
+                elif exc.rejection.code not in ("conflict", "replay") or not self._anchored_before(txn):
                     reserved = _may_be_anchored(exc)
                     raise
             [result] = self._complete([(row, txn)], claim, on_enrolled)
@@ -272,8 +313,8 @@ class Enrolment(UndeliveredCredentials, ProvisioningTokens, DeviceStatus):
         candidates: list[tuple[int, ProvisioningTokenRow, Transaction]] = []
         dids: set[str] = set()
         for position, prepared in enumerate(self._prepare_many(items)):
-            if isinstance(prepared, EnrolmentError):
-                results[position] = prepared
+            if isinstance(prepared, (EnrolmentError, EnrolmentResult)):
+                results[position] = prepared  # an error, or a completed enrolment repeated
             elif prepared[1].submitter in dids:
                 results[position] = InvalidEnrolmentRequest(
                     f"{prepared[1].submitter} appears twice in the batch"
@@ -366,7 +407,8 @@ class Enrolment(UndeliveredCredentials, ProvisioningTokens, DeviceStatus):
         first refusal and in halves after each further one (a few refusals cost a few requests, many
         a logarithmic number each, never the rest of the chunk each). At the first conflict or replay,
         one batched proven read finds every creation of the chunk committed already (a chunk sent
-        again), and none of them is sent again."""
+        again), and none of them is sent again; one a node answers ``replay`` for and says it holds
+        pending is waited for with those admitted."""
         done = [txn.id for txn in chunk if txn.id in anchored]
         parts = [[self._endorsed(txn) for txn in chunk if txn.id not in anchored]]
         read, refusals = False, 0
@@ -397,7 +439,10 @@ class Enrolment(UndeliveredCredentials, ProvisioningTokens, DeviceStatus):
                     anchored_now = self._anchored_before(txn)
                     if anchored_now:
                         done.append(txn.id)
-                if anchored_now:  # a retry after the answer was lost: complete it
+                if not anchored_now and rejection.code == "replay" and self._held(txn):
+                    anchored_now = True  # pending: waited for with those admitted
+                    done.append(txn.id)
+                if anchored_now:  # a retry after the answer was lost, or racing it: complete it
                     parts.append(rest)
                     continue
             results[claimed[txn.id][0]] = LedgerRefused(f"the creation of {txn.submitter}", rejection)

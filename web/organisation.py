@@ -21,7 +21,8 @@ several threads of one portal never reuse a nonce.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -51,6 +52,7 @@ __all__ = [
     "LedgerRefused",
     "LedgerUnreachable",
     "Organisation",
+    "committed",
     "list_name",
     "submit",
 ]
@@ -207,8 +209,24 @@ def submit(
     A refusal raises :class:`LedgerRefused`; no answer, or no commit within ``timeout``,
     :class:`LedgerUnreachable`.
     """
-    try:
+    with _answers_of(what):
         return ledger.submit_and_wait(list(txns), timeout)
+
+
+def committed(
+    ledger: LedgerClient, what: str, txn_ids: Sequence[str], timeout: float
+) -> list[dict[str, Any]]:
+    """As :func:`submit`, for transactions the ledger holds already (a node answered ``replay``):
+    wait for each to commit, proven, within ``timeout``."""
+    with _answers_of(what):
+        return ledger.wait_committed(list(txn_ids), timeout)
+
+
+@contextmanager
+def _answers_of(what: str) -> Iterator[None]:
+    """The ledger's refusal of ``what`` as :class:`LedgerRefused`, no answer as :class:`LedgerUnreachable`."""
+    try:
+        yield
     except TxnRejected as exc:
         raise LedgerRefused(what, exc) from None
     except LedgerUnavailable as exc:
