@@ -22,6 +22,17 @@ naming the signature a device must send. When the verifier cannot decide because
 session store cannot be reached (:class:`~verifier.StoreUnavailable`), the request is answered 503
 with the problem of :func:`store_unavailable_details` (the error itself goes to ``wsgi.errors``).
 
+A request body is read only to be checked, and only up to ``max_body_bytes`` (default
+:data:`DEFAULT_MAX_BODY_BYTES`, 1 MiB). A request without ``Signature-Input`` or without
+``Signature`` is refused whatever its body, so its body is never read: it is answered the 401 (with
+the challenge) at once. A signed request whose ``Content-Length`` is over the limit is answered 413
+with the problem of :func:`body_too_large_details`, its body unread; one without ``Content-Length``
+(chunked) is read only from a server that ends the input itself (``wsgi.input_terminated``, as
+waitress and Werkzeug's server set), at most one byte past the limit, and answered the same 413 when
+it is longer; from another server it is taken as empty, as PEP 3333 has an application read no
+further than ``Content-Length``. A body within the limit is kept for the application
+(``wsgi.input`` reads it again).
+
 The target URI checked is the one the client sent (RFC 9110 §7.1): the scheme (``wsgi.url_scheme``)
 and ``Host`` with the request target as received, which WSGI servers pass on beside the decoded
 ``PATH_INFO`` (``RAW_URI``: gunicorn, Werkzeug; ``REQUEST_URI``: waitress, Werkzeug, uWSGI, mod_wsgi).
@@ -46,11 +57,15 @@ from wallet.http_signatures import HttpRequest
 __all__ = [
     "ACCEPT_SIGNATURE",
     "AUTH_SCHEME",
+    "BODY_TOO_LARGE",
+    "DEFAULT_MAX_BODY_BYTES",
     "DEVICE_KEY",
     "PROBLEM_JSON",
     "PROBLEM_BASE",
     "STORE_UNAVAILABLE",
+    "BodyTooLarge",
     "DeviceAuthMiddleware",
+    "body_too_large_details",
     "challenge_headers",
     "problem_details",
     "request_from_environ",
@@ -80,6 +95,25 @@ STORE_UNAVAILABLE: Final = "store_unavailable"
 """The ``reason`` of the 503 problem answering :class:`~verifier.StoreUnavailable`: not a
 :class:`~verifier.Reason`, since nothing was decided about the device."""
 
+BODY_TOO_LARGE: Final = "payload_too_large"
+"""The ``reason`` of the 413 problem answering a body over the limit (the portal's code for a 413):
+not a :class:`~verifier.Reason`, since nothing was decided about the device."""
+DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
+"""The largest request body (1 MiB) the middleware and :class:`verifier.flask.DeviceAuth` read to
+check, unless given another ``max_body_bytes``."""
+
+
+class BodyTooLarge(Exception):
+    """A signed request's body is over ``limit`` bytes (``length``: its ``Content-Length``, or
+    ``None`` when it came without one and more than ``limit`` bytes were read); it was not checked."""
+
+    def __init__(self, limit: int, length: int | None = None) -> None:
+        said = f"Content-Length {length}" if length is not None else "more bytes than that"
+        super().__init__(f"the request body is over the limit of {limit} bytes ({said})")
+        self.limit = limit
+        self.length = length
+
+
 _Environ = dict[str, Any]
 _StartResponse = Callable[..., Any]
 _WsgiApp = Callable[[_Environ, _StartResponse], Iterable[bytes]]
@@ -106,6 +140,26 @@ def store_unavailable_details() -> dict[str, Any]:
         "detail": "the verifier's replay or session store cannot be reached; try again later",
         "reason": STORE_UNAVAILABLE,
     }
+
+
+def body_too_large_details(limit: int) -> dict[str, Any]:
+    """The RFC 9457 problem details object (status 413) answering a body over ``limit`` bytes, with
+    ``reason`` (:data:`BODY_TOO_LARGE`) and the limit as ``max_body_bytes``."""
+    return {
+        "type": PROBLEM_BASE + BODY_TOO_LARGE,
+        "title": "Payload too large",
+        "status": 413,
+        "detail": f"the request body is over this service's limit of {limit} bytes for device requests",
+        "reason": BODY_TOO_LARGE,
+        "max_body_bytes": limit,
+    }
+
+
+def checked_body_limit(value: object) -> int:
+    """``value`` when it is a byte count (an ``int``, not below 0), else :class:`~verifier.ConfigurationError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"max_body_bytes must be a whole number of bytes, 0 or more, not {value!r}")
+    return value
 
 
 def service_audience(audience: object) -> str:
@@ -243,14 +297,46 @@ def challenge_headers(audience: str) -> list[tuple[str, str]]:
     ]
 
 
-def _read_body(environ: _Environ) -> bytes:
-    """Read the whole body and put it back, so the application can read it again."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
+def signature_sent(environ: _Environ) -> bool:
+    """Whether the request carries both ``Signature-Input`` and ``Signature``: without either it is
+    refused ``malformed`` before its body is looked at, so the body need not be read."""
+    return "HTTP_SIGNATURE_INPUT" in environ and "HTTP_SIGNATURE" in environ
+
+
+def read_at_most(stream: Any, size: int) -> bytes:
+    """Up to ``size`` bytes of ``stream``, fewer only when it ends first (a read may return less than
+    asked, so it is asked again; never for more than is still wanted)."""
+    parts: list[bytes] = []
+    wanted = size
+    while wanted > 0:
+        part = stream.read(wanted)
+        if not part:
+            break
+        parts.append(part)
+        wanted -= len(part)
+    return b"".join(parts)
+
+
+def _read_body(environ: _Environ, limit: int) -> bytes:
+    """Read the body, at most ``limit`` bytes, and put it back so the application can read it again;
+    :class:`BodyTooLarge` (nothing put back) when its ``Content-Length`` is over ``limit`` (the body
+    is not read) or, without one, more than ``limit`` bytes come (``limit`` + 1 read)."""
     stream = environ.get("wsgi.input")
-    body = stream.read(length) if stream is not None and length > 0 else b""
+    given = environ.get("CONTENT_LENGTH")
+    if given:
+        try:
+            length = int(given)
+        except ValueError:
+            length = 0
+        if length > limit:
+            raise BodyTooLarge(limit, length)
+        body = read_at_most(stream, length) if stream is not None and length > 0 else b""
+    elif stream is not None and "wsgi.input_terminated" in environ:
+        body = read_at_most(stream, limit + 1)
+        if len(body) > limit:
+            raise BodyTooLarge(limit)
+    else:  # PEP 3333: without Content-Length, read nothing from a server that does not end the input
+        body = b""
     environ["wsgi.input"] = io.BytesIO(body)
     return body
 
@@ -259,7 +345,9 @@ class DeviceAuthMiddleware:
     """WSGI middleware letting in only authenticated devices under ``paths`` (see the module docstring).
 
     ``audience`` is the service's own origin or authority, which each request's must be (see
-    :meth:`~verifier.Verifier.authenticate_request`); ``paths`` are path prefixes (default: every path).
+    :meth:`~verifier.Verifier.authenticate_request`); ``paths`` are path prefixes (default: every path);
+    ``max_body_bytes`` is the largest body read to be checked (default :data:`DEFAULT_MAX_BODY_BYTES`,
+    1 MiB): a larger one is answered 413 (see the module docstring).
     """
 
     def __init__(
@@ -269,6 +357,7 @@ class DeviceAuthMiddleware:
         *,
         audience: str,
         paths: Sequence[str] = ("/",),
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if isinstance(paths, str):
             raise TypeError("paths is a sequence of path prefixes, not one string")
@@ -276,6 +365,7 @@ class DeviceAuthMiddleware:
         self.verifier = verifier
         self.paths = tuple(paths)
         self.audience = service_audience(audience)
+        self.max_body_bytes = checked_body_limit(max_body_bytes)
         self._challenge = challenge_headers(self.audience)
 
     def _protects(self, environ: _Environ) -> bool:
@@ -287,7 +377,10 @@ class DeviceAuthMiddleware:
     def __call__(self, environ: _Environ, start_response: _StartResponse) -> Iterable[bytes]:
         """Authenticate the request (if its path is protected), then pass it on or answer the refusal."""
         if self._protects(environ):
-            body = _read_body(environ)
+            try:  # an unsigned request is refused whatever its body: it is not read
+                body = _read_body(environ, self.max_body_bytes) if signature_sent(environ) else b""
+            except BodyTooLarge as exc:
+                return _problem(start_response, body_too_large_details(exc.limit), [])
             try:
                 request = request_from_environ(environ, body)
                 environ[DEVICE_KEY] = self.verifier.authenticate_request(request, self.audience)
@@ -312,4 +405,9 @@ def _problem(
     return [body]
 
 
-_PHRASES: Final = {401: "Unauthorized", 403: "Forbidden", 503: "Service Unavailable"}
+_PHRASES: Final = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    413: "Content Too Large",
+    503: "Service Unavailable",
+}
