@@ -142,7 +142,7 @@ def serve_command(
     secure_cookies: bool | None,
 ) -> None:
     """Serve the portal with waitress until interrupted (a genesis file that is no genesis stops it first)."""
-    from web.server import serve
+    from web.server import limits_for, serve
 
     config = _config(
         instance_path=instance_path,
@@ -156,7 +156,7 @@ def serve_command(
         click.echo("warning: serving beyond loopback without --secure-cookies; put TLS in front", err=True)
     app = _app(config)
     try:
-        serve(app, host, port)
+        serve(app, host, port, limits=limits_for(config.trusted_proxies))
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 

@@ -97,7 +97,7 @@ def enrol() -> ResponseReturnValue:
     (:func:`web.ratelimit.begin_attempt`), so requests sent together cannot all be checked; it stays
     counted when the token or transaction is refused or the enrolment is repeated, and is forgotten
     otherwise (enrolled, a malformed body, the ledger unavailable)."""
-    keys = [f"enrol:{(request.remote_addr or 'unknown')[:150]}"]
+    keys = [ratelimit.enrol_key(request.remote_addr)]
     attempt = _begin_attempt(keys)
     failed = False  # whether the attempt stays counted, as a refusal
     try:

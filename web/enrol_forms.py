@@ -2,9 +2,9 @@
 
 A device profile is a model, a firmware version and further claims (attributes), given as
 ``key=value`` lines or as one JSON object. A CSV batch has a header row with ``model`` and
-``firmware`` and any further columns as attributes (an empty cell leaves that attribute out); each
-row becomes one provisioning token. Every input is checked before anything is created: a refusal
-names the field, or the CSV row, that was wrong.
+``firmware`` and any further columns as attributes (an empty cell leaves that attribute out), at most
+:data:`MAX_CSV_COLUMNS` columns in all; each row becomes one provisioning token. Every input is
+checked before anything is created: a refusal names the field, or the CSV row, that was wrong.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -21,6 +22,7 @@ from web.enrolment_records import DeviceProfile, EnrolmentError
 __all__ = [
     "MAX_TOKENS",
     "MAX_VALIDITY_HOURS",
+    "MAX_CSV_COLUMNS",
     "FormError",
     "CsvErrors",
     "parse_profile",
@@ -36,6 +38,9 @@ MAX_VALIDITY_HOURS: Final = 24 * 365
 """The longest lifetime of a provisioning token (a year)."""
 _MAX_TEXT: Final = 200
 _MAX_ATTRIBUTES: Final = 50
+MAX_CSV_COLUMNS: Final = 2 + _MAX_ATTRIBUTES
+"""The most columns a CSV batch's header names: ``model``, ``firmware`` and the most attributes a
+device profile holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +156,11 @@ def parse_csv(data: bytes) -> list[DeviceProfile]:
         raise CsvErrors([(1, "the file is empty: it needs a header row with model and firmware")]) from None
     except csv.Error as exc:
         raise CsvErrors([(1, f"not CSV: {exc}")]) from None
+    if len(header) > MAX_CSV_COLUMNS:  # before anything else looks at the names
+        many = f"the header names {len(header):,} columns, more than the {MAX_CSV_COLUMNS} allowed"
+        raise CsvErrors([(1, f"{many} (model, firmware and at most {_MAX_ATTRIBUTES} attributes)")])
     problems = [n for n in ("model", "firmware") if n not in header]
-    duplicates = sorted({n for n in header if header.count(n) > 1})
+    duplicates = sorted(n for n, times in Counter(header).items() if times > 1)
     if problems or duplicates or "" in header:
         reasons = [f"the header needs a {n!r} column" for n in problems]
         reasons += [f"the header repeats {n!r}" for n in duplicates]

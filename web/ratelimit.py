@@ -2,11 +2,16 @@
 
 A sign-in is counted under three keys, each with its own limit:
 
-- ``pair:<digest>``, one username tried from one client address: ``login_max_failures``;
-- ``addr:<address>``, one address whatever the names: ``login_max_failures``;
+- ``pair:<digest>``, one username tried from one client: ``login_max_failures``;
+- ``addr:<client>``, one client whatever the names: ``login_max_failures``;
 - ``user:<name>``, one username from every address together: ``login_user_limit`` (by default ten
   times ``login_max_failures``), so a guesser spread over many addresses is stopped, while one
   guessing from a few addresses cannot lock the owner out: the owner's own address stays open.
+
+A *client* is what :func:`client` makes of the request's address: an IPv4 address; an IPv6 address's
+/64 network, since one host (a home line, a server, a phone) is commonly given a whole /64 and could
+otherwise count as 2^64 clients; an IPv4-mapped IPv6 address (``::ffff:192.0.2.1``) as its IPv4
+address. The enrolment API's limit (``enrol:<client>``, :func:`enrol_key`) counts clients the same way.
 
 Failures are kept in the database table ``portal_login_failure``, so every worker thread and process
 of one portal shares the count and it survives a restart. While a key is limited no password is
@@ -25,11 +30,12 @@ The same limit guards the current password asked when changing one's password (`
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from sqlmodel import Session, col, delete, func, select
 
@@ -37,9 +43,12 @@ from web.models import LoginFailure
 
 __all__ = [
     "Limits",
+    "IPV6_PREFIX",
+    "client",
     "user_key",
     "address_key",
     "pair_key",
+    "enrol_key",
     "login_limits",
     "retry_after",
     "begin_attempt",
@@ -60,19 +69,41 @@ def user_key(username: str) -> str:
     return "user:" + username[:150]
 
 
+IPV6_PREFIX: Final = 64
+"""The length of the IPv6 network a limit counts as one client."""
+
+
+def client(address: str | None) -> str:
+    """The client a limit counts for a request's ``address``: an IPv4 address as it is
+    (``192.0.2.1``); an IPv6 address as its :data:`IPV6_PREFIX` network (``2001:db8:1:2::/64``, its
+    zone left out); an IPv4-mapped IPv6 address (``::ffff:192.0.2.1``) as its IPv4 address; anything
+    else (no address, a Unix socket's name) as given, at most 150 characters (``unknown`` for none)."""
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return (address or "unknown")[:150]
+    if isinstance(parsed, ipaddress.IPv4Address):
+        return str(parsed)
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    host_bits = 128 - IPV6_PREFIX
+    return str(ipaddress.IPv6Network((int(parsed) >> host_bits << host_bits, IPV6_PREFIX)))
+
+
 def address_key(address: str | None) -> str:
-    """The rate-limit key of a client address."""
-    return "addr:" + _address(address)
+    """The rate-limit key of a client address: of its :func:`client`."""
+    return "addr:" + client(address)
 
 
-def _address(address: str | None) -> str:
-    return (address or "unknown")[:150]
+def enrol_key(address: str | None) -> str:
+    """The enrolment API's rate-limit key of a client address: of its :func:`client`."""
+    return "enrol:" + client(address)
 
 
 def pair_key(username: str, address: str | None) -> str:
-    """The rate-limit key of a username tried from a client address: a digest of the two, which are
-    free text (a name may hold any character, an IPv6 address holds colons)."""
-    both = json.dumps([username[:150], _address(address)])
+    """The rate-limit key of a username tried from a client address (its :func:`client`): a digest of
+    the two, which are free text (a name may hold any character, an IPv6 network holds colons)."""
+    both = json.dumps([username[:150], client(address)])
     return "pair:" + hashlib.sha256(both.encode()).hexdigest()
 
 

@@ -38,7 +38,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -78,7 +78,10 @@ __all__ = [
     "DEFAULT_MAX_STREAMS",
     "DEFAULT_MAX_WAITS",
     "MIN_FREE_THREADS",
+    "BoundedServer",
+    "LimitedServer",
     "NodeServer",
+    "limited_server",
     "serve",
     "serving_collector",
 ]
@@ -165,37 +168,45 @@ def _host(addr: Any) -> str:
     return str(addr[0]) if isinstance(addr, tuple) and addr else str(addr)
 
 
-_REFUSED_BODY: Final = json.dumps(
-    {
-        "type": PROBLEM_BASE + "overloaded",
-        "title": "Node overloaded",
-        "status": 503,
-        "detail": "too many connections from this address",
-        "code": "overloaded",
-    }
-).encode()
-_REFUSED: Final = (
-    f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {PROBLEM_JSON}\r\n"
-    f"Retry-After: {RETRY_AFTER_S}\r\nConnection: close\r\nContent-Length: {len(_REFUSED_BODY)}\r\n\r\n"
-).encode() + _REFUSED_BODY
+def _refused_answer(title: str) -> bytes:
+    """The 503 ``overloaded`` answer (RFC 9457 problem, titled ``title``) to a connection over the cap."""
+    body = json.dumps(
+        {
+            "type": PROBLEM_BASE + "overloaded",
+            "title": title,
+            "status": 503,
+            "detail": "too many connections from this address",
+            "code": "overloaded",
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {PROBLEM_JSON}\r\n"
+        f"Retry-After: {RETRY_AFTER_S}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 class _Channel(HTTPChannel):
     """A connection that remembers when its current request began and when it last went idle, which
     the server's maintenance pass holds against :class:`ConnectionLimits`; bytes do not reset them."""
 
-    server: _Server
+    server: LimitedServer
     _counted = False
 
     def __init__(
-        self, server: _Server, sock: socket.socket, addr: Any, adj: Adjustments, map: _SocketMap | None = None
+        self,
+        server: LimitedServer,
+        sock: socket.socket,
+        addr: Any,
+        adj: Adjustments,
+        map: _SocketMap | None = None,
     ) -> None:
         super().__init__(server, sock, addr, adj, map)
         self.began = self.idle_since = self.creation_time
         self.served = False
         self.arrived = 0  # bytes of the request arriving (its deadline moves on with them)
         self._timed: object | None = None
-        self._host = _host(addr)
+        self._host = server.client_of(_host(addr))
         self._counted = server.count_in(self._host)
 
     def received(self, data: bytes) -> bool:
@@ -237,13 +248,25 @@ class _Channel(HTTPChannel):
             self.will_close = True
 
 
-class _Server(TcpWSGIServer):
-    """Waitress's TCP server with a per-address cap at accept and deadlines in its maintenance pass."""
+class LimitedServer(TcpWSGIServer):
+    """Waitress's TCP server with a per-client cap at accept and deadlines in its maintenance pass.
+
+    ``client_of`` maps a peer's address to the client it counts for (by default the address itself);
+    a connection over the cap is answered 503 ``overloaded``, titled ``overloaded_title``."""
 
     channel_class = _Channel
 
-    def __init__(self, *args: Any, limits: ConnectionLimits, **kw: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        limits: ConnectionLimits,
+        client_of: Callable[[str], str] = str,
+        overloaded_title: str = "Node overloaded",
+        **kw: Any,
+    ) -> None:
         self.limits = limits
+        self.client_of = client_of
+        self._refused = _refused_answer(overloaded_title)
         self._lock = threading.Lock()
         self._by_host: dict[str, int] = {}
         self._capped: set[str] = set()
@@ -273,7 +296,7 @@ class _Server(TcpWSGIServer):
         if pair is None:
             return None
         conn, addr = pair
-        host = _host(addr)
+        host = self.client_of(_host(addr))
         with self._lock:
             full = self._by_host.get(host, 0) >= self.limits.per_address
             first = full and host not in self._capped
@@ -285,7 +308,7 @@ class _Server(TcpWSGIServer):
             _log.warning("%s holds %d connections: refusing more", host, self.limits.per_address)
         try:
             conn.setblocking(False)
-            conn.send(_REFUSED)
+            conn.send(self._refused)
         except OSError:
             pass
         conn.close()
@@ -300,7 +323,94 @@ class _Server(TcpWSGIServer):
                 channel.enforce(now, self.limits)
 
 
-class NodeServer:
+def limited_server(
+    app: Flask,
+    listener: socket.socket,
+    socket_map: dict[int, Any],
+    *,
+    threads: int,
+    limits: ConnectionLimits,
+    ident: str,
+    max_body_bytes: int,
+    client_of: Callable[[str], str] = str,
+    overloaded_title: str = "Node overloaded",
+) -> LimitedServer:
+    """Waitress serving ``app`` on the bound ``listener`` (its channels in ``socket_map``, which
+    :func:`waitress.wasyncore.close_all` closes to stop it) with ``threads`` workers, its connections
+    bounded by ``limits`` (counted per ``client_of`` the peer's address), bodies of more than
+    ``max_body_bytes`` refused 413 before they are read, headers over :data:`MAX_HEADER_BYTES` 431."""
+    adj = Adjustments(
+        sockets=[listener],
+        threads=threads,
+        ident=ident,
+        connection_limit=limits.connections,
+        channel_timeout=math.ceil(limits.idle_timeout_s),
+        cleanup_interval=_MAINTENANCE_S,
+        max_request_body_size=max_body_bytes + 1,  # waitress refuses a body of at least this size
+        max_request_header_size=MAX_HEADER_BYTES,
+        asyncore_use_poll=True,  # select() cannot watch descriptors from 1024 on
+    )
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(threads)
+    return LimitedServer(
+        app,
+        socket_map,
+        _sock=listener,
+        dispatcher=dispatcher,
+        adj=adj,
+        bind_socket=False,
+        sockinfo=(listener.family, listener.type, listener.proto, listener.getsockname()),
+        limits=limits,
+        client_of=client_of,
+        overloaded_title=overloaded_title,
+    )
+
+
+class BoundedServer:
+    """``app`` served by waitress on ``host:port`` (0: any free port; :attr:`port` is the real one),
+    bound when made, its connections bounded by ``limits`` (:class:`ConnectionLimits`' defaults
+    unless given) as :func:`limited_server` does."""
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        host: str,
+        port: int,
+        threads: int,
+        limits: ConnectionLimits | None,
+        ident: str,
+        max_body_bytes: int,
+        client_of: Callable[[str], str] = str,
+        overloaded_title: str = "Node overloaded",
+    ) -> None:
+        self.limits = (limits or ConnectionLimits()).within_fd_limit()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.create_server((host, port), family=family, backlog=1024)
+        self.host, self.port = host, int(listener.getsockname()[1])
+        self._map: dict[int, Any] = {}
+        self._server = limited_server(
+            app, listener, self._map, threads=threads, limits=self.limits, ident=ident,
+            max_body_bytes=max_body_bytes, client_of=client_of, overloaded_title=overloaded_title,
+        )  # fmt: skip
+        self._stop_requested = threading.Event()
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def request_stop(self) -> None:
+        """Ask the server to stop (returns at once; safe from a signal handler or another thread)."""
+        if self._stop_requested.is_set():
+            return
+        self._stop_requested.set()
+        trigger = cast(Any, self._server).trigger
+        trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+
+
+class NodeServer(BoundedServer):
     """The node API on ``host:port`` (loopback by default), with the service's block producer;
     ``limits`` bound its connections (:class:`ConnectionLimits`' defaults unless given)."""
 
@@ -324,44 +434,13 @@ class NodeServer:
         self.service = service
         self.app = app if app is not None else create_app(service)
         limit_held_threads(self.app, streams=max_streams, waits=max_waits)
-        self.limits = (limits or ConnectionLimits()).within_fd_limit()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.create_server((host, port), family=family, backlog=1024)
-        self.host, self.port = host, int(listener.getsockname()[1])
-        self._map: dict[int, Any] = {}
-        adj = Adjustments(
-            sockets=[listener],
-            threads=threads,
-            ident="trellis",
-            connection_limit=self.limits.connections,
-            channel_timeout=math.ceil(self.limits.idle_timeout_s),
-            cleanup_interval=_MAINTENANCE_S,
-            max_request_body_size=MAX_BODY_BYTES + 1,  # waitress refuses a body of at least this size
-            max_request_header_size=MAX_HEADER_BYTES,
-            asyncore_use_poll=True,  # select() cannot watch descriptors from 1024 on
-        )
-        dispatcher = ThreadedTaskDispatcher()
-        dispatcher.set_thread_count(threads)
-        self._server = _Server(
-            self.app,
-            self._map,
-            _sock=listener,
-            dispatcher=dispatcher,
-            adj=adj,
-            bind_socket=False,
-            sockinfo=(listener.family, listener.type, listener.proto, listener.getsockname()),
-            limits=self.limits,
-        )
+        super().__init__(
+            self.app, host=host, port=port, threads=threads, limits=limits, ident="trellis",
+            max_body_bytes=MAX_BODY_BYTES,
+        )  # fmt: skip
         self._thread: threading.Thread | None = None
-        self._stop_requested = threading.Event()
         self._serving = threading.Event()
         self._stopped = threading.Event()
-
-    @property
-    def url(self) -> str:
-        """The base URL clients use."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
     def serve_forever(self) -> None:
         """Run the block producer and serve until :meth:`request_stop`; then stop the service."""
@@ -379,14 +458,6 @@ class NodeServer:
         """Serve in a background thread."""
         self._thread = threading.Thread(target=self.serve_forever, name="node-server", daemon=True)
         self._thread.start()
-
-    def request_stop(self) -> None:
-        """Ask the server to stop (returns at once; safe from a signal handler or another thread)."""
-        if self._stop_requested.is_set():
-            return
-        self._stop_requested.set()
-        trigger = cast(Any, self._server).trigger
-        trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop and wait until the server and the service have stopped (or ``timeout`` passes)."""
