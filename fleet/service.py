@@ -7,7 +7,8 @@ that it can start again while the ledger is unreachable (``--from-snapshot``).
 
 Routes:
 
-- ``GET /auth/challenge``: a single-use challenge for this service's audience;
+- ``GET /auth/challenge``: a single-use challenge for this service's audience (503 with ``Retry-After``
+  while the nonce store holds as many outstanding challenges as it allows, or cannot be reached);
 - ``POST /auth/presentation``: a presentation answering it; the answer holds the session offer;
 - ``POST /readings``: a reading, as an RFC 9421 signed request (``ed25519`` with the device's
   credential in ``Device-Credential``, or ``hmac-sha256`` within a session);
@@ -41,18 +42,57 @@ from typing import Any, Final
 import flask
 
 from verifier import NetworkTrust, Policy, Verifier
-from verifier.errors import Reason, Refused
+from verifier.errors import Reason, Refused, StoreUnavailable
+from verifier.replay import ChallengeLimitReached
 from verifier.sessions import MemorySessionStore
-from verifier.wsgi import PROBLEM_JSON, challenge_headers, problem_details, request_from_environ
+from verifier.wsgi import (
+    PROBLEM_BASE,
+    PROBLEM_JSON,
+    challenge_headers,
+    problem_details,
+    request_from_environ,
+    store_unavailable_details,
+)
 from web.server import serve
 
-__all__ = ["SUSPECT_AFTER", "VIEW_HEIGHT", "ServiceState", "create_service", "main", "edge_policy"]
+__all__ = [
+    "CHALLENGES_EXHAUSTED",
+    "SUSPECT_AFTER",
+    "VIEW_HEIGHT",
+    "ServiceState",
+    "create_service",
+    "main",
+    "edge_policy",
+]
 
 VIEW_HEIGHT: Final = "Trellis-View-Height"
 """The response header naming the height the verifier had applied when the request arrived."""
 SUSPECT_AFTER: Final = 3
 """Refusals for replayed requests (the DID proven by their signature) after which a device is a suspect."""
 _SUSPICIOUS: Final = frozenset({Reason.REPLAYED})
+CHALLENGES_EXHAUSTED: Final = "challenges_exhausted"
+"""The ``reason`` of the 503 answering ``GET /auth/challenge`` while the nonce store holds as many
+outstanding challenges as it allows (:class:`~verifier.replay.ChallengeLimitReached`)."""
+
+
+def _unavailable(exc: StoreUnavailable) -> flask.Response:
+    """The 503 problem answering a request the nonce or session store could not serve, with
+    ``Retry-After``: the exception's ``retry_after`` when the store holds all the challenges it
+    allows (a challenge asked for), else one second."""
+    if isinstance(exc, ChallengeLimitReached):
+        details: dict[str, Any] = {
+            "type": PROBLEM_BASE + CHALLENGES_EXHAUSTED,
+            "title": "Challenges exhausted",
+            "status": 503,
+            "detail": "too many challenges are outstanding; try again later (signed requests are served)",
+            "reason": CHALLENGES_EXHAUSTED,
+        }
+        retry_after = exc.retry_after
+    else:
+        details, retry_after = store_unavailable_details(), 1
+    return flask.Response(
+        json.dumps(details), status=503, mimetype=PROBLEM_JSON, headers=[("Retry-After", str(retry_after))]
+    )
 
 
 def edge_policy() -> Policy:
@@ -123,6 +163,9 @@ def create_service(state: ServiceState, audience: str, snapshot: Path | None = N
             device = check()
         except Refused as refused:
             return problem(refused, height)
+        except StoreUnavailable as exc:  # nothing was decided about the device
+            app.logger.warning("no decision: %s", exc)
+            return _unavailable(exc)
         state.note(None)
         response = flask.jsonify(answer(device))
         response.headers[VIEW_HEIGHT] = str(height)
@@ -130,7 +173,12 @@ def create_service(state: ServiceState, audience: str, snapshot: Path | None = N
 
     @app.get("/auth/challenge")
     def challenge() -> flask.Response:
-        return flask.jsonify(verifier.challenge(audience))
+        try:
+            issued = verifier.challenge(audience)
+        except StoreUnavailable as exc:
+            app.logger.warning("no challenge issued: %s", exc)
+            return _unavailable(exc)
+        return flask.jsonify(issued)
 
     @app.post("/auth/presentation")
     def presentation() -> flask.Response:

@@ -5,6 +5,13 @@ reads). The verifier keeps it in its :class:`~verifier.replay.NonceStore` with :
 answer :meth:`take` s it: a nonce is answered once, whatever the outcome. The store holds it a
 little past its expiry, so that a late answer is told ``challenge_expired`` rather than
 ``challenge_unknown``.
+
+Anyone may ask for a challenge, before proving anything, so the store bounds the challenges it holds
+apart from everything else (``max_challenges`` of :class:`~verifier.replay.MemoryNonceStore` and
+:class:`~verifier.replay.RedisNonceStore`, 100,000 by default): when that many are outstanding,
+:func:`issue_challenge` raises :class:`~verifier.replay.ChallengeLimitReached` (a
+:class:`~verifier.errors.StoreUnavailable`, answered 503 with its ``retry_after``) and the used
+signature nonces of devices keep their room.
 """
 
 from __future__ import annotations
@@ -17,12 +24,16 @@ from typing import Any, Final
 
 from did_registry.identity.timestamps import format_timestamp
 from verifier.errors import Reason, Refused
-from verifier.replay import NonceStore
+from verifier.replay import CHALLENGE_NAMESPACE, ChallengeLimitReached, NonceStore
 
-__all__ = ["CHALLENGE_NAMESPACE", "IssuedChallenge", "issue_challenge", "redeem_challenge"]
+__all__ = [
+    "CHALLENGE_NAMESPACE",
+    "ChallengeLimitReached",
+    "IssuedChallenge",
+    "issue_challenge",
+    "redeem_challenge",
+]
 
-CHALLENGE_NAMESPACE: Final = "challenge"
-"""The nonce store namespace of issued challenges."""
 _NONCE_BYTES: Final = 32
 _MAX_NONCE: Final = 128
 
@@ -47,7 +58,9 @@ class IssuedChallenge:
 def issue_challenge(
     store: NonceStore, audience: str, *, now: float, ttl: float, grace: float
 ) -> IssuedChallenge:
-    """Make a fresh challenge for ``audience`` valid ``ttl`` seconds, held ``grace`` seconds longer."""
+    """Make a fresh challenge for ``audience`` valid ``ttl`` seconds, held ``grace`` seconds longer.
+
+    Raises :class:`ChallengeLimitReached` when the store holds as many challenges as it allows."""
     if not isinstance(audience, str) or not audience:
         raise Refused(Reason.MALFORMED, "a challenge needs a non-empty audience")
     # A whole-second expiry, so that the RFC 3339 text the device reads says exactly when it ends.

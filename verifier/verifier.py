@@ -17,6 +17,7 @@ quarantine list holds ledger DIDs), and their documents are resolved on every au
 from __future__ import annotations
 
 import contextlib
+import heapq
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,27 +46,48 @@ from wallet.errors import InvalidSharedSecret, VerificationFailed
 from wallet.http_signatures import HttpRequest
 from wallet.proofs.eddsa_jcs_2022 import verify_proof
 
-__all__ = ["SESSIONS_PER_DEVICE", "AuthenticatedDevice", "CredentialSummary", "Verifier"]
+__all__ = [
+    "SESSIONS_PER_DEVICE",
+    "WATCHED_DEVICES_MAX",
+    "AuthenticatedDevice",
+    "CredentialSummary",
+    "Verifier",
+]
 
 SESSIONS_PER_DEVICE: Final = 4
 """Live sessions a device may hold, opened by one verifier process: each full authentication opens a
 new one, so opening one more ends the device's oldest (later requests in it are told ``session_ended``,
 "superseded by a newer session of the device"). A device uses the session of its latest offer; the
 few older ones kept cover requests already in flight. Without this one device could fill the store."""
+WATCHED_DEVICES_MAX: Final = 1_000_000
+"""Devices with live sessions opened by one verifier process that it follows (to end their sessions
+when their ledger records change): about 1 KB each. Beyond it a device that authenticates fully is let
+in without a session offer (noted in ``Verifier.session_errors``), as when the session store is full.
+A device is followed until its last session from this process expires or is ended."""
+_SWEEP_STEP: Final = 64  # expired devices dropped per session opened (a block drops them all)
+_SWEEP_CHUNK: Final = 1024  # expired devices dropped per hold of the lock when a block is applied
+
+_StatusRef = tuple[str, str, int]  # (issuer, status list, index) of a credential's status entry
+_Opened = tuple[float, tuple[_StatusRef, ...]]  # a session's expiry and its credential's status entries
 
 
 class Verifier:
     """Authenticates devices (see the module docstring).
 
     ``nonces`` holds issued challenges and used signature nonces (in memory by default; use a
-    :class:`~verifier.replay.RedisNonceStore` to share them between processes). ``sessions``
+    :class:`~verifier.replay.RedisNonceStore` to share them between processes); both stores bound
+    the challenges apart (``max_challenges``), so that a flood of them cannot crowd out the signature
+    nonces. ``sessions``
     enables sessions. ``clock`` gives Unix seconds. ``follow`` starts one background thread per
     network that follows its certified header stream; call :meth:`close` to stop them.
 
     A session store that cannot take a session (a full :class:`~verifier.MemorySessionStore`, an
     unreachable Redis) does not refuse the device: it is let in without a session offer, and
     authenticates fully on its next request; ``session_errors`` keeps the last 100 such failures.
-    Each device holds at most :data:`SESSIONS_PER_DEVICE` sessions opened by this process.
+    Each device holds at most :data:`SESSIONS_PER_DEVICE` sessions opened by this process, and the
+    process follows (to end them on ledger changes) the sessions of at most
+    :data:`WATCHED_DEVICES_MAX` devices; a device is forgotten once its sessions expire (on the next
+    block, or a little at a time as sessions open) or are ended.
     """
 
     def __init__(
@@ -89,8 +111,12 @@ class Verifier:
         if len(self.networks) != len(networks):
             raise ConfigurationError("networks: a network is listed twice")
         self._watch_lock = threading.Lock()
+        # devices by the status entries (issuer, list) -> index -> DIDs of the live sessions below
         self._watched: dict[tuple[str, str], dict[int, set[str]]] = {}
-        self._sessions_of: dict[str, dict[str, float]] = {}  # sessions this process opened: expiry by id
+        # the live sessions this process opened: DID -> session id -> (expiry, status entries)
+        self._sessions_of: dict[str, dict[str, _Opened]] = {}
+        # (expiry, DID) for each session opened (or one per DID, the latest, after a compaction)
+        self._expiring: list[tuple[float, str]] = []
         self._report_nonces = ReportNonces()
         self.session_errors: list[str] = []
         """Why sessions could not be opened or ended (a store full or unreachable), the last 100."""
@@ -162,7 +188,12 @@ class Verifier:
         return now, datetime.fromtimestamp(now, UTC)
 
     def challenge(self, audience: str) -> dict[str, Any]:
-        """A fresh single-use challenge ``{"nonce", "audience", "expires"}`` for a device to answer."""
+        """A fresh single-use challenge ``{"nonce", "audience", "expires"}`` for a device to answer.
+
+        Challenges are bounded apart in the nonce store (``max_challenges``): when that many are
+        outstanding this raises :class:`~verifier.replay.ChallengeLimitReached`, a
+        :class:`~verifier.errors.StoreUnavailable` to answer 503 with ``Retry-After: retry_after``;
+        signed requests are not affected."""
         issued = issue_challenge(
             self.nonces,
             audience,
@@ -282,6 +313,12 @@ class Verifier:
         """Store ``session`` and note when it expires; False (and no session) when a store cannot take
         it (full, or unreachable): the device is let in all the same, without a session offer."""
         assert self.sessions is not None
+        if not self._may_watch(session.did):
+            self.session_errors = [
+                *self.session_errors[-99:],
+                f"no session opened: this process follows the sessions of {WATCHED_DEVICES_MAX} devices",
+            ]
+            return False
         try:
             self.sessions.put(session)
         except StoreUnavailable as exc:
@@ -363,17 +400,34 @@ class Verifier:
         self.ledger.prefetch(dids)
 
     # -- sessions ---------------------------------------------------------------------------
+    def _may_watch(self, did: str) -> bool:
+        """Whether a new session of ``did`` can be followed (:data:`WATCHED_DEVICES_MAX`)."""
+        with self._watch_lock:
+            if did in self._sessions_of or len(self._sessions_of) < WATCHED_DEVICES_MAX:
+                return True
+            self._sweep(self.clock(), _SWEEP_STEP)
+            return len(self._sessions_of) < WATCHED_DEVICES_MAX
+
     def _watch(self, did: str, summary: CredentialSummary, session_id: str, expires_at: float) -> None:
         """Note the device's new session (for ending it on ledger changes), and end its oldest ones
         beyond :data:`SESSIONS_PER_DEVICE` opened by this process."""
         now = self.clock()
         with self._watch_lock:
-            live = {k: v for k, v in self._sessions_of.get(did, {}).items() if v > now}
-            live[session_id] = expires_at
-            superseded = [(k, live.pop(k)) for k in list(live)[: max(0, len(live) - SESSIONS_PER_DEVICE)]]
+            self._sweep(now, _SWEEP_STEP)
+            held = self._sessions_of.get(did, {})
+            live = {k: v for k, v in held.items() if v[0] > now}
+            live[session_id] = (expires_at, summary.status)
+            superseded = [(k, live.pop(k)[0]) for k in list(live)[: max(0, len(live) - SESSIONS_PER_DEVICE)]]
             self._sessions_of[did] = live
+            watched = self._watched
             for issuer, name, index in summary.status:
-                self._watched.setdefault((issuer, name), {}).setdefault(index, set()).add(did)
+                watched.setdefault((issuer, name), {}).setdefault(index, set()).add(did)
+            self._unwatch(did, _refs(held) - _refs(live))
+            expiring = self._expiring
+            heapq.heappush(expiring, (expires_at, did))
+            if len(expiring) > 2 * len(self._sessions_of) + _SWEEP_CHUNK:  # left by ended sessions
+                self._expiring = [(max(e for e, _ in s.values()), d) for d, s in self._sessions_of.items()]
+                heapq.heapify(self._expiring)
         for ended, until in superseded:  # the oldest first (dicts keep the order they were opened in)
             try:
                 _signed.remember_session(self, ended, until, "superseded by a newer session of the device")
@@ -382,9 +436,50 @@ class Verifier:
             except StoreUnavailable as exc:  # it expires in time; the new session is open meanwhile
                 self.session_errors = [*self.session_errors[-99:], f"session {ended} not ended: {exc}"]
 
+    def _sweep(self, now: float, limit: int) -> bool:
+        """Forget up to ``limit`` devices' sessions that expired by ``now`` (and stop following devices
+        left with none); True when more may be due. The caller holds ``_watch_lock``."""
+        expiring, sessions_of = self._expiring, self._sessions_of
+        for _ in range(limit):
+            if not expiring or expiring[0][0] > now:
+                return False
+            did = heapq.heappop(expiring)[1]
+            held = sessions_of.get(did)
+            if held is None:  # ended meanwhile
+                continue
+            live = {k: v for k, v in held.items() if v[0] > now}  # each has an entry still due
+            if len(live) == len(held):
+                continue
+            if live:
+                sessions_of[did] = live
+            else:
+                del sessions_of[did]
+            self._unwatch(did, _refs(held) - _refs(live))
+        return bool(expiring) and expiring[0][0] <= now
+
+    def _unwatch(self, did: str, refs: set[_StatusRef]) -> None:
+        """Stop listing ``did`` under the status entries ``refs``. The caller holds ``_watch_lock``."""
+        watched = self._watched
+        for issuer, name, index in refs:
+            indices = watched.get((issuer, name))
+            dids = None if indices is None else indices.get(index)
+            if dids is None:
+                continue
+            assert indices is not None
+            dids.discard(did)
+            if not dids:
+                del indices[index]
+                if not indices:
+                    del watched[(issuer, name)]
+
     def _on_changes(self, changes: Changes) -> None:
         if self.sessions is None:
             return
+        now = self.clock()
+        more = True
+        while more:  # expired sessions go first, in chunks, so that request threads wait little
+            with self._watch_lock:
+                more = self._sweep(now, _SWEEP_CHUNK)
         ended = set(changes.ended)
         with self._watch_lock:
             if changes.everything:
@@ -394,6 +489,8 @@ class Verifier:
                 for index in indices if watched else ():
                     assert watched is not None
                     ended |= watched.pop(index, set())
+                if watched is not None and not watched:
+                    del self._watched[key]
         for did in ended:
             self.end_sessions(did, f"the device's ledger records changed at block {changes.height}")
 
@@ -408,7 +505,9 @@ class Verifier:
         if self.sessions is None:
             return 0
         with self._watch_lock:
-            known = self._sessions_of.pop(did, {})
+            opened = self._sessions_of.pop(did, {})
+            self._unwatch(did, _refs(opened))
+        known = {k: until for k, (until, _) in opened.items()}
         if session_id is not None and expires_at is not None:
             known[session_id] = expires_at
         now = self.clock()
@@ -460,3 +559,8 @@ class Verifier:
         from verifier.snapshot import load_snapshot
 
         return load_snapshot(cls, path, networks, policy=policy, **options)
+
+
+def _refs(sessions: Mapping[str, _Opened]) -> set[_StatusRef]:
+    """The status entries of the credentials of ``sessions``."""
+    return {ref for _, status in sessions.values() for ref in status}

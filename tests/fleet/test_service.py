@@ -16,8 +16,11 @@ from fleet.metrics import Recorder
 from fleet.service import SUSPECT_AFTER, VIEW_HEIGHT, ServiceState, create_service
 from fleet.traffic import Endpoint, Traffic
 from verifier import MemorySessionStore
+from verifier.errors import StoreUnavailable
 from verifier.testing import StaticLedger
+from verifier.wsgi import PROBLEM_JSON
 from wallet.credential import build_credential, issue_credential
+from wallet.device_client import DeviceClient
 
 NETWORK = "fleet"
 URL = "http://localhost"
@@ -127,3 +130,18 @@ def test_a_401_carries_the_signature_challenge(world: World) -> None:
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("HttpMessageSignature ")
     assert '"content-digest"' in response.headers["accept-signature"]
+
+
+def test_a_store_that_cannot_be_reached_answers_503_not_500(world: World) -> None:
+    """A signed reading the nonce store cannot record (Redis down) is answered 503 with problem
+    details and Retry-After, not an internal error; nothing is counted for the device."""
+
+    def unreachable(*_: object) -> bool:
+        raise StoreUnavailable("the nonce store cannot be reached")
+
+    world.state.verifier.nonces.use = unreachable  # type: ignore[method-assign]
+    client = DeviceClient(world.device, URL, http=world.http)
+    response = client.signed_request("POST", "/readings", json={"t": 1})
+    assert (response.status_code, response.headers["content-type"]) == (503, PROBLEM_JSON)
+    assert response.headers["Retry-After"] == "1" and response.json()["reason"] == "store_unavailable"
+    assert world.state.status()["admitted"] == 0 and world.state.status()["refused"] == {}
