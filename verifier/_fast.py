@@ -20,7 +20,7 @@ from __future__ import annotations
 from binascii import b2a_base64
 from collections import OrderedDict
 from collections.abc import Mapping
-from hashlib import sha256
+from hashlib import blake2b, sha256
 from hmac import compare_digest
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -44,12 +44,14 @@ __all__ = ["MAC_STATES_KEPT", "ORIGINS_KEPT", "MacState", "authenticate_request"
 MAC_STATES_KEPT: Final = 4096
 """Session keys whose keyed HMAC-SHA256 is remembered (the most recently used)."""
 ORIGINS_KEPT: Final = 1024
-"""Request URLs whose authority and origin are remembered."""
+"""Request URLs whose authority and origin are remembered (none longer than ``_signed.URL_MEMO_MAX``)."""
 MacState: TypeAlias = "tuple[HASH, HASH]"
 """SHA-256 after HMAC's inner padded key, and after its outer padded key (RFC 2104)."""
 _REQUIRED_COMPONENTS: Final = _signed.REQUIRED_COMPONENTS
 _REQUIRED: Final = frozenset(_REQUIRED_COMPONENTS)
 _NAMESPACE: Final = _signed.SIGNATURE_NAMESPACE
+_URL_MEMO_MAX: Final = _signed.URL_MEMO_MAX
+_RECORD_MAX: Final = _signed.REPLAY_RECORD_MAX
 _BLOCK: Final = 64  # SHA-256's block size in bytes, RFC 2104's B
 _IPAD: Final = bytes(byte ^ 0x36 for byte in range(256))  # byte -> byte XOR ipad, for bytes.translate
 _OPAD: Final = bytes(byte ^ 0x5C for byte in range(256))  # byte -> byte XOR opad
@@ -104,7 +106,8 @@ def authenticate_request(
     origins = _ORIGINS.get(url)
     if origins is None:
         origins = _signed._audience_of(request)
-        remember(_ORIGINS, url, origins, ORIGINS_KEPT)
+        if len(url) <= _URL_MEMO_MAX:  # a longer one is split again each time, not kept
+            remember(_ORIGINS, url, origins, ORIGINS_KEPT)
     if audience is not None and audience != origins[0] and audience != origins[1]:
         return _signed.authenticate_request(verifier, request, audience, credential)
     target = audience or origins[1]
@@ -131,7 +134,10 @@ def authenticate_request(
     if digest != f"sha-256=:{b2a_base64(sha256(body).digest(), newline=False).decode()}:":
         _check_digest(digest, body, did)  # not the one canonical field of the body's digest
     try:  # from here on the device has proven who it is
-        if not verifier.nonces.use(_NAMESPACE, f"{keyid} {nonce}", replay_until):
+        record = f"{keyid} {nonce}"  # _signed.replay_record, inline
+        if len(record) > _RECORD_MAX:
+            record = blake2b(record.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        if not verifier.nonces.use(_NAMESPACE, record, replay_until):
             raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
         if credential is not None:
             return verifier._admit(did, entry, keyid, [credential], target, now)
@@ -145,7 +151,7 @@ def authenticate_request(
             device = admissions.device(keyid, header, entry, now)
             if device is not None:
                 return device
-        decoded = _signed._decode_credential(header)  # an object of _signed's own, which nobody changes
+        decoded = _signed._remembered_credential(header)  # an object of _signed's own, which nobody changes
         device = verifier._admit(did, entry, keyid, [decoded], target, now, remember=True)
         if remembering:
             admissions.remember_device(keyid, header, entry, decoded, device)
@@ -184,7 +190,10 @@ def _session(
     if session.audience != audience:
         return None
     try:  # from here on the device has proven who it is (it holds the session key)
-        if not verifier.nonces.use(_NAMESPACE, f"{keyid} {nonce}", replay_until):
+        record = f"{keyid} {nonce}"  # _signed.replay_record, inline
+        if len(record) > _RECORD_MAX:
+            record = blake2b(record.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        if not verifier.nonces.use(_NAMESPACE, record, replay_until):
             raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
         if did.startswith("did:trellis:"):  # session_device, with its memo read
             device = verifier._admissions.session_device(session.id, did, session.key_id)

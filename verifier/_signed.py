@@ -21,11 +21,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from hashlib import blake2b
 from typing import TYPE_CHECKING, Any, Final, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-from did_registry.bounded_cache import BoundedCache
+from did_registry.bounded_cache import BoundedCache, WeightedCache
 from did_registry.identity.crypto import Ed25519PublicKey
 from verifier._checks import AuthenticatedDevice, check_issuer_standing
 from verifier._records import AUTHENTICATION, DIDEntry
@@ -59,6 +60,7 @@ __all__ = [
     "authenticate_request",
     "dids_in",
     "encode_credential_header",
+    "replay_record",
 ]
 
 CREDENTIAL_HEADER: Final = "device-credential"
@@ -70,28 +72,64 @@ SIGNATURE_NAMESPACE: Final = "signature"
 SESSION_NAMESPACE: Final = "session-history"
 """The nonce store namespace remembering, for a while, when sessions expire and why they were ended."""
 _MAX_CREDENTIAL: Final = 64 * 1024
+URL_MEMO_MAX: Final = 2048
+"""The longest request URL whose authority and origin are remembered (longer ones are split every time)."""
 
 
 def _decode_credential(value: str) -> Any:
-    """The credential a header carries; the same header gives the same (read-only) object, so the
-    checks can remember what they verified about it (``_checks._VerifiedCredentials``)."""
-    known = _DECODED.get(value)
-    if known is not None:
-        return known
+    """The credential a ``Device-Credential`` header carries, decoded afresh: nothing is remembered
+    (:func:`dids_in` reads headers before any signature is checked; see :func:`_remembered_credential`)."""
+    return _decoded(value)[0]
+
+
+def _decoded(value: str) -> tuple[Any, bytes]:
+    """The credential a header carries, and the JSON text it was read from."""
     if len(value) > _MAX_CREDENTIAL:
         raise Refused(Reason.MALFORMED, "Device-Credential is too large")
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        return json.loads(text), text
     except (ValueError, binascii.Error) as exc:
         raise Refused(Reason.MALFORMED, f"Device-Credential is not base64url JSON: {exc}") from None
     except RecursionError:  # arrays or objects nested deeper than the parser goes
         raise Refused(Reason.MALFORMED, "Device-Credential is JSON nested too deeply") from None
-    _DECODED.put(value, decoded)
+
+
+def _remembered_credential(value: str) -> Any:
+    """The credential a header carries; the same header gives the same (read-only) object while it is
+    remembered, so the checks can remember what they verified about it (``_checks._VerifiedCredentials``).
+    Only a JSON object (what a credential is) is remembered, weighed by :func:`_weight`."""
+    known = _DECODED.get(value)
+    if known is not None:
+        return known
+    decoded, text = _decoded(value)
+    if type(decoded) is dict:
+        _DECODED.put(value, decoded, _weight(value, text))
     return decoded
 
 
-_DECODED_KEPT: Final = 4096  # the devices seen most recently; each costs a few KB, so few are kept
-_DECODED: BoundedCache[str, Any] = BoundedCache(_DECODED_KEPT)
+def _weight(header: str, text: bytes) -> int:
+    """An upper estimate of the bytes a remembered header takes, with the objects its JSON ``text``
+    decodes to (CPython 3.11, 64-bit; checked with tracemalloc against hostile shapes in
+    ``tests/verifier/test_memo_bounds.py``): 512 bytes for the entry and the objects' headers; the
+    header string; the text itself, four bytes a character if a string may be wider than Latin-1;
+    and 192 bytes an object (a dict with members takes 184), 96 an array (88 once appended to), 64 a
+    separator (an element's slot, a float, a number) and 32 a quote (two a string: its object's
+    header). A typical device credential (1.3 KB of header) weighs about 7.6 KB against some 4.4 KB
+    taken; ``[{},{},…]`` weighs 3.5 times what it takes."""
+    chars = len(text) if text.isascii() and b"\\u" not in text else 4 * len(text)
+    return (
+        512 + len(header) + chars + 192 * text.count(b"{") + 96 * text.count(b"[")
+        + 64 * text.count(b",") + 32 * text.count(b'"')
+    )  # fmt: skip
+
+
+DECODED_KEPT: Final = 4096
+"""The credential headers whose decoded credential is remembered (the devices seen most recently)."""
+DECODED_WEIGHT: Final = 32 * 1024 * 1024
+"""What those may weigh in all (:func:`_weight`, at least their bytes): some 4,400 typical credentials,
+or a handful of the largest hostile ones."""
+_DECODED: WeightedCache[str, Any] = WeightedCache(DECODED_KEPT, DECODED_WEIGHT)
 
 
 def authentication_lookup(holder: str, entry: DIDEntry) -> Any:
@@ -117,15 +155,23 @@ def check_authorized(holder: str, entry: DIDEntry, method: str) -> None:
 
 
 def _audience_of(request: HttpRequest) -> tuple[str, str]:
-    known = _AUDIENCES.get(request.url)
+    url = request.url
+    known = _AUDIENCES.get(url)
     if known is None:
-        parts = urlsplit(request.url)
-        known = (parts.netloc, f"{parts.scheme}://{parts.netloc}")
-        _AUDIENCES.put(request.url, known)
+        if len(url) <= URL_MEMO_MAX:
+            parts = urlsplit(url)
+            known = (parts.netloc, f"{parts.scheme}://{parts.netloc}")
+            _AUDIENCES.put(url, known)
+        else:  # split again each time, kept neither here nor in urlsplit's own cache
+            parts = _urlsplit_uncached(url)
+            known = (parts.netloc, f"{parts.scheme}://{parts.netloc}")
     return known
 
 
 _AUDIENCES: BoundedCache[str, tuple[str, str]] = BoundedCache(1024)  # request URL -> (authority, origin)
+_urlsplit_uncached: Callable[[str], SplitResult] = getattr(urlsplit, "__wrapped__", urlsplit)
+"""``urlsplit`` without the standard library's cache (CPython 3.11 keeps the last 128 URLs split, whatever
+their length, with their parts)."""
 
 
 def _check_times(verifier: Verifier, sig: SignatureInput, now: float) -> float:
@@ -158,10 +204,27 @@ def _verify(
         raise Refused(Reason.MALFORMED, str(exc), did=did) from None
 
 
+REPLAY_RECORD_MAX: Final = 128
+"""The longest replay record written out (a device's key id and 22-character nonce take about 70)."""
+
+
+def replay_record(keyid: str, nonce: str) -> str:
+    """What a signature's nonce is recorded as in :data:`SIGNATURE_NAMESPACE`: ``"<keyid> <nonce>"``,
+    or, when that is longer than :data:`REPLAY_RECORD_MAX` characters, its 128-bit BLAKE2b digest in
+    32 hex characters (which has no space, so it is never another signature's record written out):
+    a record takes a bounded size however long the ``keyid`` and ``nonce`` are (both are bounded only
+    by the 8 KiB ``Signature-Input``), and a device's record is the same as it always was. The fast
+    path (``_fast``) records the same value."""
+    record = f"{keyid} {nonce}"
+    if len(record) > REPLAY_RECORD_MAX:
+        record = blake2b(record.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return record
+
+
 def _use_nonce(verifier: Verifier, sig: SignatureInput, expires_at: float, did: str) -> None:
     """Use the nonce of a signature that verified (a replay names ``did``; callers mark it :func:`proven`)."""
-    assert sig.nonce is not None
-    if not verifier.nonces.use(SIGNATURE_NAMESPACE, f"{sig.keyid} {sig.nonce}", expires_at):
+    assert sig.nonce is not None and sig.keyid is not None
+    if not verifier.nonces.use(SIGNATURE_NAMESPACE, replay_record(sig.keyid, sig.nonce), expires_at):
         raise Refused(Reason.REPLAYED, "the signature's nonce was already used", did=did)
 
 
@@ -229,7 +292,7 @@ def authenticate_request(
             header = request.header(CREDENTIAL_HEADER)
             if header is None:
                 raise Refused(Reason.CREDENTIAL_MISSING, "no Device-Credential header", did=did)
-            credential = _decode_credential(header)
+            credential = _remembered_credential(header)
         return verifier._admit_now(did, entry, sig.keyid, [credential], audience or origin, remember=decoded)
     except Refused as refused:
         proven(refused, did)
@@ -353,7 +416,9 @@ def dids_in(items: Sequence[Any]) -> list[str]:
             try:
                 signatures = parse_signatures(item.headers)
                 header = item.header(CREDENTIAL_HEADER)
-                credentials = [_decode_credential(header)] if header else []
+                if header:  # read, never remembered: no signature has been checked yet
+                    known = _DECODED.get(header)
+                    credentials = [known if known is not None else _decode_credential(header)]
             except Exception:  # noqa: S112  # whatever it is, the item's own check refuses it
                 continue
             chosen = _chosen(signatures)

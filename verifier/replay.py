@@ -174,10 +174,11 @@ class MemoryNonceStore:
     are held, ``put`` of another raises :class:`ChallengeLimitReached`, so that challenges, which anyone
     may ask for, never take the last ``max_entries - max_challenges`` places from signature nonces.
 
-    Memory: about 220 bytes per record for a 22-character nonce on CPython 3.11 (measured with
-    :mod:`tracemalloc`: 147 bytes for the key tuple, the float expiry, a dict slot and a place in its
-    second's list, plus the nonce string itself; ``put`` adds its data), so a full store of a million
-    records takes roughly 220 MB.
+    Memory: about 270 bytes per record of the verifier's (a key id and a 22-character nonce, about 70
+    characters; at most about 330, since longer ones are recorded as a digest) on CPython 3.11
+    (measured with :mod:`tracemalloc`: 147 bytes for the key tuple, the float expiry, a dict slot and
+    a place in its second's list, plus the record string itself; ``put`` adds its data), so a full
+    store of a million records takes roughly 270 to 330 MB.
     """
 
     def __init__(
