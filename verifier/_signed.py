@@ -21,10 +21,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from hashlib import blake2b
 from typing import TYPE_CHECKING, Any, Final, NoReturn
-from urllib.parse import SplitResult, urlsplit
 
 from did_registry.bounded_cache import BoundedCache, WeightedCache
 from did_registry.identity.crypto import Ed25519PublicKey
@@ -40,7 +39,7 @@ from wallet.errors import (
     MissingComponent,
     SignatureMismatch,
 )
-from wallet.http_signatures import HttpRequest, SignatureInput, parse_signatures, verify_signature
+from wallet.http_signatures import HttpRequest, SignatureInput, parse_signatures, split_url, verify_signature
 
 if TYPE_CHECKING:
     from verifier.ledger_cache import LedgerCache
@@ -158,20 +157,14 @@ def _audience_of(request: HttpRequest) -> tuple[str, str]:
     url = request.url
     known = _AUDIENCES.get(url)
     if known is None:
+        parts = split_url(url)  # a long one is kept neither here nor in urlsplit's own cache
+        known = (parts.netloc, f"{parts.scheme}://{parts.netloc}")
         if len(url) <= URL_MEMO_MAX:
-            parts = urlsplit(url)
-            known = (parts.netloc, f"{parts.scheme}://{parts.netloc}")
             _AUDIENCES.put(url, known)
-        else:  # split again each time, kept neither here nor in urlsplit's own cache
-            parts = _urlsplit_uncached(url)
-            known = (parts.netloc, f"{parts.scheme}://{parts.netloc}")
     return known
 
 
 _AUDIENCES: BoundedCache[str, tuple[str, str]] = BoundedCache(1024)  # request URL -> (authority, origin)
-_urlsplit_uncached: Callable[[str], SplitResult] = getattr(urlsplit, "__wrapped__", urlsplit)
-"""``urlsplit`` without the standard library's cache (CPython 3.11 keeps the last 128 URLs split, whatever
-their length, with their parts)."""
 
 
 def _check_times(verifier: Verifier, sig: SignatureInput, now: float) -> float:

@@ -52,7 +52,7 @@ from urllib.parse import quote, urlsplit
 from verifier._signed import REQUIRED_COMPONENTS
 from verifier.errors import ConfigurationError, Reason, Refused, StoreUnavailable
 from verifier.verifier import Verifier
-from wallet.http_signatures import HttpRequest
+from wallet.http_signatures import HttpRequest, split_url
 
 __all__ = [
     "ACCEPT_SIGNATURE",
@@ -269,7 +269,7 @@ def _check_host(environ: _Environ, target: str) -> None:
     host = environ.get("HTTP_HOST")
     if not host:
         return
-    parts = urlsplit(target)
+    parts = split_url(target)
     scheme = parts.scheme.lower()
     if _authority(scheme, parts.netloc) != _authority(scheme, str(host)):
         raise Refused(

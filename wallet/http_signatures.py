@@ -23,12 +23,12 @@ from __future__ import annotations
 import binascii
 import hmac
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from http_sfv.dictionary import Dictionary
 from http_sfv.item import AllItemType, InnerList, Item
@@ -58,6 +58,7 @@ __all__ = [
     "FastSignature",
     "fast_signature_base",
     "verify_signature",
+    "split_url",
 ]
 
 SIGNATURE_ALGORITHMS: Final = ("ed25519", "hmac-sha256")
@@ -70,6 +71,17 @@ MAX_SIGNATURE_HEADER_SIZE: Final = 8192
 """Longest ``Signature-Input`` or ``Signature`` value read, in characters."""
 HMAC_MIN_KEY_SIZE: Final = 32
 """Shortest ``hmac-sha256`` key accepted, in bytes (the hash's output size, RFC 2104 §3)."""
+SPLIT_CACHED_MAX: Final = 2048
+"""The longest URL :func:`split_url` lets the standard library's cache keep."""
+_urlsplit_uncached: Callable[[str], SplitResult] = getattr(urlsplit, "__wrapped__", urlsplit)
+
+
+def split_url(url: str) -> SplitResult:
+    """:func:`urllib.parse.urlsplit`, but a URL longer than :data:`SPLIT_CACHED_MAX` characters is
+    split without the standard library's cache (CPython keeps the last 128 URLs split, whatever their
+    length: a sender's long URLs would stay in memory)."""
+    return urlsplit(url) if len(url) <= SPLIT_CACHED_MAX else _urlsplit_uncached(url)
+
 
 _SIGNATURE_PARAMS: Final = {
     "created": int,
@@ -224,7 +236,7 @@ def _derived_value(request: HttpRequest, item: Item, spec: str) -> str:
     if name == "@target-uri":
         return request.url
     try:
-        parts = urlsplit(request.url)
+        parts = split_url(request.url)
     except ValueError:
         parts = urlsplit("")
     if not parts.scheme or not parts.netloc:
