@@ -6,8 +6,14 @@ older than the policy's ``max_staleness``; refused as ``too_stale`` when no node
 
 A key id missing from a cached ``did:trellis`` document makes the view read that DID again from the
 ledger before the key is refused (the device may have rotated its key in a block the cache has not
-applied yet), at most once per DID per ``key_reread_interval``, so that forged key ids cannot make
-every request a ledger read.
+applied yet), at most once per DID per ``key_reread_interval``, and at most
+:data:`REREADS_PER_SECOND` times a second in all (a token bucket holding as many), so that forged key
+ids, whichever DIDs they name, cost no more re-reads than that (a DID not cached yet is read once, as
+for any request naming it, and not again for its key). Beyond either limit the key is
+refused as ``key_not_authorized`` from the cached entry, which is proven at the cache's height and
+kept fresh by the header stream: a device whose rotation is that recent gets in once the cache applies
+the block (within about a second while the network is followed). A re-read that finds what the cache
+holds leaves the cached entry, and every decision remembered with it, standing.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from verifier.errors import ConfigurationError, Reason, Refused
 from verifier.ledger_cache import LedgerCache
 from verifier.policy import Policy
 
-__all__ = ["CATCH_UP_INTERVAL", "KEYS_KEPT", "REREADS_KEPT", "LedgerView"]
+__all__ = ["CATCH_UP_INTERVAL", "KEYS_KEPT", "REREADS_KEPT", "REREADS_PER_SECOND", "LedgerView"]
 
 CATCH_UP_INTERVAL: Final = 1.0
 """Seconds (verifier clock) after nodes answered a catch-up before a still-stale cache asks them again."""
@@ -40,6 +46,10 @@ ledger failure, refused as ``ledger_unavailable``, never as the device's ``malfo
 
 REREADS_KEPT: Final = 16_384
 """DIDs whose last re-read time (and whose network) is remembered (the oldest forgotten first)."""
+REREADS_PER_SECOND: Final = 20.0
+"""Re-reads for unknown key ids a view makes per second at most, across all DIDs (a token bucket of
+that many, refilled continuously): key rotations are rare, and their blocks are applied within about
+a second; forged key ids come as fast as they are sent."""
 KEYS_KEPT: Final = 2048
 """Authentication keys remembered by key id (the devices seen most recently). Up to 2,730 entries, the
 memo's dict is at its steady size (8,192 slots) by the time it is full; a 4,096-entry one doubles its
@@ -71,6 +81,12 @@ class LedgerView:
         self._keys: OrderedDict[str, tuple[LedgerCache, DIDEntry, Ed25519PublicKey, str]] = OrderedDict()
         self.rereads = 0
         """How many DIDs were read again for a key id their cached document lacked."""
+        self.reread_rate = REREADS_PER_SECOND
+        """Re-reads per second at most, across all DIDs (also the bucket's size)."""
+        self._budget = 0.0  # re-reads the bucket holds now (full at the first)
+        self._budget_at: float | None = None  # when it was last refilled (verifier clock)
+        self.rereads_refused = 0
+        """How many re-reads the budget refused (the key refused from the cached entry instead)."""
 
     def staleness(self) -> float:
         """Seconds since the stalest trusted network's head was last confirmed."""
@@ -140,20 +156,24 @@ class LedgerView:
         if not isinstance(did, str) or not did.startswith("did:"):
             raise Refused(Reason.MALFORMED, f"{did!r} is not a DID")
         if did.startswith("did:trellis:"):
-            cache = self.cache(did)
-            cached = cache.cached_did(did)
-            if cached is not None:
-                return cached
-            try:
-                (found,) = cache.dids([did])
-            except LedgerUnavailable as exc:
-                raise Refused(Reason.LEDGER_UNAVAILABLE, str(exc), did=did) from None
-            except _LEDGER_ERRORS as exc:
-                raise Refused(Reason.LEDGER_UNAVAILABLE, f"unusable ledger record: {exc}", did=did) from None
-            if found is None:
-                raise Refused(Reason.DID_NOT_FOUND, f"{did} is not on the ledger", did=did)
-            return found
+            return self._trellis_entry(did)[0]
         return self._resolve_other(did)
+
+    def _trellis_entry(self, did: str) -> tuple[DIDEntry, bool]:
+        """The entry of ``did:trellis`` ``did``, and whether it was read from the ledger just now."""
+        cache = self.cache(did)
+        cached = cache.cached_did(did)
+        if cached is not None:
+            return cached, False
+        try:
+            (found,) = cache.dids([did])  # (a DID proven absent before is not read again)
+        except LedgerUnavailable as exc:
+            raise Refused(Reason.LEDGER_UNAVAILABLE, str(exc), did=did) from None
+        except _LEDGER_ERRORS as exc:
+            raise Refused(Reason.LEDGER_UNAVAILABLE, f"unusable ledger record: {exc}", did=did) from None
+        if found is None:
+            raise Refused(Reason.DID_NOT_FOUND, f"{did} is not on the ledger", did=did)
+        return found, True
 
     def _resolve_other(self, did: str) -> DIDEntry:
         try:
@@ -203,13 +223,17 @@ class LedgerView:
         """The entry of a device that may authenticate: on the ledger, not deactivated, not quarantined.
 
         With ``key_id`` (a DID URL of ``did``) missing from the cached document's ``authentication``
-        keys, the DID is read again from the ledger first (rate-limited per DID).
+        keys, the DID is read again from the ledger first (rate-limited per DID and in all), unless
+        it was just read.
         """
-        entry = self.entry(did)
-        if key_id is not None and did.startswith("did:trellis:"):
-            owner, _, fragment = key_id.partition("#")
-            if owner == did and not entry.serves(fragment, AUTHENTICATION):
-                entry = self._reread(did, entry)
+        if isinstance(did, str) and did.startswith("did:trellis:"):
+            entry, read = self._trellis_entry(did)
+            if key_id is not None and not read:
+                owner, _, fragment = key_id.partition("#")
+                if owner == did and not entry.serves(fragment, AUTHENTICATION):
+                    entry = self._reread(did, entry)
+        else:
+            entry = self.entry(did)
         if entry.deactivated:
             raise Refused(Reason.DID_DEACTIVATED, f"{did} is deactivated", did=did)
         if entry.quarantined:
@@ -238,7 +262,9 @@ class LedgerView:
         cache, entry, key, did = known
         if not cache.live:
             self.ensure_fresh(cache, did)
-        return (did, entry, key) if cache._dids.get(did) is entry else None  # cached_did, inline
+        if cache._dids.young.get(did) is entry or cache.cached_did(did) is entry:  # the first, inline
+            return did, entry, key
+        return None
 
     def authentication_key(self, did: str, key_id: str) -> tuple[DIDEntry, Ed25519PublicKey]:
         """:meth:`device_entry` of ``did`` for ``key_id`` (a DID URL of ``did``) and the key it names in
@@ -263,12 +289,16 @@ class LedgerView:
         return entry, found
 
     def _reread(self, did: str, entry: DIDEntry) -> DIDEntry:
-        """``did``'s entry read again past the cache, or ``entry`` when re-read too recently or unreadable."""
+        """``did``'s entry read again past the cache, or ``entry`` when re-read too recently, beyond
+        the budget of re-reads, or unreadable."""
         cache = self.cache(did)
         now = cache.clock()
         with self._rereads_lock:
             last = self._rereads.get(did)
             if last is not None and now - last < self.policy.key_reread_interval:
+                return entry
+            if not self._spend(now):
+                self.rereads_refused += 1
                 return entry
             self._rereads.put(did, now)
             self.rereads += 1
@@ -277,6 +307,23 @@ class LedgerView:
         except _LEDGER_ERRORS:
             return entry  # the key is refused as not authorized, as the cached document says
         return entry if fresh is None else fresh
+
+    def _spend(self, now: float) -> bool:
+        """Take one re-read from the bucket, which holds :attr:`reread_rate` at most (one at least,
+        none when the rate is 0) and refills at that rate a second (under the re-reads lock); False
+        when it is empty."""
+        rate = self.reread_rate
+        size = max(1.0, rate) if rate > 0 else 0.0
+        if self._budget_at is None:
+            self._budget, self._budget_at = size, now
+        elif now > self._budget_at:  # (a clock set back refills nothing until it passes this again)
+            self._budget += (now - self._budget_at) * rate
+            self._budget_at = now
+        self._budget = min(self._budget, size)
+        if self._budget < 1:
+            return False
+        self._budget -= 1
+        return True
 
     def prefetch(self, dids: Sequence[str]) -> None:
         """Read the entries of ``dids`` not yet cached, one proven round trip per network."""

@@ -89,6 +89,15 @@ class DIDEntry:
         """Whether the document defines a key ``#fragment`` at all."""
         return any(name == fragment for name, _, _ in self.keys)
 
+    def same_as(self, other: DIDEntry) -> bool:
+        """Whether ``other`` says what this entry says (the same keys serving the same relationships,
+        in the same order, and the same flags), whatever heights the two were read at."""
+        return (
+            self.keys == other.keys
+            and self.deactivated == other.deactivated
+            and self.quarantined == other.quarantined
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class StatusEntry:

@@ -17,15 +17,35 @@ while a node has shown a certified header it has not applied), and at least how 
 certified block time it has applied is older than ``max_block_age``: validators commit a block at
 least every freshness interval (``docs/consensus.md`` § Freshness), so a node that keeps answering
 "nothing newer" cannot keep a verifier looking fresh while it hides a revocation.
+
+Every kind of entry is bounded, since requests that prove nothing (forged signatures naming any DID,
+enrolled or not, and credentials naming any issuer) decide what is read:
+
+* DID entries: at most ``max_dids`` (:data:`DIDS_KEPT`, 2,000,000, by default), kept in two
+  generations (:class:`_Generations`): an entry found goes to the young one, and once that holds half
+  the bound, the old one is forgotten whole. A DID used since the previous turn is kept, so at least
+  the ``max_dids / 2`` DIDs used most recently are (the 1,000,000 of a fleet that size, all of them);
+  a DID forgotten is read again when next asked for. Forgetting moves no generation: the entry read
+  again is as of the cache's height or later, and anything a block changed since is already counted
+  (a block touching a DID moves the generation whether or not the DID is cached).
+* DIDs proven absent (a read found no ``did:`` record): remembered, so that requests naming a DID
+  that is not on the ledger cost one read, not one each; at most ``max_absent``
+  (:data:`ABSENT_KEPT`, 100,000), the least recently asked for forgotten first. Absence is proven at
+  the cache's height (or later) and lasts, since DID records are never removed: a block that names
+  the DID (its ``did.create``) drops it, as it drops any entry, and so does a jump or a snapshot.
+* Issuers (their accreditations and roles, absent ones included): at most ``max_issuers``
+  (:data:`ISSUERS_KEPT`, 4,096), the least recently asked for forgotten first.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
+from did_registry.bounded_cache import remember
 from did_registry.client import ANSWER_ERRORS, LedgerClient, LedgerUnavailable
 from did_registry.errors import DidRegistryError
 from did_registry.identity.timestamps import parse_timestamp
@@ -34,6 +54,9 @@ from verifier._follower import Follower, sync_blocks
 from verifier._records import DIDEntry, IssuerEntry, StatusEntry, did_entry, issuer_entry, status_entry
 
 __all__ = [
+    "ABSENT_KEPT",
+    "DIDS_KEPT",
+    "ISSUERS_KEPT",
     "MAX_CATCH_UP",
     "Changes",
     "LedgerSource",
@@ -47,6 +70,16 @@ __all__ = [
 
 MAX_CATCH_UP: Final = 1000
 """Blocks a cache replays to catch up; further behind, it drops everything and starts afresh."""
+DIDS_KEPT: Final = 2_000_000
+"""DID entries a cache holds at most by default (``max_dids``): at least the 1,000,000 used most
+recently are kept (see the module docstring), some 800 MB at about 800 bytes each."""
+ABSENT_KEPT: Final = 100_000
+"""DIDs proven absent a cache remembers at most by default (``max_absent``), the least recently asked
+for forgotten first (a few MB)."""
+ISSUERS_KEPT: Final = 4096
+"""Issuers' trust-registry entries a cache holds at most by default (``max_issuers``), the least
+recently asked for forgotten first: a network has a handful of issuers; the rest are names a
+credential put forward."""
 _BATCH: Final = 1000  # keys per proven read (the node's limit)
 _READ_ATTEMPTS: Final = 3  # reads overtaken by a block applied meanwhile, before giving up
 _T = TypeVar("_T")
@@ -184,6 +217,57 @@ def fetch_block(client: LedgerClient, height: int, *, first: str | None = None) 
     raise LedgerUnavailable("; ".join(errors) or "no node")
 
 
+class _Generations:
+    """At most ``size`` DID entries in two generations (plain dicts: nothing is done per entry found).
+
+    An entry put, or found in the old generation (:meth:`promote`), goes to the young one; once that
+    holds half of ``size`` it becomes the old one, and the previous old one is forgotten whole. So an
+    entry used since the previous turn is kept, and at least the ``size // 2`` used most recently
+    are. Reads (:meth:`get`) take no lock; every change is made under the cache's lock, and a
+    promotion only moves an entry still held (a block may have dropped it meanwhile)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 2:
+            raise ValueError(f"a cache holds at least 2 DID entries, not {size}")
+        self.half = size // 2
+        self.young: dict[str, DIDEntry] = {}
+        self.old: dict[str, DIDEntry] = {}
+
+    def get(self, did: str) -> DIDEntry | None:
+        """The entry of ``did`` in either generation (``None`` when not held)."""
+        entry = self.young.get(did)
+        return self.old.get(did) if entry is None else entry
+
+    def promote(self, did: str, entry: DIDEntry) -> None:
+        """Carry ``entry``, found in the old generation, into the young one (if still held there)."""
+        if self.old.get(did) is entry:
+            del self.old[did]
+            self.put(did, entry)
+
+    def put(self, did: str, entry: DIDEntry) -> None:
+        """Hold ``entry`` for ``did`` (in the young generation), turning the generations when it is full."""
+        self.old.pop(did, None)
+        self.young[did] = entry
+        if len(self.young) >= self.half:
+            self.old, self.young = self.young, {}
+
+    def pop(self, did: str) -> DIDEntry | None:
+        """Forget the entry of ``did``; the entry it was (``None`` when not held)."""
+        entry = self.young.pop(did, None)
+        old = self.old.pop(did, None)
+        return old if entry is None else entry
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self.young, self.old = {}, {}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*self.young, *self.old])
+
+    def __len__(self) -> int:
+        return len(self.young) + len(self.old)
+
+
 class LedgerCache:
     """Cached, proven records of one network (see the module docstring)."""
 
@@ -199,6 +283,9 @@ class LedgerCache:
         poll_interval: float = 0.5,
         live: bool = False,
         max_block_age: float | None = None,
+        max_dids: int = DIDS_KEPT,
+        max_absent: int = ABSENT_KEPT,
+        max_issuers: int = ISSUERS_KEPT,
     ) -> None:
         self.network = network
         self.source = source
@@ -223,14 +310,17 @@ class LedgerCache:
         self.errors: list[str] = []  # why following or catching up failed, newest last
         self.generation = 0
         """Moves on whenever a cached entry is dropped or replaced (decisions made before may not stand)."""
-        self._dids: dict[str, DIDEntry] = {}
+        self.max_dids, self.max_absent, self.max_issuers = max_dids, max_absent, max_issuers
+        self._dids = _Generations(max_dids)
+        self._absent: OrderedDict[str, int] = OrderedDict()  # DIDs proven absent -> at which height
         self._status: dict[tuple[str, str], StatusEntry] = {}
-        self._issuers: dict[str, IssuerEntry] = {}
-        # Entries a block dropped and no read has brought back yet: still tracked, so that a
-        # snapshot proves their current values (an edge verifier restarted offline needs them).
-        self._dropped_dids: set[str] = set()
+        self._issuers: OrderedDict[str, IssuerEntry] = OrderedDict()
+        # Entries a block dropped and no read has brought back yet: still tracked (as many as the
+        # entries themselves, the oldest forgotten first), so that a snapshot proves their current
+        # values (an edge verifier restarted offline needs them).
+        self._dropped_dids: OrderedDict[str, None] = OrderedDict()
         self._dropped_status: set[tuple[str, str]] = set()
-        self._dropped_issuers: set[str] = set()
+        self._dropped_issuers: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._advance_lock = threading.Lock()
         self._catch_up_lock = threading.Lock()
@@ -418,15 +508,18 @@ class LedgerCache:
 
     def _invalidate(self, changes: Changes, base: str | None) -> None:
         with self._lock:
+            if changes.everything:
+                self._absent.clear()
             for did in changes.dids:
-                if self._dids.pop(did, None) is not None:
-                    self._dropped_dids.add(did)
+                self._absent.pop(did, None)  # (a did.create names the DID it creates)
+                if self._dids.pop(did) is not None:
+                    remember(self._dropped_dids, did, None, self.max_dids)
             for key in changes.status_set:
                 if self._status.pop(key, None) is not None:
                     self._dropped_status.add(key)
             for issuer in changes.issuers:
                 if self._issuers.pop(issuer, None) is not None:
-                    self._dropped_issuers.add(issuer)
+                    remember(self._dropped_issuers, issuer, None, self.max_issuers)
             if changes.dids or changes.status_set or changes.issuers or changes.everything:
                 self.generation += 1
             self.height = changes.height
@@ -443,10 +536,11 @@ class LedgerCache:
 
     def _clear(self) -> None:  # (under the lock)
         self.generation += 1
-        self._dropped_dids.update(self._dids)
+        _track(self._dropped_dids, self._dids, self.max_dids)
         self._dropped_status.update(self._status)
-        self._dropped_issuers.update(self._issuers)
+        _track(self._dropped_issuers, self._issuers, self.max_issuers)
         self._dids.clear()
+        self._absent.clear()
         self._status.clear()
         self._issuers.clear()
 
@@ -506,42 +600,96 @@ class LedgerCache:
 
     def cached_did(self, did: str) -> DIDEntry | None:
         """The cached entry of ``did``, without reading the ledger (``None`` when not cached)."""
-        return self._dids.get(did)
+        entries = self._dids
+        entry = entries.young.get(did)
+        if entry is None:
+            entry = entries.old.get(did)
+            if entry is not None:
+                with self._lock:
+                    entries.promote(did, entry)
+        return entry
+
+    def _hold_did(self, did: str, entry: DIDEntry) -> None:  # (under the lock)
+        self._dids.put(did, entry)
+        self._absent.pop(did, None)
+        self._dropped_dids.pop(did, None)  # tracked as an entry again
 
     def dids(self, dids: Sequence[str]) -> list[DIDEntry | None]:
-        """The entries of ``dids`` (``None`` for a DID not on the ledger); misses read in one round trip."""
+        """The entries of ``dids`` (``None`` for a DID not on the ledger); misses read in one round
+        trip, except DIDs already proven absent (see the module docstring)."""
+        missing: set[str] = set()
         with self._lock:
-            found: list[DIDEntry | None] = [self._dids.get(d) for d in dids]
-        missing = sorted({d for d, e in zip(dids, found, strict=True) if e is None})
+            found: list[DIDEntry | None] = []
+            for did in dids:
+                entry = self._dids.get(did)
+                if entry is not None:
+                    self._dids.promote(did, entry)
+                elif did in self._absent:
+                    self._absent.move_to_end(did)
+                else:
+                    missing.add(did)
+                found.append(entry)
         if missing:
+            asked = sorted(missing)
 
-            def parse(values: list[Any], height: int) -> dict[str, DIDEntry]:
-                fresh: dict[str, DIDEntry] = {}
-                for number, did in enumerate(missing):
+            def parse(values: list[Any], height: int) -> tuple[dict[str, DIDEntry | None], int]:
+                fresh: dict[str, DIDEntry | None] = {}
+                for number, did in enumerate(asked):
                     record = values[2 * number]
-                    if record is not None:
-                        fresh[did] = did_entry(record, values[2 * number + 1], height)
-                return fresh
+                    fresh[did] = None if record is None else did_entry(record, values[2 * number + 1], height)
+                return fresh, height
 
-            keys = [k for d in missing for k in (f"did:{d}", f"quarantine:{d}")]
-            fresh = self._read(keys, parse, self._dids.update)
+            def keep(parsed: tuple[dict[str, DIDEntry | None], int]) -> None:
+                fresh, height = parsed
+                for did, entry in fresh.items():
+                    if entry is not None:
+                        self._hold_did(did, entry)
+                    else:  # proven absent at the cache's height or later, so at the cache's height
+                        remember(self._absent, did, height, self.max_absent)
+
+            keys = [k for d in asked for k in (f"did:{d}", f"quarantine:{d}")]
+            fresh, _ = self._read(keys, parse, keep)
             found = [e if e is not None else fresh.get(d) for d, e in zip(dids, found, strict=True)]
         return found
 
+    def held(self) -> dict[str, int]:
+        """How many entries the cache holds, by kind: ``dids``, ``absent`` (DIDs proven absent),
+        ``issuers`` and ``status_lists`` (see the module docstring for the bounds; status lists are kept only
+        when found, so there are no more than the ledger holds)."""
+        return {
+            "dids": len(self._dids),
+            "absent": len(self._absent),
+            "issuers": len(self._issuers),
+            "status_lists": len(self._status),
+        }
+
     def reread(self, did: str) -> DIDEntry | None:
         """Read the entry of ``did`` from the ledger again, past the cache: proven, not older than the
-        cache's height (possibly newer: a block the cache has not applied yet); it replaces the cached one."""
+        cache's height (possibly newer: a block the cache has not applied yet). An entry that says
+        something else replaces the cached one and moves the generation on; one that says the same
+        (the usual answer, and all a forged key id gets) leaves the cached entry, and every decision
+        made from it, standing. The entry now cached (``None`` when the DID is not on the ledger)."""
 
         def parse(values: list[Any], height: int) -> DIDEntry | None:
             record, quarantine = values
             return None if record is None else did_entry(record, quarantine, height)
 
-        def keep(entry: DIDEntry | None) -> None:
-            if entry is not None:
-                self.generation += 1
-                self._dids[did] = entry
+        kept: list[DIDEntry] = []
 
-        return self._read([f"did:{did}", f"quarantine:{did}"], parse, keep)
+        def keep(entry: DIDEntry | None) -> None:
+            if entry is None:
+                return
+            cached = self._dids.get(did)
+            if cached is not None and cached.same_as(entry):
+                self._dids.promote(did, cached)
+                kept.append(cached)
+                return
+            self.generation += 1  # (with nothing cached, the entry may have been forgotten meanwhile)
+            self._hold_did(did, entry)
+            kept.append(entry)
+
+        fresh = self._read([f"did:{did}", f"quarantine:{did}"], parse, keep)
+        return kept[0] if kept else fresh
 
     def status_list(self, issuer: str, name: str) -> StatusEntry | None:
         """The status list ``name`` of ``issuer`` (``None`` when it is not on the ledger)."""
@@ -562,13 +710,17 @@ class LedgerCache:
         return entry
 
     def issuer(self, did: str) -> IssuerEntry:
-        """What ``did`` is accredited for in the trust registry."""
+        """What ``did`` is accredited for in the trust registry (the entries of the ``max_issuers``
+        issuers asked for most recently are kept, of absent ones too)."""
         with self._lock:
             entry = self._issuers.get(did)
+            if entry is not None:
+                self._issuers.move_to_end(did)
         if entry is None:
 
             def keep(entry: IssuerEntry) -> None:
-                self._issuers[did] = entry
+                remember(self._issuers, did, entry, self.max_issuers)
+                self._dropped_issuers.pop(did, None)  # tracked as an entry again
 
             entry = self._read(
                 [f"trust:{did}", f"role:{did}"],
@@ -581,9 +733,9 @@ class LedgerCache:
     def keys(self) -> list[str]:
         """The state keys behind every entry, and behind those a block dropped since (what a snapshot proves)."""
         with self._lock:
-            dids = [*self._dids, *(self._dropped_dids - self._dids.keys())]
+            dids = [*self._dids, *(d for d in self._dropped_dids if self._dids.get(d) is None)]
             status = [*self._status, *(self._dropped_status - self._status.keys())]
-            issuers = [*self._issuers, *(self._dropped_issuers - self._issuers.keys())]
+            issuers = [*self._issuers, *(i for i in self._dropped_issuers if i not in self._issuers)]
         keys = [k for d in dids for k in (f"did:{d}", f"quarantine:{d}")]
         keys += [f"status:{i}:{n}" for i, n in status]
         keys += [k for d in issuers for k in (f"trust:{d}", f"role:{d}")]
@@ -604,16 +756,25 @@ class LedgerCache:
                     f"block {self.height}, which the cache has applied"
                 )
             self.generation += 1
-            self._dids.update(dids)
+            self._absent.clear()  # (cheap to learn again; the load may stand past blocks not applied)
+            for did, entry in dids.items():
+                self._hold_did(did, entry)
             self._status.update(status)
-            self._issuers.update(issuers)
-            self._dropped_dids.difference_update(dids)
+            for issuer, found in issuers.items():
+                remember(self._issuers, issuer, found, self.max_issuers)
+                self._dropped_issuers.pop(issuer, None)
             self._dropped_status.difference_update(status)
-            self._dropped_issuers.difference_update(issuers)
 
     def __len__(self) -> int:
         """The number of cached DIDs."""
         return len(self._dids)
+
+
+def _track(tracked: OrderedDict[str, None], keys: Iterable[str], size: int) -> None:
+    """Add ``keys`` to ``tracked``, forgetting the oldest beyond ``size``."""
+    tracked.update(dict.fromkeys(keys))
+    while len(tracked) > size:
+        tracked.popitem(last=False)
 
 
 def _entries(
