@@ -6,10 +6,17 @@ returned with their rejection); ``validate`` re-executes a proposed block and ch
 field, so a lying proposer is caught; ``commit`` checks the commit certificate against the validator
 set in force and writes the block with its state changes in one store transaction. Execution is a
 pure function of (head state, block): same blocks, same state root, on every node and backend.
+
+A write the store reports failed may have happened all the same (PostgreSQL's answer to ``COMMIT``
+lost with its connection): ``commit`` then reads the store's head again, and takes the block as
+committed when the store holds exactly it; when the store holds anything but that block or the old
+head, or cannot say, it raises :class:`StoreHeadLost`, and this application refuses to go on (a node
+halts on it, and resumes from its store when restarted).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,11 +34,40 @@ from did_registry.ledger.storage.base import Commit, LedgerStore
 from did_registry.ledger.txn import Transaction, TxnRejected
 from did_registry.ledger.validators import ValidatorSet
 
-__all__ = ["Executed", "InvalidBlock", "LedgerApplication"]
+__all__ = [
+    "CHECK_HINT",
+    "ExecutionMismatch",
+    "Executed",
+    "InvalidBlock",
+    "LedgerApplication",
+    "StoreHeadLost",
+]
+
+_log = logging.getLogger("did_registry.ledger")
+
+CHECK_HINT = (
+    "this node's stored state may differ from the certified chain: stop it and run"
+    " `trellis node check --config <its file>`; if that finds the store corrupt, restore it, or move it"
+    " aside and start the node on an empty database (it catches up from its peers)"
+)
+"""What to do when a certified block does not execute on this node as its header says."""
 
 
 class InvalidBlock(DidRegistryError):
     """A proposed block does not follow from the head: wrong height, parent, roots or a bad transaction."""
+
+
+class ExecutionMismatch(InvalidBlock):
+    """A block's transactions match its header's ``txn_root``, but this node refuses one of them or
+    executing them gives another state root or validator set. For a proposal, the proposer lies; for
+    a certified block, this node's state is not its peers' (a store edited or damaged)."""
+
+
+class StoreHeadLost(DidRegistryError):
+    """After a write that failed, the store's head is neither this application's head nor the block
+    it was writing (another process writes the database, or it was edited), or cannot be read: the
+    application cannot tell what it holds and refuses to go on (a node halts, and resumes from its
+    store when restarted)."""
 
 
 class _BufferedNodes:
@@ -114,9 +150,12 @@ class LedgerApplication:
             self._commit_genesis()
         elif stored is None or Genesis.from_json(stored).hash != genesis.hash:
             raise InvalidBlock("this store holds another network's chain (genesis differs)")
-        head = store.block(store.height() or 0)
-        assert head is not None
+        height = store.height() or 0
+        head = store.block(height)
+        if head is None:
+            raise InvalidBlock(f"the store's head is block {height}, which it does not hold")
         self._head: BlockHeader = head[0].header
+        self._lost: str | None = None  # why the store's head is unknown (StoreHeadLost), once it is
         self._check_head(head[0], head[1])
 
     def _check_head(self, block: Block, certificate: CommitCertificate | None) -> None:
@@ -190,13 +229,17 @@ class LedgerApplication:
 
     def propose(self, txns: Sequence[Transaction], *, time: str, proposer: str) -> Executed:
         """Build the next block from ``txns``: accepted ones in order, rejected ones set apart."""
+        self._require_head()
         height = self.height + 1
         time = _block_time(time, self._head.time)
         view, accepted, rejected = self._run(height, time, txns, strict=False)
         return self._seal(height, time, proposer, view, tuple(accepted), tuple(rejected))
 
     def validate(self, block: Block) -> Executed:
-        """Re-execute a proposed block and check its header; raise :class:`InvalidBlock`."""
+        """Re-execute a proposed block and check its header; raise :class:`InvalidBlock`
+        (:class:`ExecutionMismatch` when its transactions match the header but do not execute here as
+        it says)."""
+        self._require_head()
         header = block.header
         if header.height != self.height + 1 or header.previous_hash != self._head.hash.hex():
             raise InvalidBlock(f"block {header.height} does not extend head {self.height}")
@@ -210,6 +253,8 @@ class LedgerApplication:
                 raise InvalidBlock("block time goes backwards")
         except InvalidTimestamp as exc:
             raise InvalidBlock(str(exc)) from None
+        if Block.txn_root_of(block.txns) != header.txn_root or len(block.txns) != header.txn_count:
+            raise InvalidBlock(f"block {header.height}'s transactions do not match its header")
         view, accepted, _ = self._run(header.height, header.time, block.txns, strict=True)
         if (
             self.validators().by_id(header.proposer) is None
@@ -218,18 +263,58 @@ class LedgerApplication:
             raise InvalidBlock(f"block {header.height}'s proposer {header.proposer[:80]!r} is no validator")
         executed = self._seal(header.height, header.time, header.proposer, view, tuple(accepted), ())
         if executed.block.header != header:
-            raise InvalidBlock(f"block {header.height}'s header does not match its execution")
+            raise ExecutionMismatch(f"block {header.height}'s header does not match its execution")
         return executed
 
     def commit(self, executed: Executed, certificate: CommitCertificate) -> None:
-        """Check the certificate and write the block, its state changes and map nodes atomically."""
-        certificate.verify(executed.block.header, self.validators())
-        self.store.append(Commit(executed.block, certificate, executed.changes, executed.nodes))
-        self._head = executed.block.header
+        """Check the certificate and write the block, its state changes and map nodes atomically.
+
+        When the store's write raises, its head is read again: the block is taken as committed if
+        the store holds exactly it (the write happened, its answer was lost); the error is raised
+        again if the store still holds the old head; :class:`StoreHeadLost` otherwise."""
+        self._require_head()
+        header = executed.block.header
+        certificate.verify(header, self.validators())
+        try:
+            self.store.append(Commit(executed.block, certificate, executed.changes, executed.nodes))
+        except Exception as exc:
+            if not self._written_after_all(header, exc):
+                raise
+            _log.warning("block %d is stored although writing it raised %r: committed", header.height, exc)
+        self._head = header
         committed(executed.block.txns)
         forget(txn for txn, _ in executed.rejected)
 
     # -- internals --------------------------------------------------------------------------
+    def _require_head(self) -> None:
+        if self._lost is not None:
+            raise StoreHeadLost(self._lost)
+
+    def _written_after_all(self, header: BlockHeader, error: Exception) -> bool:
+        """After writing block ``header`` raised ``error``: whether the store holds it all the same
+        (``False``: it holds the old head, the write did not happen). Raise :class:`StoreHeadLost`
+        when it holds anything else or cannot be read (this application then refuses to go on)."""
+        try:
+            height = self.store.height()
+            if height == self.height:
+                return False
+            stored = self.store.block(header.height) if height == header.height else None
+        except Exception as exc:
+            reason = (
+                f"writing block {header.height} failed ({error!r:.300}) and the store's head cannot be"
+                f" read ({exc!r:.300}): whether it holds the block is unknown"
+            )
+        else:
+            if stored is not None and stored[0].header == header:
+                return True
+            reason = (
+                f"writing block {header.height} failed ({error!r:.300}), and the store's head is now"
+                f" block {height}: neither block {self.height} nor the block written (another process"
+                " writes this database, or it was changed behind the node's back)"
+            )
+        self._lost = reason + "; the node must restart and resume from what its store holds"
+        raise StoreHeadLost(self._lost) from error
+
     def _context(self, height: int, time: str) -> BlockContext:
         return BlockContext(self.genesis.network, height, time)
 
@@ -251,7 +336,7 @@ class LedgerApplication:
                 execute(child, txn, context)
             except TxnRejected as exc:
                 if strict:
-                    raise InvalidBlock(
+                    raise ExecutionMismatch(
                         f"block {height} holds a rejected transaction {txn.id}: {exc}"
                     ) from None
                 exc.txn_id = txn.id

@@ -55,6 +55,7 @@ from did_registry.errors import DidRegistryError, TransportError
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.timestamps import format_timestamp
 from did_registry.ledger import validators as validator_set
+from did_registry.ledger.application import CHECK_HINT, ExecutionMismatch
 from did_registry.ledger.block import CommitCertificate
 from did_registry.ledger.state import StateView
 from did_registry.ledger.txn import Transaction, TxnRejected
@@ -440,8 +441,9 @@ class Replica:
                     try:
                         changed = self._commit(height, block, certificate)
                     except Exception as exc:  # the engine has moved past a block the store lacks
+                        hint = f"; {CHECK_HINT}" if isinstance(exc, ExecutionMismatch) else ""
                         self._halt(
-                            f"consensus committed block {height}, which this node could not store: {exc!r}"
+                            f"consensus committed block {height}, which this node could not store: {exc!r}{hint}"
                         )
                         return
                     if changed:
@@ -511,7 +513,7 @@ class Replica:
     async def _follow(self) -> None:
         """While this node is not a validator: follow the chain from the nodes it knows."""
         loop = asyncio.get_running_loop()
-        while True:
+        while self.service.halted is None:  # a halted node follows no more (nor does anything else)
             if self._engine is not None or not self.source.urls:
                 await asyncio.sleep(_FOLLOW_WAIT)
                 continue

@@ -3,6 +3,10 @@
 With the ``solo`` engine (n = 1) the service proposes, certifies and commits blocks itself, one
 every ``block_interval`` seconds while transactions wait (or as soon as ``max_batch`` are waiting),
 and an empty one when none came for ``freshness_interval`` seconds (``docs/consensus.md`` § Freshness).
+A block it fails to make (its store's write refused, the database locked past its busy timeout) is
+tried again after ``retry_delay`` seconds, ``commit_retries`` times at most, and then the node halts
+(:meth:`NodeService.halt`: fail-stop, so its supervisor restarts it), as it does at once when the store's
+head is lost (:class:`~did_registry.ledger.application.StoreHeadLost`).
 Multi-validator engines drive the same application through their consensus module instead. All
 access to the application goes through one lock: blocks commit one at a time, reads see a whole
 block or none of it.
@@ -24,7 +28,7 @@ from typing import Any, Protocol, cast
 from did_registry.errors import DidRegistryError
 from did_registry.identity.crypto import Ed25519PrivateKey
 from did_registry.identity.timestamps import format_timestamp
-from did_registry.ledger.application import Executed, LedgerApplication
+from did_registry.ledger.application import Executed, LedgerApplication, StoreHeadLost
 from did_registry.ledger.block import BlockHeader, CommitCertificate
 from did_registry.ledger.genesis import genesis_state
 from did_registry.ledger.proofs import StateProof
@@ -122,6 +126,8 @@ class NodeService:
         block_interval: float = 0.02,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         freshness_interval: float = 10.0,
+        commit_retries: int = 3,
+        retry_delay: float = 1.0,
     ) -> None:
         self.app = app
         self.validator_id = validator_id
@@ -130,6 +136,10 @@ class NodeService:
         self.max_pending = max_pending
         self.block_interval = block_interval
         self.freshness_interval = freshness_interval
+        self.commit_retries = commit_retries
+        """How many times the solo block producer tries a block again after failing to make it."""
+        self.retry_delay = retry_delay
+        """Seconds the solo block producer waits before trying a block again."""
         self._clock = clock
         self._head_reached = time.monotonic()  # when the last block was committed (or the service made)
         self.lock = threading.RLock()
@@ -184,8 +194,12 @@ class NodeService:
 
         Nothing is admitted unless every transaction passes (a batch is all or nothing at the door).
         Signatures are checked first without the node's lock (:meth:`LedgerApplication.preverify`),
-        so a large batch does not hold up consensus while it is verified.
+        so a large batch does not hold up consensus while it is verified. A halted node refuses every
+        transaction (``overloaded``, naming why it halted): it would never put one in a block.
         """
+        halted = self.halted
+        if halted is not None:
+            raise TxnRejected("overloaded", f"this node halted ({halted[:500]}): send it to another node")
         self.app.preverify(txns)
         with self.lock:
             try:
@@ -556,13 +570,35 @@ class NodeService:
         self._thread.start()
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             self._wakeup.wait(self.block_interval)
             self._wakeup.clear()
-            if self._pending:
-                self.produce_block()
-            elif 0 < self.freshness_interval <= time.monotonic() - self._head_reached:
-                self.produce_block(empty=True)
+            try:
+                if self._pending:
+                    self.produce_block()
+                elif 0 < self.freshness_interval <= time.monotonic() - self._head_reached:
+                    self.produce_block(empty=True)
+            except Exception as exc:  # the store refused the block: try again, then fail-stop
+                failures += 1
+                height = self.app.height + 1
+                if isinstance(exc, StoreHeadLost) or failures > self.commit_retries:
+                    self.halt(
+                        f"the block producer could not make block {height} ({failures} attempt(s)): {exc!r:.1000}"
+                    )
+                    return
+                _log.warning(
+                    "block %d could not be made (attempt %d of %d), trying again in %s s: %r",
+                    height,
+                    failures,
+                    self.commit_retries + 1,
+                    self.retry_delay,
+                    exc,
+                    exc_info=True,
+                )
+                self._stop.wait(self.retry_delay)
+            else:
+                failures = 0
 
     def stop(self) -> None:
         """Stop producing blocks and close every header stream."""

@@ -5,6 +5,13 @@ observer) asks other nodes' HTTP APIs for ``GET /sync/blocks?from=H``: whole blo
 commit certificates. It trusts none of them: :func:`install` checks each block's certificate against
 the validator set its own chain says certifies that height, re-executes the block on its own head,
 and only then commits it, so a lying node can slow it down but never make it store a wrong block.
+
+Two failures halt the node instead (:meth:`~did_registry.node.service.NodeService.halt`), since trying
+again could never succeed: a block certified by the validator set in force whose transactions are the
+ones its header commits to, but which does not execute on this node as its header says (this node's
+state is not its peers': ``trellis node check``), and a store whose head was lost after a failed write
+(:class:`~did_registry.ledger.application.StoreHeadLost`). A write whose answer was lost although the
+store committed it is taken as committed (:meth:`~did_registry.ledger.application.LedgerApplication.commit`).
 """
 
 from __future__ import annotations
@@ -12,13 +19,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import httpx
 
 from did_registry.bounded_http import BoundedTransport
 from did_registry.errors import DidRegistryError
-from did_registry.ledger.application import InvalidBlock
+from did_registry.ledger.application import CHECK_HINT, ExecutionMismatch, InvalidBlock, StoreHeadLost
 from did_registry.ledger.block import Block, CommitCertificate
 from did_registry.node.service import NodeService
 
@@ -61,6 +68,8 @@ def install(service: NodeService, blocks: Iterable[CertifiedBlock]) -> CommitCer
     for item in blocks:
         header = item.block.header
         with service.lock:
+            if service.halted is not None:
+                raise SyncError(f"the node halted: {service.halted}")
             height = service.app.height
             if header.height <= height:
                 continue  # installed meanwhile (by consensus or by another page)
@@ -71,11 +80,20 @@ def install(service: NodeService, blocks: Iterable[CertifiedBlock]) -> CommitCer
             try:
                 item.certificate.verify(header, service.app.validators())
                 executed = service.app.validate(item.block)
+                service.commit(executed, item.certificate, executed.block.txns)
+            except ExecutionMismatch as exc:  # certified, and its transactions are the header's
+                _halt(service, f"certified block {header.height} does not execute here: {exc}; {CHECK_HINT}")
+            except StoreHeadLost as exc:
+                _halt(service, f"state transfer of block {header.height}: {exc}")
             except (InvalidBlock, DidRegistryError) as exc:
                 raise SyncError(f"block {header.height} is refused: {exc}") from None
-            service.commit(executed, item.certificate, executed.block.txns)
         last = item.certificate
     return last
+
+
+def _halt(service: NodeService, reason: str) -> NoReturn:
+    service.halt(reason)
+    raise SyncError(reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""The integrity check of a SQL ledger store: what a node runs after a crash, or an auditor at will.
+"""The integrity check of a SQL ledger store: what ``trellis node check`` runs (and a node before it
+serves, with ``[storage] verify_on_start``), after a crash or an edit behind the node's back.
 
 A store is consistent when (docs/ledger.md):
 
@@ -12,6 +13,11 @@ A store is consistent when (docs/ledger.md):
 
 Commit certificates' signatures are not checked here (that needs each height's validator set):
 :meth:`~did_registry.ledger.application.LedgerApplication.commit` checked them before writing.
+
+The whole check reads every block, transaction and state row (about 0.1 ms per DID on SQLite:
+docs/ledger.md). Its first, cheap part, :func:`check_head_rows` (the head height against the blocks'
+count and range, from indexes), runs whenever a :class:`~did_registry.ledger.storage.sql.SQLLedgerStore`
+is opened.
 """
 
 from __future__ import annotations
@@ -20,17 +26,17 @@ import json
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy import Connection, func, select
 
 from did_registry.errors import DidRegistryError
 from did_registry.ledger.block import Block, BlockHeader, CommitCertificate
 from did_registry.ledger.genesis import Genesis
 from did_registry.ledger.smt import EMPTY_ROOT, SparseMerkleMap, children, is_record_of
 from did_registry.ledger.state import value_hash
-from did_registry.ledger.storage.models import BLOCK, DID_VERSION, META, NODE, STATE, TXN, txn_json
+from did_registry.ledger.storage.models import BLOCK, DID_VERSION, META, STATE, TXN, txn_json
 from did_registry.ledger.txn import Transaction
 
-__all__ = ["CorruptStore", "check_store"]
+__all__ = ["CorruptStore", "check_head_rows", "check_store"]
 
 _CHUNK = 500
 
@@ -57,18 +63,11 @@ def check_store(conn: Connection) -> int | None:
 
     Raises :class:`CorruptStore` naming the first broken invariant.
     """
-    meta = conn.execute(select(META.c.height, META.c.genesis).where(META.c.id == 1)).first()
-    count, low, high = conn.execute(
-        select(func.count(), func.min(BLOCK.c.height), func.max(BLOCK.c.height))
-    ).one()
-    if meta is None:
-        if count:
-            raise CorruptStore(f"{count} block(s) but no head in ledger_meta")
+    head = check_head_rows(conn)
+    if head is None:
         return None
-    head = int(meta.height)
-    if (count, low, high) != (head + 1, 0, head):
-        raise CorruptStore(f"blocks {low}…{high} ({count} rows) do not match the head height {head}")
-    anchor = None if meta.genesis is None else Genesis.from_json(json.loads(meta.genesis)).hash.hex()
+    genesis = conn.execute(select(META.c.genesis).where(META.c.id == 1)).scalar()
+    anchor = None if genesis is None else Genesis.from_json(json.loads(genesis)).hash.hex()
     last = _check_chain(conn, anchor)
     _check_txns(conn)
     _check_state(conn, last)
@@ -77,6 +76,30 @@ def check_store(conn: Connection) -> int | None:
     didv = conn.execute(select(func.count()).where(in_didv)).scalar_one()
     if versions != didv:
         raise CorruptStore(f"ledger_did_version has {versions} rows for {didv} didv: state keys")
+    return head
+
+
+def check_head_rows(conn: Connection) -> int | None:
+    """The cheap part of :func:`check_store`: ``ledger_meta``'s head height is the highest block and
+    blocks 0 … head are all there (their count and range: index reads, one statement, so one
+    snapshot). Returns the head height (None if empty); raises :class:`CorruptStore`."""
+    head, count, low, high = conn.execute(
+        select(
+            select(META.c.height).where(META.c.id == 1).scalar_subquery(),
+            select(func.count()).select_from(BLOCK).scalar_subquery(),
+            select(func.min(BLOCK.c.height)).scalar_subquery(),
+            select(func.max(BLOCK.c.height)).scalar_subquery(),
+        )
+    ).one()
+    if head is None:
+        if count:
+            raise CorruptStore(f"{count} block(s) but no head in ledger_meta")
+        return None
+    head = int(head)
+    if (count, low, high) != (head + 1, 0, head):
+        raise CorruptStore(
+            f"blocks {low}…{high} ({count} rows) do not match the head height {head} in ledger_meta"
+        )
     return head
 
 
@@ -164,9 +187,7 @@ def _walk_stored(conn: Connection, root: bytes, version: int) -> tuple[int, int]
         below: list[tuple[bytes, int]] = []
         for start in range(0, len(frontier), _CHUNK):
             chunk = frontier[start : start + _CHUNK]
-            pairs = [(v, h) for h, v in chunk]
-            query = select(NODE.c.hash, NODE.c.data).where(tuple_(NODE.c.version, NODE.c.hash).in_(pairs))
-            rows = {bytes(h): bytes(d) for h, d in conn.execute(query)}
+            rows = _stored_nodes(conn, chunk)
             for node, _ in chunk:
                 data = rows.get(node)
                 if data is None or not is_record_of(node, data):
@@ -176,3 +197,23 @@ def _walk_stored(conn: Connection, root: bytes, version: int) -> tuple[int, int]
                 below.extend(children(data))
         frontier = below
     return found, missing
+
+
+def _stored_nodes(conn: Connection, chunk: list[tuple[bytes, int]]) -> dict[bytes, bytes]:
+    """The ``ledger_node`` records among ``(hash, version)`` pairs, by hash: the pairs joined with
+    the table's (version, hash) key, one index look-up each (a row-value ``IN`` list is a scan of
+    the whole table per chunk on SQLite)."""
+    if conn.dialect.name == "sqlite":
+        values = ",".join(["(?, ?)"] * len(chunk))  # placeholders only: the values are bound
+        sql = (
+            f"SELECT n.hash, n.data FROM (VALUES {values}) AS w"  # noqa: S608
+            " JOIN ledger_node AS n ON n.version = w.column1 AND n.hash = w.column2"
+        )
+        params: Any = tuple(value for h, v in chunk for value in (v, bytearray(h)))
+    else:
+        sql = (
+            "SELECT n.hash, n.data FROM unnest(%s::bigint[], %s::bytea[]) AS w(version, hash)"
+            " JOIN ledger_node AS n ON n.version = w.version AND n.hash = w.hash"
+        )
+        params = ([v for _, v in chunk], [h for h, _ in chunk])
+    return {bytes(h): bytes(d) for h, d in conn.exec_driver_sql(sql, params)}

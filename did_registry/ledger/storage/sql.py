@@ -11,7 +11,16 @@ power loss, not only a crash. A validator signs and gossips what it committed; i
 from a power cut behind what it told its peers and clients, and one fsync per block is cheap next to
 the block. ``durable=False`` gives ``synchronous=NORMAL`` (safe against process crashes, not power
 loss) for tests and tools. PostgreSQL keeps its own settings (``synchronous_commit`` is on by
-default); ``postgresql://`` URLs use psycopg 3.
+default); ``postgresql://`` URLs use psycopg 3. A PostgreSQL database must be encoded UTF8 (its
+``server_encoding``): one that is not is refused when opened (:class:`UnsupportedDatabase`), since a
+LATIN1 database cannot hold text another validator's store holds, so a DID document in any other
+script would halt that validator; the client encoding is set to UTF8 on every connection.
+
+Opening a store checks the cheap structural invariants (the head height in ``ledger_meta`` against the
+blocks: :func:`~did_registry.ledger.storage.integrity.check_head_rows`);
+:meth:`SQLLedgerStore.verify_integrity` checks every one. An append that fails drops the head-state
+caches: its transaction may have committed although its answer was lost (a connection cut during
+``COMMIT``), and the caches must not keep the values from before it.
 
 Writes go to the driver as positional ``executemany`` batches, and point reads (state values, map
 nodes, transaction locations) as one statement on a driver connection: SQLAlchemy Core costs ten
@@ -38,7 +47,7 @@ from did_registry.errors import DidRegistryError
 from did_registry.ledger.block import Block, CommitCertificate
 from did_registry.ledger.storage import audit
 from did_registry.ledger.storage.base import Commit, TxnLocation
-from did_registry.ledger.storage.integrity import check_store
+from did_registry.ledger.storage.integrity import CorruptStore, check_head_rows, check_store
 from did_registry.ledger.storage.models import (
     BLOCK,
     META,
@@ -83,7 +92,8 @@ class CommitRefused(DidRegistryError, ValueError):
 
 
 class UnsupportedDatabase(DidRegistryError, ValueError):
-    """The database URL names a backend the ledger store does not run on (SQLite and PostgreSQL do)."""
+    """The database URL names a backend the ledger store does not run on (SQLite and PostgreSQL do),
+    or a database it cannot keep a ledger in (a PostgreSQL database not encoded UTF8, an old layout)."""
 
 
 def _normalise(url: str) -> str:
@@ -106,17 +116,22 @@ class SQLLedgerStore:
             raise UnsupportedDatabase(f"not a database URL: {exc}") from None
         if backend not in ("sqlite", "postgresql"):
             raise UnsupportedDatabase(f"{backend} databases are not supported: use SQLite or PostgreSQL")
+        # PostgreSQL: the client encoding is UTF8 whatever the environment (PGCLIENTENCODING) or the
+        # database says; a database in another encoding is refused below
+        client = {} if backend == "sqlite" else {"connect_args": {"client_encoding": "utf8"}}
         if url in ("sqlite://", "sqlite:///:memory:"):
             engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
         else:
-            engine = create_engine(url)
+            engine = create_engine(url, **client)
         self.dialect = backend
         self._sqlite = self.dialect == "sqlite"
         if self._sqlite:
             configure_sqlite(engine, durable=durable)
         self.engine = engine
         # point reads: PostgreSQL gets a pool of autocommit connections (no BEGIN/ROLLBACK round trips)
-        self._reader: Engine = engine if self._sqlite else create_engine(url, isolation_level="AUTOCOMMIT")
+        self._reader: Engine = (
+            engine if self._sqlite else create_engine(url, isolation_level="AUTOCOMMIT", **client)
+        )
         self._writer = engine.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         self._single = engine.execution_options(**{BEGIN_OPTION: ""})
         in_memory = isinstance(engine.pool, StaticPool)
@@ -132,20 +147,25 @@ class SQLLedgerStore:
         self._genesis: Mapping[str, Any] | None = None
         self._spare: list[Any] = []  # idle point-read connections (checked out of the pool)
         self._share_reader = in_memory  # one connection for everything: nothing to keep aside
-        with self._writer.begin() as conn:
-            schema = inspect(conn)
-            old = schema.has_table("ledger_node") and "version" not in {
-                column["name"] for column in schema.get_columns("ledger_node")
-            }
-            if not old:
+        try:
+            with self._writer.begin() as conn:
+                if not self._sqlite:
+                    _require_utf8(conn, make_url(url).database)
+                schema = inspect(conn)
+                if schema.has_table("ledger_node") and "version" not in {
+                    column["name"] for column in schema.get_columns("ledger_node")
+                }:
+                    raise UnsupportedDatabase(
+                        "this ledger database keeps state-map nodes by hash alone (the layout before nodes"
+                        " had versions): move it aside and start the node on an empty one; it catches up"
+                        " from its peers"
+                    )
                 SQLModel.metadata.create_all(conn, tables=list(TABLES))
                 create_views(conn)
-        if old:
-            engine.dispose()
-            raise UnsupportedDatabase(
-                "this ledger database keeps state-map nodes by hash alone (the layout before nodes had"
-                " versions): move it aside and start the node on an empty one; it catches up from its peers"
-            )
+                check_head_rows(conn)
+        except (UnsupportedDatabase, CorruptStore):
+            self.close()
+            raise
 
     def close(self) -> None:
         """Stop the checkpoint thread and close every pooled connection."""
@@ -367,15 +387,19 @@ class SQLLedgerStore:
         nodes: list[tuple[Any, Any, Any]] = [(height, h, commit.nodes[h]) for h in sorted(commit.nodes)]
         if self._sqlite:  # pysqlite binds bytearray directly, bytes only through its adapter lookup
             nodes = [(height, bytearray(h), bytearray(d)) for _, h, d in nodes]
-        with self._writer.begin() as conn:
-            self._claim_height(conn, height, commit.genesis)
-            conn.execute(BLOCK.insert(), block_row(commit.block, commit.certificate))
-            self._write(conn, "txn", txn_rows(commit.block))
-            self._write(conn, "state", state)
-            for start in range(0, len(deleted), _CHUNK):
-                conn.execute(delete(STATE).where(STATE.c.key.in_(deleted[start : start + _CHUNK])))
-            self._write(conn, "node", nodes)
-            self._write(conn, "did_version", did_version_rows(commit.changes, height))
+        try:
+            with self._writer.begin() as conn:
+                self._claim_height(conn, height, commit.genesis)
+                conn.execute(BLOCK.insert(), block_row(commit.block, commit.certificate))
+                self._write(conn, "txn", txn_rows(commit.block))
+                self._write(conn, "state", state)
+                for start in range(0, len(deleted), _CHUNK):
+                    conn.execute(delete(STATE).where(STATE.c.key.in_(deleted[start : start + _CHUNK])))
+                self._write(conn, "node", nodes)
+                self._write(conn, "did_version", did_version_rows(commit.changes, height))
+        except BaseException:
+            self._forget_head()  # committed or not: an error during COMMIT does not say
+            raise
         with self._lock:
             self._generation += 1
             for key, value in commit.changes.items():
@@ -388,6 +412,14 @@ class SQLLedgerStore:
         self._remember(commit.nodes)
         if self._checkpointer is not None:
             self._checkpointer.poke()
+
+    def _forget_head(self) -> None:
+        """Drop what is cached of the head state (values, absent transaction ids), and make reads in
+        flight not cache theirs: after an append that failed, the database may hold the block or not."""
+        with self._lock:
+            self._generation += 1
+            self._values.clear()
+            self._absent.clear()
 
     def _claim_height(self, conn: Connection, height: int, genesis: Mapping[str, Any] | None) -> None:
         """Move the head from ``height - 1`` to ``height`` (create it at 0), or refuse."""
@@ -467,7 +499,12 @@ class SQLLedgerStore:
             self.engine if self._sqlite else self.engine.execution_options(isolation_level="REPEATABLE READ")
         )
         with engine.connect() as conn:
-            return check_store(conn)
+            try:
+                return check_store(conn)
+            except CorruptStore:
+                raise
+            except (ValueError, TypeError, KeyError, DidRegistryError) as exc:  # a row edited into nonsense
+                raise CorruptStore(f"a stored row does not read as what it holds: {exc!r:.500}") from None
 
     def scan(self, prefix: str, *, after: str | None = None, limit: int = 100) -> list[tuple[str, bytes]]:
         """Current state entries whose key starts with ``prefix``, in key order, after key ``after``."""
@@ -504,6 +541,19 @@ def _prefixed(rows: Iterable[tuple[str, str]], prefix: str) -> Iterator[tuple[st
         if not key.startswith(prefix):
             return
         yield key, value.encode()
+
+
+def _require_utf8(conn: Connection, database: str | None) -> None:
+    """Refuse a PostgreSQL database not encoded UTF8 (see the module docstring)."""
+    encoding = str(conn.exec_driver_sql("SHOW server_encoding").scalar())
+    if encoding.upper() not in ("UTF8", "UTF-8"):
+        name = database or "<name>"
+        raise UnsupportedDatabase(
+            f"the PostgreSQL database {name!r} is encoded {encoding}, not UTF8: it cannot hold every text a"
+            " ledger holds (a block another validator stores would halt this one). Create the ledger's"
+            f" database in UTF8: CREATE DATABASE \"{name}\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+            " TEMPLATE template0"
+        )
 
 
 def _first_row(conn: Any, sql: str, params: tuple[object, ...]) -> Any:
