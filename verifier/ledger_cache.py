@@ -28,17 +28,20 @@ enrolled or not, and credentials naming any issuer) decide what is read:
   a DID forgotten is read again when next asked for. Forgetting moves no generation: the entry read
   again is as of the cache's height or later, and anything a block changed since is already counted
   (a block touching a DID moves the generation whether or not the DID is cached).
-* DIDs proven absent (a read found no ``did:`` record): remembered, so that requests naming a DID
-  that is not on the ledger cost one read, not one each; at most ``max_absent``
-  (:data:`ABSENT_KEPT`, 100,000), the least recently asked for forgotten first. Absence is proven at
-  the cache's height (or later) and lasts, since DID records are never removed: a block that names
-  the DID (its ``did.create``) drops it, as it drops any entry, and so does a jump or a snapshot.
+* DIDs proven absent (a read found no ``did:`` record): remembered for :data:`ABSENT_FOR` (one
+  second of the verifier's clock), so that requests naming a DID that is not on the ledger cost one
+  read a second, not one each; at most ``max_absent`` (:data:`ABSENT_KEPT`, 100,000), the least
+  recently asked for forgotten first. A block that names the DID (its ``did.create``) drops it, as it
+  drops any entry, and so do a jump and a snapshot; the time limit covers a creation committed on
+  the ledger that the cache has not applied yet (a device asking while its enrolment is pending is
+  found within a second of its creation committing, as a read past the cache would find it).
 * Issuers (their accreditations and roles, absent ones included): at most ``max_issuers``
   (:data:`ISSUERS_KEPT`, 4,096), the least recently asked for forgotten first.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -54,6 +57,7 @@ from verifier._follower import Follower, sync_blocks
 from verifier._records import DIDEntry, IssuerEntry, StatusEntry, did_entry, issuer_entry, status_entry
 
 __all__ = [
+    "ABSENT_FOR",
     "ABSENT_KEPT",
     "DIDS_KEPT",
     "ISSUERS_KEPT",
@@ -76,6 +80,8 @@ recently are kept (see the module docstring), some 800 MB at about 800 bytes eac
 ABSENT_KEPT: Final = 100_000
 """DIDs proven absent a cache remembers at most by default (``max_absent``), the least recently asked
 for forgotten first (a few MB)."""
+ABSENT_FOR: Final = 1.0
+"""Seconds (verifier clock) a DID proven absent is taken as absent without reading it again."""
 ISSUERS_KEPT: Final = 4096
 """Issuers' trust-registry entries a cache holds at most by default (``max_issuers``), the least
 recently asked for forgotten first: a network has a handful of issuers; the rest are names a
@@ -312,7 +318,7 @@ class LedgerCache:
         """Moves on whenever a cached entry is dropped or replaced (decisions made before may not stand)."""
         self.max_dids, self.max_absent, self.max_issuers = max_dids, max_absent, max_issuers
         self._dids = _Generations(max_dids)
-        self._absent: OrderedDict[str, int] = OrderedDict()  # DIDs proven absent -> at which height
+        self._absent: OrderedDict[str, float] = OrderedDict()  # DIDs proven absent -> when (clock)
         self._status: dict[tuple[str, str], StatusEntry] = {}
         self._issuers: OrderedDict[str, IssuerEntry] = OrderedDict()
         # Entries a block dropped and no read has brought back yet: still tracked (as many as the
@@ -618,14 +624,16 @@ class LedgerCache:
         """The entries of ``dids`` (``None`` for a DID not on the ledger); misses read in one round
         trip, except DIDs already proven absent (see the module docstring)."""
         missing: set[str] = set()
+        now = self.clock()
         with self._lock:
             found: list[DIDEntry | None] = []
+            absent = self._absent
             for did in dids:
                 entry = self._dids.get(did)
                 if entry is not None:
                     self._dids.promote(did, entry)
-                elif did in self._absent:
-                    self._absent.move_to_end(did)
+                elif now - absent.get(did, -math.inf) < ABSENT_FOR:
+                    absent.move_to_end(did)
                 else:
                     missing.add(did)
                 found.append(entry)
@@ -640,12 +648,12 @@ class LedgerCache:
                 return fresh, height
 
             def keep(parsed: tuple[dict[str, DIDEntry | None], int]) -> None:
-                fresh, height = parsed
+                fresh, _ = parsed
                 for did, entry in fresh.items():
                     if entry is not None:
                         self._hold_did(did, entry)
-                    else:  # proven absent at the cache's height or later, so at the cache's height
-                        remember(self._absent, did, height, self.max_absent)
+                    else:  # proven absent now (at the cache's height or later)
+                        remember(self._absent, did, now, self.max_absent)
 
             keys = [k for d in asked for k in (f"did:{d}", f"quarantine:{d}")]
             fresh, _ = self._read(keys, parse, keep)

@@ -20,7 +20,7 @@ from tests.verifier.test_ledger_view import rotate, warm
 from tests.verifier.test_verifier_signed import refusal, signed
 from verifier import Reason, Refused, Verifier
 from verifier._ledger_view import REREADS_PER_SECOND
-from verifier.ledger_cache import ISSUERS_KEPT, Changes, LedgerCache, LedgerSource
+from verifier.ledger_cache import ABSENT_FOR, ISSUERS_KEPT, Changes, LedgerCache, LedgerSource
 from verifier.testing import StaticLedger
 from wallet.credential import build_credential, issue_credential
 from wallet.device_client import CREDENTIAL_HEADER, SIGNED_COMPONENTS, encode_device_credential
@@ -150,6 +150,23 @@ def test_a_did_created_after_it_was_found_absent_is_found(ledger: Ledger) -> Non
         assert refusal(verifier, signed(ledger, device)) is Reason.DID_NOT_FOUND  # absent, remembered
         ledger.commit(actor.txn("did.create", {"document": actor.document()}, ledger.issuer))
         verifier.caches["testnet"].catch_up()  # the header stream's work: the block names the DID
+        assert verifier.authenticate_request(signed(ledger, device), AUDIENCE).did == actor.did
+
+
+def test_a_device_found_absent_while_its_creation_was_pending_is_found_a_second_later(
+    ledger: Ledger,  # noqa: F811
+) -> None:
+    """A device asking while its creation is pending is refused did_not_found; once the creation
+    commits, it is let in a second later (ABSENT_FOR) although the cache, not following the network,
+    has not applied the block (the absence was remembered until the cache applied it: up to the
+    staleness limit, 30 s)."""
+    actor = new_actor()
+    device = Device(actor, ledger.credential(actor.did, 0), 0)
+    with ledger.verifier() as verifier:
+        assert refusal(verifier, signed(ledger, device)) is Reason.DID_NOT_FOUND
+        ledger.commit(actor.txn("did.create", {"document": actor.document()}, ledger.issuer))
+        assert refusal(verifier, signed(ledger, device)) is Reason.DID_NOT_FOUND  # within the second
+        ledger.clock.advance(ABSENT_FOR)
         assert verifier.authenticate_request(signed(ledger, device), AUDIENCE).did == actor.did
 
 
