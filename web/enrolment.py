@@ -459,23 +459,29 @@ class Enrolment(UndeliveredCredentials, ProvisioningTokens, DeviceStatus):
         claim: str,
         on_enrolled: Enrolled | None = None,
     ) -> None:
-        """Wait for the creations ``submitted``; complete the committed ones and record the others."""
+        """Wait for the creations ``submitted``; complete those proven committed and record the others:
+        a rejection as the ledger's refusal; one still pending, or said committed but not proven on
+        the ledger (a node's word), as :class:`LedgerUnreachable`, its token kept for its device (the
+        creation may commit yet)."""
         if not submitted:
             return
         try:
             statuses = self.ledger.wait(submitted, self.timeout)
         except LedgerUnavailable as exc:
             raise LedgerUnreachable(f"waiting for device creations: {exc}") from None
-        committed = []
+        said = [s["id"] for s in statuses if s.get("status") == "committed"]
+        proven = self._anchored([claimed[i][2] for i in said])  # batched proven reads
+        committed = [i for i in said if i in proven]
         for status in statuses:
-            if status.get("status") == "committed":
-                committed.append(status["id"])
-            else:
-                rejection = TxnRejected(status.get("code", "rejected"), status.get("detail", "not committed"))
-                txn = claimed[status["id"]][2]
-                results[claimed[status["id"]][0]] = LedgerRefused(
-                    f"the creation of {txn.submitter}", rejection
-                )
+            txn_id = status["id"]
+            position, _, txn = claimed[txn_id]
+            what = f"the creation of {txn.submitter}"
+            if status.get("status") == "rejected":
+                rejection = TxnRejected(status.get("code", "rejected"), status.get("detail", ""))
+                results[position] = LedgerRefused(what, rejection)
+            elif txn_id not in proven:
+                state = "not proven on the ledger" if status.get("status") == "committed" else "not committed"
+                results[position] = LedgerUnreachable(f"{what}: {state} within {self.timeout} s")
         done = self._complete([(claimed[i][1], claimed[i][2]) for i in committed], claim, on_enrolled)
         for txn_id, result in zip(committed, done, strict=True):
             results[claimed[txn_id][0]] = result

@@ -21,7 +21,7 @@ import pytest
 from did_registry.client import LedgerUnavailable
 from did_registry.node.api_support import EXTENSION
 from tests.web.test_enrolment import PROFILE, Device, Portal, make_portal, new_device
-from web.enrolment_records import EnrolmentResult, TokenUsed
+from web.enrolment_records import DeviceFilter, EnrolmentResult, TokenUsed
 from web.organisation import LedgerUnreachable
 
 DELAY = 0.3  # how long after the retry starts the node commits again
@@ -158,3 +158,58 @@ def test_a_completed_batch_sent_again_gets_the_same_answers(portal: Portal) -> N
     ]
     assert isinstance(again[3], TokenUsed)
     assert portal.transport.posts == [] and portal.counts() == before
+
+
+def test_a_batch_creation_still_pending_at_the_timeout_keeps_its_token(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose creations are still pending when the wait runs out: each item is told the ledger
+    is unreachable and its token stays reserved for its device (the creation may commit yet; it was
+    told the ledger refused it, and the token was free for another device)."""
+    tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=2)]
+    devices = [new_device() for _ in tokens]
+    making = blocks_held(monkeypatch, portal)
+    making.clear()
+    monkeypatch.setattr(portal.enrolment, "timeout", 0.5)
+    results = portal.enrolment.enrol_many(
+        [(t, d.request()) for t, d in zip(tokens, devices, strict=True) if t]
+    )
+    assert all(isinstance(r, LedgerUnreachable) for r in results)
+    assert tokens[0] is not None
+    with pytest.raises(TokenUsed):
+        portal.enrolment.enrol(tokens[0], new_device().request())
+    making.set()
+    assert portal.enrolment.enrol(tokens[0], devices[0].request()).did == devices[0].did
+
+
+def test_a_batch_creation_a_node_says_committed_is_proven_first(
+    portal: Portal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that says a creation committed which is on no ledger (it dropped it): that device is
+    not recorded as enrolled (it was, with a credential, on the node's word), its token stays
+    reserved, and the other devices of the batch are enrolled."""
+    tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=3)]
+    devices = [new_device() for _ in tokens]
+    ledger = portal.enrolment.ledger
+    submit, wait = ledger.submit, ledger.wait
+
+    def dropping(txns: Any) -> list[str]:
+        batch = list(txns)
+        return [*submit(batch[:-1]), batch[-1].id]  # the last one "admitted", never sent
+
+    def lying(txn_ids: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
+        real = {s["id"]: s for s in wait([i for i in txn_ids if i != dropped], timeout)}
+        return [real.get(i) or {"id": i, "status": "committed", "height": 1} for i in txn_ids]
+
+    dropped = portal.enrolment._endorsed(devices[-1].txn).id
+    monkeypatch.setattr(ledger, "submit", dropping)
+    monkeypatch.setattr(ledger, "wait", lying)
+    results = portal.enrolment.enrol_many(
+        [(t, d.request()) for t, d in zip(tokens, devices, strict=True) if t]
+    )
+    assert [r.did for r in results[:2] if isinstance(r, EnrolmentResult)] == [d.did for d in devices[:2]]
+    assert isinstance(results[2], LedgerUnreachable) and "not proven" in str(results[2])
+    assert devices[-1].did not in {d.did for d in portal.enrolment.devices(DeviceFilter(limit=10))}
+    assert tokens[2] is not None
+    with pytest.raises(TokenUsed):
+        portal.enrolment.enrol(tokens[2], new_device().request())
