@@ -26,7 +26,10 @@ __all__ = [
     "NodeRow",
     "DidVersionRow",
     "MetaRow",
+    "SchemaRow",
+    "LAYOUT_VERSION",
     "META",
+    "SCHEMA",
     "BLOCK",
     "TXN",
     "STATE",
@@ -141,6 +144,20 @@ class MetaRow(SQLModel, table=True):
     genesis: str | None = Field(default=None, sa_type=Text)
 
 
+class SchemaRow(SQLModel, table=True):
+    """The layout of the store's tables, as :data:`LAYOUT_VERSION` numbers it: a version of Trellis
+    refuses a store laid out by a later one rather than misread it."""
+
+    __tablename__ = "ledger_schema"
+
+    id: int = Field(primary_key=True, sa_column_kwargs=_NO_AUTOINCREMENT)  # always 1
+    layout: int
+
+
+LAYOUT_VERSION: Final = 1
+"""The layout these tables have (1: state-map nodes keyed by version and hash; the first stamped)."""
+
+
 def _table(row: type[SQLModel]) -> Table:
     table = row.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
@@ -153,7 +170,8 @@ TXN = _table(TxnRow)
 STATE = _table(StateRow)
 NODE = _table(NodeRow)
 DID_VERSION = _table(DidVersionRow)
-TABLES: tuple[Table, ...] = (META, BLOCK, TXN, STATE, NODE, DID_VERSION)
+SCHEMA = _table(SchemaRow)
+TABLES: tuple[Table, ...] = (META, BLOCK, TXN, STATE, NODE, DID_VERSION, SCHEMA)
 """Every table of the ledger store, in creation order."""
 
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once, not per call

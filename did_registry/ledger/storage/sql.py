@@ -38,6 +38,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, delete, inspect, make_url, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel, create_engine
@@ -50,7 +52,9 @@ from did_registry.ledger.storage.base import Commit, TxnLocation
 from did_registry.ledger.storage.integrity import CorruptStore, check_head_rows, check_store
 from did_registry.ledger.storage.models import (
     BLOCK,
+    LAYOUT_VERSION,
     META,
+    SCHEMA,
     STATE,
     TABLES,
     TXN,
@@ -161,6 +165,7 @@ class SQLLedgerStore:
                         " from its peers"
                     )
                 SQLModel.metadata.create_all(conn, tables=list(TABLES))
+                _check_layout(conn)
                 create_views(conn)
                 check_head_rows(conn)
         except (UnsupportedDatabase, CorruptStore):
@@ -541,6 +546,21 @@ def _prefixed(rows: Iterable[tuple[str, str]], prefix: str) -> Iterator[tuple[st
         if not key.startswith(prefix):
             return
         yield key, value.encode()
+
+
+def _check_layout(conn: Connection) -> None:
+    """Stamp a store with :data:`LAYOUT_VERSION` (new, or laid out as now before stores were stamped),
+    or refuse one another version of Trellis laid out (see :class:`~.models.SchemaRow`)."""
+    stamp = (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(SCHEMA)
+    conn.execute(stamp.values(id=1, layout=LAYOUT_VERSION).on_conflict_do_nothing())
+    layout = conn.execute(select(SCHEMA.c.layout).where(SCHEMA.c.id == 1)).scalar_one()
+    if layout != LAYOUT_VERSION:
+        raise UnsupportedDatabase(
+            f"this ledger database is laid out as layout {layout}, by "
+            f"{'a later' if layout > LAYOUT_VERSION else 'an earlier'} version of Trellis; this version"
+            f" reads layout {LAYOUT_VERSION}: run the version that wrote it, or move it aside and start"
+            " the node on an empty database (it catches up from its peers)"
+        )
 
 
 def _require_utf8(conn: Connection, database: str | None) -> None:

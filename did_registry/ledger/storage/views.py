@@ -76,11 +76,14 @@ VIEWS: Mapping[str, Mapping[str, str]] = {
 
 
 def create_views(conn: Connection) -> None:
-    """Create (PostgreSQL: or replace) every view, in the caller's transaction (SQLite or PostgreSQL)."""
+    """Create or replace every view, in the caller's transaction (SQLite or PostgreSQL): a store opened
+    by a version whose views differ gets this version's (SQLite has no ``CREATE OR REPLACE VIEW``:
+    each is dropped and made again)."""
     dialect = conn.dialect.name
     for name, by_dialect in VIEWS.items():
         select = by_dialect[dialect]
         if dialect == "postgresql":
             conn.execute(text(f"CREATE OR REPLACE VIEW {name} AS {select}"))
         else:
-            conn.execute(text(f"CREATE VIEW IF NOT EXISTS {name} AS {select}"))
+            conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
+            conn.execute(text(f"CREATE VIEW {name} AS {select}"))
