@@ -276,7 +276,7 @@ def test_a_read_waits_for_a_node_behind_to_reach_the_height_asked_for(
     """When every node answers as of a block before ``min_height``, the read asks again until one has
     it (nodes commit a block moments apart) instead of failing at once."""
     clock = _FakeTime()
-    monkeypatch.setattr("did_registry.client.time", clock)
+    monkeypatch.setattr("did_registry.proven_reads.time", clock)
     node = make_node()  # no block producer: blocks are made here
     try:
         device = node.onboard()
@@ -309,7 +309,7 @@ def test_a_read_fails_when_no_node_reaches_the_height_within_behind_wait(
     """Nodes that stay behind: ``LedgerUnavailable`` naming the heights, after asking again with a
     growing pause, never pausing past ``behind_wait``."""
     clock = _FakeTime()
-    monkeypatch.setattr("did_registry.client.time", clock)
+    monkeypatch.setattr("did_registry.proven_reads.time", clock)
     node = make_node()
     try:
         device = node.onboard()
@@ -328,7 +328,7 @@ def test_a_read_fails_when_no_node_reaches_the_height_within_behind_wait(
 def test_a_read_from_unreachable_nodes_fails_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     """Nodes that do not answer at all are not asked again: an offline verifier refuses at once."""
     clock = _FakeTime()
-    monkeypatch.setattr("did_registry.client.time", clock)
+    monkeypatch.setattr("did_registry.proven_reads.time", clock)
     calls: list[str] = []
 
     def down(request: httpx.Request) -> httpx.Response:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from did_registry import client as client_module
+from did_registry import certified_headers
 from did_registry.client import LedgerClient, LedgerUnavailable, UntrustedValidatorSet
 from did_registry.ledger.block import BlockHeader, CommitCertificate
 from did_registry.ledger.validators import set_at
@@ -298,7 +298,7 @@ def test_a_node_trickling_its_answer_is_given_up_within_the_time_an_answer_has(
 ) -> None:
     """A node sending its set changes a byte at a time holds a read for its answer's time (0.3 s
     here), not for as long as it goes on; the honest node then answers."""
-    monkeypatch.setattr(client_module, "_CHANGES_TIMEOUT", 0.3)
+    monkeypatch.setattr(certified_headers, "_CHANGES_TIMEOUT", 0.3)
     client = liar_then_honest(chain, Trickling(chain, 0.05))  # 300 bytes: 15 s at that pace
     started = time.monotonic()
     _, header = client.prove("validators")
