@@ -309,8 +309,9 @@ class LedgerApplication:
                 return True
             reason = (
                 f"writing block {header.height} failed ({error!r:.300}), and the store's head is now"
-                f" block {height}: neither block {self.height} nor the block written (another process"
-                " writes this database, or it was changed behind the node's back)"
+                f" block {height}: neither block {self.height} nor the block written (an earlier write of"
+                " this node, reported failed, that went through later; another process writing this"
+                " database; or a change behind the node's back)"
             )
         self._lost = reason + "; the node must restart and resume from what its store holds"
         raise StoreHeadLost(self._lost) from error

@@ -115,11 +115,16 @@ class Block:
 
     @classmethod
     def from_json(cls, data: Any) -> Block:
-        """Parse a block and check that its transactions match its ``txn_root``."""
+        """Parse a block and check that its transactions match its ``txn_root``.
+
+        Each transaction is read back from its canonical bytes (JCS, what its id, signatures and the
+        root commit to): a sender writing an integer as ``5.0`` sends the same bytes, so the block
+        checks, but the rules would read a float and refuse what every other node executed."""
         if not isinstance(data, Mapping) or not isinstance(data.get("txns"), list):
             raise ValueError("a block is {header, txns}")
+        txns = (Transaction.from_json(t) for t in data["txns"])
         block = cls(
-            BlockHeader.from_json(data["header"]), tuple(Transaction.from_json(t) for t in data["txns"])
+            BlockHeader.from_json(data["header"]), tuple(Transaction.from_bytes(t.leaf) for t in txns)
         )
         if block.header.txn_count != len(block.txns) or cls.txn_root_of(block.txns) != block.header.txn_root:
             raise ValueError("the block's transactions do not match its header")

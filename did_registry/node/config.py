@@ -489,7 +489,7 @@ def _check_key(
             name(change.get("validator", change))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidConfig(
-            f"database {config.database!r}: the validators record is malformed: {exc!r}"
+            f"database {_shown(config.database)}: the validators record is malformed: {exc!r}"
         ) from None
     others = sorted(named.get(key, set()) - {config.id})
     if others:
@@ -522,17 +522,24 @@ def build_service(
     validator). Multi-validator engines and observers get a :class:`Replica` as the service's runner."""
     genesis = check_runnable(config)
     entry = next((v for v in genesis.validators if v.get("id") == config.id), None)
+    opened = store is None
     store = store if store is not None else open_store(config.database)
-    if config.verify_on_start:
-        _log.info(
-            "checking the integrity of database %s ([storage] verify_on_start)", _shown(config.database)
-        )
-        _verify(store, config.database)
     try:
-        application = LedgerApplication(store, genesis)
-    except InvalidBlock as exc:
-        raise InvalidConfig(f"database {config.database!r}: {exc}") from None
-    _check_key(config, genesis, application, validator_key)
+        if config.verify_on_start:
+            _log.info(
+                "checking the integrity of database %s ([storage] verify_on_start)", _shown(config.database)
+            )
+            _verify(store, config.database)
+        try:
+            application = LedgerApplication(store, genesis)
+        except InvalidBlock as exc:
+            raise InvalidConfig(f"database {_shown(config.database)}: {exc}") from None
+        _check_key(config, genesis, application, validator_key)
+    except BaseException:
+        close = getattr(store, "close", None) if opened else None
+        if close is not None:  # refused: its connections are closed here, not left to the collector
+            close()
+        raise
     service = NodeService(
         application,
         validator_id=config.id,

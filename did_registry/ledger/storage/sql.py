@@ -31,6 +31,7 @@ never change, so recently used ones are also cached.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import OrderedDict
@@ -122,7 +123,14 @@ class SQLLedgerStore:
             raise UnsupportedDatabase(f"{backend} databases are not supported: use SQLite or PostgreSQL")
         # PostgreSQL: the client encoding is UTF8 whatever the environment (PGCLIENTENCODING) or the
         # database says; a database in another encoding is refused below
-        client = {} if backend == "sqlite" else {"connect_args": {"client_encoding": "utf8"}}
+        # database says; a database in another encoding is refused below. A pooled connection is
+        # tried before use (pool_pre_ping): one the server dropped (a restart, pg_terminate_backend)
+        # is replaced rather than failing the block or read it was taken for.
+        client: dict[str, Any] = (
+            {}
+            if backend == "sqlite"
+            else {"connect_args": {"client_encoding": "utf8"}, "pool_pre_ping": True}
+        )
         if url in ("sqlite://", "sqlite:///:memory:"):
             engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
         else:
@@ -193,11 +201,24 @@ class SQLLedgerStore:
             conn = self._spare.pop()  # atomic: no two threads get the same one
         except IndexError:
             conn = self._reader.raw_connection()
+        else:  # a spare was idle outside the pool, unchecked: the server may have dropped it
+            try:
+                return self._kept(conn, _first_row(conn, sql, params))
+            except Exception:
+                conn.invalidate()  # gone; so, most likely, are the other idle ones
+                with contextlib.suppress(IndexError):  # (another thread may take the last)
+                    while True:
+                        self._spare.pop().invalidate()
+            conn = self._reader.raw_connection()  # tried before use (pool_pre_ping)
         try:
             row = _first_row(conn, sql, params)
         except BaseException:
             conn.close()  # back to the pool, which resets or discards it
             raise
+        return self._kept(conn, row)
+
+    def _kept(self, conn: Any, row: Any) -> Any:
+        """``row``, after keeping ``conn`` as an idle point-read connection (or closing it)."""
         if len(self._spare) < _SPARE_READERS:
             self._spare.append(conn)
         else:
@@ -551,9 +572,11 @@ def _prefixed(rows: Iterable[tuple[str, str]], prefix: str) -> Iterator[tuple[st
 def _check_layout(conn: Connection) -> None:
     """Stamp a store with :data:`LAYOUT_VERSION` (new, or laid out as now before stores were stamped),
     or refuse one another version of Trellis laid out (see :class:`~.models.SchemaRow`)."""
-    stamp = (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(SCHEMA)
-    conn.execute(stamp.values(id=1, layout=LAYOUT_VERSION).on_conflict_do_nothing())
-    layout = conn.execute(select(SCHEMA.c.layout).where(SCHEMA.c.id == 1)).scalar_one()
+    layout = conn.execute(select(SCHEMA.c.layout).where(SCHEMA.c.id == 1)).scalar()
+    if layout is None:  # (written only then: opening a stamped store writes nothing)
+        stamp = (sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert)(SCHEMA)
+        conn.execute(stamp.values(id=1, layout=LAYOUT_VERSION).on_conflict_do_nothing())
+        layout = conn.execute(select(SCHEMA.c.layout).where(SCHEMA.c.id == 1)).scalar_one()
     if layout != LAYOUT_VERSION:
         raise UnsupportedDatabase(
             f"this ledger database is laid out as layout {layout}, by "

@@ -78,12 +78,18 @@ VIEWS: Mapping[str, Mapping[str, str]] = {
 def create_views(conn: Connection) -> None:
     """Create or replace every view, in the caller's transaction (SQLite or PostgreSQL): a store opened
     by a version whose views differ gets this version's (SQLite has no ``CREATE OR REPLACE VIEW``:
-    each is dropped and made again)."""
+    a view whose stored text differs is dropped and made again; one that is already this version's is
+    left alone, so opening such a store writes nothing)."""
     dialect = conn.dialect.name
     for name, by_dialect in VIEWS.items():
         select = by_dialect[dialect]
         if dialect == "postgresql":
             conn.execute(text(f"CREATE OR REPLACE VIEW {name} AS {select}"))
-        else:
+            continue
+        wanted = f"CREATE VIEW {name} AS {select}"
+        stored = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = :name"), {"name": name}
+        ).scalar()
+        if stored != wanted:  # (a store whose views are this version's is not written to)
             conn.execute(text(f"DROP VIEW IF EXISTS {name}"))
-            conn.execute(text(f"CREATE VIEW {name} AS {select}"))
+            conn.execute(text(wanted))

@@ -4,6 +4,7 @@ stores were stamped, and gives an existing database its own views."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,26 @@ def test_an_existing_sqlite_database_gets_this_version_s_views(tmp_path: Path) -
     [definition] = _sql(url, f"SELECT sql FROM sqlite_master WHERE type = 'view' AND name = '{name}'")
     assert "stale" not in str(definition)
     assert VIEWS[name]["sqlite"].split()[0].upper() in str(definition).upper()
+
+
+def test_opening_a_current_sqlite_store_writes_nothing(tmp_path: Path) -> None:
+    """A store already stamped and with this version's views is opened without a write: its schema
+    version stays, and it opens read-only (mode=ro), as `trellis node check` and readers need."""
+    path = tmp_path / "ledger.db"
+    _chain(f"sqlite:///{path}")
+
+    def schema_version() -> int:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA schema_version").fetchone()[0])
+        finally:
+            conn.close()
+
+    before = schema_version()
+    SQLLedgerStore(f"sqlite:///{path}").close()
+    assert schema_version() == before
+    store = SQLLedgerStore(f"sqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        assert store.height() == 1
+    finally:
+        store.close()

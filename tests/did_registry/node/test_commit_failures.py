@@ -172,7 +172,7 @@ def test_a_store_another_process_wrote_halts_the_node(leader: Node, tmp_path: Pa
         header = executed.block.header
         signature = CommitCertificate.sign(header.hash, leader.validator_key)
         other.commit(executed, CommitCertificate(header.height, header.hash.hex(), {"node-1": signature}))
-        with pytest.raises(SyncError, match="another process writes this database"):
+        with pytest.raises(SyncError, match="another process writing this database"):
             install(follower, _certified(leader, 1))
         assert follower.halted is not None and "neither block 0 nor the block written" in follower.halted
     finally:
