@@ -11,8 +11,7 @@ import pytest
 
 from did_registry.identity.crypto import Ed25519PrivateKey
 from tests.verifier.lifetime_world import LIST, URL, World, make_world
-from verifier import MemorySessionStore, Verifier
-from verifier import verifier as verifier_module
+from verifier import MemorySessionStore, Verifier, session_following
 from verifier.ledger_cache import Changes
 from wallet.credential import build_credential, issue_credential
 from wallet.device_client import CREDENTIAL_HEADER, SIGNED_COMPONENTS, encode_device_credential
@@ -147,7 +146,7 @@ def test_a_catch_up_jump_ends_only_devices_with_live_sessions() -> None:
 def test_the_devices_followed_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past WATCHED_DEVICES_MAX devices, a device is let in without a session offer (noted); once
     sessions expire there is room again."""
-    monkeypatch.setattr(verifier_module, "WATCHED_DEVICES_MAX", 3)
+    monkeypatch.setattr(session_following, "WATCHED_DEVICES_MAX", 3)
     world = make_world()
     verifier = world.verifier()
     devices = Devices(world)

@@ -337,7 +337,7 @@ def test_a_batch_audits_each_device_it_enrols_even_when_a_later_chunk_fails(
 ) -> None:
     """Each device a batch enrols gets its own device.enrol entry (its DID, transaction and token), as
     its chunk is recorded: a later chunk failing does not leave the devices already recorded unaudited."""
-    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
+    monkeypatch.setattr("web.batch_enrolment.BULK_CHUNK", 2)
     api = token_of(Role.OPERATOR)
     tokens = [t["token"] for t in new_tokens(client, api, count=6)]
     network = ledger.client.genesis.network

@@ -95,7 +95,7 @@ def test_a_batch_whose_audit_entry_fails_records_no_device_unaudited(
 ) -> None:
     """A batch's audit entries go in the transaction that records its chunk: when they fail, that
     chunk's devices are not recorded; sent again, the batch enrols and audits every device."""
-    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
+    monkeypatch.setattr("web.batch_enrolment.BULK_CHUNK", 2)
     api = {"Authorization": f"Bearer {token_of(Role.OPERATOR)}"}
     enrolment = portal(ledger.app).services.enrolment
     tokens = [t.token for t in enrolment.create_tokens(DeviceProfile("TH-1", "1.0", {}), count=4)]

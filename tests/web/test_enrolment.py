@@ -519,7 +519,7 @@ def test_bulk_enrolment_in_chunks_overlaps_the_ledger_and_survives_a_refusal(
     """Chunks go to the ledger one after another (the next is sent before the previous one's
     credentials are issued); a creation the ledger refuses at the door fails its own item only,
     its chunk is sent again without it, and its token is free again."""
-    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 3)
+    monkeypatch.setattr("web.batch_enrolment.BULK_CHUNK", 3)
     tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=8)]
     devices = [new_device() for _ in tokens]
     taken = devices[4]  # its DID is on the ledger already, created outside the portal (another txn)
@@ -553,7 +553,7 @@ def test_a_batch_failing_midway_keeps_the_tokens_of_creations_sent_for_their_dev
 ) -> None:
     """When a batch fails after some creations reached the ledger, their tokens are not free for any
     device: only the device that signed the creation enrols with its token again (and does)."""
-    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
+    monkeypatch.setattr("web.batch_enrolment.BULK_CHUNK", 2)
     tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=6)]
     devices = [new_device() for _ in tokens]
     submit = fail_third_submit(monkeypatch, portal.enrolment.ledger)
@@ -576,7 +576,7 @@ def test_a_chunk_whose_answer_is_lost_keeps_its_tokens_for_their_devices(
 ) -> None:
     """A chunk the ledger admitted but whose answer was lost counts as sent: when the batch then
     fails, its tokens stay reserved; another device cannot take them."""
-    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
+    monkeypatch.setattr("web.batch_enrolment.BULK_CHUNK", 2)
     tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=6)]
     devices = [new_device() for _ in tokens]
     submit = fail_third_submit(monkeypatch, portal.enrolment.ledger, admitted=True)

@@ -125,7 +125,7 @@ def test_a_batch_retried_while_a_chunk_is_pending_enrols_every_device(
     """A gateway's batch failed after the node admitted its last chunk (the answer lost); sent again
     while that chunk is pending, every device is enrolled once it commits (its devices were refused
     with the ledger's ``replay``)."""
-    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
+    monkeypatch.setattr("web.batch_enrolment.BULK_CHUNK", 2)
     tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=6)]
     devices = [new_device() for _ in tokens]
     items = [(t, d.request()) for t, d in zip(tokens, devices, strict=True) if t]

@@ -247,7 +247,7 @@ def test_a_batch_renews_its_claims_so_they_never_look_abandoned(
 ) -> None:
     """A long batch (each chunk taking six minutes here, the claim timeout being ten) renews its
     claims before each further chunk: at no point does a token it holds read as free."""
-    monkeypatch.setattr("web.enrolment.BULK_CHUNK", 2)
+    monkeypatch.setattr("web.batch_enrolment.BULK_CHUNK", 2)
     tokens = [t.token for t in portal.enrolment.create_tokens(PROFILE, count=6)]
     devices = [new_device() for _ in tokens]
     ledger = portal.enrolment.ledger
