@@ -215,13 +215,16 @@ class LedgerApplication:
         """Admission: would ``txn`` be accepted on top of the head? Raises :class:`TxnRejected`."""
         execute(StateView(self.store), txn, self._context(self.height + 1, self._head.time))
 
-    def preverify(self, txns: Sequence[Transaction]) -> None:
+    def preverify(self, txns: Sequence[Transaction]) -> bool:
         """Warm what executing ``txns`` will need (documents parsed, signatures checked) without
-        deciding anything: safe from any thread, without the node's lock (see :func:`rules.preverify`)."""
+        deciding anything: safe from any thread, without the node's lock (see :func:`rules.preverify`).
+        ``False`` when a signature or document checked failed: executing will refuse one of them."""
         self.store.prefetch(_reads_of(txns), [txn.id for txn in txns])
         view = StateView(self.store)
+        sound = True
         for txn in txns:
-            preverify(view, txn)
+            sound = preverify(view, txn) and sound
+        return sound
 
     def forget(self, txns: Sequence[Transaction]) -> None:
         """``txns`` will not be executed (refused at the door): drop what :meth:`preverify` kept of them."""

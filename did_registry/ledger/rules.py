@@ -139,13 +139,16 @@ def _verified_signers(view: StateView, txn: Transaction, pending: Mapping[str, D
     return signers
 
 
-def preverify(view: StateReader, txn: Transaction) -> None:
+def preverify(view: StateReader, txn: Transaction) -> bool:
     """Do ahead of time, and outside any lock, the costly work :func:`execute` does first: parse a
     ``did.create``'s document and check each signature whose key can be found now, remembering the
     results (the parsed documents and the signature memo). It decides nothing, changes no state and
-    raises nothing: :func:`execute` checks everything again, reading those memos."""
+    raises nothing: :func:`execute` checks everything again, reading those memos. Returns ``False``
+    when something it checked failed (a signature, the document), which :func:`execute` will refuse
+    on this head: a caller checking a batch ahead need check no further than that."""
     if txn.id_bytes in _COMMITTED:
-        return  # committed while it waited to be checked ahead: nothing will execute it again
+        return True  # committed while it waited to be checked ahead: nothing will execute it again
+    sound = True
     message = signing_input(txn.id_bytes)
     for signature in txn.signatures:
         did = did_of(signature.verification_method)
@@ -160,7 +163,8 @@ def preverify(view: StateReader, txn: Transaction) -> None:
             key = document.public_key_for(signature.verification_method, "capabilityInvocation")
             _SIGNATURES.verify(key, message, signature.signature, decode_base58btc)
         except (BadSignature, ValueError, DidRegistryError, TxnRejected, TypeError, KeyError):
-            continue
+            sound = False
+    return sound
 
 
 def _quorum(view: StateView, name: str) -> int:

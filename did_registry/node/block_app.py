@@ -122,8 +122,10 @@ class LedgerBlockApp:
         self.clock = clock
         self._executed: dict[bytes, Executed] = {}
         self._digests: dict[bytes, bytes] = {}
-        self._checked: dict[bytes, int] = {}  # request -> the head height it was admitted on
-        self._glanced: set[bytes] = set()  # forwarded requests admitted on their form only
+        # Keyed by each request's SHA-256, not its bytes: a peer may forward any number of requests
+        # of up to 256 KiB each, and 200,000 of them kept whole would be 50 GiB.
+        self._checked: dict[bytes, int] = {}  # request digest -> the head height it was admitted on
+        self._glanced: set[bytes] = set()  # digests of forwarded requests admitted on their form only
         self._parsed: WeightedCache[bytes, Transaction] = WeightedCache(_PARSED_KEPT, _PARSED_BYTES)
         self.preverifier = Preverifier(service.app)
 
@@ -137,7 +139,7 @@ class LedgerBlockApp:
         if len(self._checked) > 200_000:
             self._checked.clear()
         for request in requests:
-            self._checked[request] = height
+            self._checked[sha256(request)] = height
 
     def parse(self, request: bytes) -> Transaction:
         """The transaction ``request`` holds; raise :class:`TxnRejected` when the bytes are not one.
@@ -250,7 +252,8 @@ class LedgerBlockApp:
         executes it again, and every validator does when it validates the block. Any later call
         (re-checking the pool after a proposal or a timeout) executes it on the head, so a request
         that cannot go in is dropped before it could make a validator suspect the primary."""
-        if self._checked.get(request, -1) == self.service.app.height:
+        key = sha256(request)
+        if self._checked.get(key, -1) == self.service.app.height:
             return True
         try:
             txn = self.parse(request)
@@ -262,10 +265,10 @@ class LedgerBlockApp:
         with service.lock:
             if service.app.store.locate(txn.id) is not None:
                 return False
-            if request not in self._glanced:
+            if key not in self._glanced:
                 if len(self._glanced) > 200_000:
                     self._glanced.clear()
-                self._glanced.add(request)
+                self._glanced.add(key)
                 self.preverifier.offer([txn])  # its signatures checked before its block comes
                 return True
             try:
@@ -273,7 +276,7 @@ class LedgerBlockApp:
             except TxnRejected:
                 service.app.forget([txn])  # dropped from the pool: what checking it ahead kept goes too
                 return False
-            self._checked[request] = service.app.height
+            self._checked[key] = service.app.height
         return True
 
     # -- committing ----------------------------------------------------------------------------
