@@ -275,8 +275,10 @@ class BitstringStatusListCredential:
         if self.ttl is not None and (type(self.ttl) is not int or self.ttl < 0):
             raise _fail("ttl", "must be a non-negative integer of milliseconds", self.ttl)
 
-    def to_json(self) -> dict[str, Any]:
-        """Return the unsigned credential document, ``encodedList`` freshly encoded (§3.1)."""
+    def to_json(self, *, encoded_list: str | None = None) -> dict[str, Any]:
+        """Return the unsigned credential document, ``encodedList`` freshly encoded (§3.1) unless
+        ``encoded_list``, the list's encoding made before, is given (compressing a large list costs
+        milliseconds)."""
         doc: dict[str, Any] = {"@context": [CREDENTIALS_V2_CONTEXT]}
         if self.id is not None:
             doc["id"] = self.id
@@ -290,7 +292,7 @@ class BitstringStatusListCredential:
         subject |= {"type": _SUBJECT_TYPE, "statusPurpose": purposes[0] if len(purposes) == 1 else purposes}
         if self.status_list.status_size != 1:
             subject["statusSize"] = self.status_list.status_size
-        subject["encodedList"] = self.status_list.encode()
+        subject["encodedList"] = self.status_list.encode() if encoded_list is None else encoded_list
         if self.ttl is not None:
             subject["ttl"] = self.ttl
         doc["credentialSubject"] = subject

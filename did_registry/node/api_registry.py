@@ -121,8 +121,9 @@ def status_list(issuer: str, name: str) -> Response:
 
 @registry_bp.get("/status-lists/<issuer>/<name>/credential")
 def status_list_credential(issuer: str, name: str) -> Response:
-    """The list as an unsigned BitstringStatusListCredential (integrity: the state proof of its key)."""
-    _, value = _status_list(issuer, name)
+    """The list as an unsigned BitstringStatusListCredential (integrity: the state proof of its key),
+    its ``encodedList`` from the same cache as :func:`status_list`'s."""
+    key, value = _status_list(issuer, name)
     credential = BitstringStatusListCredential(
         issuer=value["issuer"],
         status_purposes=(StatusPurpose(value["purpose"]),),
@@ -131,7 +132,8 @@ def status_list_credential(issuer: str, name: str) -> Response:
         subject_id=f"{request.base_url}#list",
         valid_from=parse_timestamp(value["updated"]),
     )
-    return json_response(credential.to_json(), mimetype=VC_MEDIA_TYPE)
+    encoded = current_app.extensions[_CACHE].get(key, value)
+    return json_response(credential.to_json(encoded_list=encoded), mimetype=VC_MEDIA_TYPE)
 
 
 @registry_bp.get("/status-lists")

@@ -67,6 +67,32 @@ class TestStatusLists:
         proven = StateProof.from_json(proof).verify(validators)
         assert credential.status_list.to_bytes() == base64.urlsafe_b64decode(proven["bits"])
 
+    def test_credential_encodes_each_version_of_a_list_once(
+        self, node: Node, issuer: Actor, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Asking for a list's credential again and again compresses its bits once per version
+        (each request compressed them: up to 2 MB of bits, milliseconds a request, no key needed),
+        and a new version is served fresh."""
+        encodings: list[int] = []
+        encode = BitstringStatusList.encode
+
+        def counted(bits: BitstringStatusList) -> str:
+            encodings.append(1)
+            return encode(bits)
+
+        monkeypatch.setattr(BitstringStatusList, "encode", counted)
+        url = f"/status-lists/{issuer.did}/rev/credential"
+        answers = [node.client.get(url).get_json(force=True) for _ in range(5)]
+        assert len(encodings) == 1 and all(a == answers[0] for a in answers)
+        node.commit(issuer.txn("status_list.update", {"list": "rev", "set": [9]}))
+        fresh = node.client.get(url).get_json(force=True)
+        assert len(encodings) == 2
+        assert BitstringStatusList.decode(fresh["credentialSubject"]["encodedList"]).nonzero() == [
+            3,
+            9,
+            40_000,
+        ]
+
     def test_issuer_listing(self, node: Node, issuer: Actor) -> None:
         """An issuer's lists are listed without their bits, paged by name."""
         node.commit(issuer.txn("status_list.create", {"list": "sus", "purpose": "suspension"}))
