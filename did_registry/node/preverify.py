@@ -6,8 +6,9 @@ endorsed ``did.create``) and parse every new DID document, and the engine waits 
 can vote. :class:`Preverifier` does that work when the request is first seen, on a thread of its own
 (libsodium releases the GIL while it verifies), so the block finds the results in the rules' memos
 (:func:`did_registry.ledger.rules.preverify`). It decides nothing: execution checks everything again,
-and a transaction the thread never reached is simply checked then. Its queue is bounded; when full,
-new work is dropped, never waited for.
+and a transaction the thread never reached is simply checked then. Its queue is bounded in count and
+in bytes (a peer chooses how large the requests it forwards are); when full, new work is dropped,
+never waited for.
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ from did_registry.ledger.txn import Transaction
 __all__ = ["Preverifier"]
 
 _QUEUE: Final = 20_000  # transactions waiting (a few blocks' worth); more are dropped
+_QUEUE_BYTES: Final = 64 << 20  # and at most this many bytes of them (requests of up to 256 KiB)
 _BATCH: Final = 256  # transactions taken off the queue at once
 
 
 class Preverifier:
     """Warms :meth:`LedgerApplication.preverify` for transactions offered to it, on one thread."""
 
-    def __init__(self, app: LedgerApplication, *, size: int = _QUEUE) -> None:
+    def __init__(self, app: LedgerApplication, *, size: int = _QUEUE, max_bytes: int = _QUEUE_BYTES) -> None:
         self._app = app
         self._queue: queue.Queue[Transaction | None] = queue.Queue(size)
+        self.max_bytes = max_bytes
+        self._bytes = 0  # the request bytes of the transactions queued (under _lock)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.dropped = 0
@@ -52,10 +56,27 @@ class Preverifier:
         """Queue ``txns`` for checking (those that do not fit are dropped); start the thread if needed."""
         self._start()
         for txn in txns:
+            size = len(txn.leaf)
+            with self._lock:
+                if self._bytes + size > self.max_bytes:
+                    self.dropped += 1
+                    continue
+                self._bytes += size
             try:
                 self._queue.put_nowait(txn)
             except queue.Full:
+                self._taken([txn])
                 self.dropped += 1
+
+    @property
+    def waiting_bytes(self) -> int:
+        """The request bytes of the transactions waiting in the queue."""
+        return self._bytes
+
+    def _taken(self, txns: Sequence[Transaction]) -> None:
+        size = sum(len(txn.leaf) for txn in txns)
+        with self._lock:
+            self._bytes -= size
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread (work still queued is dropped)."""
@@ -65,9 +86,11 @@ class Preverifier:
             return
         while True:
             try:
-                self._queue.get_nowait()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if item is not None:
+                self._taken([item])
         self._queue.put(None)
         thread.join(timeout)
 
@@ -89,8 +112,10 @@ class Preverifier:
                 except queue.Empty:
                     break
                 if item is None:
+                    self._taken(batch)
                     self._app.preverify(batch)
                     return
                 batch.append(item)
+            self._taken(batch)
             self._app.preverify(batch)
             self.done += len(batch)

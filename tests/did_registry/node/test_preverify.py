@@ -85,3 +85,36 @@ def test_a_full_queue_drops_work_and_close_stops_the_thread() -> None:
     assert preverifier.running
     preverifier.close()
     assert not preverifier.running
+
+
+def test_the_queue_is_bounded_in_bytes_too() -> None:
+    """Large requests a peer forwards fill the queue's bytes before its count: beyond max_bytes they
+    are dropped (they were queued up to 20,000 of them, about 5 GiB of 256 KiB requests), and what
+    the queue holds is given back as the thread takes it."""
+    trustee, key = new_actor(), Ed25519PrivateKey.generate()
+    app = LedgerApplication(MemoryLedgerStore(), make_genesis(trustee, key))
+    network = app.genesis.network
+    big = [
+        Transaction.build(
+            "did.update", network=network, submitter=f"did:junk:{n}", nonce=1, body={"pad": "a" * 100_000}
+        )
+        for n in range(10)
+    ]
+    preverifier = Preverifier(app, max_bytes=350_000)
+    gate = threading.Event()
+    original = app.preverify
+
+    def held(txns: Sequence[Transaction]) -> bool:
+        gate.wait(10)
+        return original(txns)
+
+    app.preverify = held  # type: ignore[method-assign]
+    preverifier.offer(big[:1])  # taken by the thread, which then waits at the gate
+    _wait(lambda: preverifier.waiting == 0)
+    preverifier.offer(big[1:])
+    assert (preverifier.waiting, preverifier.dropped) == (3, 6)  # three of about 100 KB fit
+    assert 300_000 < preverifier.waiting_bytes <= 350_000
+    gate.set()
+    _wait(lambda: preverifier.done == 4)
+    assert preverifier.waiting_bytes == 0
+    preverifier.close()
