@@ -152,6 +152,13 @@ class CertifiedHeaders(NodeAnswers):
         """The highest block height a certified header has shown this client."""
         return self._seen
 
+    def certified_header(self, header: Any, certificate: Any) -> BlockHeader:
+        """The header a node answered (its JSON), checked with :meth:`verify_header` against the
+        certificate it came with (JSON, or ``None``)."""
+        parsed = BlockHeader.from_json(header)
+        self.verify_header(parsed, None if certificate is None else CommitCertificate.from_json(certificate))
+        return parsed
+
     def verify_header(self, header: BlockHeader, certificate: CommitCertificate | None) -> None:
         """Check a header's certificate against the trusted validator sets (and its network)."""
         if header.network != self.genesis.network:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 
 from did_registry.bounded_http import BOUNDS, bounded_lines
-from did_registry.ledger.block import BlockHeader, CommitCertificate
+from did_registry.ledger.block import BlockHeader
 from did_registry.node_answers import ANSWER_ERRORS, LedgerUnavailable
 from did_registry.proven_reads import ProvenReads
 
@@ -68,11 +68,7 @@ class HeaderStream(ProvenReads):
                             continue
                         quiet_since = time.monotonic()
                         data = json.loads(line[5:])
-                        header = BlockHeader.from_json(data["header"])
-                        certificate = data.get("certificate")
-                        self.verify_header(
-                            header, None if certificate is None else CommitCertificate.from_json(certificate)
-                        )
+                        header = self.certified_header(data["header"], data.get("certificate"))
                         if last is not None and header.height <= last:
                             continue
                         last, delivered = header.height, True

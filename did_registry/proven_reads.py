@@ -18,7 +18,7 @@ from did_registry.certified_headers import CertifiedHeaders
 from did_registry.errors import InvalidProof
 from did_registry.identity.jcs import canonicalize
 from did_registry.ledger import merkle
-from did_registry.ledger.block import BlockHeader, CommitCertificate
+from did_registry.ledger.block import BlockHeader
 from did_registry.ledger.proofs import StateProof
 from did_registry.ledger.smt import MapProof
 from did_registry.ledger.txn import Transaction, TxnRejected
@@ -108,11 +108,7 @@ class ProvenReads(CertifiedHeaders):
                 response = self._http.post(node.rstrip("/") + "/proofs/state", json={"keys": list(keys)})
                 response.raise_for_status()
                 data = response.json()
-                header = BlockHeader.from_json(data["header"])
-                certificate = data["certificate"]
-                self.verify_header(
-                    header, None if certificate is None else CommitCertificate.from_json(certificate)
-                )
+                header = self.certified_header(data["header"], data["certificate"])
                 if header.height < floor:
                     errors.append(f"{node}: answered as of block {header.height}, behind block {floor}")
                     behind = True
@@ -139,11 +135,7 @@ class ProvenReads(CertifiedHeaders):
                 response = self._http.get(f"{node.rstrip('/')}/txns/{txn_id}/proof")
                 response.raise_for_status()
                 data = response.json()
-                header = BlockHeader.from_json(data["header"])
-                certificate = data["certificate"]
-                self.verify_header(
-                    header, None if certificate is None else CommitCertificate.from_json(certificate)
-                )
+                header = self.certified_header(data["header"], data["certificate"])
                 txn = Transaction.from_json(data["txn"])
                 if txn.id != txn_id:
                     raise InvalidProof("inclusion", f"asked for {txn_id}, answered with {txn.id}")
@@ -199,11 +191,7 @@ class ProvenReads(CertifiedHeaders):
                 response = self._http.get(node.rstrip("/") + "/blocks/head")
                 response.raise_for_status()
                 data = response.json()
-                header = BlockHeader.from_json(data["block"]["header"])
-                certificate = data.get("certificate")
-                self.verify_header(
-                    header, None if certificate is None else CommitCertificate.from_json(certificate)
-                )
+                header = self.certified_header(data["block"]["header"], data.get("certificate"))
                 if header.height < floor:
                     errors.append(f"{node}: its head is block {header.height}, behind block {floor}")
                     behind = True

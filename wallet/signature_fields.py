@@ -100,20 +100,7 @@ def _signature_input(label: str, member: object, signature: object) -> Signature
         values[name] = value
     if not isinstance(signature, Item) or type(signature.value) is not bytes or signature.params:
         raise MalformedSignatureHeader("Signature member is not a bare Byte Sequence", label=label)
-    created, expires = values.get("created"), values.get("expires")
-    keyid, alg, nonce, tag = (values.get(name) for name in ("keyid", "alg", "nonce", "tag"))
-    return SignatureInput(
-        label=label,
-        components=components,
-        keyid=keyid if isinstance(keyid, str) else None,
-        alg=alg if isinstance(alg, str) else None,
-        created=created if isinstance(created, int) else None,
-        expires=expires if isinstance(expires, int) else None,
-        nonce=nonce if isinstance(nonce, str) else None,
-        tag=tag if isinstance(tag, str) else None,
-        signature=signature.value,
-        raw_params=str(member),
-    )
+    return _from_params(label, components, values, signature.value, str(member))
 
 
 def parse_signatures(headers: Mapping[str, str]) -> list[SignatureInput]:
@@ -155,20 +142,7 @@ def _fast_signature(input_text: str, signature_text: str) -> SignatureInput | No
         wanted = _SIGNATURE_PARAMS.get(name)
         if wanted is None or type(value) is not wanted:
             return None
-    created, expires = params.get("created"), params.get("expires")
-    keyid, alg, nonce, tag = (params.get(name) for name in ("keyid", "alg", "nonce", "tag"))
-    return SignatureInput(
-        label=label,
-        components=components,
-        keyid=keyid if isinstance(keyid, str) else None,
-        alg=alg if isinstance(alg, str) else None,
-        created=created if isinstance(created, int) else None,
-        expires=expires if isinstance(expires, int) else None,
-        nonce=nonce if isinstance(nonce, str) else None,
-        tag=tag if isinstance(tag, str) else None,
-        signature=signed[1],
-        raw_params=raw,
-    )
+    return _from_params(label, components, params, signed[1], raw)
 
 
 def _parse_signatures_fully(input_text: str, signature_text: str) -> list[SignatureInput]:
@@ -184,3 +158,23 @@ def _parse_signatures_fully(input_text: str, signature_text: str) -> list[Signat
             raise MalformedSignatureHeader("Signature-Input has no matching Signature", label=label)
         result.append(_signature_input(label, member, signatures[label]))
     return result
+
+
+def _from_params(
+    label: str, components: tuple[str, ...], params: Mapping[str, object], signature: bytes, raw: str
+) -> SignatureInput:
+    """The :class:`SignatureInput` of checked ``params`` (each of its type, or absent)."""
+    created, expires = params.get("created"), params.get("expires")
+    keyid, alg, nonce, tag = (params.get(name) for name in ("keyid", "alg", "nonce", "tag"))
+    return SignatureInput(
+        label=label,
+        components=components,
+        keyid=keyid if isinstance(keyid, str) else None,
+        alg=alg if isinstance(alg, str) else None,
+        created=created if isinstance(created, int) else None,
+        expires=expires if isinstance(expires, int) else None,
+        nonce=nonce if isinstance(nonce, str) else None,
+        tag=tag if isinstance(tag, str) else None,
+        signature=signature,
+        raw_params=raw,
+    )

@@ -180,11 +180,16 @@ def test_the_redis_bound_holds_across_processes(redis_prefix: tuple[str, str]) -
     assert (first.challenges(), second.challenges()) == (2, 2)
 
 
-def test_expired_challenges_free_their_room_in_redis(redis_prefix: tuple[str, str]) -> None:
-    """Listed challenges whose expiry has passed no longer count."""
+def _one_challenge_store(redis_prefix: tuple[str, str]) -> tuple[RedisNonceStore, FakeClock]:
+    """A Redis store allowing one outstanding challenge, on a fake clock."""
     url, prefix = redis_prefix
     clock = FakeClock()
-    store = RedisNonceStore(url, prefix=prefix, clock=clock, max_challenges=1)
+    return RedisNonceStore(url, prefix=prefix, clock=clock, max_challenges=1), clock
+
+
+def test_expired_challenges_free_their_room_in_redis(redis_prefix: tuple[str, str]) -> None:
+    """Listed challenges whose expiry has passed no longer count."""
+    store, clock = _one_challenge_store(redis_prefix)
     store.put(CHALLENGE_NAMESPACE, "c-1", b"data", clock.now + 10)
     with pytest.raises(ChallengeLimitReached):
         store.put(CHALLENGE_NAMESPACE, "c-2", b"data", clock.now + 100)
@@ -195,9 +200,7 @@ def test_expired_challenges_free_their_room_in_redis(redis_prefix: tuple[str, st
 
 def test_replacing_a_held_challenge_in_redis_needs_no_room(redis_prefix: tuple[str, str]) -> None:
     """Putting again under a held challenge is allowed at the bound, and replaces its data."""
-    url, prefix = redis_prefix
-    clock = FakeClock()
-    store = RedisNonceStore(url, prefix=prefix, clock=clock, max_challenges=1)
+    store, clock = _one_challenge_store(redis_prefix)
     store.put(CHALLENGE_NAMESPACE, "c-1", b"first", clock.now + 100)
     store.put(CHALLENGE_NAMESPACE, "c-1", b"second", clock.now + 100)
     assert store.take(CHALLENGE_NAMESPACE, "c-1") == b"second"
@@ -205,9 +208,7 @@ def test_replacing_a_held_challenge_in_redis_needs_no_room(redis_prefix: tuple[s
 
 def test_other_namespaces_are_not_bounded_by_max_challenges(redis_prefix: tuple[str, str]) -> None:
     """Session notes and other issued records never wait on the challenges' bound."""
-    url, prefix = redis_prefix
-    clock = FakeClock()
-    store = RedisNonceStore(url, prefix=prefix, clock=clock, max_challenges=1)
+    store, clock = _one_challenge_store(redis_prefix)
     store.put(CHALLENGE_NAMESPACE, "c-1", b"data", clock.now + 100)
     for n in range(5):
         store.put("session", f"s-{n}", b"note", clock.now + 100)
